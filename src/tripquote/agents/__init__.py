@@ -1,0 +1,1 @@
+"""Agencies, agents and bearer-token authentication."""

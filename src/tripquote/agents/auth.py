@@ -1,0 +1,101 @@
+"""Bearer JWT authentication (RFC 6750, RFC 7519; HS256 key from configuration)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+from starlette.requests import Request
+
+from tripquote.agents.repository import Principal, load_principal
+from tripquote.config import Settings
+from tripquote.errors import AgentNotFound, AuthenticationFailed, AuthorizationFailed
+
+ISSUER = "tripquote"
+_LEEWAY_SECONDS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """What a verified token says: the agent it names."""
+
+    agent_id: str
+
+
+def mint_token(settings: Settings, *, agent_id: str, ttl_seconds: int) -> str:
+    """A signed HS256 JWT naming ``agent_id`` (claim ``sub``), valid for ``ttl_seconds``."""
+    now = int(time.time())
+    claims = {
+        "sub": agent_id,
+        "iss": ISSUER,
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(
+        claims, settings.jwt_secret.get_secret_value(), algorithm=settings.jwt_algorithm
+    )
+
+
+def verify_token(settings: Settings, token: str) -> TokenClaims:
+    """The claims of a valid token; AUTHENTICATION_FAILED if malformed, expired or forged."""
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret.get_secret_value(),
+            algorithms=[settings.jwt_algorithm],
+            issuer=ISSUER,
+            leeway=_LEEWAY_SECONDS,
+            options={"require": ["sub", "exp", "iat", "iss"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise AuthenticationFailed("The bearer token has expired.") from exc
+    except jwt.InvalidTokenError as exc:
+        raise AuthenticationFailed("The bearer token is invalid.") from exc
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise AuthenticationFailed("The bearer token names no agent.")
+    return TokenClaims(agent_id=subject)
+
+
+def bearer_token(request: Request) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; AUTHENTICATION_FAILED if none."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise AuthenticationFailed("A bearer token is required (Authorization: Bearer <token>).")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed("The Authorization header must be 'Bearer <token>'.")
+    return token.strip()
+
+
+def authenticate(request: Request) -> TokenClaims:
+    """Verify the request's bearer token (no database access; the agent is checked in the
+    use case's own transaction)."""
+    settings: Settings = request.app.state.settings
+    return verify_token(settings, bearer_token(request))
+
+
+async def authenticate_admin(request: Request) -> Principal:
+    """The calling agency admin; AUTHENTICATION_FAILED, AGENT_NOT_FOUND or AUTHORIZATION_FAILED."""
+    claims = authenticate(request)
+    runner = request.app.state.runner
+
+    async def load(conn: object) -> Principal | None:
+        return await load_principal(conn, claims.agent_id)  # type: ignore[arg-type]
+
+    principal = await runner.run(load, write=False)
+    if principal is None:
+        raise AgentNotFound()
+    if not principal.is_admin:
+        raise AuthorizationFailed("This endpoint needs an agency admin.")
+    return principal
+
+
+def require_principal(principal: Principal | None) -> Principal:
+    """``principal`` if the token's agent exists and is active, else AGENT_NOT_FOUND."""
+    if principal is None:
+        raise AgentNotFound()
+    return principal

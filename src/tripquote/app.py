@@ -1,0 +1,110 @@
+"""``create_app(settings)``: wiring only. The engine is built in the lifespan, never at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tripquote import __version__
+from tripquote.clients.routes import router as clients_router
+from tripquote.config import Settings
+from tripquote.db.engine import create_engine
+from tripquote.db.transaction import TransactionRunner
+from tripquote.errors import (
+    MethodNotAllowed,
+    NotFound,
+    QuoteValidationFailed,
+    TripquoteError,
+)
+from tripquote.health import router as health_router
+from tripquote.http import Services
+from tripquote.middleware import BodyLimitMiddleware, CatchAllMiddleware
+from tripquote.observability.context import get_correlation_id
+from tripquote.observability.correlation import CorrelationMiddleware
+from tripquote.observability.logging import configure_logging
+from tripquote.observability.operations import Observer
+from tripquote.observability.routes import router as observability_router
+from tripquote.quotes.routes import router as quotes_router
+from tripquote.rendering import error_response
+from tripquote.validation import json_path
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The ASGI app for ``settings`` (read from the environment when None)."""
+    settings = settings or Settings()
+    configure_logging(settings)
+    observer = Observer(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        runner = TransactionRunner(engine=engine, settings=settings, observer=observer)
+        app.state.engine = engine
+        app.state.runner = runner
+        app.state.services = Services(settings=settings, runner=runner, observer=observer)
+        await observer.start(engine)
+        try:
+            yield
+        finally:
+            await observer.stop()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="tripquote",
+        version=__version__,
+        description="Travel quotes saved completely and exactly once, or refused precisely.",
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.observer = observer
+
+    def render(request: Request, error: TripquoteError) -> Response:
+        observer.error_rendered(error)
+        return error_response(error, correlation_id=get_correlation_id())
+
+    async def on_tripquote_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, TripquoteError)
+        return render(request, exc)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 405:
+            error: TripquoteError = MethodNotAllowed(headers=dict(exc.headers or {}))
+        elif exc.status_code == 404:
+            error = NotFound()
+        else:
+            error = TripquoteError(str(exc.detail), http_status=exc.status_code)
+        return render(request, error)
+
+    async def on_request_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors: list[dict[str, Any]] = []
+        for err in exc.errors():
+            loc = [p for p in err.get("loc", ()) if p not in ("query", "path", "header", "body")]
+            errors.append(
+                {"path": json_path(loc), "code": err.get("type", "invalid"), "message": err["msg"]}
+            )
+        return render(request, QuoteValidationFailed(details={"errors": errors}))
+
+    app.add_exception_handler(TripquoteError, on_tripquote_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_request_validation)
+
+    app.include_router(health_router)
+    app.include_router(quotes_router)
+    app.include_router(clients_router)
+    app.include_router(observability_router)
+
+    # Outermost last: correlation ID first, then the catch-all, then the body limit.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(CatchAllMiddleware, on_error=observer.error_rendered)
+    app.add_middleware(CorrelationMiddleware)
+    return app

@@ -1,0 +1,262 @@
+"""The ``tripquote`` command: serve, migrate, manage agencies/agents/tokens, demo data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from zoneinfo import available_timezones
+
+import typer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tripquote.agents import repository as agents_repo
+from tripquote.agents.auth import mint_token
+from tripquote.config import Settings
+from tripquote.db import migrate
+from tripquote.db.engine import create_engine
+from tripquote.db.tables import agents, clients
+from tripquote.demo import DEMO_QUOTE, demo_curl
+
+T = TypeVar("T")
+
+app = typer.Typer(help="tripquote: travel quotes saved exactly once.", no_args_is_help=True)
+db_app = typer.Typer(help="Schema migrations (Alembic).", no_args_is_help=True)
+agencies_app = typer.Typer(help="Agencies.", no_args_is_help=True)
+agents_app = typer.Typer(help="Agents.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(agencies_app, name="agencies")
+app.add_typer(agents_app, name="agents")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _emit(payload: dict[str, Any], as_json: bool, text: str) -> None:
+    typer.echo(json.dumps(payload) if as_json else text)
+
+
+def _in_transaction(settings: Settings, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def run() -> T:
+        engine = create_engine(settings)
+        try:
+            async with engine.begin() as conn:
+                return await work(conn)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+) -> None:
+    """Run the HTTP API with uvicorn (JSON logs; metrics shared across workers)."""
+    import uvicorn
+
+    from tripquote.observability.logging import uvicorn_log_config
+
+    settings = _settings()
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tripquote-metrics-")
+    uvicorn.run(
+        "tripquote.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=uvicorn_log_config(settings),
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=15,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    migrate.upgrade(_settings(), revision)
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="Target, e.g. -1 or base.")]) -> None:
+    """Revert migrations down to REVISION."""
+    migrate.downgrade(_settings(), revision)
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's current revision."""
+    migrate.current(_settings())
+
+
+@agencies_app.command("create")
+def agencies_create(
+    name: str,
+    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/Paris.")] = "UTC",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an agency; prints its id."""
+    if timezone not in available_timezones():
+        typer.echo(f"unknown IANA time zone: {timezone}", err=True)
+        raise typer.Exit(2)
+
+    async def work(conn: AsyncConnection) -> str:
+        return await agents_repo.insert_agency(conn, name=name, timezone=timezone)
+
+    agency_id = _in_transaction(_settings(), work)
+    _emit({"id": agency_id, "name": name, "timezone": timezone}, as_json, agency_id)
+
+
+@agents_app.command("create")
+def agents_create(
+    agency: Annotated[str, typer.Option(help="Agency id.")],
+    email: Annotated[str, typer.Option(help="The agent's e-mail (unique).")],
+    role: Annotated[str, typer.Option(help="agent or admin.")] = "agent",
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an agent in an agency; prints its id."""
+    if role not in ("agent", "admin"):
+        typer.echo("role must be agent or admin", err=True)
+        raise typer.Exit(2)
+
+    async def work(conn: AsyncConnection) -> str | None:
+        if not await agents_repo.agency_exists(conn, agency):
+            return None
+        taken = (await conn.execute(select(agents.c.id).where(agents.c.email == email))).first()
+        if taken is not None:
+            return ""
+        return await agents_repo.insert_agent(
+            conn, agency_id=agency, email=email, name=name, role=role
+        )
+
+    agent_id = _in_transaction(_settings(), work)
+    if agent_id is None:
+        typer.echo(f"no agency {agency}", err=True)
+        raise typer.Exit(1)
+    if agent_id == "":
+        typer.echo(f"an agent with e-mail {email} exists already", err=True)
+        raise typer.Exit(1)
+    _emit({"id": agent_id, "agencyId": agency, "role": role}, as_json, agent_id)
+
+
+@agents_app.command("disable")
+def agents_disable(agent_id: str, as_json: JsonFlag = False) -> None:
+    """Disable an agent: its tokens then get AGENT_NOT_FOUND."""
+
+    async def work(conn: AsyncConnection) -> bool:
+        return await agents_repo.set_agent_active(conn, agent_id, active=False)
+
+    if not _in_transaction(_settings(), work):
+        typer.echo(f"no agent {agent_id}", err=True)
+        raise typer.Exit(1)
+    _emit({"id": agent_id, "active": False}, as_json, agent_id)
+
+
+@app.command()
+def token(
+    agent: Annotated[str, typer.Option(help="Agent id.")],
+    ttl: Annotated[int, typer.Option(min=1, help="Lifetime in seconds.")] = 3600,
+    as_json: JsonFlag = False,
+) -> None:
+    """Mint a bearer token (HS256 JWT) for an agent."""
+    minted = mint_token(_settings(), agent_id=agent, ttl_seconds=ttl)
+    _emit({"token": minted, "agentId": agent, "ttlSeconds": ttl}, as_json, minted)
+
+
+@app.command()
+def demo(
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Start the API afterwards.")
+    ] = True,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    as_json: JsonFlag = False,
+) -> None:
+    """Migrate, load a demo agency/agent/client, print a token and a curl, then serve."""
+    settings = _settings()
+    migrate.upgrade(settings)
+    email = "demo.agent@tripquote.example"
+
+    async def work(conn: AsyncConnection) -> tuple[str, str]:
+        row = (await conn.execute(select(agents.c.id).where(agents.c.email == email))).first()
+        if row is None:
+            agency_id = await agents_repo.insert_agency(
+                conn, name="Demo Travel", timezone="Europe/Paris"
+            )
+            agent_id = await agents_repo.insert_agent(
+                conn, agency_id=agency_id, email=email, name="Demo Agent", role="agent"
+            )
+        else:
+            agent_id = row.id
+        client = (
+            await conn.execute(select(clients.c.id).where(clients.c.agent_id == agent_id))
+        ).first()
+        if client is not None:
+            return agent_id, client.id
+        from tripquote.agents.repository import load_principal
+        from tripquote.clients.repository import insert_client
+
+        principal = await load_principal(conn, agent_id)
+        assert principal is not None
+        from datetime import UTC, datetime
+
+        created = await insert_client(
+            conn, principal=principal, name="Aiko Tanaka", email=None, phone=None,
+            now=datetime.now(UTC),
+        )
+        return agent_id, str(created["id"])
+
+    agent_id, client_id = _in_transaction(settings, work)
+    minted = mint_token(settings, agent_id=agent_id, ttl_seconds=7 * 24 * 3600)
+    body_path = Path("tripquote-demo-quote.json").resolve()
+    body_path.write_text(json.dumps({**DEMO_QUOTE, "clientId": client_id}, indent=1))
+    base_url = f"http://{host}:{port}"
+    payload = {
+        "agentId": agent_id,
+        "clientId": client_id,
+        "token": minted,
+        "baseUrl": base_url,
+        "quoteBody": str(body_path),
+        "curl": demo_curl(base_url, minted, body_path),
+    }
+    if as_json:
+        typer.echo(json.dumps(payload))
+    else:
+        typer.echo(
+            f"\nDemo data ready (database: {settings.database_url}).\n"
+            f"  agent  {agent_id}\n  client {client_id}\n\n"
+            f"Bearer token (valid 7 days):\n  {minted}\n\n"
+            f"Create the Kyoto quote (in another terminal, from this folder):\n"
+            f"  {payload['curl']}\n\n"
+            f"OpenAPI: {base_url}/docs   Health: {base_url}/health/ready\n"
+        )
+    if serve_after:
+        serve(host=host, port=port, workers=1)
+
+
+def _mount_optional() -> None:
+    try:
+        from tripquote.observability.cli import ops_app
+    except ImportError:  # pragma: no cover - observability CLI not built yet
+        return
+    app.add_typer(ops_app, name="ops")
+
+
+_mount_optional()

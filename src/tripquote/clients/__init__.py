@@ -1,0 +1,1 @@
+"""The agent's own clients (the travellers a quote is for)."""

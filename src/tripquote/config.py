@@ -1,0 +1,94 @@
+"""One Settings object, read from ``TRIPQUOTE_``-prefixed environment variables or ``.env``."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_JWT_SECRET = "tripquote-development-secret-change-me"
+DEFAULT_CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD", "CHF", "JPY")
+
+
+class Settings(BaseSettings):
+    """Service configuration; built once at start-up and passed down, never read at import."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRIPQUOTE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = "sqlite+aiosqlite:///./tripquote.db"
+    jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    jwt_algorithm: Literal["HS256"] = "HS256"
+    environment: Literal["development", "production"] = "development"
+
+    # Transactions: seconds for the whole unit of work; attempts for retryable SQLSTATEs.
+    tx_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    tx_max_attempts: int = Field(default=3, ge=1, le=10)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+
+    currencies: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CURRENCIES
+
+    # Protection.
+    rate_limit: str = "120/minute"
+    rate_limit_storage: str = "memory://"
+    rate_limit_fail_open: bool = True
+    max_open_quotes_per_agent: int = Field(default=1000, ge=1)
+    max_items_per_quote: int = Field(default=100, ge=1, le=10_000)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    # Alerts.
+    alert_webhook_url: str | None = None
+    alert_webhook_secret: SecretStr | None = None
+    telegram_bot_token: SecretStr | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+    alert_dedup_window_seconds: float = Field(default=300.0, ge=0)
+    alert_max_attempts: int = Field(default=5, ge=1, le=20)
+
+    # Observability.
+    log_level: str = "INFO"
+    metrics_token: SecretStr | None = None
+    oprecord_queue_size: int = Field(default=10_000, ge=1)
+    oprecord_batch_size: int = Field(default=200, ge=1)
+
+    # Idempotency keys are kept this long (hours).
+    idempotency_ttl_hours: float = Field(default=24.0, gt=0)
+
+    @field_validator("currencies", mode="before")
+    @classmethod
+    def _split_currencies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip().upper() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("currencies")
+    @classmethod
+    def _check_currencies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for code in value:
+            if len(code) != 3 or not code.isalpha() or not code.isupper():
+                raise ValueError(f"{code!r} is not an ISO 4217 alphabetic code")
+        if not value:
+            raise ValueError("at least one currency is required")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_default_secret_outside_development(self) -> Settings:
+        secret = self.jwt_secret.get_secret_value()
+        if self.environment != "development" and (
+            secret == DEFAULT_JWT_SECRET or len(secret) < 32
+        ):
+            raise ValueError(
+                "TRIPQUOTE_JWT_SECRET must be set to a random value of 32+ characters "
+                "outside development"
+            )
+        return self
+
+    @cached_property
+    def is_sqlite(self) -> bool:
+        """True when the database URL names SQLite (the embedded default)."""
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,1 @@
+"""Engine, tables, the SQLSTATE mapping and the transaction runner."""

@@ -1,0 +1,68 @@
+"""The async engine for PostgreSQL (asyncpg) or SQLite (aiosqlite), built from Settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tripquote.config import Settings
+
+WRITE_OPTION = "tripquote_write"
+"""Execution option: a write transaction (SQLite takes the write lock up front)."""
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An engine with the transaction timeouts applied: PostgreSQL ``statement_timeout`` and
+    ``lock_timeout``, SQLite busy timeout; the SQLite engine begins writes with
+    ``BEGIN IMMEDIATE`` so concurrent writers queue for the busy timeout instead of failing."""
+    timeout_ms = int(settings.tx_timeout_seconds * 1000)
+    if settings.is_sqlite:
+        engine = create_async_engine(
+            settings.database_url,
+            connect_args={"timeout": settings.tx_timeout_seconds},
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout_seconds,
+        )
+        _install_sqlite_hooks(engine, busy_timeout_ms=timeout_ms)
+        return engine
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        connect_args={
+            "timeout": min(settings.tx_timeout_seconds, 10.0),
+            "server_settings": {
+                "application_name": "tripquote",
+                # Per session, so no extra round trip per transaction.
+                "statement_timeout": str(timeout_ms),
+                "lock_timeout": str(timeout_ms),
+                "idle_in_transaction_session_timeout": str(timeout_ms * 3),
+            },
+        },
+    )
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let us emit BEGIN ourselves (pysqlite's implicit BEGIN is deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA foreign_keys = ON",
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA synchronous = NORMAL",
+            f"PRAGMA busy_timeout = {busy_timeout_ms}",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(WRITE_OPTION, True)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -1,0 +1,106 @@
+"""Every database failure mapped to the error taxonomy, by SQLSTATE or SQLite error name.
+
+Sources: PostgreSQL Appendix A "Error Codes"; SQLite "Result and Error Codes" (extended names
+as exposed by Python's ``sqlite3.Error.sqlite_errorname``). Never by message text.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import DBAPIError
+
+from tripquote.errors import (
+    DatabaseTimeout,
+    DatabaseTransactionAborted,
+    QuotePersistenceFailed,
+    QuoteValidationFailed,
+    TripquoteError,
+)
+
+# PostgreSQL SQLSTATEs whose whole transaction is retried (then DATABASE_TRANSACTION_ABORTED).
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+
+PG_SQLSTATE_ERRORS: dict[str, type[TripquoteError]] = {
+    "40001": DatabaseTransactionAborted,  # serialization_failure
+    "40P01": DatabaseTransactionAborted,  # deadlock_detected
+    "57014": DatabaseTimeout,  # query_canceled (statement_timeout)
+    "55P03": DatabaseTimeout,  # lock_not_available (lock_timeout)
+    "25P03": DatabaseTimeout,  # idle_in_transaction_session_timeout
+    "23505": QuotePersistenceFailed,  # unique_violation
+    "23503": QuotePersistenceFailed,  # foreign_key_violation
+    "23502": QuoteValidationFailed,  # not_null_violation
+    "23514": QuoteValidationFailed,  # check_violation
+    "22003": QuoteValidationFailed,  # numeric_value_out_of_range
+    "22001": QuoteValidationFailed,  # string_data_right_truncation
+    "57P01": QuotePersistenceFailed,  # admin_shutdown (pg_terminate_backend)
+    "57P02": QuotePersistenceFailed,  # crash_shutdown
+    "57P03": QuotePersistenceFailed,  # cannot_connect_now (starting up / shutting down)
+    "53300": QuotePersistenceFailed,  # too_many_connections
+}
+PG_SQLSTATE_CLASSES: dict[str, type[TripquoteError]] = {
+    "08": QuotePersistenceFailed,  # connection_exception
+    "40": DatabaseTransactionAborted,  # transaction_rollback
+    "53": QuotePersistenceFailed,  # insufficient_resources
+    "58": QuotePersistenceFailed,  # system_error
+}
+
+SQLITE_ERRORS: dict[str, type[TripquoteError]] = {
+    "SQLITE_BUSY": DatabaseTimeout,
+    "SQLITE_BUSY_SNAPSHOT": DatabaseTimeout,
+    "SQLITE_BUSY_RECOVERY": DatabaseTimeout,
+    "SQLITE_LOCKED": DatabaseTimeout,
+    "SQLITE_LOCKED_SHAREDCACHE": DatabaseTimeout,
+    "SQLITE_INTERRUPT": DatabaseTimeout,
+    "SQLITE_CONSTRAINT_UNIQUE": QuotePersistenceFailed,
+    "SQLITE_CONSTRAINT_PRIMARYKEY": QuotePersistenceFailed,
+    "SQLITE_CONSTRAINT_FOREIGNKEY": QuotePersistenceFailed,
+    "SQLITE_CONSTRAINT_NOTNULL": QuoteValidationFailed,
+    "SQLITE_CONSTRAINT_CHECK": QuoteValidationFailed,
+    "SQLITE_FULL": QuotePersistenceFailed,
+    "SQLITE_IOERR": QuotePersistenceFailed,
+    "SQLITE_READONLY": QuotePersistenceFailed,
+    "SQLITE_CANTOPEN": QuotePersistenceFailed,
+}
+
+
+def sqlstate_of(error: DBAPIError) -> str | None:
+    """The PostgreSQL SQLSTATE (5 chars) of a wrapped driver error, if it has one."""
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return code if isinstance(code, str) else None
+
+
+def sqlite_error_name(error: DBAPIError) -> str | None:
+    """The SQLite extended result name (e.g. ``SQLITE_CONSTRAINT_UNIQUE``), if it has one."""
+    name = getattr(error.orig, "sqlite_errorname", None)
+    return name if isinstance(name, str) else None
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True for failures whose whole transaction may be run again: serialization, deadlock."""
+    return isinstance(error, DBAPIError) and sqlstate_of(error) in RETRYABLE_SQLSTATES
+
+
+def map_db_error(error: DBAPIError) -> TripquoteError:
+    """The client-facing error for a driver error; never carries driver text."""
+    state = sqlstate_of(error)
+    if state is not None:
+        cls = PG_SQLSTATE_ERRORS.get(state) or PG_SQLSTATE_CLASSES.get(state[:2])
+        if cls is not None:
+            return _build(cls, state)
+    name = sqlite_error_name(error)
+    if name is not None:
+        primary = "_".join(name.split("_")[:2])  # SQLITE_IOERR_WRITE -> SQLITE_IOERR
+        cls = SQLITE_ERRORS.get(name) or SQLITE_ERRORS.get(primary)
+        if cls is not None:
+            return _build(cls, name)
+    if error.connection_invalidated:
+        return QuotePersistenceFailed(details={"cause": "connection_lost"})
+    return QuotePersistenceFailed(details={"cause": "database_error"})
+
+
+def _build(cls: type[TripquoteError], cause: str) -> TripquoteError:
+    if cls is QuoteValidationFailed:
+        return QuoteValidationFailed(
+            "The database refused a value the validation did not catch.",
+            details={"errors": [], "cause": cause},
+        )
+    return cls(details={"cause": cause})

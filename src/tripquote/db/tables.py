@@ -1,0 +1,159 @@
+"""The schema, as SQLAlchemy Core tables; Alembic migrations are what create it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    true,
+)
+from sqlalchemy import Column as C
+
+from tripquote.db.types import Money, Percent, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+ID = 36  # UUID text form
+
+agencies = Table(
+    "agencies",
+    metadata,
+    C("id", String(ID), primary_key=True),
+    C("name", String(200), nullable=False),
+    C("timezone", String(64), nullable=False, server_default="UTC"),
+    C("created_at", UTCDateTime(), nullable=False),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    C("id", String(ID), primary_key=True),
+    C("agency_id", String(ID), ForeignKey("agencies.id"), nullable=False, index=True),
+    C("email", String(320), nullable=False, unique=True),
+    C("name", String(200), nullable=False),
+    C("role", String(16), nullable=False, server_default="agent"),
+    C("active", Boolean(), nullable=False, server_default=true()),
+    C("created_at", UTCDateTime(), nullable=False),
+    CheckConstraint("role IN ('agent', 'admin')", name="role"),
+)
+
+clients = Table(
+    "clients",
+    metadata,
+    C("id", String(ID), primary_key=True),
+    C("agency_id", String(ID), ForeignKey("agencies.id"), nullable=False),
+    C("agent_id", String(ID), ForeignKey("agents.id"), nullable=False),
+    C("name", String(200), nullable=False),
+    C("email", String(320), nullable=True),
+    C("phone", String(64), nullable=True),
+    C("created_at", UTCDateTime(), nullable=False),
+    Index("ix_clients_agent_id_created_at", "agent_id", "created_at"),
+    Index("ix_clients_agency_id_created_at", "agency_id", "created_at"),
+)
+
+quotes = Table(
+    "quotes",
+    metadata,
+    C("id", String(ID), primary_key=True),
+    C("agency_id", String(ID), ForeignKey("agencies.id"), nullable=False),
+    C("agent_id", String(ID), ForeignKey("agents.id"), nullable=False),
+    C("client_id", String(ID), ForeignKey("clients.id"), nullable=False, index=True),
+    C("trip_name", String(200), nullable=False),
+    C("destination", String(200), nullable=False),
+    C("start_date", Date(), nullable=False),
+    C("end_date", Date(), nullable=False),
+    C("travelers", Integer(), nullable=False),
+    C("currency", String(3), nullable=False),
+    C("markup_percent", Percent(), nullable=False),
+    C("discount", Money(), nullable=False),
+    C("expires_in_days", Integer(), nullable=False),
+    C("notes", Text(), nullable=True),
+    C("subtotal", Money(), nullable=False),
+    C("markup_amount", Money(), nullable=False),
+    C("total", Money(), nullable=False),
+    C("status", String(16), nullable=False),
+    C("version", Integer(), nullable=False, server_default="1"),
+    C("created_at", UTCDateTime(), nullable=False),
+    C("last_modified_by", String(ID), nullable=False),
+    C("last_modified_at", UTCDateTime(), nullable=False),
+    C("sent_at", UTCDateTime(), nullable=True),
+    C("expires_at", UTCDateTime(), nullable=True),
+    CheckConstraint("version >= 1", name="version_positive"),
+    CheckConstraint("travelers BETWEEN 1 AND 50", name="travelers_range"),
+    CheckConstraint("start_date < end_date", name="date_order"),
+    CheckConstraint(
+        "status IN ('DRAFT', 'SENT', 'ACCEPTED', 'REJECTED', 'EXPIRED', 'CANCELLED')",
+        name="status",
+    ),
+    Index("ix_quotes_agent_id_last_modified_at_id", "agent_id", "last_modified_at", "id"),
+    Index("ix_quotes_agency_id_last_modified_at_id", "agency_id", "last_modified_at", "id"),
+    Index("ix_quotes_status_expires_at", "status", "expires_at"),
+)
+
+quote_items = Table(
+    "quote_items",
+    metadata,
+    C("id", String(ID), primary_key=True),
+    C("quote_id", String(ID), ForeignKey("quotes.id", ondelete="CASCADE"), nullable=False),
+    C("position", Integer(), nullable=False),
+    C("type", String(16), nullable=False),
+    C("description", String(500), nullable=False),
+    C("quantity", Integer(), nullable=False),
+    C("unit_price", Money(), nullable=False),
+    C("line_total", Money(), nullable=False),
+    C("details", JSON(), nullable=False),
+    UniqueConstraint("quote_id", "position"),
+    CheckConstraint("quantity >= 1", name="quantity_positive"),
+    CheckConstraint(
+        "type IN ('FLIGHT', 'HOTEL', 'ACTIVITY', 'TRANSFER', 'OTHER')", name="type"
+    ),
+)
+
+quote_revisions = Table(
+    "quote_revisions",
+    metadata,
+    C("id", String(ID), primary_key=True),
+    C("quote_id", String(ID), ForeignKey("quotes.id", ondelete="CASCADE"), nullable=False),
+    C("version", Integer(), nullable=False),
+    C("operation", String(16), nullable=False),
+    C("status", String(16), nullable=False),
+    C("actor_id", String(ID), nullable=False),
+    C("correlation_id", String(128), nullable=False),
+    C("created_at", UTCDateTime(), nullable=False),
+    C("snapshot", JSON(), nullable=False),
+    UniqueConstraint("quote_id", "version"),
+)
+
+operation_records = Table(
+    "operation_records",
+    metadata,
+    C("id", Integer(), primary_key=True, autoincrement=True),
+    C("recorded_at", UTCDateTime(), nullable=False, index=True),
+    C("correlation_id", String(128), nullable=False),
+    C("operation", String(64), nullable=False),
+    C("agent_id", String(ID), nullable=True),
+    C("quote_id", String(ID), nullable=True),
+    C("outcome", String(16), nullable=False),
+    C("error_code", String(64), nullable=True),
+    C("http_status", Integer(), nullable=True),
+    C("duration_ms", Float(), nullable=False),
+    C("pid", Integer(), nullable=False),
+)

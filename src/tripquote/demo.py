@@ -1,0 +1,86 @@
+"""The demo quote (the Kyoto trip of the shared fixtures) and the curl that creates it."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+DEMO_QUOTE: dict[str, Any] = {
+    "clientId": "$CLIENT_ID",
+    "tripName": "Kyoto in autumn colours",
+    "destination": "Kyoto, Japan",
+    "startDate": "2027-10-31",
+    "endDate": "2027-11-08",
+    "travelers": 2,
+    "currency": "JPY",
+    "markupPercent": "12.5",
+    "discount": "5000",
+    "expiresInDays": 14,
+    "notes": "Window seats requested; one vegetarian traveller.",
+    "items": [
+        {
+            "type": "FLIGHT",
+            "description": "JL 5 JFK-HND",
+            "quantity": 2,
+            "unitPrice": "184300",
+            "details": {
+                "carrier": "JL",
+                "flightNumber": "JL5",
+                "from": "JFK",
+                "to": "HND",
+                "departAt": "2027-10-31T13:25:00-04:00",
+                "arriveAt": "2027-11-01T16:55:00+09:00",
+            },
+        },
+        {
+            "type": "TRANSFER",
+            "description": "Haneda to Kyoto, Shinkansen Green Car",
+            "quantity": 2,
+            "unitPrice": "24350",
+            "details": {"date": "2027-11-01", "from": "HND", "to": "Kyoto Station"},
+        },
+        {
+            "type": "HOTEL",
+            "description": "Hotel Kanra Kyoto",
+            "quantity": 7,
+            "unitPrice": "58900",
+            "details": {
+                "name": "Hotel Kanra Kyoto",
+                "checkIn": "2027-11-01",
+                "checkOut": "2027-11-08",
+                "rooms": 1,
+            },
+        },
+        {
+            "type": "ACTIVITY",
+            "description": "Tea ceremony in Uji",
+            "quantity": 2,
+            "unitPrice": "8800",
+            "details": {"name": "Tea ceremony in Uji", "date": "2027-11-04"},
+        },
+        {
+            "type": "FLIGHT",
+            "description": "JL 6 HND-JFK",
+            "quantity": 2,
+            "unitPrice": "176900",
+            "details": {
+                "carrier": "JL",
+                "flightNumber": "JL6",
+                "from": "HND",
+                "to": "JFK",
+                "departAt": "2027-11-08T11:05:00+09:00",
+                "arriveAt": "2027-11-08T10:30:00-05:00",
+            },
+        },
+    ],
+}
+
+
+def demo_curl(base_url: str, token: str, body_path: Path) -> str:
+    """A ready-to-paste curl that creates the demo quote."""
+    return (
+        f"curl -sS -X POST {base_url}/api/agents/quotes "
+        f"-H {shlex.quote('Authorization: Bearer ' + token)} "
+        f"-H 'Content-Type: application/json' --data @{shlex.quote(str(body_path))}"
+    )

@@ -1,0 +1,43 @@
+"""Small helpers every route uses: reading JSON exactly, writing JSON fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tripquote.quotes.jsonbody import dumps, loads
+
+if TYPE_CHECKING:
+    from tripquote.config import Settings
+    from tripquote.db.transaction import TransactionRunner
+    from tripquote.observability.operations import Observer
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the app factory builds once and every request uses."""
+
+    settings: Settings
+    runner: TransactionRunner
+    observer: Observer
+
+
+def services(request: Request) -> Services:
+    """The app's shared services."""
+    svc: Services = request.app.state.services
+    return svc
+
+
+async def read_json(request: Request) -> Any:
+    """The request body parsed with numbers as Decimal; QUOTE_VALIDATION_FAILED if malformed."""
+    return loads(await request.body())
+
+
+def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response; Decimals as strings, datetimes as ISO 8601 UTC."""
+    return Response(
+        content=dumps(body), status_code=status, media_type="application/json", headers=headers
+    )

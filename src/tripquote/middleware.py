@@ -1,0 +1,89 @@
+"""Pure ASGI middleware: the request body size limit and the last-resort error envelope."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tripquote.errors import InternalError, PayloadTooLarge, TripquoteError
+from tripquote.observability.context import get_correlation_id
+from tripquote.rendering import error_response
+
+logger = logging.getLogger("tripquote.errors")
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes`` with 413 PAYLOAD_TOO_LARGE, by Content-Length at once
+    or while streaming (chunked bodies), before the route reads them whole."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.max_bytes:
+                    await self._refuse(scope, receive, send)
+                    return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise PayloadTooLarge(details={"maxBytes": self.max_bytes})
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = PayloadTooLarge(details={"maxBytes": self.max_bytes})
+        response = error_response(error, correlation_id=get_correlation_id())
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)
+
+
+class CatchAllMiddleware:
+    """Whatever escapes the app becomes the INTERNAL_ERROR envelope (logged with its traceback
+    server-side only), so no client ever sees a plain-text 500."""
+
+    def __init__(self, app: ASGIApp, *, on_error: Any = None) -> None:
+        self.app = app
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            error = exc if isinstance(exc, TripquoteError) else InternalError()
+            if not isinstance(exc, TripquoteError):
+                logger.exception("unhandled exception", exc_info=exc)
+            if self.on_error is not None:
+                self.on_error(error)
+            if started:
+                raise
+            response = error_response(error, correlation_id=get_correlation_id())
+            await response(scope, receive, send)

@@ -1,0 +1,1 @@
+"""Correlation IDs, JSON logs, metrics, operation records and alerts."""

@@ -1,0 +1,311 @@
+"""Alerts for CRITICAL errors: a generic JSON webhook and Telegram, sent off the request path.
+
+``submit`` (called from the request path) only de-duplicates and enqueues. A background task
+delivers each alert to every configured channel with retries (exponential backoff, full jitter,
+at most ``settings.alert_max_attempts`` attempts). Repeats of one error code within
+``settings.alert_dedup_window_seconds`` are suppressed and their count rides on the next alert.
+Alerts carry codes, ids and fixed messages only: no secrets, no client personal data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from tripquote.observability import metrics
+
+if TYPE_CHECKING:
+    from tripquote.config import Settings
+
+logger = structlog.get_logger("tripquote.alerts")
+
+SIGNATURE_HEADER = "X-Tripquote-Signature"
+TIMESTAMP_HEADER = "X-Tripquote-Timestamp"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One CRITICAL error, as captured on the request path (ids, never payloads)."""
+
+    error_code: str
+    severity: str
+    message: str
+    correlation_id: str
+    occurred_at: datetime
+    operation: str | None = None
+    agent_id: str | None = None
+    quote_id: str | None = None
+    suppressed_since_last: int = 0
+
+
+class DeliveryFailed(Exception):
+    """A channel refused an alert; ``retryable`` for 429/5xx, not for other statuses."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retryable = status == 429 or status >= 500
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, DeliveryFailed):
+        return exc.retryable
+    return isinstance(exc, httpx.TransportError)
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    # Not response.raise_for_status(): its message holds the URL (the Telegram one has the token).
+    if not response.is_success:
+        raise DeliveryFailed(response.status_code)
+
+
+class Channel(Protocol):
+    """Somewhere alerts go; ``deliver`` raises on failure."""
+
+    name: str
+
+    async def deliver(self, client: httpx.AsyncClient, alert: Alert) -> None: ...
+
+
+def sign(secret: str, body: bytes) -> str:
+    """``sha256=<hex HMAC-SHA256 of body>``: the ``X-Tripquote-Signature`` header value."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookChannel:
+    """POST a JSON body to a URL, HMAC-signed when a secret is configured."""
+
+    name = "webhook"
+
+    def __init__(self, url: str, *, secret: str | None, environment: str) -> None:
+        self.url = url
+        self._secret = secret
+        self._environment = environment
+
+    def body(self, alert: Alert) -> bytes:
+        """The exact JSON bytes sent (and signed)."""
+        payload: dict[str, Any] = {
+            "errorCode": alert.error_code,
+            "severity": alert.severity,
+            "message": alert.message,
+            "correlationId": alert.correlation_id,
+            "operation": alert.operation,
+            "agentId": alert.agent_id,
+            "quoteId": alert.quote_id,
+            "occurredAt": alert.occurred_at.isoformat(),
+            "suppressedSinceLast": alert.suppressed_since_last,
+            "service": "tripquote",
+            "environment": self._environment,
+        }
+        return json.dumps(payload, separators=(",", ":")).encode()
+
+    async def deliver(self, client: httpx.AsyncClient, alert: Alert) -> None:
+        """POST the alert; raises DeliveryFailed or httpx.TransportError."""
+        body = self.body(alert)
+        headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: str(int(time.time()))}
+        if self._secret:
+            headers[SIGNATURE_HEADER] = sign(self._secret, body)
+        _raise_for_status(await client.post(self.url, content=body, headers=headers))
+
+
+class TelegramChannel:
+    """Telegram Bot API ``sendMessage`` with a plain-text message."""
+
+    name = "telegram"
+
+    def __init__(self, api_base: str, *, token: str, chat_id: str, environment: str) -> None:
+        self._url = f"{api_base.rstrip('/')}/bot{token}/sendMessage"
+        self._chat_id = chat_id
+        self._environment = environment
+
+    def text(self, alert: Alert) -> str:
+        """The message: code, severity, operation, ids, time and suppressed repeats."""
+        lines = [
+            f"[tripquote {self._environment}] {alert.severity} {alert.error_code}",
+            alert.message,
+            f"correlation id: {alert.correlation_id}",
+            f"operation: {alert.operation or '-'}",
+        ]
+        if alert.quote_id or alert.agent_id:
+            lines.append(f"quote: {alert.quote_id or '-'}  agent: {alert.agent_id or '-'}")
+        lines.append(f"at: {alert.occurred_at.isoformat()}")
+        if alert.suppressed_since_last:
+            lines.append(f"repeats suppressed since last alert: {alert.suppressed_since_last}")
+        return "\n".join(lines)
+
+    async def deliver(self, client: httpx.AsyncClient, alert: Alert) -> None:
+        """POST sendMessage; raises DeliveryFailed or httpx.TransportError."""
+        body = {"chat_id": self._chat_id, "text": self.text(alert)}
+        _raise_for_status(await client.post(self._url, json=body))
+
+
+def channels_from_settings(settings: Settings) -> list[Channel]:
+    """The channels configured in ``settings`` (webhook, Telegram), possibly none."""
+    found: list[Channel] = []
+    if settings.alert_webhook_url:
+        secret = settings.alert_webhook_secret
+        found.append(
+            WebhookChannel(
+                settings.alert_webhook_url,
+                secret=secret.get_secret_value() if secret else None,
+                environment=settings.environment,
+            )
+        )
+    if settings.telegram_bot_token and settings.telegram_chat_id:
+        found.append(
+            TelegramChannel(
+                settings.telegram_api_base,
+                token=settings.telegram_bot_token.get_secret_value(),
+                chat_id=settings.telegram_chat_id,
+                environment=settings.environment,
+            )
+        )
+    return found
+
+
+@dataclass
+class _Dedup:
+    sent_at: float
+    suppressed: int = 0
+
+
+def _count(channel: str, result: str) -> None:
+    with contextlib.suppress(Exception):
+        metrics.ALERTS.labels(channel=channel, result=result).inc()
+
+
+class AlertDispatcher:
+    """De-duplicates CRITICAL errors per code and delivers them in the background."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        channels: Sequence[Channel] | None = None,
+        backoff_seconds: float = 0.5,
+        max_backoff_seconds: float = 30.0,
+        timeout_seconds: float = 5.0,
+        queue_size: int = 1000,
+        max_concurrency: int = 8,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.channels = list(channels) if channels is not None else channels_from_settings(settings)
+        self._max_attempts = settings.alert_max_attempts
+        self._dedup_window = settings.alert_dedup_window_seconds
+        self._backoff = backoff_seconds
+        self._max_backoff = max_backoff_seconds
+        self._timeout = timeout_seconds
+        self._clock = clock
+        self._queue: asyncio.Queue[Alert] = asyncio.Queue(queue_size)
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._dedup: dict[str, _Dedup] = {}
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+        self._worker: asyncio.Task[None] | None = None
+
+    def submit(self, alert: Alert) -> None:
+        """De-duplicate and enqueue ``alert`` without waiting (request path; never raises)."""
+        if not self.channels:
+            return
+        now = self._clock()
+        seen = self._dedup.get(alert.error_code)
+        if seen is not None and now - seen.sent_at < self._dedup_window:
+            seen.suppressed += 1
+            for channel in self.channels:
+                _count(channel.name, "suppressed")
+            return
+        suppressed = seen.suppressed if seen is not None else 0
+        self._dedup[alert.error_code] = _Dedup(sent_at=now)
+        try:
+            self._queue.put_nowait(replace(alert, suppressed_since_last=suppressed))
+        except asyncio.QueueFull:
+            for channel in self.channels:
+                _count(channel.name, "failed")
+            logger.warning("alert_queue_full", error_code=alert.error_code)
+
+    async def start(self) -> None:
+        """Open the HTTP client and start the delivery worker."""
+        if not self.channels:
+            return
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 3.0)),
+            follow_redirects=False,
+        )
+        self._worker = asyncio.create_task(self._run(self._client), name="tripquote-alerts")
+
+    async def stop(self, *, timeout_seconds: float = 5.0) -> None:
+        """Deliver pending alerts (at most ``timeout_seconds``), then close the client."""
+        if self._worker is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_seconds):
+                    await self._queue.join()
+                    while self._deliveries:
+                        await asyncio.wait(set(self._deliveries))
+            self._worker.cancel()
+            for task in list(self._deliveries):
+                task.cancel()
+            await asyncio.gather(self._worker, *self._deliveries, return_exceptions=True)
+            self._worker = None
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self._queue.task_done()
+            for channel in self.channels:
+                _count(channel.name, "failed")
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _run(self, client: httpx.AsyncClient) -> None:
+        while True:
+            alert = await self._queue.get()
+            try:
+                for channel in self.channels:
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._deliver(client, channel, alert))
+                    self._deliveries.add(task)
+                    task.add_done_callback(self._deliveries.discard)
+            finally:
+                self._queue.task_done()
+
+    async def _deliver(self, client: httpx.AsyncClient, channel: Channel, alert: Alert) -> None:
+        fields = asdict(alert) | {"channel": channel.name}
+        del fields["occurred_at"], fields["message"]
+        try:
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(self._max_attempts),
+                wait=wait_random_exponential(multiplier=self._backoff, max=self._max_backoff),
+                retry=retry_if_exception(_is_retryable),
+                reraise=True,
+            )
+            async for attempt in retrying:
+                with attempt:
+                    await channel.deliver(client, alert)
+        except asyncio.CancelledError:
+            _count(channel.name, "failed")
+            logger.warning("alert_abandoned", **fields)
+            raise
+        except Exception as exc:
+            _count(channel.name, "failed")
+            logger.warning(
+                "alert_failed",
+                error_type=type(exc).__name__,
+                status=getattr(exc, "status", None),
+                **fields,
+            )
+        else:
+            _count(channel.name, "sent")
+            logger.info("alert_sent", **fields)
+        finally:
+            self._slots.release()

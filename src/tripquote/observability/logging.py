@@ -1,0 +1,213 @@
+"""JSON logging for the app and the ASGI server: every line on stdout is one JSON object.
+
+structlog renders; stdlib records (uvicorn, SQLAlchemy, Alembic, warnings) go through
+structlog's ``ProcessorFormatter``, so both share one processor chain: context variables, the
+correlation ID, level, logger name, ISO UTC timestamp, tracebacks as a JSON field, redaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import threading
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from structlog.types import EventDict, Processor, WrappedLogger
+
+from tripquote.observability.context import correlation_id_var
+
+if TYPE_CHECKING:
+    from tripquote.config import Settings
+
+REDACTED = "[REDACTED]"
+
+SENSITIVE_KEY = re.compile(
+    r"authori[sz]ation|token|secret|passw(or)?d|passwd|pwd|e-?mail|phone|cookie|api[_-]?key"
+    r"|credential",
+    re.IGNORECASE,
+)
+"""Keys whose values never reach a log line (matched anywhere in the key, any case)."""
+
+_VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer " + REDACTED),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),  # JWT
+    (re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}"), REDACTED),  # Telegram bot token
+    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), REDACTED),
+    (re.compile(r"(://[^:/@\s]+):[^@/\s]+@"), r"\1:" + REDACTED + "@"),  # URL password
+    (
+        re.compile(
+            r"(?i)([?&][\w-]*(?:token|secret|password|api_key|email|phone)[\w-]*=)[^&\s\"']*"
+        ),
+        r"\1" + REDACTED,
+    ),
+)
+
+QUIET_LOGGERS = {"sqlalchemy.engine": "WARNING", "httpx": "WARNING", "httpcore": "WARNING"}
+"""httpx logs request URLs at INFO; a Telegram URL holds the bot token."""
+
+_HANDLER_NAME = "tripquote-json"
+
+
+def scrub(value: Any) -> Any:
+    """``value`` with sensitive keys masked and bearer/JWT/e-mail/credential text replaced."""
+    if isinstance(value, str):
+        for pattern, replacement in _VALUE_PATTERNS:
+            value = pattern.sub(replacement, value)
+        return value
+    if isinstance(value, dict):
+        return {
+            key: REDACTED if isinstance(key, str) and SENSITIVE_KEY.search(key) else scrub(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(scrub(item) for item in value)
+    return value
+
+
+def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Processor: mask sensitive keys and secret-looking text anywhere in the event."""
+    scrubbed: EventDict = scrub(event_dict)
+    return scrubbed
+
+
+def add_correlation_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Processor: ``correlation_id`` from the request context, unless the event sets its own."""
+    if "correlation_id" not in event_dict:
+        correlation_id = correlation_id_var.get()
+        if correlation_id is not None:
+            event_dict["correlation_id"] = correlation_id
+    return event_dict
+
+
+def add_pid(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Processor: the process id (several workers write to one stream)."""
+    event_dict.setdefault("pid", os.getpid())
+    return event_dict
+
+
+def _uvicorn_access_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    args = event_dict.pop("positional_args", None)
+    record = event_dict.get("_record")
+    if (
+        getattr(record, "name", "") == "uvicorn.access"
+        and isinstance(args, tuple)
+        and len(args) == 5
+    ):
+        client, method, path, http_version, status = args
+        event_dict.update(
+            event="http_request",
+            client_addr=client,
+            method=method,
+            path=path,
+            http_version=http_version,
+            status=status,
+        )
+    return event_dict
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        add_correlation_id,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        add_pid,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def json_formatter(**_ignored: Any) -> logging.Formatter:
+    """A stdlib formatter rendering any record as one redacted JSON line (dictConfig factory)."""
+    if not structlog.is_configured():
+        _configure_structlog()
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*_shared_processors(), _uvicorn_access_fields],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact,
+            structlog.processors.JSONRenderer(default=str),
+        ],
+        pass_foreign_args=True,
+    )
+
+
+def _configure_structlog() -> None:
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_shared_processors(),
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def _log_uncaught(
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+) -> None:
+    structlog.get_logger("tripquote").critical("uncaught_exception", exc_info=(exc_type, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is not None:
+        _log_uncaught(args.exc_type, args.exc_value, args.exc_traceback)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Route every log line (app, uvicorn, alembic) to stdout as one JSON object."""
+    _configure_structlog()
+    handler = logging.StreamHandler(sys.stdout)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(json_formatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
+    # Loggers that brought their own stream handlers (uvicorn's defaults) now defer to root.
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger):
+            for old in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+                logger.removeHandler(old)
+            logger.propagate = True
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def uvicorn_log_config(settings: Settings) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` for uvicorn whose access and error lines are JSON."""
+    level = settings.log_level.upper()
+    # Plain data and import strings only: with ``workers > 1`` uvicorn pickles this into each
+    # spawned worker, which builds the formatter itself. Formatter names are uvicorn's own so
+    # its ``use_colors`` handling finds them.
+    formatter = {"()": f"{__name__}.json_formatter"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": dict(formatter), "access": dict(formatter)},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stdout",
+            }
+        },
+        "loggers": {
+            "uvicorn": {"handlers": [], "level": level, "propagate": True},
+            "uvicorn.error": {"handlers": [], "level": level, "propagate": True},
+            "uvicorn.access": {"handlers": [], "level": "INFO", "propagate": True},
+            **{name: {"level": lvl} for name, lvl in QUIET_LOGGERS.items()},
+        },
+        "root": {"handlers": ["default"], "level": level},
+    }

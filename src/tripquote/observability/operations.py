@@ -1,0 +1,259 @@
+"""Operation tracking: one structured event, metrics, a record and alerts per operation.
+
+``Observer.track`` wraps one use case. Its side effects (log event, metrics, the rolling window,
+the operation-record queue, the alert queue) are synchronous, O(1) and individually guarded:
+a failure there is logged and swallowed, never slowing or failing the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from tripquote.errors import InternalError, Severity, TripquoteError
+from tripquote.observability import metrics
+from tripquote.observability.alerts import Alert, AlertDispatcher
+from tripquote.observability.context import (
+    correlation_id_var,
+    new_correlation_id,
+    request_started_var,
+)
+from tripquote.observability.oprecords import OpRecordWriter
+from tripquote.observability.summary import (
+    CONFLICT_CODE,
+    ROLLBACK_OPERATION,
+    OperationRecord,
+    RollingWindow,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from tripquote.config import Settings
+
+logger = structlog.get_logger("tripquote.operations")
+
+_OBSERVED = "_tripquote_observed"
+"""Attribute set on an exception once counted, so the error handler does not count it again."""
+
+UNTRACKED_OPERATION = "request"
+"""Operation name for error responses raised outside ``track`` (unknown routes, auth, parsing)."""
+
+
+@dataclass
+class OperationScope:
+    """What is known about one operation while it runs; the route fills in ids as it learns them."""
+
+    operation: str
+    agent_id: str | None = None
+    quote_id: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    extra: dict[str, Any] = field(default_factory=dict)
+    http_status: int | None = None
+    """Status of a successful response (default 200; set 201 on create)."""
+
+
+_current_scope: ContextVar[OperationScope | None] = ContextVar(
+    "tripquote_operation_scope", default=None
+)
+
+
+def _current_correlation_id() -> str:
+    # Read now, on the request path, so queued work carries the request's id.
+    return correlation_id_var.get() or new_correlation_id()
+
+
+class Observer:
+    """Per-process hub: tracks operations, feeds metrics, the op-record writer and alerts."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        records_table: Table | None = None,
+        alert_backoff_seconds: float = 0.5,
+        drain_timeout_seconds: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self.window = RollingWindow()
+        self.records = OpRecordWriter(
+            queue_size=settings.oprecord_queue_size,
+            batch_size=settings.oprecord_batch_size,
+            table=records_table,
+        )
+        self.alerts = AlertDispatcher(settings, backoff_seconds=alert_backoff_seconds)
+        self._drain_timeout = drain_timeout_seconds
+        self._pid = os.getpid()
+
+    async def start(self, engine: AsyncEngine) -> None:
+        """Start background workers (operation-record writer, alert sender)."""
+        self._pid = os.getpid()  # a worker may have been forked after __init__
+        await self.records.start(engine)
+        await self.alerts.start()
+
+    async def stop(self) -> None:
+        """Drain the operation-record queue and pending alerts, then stop the workers."""
+        await asyncio.gather(
+            self.records.stop(timeout_seconds=self._drain_timeout),
+            self.alerts.stop(timeout_seconds=self._drain_timeout),
+        )
+
+    @asynccontextmanager
+    async def track(
+        self, operation: str, *, agent_id: str | None = None, quote_id: str | None = None
+    ) -> AsyncIterator[OperationScope]:
+        """Track one operation: success if the block returns, its code if it raises."""
+        scope = OperationScope(operation=operation, agent_id=agent_id, quote_id=quote_id)
+        token = _current_scope.set(scope)
+        try:
+            yield scope
+        except TripquoteError as exc:
+            self._finish(scope, exc)
+            raise
+        except asyncio.CancelledError:
+            self._finish(scope, None, outcome="cancelled")
+            raise
+        except Exception as exc:
+            logger.error(
+                "unhandled_exception",
+                operation=operation,
+                agent_id=scope.agent_id,
+                quote_id=scope.quote_id,
+                exc_info=exc,
+            )
+            error = InternalError()
+            self._finish(scope, error)
+            raise error from exc
+        else:
+            self._finish(scope, None)
+        finally:
+            _current_scope.reset(token)
+
+    def error_rendered(self, error: TripquoteError, *, operation: str | None = None) -> None:
+        """Called by the error handler for every error response (alerts CRITICAL ones once)."""
+        if getattr(error, _OBSERVED, False):
+            return
+        started = request_started_var.get()
+        scope = OperationScope(
+            operation=operation or UNTRACKED_OPERATION,
+            started=started if started is not None else time.perf_counter(),
+        )
+        self._finish(scope, error)
+
+    def db_retry(self) -> None:
+        """Count one retried transaction attempt."""
+        _guarded("db_retry", metrics.DB_RETRIES.inc)
+
+    def db_rollback(self, reason: str) -> None:
+        """Count one rolled-back transaction; ``reason`` is the error code."""
+        scope = _current_scope.get()
+        record = OperationRecord(
+            recorded_at=datetime.now(UTC),
+            correlation_id=_current_correlation_id(),
+            operation=ROLLBACK_OPERATION,
+            outcome="rollback",
+            duration_ms=0.0,
+            pid=self._pid,
+            agent_id=scope.agent_id if scope else None,
+            quote_id=scope.quote_id if scope else None,
+            error_code=reason,
+        )
+        _guarded("db_rollback", metrics.DB_ROLLBACKS.labels(reason=reason).inc)
+        _guarded("window", self.window.add_rollback, record.recorded_at)
+        _guarded("oprecord", self.records.enqueue, record)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``/api/ops/summary`` body for this process's last 1,000 operations."""
+        return self.window.summary()
+
+    def _finish(
+        self, scope: OperationScope, error: TripquoteError | None, *, outcome: str | None = None
+    ) -> None:
+        try:
+            if error is not None:
+                setattr(error, _OBSERVED, True)
+            record = OperationRecord(
+                recorded_at=datetime.now(UTC),
+                correlation_id=_current_correlation_id(),
+                operation=scope.operation,
+                outcome=outcome or ("success" if error is None else "error"),
+                duration_ms=(time.perf_counter() - scope.started) * 1000,
+                pid=self._pid,
+                agent_id=scope.agent_id,
+                quote_id=scope.quote_id,
+                error_code=error.code if error else None,
+                http_status=error.status if error else (scope.http_status or 200),
+                severity=str(error.severity) if error else None,
+            )
+        except Exception:
+            logger.exception("operation_record_failed", operation=scope.operation)
+            return
+        _guarded("log", _log_operation, record, scope.extra)
+        _guarded("metrics", _observe_metrics, record)
+        _guarded("window", self.window.add, record)
+        _guarded("oprecord", self.records.enqueue, record)
+        if error is not None and error.severity == Severity.CRITICAL:
+            _guarded("alert", self.alerts.submit, _alert_for(record, error))
+
+
+def _guarded(step: str, fn: Callable[..., object], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        with contextlib.suppress(Exception):  # logging itself failed: nothing more to do
+            logger.exception("observability_step_failed", step=step)
+
+
+def _log_operation(record: OperationRecord, extra: dict[str, Any]) -> None:
+    if record.error_code is None:
+        log = logger.info
+    else:
+        log = logger.error if record.severity == Severity.CRITICAL else logger.warning
+    fields = {key: value for key, value in extra.items() if key != "event"} | {
+        "correlation_id": record.correlation_id,
+        "operation": record.operation,
+        "agent_id": record.agent_id,
+        "quote_id": record.quote_id,
+        "outcome": record.outcome,
+        "error_code": record.error_code,
+        "duration_ms": round(record.duration_ms, 3),
+        "http_status": record.http_status,
+        "severity": record.severity,
+    }
+    log("operation", **fields)
+
+
+def _observe_metrics(record: OperationRecord) -> None:
+    metrics.OPERATIONS.labels(
+        operation=record.operation, outcome=record.outcome, error_code=record.error_code or ""
+    ).inc()
+    metrics.OPERATION_DURATION.labels(operation=record.operation, outcome=record.outcome).observe(
+        record.duration_ms / 1000
+    )
+    if record.error_code == CONFLICT_CODE:
+        metrics.VERSION_CONFLICTS.inc()
+
+
+def _alert_for(record: OperationRecord, error: TripquoteError) -> Alert:
+    # The class's fixed message, never the instance's: instance messages may echo client input.
+    return Alert(
+        error_code=error.code,
+        severity=str(error.severity),
+        message=type(error).default_message,
+        correlation_id=record.correlation_id,
+        occurred_at=record.recorded_at,
+        operation=record.operation,
+        agent_id=record.agent_id,
+        quote_id=record.quote_id,
+    )

@@ -1,0 +1,52 @@
+"""``GET /metrics`` (Prometheus exposition) and ``GET /api/ops/summary`` (admin only)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from tripquote.errors import AuthenticationFailed
+from tripquote.observability.metrics import render_metrics
+
+if TYPE_CHECKING:
+    from tripquote.observability.operations import Observer
+
+router = APIRouter()
+
+
+def _observer(request: Request) -> Observer:
+    observer: Observer = request.app.state.observer
+    return observer
+
+
+def _check_metrics_token(request: Request) -> None:
+    token = _observer(request).settings.metrics_token
+    if token is None:
+        return
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
+        raise AuthenticationFailed("A valid metrics token is required.")
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics_endpoint(request: Request) -> Response:
+    """Prometheus text exposition of every worker; Bearer ``metrics_token`` when one is set."""
+    _check_metrics_token(request)
+    # Off the event loop: multi-process collection reads one file per worker.
+    body, content_type = await run_in_threadpool(render_metrics)
+    return Response(content=body, media_type=content_type)
+
+
+@router.get("/api/ops/summary", tags=["ops"])
+async def ops_summary(request: Request) -> dict[str, Any]:
+    """Save latency (avg/P95/P99 ms) and error, conflict and rollback rates of this process."""
+    from tripquote.agents.auth import (  # type: ignore[import-not-found,unused-ignore]
+        authenticate_admin,
+    )
+
+    await authenticate_admin(request)
+    return _observer(request).summary()

@@ -1,0 +1,160 @@
+"""Operation records and the figures behind ``/api/ops/summary`` (pure: no I/O).
+
+The same definitions serve the in-memory window of this process and the ``operation_records``
+table across processes: percentiles are nearest-rank, rates are fractions of saves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+SAVE_OPERATIONS: frozenset[str] = frozenset(
+    {"create", "update", "delete", "send", "accept", "reject"}
+)
+"""Operation names that write a quote; every rate in the summary is a fraction of these."""
+
+ROLLBACK_OPERATION = "db.rollback"
+"""Operation name of the record written for each rolled-back transaction (outcome ``rollback``)."""
+
+CONFLICT_CODE = "QUOTE_CONFLICT_VERSION"
+WINDOW_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRecord:
+    """One finished operation, as logged, counted, kept in the window and persisted."""
+
+    recorded_at: datetime
+    correlation_id: str
+    operation: str
+    outcome: str
+    duration_ms: float
+    pid: int
+    agent_id: str | None = None
+    quote_id: str | None = None
+    error_code: str | None = None
+    http_status: int | None = None
+    severity: str | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        """The ``operation_records`` row: every field but ``severity`` (not a column)."""
+        row = asdict(self)
+        del row["severity"]
+        return row
+
+
+def rank_index(count: int, percentile: float) -> int:
+    """0-based index of the nearest-rank ``percentile`` (0-100) in ``count`` sorted values."""
+    return max(0, math.ceil(percentile / 100 * count) - 1)
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 3)
+
+
+def duration_stats(
+    *, count: int, total_ms: float, max_ms: float | None, pick: Mapping[int, float | None]
+) -> dict[str, Any]:
+    """``{count, avgMs, p50Ms, p95Ms, p99Ms, maxMs}`` from a count, a sum and picked percentiles."""
+    return {
+        "count": count,
+        "avgMs": _ms(total_ms / count) if count else None,
+        "p50Ms": _ms(pick.get(50)),
+        "p95Ms": _ms(pick.get(95)),
+        "p99Ms": _ms(pick.get(99)),
+        "maxMs": _ms(max_ms),
+    }
+
+
+def stats_of(durations_ms: Sequence[float]) -> dict[str, Any]:
+    """Duration stats (ms) of a list of durations, in any order."""
+    ordered = sorted(durations_ms)
+    n = len(ordered)
+    pick = {p: ordered[rank_index(n, p)] for p in (50, 95, 99)} if n else {}
+    return duration_stats(
+        count=n, total_ms=math.fsum(ordered), max_ms=ordered[-1] if n else None, pick=pick
+    )
+
+
+def assemble_summary(
+    *,
+    size: int,
+    since: datetime | None,
+    until: datetime | None,
+    operations: Mapping[str, dict[str, Any]],
+    saves: dict[str, Any],
+    save_errors: Mapping[str, int],
+    rollbacks: int,
+) -> dict[str, Any]:
+    """The summary body: window, per-operation stats, save stats and rates (fractions of saves)."""
+    n = saves["count"]
+
+    def rate(k: int) -> float:
+        return round(k / n, 6) if n else 0.0
+
+    return {
+        "success": True,
+        "window": {
+            "size": size,
+            "since": since.isoformat() if since else None,
+            "until": until.isoformat() if until else None,
+        },
+        "operations": dict(sorted(operations.items())),
+        "saves": {key: saves[key] for key in ("count", "avgMs", "p95Ms", "p99Ms")},
+        "errorRateByCode": {code: rate(k) for code, k in sorted(save_errors.items())},
+        "errorRate": rate(sum(save_errors.values())),
+        "conflictRate": rate(save_errors.get(CONFLICT_CODE, 0)),
+        "rollbackRate": rate(rollbacks),
+    }
+
+
+def summarize(
+    records: Iterable[OperationRecord], rollback_times: Iterable[datetime]
+) -> dict[str, Any]:
+    """The summary of ``records``; rollbacks count when inside the operations' time span."""
+    ops = [r for r in records if r.operation != ROLLBACK_OPERATION]
+    by_operation: dict[str, list[float]] = {}
+    for r in ops:
+        by_operation.setdefault(r.operation, []).append(r.duration_ms)
+    saves = [r for r in ops if r.operation in SAVE_OPERATIONS]
+    # The window opens when its oldest operation started: a rollback happens before its save ends.
+    since = min((r.recorded_at - timedelta(milliseconds=r.duration_ms) for r in ops), default=None)
+    until = max((r.recorded_at for r in ops), default=None)
+    rollbacks = sum(1 for t in rollback_times if since <= t <= until) if since and until else 0
+    return assemble_summary(
+        size=len(ops),
+        since=since,
+        until=until,
+        operations={op: stats_of(d) for op, d in by_operation.items()},
+        saves=stats_of([r.duration_ms for r in saves]),
+        save_errors=Counter(r.error_code or "UNKNOWN" for r in saves if r.outcome == "error"),
+        rollbacks=rollbacks,
+    )
+
+
+class RollingWindow:
+    """The last ``size`` operations of this process, and the times of recent rollbacks."""
+
+    def __init__(self, size: int = WINDOW_SIZE) -> None:
+        self._records: deque[OperationRecord] = deque(maxlen=size)
+        self._rollbacks: deque[datetime] = deque(maxlen=size)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def add(self, record: OperationRecord) -> None:
+        """Append one finished operation (O(1); the oldest falls out when full)."""
+        self._records.append(record)
+
+    def add_rollback(self, at: datetime) -> None:
+        """Note one rolled-back transaction at ``at`` (UTC)."""
+        self._rollbacks.append(at)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``/api/ops/summary`` body for this window."""
+        return summarize(list(self._records), list(self._rollbacks))

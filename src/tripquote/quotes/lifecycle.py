@@ -1,0 +1,115 @@
+"""The quote lifecycle: statuses, operations, and the one table of allowed transitions.
+
+Pure functions on plain data. ``TRANSITIONS`` is the single place a reader finds what each
+status allows (BRIEF "Lifecycle"); expiry instants follow the agency's IANA time zone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, time, timedelta
+from enum import StrEnum
+from types import MappingProxyType
+from zoneinfo import ZoneInfo
+
+from tripquote.errors import QuoteAlreadySent, QuoteStateInvalid, QuoteValidationFailed, field_error
+
+
+class QuoteStatus(StrEnum):
+    """Where a quote is in its life (BRIEF "Lifecycle")."""
+
+    DRAFT = "DRAFT"
+    SENT = "SENT"
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+
+
+class Operation(StrEnum):
+    """What an agent (or the expiry sweep, EXPIRE) asks to do to a quote."""
+
+    UPDATE = "UPDATE"
+    DELETE = "DELETE"
+    SEND = "SEND"
+    ACCEPT = "ACCEPT"
+    REJECT = "REJECT"
+    EXPIRE = "EXPIRE"
+
+
+TRANSITIONS: Mapping[tuple[QuoteStatus, Operation], QuoteStatus] = MappingProxyType(
+    {
+        (QuoteStatus.DRAFT, Operation.UPDATE): QuoteStatus.DRAFT,
+        (QuoteStatus.DRAFT, Operation.DELETE): QuoteStatus.CANCELLED,
+        (QuoteStatus.DRAFT, Operation.SEND): QuoteStatus.SENT,
+        (QuoteStatus.SENT, Operation.ACCEPT): QuoteStatus.ACCEPTED,
+        (QuoteStatus.SENT, Operation.REJECT): QuoteStatus.REJECTED,
+        (QuoteStatus.SENT, Operation.EXPIRE): QuoteStatus.EXPIRED,
+        (QuoteStatus.REJECTED, Operation.UPDATE): QuoteStatus.DRAFT,
+        (QuoteStatus.REJECTED, Operation.DELETE): QuoteStatus.CANCELLED,
+    }
+)
+"""Every allowed (status, operation) → new status. Anything absent is forbidden."""
+
+_LOCKED_BY_SENDING = frozenset({Operation.UPDATE, Operation.DELETE, Operation.SEND})
+
+
+def allowed_operations(status: QuoteStatus) -> list[Operation]:
+    """Operations TRANSITIONS allows from ``status``, in Operation order."""
+    return [operation for operation in Operation if (status, operation) in TRANSITIONS]
+
+
+def check_transition(status: QuoteStatus, operation: Operation) -> QuoteStatus:
+    """The status after ``operation``; QuoteAlreadySent (edit a SENT quote), QuoteStateInvalid."""
+    target = TRANSITIONS.get((status, operation))
+    if target is not None:
+        return target
+    details = {
+        "currentStatus": status.value,
+        "operation": operation.value,
+        "allowedOperations": [op.value for op in allowed_operations(status)],
+    }
+    if status is QuoteStatus.SENT and operation in _LOCKED_BY_SENDING:
+        raise QuoteAlreadySent(
+            "The quote was sent to the client and is locked: it can only be accepted, "
+            "rejected, or expire.",
+            details=details,
+        )
+    allowed = ", ".join(details["allowedOperations"]) or "nothing"
+    raise QuoteStateInvalid(
+        f"{operation.value} is not allowed on a {status.value} quote (allowed: {allowed}).",
+        details=details,
+    )
+
+
+def check_sendable(item_count: int) -> None:
+    """A quote is sent only with at least one item; raises QuoteValidationFailed at ``items``."""
+    if item_count < 1:
+        raise QuoteValidationFailed(
+            "A quote needs at least one item to be sent.",
+            details={"errors": [field_error("items", "too_short", "Add an item, then send.")]},
+        )
+
+
+def effective_status(
+    status: QuoteStatus, expires_at: datetime | None, now: datetime
+) -> QuoteStatus:
+    """EXPIRED for a SENT quote once ``now`` ≥ ``expires_at`` (aware instants), else ``status``."""
+    if status is QuoteStatus.SENT and expires_at is not None:
+        if expires_at.utcoffset() is None or now.utcoffset() is None:
+            raise ValueError("effective_status needs timezone-aware datetimes")
+        if now >= expires_at:
+            return QuoteStatus.EXPIRED
+    return status
+
+
+def compute_expires_at(sent_at: datetime, expires_in_days: int, timezone: str) -> datetime:
+    """UTC instant ending the last valid day (sent date + N days) in the IANA ``timezone``."""
+    if sent_at.utcoffset() is None:
+        raise ValueError("compute_expires_at needs a timezone-aware sent_at")
+    zone = ZoneInfo(timezone)
+    last_valid_day = sent_at.astimezone(zone).date() + timedelta(days=expires_in_days)
+    # The midnight that starts the next local day. If a DST gap swallows that midnight,
+    # fold=0 maps it to the pre-transition offset, which is exactly the instant the day starts.
+    end = datetime.combine(last_valid_day + timedelta(days=1), time(0), tzinfo=zone)
+    return end.astimezone(UTC)

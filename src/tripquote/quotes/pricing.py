@@ -1,0 +1,233 @@
+"""Quote pricing: Decimal end to end, rounding in one place (``quantize``, ROUND_HALF_UP).
+
+lineTotal = quantity * unitPrice; subtotal = sum of lineTotal;
+markupAmount = round_half_up(subtotal * markupPercent / 100);
+total = subtotal + markupAmount - discount.
+Every amount carries exactly the currency's ISO 4217 minor units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from tripquote.errors import ItemsInconsistent, PricingValidationFailed, field_error
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from tripquote.quotes.rules import QuoteDraft
+
+__all__ = [
+    "AMOUNT_LIMIT",
+    "MINOR_UNITS",
+    "Pricing",
+    "check_client_pricing",
+    "decimal_places",
+    "format_amount",
+    "minor_units",
+    "plain_decimal",
+    "price_quote",
+    "quantize",
+]
+
+_ZERO_DECIMALS = (
+    *("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG"),
+    *("RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"),
+)
+# ISO 4217 (list one, SIX Financial Information) exponents that differ from the usual 2.
+MINOR_UNITS: Mapping[str, int] = MappingProxyType(
+    {
+        **dict.fromkeys(_ZERO_DECIMALS, 0),
+        **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+        **dict.fromkeys(("CLF", "UYW"), 4),
+    }
+)
+DEFAULT_MINOR_UNITS = 2
+
+AMOUNT_LIMIT = Decimal(10) ** 12
+"""Every amount must stay below 10^12 major units (fits Numeric(18, 4) with room to spare)."""
+
+# Inputs are < 10^12 with at most 4 decimals, quantities ≤ 10^4, items ≤ 10^4: every exact
+# intermediate has < 40 significant digits, so 60 digits keep all arithmetic exact.
+_EXACT = Context(prec=60, rounding=ROUND_HALF_UP)
+
+
+def minor_units(currency: str) -> int:
+    """Digits after the decimal point for an ISO 4217 code (JPY 0, BHD 3, default 2)."""
+    return MINOR_UNITS.get(currency, DEFAULT_MINOR_UNITS)
+
+
+def quantize(amount: Decimal, currency: str) -> Decimal:
+    """Round to the currency's ISO 4217 minor units, half-up; the only rounding in tripquote."""
+    with localcontext(_EXACT):
+        rounded = amount.quantize(Decimal(1).scaleb(-minor_units(currency)), ROUND_HALF_UP)
+    # Normalise negative zero so "-0.00" can never be rendered.
+    return rounded.copy_abs() if rounded.is_zero() else rounded
+
+
+def decimal_places(value: Decimal) -> int:
+    """Significant digits after the point, exactly (``289.900`` → 1); no context rounding."""
+    _sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or exponent >= 0 or value.is_zero():
+        return 0
+    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -exponent - trailing_zeros)
+
+
+def format_amount(amount: Decimal) -> str:
+    """A Decimal as a plain decimal string without exponent (``Decimal("1E+3")`` → ``"1000"``)."""
+    return format(amount, "f")
+
+
+def plain_decimal(value: Decimal) -> str:
+    """Canonical text of a value, trailing zeros dropped exactly (``15.00`` → ``"15"``)."""
+    sign, digits, exponent = value.as_tuple()
+    if isinstance(exponent, int) and exponent < 0:
+        significant = len(digits)
+        while significant > 1 and digits[significant - 1] == 0 and exponent < 0:
+            significant -= 1
+            exponent += 1
+        value = Decimal((sign, digits[:significant], exponent))
+    return "0" if value.is_zero() else format_amount(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    """Server-computed amounts of one quote, each quantized to the currency's minor units."""
+
+    line_totals: tuple[Decimal, ...]
+    subtotal: Decimal
+    markup_amount: Decimal
+    discount: Decimal
+    total: Decimal
+
+    def as_json(self) -> dict[str, str]:
+        """``{subtotal, markupAmount, discount, total}`` as decimal strings (line totals apart)."""
+        return {
+            "subtotal": format_amount(self.subtotal),
+            "markupAmount": format_amount(self.markup_amount),
+            "discount": format_amount(self.discount),
+            "total": format_amount(self.total),
+        }
+
+    def line_totals_json(self) -> list[str]:
+        """Line totals in item order as decimal strings."""
+        return [format_amount(amount) for amount in self.line_totals]
+
+
+def price_quote(draft: QuoteDraft) -> Pricing:
+    """Price a validated draft; raises PricingValidationFailed listing every pricing problem."""
+    currency = draft.currency
+    places = minor_units(currency)
+    errors: list[dict[str, str]] = []
+
+    inputs = [(f"items[{i}].unitPrice", item.unit_price) for i, item in enumerate(draft.items)]
+    inputs.append(("discount", draft.discount))
+    inputs_overflow = False
+    for path, amount in inputs:
+        if abs(amount) >= AMOUNT_LIMIT:
+            errors.append(_overflow(path))
+            inputs_overflow = True
+        elif decimal_places(amount) > places:
+            errors.append(
+                field_error(
+                    path,
+                    "too_precise",
+                    f"{_label(path)} has more decimal places than {currency} allows "
+                    f"(ISO 4217: {places}).",
+                )
+            )
+    if inputs_overflow:
+        # Sums of amounts that are out of range mean nothing; report the inputs only.
+        raise PricingValidationFailed(details={"errors": errors})
+
+    with localcontext(_EXACT):
+        lines = [item.unit_price * item.quantity for item in draft.items]
+        subtotal = sum(lines, Decimal(0))
+        markup = quantize(subtotal * draft.markup_percent / 100, currency)
+        total = subtotal + markup - draft.discount
+        computed = [(f"items[{i}].lineTotal", line) for i, line in enumerate(lines)]
+        computed += [("subtotal", subtotal), ("markupAmount", markup), ("total", total)]
+        errors.extend(_overflow(path) for path, amount in computed if abs(amount) >= AMOUNT_LIMIT)
+        if draft.discount > subtotal + markup:
+            errors.append(
+                field_error(
+                    "discount",
+                    "exceeds_total",
+                    "discount must not be more than subtotal + markupAmount "
+                    f"({format_amount(quantize(subtotal + markup, currency))} {currency}).",
+                )
+            )
+    if errors:
+        raise PricingValidationFailed(details={"errors": errors})
+    return Pricing(
+        line_totals=tuple(quantize(line, currency) for line in lines),
+        subtotal=quantize(subtotal, currency),
+        markup_amount=markup,
+        discount=quantize(draft.discount, currency),
+        total=quantize(total, currency),
+    )
+
+
+def check_client_pricing(draft: QuoteDraft, pricing: Pricing) -> None:
+    """Compare client-sent totals and item lineTotals with ``pricing``; raises ItemsInconsistent."""
+    sent: dict[str, Any] = {}
+    computed: dict[str, Any] = {}
+    errors: list[dict[str, str]] = []
+
+    def compare(path: str, client: Decimal, server: Decimal) -> None:
+        if client != server:  # by value: "7630.4" equals 7630.40
+            sent[path] = format_amount(client)
+            computed[path] = format_amount(server)
+            errors.append(
+                field_error(
+                    path,
+                    "mismatch",
+                    f"{_label(path)} is {format_amount(client)} but the items give "
+                    f"{format_amount(server)} {draft.currency}.",
+                )
+            )
+
+    for i, (item, line) in enumerate(zip(draft.items, pricing.line_totals, strict=True)):
+        if item.client_line_total is not None:
+            compare(f"items[{i}].lineTotal", item.client_line_total, line)
+    client = draft.client_pricing or {}
+    for name, server in (
+        ("subtotal", pricing.subtotal),
+        ("markupAmount", pricing.markup_amount),
+        ("discount", pricing.discount),
+        ("total", pricing.total),
+    ):
+        if client.get(name) is not None:
+            compare(f"pricing.{name}", client[name], server)
+    client_lines = client.get("lineTotals")
+    if client_lines is not None:
+        if len(client_lines) != len(pricing.line_totals):
+            sent["pricing.lineTotals"] = [format_amount(v) for v in client_lines]
+            computed["pricing.lineTotals"] = pricing.line_totals_json()
+            errors.append(
+                field_error(
+                    "pricing.lineTotals",
+                    "mismatch",
+                    f"lineTotals has {len(client_lines)} entries but the quote has "
+                    f"{len(pricing.line_totals)} items.",
+                )
+            )
+        else:
+            for i, (value, line) in enumerate(zip(client_lines, pricing.line_totals, strict=True)):
+                compare(f"pricing.lineTotals[{i}]", value, line)
+    if errors:
+        raise ItemsInconsistent(details={"errors": errors, "sent": sent, "computed": computed})
+
+
+def _overflow(path: str) -> dict[str, str]:
+    return field_error(
+        path, "overflow", f"{_label(path)} must be less than 10^12 in the currency's major units."
+    )
+
+
+def _label(path: str) -> str:
+    return path.rsplit(".", 1)[-1]

@@ -1,0 +1,390 @@
+"""The shape of a quote request: Pydantic v2 input models, camelCase on the wire.
+
+Shape only: types, lengths, ranges and formats. Rules that compare fields (dates in order,
+items inside the trip, currency whitelist) live in ``rules.py``; money rules in
+``pricing.py``. Bodies are parsed by ``jsonbody.loads`` and validated in Python mode, so
+numbers arrive as ``int`` or ``Decimal``, never ``float``. The models also document the API
+(OpenAPI), hence the descriptions and examples.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from tripquote.quotes.pricing import decimal_places
+
+
+class ItemType(StrEnum):
+    """The kinds of quote item; the ``type`` tag of each item."""
+
+    FLIGHT = "FLIGHT"
+    HOTEL = "HOTEL"
+    ACTIVITY = "ACTIVITY"
+    TRANSFER = "TRANSFER"
+    OTHER = "OTHER"
+
+
+# --- field parsers (also used by rules.py on raw input) -----------------------------------
+
+_DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_DATETIME_TEXT = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?P<offset>Z|[+-]\d{2}:\d{2})?",
+    re.ASCII,
+)
+_DECIMAL_TEXT = re.compile(r"-?\d{1,30}(?:\.\d{1,30})?", re.ASCII)
+
+
+def parse_iso_date(value: object) -> date:
+    """ISO 8601 calendar date ``YYYY-MM-DD`` → ``date``; raises PydanticCustomError."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("invalid_type", "must be an ISO 8601 date string (YYYY-MM-DD)")
+    if not _DATE_TEXT.fullmatch(value):
+        raise PydanticCustomError("invalid_date", "must be an ISO 8601 date (YYYY-MM-DD)")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError("invalid_date", "is not a real calendar date") from None
+
+
+def parse_aware_datetime(value: object) -> datetime:
+    """ISO 8601 date-time with a UTC offset (``Z`` or ``±HH:MM``) → aware ``datetime``."""
+    if isinstance(value, datetime) and value.utcoffset() is not None:
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "invalid_type", "must be an ISO 8601 date-time string with a UTC offset"
+        )
+    match = _DATETIME_TEXT.fullmatch(value)
+    if match is None:
+        raise PydanticCustomError(
+            "invalid_datetime", "must be an ISO 8601 date-time such as 2027-06-12T14:10:00+02:00"
+        )
+    if match["offset"] is None:
+        raise PydanticCustomError(
+            "missing_offset", "must include a UTC offset, e.g. 2027-06-12T14:10:00+02:00"
+        )
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError("invalid_datetime", "is not a real date and time") from None
+
+
+def _to_decimal(value: object) -> Decimal:
+    # Money never passes through float: accept int, Decimal (from jsonbody.loads) and text.
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
+        raise PydanticCustomError(
+            "invalid_type", 'must be a number or a decimal string such as "289.90"'
+        )
+    if isinstance(value, str):
+        if not _DECIMAL_TEXT.fullmatch(value):
+            raise PydanticCustomError(
+                "invalid_number", 'must be a decimal number written like "289.90"'
+            )
+        return Decimal(value)
+    if isinstance(value, int):
+        return Decimal(value)
+    if not value.is_finite():
+        raise PydanticCustomError("invalid_number", "must be a finite number")
+    return value
+
+
+def _at_most_two_places(value: Decimal) -> Decimal:
+    if decimal_places(value) > 2:
+        raise PydanticCustomError("too_many_decimals", "must have at most 2 decimal places")
+    return value
+
+
+def _single_line(value: str) -> str:
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise PydanticCustomError("invalid_character", "must not contain control characters")
+    return value
+
+
+def _multi_line(value: str) -> str | None:
+    if any(unicodedata.category(char) == "Cc" and char not in "\n\r\t" for char in value):
+        raise PydanticCustomError(
+            "invalid_character", "must not contain control characters other than line breaks"
+        )
+    return value or None
+
+
+_FREE_FORM_MAX_NODES = 100
+_FREE_FORM_MAX_DEPTH = 4
+_FREE_FORM_MAX_TEXT = 1000
+
+
+def _free_form(value: object) -> dict[str, Any]:
+    """OTHER details: any small JSON object; bounded so one item cannot carry a document."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise PydanticCustomError("invalid_type", "must be an object")
+    nodes = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if nodes > _FREE_FORM_MAX_NODES or depth > _FREE_FORM_MAX_DEPTH:
+            raise PydanticCustomError(
+                "too_large",
+                f"must hold at most {_FREE_FORM_MAX_NODES} values nested at most "
+                f"{_FREE_FORM_MAX_DEPTH} levels deep",
+            )
+        if isinstance(node, dict):
+            for key, child in node.items():
+                _free_text(key)
+                stack.append((child, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+        elif isinstance(node, str):
+            _free_text(node)
+        elif isinstance(node, float) or (isinstance(node, Decimal) and not node.is_finite()):
+            raise PydanticCustomError("invalid_type", "must contain only finite decimal numbers")
+        elif node is not None and not isinstance(node, bool | int | Decimal):
+            raise PydanticCustomError("invalid_type", "must contain only JSON values")
+    return value
+
+
+def _free_text(text: object) -> None:
+    if not isinstance(text, str) or len(text) > _FREE_FORM_MAX_TEXT or "\x00" in text:
+        raise PydanticCustomError(
+            "too_large",
+            f"must contain only strings of at most {_FREE_FORM_MAX_TEXT} characters without NUL",
+        )
+
+
+# --- reusable field types -----------------------------------------------------------------
+
+Text200 = Annotated[
+    str,
+    Strict(),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_single_line),
+]
+Text500 = Annotated[
+    str,
+    Strict(),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    AfterValidator(_single_line),
+]
+IsoDate = Annotated[date, BeforeValidator(parse_iso_date)]
+AwareDateTime = Annotated[datetime, BeforeValidator(parse_aware_datetime)]
+AnyAmount = Annotated[Decimal, BeforeValidator(_to_decimal)]
+Amount = Annotated[Decimal, Field(ge=0), BeforeValidator(_to_decimal)]
+AirportCode = Annotated[str, Strict(), StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+Rooms = Annotated[int, Strict(), Field(ge=1, le=100)]
+Quantity = Annotated[int, Strict(), Field(ge=1, le=10_000)]
+Travelers = Annotated[int, Strict(), Field(ge=1, le=50)]
+ExpiresInDays = Annotated[int, Strict(), Field(ge=1, le=90)]
+
+
+class _Shape(BaseModel):
+    """Common configuration: camelCase names on the wire, unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel)
+
+
+# --- item details -------------------------------------------------------------------------
+
+
+class FlightDetailsIn(_Shape):
+    """One flight segment; times are local with their UTC offset (ISO 8601)."""
+
+    carrier: Annotated[
+        str, Strict(), StringConstraints(pattern=r"^(?:[A-Z][A-Z0-9]|[0-9][A-Z]|[A-Z]{3})$")
+    ] = Field(description="IATA (2-character) or ICAO (3-letter) airline code.", examples=["FI"])
+    flight_number: Annotated[
+        str, Strict(), StringConstraints(pattern=r"^(?:[A-Z0-9]{2}[A-Z]?)?[0-9]{1,4}[A-Z]?$")
+    ] = Field(description="Flight number, airline prefix optional.", examples=["FI543"])
+    from_: AirportCode = Field(
+        alias="from", description="IATA departure airport.", examples=["CDG"]
+    )
+    to: AirportCode = Field(description="IATA arrival airport.", examples=["KEF"])
+    depart_at: AwareDateTime = Field(
+        description="Local departure with offset.", examples=["2027-06-12T14:10:00+02:00"]
+    )
+    arrive_at: AwareDateTime = Field(
+        description="Local arrival with offset.", examples=["2027-06-12T15:40:00+00:00"]
+    )
+
+
+class HotelDetailsIn(_Shape):
+    """One hotel stay; check-out is after check-in."""
+
+    name: Text200 = Field(examples=["Hotel Ranga"])
+    check_in: IsoDate = Field(examples=["2027-06-14"])
+    check_out: IsoDate = Field(examples=["2027-06-16"])
+    rooms: Rooms = Field(examples=[2])
+
+
+class ActivityDetailsIn(_Shape):
+    """One activity on one day of the trip."""
+
+    name: Text200 = Field(examples=["Glacier hike at Skaftafell"])
+    date: IsoDate = Field(examples=["2027-06-17"])
+
+
+class TransferDetailsIn(_Shape):
+    """One ground transfer; places are free text."""
+
+    date: IsoDate = Field(examples=["2027-06-12"])
+    from_: Text200 | None = Field(default=None, alias="from", examples=["KEF"])
+    to: Text200 | None = Field(default=None, examples=["Reykjavik hotel"])
+
+
+# --- items --------------------------------------------------------------------------------
+
+
+class _ItemIn(_Shape):
+    description: Text500 = Field(examples=["FI 543 CDG-KEF"])
+    quantity: Quantity = Field(description="Units priced at unitPrice.", examples=[4])
+    unit_price: Amount = Field(
+        description="Price of one unit in the quote's currency (ISO 4217 minor units at most).",
+        examples=["289.90"],
+    )
+    line_total: AnyAmount | None = Field(
+        default=None,
+        description="Optional client-computed quantity x unitPrice; must equal the server's.",
+        examples=["1159.60"],
+    )
+
+
+class FlightItemIn(_ItemIn):
+    type: Literal["FLIGHT"]
+    details: FlightDetailsIn
+
+
+class HotelItemIn(_ItemIn):
+    type: Literal["HOTEL"]
+    details: HotelDetailsIn
+
+
+class ActivityItemIn(_ItemIn):
+    type: Literal["ACTIVITY"]
+    details: ActivityDetailsIn
+
+
+class TransferItemIn(_ItemIn):
+    type: Literal["TRANSFER"]
+    details: TransferDetailsIn
+
+
+class OtherItemIn(_ItemIn):
+    type: Literal["OTHER"]
+    details: Annotated[dict[str, Any], BeforeValidator(_free_form)] = Field(
+        default_factory=dict, description="Free-form small JSON object.", examples=[{}]
+    )
+
+
+QuoteItemIn = Annotated[
+    FlightItemIn | HotelItemIn | ActivityItemIn | TransferItemIn | OtherItemIn,
+    Field(discriminator="type"),
+]
+
+
+class ClientPricingIn(_Shape):
+    """Totals the client computed; each one sent must equal the server's (ITEMS_INCONSISTENT)."""
+
+    subtotal: AnyAmount | None = Field(default=None, examples=["6739.50"])
+    markup_amount: AnyAmount | None = Field(default=None, examples=["1010.93"])
+    discount: AnyAmount | None = Field(default=None, examples=["120.00"])
+    total: AnyAmount | None = Field(default=None, examples=["7630.43"])
+    line_totals: list[AnyAmount] | None = Field(default=None, max_length=10_000)
+
+
+_EXAMPLE: dict[str, Any] = {
+    "clientId": "c_7Hq2",
+    "tripName": "Edinburgh weekend",
+    "destination": "Edinburgh, UK",
+    "startDate": "2027-03-19",
+    "endDate": "2027-03-20",
+    "travelers": 1,
+    "currency": "GBP",
+    "markupPercent": "10",
+    "discount": "0",
+    "expiresInDays": 3,
+    "items": [
+        {
+            "type": "HOTEL",
+            "description": "The Balmoral",
+            "quantity": 1,
+            "unitPrice": "495.00",
+            "details": {
+                "name": "The Balmoral",
+                "checkIn": "2027-03-19",
+                "checkOut": "2027-03-20",
+                "rooms": 1,
+            },
+        }
+    ],
+}
+
+
+class QuoteIn(_Shape):
+    """A quote as the agent sends it (create body; a PATCH is merged into this form first)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE]})
+
+    client_id: Annotated[
+        str, Strict(), StringConstraints(min_length=1, max_length=64), AfterValidator(_single_line)
+    ] = Field(description="One of the agent's clients.", examples=["c_7Hq2"])
+    trip_name: Text200 = Field(examples=["Iceland ring road"])
+    destination: Text200 = Field(examples=["Reykjavik, Iceland"])
+    start_date: IsoDate = Field(description="First day of the trip.", examples=["2027-06-12"])
+    end_date: IsoDate = Field(
+        description="Last day; after startDate, at most 365 days later.", examples=["2027-06-22"]
+    )
+    travelers: Travelers = Field(examples=[4])
+    currency: Annotated[str, Strict()] = Field(
+        description="ISO 4217 code from the configured whitelist.",
+        examples=["EUR"],
+        json_schema_extra={"pattern": "^[A-Z]{3}$"},
+    )
+    markup_percent: Annotated[
+        Decimal,
+        Field(ge=0, le=100),
+        BeforeValidator(_to_decimal),
+        AfterValidator(_at_most_two_places),
+    ] = Field(default=Decimal(0), description="0-100, at most 2 decimals.", examples=["15"])
+    discount: Amount = Field(
+        default=Decimal(0),
+        description="Amount off the total, in the currency.",
+        examples=["120.00"],
+    )
+    expires_in_days: ExpiresInDays = Field(
+        default=14, description="Days the sent quote stays valid.", examples=[30]
+    )
+    notes: (
+        Annotated[
+            str,
+            Strict(),
+            StringConstraints(strip_whitespace=True, max_length=2000),
+            AfterValidator(_multi_line),
+        ]
+        | None
+    ) = Field(default=None, description="Free text; blank or null clears it.")
+    items: list[QuoteItemIn] = Field(default_factory=list)
+    pricing: ClientPricingIn | None = Field(
+        default=None, description="Optional client-computed totals, checked against the server's."
+    )

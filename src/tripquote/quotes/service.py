@@ -1,0 +1,334 @@
+"""Quote use cases. Each runs in one transaction owned by the TransactionRunner; nothing here
+commits. Checks run in the note's order: validation (fields, items), client ownership,
+pricing, consistency; then the version-checked write."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tripquote.agents.access import check_access
+from tripquote.agents.auth import require_principal
+from tripquote.agents.repository import Principal, load_principal
+from tripquote.errors import (
+    ClientNotFound,
+    QuoteConflictVersion,
+    QuoteNotFound,
+    QuoteValidationFailed,
+    TripquoteError,
+    field_error,
+)
+from tripquote.http import Services
+from tripquote.quotes import repository as repo
+from tripquote.quotes.pricing import Pricing, check_client_pricing, price_quote
+from tripquote.quotes.repository import QuoteRecord, RevisionRecord
+from tripquote.quotes.lifecycle import Operation, QuoteStatus, check_transition, effective_status
+from tripquote.quotes.rules import (
+    Limits,
+    QuoteDraft,
+    changed_fields,
+    merge_patch,
+    patch_version,
+    validate_quote,
+)
+from tripquote.quotes.serialize import INPUT_FIELDS, api_to_input, quote_to_api
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """A committed save: the quote in API form and when it was committed."""
+
+    quote: dict[str, Any]
+    saved_at: datetime
+
+    @property
+    def version(self) -> int:
+        """The committed version."""
+        return int(self.quote["version"])
+
+
+def limits_of(svc: Services) -> Limits:
+    """The validation limits configured for this service."""
+    return Limits(
+        currencies=frozenset(svc.settings.currencies), max_items=svc.settings.max_items_per_quote
+    )
+
+
+async def create_quote(svc: Services, *, agent_id: str, body: Any, correlation_id: str) -> Saved:
+    """Create a DRAFT quote at version 1 with its items and first revision, atomically.
+
+    Raises QUOTE_VALIDATION_FAILED, CURRENCY_INVALID, QUOTA_EXCEEDED, AGENT_NOT_FOUND,
+    CLIENT_NOT_FOUND, AUTHORIZATION_FAILED, PRICING_VALIDATION_FAILED, ITEMS_INCONSISTENT,
+    or a database error (see ``TransactionRunner.run``).
+    """
+    draft = await _validate_or_explain(svc, agent_id=agent_id, data=body)
+    pricing = _price(draft)
+    now = datetime.now(UTC)
+    quote_id = str(uuid.uuid4())
+
+    async def work(conn: AsyncConnection) -> dict[str, Any]:
+        principal = require_principal(await load_principal(conn, agent_id))
+        await _check_client(conn, principal, draft.client_id)
+        priced = _checked_pricing(draft, pricing)
+        values = {
+            "id": quote_id,
+            "agency_id": principal.agency_id,
+            "agent_id": principal.agent_id,
+            **_draft_values(draft, priced),
+            "status": QuoteStatus.DRAFT.value,
+            "version": 1,
+            "created_at": now,
+            "last_modified_by": principal.agent_id,
+            "last_modified_at": now,
+            "sent_at": None,
+            "expires_at": None,
+        }
+        items = _item_values(draft, priced)
+        await repo.insert_quote(conn, values=values, items=items)
+        quote = quote_to_api(values, items)
+        await repo.insert_revision(
+            conn, _revision(quote, "CREATE", principal.agent_id, correlation_id, now)
+        )
+        return quote
+
+    quote = await svc.runner.run(work)
+    return Saved(quote=quote, saved_at=now)
+
+
+async def read_quote(svc: Services, *, agent_id: str, quote_id: str) -> dict[str, Any]:
+    """The quote in API form, with a SENT quote past ``expiresAt`` shown as EXPIRED."""
+    now = datetime.now(UTC)
+
+    async def work(conn: AsyncConnection) -> dict[str, Any]:
+        principal = require_principal(await load_principal(conn, agent_id))
+        record = await _visible_quote(conn, principal, quote_id)
+        return quote_to_api(record.row, record.items, status=_status_now(record.row, now))
+
+    return await svc.runner.run(work, write=False)
+
+
+async def update_quote(
+    svc: Services,
+    *,
+    agent_id: str,
+    quote_id: str,
+    body: Any,
+    if_match: int | None,
+    correlation_id: str,
+) -> Saved:
+    """Apply a partial update checked against the client's version, atomically.
+
+    ``body`` is the PATCH object (``version`` optional when ``if_match`` is given). Raises, in
+    order: QUOTE_VALIDATION_FAILED (no version, or body and If-Match differ), AGENT_NOT_FOUND,
+    QUOTE_NOT_FOUND, AUTHORIZATION_FAILED, QUOTE_ALREADY_SENT / QUOTE_STATE_INVALID,
+    QUOTE_CONFLICT_VERSION (409; 412 when the version came from If-Match), then the create
+    checks on the merged quote.
+    """
+    if not isinstance(body, dict):
+        raise QuoteValidationFailed(
+            details={"errors": [field_error("", "type", "The body must be a JSON object.")]}
+        )
+    expected = expected_version(patch_version(body), if_match)
+    conflict_status = 412 if if_match is not None else None
+    limits = limits_of(svc)
+    now = datetime.now(UTC)
+
+    async def work(conn: AsyncConnection) -> dict[str, Any]:
+        principal = require_principal(await load_principal(conn, agent_id))
+        record = await _visible_quote(conn, principal, quote_id)
+        new_status = check_transition(_status_now(record.row, now), Operation.UPDATE)
+        if record.row["version"] != expected:
+            raise await _conflict(conn, quote_id, expected, conflict_status)
+        current = quote_to_api(record.row, record.items)
+        draft = validate_quote(merge_patch(api_to_input(current), body), limits=limits)
+        if draft.client_id != record.row["client_id"]:
+            await _check_client(conn, principal, draft.client_id)
+        priced = _checked_pricing(draft, _price(draft))
+        values = {
+            **_draft_values(draft, priced),
+            "status": new_status.value,
+            "last_modified_by": principal.agent_id,
+            "last_modified_at": now,
+        }
+        new_version = await repo.update_quote_if_version(
+            conn, quote_id=quote_id, expected_version=expected, values=values
+        )
+        if new_version is None:
+            raise await _conflict(conn, quote_id, expected, conflict_status)
+        items = _item_values(draft, priced)
+        await repo.replace_items(conn, quote_id, items)
+        quote = quote_to_api({**record.row, **values, "version": new_version}, items)
+        await repo.insert_revision(
+            conn, _revision(quote, "UPDATE", principal.agent_id, correlation_id, now)
+        )
+        return quote
+
+    quote = await svc.runner.run(work)
+    return Saved(quote=quote, saved_at=now)
+
+
+def expected_version(body_version: int | None, if_match: int | None) -> int:
+    """The version the client edits: from the body or If-Match (RFC 9110 §13.1.1), which must
+    agree; QUOTE_VALIDATION_FAILED at ``version`` when neither is given or they differ."""
+    if body_version is None and if_match is None:
+        raise QuoteValidationFailed(
+            "A version is required: send the quote's version in the body or If-Match.",
+            details={"errors": [field_error("version", "required", "version is required.")]},
+        )
+    if body_version is not None and if_match is not None and body_version != if_match:
+        raise QuoteValidationFailed(
+            "The body version and If-Match disagree.",
+            details={
+                "errors": [
+                    field_error(
+                        "version",
+                        "mismatch",
+                        f"body version {body_version} differs from If-Match {if_match}.",
+                    )
+                ]
+            },
+        )
+    version = body_version if body_version is not None else if_match
+    assert version is not None
+    return version
+
+
+# --- steps shared by the use cases -------------------------------------------------------
+
+
+async def _validate_or_explain(svc: Services, *, agent_id: str, data: Any) -> QuoteDraft:
+    """Validate before any I/O; on failure, report a missing agent before the body's faults."""
+    try:
+        return validate_quote(data, limits=limits_of(svc))
+    except TripquoteError:
+
+        async def check_agent(conn: AsyncConnection) -> None:
+            require_principal(await load_principal(conn, agent_id))
+
+        await svc.runner.run(check_agent, write=False)
+        raise
+
+
+def _price(draft: QuoteDraft) -> Pricing | TripquoteError:
+    """Pricing computed outside the transaction; its error is raised after the client check."""
+    try:
+        return price_quote(draft)
+    except TripquoteError as error:
+        return error
+
+
+def _checked_pricing(draft: QuoteDraft, pricing: Pricing | TripquoteError) -> Pricing:
+    if isinstance(pricing, TripquoteError):
+        raise pricing
+    check_client_pricing(draft, pricing)
+    return pricing
+
+
+async def _check_client(conn: AsyncConnection, principal: Principal, client_id: str) -> None:
+    owner = await repo.client_owner(conn, client_id)
+    if owner is None:
+        raise ClientNotFound(details={"clientId": client_id})
+    check_access(
+        principal,
+        owner_agent_id=owner["agent_id"],
+        owner_agency_id=owner["agency_id"],
+        not_found=ClientNotFound,
+    )
+
+
+async def _visible_quote(conn: AsyncConnection, principal: Principal, quote_id: str) -> QuoteRecord:
+    record = await repo.get_quote(conn, quote_id)
+    if record is None:
+        raise QuoteNotFound(details={"quoteId": quote_id})
+    check_access(
+        principal,
+        owner_agent_id=record.row["agent_id"],
+        owner_agency_id=record.row["agency_id"],
+        not_found=QuoteNotFound,
+    )
+    return record
+
+
+def _status_now(row: Mapping[str, Any], now: datetime) -> QuoteStatus:
+    return effective_status(QuoteStatus(row["status"]), row["expires_at"], now)
+
+
+async def _conflict(
+    conn: AsyncConnection, quote_id: str, expected: int, http_status: int | None
+) -> QuoteConflictVersion:
+    """QUOTE_CONFLICT_VERSION with the committed state and the fields changed since ``expected``."""
+    record = await repo.get_quote(conn, quote_id)
+    if record is None:  # deleted meanwhile (not possible today: deletes are soft)
+        raise QuoteNotFound(details={"quoteId": quote_id})
+    current = quote_to_api(record.row, record.items)
+    seen = await repo.get_revision_snapshot(conn, quote_id, expected)
+    fields = (*INPUT_FIELDS, "status")
+    changed = (
+        changed_fields({k: seen.get(k) for k in fields}, {k: current[k] for k in fields})
+        if seen is not None
+        else []
+    )
+    return QuoteConflictVersion(
+        details={
+            "quoteId": quote_id,
+            "expectedVersion": expected,
+            "actualVersion": current["version"],
+            "lastModifiedBy": current["lastModifiedBy"],
+            "lastModifiedAt": current["lastModifiedAt"],
+            "changedFields": changed,
+        },
+        http_status=http_status,
+    )
+
+
+def _draft_values(draft: QuoteDraft, pricing: Pricing) -> dict[str, Any]:
+    return {
+        "client_id": draft.client_id,
+        "trip_name": draft.trip_name,
+        "destination": draft.destination,
+        "start_date": draft.start_date,
+        "end_date": draft.end_date,
+        "travelers": draft.travelers,
+        "currency": draft.currency,
+        "markup_percent": draft.markup_percent,
+        "discount": pricing.discount,
+        "expires_in_days": draft.expires_in_days,
+        "notes": draft.notes,
+        "subtotal": pricing.subtotal,
+        "markup_amount": pricing.markup_amount,
+        "total": pricing.total,
+    }
+
+
+def _item_values(draft: QuoteDraft, pricing: Pricing) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": item.type,
+            "description": item.description,
+            "quantity": item.quantity,
+            "unit_price": item.unit_price,
+            "line_total": line_total,
+            "details": item.details,
+        }
+        for item, line_total in zip(draft.items, pricing.line_totals, strict=True)
+    ]
+
+
+def _revision(
+    quote: dict[str, Any], operation: str, actor_id: str, correlation_id: str, at: datetime
+) -> RevisionRecord:
+    return RevisionRecord(
+        quote_id=quote["id"],
+        version=quote["version"],
+        operation=operation,
+        status=quote["status"],
+        actor_id=actor_id,
+        correlation_id=correlation_id,
+        created_at=at,
+        snapshot=quote,
+    )

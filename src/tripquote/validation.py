@@ -1,0 +1,50 @@
+"""Pydantic validation errors turned into ``details.errors`` entries with JSON paths."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from tripquote.errors import field_error
+
+# Pydantic error types, renamed to the short codes clients see.
+_CODES = {
+    "missing": "required",
+    "extra_forbidden": "unknown_field",
+    "string_too_short": "too_short",
+    "string_too_long": "too_long",
+    "greater_than": "out_of_range",
+    "greater_than_equal": "out_of_range",
+    "less_than": "out_of_range",
+    "less_than_equal": "out_of_range",
+    "union_tag_invalid": "not_allowed",
+    "literal_error": "not_allowed",
+    "enum": "not_allowed",
+}
+
+
+def json_path(loc: Sequence[int | str], *, skip: Iterable[str] = ()) -> str:
+    """A pydantic ``loc`` as a JSON path: ``("items", 0, "details", "to")`` -> ``items[0].details.to``;
+    loc parts in ``skip`` (discriminator tags) are left out."""
+    skipped = set(skip)
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in skipped:
+            continue
+        else:
+            path += f".{part}" if path else part
+    return path
+
+
+def field_errors(exc: ValidationError, *, skip: Iterable[str] = ()) -> list[dict[str, str]]:
+    """Every error of ``exc`` as ``{path, code, message}``, in pydantic's order."""
+    out: list[dict[str, str]] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        code = _CODES.get(err["type"], err["type"])
+        message: Any = err.get("msg", "invalid value")
+        out.append(field_error(json_path(err["loc"], skip=skip), code, str(message)))
+    return out

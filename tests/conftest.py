@@ -1,0 +1,235 @@
+"""Shared fixtures: the same suite runs on real SQLite and real PostgreSQL.
+
+Each session creates its own PostgreSQL database (``tripquote_test_<pid>``) and SQLite file,
+migrates them with Alembic and drops them at the end. Tests isolate themselves by creating their
+own agency, agents and clients (see ``World``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from asgi_lifespan import LifespanManager
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tripquote.agents import repository as agents_repo
+from tripquote.agents.auth import mint_token
+from tripquote.app import create_app
+from tripquote.clients.repository import insert_client
+from tripquote.config import Settings
+from tripquote.db import migrate
+
+PG_ADMIN_URL = os.environ.get(
+    "TRIPQUOTE_TEST_PG_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+
+
+def find_fixtures_dir() -> Path:
+    """``shared/fixtures`` beside the repository (or TRIPQUOTE_FIXTURES_DIR)."""
+    if env := os.environ.get("TRIPQUOTE_FIXTURES_DIR"):
+        return Path(env)
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "fixtures"
+        if candidate.is_dir():
+            return candidate
+    raise RuntimeError("shared/fixtures not found; set TRIPQUOTE_FIXTURES_DIR")
+
+
+def load_fixture(name: str) -> list[dict[str, Any]]:
+    data: list[dict[str, Any]] = json.loads((find_fixtures_dir() / name).read_text())
+    return data
+
+
+async def _run_admin(sql: str) -> None:
+    engine = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this session, dropped afterwards."""
+    name = f"tripquote_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    asyncio.run(_run_admin(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    migrate.upgrade(make_settings(url))
+    yield url
+    asyncio.run(_run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A fresh, migrated SQLite file for this session."""
+    path = tmp_path_factory.mktemp("sqlite") / "tripquote.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrate.upgrade(make_settings(url))
+    return url
+
+
+def make_settings(url: str, **overrides: Any) -> Settings:
+    """Test settings: the given database, a fixed secret, generous limits unless overridden."""
+    values: dict[str, Any] = {
+        "database_url": url,
+        "jwt_secret": JWT_SECRET,
+        "rate_limit": "100000/minute",
+        "tx_timeout_seconds": 10,
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Each test using it runs once on SQLite and once on PostgreSQL."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    return str(request.getfixturevalue(fixture))
+
+
+@dataclass
+class Actor:
+    """An agent with a token and one client of its own."""
+
+    agent_id: str
+    agency_id: str
+    client_id: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class World:
+    """A running app, its engine and helpers to make agencies, agents and clients."""
+
+    client: httpx.AsyncClient
+    engine: AsyncEngine
+    settings: Settings
+    app: Any
+    actors: list[Actor] = field(default_factory=list)
+
+    async def agency(self, timezone: str = "UTC") -> str:
+        async with self.engine.begin() as conn:
+            return await agents_repo.insert_agency(
+                conn, name=f"Agency {uuid.uuid4().hex[:6]}", timezone=timezone
+            )
+
+    async def actor(self, *, agency_id: str | None = None, role: str = "agent") -> Actor:
+        agency_id = agency_id or await self.agency()
+        async with self.engine.begin() as conn:
+            agent_id = await agents_repo.insert_agent(
+                conn,
+                agency_id=agency_id,
+                email=f"{uuid.uuid4().hex}@agents.example",
+                name="Test Agent",
+                role=role,
+            )
+            principal = await agents_repo.load_principal(conn, agent_id)
+            assert principal is not None
+            client = await insert_client(
+                conn,
+                principal=principal,
+                name="Client Person",
+                email="client.person@example.com",
+                phone=None,
+                now=datetime.now(UTC),
+            )
+        token = mint_token(self.settings, agent_id=agent_id, ttl_seconds=3600)
+        actor = Actor(agent_id, agency_id, str(client["id"]), token)
+        self.actors.append(actor)
+        return actor
+
+    async def count(self, table: str, where: str = "1=1", **params: Any) -> int:
+        async with self.engine.connect() as conn:
+            value = (
+                await conn.execute(text(f"SELECT COUNT(*) FROM {table} WHERE {where}"), params)
+            ).scalar()
+        return int(value or 0)
+
+    async def snapshot(self, quote_id: str) -> dict[str, Any]:
+        """Everything stored for a quote: row, items, revisions (to prove nothing changed)."""
+        async with self.engine.connect() as conn:
+            quote = (
+                await conn.execute(text("SELECT * FROM quotes WHERE id = :id"), {"id": quote_id})
+            ).mappings().first()
+            items = (
+                await conn.execute(
+                    text("SELECT * FROM quote_items WHERE quote_id = :id ORDER BY position"),
+                    {"id": quote_id},
+                )
+            ).mappings().all()
+            revisions = (
+                await conn.execute(
+                    text("SELECT * FROM quote_revisions WHERE quote_id = :id ORDER BY version"),
+                    {"id": quote_id},
+                )
+            ).mappings().all()
+        return {
+            "quote": dict(quote) if quote else None,
+            "items": [dict(i) for i in items],
+            "revisions": [dict(r) for r in revisions],
+        }
+
+    async def table_counts(self) -> dict[str, int]:
+        return {
+            t: await self.count(t)
+            for t in ("quotes", "quote_items", "quote_revisions", "clients", "agents")
+        }
+
+
+@pytest_asyncio.fixture
+async def world_factory() -> AsyncIterator[Any]:
+    """Build a World for given settings; its app's lifespan ends with the test."""
+    stack: list[LifespanManager] = []
+    clients: list[httpx.AsyncClient] = []
+
+    async def build(settings: Settings) -> World:
+        app = create_app(settings)
+        manager = LifespanManager(app, startup_timeout=30, shutdown_timeout=30)
+        await manager.__aenter__()
+        stack.append(manager)
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://tripquote.test"
+        )
+        clients.append(client)
+        return World(client=client, engine=app.state.engine, settings=settings, app=app)
+
+    yield build
+    for client in clients:
+        await client.aclose()
+    for manager in reversed(stack):
+        await manager.__aexit__(None, None, None)
+
+
+@pytest_asyncio.fixture
+async def world(db_url: str, world_factory: Any) -> World:
+    """The app on this test's database with default test settings."""
+    built: World = await world_factory(make_settings(db_url))
+    return built
+
+
+def quote_body(fixture_name: str, client_id: str) -> dict[str, Any]:
+    """The request of a named good fixture quote, with the client id filled in."""
+    for case in load_fixture("quotes.json"):
+        if case["name"] == fixture_name:
+            body = json.loads(json.dumps(case["request"]).replace("$CLIENT_ID", client_id))
+            return dict(body)
+    raise KeyError(fixture_name)

@@ -1,0 +1,211 @@
+"""Real database faults: held locks, constraint failures after items were written, a killed
+connection, serialization failures and deadlocks. Nothing is ever half-written."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.api.test_errors_api import assert_envelope
+from tests.conftest import World, make_settings, quote_body
+
+
+@pytest_asyncio.fixture
+async def fast_world(db_url: str, world_factory: Any) -> World:
+    world: World = await world_factory(make_settings(db_url, tx_timeout_seconds=1, tx_max_attempts=3))
+    return world
+
+
+async def _create(world: World, actor: Any, **changes: Any) -> Any:
+    body = {**quote_body("iceland-ring-road-eur", actor.client_id), **changes}
+    return await world.client.post("/api/agents/quotes", json=body, headers=actor.headers)
+
+
+async def test_held_row_lock_times_out_cleanly(fast_world: World, db_url: str) -> None:
+    world = fast_world
+    actor = await world.actor()
+    quote_id = (await _create(world, actor)).json()["quoteId"]
+    before = await world.snapshot(quote_id)
+    if db_url.startswith("sqlite"):
+        holder: Any = sqlite3.connect(db_url.split("///", 1)[1], isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+    else:
+        engine = create_async_engine(db_url)
+        holder = await engine.connect()
+        await holder.begin()
+        await holder.execute(text("SELECT id FROM quotes WHERE id = :id FOR UPDATE"), {"id": quote_id})
+    try:
+        started = time.monotonic()
+        response = await world.client.patch(
+            f"/api/agents/quotes/{quote_id}", json={"version": 1, "travelers": 2},
+            headers=actor.headers,
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        if db_url.startswith("sqlite"):
+            holder.execute("ROLLBACK")
+            holder.close()
+        else:
+            await holder.rollback()
+            await holder.close()
+            await engine.dispose()
+    body = assert_envelope(response, "DATABASE_TIMEOUT", 503)
+    assert body["retryable"] is True
+    assert int(response.headers["retry-after"]) >= 1
+    assert elapsed < world.settings.tx_timeout_seconds + 3  # bounded by the configured timeout
+    assert await world.snapshot(quote_id) == before
+    # The lock is gone: the same save now goes through.
+    retry = await world.client.patch(
+        f"/api/agents/quotes/{quote_id}", json={"version": 1, "travelers": 2}, headers=actor.headers
+    )
+    assert retry.status_code == 200
+
+
+@pytest_asyncio.fixture
+async def poison_trigger(db_url: str) -> AsyncIterator[str]:
+    """A trigger that refuses the item whose description is the marker, as a constraint would."""
+    marker = f"POISON-{uuid.uuid4().hex[:8]}"
+    engine = create_async_engine(db_url)
+    name = f"poison_{marker[7:]}"
+    async with engine.begin() as conn:
+        if db_url.startswith("sqlite"):
+            await conn.exec_driver_sql(
+                f"CREATE TRIGGER {name} BEFORE INSERT ON quote_items "
+                f"WHEN NEW.description = '{marker}' BEGIN SELECT RAISE(ABORT, 'poison'); END"
+            )
+        else:
+            await conn.exec_driver_sql(
+                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.description = '{marker}' THEN "
+                f"RAISE EXCEPTION 'poison' USING ERRCODE = 'unique_violation'; END IF; "
+                f"RETURN NEW; END $$"
+            )
+            await conn.exec_driver_sql(
+                f"CREATE TRIGGER {name} BEFORE INSERT ON quote_items "
+                f"FOR EACH ROW EXECUTE FUNCTION {name}()"
+            )
+    yield marker
+    async with engine.begin() as conn:
+        if db_url.startswith("sqlite"):
+            await conn.exec_driver_sql(f"DROP TRIGGER {name}")
+        else:
+            await conn.exec_driver_sql(f"DROP TRIGGER {name} ON quote_items")
+            await conn.exec_driver_sql(f"DROP FUNCTION {name}()")
+    await engine.dispose()
+
+
+async def test_failure_after_items_written_leaves_no_trace(world: World, poison_trigger: str) -> None:
+    actor = await world.actor()
+    body = quote_body("iceland-ring-road-eur", actor.client_id)
+    body["items"][-1]["description"] = poison_trigger  # the last item fails
+    before = await world.table_counts()
+    response = await world.client.post("/api/agents/quotes", json=body, headers=actor.headers)
+    assert_envelope(response, "QUOTE_PERSISTENCE_FAILED", 503)
+    assert await world.table_counts() == before
+
+    quote_id = (await _create(world, actor)).json()["quoteId"]
+    before_quote = await world.snapshot(quote_id)
+    response = await world.client.patch(
+        f"/api/agents/quotes/{quote_id}",
+        json={"version": 1, "tripName": "changed", "items": body["items"]},
+        headers=actor.headers,
+    )
+    assert_envelope(response, "QUOTE_PERSISTENCE_FAILED", 503)
+    assert await world.snapshot(quote_id) == before_quote
+
+
+@pytest_asyncio.fixture
+async def pg_trigger(pg_url: str) -> AsyncIterator[Any]:
+    """Install a plpgsql BEFORE INSERT trigger on quote_items for one test; drops it after."""
+    engine = create_async_engine(pg_url)
+    installed: list[str] = []
+
+    async def install(body: str) -> str:
+        name = f"fault_{uuid.uuid4().hex[:8]}"
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(
+                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ {body} $$"
+            )
+            await conn.exec_driver_sql(
+                f"CREATE TRIGGER {name} BEFORE INSERT ON quote_items "
+                f"FOR EACH ROW EXECUTE FUNCTION {name}()"
+            )
+        installed.append(name)
+        return name
+
+    yield install
+    async with engine.begin() as conn:
+        for name in installed:
+            await conn.exec_driver_sql(f"DROP TRIGGER {name} ON quote_items")
+            await conn.exec_driver_sql(f"DROP FUNCTION {name}()")
+            await conn.exec_driver_sql(f"DROP SEQUENCE IF EXISTS {name}_n")
+    await engine.dispose()
+
+
+@pytest_asyncio.fixture
+async def pg_world(pg_url: str, world_factory: Any) -> World:
+    world: World = await world_factory(make_settings(pg_url, tx_timeout_seconds=2, tx_max_attempts=3))
+    return world
+
+
+async def test_connection_killed_mid_transaction(pg_world: World, pg_trigger: Any) -> None:
+    world = pg_world
+    marker = f"KILL-{uuid.uuid4().hex[:8]}"
+    await pg_trigger(
+        f"BEGIN IF NEW.description = '{marker}' THEN "
+        f"PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NEW; END"
+    )
+    actor = await world.actor()
+    body = quote_body("iceland-ring-road-eur", actor.client_id)
+    body["items"][-1]["description"] = marker
+    before = await world.table_counts()
+    response = await world.client.post("/api/agents/quotes", json=body, headers=actor.headers)
+    result = assert_envelope(response, "QUOTE_PERSISTENCE_FAILED", 503)
+    assert result["retryable"] is True
+    assert await world.table_counts() == before
+    # The pool recovers without a restart: the next save succeeds.
+    assert (await _create(world, actor)).status_code == 201
+
+
+@pytest.mark.parametrize("sqlstate", ["40001", "40P01"], ids=["serialization", "deadlock"])
+async def test_retryable_failures_are_retried_then_succeed(
+    pg_world: World, pg_url: str, pg_trigger: Any, sqlstate: str
+) -> None:
+    world = pg_world
+    name = await pg_trigger(
+        "BEGIN IF nextval(TG_NAME || '_n') <= 2 THEN "
+        f"RAISE EXCEPTION 'injected' USING ERRCODE = '{sqlstate}'; END IF; RETURN NEW; END"
+    )
+    async with world.engine.begin() as conn:
+        await conn.exec_driver_sql(f"CREATE SEQUENCE {name}_n")
+    actor = await world.actor()
+    response = await _create(world, actor)  # attempts 1 and 2 fail, attempt 3 commits
+    assert response.status_code == 201, response.text
+    quote_id = response.json()["quoteId"]
+    assert await world.count("quotes", "id = :id", id=quote_id) == 1
+    assert await world.count("quote_revisions", "quote_id = :id", id=quote_id) == 1
+
+
+async def test_retries_exhausted_is_transaction_aborted(
+    pg_world: World, pg_trigger: Any
+) -> None:
+    world = pg_world
+    await pg_trigger(
+        "BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '40001'; RETURN NEW; END"
+    )
+    actor = await world.actor()
+    before = await world.table_counts()
+    response = await _create(world, actor)
+    body = assert_envelope(response, "DATABASE_TRANSACTION_ABORTED", 503)
+    assert body["retryable"] is True
+    assert body["details"]["attempts"] == 3
+    assert "retry-after" in response.headers
+    assert await world.table_counts() == before
