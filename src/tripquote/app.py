@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,6 +26,7 @@ from tripquote.errors import (
 )
 from tripquote.health import router as health_router
 from tripquote.http import Services
+from tripquote.idempotency import IdempotencyStore
 from tripquote.middleware import BodyLimitMiddleware, CatchAllMiddleware
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.correlation import CorrelationMiddleware
@@ -32,6 +34,7 @@ from tripquote.observability.logging import configure_logging
 from tripquote.observability.operations import Observer
 from tripquote.observability.routes import router as observability_router
 from tripquote.quotes.routes import router as quotes_router
+from tripquote.ratelimit import WriteRateLimiter
 from tripquote.rendering import error_response
 from tripquote.validation import json_path
 
@@ -48,7 +51,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = TransactionRunner(engine=engine, settings=settings, observer=observer)
         app.state.engine = engine
         app.state.runner = runner
-        app.state.services = Services(settings=settings, runner=runner, observer=observer)
+        app.state.services = Services(
+            settings=settings,
+            runner=runner,
+            observer=observer,
+            limiter=WriteRateLimiter(settings),
+            idempotency=IdempotencyStore(
+                runner=runner,
+                ttl=timedelta(hours=settings.idempotency_ttl_hours),
+                abandon_after=timedelta(seconds=3 * settings.tx_timeout_seconds),
+            ),
+        )
         await observer.start(engine)
         try:
             yield

@@ -40,7 +40,8 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValueError as exc:
-        typer.echo(f"configuration error: {exc}", err=True)
+        event = {"level": "error", "event": "configuration_error", "error": str(exc)}
+        typer.echo(json.dumps(event), err=True)
         raise typer.Exit(2) from None
 
 
@@ -93,7 +94,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     migrate.upgrade(_settings(), revision)
 
 
-@db_app.command("downgrade")
+@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 def db_downgrade(revision: Annotated[str, typer.Argument(help="Target, e.g. -1 or base.")]) -> None:
     """Revert migrations down to REVISION."""
     migrate.downgrade(_settings(), revision)
@@ -249,6 +250,70 @@ def demo(
         )
     if serve_after:
         serve(host=host, port=port, workers=1)
+
+
+def _with_runner(settings: Settings, use: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``use(runner)`` with a transaction runner on a fresh engine (metrics in-process)."""
+    from tripquote.db.transaction import TransactionRunner
+    from tripquote.observability.operations import Observer
+
+    async def run() -> T:
+        engine = create_engine(settings)
+        try:
+            runner = TransactionRunner(engine=engine, settings=settings, observer=Observer(settings))
+            return await use(runner)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@app.command()
+def expire(
+    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Quotes per transaction.")] = 500,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write EXPIRED on every SENT quote past its expiresAt (safe to run on several hosts)."""
+    from datetime import UTC, datetime
+
+    from tripquote.observability.context import new_correlation_id
+    from tripquote.quotes.expiry import expire_due
+
+    settings = _settings()
+    correlation_id = new_correlation_id()
+
+    async def use(runner: Any) -> int:
+        return await expire_due(
+            runner, now=datetime.now(UTC), batch_size=batch_size, correlation_id=correlation_id
+        )
+
+    count = _with_runner(settings, use)
+    _emit({"expired": count, "correlationId": correlation_id}, as_json, f"expired {count} quotes")
+
+
+idempotency_app = typer.Typer(help="Idempotency keys.", no_args_is_help=True)
+app.add_typer(idempotency_app, name="idempotency")
+
+
+@idempotency_app.command("purge")
+def idempotency_purge(as_json: JsonFlag = False) -> None:
+    """Delete idempotency keys older than their 24 h retention."""
+    from datetime import UTC, datetime, timedelta
+
+    from tripquote.idempotency import IdempotencyStore
+
+    settings = _settings()
+
+    async def use(runner: Any) -> int:
+        store = IdempotencyStore(
+            runner=runner,
+            ttl=timedelta(hours=settings.idempotency_ttl_hours),
+            abandon_after=timedelta(seconds=3 * settings.tx_timeout_seconds),
+        )
+        return await store.purge(now=datetime.now(UTC))
+
+    count = _with_runner(settings, use)
+    _emit({"purged": count}, as_json, f"purged {count} idempotency keys")
 
 
 def _mount_optional() -> None:

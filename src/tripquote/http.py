@@ -13,7 +13,9 @@ from tripquote.quotes.jsonbody import dumps, loads
 if TYPE_CHECKING:
     from tripquote.config import Settings
     from tripquote.db.transaction import TransactionRunner
+    from tripquote.idempotency import IdempotencyStore
     from tripquote.observability.operations import Observer
+    from tripquote.ratelimit import WriteRateLimiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +25,8 @@ class Services:
     settings: Settings
     runner: TransactionRunner
     observer: Observer
+    limiter: WriteRateLimiter
+    idempotency: IdempotencyStore
 
 
 def services(request: Request) -> Services:

@@ -60,6 +60,11 @@ def test_upgrade_downgrade_upgrade_and_no_drift(empty_db: str) -> None:
     assert expected <= tables
     assert diff == []
 
+    migrate.downgrade(settings, "-1")  # one step back, then forward again
+    tables, _ = _inspect(empty_db)
+    assert "quotes" in tables and "idempotency_keys" not in tables
+    migrate.upgrade(settings)
+
     migrate.downgrade(settings, "base")
     tables, _ = _inspect(empty_db)
     assert tables & expected == set()

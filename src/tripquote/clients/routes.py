@@ -52,6 +52,7 @@ async def create_client(request: Request) -> Response:
     async with svc.observer.track("client.create") as op:
         claims = authenticate(request)
         op.agent_id = claims.agent_id
+        await svc.limiter.check(claims.agent_id)
         body = await read_json(request)
         try:
             client_in = ClientIn.model_validate(body)

@@ -103,8 +103,9 @@ quotes = Table(
         "status IN ('DRAFT', 'SENT', 'ACCEPTED', 'REJECTED', 'EXPIRED', 'CANCELLED')",
         name="status",
     ),
-    Index("ix_quotes_agent_id_last_modified_at_id", "agent_id", "last_modified_at", "id"),
-    Index("ix_quotes_agency_id_last_modified_at_id", "agency_id", "last_modified_at", "id"),
+    Index("ix_quotes_agent_id_created_at_id", "agent_id", "created_at", "id"),
+    Index("ix_quotes_agency_id_created_at_id", "agency_id", "created_at", "id"),
+    Index("ix_quotes_agent_id_status", "agent_id", "status"),
     Index("ix_quotes_status_expires_at", "status", "expires_at"),
 )
 
@@ -156,4 +157,19 @@ operation_records = Table(
     C("http_status", Integer(), nullable=True),
     C("duration_ms", Float(), nullable=False),
     C("pid", Integer(), nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    C("agent_id", String(ID), primary_key=True),
+    C("key", String(255), primary_key=True),
+    C("request_hash", String(64), nullable=False),
+    C("state", String(16), nullable=False),
+    C("created_at", UTCDateTime(), nullable=False),
+    C("expires_at", UTCDateTime(), nullable=False, index=True),
+    C("response_status", Integer(), nullable=True),
+    C("response_body", Text(), nullable=True),
+    C("response_headers", JSON(), nullable=True),
+    CheckConstraint("state IN ('in_flight', 'done')", name="state"),
 )

@@ -68,7 +68,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 async def _summary(settings: Settings, since: datetime) -> dict[str, Any]:
-    from tripquote.db.engine import create_engine  # type: ignore[import-not-found,unused-ignore]
+    from tripquote.db.engine import create_engine
 
     engine = create_engine(settings)
     try:
@@ -87,5 +87,10 @@ def summary_command(
     from tripquote.config import Settings
 
     start = datetime.now(UTC) - parse_since(since)
-    result = asyncio.run(_summary(Settings(), start))
+    try:
+        settings = Settings()
+    except ValueError as exc:  # pydantic's ValidationError: a readable line, not a traceback
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    result = asyncio.run(_summary(settings, start))
     typer.echo(json.dumps(result, indent=2) if as_json else format_summary(result))

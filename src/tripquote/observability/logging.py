@@ -52,6 +52,22 @@ QUIET_LOGGERS = {"sqlalchemy.engine": "WARNING", "httpx": "WARNING", "httpcore":
 _HANDLER_NAME = "tripquote-json"
 
 
+class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler bound to whatever ``sys.stdout`` is when a line is written."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self) -> Any:
+        """The current ``sys.stdout`` (test runners and daemonizers replace it)."""
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def scrub(value: Any) -> Any:
     """``value`` with sensitive keys masked and bearer/JWT/e-mail/credential text replaced."""
     if isinstance(value, str):
@@ -164,7 +180,7 @@ def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
 def configure_logging(settings: Settings) -> None:
     """Route every log line (app, uvicorn, alembic) to stdout as one JSON object."""
     _configure_structlog()
-    handler = logging.StreamHandler(sys.stdout)
+    handler = StdoutHandler()
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(json_formatter())
     root = logging.getLogger()
@@ -197,16 +213,12 @@ def uvicorn_log_config(settings: Settings) -> dict[str, Any]:
         "disable_existing_loggers": False,
         "formatters": {"default": dict(formatter), "access": dict(formatter)},
         "handlers": {
-            "default": {
-                "class": "logging.StreamHandler",
-                "formatter": "default",
-                "stream": "ext://sys.stdout",
-            }
+            "default": {"class": f"{__name__}.StdoutHandler", "formatter": "default"},
         },
         "loggers": {
             "uvicorn": {"handlers": [], "level": level, "propagate": True},
             "uvicorn.error": {"handlers": [], "level": level, "propagate": True},
-            "uvicorn.access": {"handlers": [], "level": "INFO", "propagate": True},
+            "uvicorn.access": {"handlers": [], "level": level, "propagate": True},
             **{name: {"level": lvl} for name, lvl in QUIET_LOGGERS.items()},
         },
         "root": {"handlers": ["default"], "level": level},

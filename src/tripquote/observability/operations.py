@@ -104,10 +104,14 @@ class Observer:
 
     async def stop(self) -> None:
         """Drain the operation-record queue and pending alerts, then stop the workers."""
-        await asyncio.gather(
+        results = await asyncio.gather(
             self.records.stop(timeout_seconds=self._drain_timeout),
             self.alerts.stop(timeout_seconds=self._drain_timeout),
+            return_exceptions=True,
         )
+        for result in results:
+            if isinstance(result, Exception):
+                logger.error("observer_stop_failed", exc_info=result)
 
     @asynccontextmanager
     async def track(
@@ -138,7 +142,8 @@ class Observer:
         else:
             self._finish(scope, None)
         finally:
-            _current_scope.reset(token)
+            with contextlib.suppress(ValueError):  # closed from another context (GC): harmless
+                _current_scope.reset(token)
 
     def error_rendered(self, error: TripquoteError, *, operation: str | None = None) -> None:
         """Called by the error handler for every error response (alerts CRITICAL ones once)."""
@@ -193,7 +198,7 @@ class Observer:
                 agent_id=scope.agent_id,
                 quote_id=scope.quote_id,
                 error_code=error.code if error else None,
-                http_status=error.status if error else (scope.http_status or 200),
+                http_status=error.status if error else _success_status(scope, outcome),
                 severity=str(error.severity) if error else None,
             )
         except Exception:
@@ -205,6 +210,10 @@ class Observer:
         _guarded("oprecord", self.records.enqueue, record)
         if error is not None and error.severity == Severity.CRITICAL:
             _guarded("alert", self.alerts.submit, _alert_for(record, error))
+
+
+def _success_status(scope: OperationScope, outcome: str | None) -> int | None:
+    return None if outcome == "cancelled" else (scope.http_status or 200)
 
 
 def _guarded(step: str, fn: Callable[..., object], *args: Any) -> None:

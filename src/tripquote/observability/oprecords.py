@@ -36,12 +36,9 @@ logger = structlog.get_logger("tripquote.oprecords")
 
 def default_table() -> Table:
     """The ``operation_records`` table of the app's schema (imported lazily)."""
-    from tripquote.db.tables import (  # type: ignore[import-not-found,unused-ignore]
-        operation_records,
-    )
+    from tripquote.db.tables import operation_records
 
-    table: Table = operation_records
-    return table
+    return operation_records
 
 
 class _Throttle:
@@ -235,7 +232,7 @@ async def summary_from_records(
             .where(in_range, is_save, c.outcome == "error")
             .group_by(c.error_code)
         )
-        save_errors = {code or "UNKNOWN": n for code, n in errors.tuples()}
+        save_errors = {code or "UNKNOWN": n for code, n in errors.all()}
         rollbacks = (
             await conn.execute(
                 select(func.count()).where(in_range, c.operation == ROLLBACK_OPERATION)

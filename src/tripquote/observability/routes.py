@@ -44,9 +44,7 @@ async def metrics_endpoint(request: Request) -> Response:
 @router.get("/api/ops/summary", tags=["ops"])
 async def ops_summary(request: Request) -> dict[str, Any]:
     """Save latency (avg/P95/P99 ms) and error, conflict and rollback rates of this process."""
-    from tripquote.agents.auth import (  # type: ignore[import-not-found,unused-ignore]
-        authenticate_admin,
-    )
+    from tripquote.agents.auth import authenticate_admin  # lazy: keeps app imports acyclic
 
     await authenticate_admin(request)
     return _observer(request).summary()

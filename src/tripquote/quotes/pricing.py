@@ -128,7 +128,7 @@ def price_quote(draft: QuoteDraft) -> Pricing:
     inputs.append(("discount", draft.discount))
     inputs_overflow = False
     for path, amount in inputs:
-        if abs(amount) >= AMOUNT_LIMIT:
+        if amount.copy_abs() >= AMOUNT_LIMIT:
             errors.append(_overflow(path))
             inputs_overflow = True
         elif decimal_places(amount) > places:
@@ -151,7 +151,9 @@ def price_quote(draft: QuoteDraft) -> Pricing:
         total = subtotal + markup - draft.discount
         computed = [(f"items[{i}].lineTotal", line) for i, line in enumerate(lines)]
         computed += [("subtotal", subtotal), ("markupAmount", markup), ("total", total)]
-        errors.extend(_overflow(path) for path, amount in computed if abs(amount) >= AMOUNT_LIMIT)
+        errors.extend(
+            _overflow(path) for path, amount in computed if amount.copy_abs() >= AMOUNT_LIMIT
+        )
         if draft.discount > subtotal + markup:
             errors.append(
                 field_error(

@@ -3,37 +3,57 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tripquote.agents.auth import authenticate
 from tripquote.errors import QuoteValidationFailed, field_error
-from tripquote.http import json_response, read_json, services
+from tripquote.http import Services, read_json, services
+from tripquote.idempotency import (
+    Claim,
+    StoredResponse,
+    complete,
+    parse_key,
+    request_fingerprint,
+)
 from tripquote.observability.context import get_correlation_id
-from tripquote.quotes import service
+from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor
+from tripquote.quotes import queries, service
+from tripquote.quotes.lifecycle import Operation, QuoteStatus
+from tripquote.quotes.repository import QuoteFilters
 from tripquote.quotes.schemas import QuoteIn
+from tripquote.quotes.service import OnSaved, Saved
 
 router = APIRouter(prefix="/api/agents/quotes", tags=["quotes"])
 
 _CREATE_SCHEMA = QuoteIn.model_json_schema(ref_template="#/components/schemas/{model}")
 _PATCH_SCHEMA: dict[str, Any] = {
-    **{k: v for k, v in _CREATE_SCHEMA.items() if k not in ("required", "$defs", "title")},
+    **{k: v for k, v in _CREATE_SCHEMA.items() if k not in ("required", "title")},
     "title": "QuotePatch",
     "properties": {
         **_CREATE_SCHEMA["properties"],
         "version": {"type": "integer", "minimum": 1, "description": "The version edited."},
     },
 }
+_VERSION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "VersionBody",
+    "additionalProperties": False,
+    "properties": {"version": {"type": "integer", "minimum": 1}},
+}
 _STRONG_ETAG = re.compile(r'^"(\d{1,9})"$')
 
 
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
+def _body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
     return {
         "requestBody": {
-            "required": True,
+            "required": required,
             "content": {"application/json": {"schema": schema}},
         }
     }
@@ -60,37 +80,127 @@ def parse_if_match(value: str | None) -> int | None:
     return int(match.group(1))
 
 
-def _saved(saved: service.Saved, *, status: int) -> Response:
+def saved_response(saved: Saved, *, status: int) -> StoredResponse:
+    """``{success, quoteId, version, savedAt, quote}`` with its ETag (and Location on 201)."""
+    from tripquote.quotes.jsonbody import dumps
+
     quote_id = saved.quote["id"]
     headers = {"ETag": etag(saved.version)}
     if status == 201:
         headers["Location"] = f"/api/agents/quotes/{quote_id}"
-    return json_response(
-        {
-            "success": True,
-            "quoteId": quote_id,
-            "version": saved.version,
-            "savedAt": saved.quote["lastModifiedAt"],
-            "quote": saved.quote,
-        },
-        status=status,
+    body = {
+        "success": True,
+        "quoteId": quote_id,
+        "version": saved.version,
+        "savedAt": saved.quote["lastModifiedAt"],
+        "quote": saved.quote,
+    }
+    return StoredResponse(status=status, body=dumps(body), headers=headers)
+
+
+def _to_response(stored: StoredResponse, *, replayed: bool = False) -> Response:
+    headers = dict(stored.headers)
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(
+        content=stored.body, status_code=stored.status, media_type="application/json",
         headers=headers,
     )
 
 
+async def _idempotent_save(
+    request: Request,
+    svc: Services,
+    *,
+    agent_id: str,
+    body: Any,
+    status: int,
+    save: Callable[[OnSaved | None], Awaitable[Saved]],
+) -> Response:
+    """Run ``save`` under the request's Idempotency-Key, if it has one."""
+    key = parse_key(request.headers.get("idempotency-key"))
+    if key is None:
+        return _to_response(saved_response(await save(None), status=status))
+    fingerprint = request_fingerprint(request.method, request.url.path, body)
+    claimed = await svc.idempotency.claim(agent_id=agent_id, key=key, fingerprint=fingerprint)
+    if isinstance(claimed, StoredResponse):
+        return _to_response(claimed, replayed=True)
+    claim: Claim = claimed
+
+    async def store(conn: AsyncConnection, saved: Saved) -> None:
+        await complete(conn, claim, saved_response(saved, status=status))
+
+    try:
+        saved = await save(store)
+    except BaseException:
+        await svc.idempotency.release(claim)
+        raise
+    return _to_response(saved_response(saved, status=status))
+
+
 @router.post("", status_code=201, openapi_extra=_body(_CREATE_SCHEMA))
 async def create_quote(request: Request) -> Response:
-    """Create a quote (DRAFT, version 1); 201 ``{success, quoteId, version, savedAt, quote}``."""
+    """Create a quote (DRAFT, version 1); 201 ``{success, quoteId, version, savedAt, quote}``.
+    Honours ``Idempotency-Key``."""
     svc = services(request)
     async with svc.observer.track("quote.create") as op:
         claims = authenticate(request)
         op.agent_id = claims.agent_id
+        await svc.limiter.check(claims.agent_id)
         body = await read_json(request)
-        saved = await service.create_quote(
-            svc, agent_id=claims.agent_id, body=body, correlation_id=get_correlation_id()
+
+        async def save(on_saved: OnSaved | None) -> Saved:
+            saved = await service.create_quote(
+                svc,
+                agent_id=claims.agent_id,
+                body=body,
+                correlation_id=get_correlation_id(),
+                on_saved=on_saved,
+            )
+            op.quote_id = saved.quote["id"]
+            return saved
+
+        return await _idempotent_save(
+            request, svc, agent_id=claims.agent_id, body=body, status=201, save=save
         )
-        op.quote_id = saved.quote["id"]
-        return _saved(saved, status=201)
+
+
+@router.get("")
+async def list_quotes(
+    request: Request,
+    status: QuoteStatus | None = Query(None),
+    client_id: str | None = Query(None, alias="clientId", max_length=64),
+    updated_since: datetime | None = Query(None, alias="updatedSince"),
+    limit: int = Query(DEFAULT_LIMIT),
+    cursor: str | None = Query(None, max_length=512),
+) -> Response:
+    """The caller's quotes (an admin: the agency's), newest first;
+    ``{success, quotes, nextCursor}``."""
+    svc = services(request)
+    async with svc.observer.track("quote.list") as op:
+        claims = authenticate(request)
+        op.agent_id = claims.agent_id
+        check_limit(limit)
+        if updated_since is not None and updated_since.tzinfo is None:
+            raise QuoteValidationFailed(
+                details={
+                    "errors": [
+                        field_error("updatedSince", "timezone", "Give an offset, e.g. Z.")
+                    ]
+                }
+            )
+        quotes, next_cursor = await queries.list_quotes(
+            svc,
+            agent_id=claims.agent_id,
+            filters=QuoteFilters(
+                status=status.value if status else None,
+                client_id=client_id,
+                updated_since=updated_since,
+            ),
+            before=decode_cursor(cursor) if cursor else None,
+            limit=limit,
+        )
+        return _json({"success": True, "quotes": quotes, "nextCursor": next_cursor})
 
 
 @router.get("/{quote_id}")
@@ -101,7 +211,7 @@ async def read_quote(request: Request, quote_id: str) -> Response:
         claims = authenticate(request)
         op.agent_id = claims.agent_id
         quote = await service.read_quote(svc, agent_id=claims.agent_id, quote_id=quote_id)
-        return json_response(
+        return _json(
             {"success": True, "quoteId": quote["id"], "version": quote["version"], "quote": quote},
             headers={"ETag": etag(quote["version"])},
         )
@@ -114,6 +224,7 @@ async def update_quote(request: Request, quote_id: str) -> Response:
     async with svc.observer.track("quote.update", quote_id=quote_id) as op:
         claims = authenticate(request)
         op.agent_id = claims.agent_id
+        await svc.limiter.check(claims.agent_id)
         if_match = parse_if_match(request.headers.get("if-match"))
         body = await read_json(request)
         saved = await service.update_quote(
@@ -124,4 +235,88 @@ async def update_quote(request: Request, quote_id: str) -> Response:
             if_match=if_match,
             correlation_id=get_correlation_id(),
         )
-        return _saved(saved, status=200)
+        return _to_response(saved_response(saved, status=200))
+
+
+async def _transition(request: Request, quote_id: str, operation: Operation) -> Response:
+    svc = services(request)
+    async with svc.observer.track(f"quote.{operation.value.lower()}", quote_id=quote_id) as op:
+        claims = authenticate(request)
+        op.agent_id = claims.agent_id
+        await svc.limiter.check(claims.agent_id)
+        if_match = parse_if_match(request.headers.get("if-match"))
+        raw = await request.body()
+        body = await read_json(request) if raw.strip() else None
+
+        async def save(on_saved: OnSaved | None) -> Saved:
+            return await service.transition_quote(
+                svc,
+                agent_id=claims.agent_id,
+                quote_id=quote_id,
+                operation=operation,
+                body=body,
+                if_match=if_match,
+                correlation_id=get_correlation_id(),
+                on_saved=on_saved,
+            )
+
+        return await _idempotent_save(
+            request, svc, agent_id=claims.agent_id, body=body, status=200, save=save
+        )
+
+
+_TRANSITION_BODY = _body(_VERSION_SCHEMA, required=False)
+
+
+@router.delete("/{quote_id}", openapi_extra=_TRANSITION_BODY)
+async def delete_quote(request: Request, quote_id: str) -> Response:
+    """Soft delete: DRAFT or REJECTED → CANCELLED (version in body or If-Match)."""
+    return await _transition(request, quote_id, Operation.DELETE)
+
+
+@router.post("/{quote_id}/send", openapi_extra=_TRANSITION_BODY)
+async def send_quote(request: Request, quote_id: str) -> Response:
+    """DRAFT → SENT; sets ``sentAt`` and ``expiresAt`` (end of the last valid day, agency zone)."""
+    return await _transition(request, quote_id, Operation.SEND)
+
+
+@router.post("/{quote_id}/accept", openapi_extra=_TRANSITION_BODY)
+async def accept_quote(request: Request, quote_id: str) -> Response:
+    """Record the client's acceptance: SENT → ACCEPTED (an expired quote cannot be accepted)."""
+    return await _transition(request, quote_id, Operation.ACCEPT)
+
+
+@router.post("/{quote_id}/reject", openapi_extra=_TRANSITION_BODY)
+async def reject_quote(request: Request, quote_id: str) -> Response:
+    """Record the client's rejection: SENT → REJECTED (it may then be revised as a DRAFT)."""
+    return await _transition(request, quote_id, Operation.REJECT)
+
+
+@router.get("/{quote_id}/revisions")
+async def list_revisions(request: Request, quote_id: str) -> Response:
+    """The quote's history, one entry per committed version; ``{success, revisions}``."""
+    svc = services(request)
+    async with svc.observer.track("quote.revisions", quote_id=quote_id) as op:
+        claims = authenticate(request)
+        op.agent_id = claims.agent_id
+        revisions = await queries.list_revisions(svc, agent_id=claims.agent_id, quote_id=quote_id)
+        return _json({"success": True, "quoteId": quote_id, "revisions": revisions})
+
+
+@router.get("/{quote_id}/revisions/{version}")
+async def get_revision(request: Request, quote_id: str, version: int) -> Response:
+    """One committed version with its full snapshot; ``{success, revision}``."""
+    svc = services(request)
+    async with svc.observer.track("quote.revisions", quote_id=quote_id) as op:
+        claims = authenticate(request)
+        op.agent_id = claims.agent_id
+        revision = await queries.get_revision(
+            svc, agent_id=claims.agent_id, quote_id=quote_id, version=version
+        )
+        return _json({"success": True, "quoteId": quote_id, "revision": revision})
+
+
+def _json(body: Any, *, headers: dict[str, str] | None = None) -> Response:
+    from tripquote.http import json_response
+
+    return json_response(body, headers=headers)

@@ -340,7 +340,7 @@ _PHRASES: dict[str, tuple[str, str]] = {
 # Codes raised as PydanticCustomError by the parsers in schemas.py: their message is ours.
 _CUSTOM_CODES = frozenset(
     {"invalid_type", "invalid_date", "invalid_datetime", "missing_offset", "invalid_number"}
-    | {"too_many_decimals", "invalid_character", "too_large"}
+    | {"too_many_decimals", "invalid_character", "too_large", "out_of_range"}
 )
 
 

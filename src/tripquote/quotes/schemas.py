@@ -48,6 +48,7 @@ _DATETIME_TEXT = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?P<offset>Z|[+-]\d{2}:\d{2})?",
     re.ASCII,
 )
+_DECIMAL_DIGITS = 30
 _DECIMAL_TEXT = re.compile(r"-?\d{1,30}(?:\.\d{1,30})?", re.ASCII)
 
 
@@ -100,11 +101,20 @@ def _to_decimal(value: object) -> Decimal:
                 "invalid_number", 'must be a decimal number written like "289.90"'
             )
         return Decimal(value)
-    if isinstance(value, int):
-        return Decimal(value)
-    if not value.is_finite():
+    number = Decimal(value) if isinstance(value, int) else value
+    if not number.is_finite():
         raise PydanticCustomError("invalid_number", "must be a finite number")
-    return value
+    # Bounded magnitude and scale: 1E+999999999 is valid JSON, but it must never reach
+    # arithmetic (decimal.Overflow) or format(..., "f") (a billion-character string).
+    exponent = number.as_tuple().exponent
+    if number.adjusted() >= _DECIMAL_DIGITS or (
+        isinstance(exponent, int) and exponent < -_DECIMAL_DIGITS
+    ):
+        raise PydanticCustomError(
+            "invalid_number",
+            f"must have at most {_DECIMAL_DIGITS} digits before and after the decimal point",
+        )
+    return number
 
 
 def _at_most_two_places(value: Decimal) -> Decimal:
@@ -130,10 +140,11 @@ def _multi_line(value: str) -> str | None:
 _FREE_FORM_MAX_NODES = 100
 _FREE_FORM_MAX_DEPTH = 4
 _FREE_FORM_MAX_TEXT = 1000
+_FREE_FORM_MAX_INT = 2**53 - 1
 
 
 def _free_form(value: object) -> dict[str, Any]:
-    """OTHER details: any small JSON object; bounded so one item cannot carry a document."""
+    """OTHER details: a small JSON object of text, integers, booleans, null, lists and objects."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -157,10 +168,15 @@ def _free_form(value: object) -> dict[str, Any]:
             stack.extend((child, depth + 1) for child in node)
         elif isinstance(node, str):
             _free_text(node)
-        elif isinstance(node, float) or (isinstance(node, Decimal) and not node.is_finite()):
-            raise PydanticCustomError("invalid_type", "must contain only finite decimal numbers")
-        elif node is not None and not isinstance(node, bool | int | Decimal):
-            raise PydanticCustomError("invalid_type", "must contain only JSON values")
+        elif isinstance(node, int) and not isinstance(node, bool):
+            if abs(node) > _FREE_FORM_MAX_INT:
+                raise PydanticCustomError("out_of_range", "must hold integers below 2^53 only")
+        elif node is not None and not isinstance(node, bool):
+            # Stored with the standard JSON encoder and never as float: I-JSON (RFC 7493) only.
+            raise PydanticCustomError(
+                "invalid_type",
+                "must hold only text, integers, booleans and null; send decimals as text",
+            )
     return value
 
 

@@ -5,7 +5,7 @@ pricing, consistency; then the version-checked write."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +17,7 @@ from tripquote.agents.auth import require_principal
 from tripquote.agents.repository import Principal, load_principal
 from tripquote.errors import (
     ClientNotFound,
+    QuotaExceeded,
     QuoteConflictVersion,
     QuoteNotFound,
     QuoteValidationFailed,
@@ -27,7 +28,14 @@ from tripquote.http import Services
 from tripquote.quotes import repository as repo
 from tripquote.quotes.pricing import Pricing, check_client_pricing, price_quote
 from tripquote.quotes.repository import QuoteRecord, RevisionRecord
-from tripquote.quotes.lifecycle import Operation, QuoteStatus, check_transition, effective_status
+from tripquote.quotes.lifecycle import (
+    Operation,
+    QuoteStatus,
+    check_sendable,
+    check_transition,
+    compute_expires_at,
+    effective_status,
+)
 from tripquote.quotes.rules import (
     Limits,
     QuoteDraft,
@@ -52,6 +60,11 @@ class Saved:
         return int(self.quote["version"])
 
 
+OnSaved = Callable[[AsyncConnection, Saved], Awaitable[None]]
+"""Runs inside the save's transaction once the change is written (e.g. store the idempotent
+response), so it commits or rolls back with the change."""
+
+
 def limits_of(svc: Services) -> Limits:
     """The validation limits configured for this service."""
     return Limits(
@@ -59,7 +72,14 @@ def limits_of(svc: Services) -> Limits:
     )
 
 
-async def create_quote(svc: Services, *, agent_id: str, body: Any, correlation_id: str) -> Saved:
+async def create_quote(
+    svc: Services,
+    *,
+    agent_id: str,
+    body: Any,
+    correlation_id: str,
+    on_saved: OnSaved | None = None,
+) -> Saved:
     """Create a DRAFT quote at version 1 with its items and first revision, atomically.
 
     Raises QUOTE_VALIDATION_FAILED, CURRENCY_INVALID, QUOTA_EXCEEDED, AGENT_NOT_FOUND,
@@ -75,6 +95,7 @@ async def create_quote(svc: Services, *, agent_id: str, body: Any, correlation_i
         principal = require_principal(await load_principal(conn, agent_id))
         await _check_client(conn, principal, draft.client_id)
         priced = _checked_pricing(draft, pricing)
+        await _check_open_quota(svc, conn, principal.agent_id, now)
         values = {
             "id": quote_id,
             "agency_id": principal.agency_id,
@@ -94,6 +115,8 @@ async def create_quote(svc: Services, *, agent_id: str, body: Any, correlation_i
         await repo.insert_revision(
             conn, _revision(quote, "CREATE", principal.agent_id, correlation_id, now)
         )
+        if on_saved is not None:
+            await on_saved(conn, Saved(quote=quote, saved_at=now))
         return quote
 
     quote = await svc.runner.run(work)
@@ -106,8 +129,8 @@ async def read_quote(svc: Services, *, agent_id: str, quote_id: str) -> dict[str
 
     async def work(conn: AsyncConnection) -> dict[str, Any]:
         principal = require_principal(await load_principal(conn, agent_id))
-        record = await _visible_quote(conn, principal, quote_id)
-        return quote_to_api(record.row, record.items, status=_status_now(record.row, now))
+        record = await visible_quote(conn, principal, quote_id)
+        return quote_to_api(record.row, record.items, status=status_now(record.row, now))
 
     return await svc.runner.run(work, write=False)
 
@@ -120,6 +143,7 @@ async def update_quote(
     body: Any,
     if_match: int | None,
     correlation_id: str,
+    on_saved: OnSaved | None = None,
 ) -> Saved:
     """Apply a partial update checked against the client's version, atomically.
 
@@ -140,8 +164,8 @@ async def update_quote(
 
     async def work(conn: AsyncConnection) -> dict[str, Any]:
         principal = require_principal(await load_principal(conn, agent_id))
-        record = await _visible_quote(conn, principal, quote_id)
-        new_status = check_transition(_status_now(record.row, now), Operation.UPDATE)
+        record = await visible_quote(conn, principal, quote_id)
+        new_status = check_transition(status_now(record.row, now), Operation.UPDATE)
         if record.row["version"] != expected:
             raise await _conflict(conn, quote_id, expected, conflict_status)
         current = quote_to_api(record.row, record.items)
@@ -155,6 +179,9 @@ async def update_quote(
             "last_modified_by": principal.agent_id,
             "last_modified_at": now,
         }
+        if record.row["status"] != new_status:  # a REJECTED quote reopens as a DRAFT
+            await _check_open_quota(svc, conn, record.row["agent_id"], now)
+            values.update(sent_at=None, expires_at=None)
         new_version = await repo.update_quote_if_version(
             conn, quote_id=quote_id, expected_version=expected, values=values
         )
@@ -166,6 +193,78 @@ async def update_quote(
         await repo.insert_revision(
             conn, _revision(quote, "UPDATE", principal.agent_id, correlation_id, now)
         )
+        if on_saved is not None:
+            await on_saved(conn, Saved(quote=quote, saved_at=now))
+        return quote
+
+    quote = await svc.runner.run(work)
+    return Saved(quote=quote, saved_at=now)
+
+
+async def transition_quote(
+    svc: Services,
+    *,
+    agent_id: str,
+    quote_id: str,
+    operation: Operation,
+    body: Any,
+    if_match: int | None,
+    correlation_id: str,
+    on_saved: OnSaved | None = None,
+) -> Saved:
+    """SEND, ACCEPT, REJECT or DELETE (soft: CANCELLED) a quote, checked against the client's
+    version, as one atomic, revisioned change.
+
+    ``body`` is None or ``{"version": n}``. Raises QUOTE_VALIDATION_FAILED (version missing or
+    ambiguous; sending without items), AGENT_NOT_FOUND, QUOTE_NOT_FOUND, AUTHORIZATION_FAILED,
+    QUOTE_ALREADY_SENT, QUOTE_STATE_INVALID (with currentStatus, operation, allowedOperations),
+    QUOTE_CONFLICT_VERSION.
+    """
+    body = {} if body is None else body
+    if not isinstance(body, dict) or set(body) - {"version"}:
+        raise QuoteValidationFailed(
+            details={
+                "errors": [
+                    field_error(
+                        "" if not isinstance(body, dict) else sorted(set(body) - {"version"})[0],
+                        "unknown_field" if isinstance(body, dict) else "type",
+                        "The body may only carry the quote's version.",
+                    )
+                ]
+            }
+        )
+    expected = expected_version(patch_version(body), if_match)
+    conflict_status = 412 if if_match is not None else None
+    now = datetime.now(UTC)
+
+    async def work(conn: AsyncConnection) -> dict[str, Any]:
+        principal = require_principal(await load_principal(conn, agent_id))
+        record = await visible_quote(conn, principal, quote_id)
+        new_status = check_transition(status_now(record.row, now), operation)
+        if record.row["version"] != expected:
+            raise await _conflict(conn, quote_id, expected, conflict_status)
+        values: dict[str, Any] = {
+            "status": new_status.value,
+            "last_modified_by": principal.agent_id,
+            "last_modified_at": now,
+        }
+        if operation is Operation.SEND:
+            check_sendable(len(record.items))
+            values["sent_at"] = now
+            values["expires_at"] = compute_expires_at(
+                now, record.row["expires_in_days"], principal.timezone
+            )
+        new_version = await repo.update_quote_if_version(
+            conn, quote_id=quote_id, expected_version=expected, values=values
+        )
+        if new_version is None:
+            raise await _conflict(conn, quote_id, expected, conflict_status)
+        quote = quote_to_api({**record.row, **values, "version": new_version}, record.items)
+        await repo.insert_revision(
+            conn, _revision(quote, operation.value, principal.agent_id, correlation_id, now)
+        )
+        if on_saved is not None:
+            await on_saved(conn, Saved(quote=quote, saved_at=now))
         return quote
 
     quote = await svc.runner.run(work)
@@ -241,7 +340,22 @@ async def _check_client(conn: AsyncConnection, principal: Principal, client_id: 
     )
 
 
-async def _visible_quote(conn: AsyncConnection, principal: Principal, quote_id: str) -> QuoteRecord:
+async def _check_open_quota(
+    svc: Services, conn: AsyncConnection, owner_agent_id: str, now: datetime
+) -> None:
+    """QUOTA_EXCEEDED when the owner already has the maximum of open (DRAFT + SENT) quotes;
+    the owner's row is locked first so concurrent saves cannot both slip past the limit."""
+    limit = svc.settings.max_open_quotes_per_agent
+    await repo.lock_agent(conn, owner_agent_id)
+    current = await repo.count_open_quotes(conn, owner_agent_id, now)
+    if current >= limit:
+        raise QuotaExceeded(
+            f"The agent already has {current} open quotes (limit {limit}).",
+            details={"resource": "openQuotes", "limit": limit, "current": current},
+        )
+
+
+async def visible_quote(conn: AsyncConnection, principal: Principal, quote_id: str) -> QuoteRecord:
     record = await repo.get_quote(conn, quote_id)
     if record is None:
         raise QuoteNotFound(details={"quoteId": quote_id})
@@ -254,7 +368,7 @@ async def _visible_quote(conn: AsyncConnection, principal: Principal, quote_id: 
     return record
 
 
-def _status_now(row: Mapping[str, Any], now: datetime) -> QuoteStatus:
+def status_now(row: Mapping[str, Any], now: datetime) -> QuoteStatus:
     return effective_status(QuoteStatus(row["status"]), row["expires_at"], now)
 
 

@@ -1,0 +1,184 @@
+"""``Idempotency-Key`` (IETF draft-ietf-httpapi-idempotency-key-header; Stripe's behaviour
+where the two agree): the same key and body replay the first response; the same key with
+another body is IDEMPOTENCY_KEY_REUSED (422); a duplicate while the first is still running is
+IDEMPOTENCY_KEY_IN_USE (409, retryable). Keys are scoped per agent and kept 24 h.
+
+A key is claimed in its own short transaction (so a concurrent duplicate sees it at once), and
+completed in the same transaction as the change it guards, so the stored response exists if and
+only if the change committed. A failed request releases its claim; a claim left by a crashed
+process is taken over once it is older than the abandon delay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tripquote.db.tables import idempotency_keys
+from tripquote.db.transaction import TransactionRunner
+from tripquote.errors import (
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    QuoteValidationFailed,
+    field_error,
+)
+
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as the draft's sf-string allows
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """A response recorded for replay."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A claimed key: complete it inside the change's transaction, or release it."""
+
+    agent_id: str
+    key: str
+
+
+def parse_key(value: str | None) -> str | None:
+    """The header's key, None if absent; QUOTE_VALIDATION_FAILED if not 1-255 visible ASCII."""
+    if value is None:
+        return None
+    key = value.strip().strip('"')
+    if not _KEY.match(key):
+        raise QuoteValidationFailed(
+            "Idempotency-Key must be 1-255 visible ASCII characters.",
+            details={"errors": [field_error("Idempotency-Key", "invalid", "Use e.g. a UUID.")]},
+        )
+    return key
+
+
+def request_fingerprint(method: str, path: str, body: Any) -> str:
+    """SHA-256 hex of method, path and the canonical JSON of the parsed body."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+
+
+class IdempotencyStore:
+    """Claims, completes, releases and replays keys through the transaction runner."""
+
+    def __init__(self, *, runner: TransactionRunner, ttl: timedelta, abandon_after: timedelta):
+        self.runner = runner
+        self.ttl = ttl
+        self.abandon_after = abandon_after
+
+    async def claim(self, *, agent_id: str, key: str, fingerprint: str) -> Claim | StoredResponse:
+        """Claim ``key`` for this request, or return the stored response to replay.
+
+        Raises IDEMPOTENCY_KEY_REUSED (other body) or IDEMPOTENCY_KEY_IN_USE (still running).
+        """
+        now = datetime.now(UTC)
+
+        async def work(conn: AsyncConnection) -> Claim | StoredResponse:
+            # INSERT … ON CONFLICT DO NOTHING: a concurrent duplicate waits for the first
+            # claim to commit, then finds its row instead of failing on the primary key.
+            dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            inserted = await conn.execute(
+                dialect_insert(idempotency_keys)
+                .values(
+                    agent_id=agent_id,
+                    key=key,
+                    request_hash=fingerprint,
+                    state="in_flight",
+                    created_at=now,
+                    expires_at=now + self.ttl,
+                )
+                .on_conflict_do_nothing()
+            )
+            if inserted.rowcount == 1:
+                return Claim(agent_id, key)
+            row = (
+                await conn.execute(
+                    select(idempotency_keys).where(
+                        idempotency_keys.c.agent_id == agent_id, idempotency_keys.c.key == key
+                    )
+                )
+            ).mappings().one()
+            if row["expires_at"] <= now:  # an expired key is a new key
+                await conn.execute(
+                    update(idempotency_keys)
+                    .where(idempotency_keys.c.agent_id == agent_id, idempotency_keys.c.key == key)
+                    .values(
+                        request_hash=fingerprint, state="in_flight", created_at=now,
+                        expires_at=now + self.ttl, response_status=None, response_body=None,
+                        response_headers=None,
+                    )
+                )
+                return Claim(agent_id, key)
+            if row["request_hash"] != fingerprint:
+                raise IdempotencyKeyReused(details={"idempotencyKey": key})
+            if row["state"] == "done":
+                return StoredResponse(
+                    status=int(row["response_status"]),
+                    body=str(row["response_body"]).encode(),
+                    headers=dict(row["response_headers"] or {}),
+                )
+            if now - row["created_at"] < self.abandon_after:
+                raise IdempotencyKeyInUse(details={"idempotencyKey": key})
+            await conn.execute(  # abandoned by a crashed process: take it over
+                update(idempotency_keys)
+                .where(idempotency_keys.c.agent_id == agent_id, idempotency_keys.c.key == key)
+                .values(created_at=now, expires_at=now + self.ttl)
+            )
+            return Claim(agent_id, key)
+
+        return await self.runner.run(work)
+
+    async def release(self, claim: Claim) -> None:
+        """Forget a claim whose request failed, so the key can be used again."""
+
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(
+                delete(idempotency_keys).where(
+                    idempotency_keys.c.agent_id == claim.agent_id,
+                    idempotency_keys.c.key == claim.key,
+                    idempotency_keys.c.state == "in_flight",
+                )
+            )
+
+        await self.runner.run(work)
+
+    async def purge(self, *, now: datetime) -> int:
+        """Delete every key past its expiry; returns how many."""
+
+        async def work(conn: AsyncConnection) -> int:
+            result = await conn.execute(
+                delete(idempotency_keys).where(idempotency_keys.c.expires_at <= now)
+            )
+            return int(result.rowcount or 0)
+
+        return await self.runner.run(work)
+
+
+async def complete(conn: AsyncConnection, claim: Claim, response: StoredResponse) -> None:
+    """Store the response for replay, in the transaction of the change it answers."""
+    await conn.execute(
+        update(idempotency_keys)
+        .where(
+            idempotency_keys.c.agent_id == claim.agent_id,
+            idempotency_keys.c.key == claim.key,
+        )
+        .values(
+            state="done",
+            response_status=response.status,
+            response_body=response.body.decode(),
+            response_headers=response.headers,
+        )
+    )

@@ -1,0 +1,86 @@
+"""Per-agent write rate limit (the ``limits`` library): memory storage by default, Redis when
+``TRIPQUOTE_RATE_LIMIT_STORAGE=redis://…`` so every process shares one limit.
+
+Refusals carry ``Retry-After`` (RFC 9110 §10.2.3) and the IETF RateLimit headers
+(draft-ietf-httpapi-ratelimit-headers: ``RateLimit-Policy``, ``RateLimit``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+
+from limits import RateLimitItem, parse
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+from tripquote.config import Settings
+from tripquote.errors import RateLimitExceeded
+
+logger = logging.getLogger("tripquote.ratelimit")
+
+_STORAGE_TIMEOUT_SECONDS = 0.5
+
+
+def _async_uri(uri: str) -> str:
+    return uri if uri.startswith("async+") else f"async+{uri}"
+
+
+class WriteRateLimiter:
+    """``check(agent_id)`` counts one write and raises RATE_LIMIT_EXCEEDED past the limit."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.item: RateLimitItem = parse(settings.rate_limit)
+        self.fail_open = settings.rate_limit_fail_open
+        self.storage = storage_from_string(_async_uri(settings.rate_limit_storage))
+        self.limiter = MovingWindowRateLimiter(self.storage)  # type: ignore[arg-type]
+        self.storage_errors = 0
+        self._last_warning = 0.0
+
+    async def check(self, agent_id: str) -> None:
+        """Count a write by ``agent_id``; RATE_LIMIT_EXCEEDED (429) when over the limit.
+
+        If the storage is unreachable, the write is allowed (fail open, logged and counted)
+        or refused with RATE_LIMIT_EXCEEDED (fail closed), as configured.
+        """
+        try:
+            async with asyncio.timeout(_STORAGE_TIMEOUT_SECONDS):
+                allowed = await self.limiter.hit(self.item, "writes", agent_id)
+                if allowed:
+                    return
+                stats = await self.limiter.get_window_stats(self.item, "writes", agent_id)
+        except Exception as exc:  # storage down: redis errors, timeouts, refused connections
+            self._storage_failed(exc)
+            if self.fail_open:
+                return
+            raise RateLimitExceeded(
+                "The rate-limit store is unavailable; writes are refused until it is back.",
+                headers={"Retry-After": "5"},
+                details={"reason": "storage_unavailable"},
+            ) from exc
+        reset = max(1, math.ceil(stats.reset_time - time.time()))
+        amount, window = self.item.amount, self.item.get_expiry()
+        raise RateLimitExceeded(
+            details={"limit": amount, "windowSeconds": window, "retryAfterSeconds": reset},
+            headers={
+                "Retry-After": str(reset),
+                "RateLimit-Policy": f"{amount};w={window}",
+                "RateLimit": f"limit={amount}, remaining=0, reset={reset}",
+            },
+        )
+
+    def _storage_failed(self, exc: BaseException) -> None:
+        from tripquote.observability.metrics import RATE_LIMIT_STORAGE_ERRORS
+
+        self.storage_errors += 1
+        RATE_LIMIT_STORAGE_ERRORS.inc()
+        now = time.monotonic()
+        if now - self._last_warning > 10:
+            self._last_warning = now
+            logger.warning(
+                "rate-limit storage unavailable; failing %s",
+                "open" if self.fail_open else "closed",
+                exc_info=exc,
+            )

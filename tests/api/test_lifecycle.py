@@ -1,0 +1,335 @@
+"""The whole lifecycle through HTTP on both databases: every (status, operation) pair of the
+state table, expiry, history, idempotency and quotas."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import text
+
+from tests.api.test_errors_api import assert_envelope
+from tests.conftest import Actor, World, make_settings, quote_body
+from tripquote.quotes.lifecycle import TRANSITIONS, Operation, QuoteStatus
+
+URL = "/api/agents/quotes"
+
+
+async def create(world: World, actor: Actor, name: str = "edinburgh-weekend-gbp", **headers: str) -> Any:
+    return await world.client.post(
+        URL, json=quote_body(name, actor.client_id), headers={**actor.headers, **headers}
+    )
+
+
+async def act(world: World, actor: Actor, quote_id: str, operation: Operation, version: int) -> Any:
+    if operation is Operation.UPDATE:
+        return await world.client.patch(
+            f"{URL}/{quote_id}", json={"version": version, "travelers": 2}, headers=actor.headers
+        )
+    if operation is Operation.DELETE:
+        return await world.client.request(
+            "DELETE", f"{URL}/{quote_id}", json={"version": version}, headers=actor.headers
+        )
+    return await world.client.post(
+        f"{URL}/{quote_id}/{operation.value.lower()}", json={"version": version},
+        headers=actor.headers,
+    )
+
+
+async def expire_in_db(world: World, quote_id: str) -> None:
+    """Move a SENT quote's expiry into the past, as the passage of time would (no sweep)."""
+    async with world.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE quotes SET expires_at = :at WHERE id = :id"),
+            {"at": datetime.now(UTC) - timedelta(seconds=1), "id": quote_id},
+        )
+
+
+async def quote_in(world: World, actor: Actor, status: QuoteStatus) -> tuple[str, int]:
+    """A quote brought to ``status`` through the API; returns (id, version)."""
+    response = await create(world, actor)
+    quote_id, version = response.json()["quoteId"], 1
+    path = {
+        QuoteStatus.DRAFT: [],
+        QuoteStatus.SENT: [Operation.SEND],
+        QuoteStatus.ACCEPTED: [Operation.SEND, Operation.ACCEPT],
+        QuoteStatus.REJECTED: [Operation.SEND, Operation.REJECT],
+        QuoteStatus.CANCELLED: [Operation.DELETE],
+        QuoteStatus.EXPIRED: [Operation.SEND],
+    }[status]
+    for operation in path:
+        result = await act(world, actor, quote_id, operation, version)
+        assert result.status_code == 200, result.text
+        version = result.json()["version"]
+    if status is QuoteStatus.EXPIRED:
+        await expire_in_db(world, quote_id)
+    return quote_id, version
+
+
+AGENT_OPERATIONS = [op for op in Operation if op is not Operation.EXPIRE]
+
+
+@pytest.mark.parametrize("status", list(QuoteStatus), ids=[s.value for s in QuoteStatus])
+async def test_every_status_operation_pair(world: World, status: QuoteStatus) -> None:
+    actor = await world.actor()
+    for operation in AGENT_OPERATIONS:
+        quote_id, version = await quote_in(world, actor, status)
+        revisions_before = await world.count("quote_revisions", "quote_id = :id", id=quote_id)
+        before = await world.snapshot(quote_id)
+        response = await act(world, actor, quote_id, operation, version)
+        target = TRANSITIONS.get((status, operation))
+        if target is not None:
+            assert response.status_code == 200, (status, operation, response.text)
+            quote = response.json()["quote"]
+            assert quote["status"] == target.value
+            assert quote["version"] == version + 1
+            assert quote["lastModifiedBy"] == actor.agent_id
+            assert await world.count("quote_revisions", "quote_id = :id", id=quote_id) == (
+                revisions_before + 1
+            )
+            history = (await world.client.get(f"{URL}/{quote_id}/revisions", headers=actor.headers)).json()
+            assert history["revisions"][-1]["operation"] == operation.value
+            assert history["revisions"][-1]["snapshot"] == quote
+        else:
+            code = (
+                "QUOTE_ALREADY_SENT"
+                if status is QuoteStatus.SENT and operation in (Operation.UPDATE, Operation.DELETE, Operation.SEND)
+                else "QUOTE_STATE_INVALID"
+            )
+            body = assert_envelope(response, code, 409)
+            assert body["details"]["currentStatus"] == status.value
+            assert body["details"]["operation"] == operation.value
+            assert body["details"]["allowedOperations"] == [
+                op.value for op in Operation if (status, op) in TRANSITIONS
+            ]
+            assert await world.snapshot(quote_id) == before
+
+
+async def test_reject_then_revise_then_resend(world: World) -> None:
+    actor = await world.actor()
+    quote_id, version = await quote_in(world, actor, QuoteStatus.REJECTED)
+    revised = await world.client.patch(
+        f"{URL}/{quote_id}", json={"version": version, "discount": "10.00"}, headers=actor.headers
+    )
+    assert revised.status_code == 200
+    quote = revised.json()["quote"]
+    assert quote["status"] == "DRAFT"
+    assert quote["sentAt"] is None and quote["expiresAt"] is None
+    resent = await act(world, actor, quote_id, Operation.SEND, quote["version"])
+    assert resent.json()["quote"]["status"] == "SENT"
+    ops = [r["operation"] for r in (await world.client.get(f"{URL}/{quote_id}/revisions", headers=actor.headers)).json()["revisions"]]
+    assert ops == ["CREATE", "SEND", "REJECT", "UPDATE", "SEND"]
+
+
+async def test_send_needs_an_item(world: World) -> None:
+    actor = await world.actor()
+    response = await create(world, actor, "banff-draft-cad")
+    quote_id = response.json()["quoteId"]
+    before = await world.snapshot(quote_id)
+    body = assert_envelope(await act(world, actor, quote_id, Operation.SEND, 1), "QUOTE_VALIDATION_FAILED", 400)
+    assert "items" in [e["path"] for e in body["details"]["errors"]]
+    assert await world.snapshot(quote_id) == before
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo"])
+async def test_send_sets_expiry_at_end_of_last_valid_day_in_agency_zone(world: World, zone: str) -> None:
+    actor = await world.actor(agency_id=await world.agency(timezone=zone))
+    quote_id = (await create(world, actor)).json()["quoteId"]  # expiresInDays 3 in this fixture
+    sent = (await act(world, actor, quote_id, Operation.SEND, 1)).json()["quote"]
+    sent_at = datetime.fromisoformat(sent["sentAt"])
+    expires_at = datetime.fromisoformat(sent["expiresAt"])
+    local = sent_at.astimezone(ZoneInfo(zone))
+    last_day = local.date() + timedelta(days=sent["expiresInDays"])
+    expected = datetime(last_day.year, last_day.month, last_day.day, tzinfo=ZoneInfo(zone)) + timedelta(days=0)
+    expected = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), tzinfo=ZoneInfo(zone))
+    assert expires_at == expected
+    assert expires_at.astimezone(ZoneInfo(zone)).hour == 0
+
+
+async def test_expired_but_unswept_quote_reads_expired_and_cannot_be_accepted(world: World) -> None:
+    actor = await world.actor()
+    quote_id, version = await quote_in(world, actor, QuoteStatus.EXPIRED)
+    read = await world.client.get(f"{URL}/{quote_id}", headers=actor.headers)
+    assert read.json()["quote"]["status"] == "EXPIRED"
+    before = await world.snapshot(quote_id)
+    body = assert_envelope(await act(world, actor, quote_id, Operation.ACCEPT, version), "QUOTE_STATE_INVALID", 409)
+    assert body["details"]["currentStatus"] == "EXPIRED"
+    assert await world.snapshot(quote_id) == before
+    listed = await world.client.get(URL, params={"status": "EXPIRED"}, headers=actor.headers)
+    assert [q["id"] for q in listed.json()["quotes"]] == [quote_id]
+    listed = await world.client.get(URL, params={"status": "SENT"}, headers=actor.headers)
+    assert listed.json()["quotes"] == []
+
+
+async def test_expire_sweep_writes_each_quote_once_and_spares_others(world: World) -> None:
+    from tripquote.quotes.expiry import expire_due
+
+    actor = await world.actor()
+    due = [(await quote_in(world, actor, QuoteStatus.EXPIRED))[0] for _ in range(3)]
+    fresh, _ = await quote_in(world, actor, QuoteStatus.SENT)
+    accepted, _ = await quote_in(world, actor, QuoteStatus.ACCEPTED)
+    runner = world.app.state.runner
+    now = datetime.now(UTC)
+    results = await asyncio.gather(
+        expire_due(runner, now=now, batch_size=2, correlation_id="sweep-a"),
+        expire_due(runner, now=now, batch_size=2, correlation_id="sweep-b"),
+    )
+    assert await world.count(
+        "quote_revisions", "operation = 'EXPIRE' AND quote_id IN (:a, :b, :c)",
+        a=due[0], b=due[1], c=due[2],
+    ) == 3
+    assert sum(results) >= 3
+    for quote_id in due:
+        stored = (await world.client.get(f"{URL}/{quote_id}", headers=actor.headers)).json()
+        assert stored["quote"]["status"] == "EXPIRED"
+        assert stored["quote"]["lastModifiedBy"] == "system"
+    assert (await world.client.get(f"{URL}/{fresh}", headers=actor.headers)).json()["quote"]["status"] == "SENT"
+    assert (await world.client.get(f"{URL}/{accepted}", headers=actor.headers)).json()["quote"]["status"] == "ACCEPTED"
+
+
+async def test_list_filters_pagination_and_admin_scope(world: World) -> None:
+    owner = await world.actor()
+    colleague = await world.actor(agency_id=owner.agency_id)
+    admin = await world.actor(agency_id=owner.agency_id, role="admin")
+    mine = [(await create(world, owner)).json()["quoteId"] for _ in range(5)]
+    theirs = (await create(world, colleague)).json()["quoteId"]
+    await act(world, owner, mine[0], Operation.SEND, 1)
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = (await world.client.get(URL, params=params, headers=owner.headers)).json()
+        seen += [q["id"] for q in page["quotes"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert seen == list(reversed(mine))  # newest first, no duplicates, nothing skipped
+
+    sent = (await world.client.get(URL, params={"status": "SENT"}, headers=owner.headers)).json()
+    assert [q["id"] for q in sent["quotes"]] == [mine[0]]
+    by_client = (await world.client.get(URL, params={"clientId": colleague.client_id}, headers=owner.headers)).json()
+    assert by_client["quotes"] == []
+    agency = (await world.client.get(URL, params={"limit": 200}, headers=admin.headers)).json()
+    assert set(mine + [theirs]) == {q["id"] for q in agency["quotes"]}
+    since = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    later = (await world.client.get(URL, params={"updatedSince": since}, headers=owner.headers)).json()
+    assert later["quotes"] == []
+    bad = await world.client.get(URL, params={"cursor": "%%%"}, headers=owner.headers)
+    assert_envelope(bad, "QUOTE_VALIDATION_FAILED", 400)
+    bad = await world.client.get(URL, params={"status": "LOST"}, headers=owner.headers)
+    assert_envelope(bad, "QUOTE_VALIDATION_FAILED", 400)
+
+
+async def test_revision_by_version_and_conflict_names_changed_fields(world: World) -> None:
+    actor = await world.actor()
+    created = (await create(world, actor)).json()
+    quote_id = created["quoteId"]
+    await world.client.patch(f"{URL}/{quote_id}", json={"version": 1, "notes": "v2"}, headers=actor.headers)
+    first = (await world.client.get(f"{URL}/{quote_id}/revisions/1", headers=actor.headers)).json()
+    assert first["revision"]["snapshot"] == created["quote"]
+    assert first["revision"]["actorId"] == actor.agent_id
+    assert first["revision"]["correlationId"]
+    missing = await world.client.get(f"{URL}/{quote_id}/revisions/9", headers=actor.headers)
+    assert_envelope(missing, "QUOTE_NOT_FOUND", 404)
+
+
+async def test_idempotent_create_replays_and_refuses_reuse(world: World) -> None:
+    actor = await world.actor()
+    key = {"Idempotency-Key": "create-7f3a"}
+    first = await create(world, actor, **key)
+    assert first.status_code == 201
+    replay = await create(world, actor, **key)
+    assert replay.status_code == 201
+    assert replay.content == first.content
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert await world.count("quotes", "agent_id = :a", a=actor.agent_id) == 1
+    other = await create(world, actor, "zermatt-ski-chf", **key)
+    assert_envelope(other, "IDEMPOTENCY_KEY_REUSED", 422)
+    assert await world.count("quotes", "agent_id = :a", a=actor.agent_id) == 1
+    # Keys are per agent: another agent's identical key is its own.
+    stranger = await world.actor()
+    assert (await create(world, stranger, **key)).status_code == 201
+
+
+async def test_failed_request_releases_its_key(world: World) -> None:
+    actor = await world.actor()
+    body = quote_body("edinburgh-weekend-gbp", actor.client_id)
+    bad = {**body, "travelers": 0}
+    key = {**actor.headers, "Idempotency-Key": "retry-after-fix"}
+    assert (await world.client.post(URL, json=bad, headers=key)).status_code == 400
+    # Same key, same (bad) body again: evaluated again, not replayed from a failed attempt.
+    assert (await world.client.post(URL, json=bad, headers=key)).status_code == 400
+
+
+async def test_50_concurrent_creates_with_one_key_make_one_quote(world: World) -> None:
+    actor = await world.actor()
+    headers = {**actor.headers, "Idempotency-Key": "burst-1"}
+    body = quote_body("iceland-ring-road-eur", actor.client_id)
+    responses = await asyncio.gather(*(world.client.post(URL, json=body, headers=headers) for _ in range(50)))
+    ids = set()
+    for response in responses:
+        if response.status_code == 201:
+            ids.add(response.json()["quoteId"])
+        else:
+            body_ = assert_envelope(response, "IDEMPOTENCY_KEY_IN_USE", 409)
+            assert body_["retryable"] is True
+    assert len(ids) == 1
+    assert await world.count("quotes", "agent_id = :a", a=actor.agent_id) == 1
+    replay = await world.client.post(URL, json=body, headers=headers)
+    assert replay.json()["quoteId"] in ids
+
+
+async def test_idempotent_transition(world: World) -> None:
+    actor = await world.actor()
+    quote_id = (await create(world, actor)).json()["quoteId"]
+    headers = {**actor.headers, "Idempotency-Key": "send-once"}
+    first = await world.client.post(f"{URL}/{quote_id}/send", json={"version": 1}, headers=headers)
+    again = await world.client.post(f"{URL}/{quote_id}/send", json={"version": 1}, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.content == first.content
+    assert await world.count("quote_revisions", "quote_id = :id", id=quote_id) == 2
+
+
+async def test_open_quote_quota_holds_under_concurrency(db_url: str, world_factory: Any) -> None:
+    limit = 5
+    world: World = await world_factory(make_settings(db_url, max_open_quotes_per_agent=limit))
+    actor = await world.actor()
+    for _ in range(limit - 1):
+        assert (await create(world, actor)).status_code == 201
+    responses = await asyncio.gather(*(create(world, actor) for _ in range(20)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(201) == 1
+    for response in responses:
+        if response.status_code != 201:
+            body = assert_envelope(response, "QUOTA_EXCEEDED", 403)
+            assert body["details"] == {"resource": "openQuotes", "limit": limit, "current": limit}
+    assert await world.count("quotes", "agent_id = :a AND status = 'DRAFT'", a=actor.agent_id) == limit
+    # A cancelled quote frees its place.
+    first = (await world.client.get(URL, params={"limit": 1}, headers=actor.headers)).json()["quotes"][0]
+    await act(world, actor, first["id"], Operation.DELETE, first["version"])
+    assert (await create(world, actor)).status_code == 201
+
+
+async def test_write_rate_limit_per_agent(db_url: str, world_factory: Any) -> None:
+    world: World = await world_factory(make_settings(db_url, rate_limit="5/minute"))
+    actor = await world.actor()
+    other = await world.actor()
+    for _ in range(5):
+        assert (await create(world, actor)).status_code == 201
+    before = await world.table_counts()
+    refused = await create(world, actor)
+    body = assert_envelope(refused, "RATE_LIMIT_EXCEEDED", 429)
+    assert body["retryable"] is True
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["ratelimit-policy"] == "5;w=60"
+    assert "remaining=0" in refused.headers["ratelimit"]
+    assert await world.table_counts() == before
+    assert (await create(world, other)).status_code == 201
+    # Reads are not limited.
+    assert (await world.client.get(URL, headers=actor.headers)).status_code == 200
