@@ -19,8 +19,10 @@ from tripquote.config import Settings
 from tripquote.db.engine import create_engine
 from tripquote.db.transaction import TransactionRunner
 from tripquote.errors import (
+    InternalError,
     MethodNotAllowed,
     NotFound,
+    PayloadTooLarge,
     QuoteValidationFailed,
     TripquoteError,
 )
@@ -89,12 +91,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        error: TripquoteError
         if exc.status_code == 405:
-            error: TripquoteError = MethodNotAllowed(headers=dict(exc.headers or {}))
+            error = MethodNotAllowed(headers=dict(exc.headers or {}))
         elif exc.status_code == 404:
             error = NotFound()
+        elif exc.status_code == 413:
+            error = PayloadTooLarge()
+        elif exc.status_code < 500:
+            error = QuoteValidationFailed(str(exc.detail), http_status=exc.status_code)
         else:
-            error = TripquoteError(str(exc.detail), http_status=exc.status_code)
+            error = InternalError(http_status=exc.status_code)
         return render(request, error)
 
     async def on_request_validation(request: Request, exc: Exception) -> Response:

@@ -219,7 +219,11 @@ def demo(
         from datetime import UTC, datetime
 
         created = await insert_client(
-            conn, principal=principal, name="Aiko Tanaka", email=None, phone=None,
+            conn,
+            principal=principal,
+            name="Aiko Tanaka",
+            email=None,
+            phone=None,
             now=datetime.now(UTC),
         )
         return agent_id, str(created["id"])
@@ -260,7 +264,9 @@ def _with_runner(settings: Settings, use: Callable[[Any], Awaitable[T]]) -> T:
     async def run() -> T:
         engine = create_engine(settings)
         try:
-            runner = TransactionRunner(engine=engine, settings=settings, observer=Observer(settings))
+            runner = TransactionRunner(
+                engine=engine, settings=settings, observer=Observer(settings)
+            )
             return await use(runner)
         finally:
             await engine.dispose()
@@ -270,7 +276,9 @@ def _with_runner(settings: Settings, use: Callable[[Any], Awaitable[T]]) -> T:
 
 @app.command()
 def expire(
-    batch_size: Annotated[int, typer.Option(min=1, max=10_000, help="Quotes per transaction.")] = 500,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Quotes per transaction.")
+    ] = 500,
     as_json: JsonFlag = False,
 ) -> None:
     """Write EXPIRED on every SENT quote past its expiresAt (safe to run on several hosts)."""

@@ -79,9 +79,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_default_secret_outside_development(self) -> Settings:
         secret = self.jwt_secret.get_secret_value()
-        if self.environment != "development" and (
-            secret == DEFAULT_JWT_SECRET or len(secret) < 32
-        ):
+        if self.environment != "development" and (secret == DEFAULT_JWT_SECRET or len(secret) < 32):
             raise ValueError(
                 "TRIPQUOTE_JWT_SECRET must be set to a random value of 32+ characters "
                 "outside development"

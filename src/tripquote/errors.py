@@ -269,5 +269,5 @@ ERRORS_BY_CODE: dict[str, type[TripquoteError]] = {cls.code: cls for cls in ERRO
 
 
 def field_error(path: str, code: str, message: str) -> dict[str, str]:
-    """One entry of ``details.errors``: ``{path, code, message}``; path like ``items[0].unitPrice``."""
+    """An entry of details.errors: ``{path, code, message}``, path like ``items[0].unitPrice``."""
     return {"path": path, "code": code, "message": message}

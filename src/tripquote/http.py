@@ -40,7 +40,9 @@ async def read_json(request: Request) -> Any:
     return loads(await request.body())
 
 
-def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(
+    body: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     """A JSON response; Decimals as strings, datetimes as ISO 8601 UTC."""
     return Response(
         content=dumps(body), status_code=status, media_type="application/json", headers=headers

@@ -105,19 +105,27 @@ class IdempotencyStore:
             if inserted.rowcount == 1:
                 return Claim(agent_id, key)
             row = (
-                await conn.execute(
-                    select(idempotency_keys).where(
-                        idempotency_keys.c.agent_id == agent_id, idempotency_keys.c.key == key
+                (
+                    await conn.execute(
+                        select(idempotency_keys).where(
+                            idempotency_keys.c.agent_id == agent_id, idempotency_keys.c.key == key
+                        )
                     )
                 )
-            ).mappings().one()
+                .mappings()
+                .one()
+            )
             if row["expires_at"] <= now:  # an expired key is a new key
                 await conn.execute(
                     update(idempotency_keys)
                     .where(idempotency_keys.c.agent_id == agent_id, idempotency_keys.c.key == key)
                     .values(
-                        request_hash=fingerprint, state="in_flight", created_at=now,
-                        expires_at=now + self.ttl, response_status=None, response_body=None,
+                        request_hash=fingerprint,
+                        state="in_flight",
+                        created_at=now,
+                        expires_at=now + self.ttl,
+                        response_status=None,
+                        response_body=None,
                         response_headers=None,
                     )
                 )

@@ -19,7 +19,7 @@ def encode_cursor(at: datetime, row_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """The ``(timestamp, id)`` a cursor names; QUOTE_VALIDATION_FAILED at ``cursor`` if malformed."""
+    """The ``(timestamp, id)`` a cursor names; QUOTE_VALIDATION_FAILED if malformed."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at_text, _, row_id = base64.urlsafe_b64decode(padded).decode().partition("|")

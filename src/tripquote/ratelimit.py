@@ -35,7 +35,7 @@ class WriteRateLimiter:
         self.item: RateLimitItem = parse(settings.rate_limit)
         self.fail_open = settings.rate_limit_fail_open
         self.storage = storage_from_string(_async_uri(settings.rate_limit_storage))
-        self.limiter = MovingWindowRateLimiter(self.storage)  # type: ignore[arg-type]
+        self.limiter = MovingWindowRateLimiter(self.storage)
         self.storage_errors = 0
         self._last_warning = 0.0
 

@@ -26,7 +26,7 @@ _CODES = {
 
 
 def json_path(loc: Sequence[int | str], *, skip: Iterable[str] = ()) -> str:
-    """A pydantic ``loc`` as a JSON path: ``("items", 0, "details", "to")`` -> ``items[0].details.to``;
+    """A pydantic ``loc`` as a JSON path: ``("items", 0, "to")`` -> ``items[0].to``;
     loc parts in ``skip`` (discriminator tags) are left out."""
     skipped = set(skip)
     path = ""

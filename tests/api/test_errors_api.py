@@ -13,7 +13,13 @@ from tests.conftest import JWT_SECRET, World, make_settings, quote_body
 from tripquote.agents import repository as agents_repo
 
 ENVELOPE_KEYS = {
-    "success", "errorCode", "message", "severity", "retryable", "correlationId", "details",
+    "success",
+    "errorCode",
+    "message",
+    "severity",
+    "retryable",
+    "correlationId",
+    "details",
     "timestamp",
 }
 
@@ -34,7 +40,8 @@ def assert_envelope(response: Any, code: str, status: int) -> dict[str, Any]:
 
 async def _quote(world: World, actor: Any) -> str:
     response = await world.client.post(
-        "/api/agents/quotes", json=quote_body("zermatt-ski-chf", actor.client_id),
+        "/api/agents/quotes",
+        json=quote_body("zermatt-ski-chf", actor.client_id),
         headers=actor.headers,
     )
     assert response.status_code == 201, response.text
@@ -83,7 +90,8 @@ async def test_agent_not_found_for_disabled_or_unknown_agent(world: World) -> No
         await agents_repo.set_agent_active(conn, actor.agent_id, active=False)
     before = await world.table_counts()
     response = await world.client.post(
-        "/api/agents/quotes", json=quote_body("zermatt-ski-chf", actor.client_id),
+        "/api/agents/quotes",
+        json=quote_body("zermatt-ski-chf", actor.client_id),
         headers=actor.headers,
     )
     assert_envelope(response, "AGENT_NOT_FOUND", 404)
@@ -104,10 +112,15 @@ async def test_other_agent_same_agency_is_forbidden_other_agency_sees_nothing(wo
     quote_id = await _quote(world, owner)
     url = f"/api/agents/quotes/{quote_id}"
 
-    assert_envelope(await world.client.get(url, headers=colleague.headers), "AUTHORIZATION_FAILED", 403)
+    assert_envelope(
+        await world.client.get(url, headers=colleague.headers), "AUTHORIZATION_FAILED", 403
+    )
     assert_envelope(await world.client.get(url, headers=stranger.headers), "QUOTE_NOT_FOUND", 404)
     before = await world.snapshot(quote_id)
-    for who, code, status in ((colleague, "AUTHORIZATION_FAILED", 403), (stranger, "QUOTE_NOT_FOUND", 404)):
+    for who, code, status in (
+        (colleague, "AUTHORIZATION_FAILED", 403),
+        (stranger, "QUOTE_NOT_FOUND", 404),
+    ):
         response = await world.client.patch(
             url, json={"version": 1, "tripName": "hijack"}, headers=who.headers
         )
@@ -115,7 +128,9 @@ async def test_other_agent_same_agency_is_forbidden_other_agency_sees_nothing(wo
     assert await world.snapshot(quote_id) == before
     # The agency admin may read and edit it.
     assert (await world.client.get(url, headers=admin.headers)).status_code == 200
-    edited = await world.client.patch(url, json={"version": 1, "travelers": 3}, headers=admin.headers)
+    edited = await world.client.patch(
+        url, json={"version": 1, "travelers": 3}, headers=admin.headers
+    )
     assert edited.status_code == 200
     assert edited.json()["quote"]["lastModifiedBy"] == admin.agent_id
 
@@ -160,10 +175,14 @@ async def test_already_sent_quote_is_locked(world: World) -> None:
     actor = await world.actor()
     quote_id = await _quote(world, actor)
     async with world.engine.begin() as conn:
-        await conn.execute(text("UPDATE quotes SET status = 'SENT' WHERE id = :id"), {"id": quote_id})
+        await conn.execute(
+            text("UPDATE quotes SET status = 'SENT' WHERE id = :id"), {"id": quote_id}
+        )
     before = await world.snapshot(quote_id)
     response = await world.client.patch(
-        f"/api/agents/quotes/{quote_id}", json={"version": 1, "tripName": "x"}, headers=actor.headers
+        f"/api/agents/quotes/{quote_id}",
+        json={"version": 1, "tripName": "x"},
+        headers=actor.headers,
     )
     body = assert_envelope(response, "QUOTE_ALREADY_SENT", 409)
     assert body["severity"] == "CRITICAL"
@@ -179,7 +198,9 @@ async def test_cancelled_quote_state_invalid(world: World) -> None:
             text("UPDATE quotes SET status = 'CANCELLED' WHERE id = :id"), {"id": quote_id}
         )
     response = await world.client.patch(
-        f"/api/agents/quotes/{quote_id}", json={"version": 1, "tripName": "x"}, headers=actor.headers
+        f"/api/agents/quotes/{quote_id}",
+        json={"version": 1, "tripName": "x"},
+        headers=actor.headers,
     )
     body = assert_envelope(response, "QUOTE_STATE_INVALID", 409)
     assert body["details"]["operation"] == "UPDATE"
@@ -190,7 +211,8 @@ async def test_items_quota(db_url: str, world_factory: Any) -> None:
     actor = await world.actor()
     before = await world.table_counts()
     response = await world.client.post(
-        "/api/agents/quotes", json=quote_body("iceland-ring-road-eur", actor.client_id),
+        "/api/agents/quotes",
+        json=quote_body("iceland-ring-road-eur", actor.client_id),
         headers=actor.headers,
     )
     body = assert_envelope(response, "QUOTA_EXCEEDED", 403)
@@ -200,10 +222,17 @@ async def test_items_quota(db_url: str, world_factory: Any) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "content_type"),
-    [(b'{"tripName": ', "application/json"), (b"\xff\xfe", "application/json"), (b"[1, 2]", "application/json"), (b'{"a": NaN}', "application/json")],
+    [
+        (b'{"tripName": ', "application/json"),
+        (b"\xff\xfe", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b'{"a": NaN}', "application/json"),
+    ],
     ids=["truncated", "not-utf8", "array", "nan"],
 )
-async def test_malformed_json_is_a_validation_error(world: World, raw: bytes, content_type: str) -> None:
+async def test_malformed_json_is_a_validation_error(
+    world: World, raw: bytes, content_type: str
+) -> None:
     actor = await world.actor()
     before = await world.table_counts()
     response = await world.client.post(
@@ -234,7 +263,8 @@ async def test_payload_too_large(db_url: str, world_factory: Any) -> None:
             yield b" " * 512
 
     response = await world.client.post(
-        "/api/agents/quotes", content=chunks(),
+        "/api/agents/quotes",
+        content=chunks(),
         headers={**actor.headers, "Content-Type": "application/json"},
     )
     assert_envelope(response, "PAYLOAD_TOO_LARGE", 413)

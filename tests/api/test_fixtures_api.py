@@ -29,7 +29,8 @@ def _with_client(request: dict[str, Any], client_id: str) -> dict[str, Any]:
 async def test_good_quote_saves_with_exact_pricing(world: World, case: dict[str, Any]) -> None:
     actor = await world.actor()
     response = await world.client.post(
-        "/api/agents/quotes", json=_with_client(case["request"], actor.client_id),
+        "/api/agents/quotes",
+        json=_with_client(case["request"], actor.client_id),
         headers=actor.headers,
     )
     assert response.status_code == case["expect"]["status"], response.text
@@ -40,7 +41,9 @@ async def test_good_quote_saves_with_exact_pricing(world: World, case: dict[str,
     quote = body["quote"]
     expected = case["expect"]["pricing"]
     assert [item["lineTotal"] for item in quote["items"]] == expected["lineTotals"]
-    assert quote["pricing"] == {k: expected[k] for k in ("subtotal", "markupAmount", "discount", "total")}
+    assert quote["pricing"] == {
+        k: expected[k] for k in ("subtotal", "markupAmount", "discount", "total")
+    }
     assert quote["status"] == "DRAFT"
 
     # What was stored reads back identically.
@@ -58,7 +61,8 @@ async def test_bad_request_refused_with_code_and_path(world: World, case: dict[s
     actor = await world.actor()
     before = await world.table_counts()
     response = await world.client.post(
-        "/api/agents/quotes", json=_with_client(case["request"], actor.client_id),
+        "/api/agents/quotes",
+        json=_with_client(case["request"], actor.client_id),
         headers=actor.headers,
     )
     code = case["expect"]["errorCode"]

@@ -18,7 +18,9 @@ from tripquote.quotes.lifecycle import TRANSITIONS, Operation, QuoteStatus
 URL = "/api/agents/quotes"
 
 
-async def create(world: World, actor: Actor, name: str = "edinburgh-weekend-gbp", **headers: str) -> Any:
+async def create(
+    world: World, actor: Actor, name: str = "edinburgh-weekend-gbp", **headers: str
+) -> Any:
     return await world.client.post(
         URL, json=quote_body(name, actor.client_id), headers={**actor.headers, **headers}
     )
@@ -34,7 +36,8 @@ async def act(world: World, actor: Actor, quote_id: str, operation: Operation, v
             "DELETE", f"{URL}/{quote_id}", json={"version": version}, headers=actor.headers
         )
     return await world.client.post(
-        f"{URL}/{quote_id}/{operation.value.lower()}", json={"version": version},
+        f"{URL}/{quote_id}/{operation.value.lower()}",
+        json={"version": version},
         headers=actor.headers,
     )
 
@@ -90,13 +93,16 @@ async def test_every_status_operation_pair(world: World, status: QuoteStatus) ->
             assert await world.count("quote_revisions", "quote_id = :id", id=quote_id) == (
                 revisions_before + 1
             )
-            history = (await world.client.get(f"{URL}/{quote_id}/revisions", headers=actor.headers)).json()
+            history = (
+                await world.client.get(f"{URL}/{quote_id}/revisions", headers=actor.headers)
+            ).json()
             assert history["revisions"][-1]["operation"] == operation.value
             assert history["revisions"][-1]["snapshot"] == quote
         else:
             code = (
                 "QUOTE_ALREADY_SENT"
-                if status is QuoteStatus.SENT and operation in (Operation.UPDATE, Operation.DELETE, Operation.SEND)
+                if status is QuoteStatus.SENT
+                and operation in (Operation.UPDATE, Operation.DELETE, Operation.SEND)
                 else "QUOTE_STATE_INVALID"
             )
             body = assert_envelope(response, code, 409)
@@ -120,7 +126,12 @@ async def test_reject_then_revise_then_resend(world: World) -> None:
     assert quote["sentAt"] is None and quote["expiresAt"] is None
     resent = await act(world, actor, quote_id, Operation.SEND, quote["version"])
     assert resent.json()["quote"]["status"] == "SENT"
-    ops = [r["operation"] for r in (await world.client.get(f"{URL}/{quote_id}/revisions", headers=actor.headers)).json()["revisions"]]
+    ops = [
+        r["operation"]
+        for r in (
+            await world.client.get(f"{URL}/{quote_id}/revisions", headers=actor.headers)
+        ).json()["revisions"]
+    ]
     assert ops == ["CREATE", "SEND", "REJECT", "UPDATE", "SEND"]
 
 
@@ -129,13 +140,17 @@ async def test_send_needs_an_item(world: World) -> None:
     response = await create(world, actor, "banff-draft-cad")
     quote_id = response.json()["quoteId"]
     before = await world.snapshot(quote_id)
-    body = assert_envelope(await act(world, actor, quote_id, Operation.SEND, 1), "QUOTE_VALIDATION_FAILED", 400)
+    body = assert_envelope(
+        await act(world, actor, quote_id, Operation.SEND, 1), "QUOTE_VALIDATION_FAILED", 400
+    )
     assert "items" in [e["path"] for e in body["details"]["errors"]]
     assert await world.snapshot(quote_id) == before
 
 
 @pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo"])
-async def test_send_sets_expiry_at_end_of_last_valid_day_in_agency_zone(world: World, zone: str) -> None:
+async def test_send_sets_expiry_at_end_of_last_valid_day_in_agency_zone(
+    world: World, zone: str
+) -> None:
     actor = await world.actor(agency_id=await world.agency(timezone=zone))
     quote_id = (await create(world, actor)).json()["quoteId"]  # expiresInDays 3 in this fixture
     sent = (await act(world, actor, quote_id, Operation.SEND, 1)).json()["quote"]
@@ -143,8 +158,12 @@ async def test_send_sets_expiry_at_end_of_last_valid_day_in_agency_zone(world: W
     expires_at = datetime.fromisoformat(sent["expiresAt"])
     local = sent_at.astimezone(ZoneInfo(zone))
     last_day = local.date() + timedelta(days=sent["expiresInDays"])
-    expected = datetime(last_day.year, last_day.month, last_day.day, tzinfo=ZoneInfo(zone)) + timedelta(days=0)
-    expected = datetime.combine(last_day + timedelta(days=1), datetime.min.time(), tzinfo=ZoneInfo(zone))
+    expected = datetime(
+        last_day.year, last_day.month, last_day.day, tzinfo=ZoneInfo(zone)
+    ) + timedelta(days=0)
+    expected = datetime.combine(
+        last_day + timedelta(days=1), datetime.min.time(), tzinfo=ZoneInfo(zone)
+    )
     assert expires_at == expected
     assert expires_at.astimezone(ZoneInfo(zone)).hour == 0
 
@@ -155,7 +174,9 @@ async def test_expired_but_unswept_quote_reads_expired_and_cannot_be_accepted(wo
     read = await world.client.get(f"{URL}/{quote_id}", headers=actor.headers)
     assert read.json()["quote"]["status"] == "EXPIRED"
     before = await world.snapshot(quote_id)
-    body = assert_envelope(await act(world, actor, quote_id, Operation.ACCEPT, version), "QUOTE_STATE_INVALID", 409)
+    body = assert_envelope(
+        await act(world, actor, quote_id, Operation.ACCEPT, version), "QUOTE_STATE_INVALID", 409
+    )
     assert body["details"]["currentStatus"] == "EXPIRED"
     assert await world.snapshot(quote_id) == before
     listed = await world.client.get(URL, params={"status": "EXPIRED"}, headers=actor.headers)
@@ -177,17 +198,27 @@ async def test_expire_sweep_writes_each_quote_once_and_spares_others(world: Worl
         expire_due(runner, now=now, batch_size=2, correlation_id="sweep-a"),
         expire_due(runner, now=now, batch_size=2, correlation_id="sweep-b"),
     )
-    assert await world.count(
-        "quote_revisions", "operation = 'EXPIRE' AND quote_id IN (:a, :b, :c)",
-        a=due[0], b=due[1], c=due[2],
-    ) == 3
+    assert (
+        await world.count(
+            "quote_revisions",
+            "operation = 'EXPIRE' AND quote_id IN (:a, :b, :c)",
+            a=due[0],
+            b=due[1],
+            c=due[2],
+        )
+        == 3
+    )
     assert sum(results) >= 3
     for quote_id in due:
         stored = (await world.client.get(f"{URL}/{quote_id}", headers=actor.headers)).json()
         assert stored["quote"]["status"] == "EXPIRED"
         assert stored["quote"]["lastModifiedBy"] == "system"
-    assert (await world.client.get(f"{URL}/{fresh}", headers=actor.headers)).json()["quote"]["status"] == "SENT"
-    assert (await world.client.get(f"{URL}/{accepted}", headers=actor.headers)).json()["quote"]["status"] == "ACCEPTED"
+    assert (await world.client.get(f"{URL}/{fresh}", headers=actor.headers)).json()["quote"][
+        "status"
+    ] == "SENT"
+    assert (await world.client.get(f"{URL}/{accepted}", headers=actor.headers)).json()["quote"][
+        "status"
+    ] == "ACCEPTED"
 
 
 async def test_list_filters_pagination_and_admin_scope(world: World) -> None:
@@ -213,12 +244,16 @@ async def test_list_filters_pagination_and_admin_scope(world: World) -> None:
 
     sent = (await world.client.get(URL, params={"status": "SENT"}, headers=owner.headers)).json()
     assert [q["id"] for q in sent["quotes"]] == [mine[0]]
-    by_client = (await world.client.get(URL, params={"clientId": colleague.client_id}, headers=owner.headers)).json()
+    by_client = (
+        await world.client.get(URL, params={"clientId": colleague.client_id}, headers=owner.headers)
+    ).json()
     assert by_client["quotes"] == []
     agency = (await world.client.get(URL, params={"limit": 200}, headers=admin.headers)).json()
-    assert set(mine + [theirs]) == {q["id"] for q in agency["quotes"]}
+    assert {*mine, theirs} == {q["id"] for q in agency["quotes"]}
     since = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    later = (await world.client.get(URL, params={"updatedSince": since}, headers=owner.headers)).json()
+    later = (
+        await world.client.get(URL, params={"updatedSince": since}, headers=owner.headers)
+    ).json()
     assert later["quotes"] == []
     bad = await world.client.get(URL, params={"cursor": "%%%"}, headers=owner.headers)
     assert_envelope(bad, "QUOTE_VALIDATION_FAILED", 400)
@@ -230,7 +265,9 @@ async def test_revision_by_version_and_conflict_names_changed_fields(world: Worl
     actor = await world.actor()
     created = (await create(world, actor)).json()
     quote_id = created["quoteId"]
-    await world.client.patch(f"{URL}/{quote_id}", json={"version": 1, "notes": "v2"}, headers=actor.headers)
+    await world.client.patch(
+        f"{URL}/{quote_id}", json={"version": 1, "notes": "v2"}, headers=actor.headers
+    )
     first = (await world.client.get(f"{URL}/{quote_id}/revisions/1", headers=actor.headers)).json()
     assert first["revision"]["snapshot"] == created["quote"]
     assert first["revision"]["actorId"] == actor.agent_id
@@ -271,7 +308,9 @@ async def test_50_concurrent_creates_with_one_key_make_one_quote(world: World) -
     actor = await world.actor()
     headers = {**actor.headers, "Idempotency-Key": "burst-1"}
     body = quote_body("iceland-ring-road-eur", actor.client_id)
-    responses = await asyncio.gather(*(world.client.post(URL, json=body, headers=headers) for _ in range(50)))
+    responses = await asyncio.gather(
+        *(world.client.post(URL, json=body, headers=headers) for _ in range(50))
+    )
     ids = set()
     for response in responses:
         if response.status_code == 201:
@@ -309,9 +348,13 @@ async def test_open_quote_quota_holds_under_concurrency(db_url: str, world_facto
         if response.status_code != 201:
             body = assert_envelope(response, "QUOTA_EXCEEDED", 403)
             assert body["details"] == {"resource": "openQuotes", "limit": limit, "current": limit}
-    assert await world.count("quotes", "agent_id = :a AND status = 'DRAFT'", a=actor.agent_id) == limit
+    assert (
+        await world.count("quotes", "agent_id = :a AND status = 'DRAFT'", a=actor.agent_id) == limit
+    )
     # A cancelled quote frees its place.
-    first = (await world.client.get(URL, params={"limit": 1}, headers=actor.headers)).json()["quotes"][0]
+    first = (await world.client.get(URL, params={"limit": 1}, headers=actor.headers)).json()[
+        "quotes"
+    ][0]
     await act(world, actor, first["id"], Operation.DELETE, first["version"])
     assert (await create(world, actor)).status_code == 201
 

@@ -10,7 +10,9 @@ import pytest
 from tests.conftest import Actor, World, quote_body
 
 
-async def _create(world: World, actor: Actor, name: str = "edinburgh-weekend-gbp") -> dict[str, Any]:
+async def _create(
+    world: World, actor: Actor, name: str = "edinburgh-weekend-gbp"
+) -> dict[str, Any]:
     response = await world.client.post(
         "/api/agents/quotes", json=quote_body(name, actor.client_id), headers=actor.headers
     )

@@ -20,7 +20,9 @@ from tests.conftest import World, make_settings, quote_body
 
 @pytest_asyncio.fixture
 async def fast_world(db_url: str, world_factory: Any) -> World:
-    world: World = await world_factory(make_settings(db_url, tx_timeout_seconds=1, tx_max_attempts=3))
+    world: World = await world_factory(
+        make_settings(db_url, tx_timeout_seconds=1, tx_max_attempts=3)
+    )
     return world
 
 
@@ -41,11 +43,14 @@ async def test_held_row_lock_times_out_cleanly(fast_world: World, db_url: str) -
         engine = create_async_engine(db_url)
         holder = await engine.connect()
         await holder.begin()
-        await holder.execute(text("SELECT id FROM quotes WHERE id = :id FOR UPDATE"), {"id": quote_id})
+        await holder.execute(
+            text("SELECT id FROM quotes WHERE id = :id FOR UPDATE"), {"id": quote_id}
+        )
     try:
         started = time.monotonic()
         response = await world.client.patch(
-            f"/api/agents/quotes/{quote_id}", json={"version": 1, "travelers": 2},
+            f"/api/agents/quotes/{quote_id}",
+            json={"version": 1, "travelers": 2},
             headers=actor.headers,
         )
         elapsed = time.monotonic() - started
@@ -60,7 +65,8 @@ async def test_held_row_lock_times_out_cleanly(fast_world: World, db_url: str) -
     body = assert_envelope(response, "DATABASE_TIMEOUT", 503)
     assert body["retryable"] is True
     assert int(response.headers["retry-after"]) >= 1
-    assert elapsed < world.settings.tx_timeout_seconds + 3  # bounded by the configured timeout
+    # Bounded by the configured 1 s timeout (the default would wait 10 s); slack for a busy CI.
+    assert elapsed < world.settings.tx_timeout_seconds + 5
     assert await world.snapshot(quote_id) == before
     # The lock is gone: the same save now goes through.
     retry = await world.client.patch(
@@ -102,7 +108,9 @@ async def poison_trigger(db_url: str) -> AsyncIterator[str]:
     await engine.dispose()
 
 
-async def test_failure_after_items_written_leaves_no_trace(world: World, poison_trigger: str) -> None:
+async def test_failure_after_items_written_leaves_no_trace(
+    world: World, poison_trigger: str
+) -> None:
     actor = await world.actor()
     body = quote_body("iceland-ring-road-eur", actor.client_id)
     body["items"][-1]["description"] = poison_trigger  # the last item fails
@@ -152,7 +160,9 @@ async def pg_trigger(pg_url: str) -> AsyncIterator[Any]:
 
 @pytest_asyncio.fixture
 async def pg_world(pg_url: str, world_factory: Any) -> World:
-    world: World = await world_factory(make_settings(pg_url, tx_timeout_seconds=2, tx_max_attempts=3))
+    world: World = await world_factory(
+        make_settings(pg_url, tx_timeout_seconds=2, tx_max_attempts=3)
+    )
     return world
 
 
@@ -194,13 +204,9 @@ async def test_retryable_failures_are_retried_then_succeed(
     assert await world.count("quote_revisions", "quote_id = :id", id=quote_id) == 1
 
 
-async def test_retries_exhausted_is_transaction_aborted(
-    pg_world: World, pg_trigger: Any
-) -> None:
+async def test_retries_exhausted_is_transaction_aborted(pg_world: World, pg_trigger: Any) -> None:
     world = pg_world
-    await pg_trigger(
-        "BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '40001'; RETURN NEW; END"
-    )
+    await pg_trigger("BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '40001'; RETURN NEW; END")
     actor = await world.actor()
     before = await world.table_counts()
     response = await _create(world, actor)

@@ -7,10 +7,12 @@ import uuid
 from dataclasses import dataclass
 
 import jwt
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from tripquote.agents.repository import Principal, load_principal
 from tripquote.config import Settings
+from tripquote.db.transaction import TransactionRunner
 from tripquote.errors import AgentNotFound, AuthenticationFailed, AuthorizationFailed
 
 ISSUER = "tripquote"
@@ -81,10 +83,10 @@ def authenticate(request: Request) -> TokenClaims:
 async def authenticate_admin(request: Request) -> Principal:
     """The calling agency admin; AUTHENTICATION_FAILED, AGENT_NOT_FOUND or AUTHORIZATION_FAILED."""
     claims = authenticate(request)
-    runner = request.app.state.runner
+    runner: TransactionRunner = request.app.state.runner
 
-    async def load(conn: object) -> Principal | None:
-        return await load_principal(conn, claims.agent_id)  # type: ignore[arg-type]
+    async def load(conn: AsyncConnection) -> Principal | None:
+        return await load_principal(conn, claims.agent_id)
 
     principal = await runner.run(load, write=False)
     if principal is None:

@@ -18,6 +18,7 @@ from tripquote.clients import repository
 from tripquote.clients.schemas import ClientIn
 from tripquote.errors import ClientNotFound, QuoteValidationFailed
 from tripquote.http import json_response, read_json, services
+from tripquote.openapi import ClientEnvelope, ClientListEnvelope, ok
 from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
 from tripquote.validation import field_errors
 
@@ -39,6 +40,7 @@ def client_to_api(row: Any) -> dict[str, Any]:
 @router.post(
     "",
     status_code=201,
+    responses=ok(ClientEnvelope, 201),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -78,7 +80,7 @@ async def create_client(request: Request) -> Response:
         )
 
 
-@router.get("")
+@router.get("", responses=ok(ClientListEnvelope))
 async def list_clients(
     request: Request,
     limit: int = Query(DEFAULT_LIMIT),
@@ -104,11 +106,15 @@ async def list_clients(
             encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
         )
         return json_response(
-            {"success": True, "clients": [client_to_api(r) for r in page], "nextCursor": next_cursor}
+            {
+                "success": True,
+                "clients": [client_to_api(r) for r in page],
+                "nextCursor": next_cursor,
+            }
         )
 
 
-@router.get("/{client_id}")
+@router.get("/{client_id}", responses=ok(ClientEnvelope))
 async def get_client(request: Request, client_id: str) -> Response:
     """One client; ``{success, clientId, client}``."""
     svc = services(request)

@@ -8,7 +8,10 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Phone = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=3, max_length=64, pattern=r"^[0-9+() .\-]+$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=3, max_length=64, pattern=r"^[0-9+() .\-]+$"
+    ),
 ]
 
 

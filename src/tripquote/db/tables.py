@@ -123,9 +123,7 @@ quote_items = Table(
     C("details", JSON(), nullable=False),
     UniqueConstraint("quote_id", "position"),
     CheckConstraint("quantity >= 1", name="quantity_positive"),
-    CheckConstraint(
-        "type IN ('FLIGHT', 'HOTEL', 'ACTIVITY', 'TRANSFER', 'OTHER')", name="type"
-    ),
+    CheckConstraint("type IN ('FLIGHT', 'HOTEL', 'ACTIVITY', 'TRANSFER', 'OTHER')", name="type"),
 )
 
 quote_revisions = Table(

@@ -53,6 +53,10 @@ OPRECORDS_DROPPED = Counter(
     "tripquote_oprecords_dropped_total",
     "Operation records not persisted (queue full, database failing, shutdown).",
 )
+RATE_LIMIT_STORAGE_ERRORS = Counter(
+    "tripquote_ratelimit_storage_errors_total",
+    "Rate-limit checks that could not reach their storage (Redis); writes then fail open/closed.",
+)
 
 EXPORTED_METRIC_NAMES: frozenset[str] = frozenset(
     {
@@ -63,6 +67,7 @@ EXPORTED_METRIC_NAMES: frozenset[str] = frozenset(
         "tripquote_version_conflicts_total",
         "tripquote_alerts_total",
         "tripquote_oprecords_dropped_total",
+        "tripquote_ratelimit_storage_errors_total",
     }
 )
 """Base names of every metric tripquote exports (counters with ``_total``)."""

@@ -129,13 +129,7 @@ class Observer:
             self._finish(scope, None, outcome="cancelled")
             raise
         except Exception as exc:
-            logger.error(
-                "unhandled_exception",
-                operation=operation,
-                agent_id=scope.agent_id,
-                quote_id=scope.quote_id,
-                exc_info=exc,
-            )
+            _guarded("log", _log_unhandled, scope, exc)
             error = InternalError()
             self._finish(scope, error)
             raise error from exc
@@ -222,6 +216,17 @@ def _guarded(step: str, fn: Callable[..., object], *args: Any) -> None:
     except Exception:
         with contextlib.suppress(Exception):  # logging itself failed: nothing more to do
             logger.exception("observability_step_failed", step=step)
+
+
+def _log_unhandled(scope: OperationScope, exc: Exception) -> None:
+    # Server-side only: the client gets INTERNAL_ERROR and this line's correlation id.
+    logger.error(
+        "unhandled_exception",
+        operation=scope.operation,
+        agent_id=scope.agent_id,
+        quote_id=scope.quote_id,
+        exc_info=exc,
+    )
 
 
 def _log_operation(record: OperationRecord, extra: dict[str, Any]) -> None:

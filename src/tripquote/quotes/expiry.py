@@ -27,7 +27,9 @@ async def expire_due(
 
         async def work(conn: AsyncConnection) -> tuple[int, int]:
             skip_locked = conn.dialect.name == "postgresql"
-            due = await repo.due_for_expiry(conn, now=now, limit=batch_size, skip_locked=skip_locked)
+            due = await repo.due_for_expiry(
+                conn, now=now, limit=batch_size, skip_locked=skip_locked
+            )
             written = 0
             for record in due:
                 target = check_transition(QuoteStatus(record.row["status"]), Operation.EXPIRE)
@@ -44,9 +46,7 @@ async def expire_due(
                 )
                 if new_version is None:  # changed since read: leave it alone
                     continue
-                quote = quote_to_api(
-                    {**record.row, **values, "version": new_version}, record.items
-                )
+                quote = quote_to_api({**record.row, **values, "version": new_version}, record.items)
                 await repo.insert_revision(
                     conn,
                     RevisionRecord(

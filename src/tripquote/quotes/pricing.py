@@ -50,8 +50,9 @@ DEFAULT_MINOR_UNITS = 2
 AMOUNT_LIMIT = Decimal(10) ** 12
 """Every amount must stay below 10^12 major units (fits Numeric(18, 4) with room to spare)."""
 
-# Inputs are < 10^12 with at most 4 decimals, quantities ≤ 10^4, items ≤ 10^4: every exact
-# intermediate has < 40 significant digits, so 60 digits keep all arithmetic exact.
+# Arithmetic runs only once every input is < 10^12 (schemas.py bounds them to 30 decimals):
+# quantities ≤ 10^4, items ≤ 10^4 and markup ≤ 100.00 keep every exact intermediate under
+# 60 significant digits, so this context never rounds; quantize() alone rounds.
 _EXACT = Context(prec=60, rounding=ROUND_HALF_UP)
 
 

@@ -151,7 +151,9 @@ async def lock_agent(conn: AsyncConnection, agent_id: str) -> None:
 def _open_condition(now: datetime) -> Any:
     return or_(
         quotes.c.status == "DRAFT",
-        and_(quotes.c.status == "SENT", or_(quotes.c.expires_at.is_(None), quotes.c.expires_at > now)),
+        and_(
+            quotes.c.status == "SENT", or_(quotes.c.expires_at.is_(None), quotes.c.expires_at > now)
+        ),
     )
 
 
@@ -163,7 +165,9 @@ async def count_open_quotes(conn: AsyncConnection, agent_id: str, now: datetime)
 
 def _status_condition(status: str, now: datetime) -> Any:
     if status == "SENT":
-        return and_(quotes.c.status == "SENT", or_(quotes.c.expires_at.is_(None), quotes.c.expires_at > now))
+        return and_(
+            quotes.c.status == "SENT", or_(quotes.c.expires_at.is_(None), quotes.c.expires_at > now)
+        )
     if status == "EXPIRED":
         return or_(
             quotes.c.status == "EXPIRED",
@@ -204,12 +208,16 @@ async def list_quotes(
         return []
     ids = [row["id"] for row in rows]
     item_rows = (
-        await conn.execute(
-            select(quote_items)
-            .where(quote_items.c.quote_id.in_(ids))
-            .order_by(quote_items.c.quote_id, quote_items.c.position)
+        (
+            await conn.execute(
+                select(quote_items)
+                .where(quote_items.c.quote_id.in_(ids))
+                .order_by(quote_items.c.quote_id, quote_items.c.position)
+            )
         )
-    ).mappings().all()
+        .mappings()
+        .all()
+    )
     by_quote: dict[str, list[RowMapping]] = {quote_id: [] for quote_id in ids}
     for item in item_rows:
         by_quote[item["quote_id"]].append(item)

@@ -23,6 +23,14 @@ from tripquote.idempotency import (
     request_fingerprint,
 )
 from tripquote.observability.context import get_correlation_id
+from tripquote.openapi import (
+    ListEnvelope,
+    ReadEnvelope,
+    RevisionEnvelope,
+    RevisionsEnvelope,
+    SaveEnvelope,
+    ok,
+)
 from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor
 from tripquote.quotes import queries, service
 from tripquote.quotes.lifecycle import Operation, QuoteStatus
@@ -103,7 +111,9 @@ def _to_response(stored: StoredResponse, *, replayed: bool = False) -> Response:
     if replayed:
         headers["Idempotent-Replayed"] = "true"
     return Response(
-        content=stored.body, status_code=stored.status, media_type="application/json",
+        content=stored.body,
+        status_code=stored.status,
+        media_type="application/json",
         headers=headers,
     )
 
@@ -138,7 +148,9 @@ async def _idempotent_save(
     return _to_response(saved_response(saved, status=status))
 
 
-@router.post("", status_code=201, openapi_extra=_body(_CREATE_SCHEMA))
+@router.post(
+    "", status_code=201, openapi_extra=_body(_CREATE_SCHEMA), responses=ok(SaveEnvelope, 201)
+)
 async def create_quote(request: Request) -> Response:
     """Create a quote (DRAFT, version 1); 201 ``{success, quoteId, version, savedAt, quote}``.
     Honours ``Idempotency-Key``."""
@@ -165,7 +177,7 @@ async def create_quote(request: Request) -> Response:
         )
 
 
-@router.get("")
+@router.get("", responses=ok(ListEnvelope))
 async def list_quotes(
     request: Request,
     status: QuoteStatus | None = Query(None),
@@ -184,9 +196,7 @@ async def list_quotes(
         if updated_since is not None and updated_since.tzinfo is None:
             raise QuoteValidationFailed(
                 details={
-                    "errors": [
-                        field_error("updatedSince", "timezone", "Give an offset, e.g. Z.")
-                    ]
+                    "errors": [field_error("updatedSince", "timezone", "Give an offset, e.g. Z.")]
                 }
             )
         quotes, next_cursor = await queries.list_quotes(
@@ -203,7 +213,7 @@ async def list_quotes(
         return _json({"success": True, "quotes": quotes, "nextCursor": next_cursor})
 
 
-@router.get("/{quote_id}")
+@router.get("/{quote_id}", responses=ok(ReadEnvelope))
 async def read_quote(request: Request, quote_id: str) -> Response:
     """One quote; ``{success, quoteId, version, quote}`` with ``ETag: "<version>"``."""
     svc = services(request)
@@ -217,7 +227,7 @@ async def read_quote(request: Request, quote_id: str) -> Response:
         )
 
 
-@router.patch("/{quote_id}", openapi_extra=_body(_PATCH_SCHEMA))
+@router.patch("/{quote_id}", openapi_extra=_body(_PATCH_SCHEMA), responses=ok(SaveEnvelope))
 async def update_quote(request: Request, quote_id: str) -> Response:
     """Partial update checked against the client's version (body ``version`` or If-Match)."""
     svc = services(request)
@@ -268,31 +278,31 @@ async def _transition(request: Request, quote_id: str, operation: Operation) -> 
 _TRANSITION_BODY = _body(_VERSION_SCHEMA, required=False)
 
 
-@router.delete("/{quote_id}", openapi_extra=_TRANSITION_BODY)
+@router.delete("/{quote_id}", openapi_extra=_TRANSITION_BODY, responses=ok(SaveEnvelope))
 async def delete_quote(request: Request, quote_id: str) -> Response:
     """Soft delete: DRAFT or REJECTED → CANCELLED (version in body or If-Match)."""
     return await _transition(request, quote_id, Operation.DELETE)
 
 
-@router.post("/{quote_id}/send", openapi_extra=_TRANSITION_BODY)
+@router.post("/{quote_id}/send", openapi_extra=_TRANSITION_BODY, responses=ok(SaveEnvelope))
 async def send_quote(request: Request, quote_id: str) -> Response:
     """DRAFT → SENT; sets ``sentAt`` and ``expiresAt`` (end of the last valid day, agency zone)."""
     return await _transition(request, quote_id, Operation.SEND)
 
 
-@router.post("/{quote_id}/accept", openapi_extra=_TRANSITION_BODY)
+@router.post("/{quote_id}/accept", openapi_extra=_TRANSITION_BODY, responses=ok(SaveEnvelope))
 async def accept_quote(request: Request, quote_id: str) -> Response:
     """Record the client's acceptance: SENT → ACCEPTED (an expired quote cannot be accepted)."""
     return await _transition(request, quote_id, Operation.ACCEPT)
 
 
-@router.post("/{quote_id}/reject", openapi_extra=_TRANSITION_BODY)
+@router.post("/{quote_id}/reject", openapi_extra=_TRANSITION_BODY, responses=ok(SaveEnvelope))
 async def reject_quote(request: Request, quote_id: str) -> Response:
     """Record the client's rejection: SENT → REJECTED (it may then be revised as a DRAFT)."""
     return await _transition(request, quote_id, Operation.REJECT)
 
 
-@router.get("/{quote_id}/revisions")
+@router.get("/{quote_id}/revisions", responses=ok(RevisionsEnvelope))
 async def list_revisions(request: Request, quote_id: str) -> Response:
     """The quote's history, one entry per committed version; ``{success, revisions}``."""
     svc = services(request)
@@ -303,7 +313,7 @@ async def list_revisions(request: Request, quote_id: str) -> Response:
         return _json({"success": True, "quoteId": quote_id, "revisions": revisions})
 
 
-@router.get("/{quote_id}/revisions/{version}")
+@router.get("/{quote_id}/revisions/{version}", responses=ok(RevisionEnvelope))
 async def get_revision(request: Request, quote_id: str, version: int) -> Response:
     """One committed version with its full snapshot; ``{success, revision}``."""
     svc = services(request)

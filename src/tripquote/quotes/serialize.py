@@ -23,7 +23,7 @@ def fmt_instant(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def item_to_api(item: Mapping[str, Any], currency: str) -> dict[str, Any]:
+def item_to_api(item: Mapping[Any, Any], currency: str) -> dict[str, Any]:
     """One item row in API form."""
     return {
         "type": item["type"],
@@ -36,7 +36,7 @@ def item_to_api(item: Mapping[str, Any], currency: str) -> dict[str, Any]:
 
 
 def quote_to_api(
-    row: Mapping[str, Any], items: Sequence[Mapping[str, Any]], *, status: str | None = None
+    row: Mapping[Any, Any], items: Sequence[Mapping[Any, Any]], *, status: str | None = None
 ) -> dict[str, Any]:
     """A quote row and its item rows in API form; ``status`` overrides the stored one (expiry)."""
     currency = row["currency"]
@@ -88,7 +88,7 @@ INPUT_FIELDS = (
 """The top-level fields a client sets; ``changedFields`` names only these."""
 
 
-def api_to_input(quote: Mapping[str, Any]) -> dict[str, Any]:
+def api_to_input(quote: Mapping[Any, Any]) -> dict[str, Any]:
     """The client-settable part of an API-form quote: what a PATCH is merged into."""
     current = {name: quote[name] for name in INPUT_FIELDS}
     current["items"] = [

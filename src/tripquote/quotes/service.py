@@ -26,8 +26,6 @@ from tripquote.errors import (
 )
 from tripquote.http import Services
 from tripquote.quotes import repository as repo
-from tripquote.quotes.pricing import Pricing, check_client_pricing, price_quote
-from tripquote.quotes.repository import QuoteRecord, RevisionRecord
 from tripquote.quotes.lifecycle import (
     Operation,
     QuoteStatus,
@@ -36,6 +34,8 @@ from tripquote.quotes.lifecycle import (
     compute_expires_at,
     effective_status,
 )
+from tripquote.quotes.pricing import Pricing, check_client_pricing, price_quote
+from tripquote.quotes.repository import QuoteRecord, RevisionRecord
 from tripquote.quotes.rules import (
     Limits,
     QuoteDraft,
@@ -368,7 +368,7 @@ async def visible_quote(conn: AsyncConnection, principal: Principal, quote_id: s
     return record
 
 
-def status_now(row: Mapping[str, Any], now: datetime) -> QuoteStatus:
+def status_now(row: Mapping[Any, Any], now: datetime) -> QuoteStatus:
     return effective_status(QuoteStatus(row["status"]), row["expires_at"], now)
 
 
