@@ -25,7 +25,11 @@ from tripquote.demo import DEMO_QUOTE, demo_curl
 
 T = TypeVar("T")
 
-app = typer.Typer(help="tripquote: travel quotes saved exactly once.", no_args_is_help=True)
+app = typer.Typer(
+    help="tripquote: travel quotes saved exactly once.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(help="Schema migrations (Alembic).", no_args_is_help=True)
 agencies_app = typer.Typer(help="Agencies.", no_args_is_help=True)
 agents_app = typer.Typer(help="Agents.", no_args_is_help=True)

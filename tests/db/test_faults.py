@@ -37,7 +37,7 @@ async def test_held_row_lock_times_out_cleanly(fast_world: World, db_url: str) -
     quote_id = (await _create(world, actor)).json()["quoteId"]
     before = await world.snapshot(quote_id)
     if db_url.startswith("sqlite"):
-        holder: Any = sqlite3.connect(db_url.split("///", 1)[1], isolation_level=None)
+        holder: Any = sqlite3.connect(db_url.split("///", 1)[1], isolation_level=None, timeout=30)
         holder.execute("BEGIN IMMEDIATE")
     else:
         engine = create_async_engine(db_url)

@@ -75,6 +75,7 @@ async def create_client(request: Request) -> Response:
             )
 
         row = await svc.runner.run(work)
+        op.http_status = 201
         return json_response(
             {"success": True, "clientId": row["id"], "client": client_to_api(row)}, status=201
         )

@@ -14,9 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 SAVE_OPERATIONS: frozenset[str] = frozenset(
-    {"create", "update", "delete", "send", "accept", "reject"}
+    f"quote.{verb}" for verb in ("create", "update", "delete", "send", "accept", "reject")
 )
-"""Operation names that write a quote; every rate in the summary is a fraction of these."""
+"""``Observer.track`` names of quote writes; every rate in the summary is a fraction of these."""
 
 ROLLBACK_OPERATION = "db.rollback"
 """Operation name of the record written for each rolled-back transaction (outcome ``rollback``)."""

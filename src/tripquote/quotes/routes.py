@@ -170,6 +170,7 @@ async def create_quote(request: Request) -> Response:
                 on_saved=on_saved,
             )
             op.quote_id = saved.quote["id"]
+            op.http_status = 201
             return saved
 
         return await _idempotent_save(
