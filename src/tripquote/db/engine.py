@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import event
@@ -19,6 +21,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
     ``lock_timeout``, SQLite busy timeout; the SQLite engine begins writes with
     ``BEGIN IMMEDIATE`` so concurrent writers queue for the busy timeout instead of failing."""
     timeout_ms = int(settings.tx_timeout_seconds * 1000)
+    json_options: dict[str, Any] = {
+        "json_serializer": _dumps,
+        "json_deserializer": _loads,
+    }
     if settings.is_sqlite:
         engine = create_async_engine(
             settings.database_url,
@@ -26,6 +32,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout_seconds,
+            **json_options,
         )
         _install_sqlite_hooks(engine, busy_timeout_ms=timeout_ms)
         return engine
@@ -34,6 +41,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
+        **json_options,
         connect_args={
             "timeout": min(settings.tx_timeout_seconds, 10.0),
             "server_settings": {
@@ -45,6 +53,18 @@ def create_engine(settings: Settings) -> AsyncEngine:
             },
         },
     )
+
+
+def _loads(text: str) -> Any:
+    """JSON columns read back with numbers as Decimal, never float."""
+    return json.loads(text, parse_float=Decimal)
+
+
+def _dumps(value: Any) -> str:
+    """JSON columns written with Decimals as strings (orjson)."""
+    from tripquote.quotes.jsonbody import dumps
+
+    return dumps(value).decode()
 
 
 def _install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:

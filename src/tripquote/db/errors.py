@@ -6,6 +6,7 @@ as exposed by Python's ``sqlite3.Error.sqlite_errorname``). Never by message tex
 
 from __future__ import annotations
 
+import asyncpg
 from sqlalchemy.exc import DBAPIError
 
 from tripquote.errors import (
@@ -62,24 +63,45 @@ SQLITE_ERRORS: dict[str, type[TripquoteError]] = {
 }
 
 
-def sqlstate_of(error: DBAPIError) -> str | None:
-    """The PostgreSQL SQLSTATE (5 chars) of a wrapped driver error, if it has one."""
-    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    DBAPIError,
+    asyncpg.PostgresError,  # raised unwrapped by the PostgreSQL fast path (quotes/pg.py)
+    asyncpg.InterfaceError,  # connection closed or lost under the fast path
+)
+"""Every database error the transaction runner maps."""
+
+
+def _driver_error(error: BaseException) -> BaseException:
+    return error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+
+
+def sqlstate_of(error: BaseException) -> str | None:
+    """The PostgreSQL SQLSTATE (5 chars) of a driver error, wrapped or not, if it has one."""
+    driver = _driver_error(error)
+    code = getattr(driver, "sqlstate", None) or getattr(driver, "pgcode", None)
     return code if isinstance(code, str) else None
 
 
-def sqlite_error_name(error: DBAPIError) -> str | None:
+def sqlite_error_name(error: BaseException) -> str | None:
     """The SQLite extended result name (e.g. ``SQLITE_CONSTRAINT_UNIQUE``), if it has one."""
-    name = getattr(error.orig, "sqlite_errorname", None)
+    name = getattr(_driver_error(error), "sqlite_errorname", None)
     return name if isinstance(name, str) else None
 
 
 def is_retryable(error: BaseException) -> bool:
     """True for failures whose whole transaction may be run again: serialization, deadlock."""
-    return isinstance(error, DBAPIError) and sqlstate_of(error) in RETRYABLE_SQLSTATES
+    return isinstance(error, DRIVER_ERRORS) and sqlstate_of(error) in RETRYABLE_SQLSTATES
 
 
-def map_db_error(error: DBAPIError) -> TripquoteError:
+def is_disconnect(error: BaseException) -> bool:
+    """True when the connection is gone (closed, terminated, server shutting down)."""
+    if isinstance(error, asyncpg.InterfaceError) or getattr(error, "connection_invalidated", False):
+        return True
+    state = sqlstate_of(error)
+    return state is not None and (state.startswith("08") or state in ("57P01", "57P02", "57P03"))
+
+
+def map_db_error(error: BaseException) -> TripquoteError:
     """The client-facing error for a driver error; never carries driver text."""
     state = sqlstate_of(error)
     if state is not None:
@@ -92,7 +114,7 @@ def map_db_error(error: DBAPIError) -> TripquoteError:
         cls = SQLITE_ERRORS.get(name) or SQLITE_ERRORS.get(primary)
         if cls is not None:
             return _build(cls, name)
-    if error.connection_invalidated:
+    if is_disconnect(error):
         return QuotePersistenceFailed(details={"cause": "connection_lost"})
     return QuotePersistenceFailed(details={"cause": "database_error"})
 

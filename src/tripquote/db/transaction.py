@@ -20,7 +20,7 @@ from tenacity import (
 )
 
 from tripquote.db.engine import WRITE_OPTION
-from tripquote.db.errors import is_retryable, map_db_error
+from tripquote.db.errors import DRIVER_ERRORS, is_disconnect, is_retryable, map_db_error
 from tripquote.errors import DatabaseTimeout, DatabaseTransactionAborted, TripquoteError
 
 if TYPE_CHECKING:
@@ -75,12 +75,19 @@ class TransactionRunner:
             async with asyncio.timeout(budget):
                 async with self.engine.connect() as conn:
                     await conn.execution_options(**{WRITE_OPTION: write})
-                    async with conn.begin():
-                        return await work(conn)
+                    try:
+                        async with conn.begin():
+                            return await work(conn)
+                    except DRIVER_ERRORS as error:
+                        if is_disconnect(error) and not conn.invalidated:
+                            # Lost under the raw-driver fast path: SQLAlchemy did not see it,
+                            # so keep the dead connection out of the pool ourselves.
+                            await conn.invalidate()
+                        raise
         except TripquoteError as error:
             self._rolled_back(write, error.code)
             raise
-        except DBAPIError as error:
+        except DRIVER_ERRORS as error:
             if is_retryable(error):
                 raise  # tenacity runs the whole unit again
             mapped = map_db_error(error)

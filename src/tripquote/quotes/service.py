@@ -26,6 +26,7 @@ from tripquote.errors import (
 )
 from tripquote.http import Services
 from tripquote.quotes import repository as repo
+from tripquote.quotes import writes
 from tripquote.quotes.lifecycle import (
     Operation,
     QuoteStatus,
@@ -92,10 +93,10 @@ async def create_quote(
     quote_id = str(uuid.uuid4())
 
     async def work(conn: AsyncConnection) -> dict[str, Any]:
-        principal = require_principal(await load_principal(conn, agent_id))
-        await _check_client(conn, principal, draft.client_id)
+        found, owner = await writes.load_for_create(conn, agent_id, draft.client_id)
+        principal = require_principal(found)
+        _check_client_owner(principal, owner, draft.client_id)
         priced = _checked_pricing(draft, pricing)
-        await _check_open_quota(svc, conn, principal.agent_id, now)
         values = {
             "id": quote_id,
             "agency_id": principal.agency_id,
@@ -110,11 +111,17 @@ async def create_quote(
             "expires_at": None,
         }
         items = _item_values(draft, priced)
-        await repo.insert_quote(conn, values=values, items=items)
         quote = quote_to_api(values, items)
-        await repo.insert_revision(
-            conn, _revision(quote, "CREATE", principal.agent_id, correlation_id, now)
+        limit = svc.settings.max_open_quotes_per_agent
+        over = await writes.insert_quote(
+            conn,
+            values=values,
+            items=items,
+            revision=_revision(quote, "CREATE", principal.agent_id, correlation_id, now),
+            open_limit=limit,
         )
+        if over is not None:
+            raise _quota_exceeded(limit, over)
         if on_saved is not None:
             await on_saved(conn, Saved(quote=quote, saved_at=now))
         return quote
@@ -163,8 +170,9 @@ async def update_quote(
     now = datetime.now(UTC)
 
     async def work(conn: AsyncConnection) -> dict[str, Any]:
-        principal = require_principal(await load_principal(conn, agent_id))
-        record = await visible_quote(conn, principal, quote_id)
+        found, record = await writes.load_for_write(conn, agent_id, quote_id)
+        principal = require_principal(found)
+        record = _check_visible(principal, record, quote_id)
         new_status = check_transition(status_now(record.row, now), Operation.UPDATE)
         if record.row["version"] != expected:
             raise await _conflict(conn, quote_id, expected, conflict_status)
@@ -174,25 +182,28 @@ async def update_quote(
             await _check_client(conn, principal, draft.client_id)
         priced = _checked_pricing(draft, _price(draft))
         values = {
+            **record.row,
             **_draft_values(draft, priced),
             "status": new_status.value,
             "last_modified_by": principal.agent_id,
             "last_modified_at": now,
+            "version": expected + 1,
         }
         if record.row["status"] != new_status:  # a REJECTED quote reopens as a DRAFT
             await _check_open_quota(svc, conn, record.row["agent_id"], now)
             values.update(sent_at=None, expires_at=None)
-        new_version = await repo.update_quote_if_version(
-            conn, quote_id=quote_id, expected_version=expected, values=values
+        items = _item_values(draft, priced)
+        quote = quote_to_api(values, items)
+        new_version = await writes.update_quote(
+            conn,
+            quote_id=quote_id,
+            expected_version=expected,
+            values={k: v for k, v in values.items() if k in _UPDATABLE},
+            items=items,
+            revision=_revision(quote, "UPDATE", principal.agent_id, correlation_id, now),
         )
         if new_version is None:
             raise await _conflict(conn, quote_id, expected, conflict_status)
-        items = _item_values(draft, priced)
-        await repo.replace_items(conn, quote_id, items)
-        quote = quote_to_api({**record.row, **values, "version": new_version}, items)
-        await repo.insert_revision(
-            conn, _revision(quote, "UPDATE", principal.agent_id, correlation_id, now)
-        )
         if on_saved is not None:
             await on_saved(conn, Saved(quote=quote, saved_at=now))
         return quote
@@ -328,8 +339,37 @@ def _checked_pricing(draft: QuoteDraft, pricing: Pricing | TripquoteError) -> Pr
     return pricing
 
 
-async def _check_client(conn: AsyncConnection, principal: Principal, client_id: str) -> None:
-    owner = await repo.client_owner(conn, client_id)
+_UPDATABLE = frozenset(
+    {
+        "client_id", "trip_name", "destination", "start_date", "end_date", "travelers",
+        "currency", "markup_percent", "discount", "expires_in_days", "notes", "subtotal",
+        "markup_amount", "total", "status", "last_modified_by", "last_modified_at", "sent_at",
+        "expires_at",
+    }
+)  # fmt: skip
+"""The columns an update writes; ``version`` is incremented by the statement itself."""
+
+
+def _quota_exceeded(limit: int, current: int) -> QuotaExceeded:
+    return QuotaExceeded(
+        f"The agent already has {current} open quotes (limit {limit}).",
+        details={"resource": "openQuotes", "limit": limit, "current": current},
+    )
+
+
+def _check_visible(principal: Principal, record: QuoteRecord | None, quote_id: str) -> QuoteRecord:
+    if record is None:
+        raise QuoteNotFound(details={"quoteId": quote_id})
+    check_access(
+        principal,
+        owner_agent_id=record.row["agent_id"],
+        owner_agency_id=record.row["agency_id"],
+        not_found=QuoteNotFound,
+    )
+    return record
+
+
+def _check_client_owner(principal: Principal, owner: Any, client_id: str) -> None:
     if owner is None:
         raise ClientNotFound(details={"clientId": client_id})
     check_access(
@@ -338,6 +378,10 @@ async def _check_client(conn: AsyncConnection, principal: Principal, client_id: 
         owner_agency_id=owner["agency_id"],
         not_found=ClientNotFound,
     )
+
+
+async def _check_client(conn: AsyncConnection, principal: Principal, client_id: str) -> None:
+    _check_client_owner(principal, await repo.client_owner(conn, client_id), client_id)
 
 
 async def _check_open_quota(
@@ -349,23 +393,12 @@ async def _check_open_quota(
     await repo.lock_agent(conn, owner_agent_id)
     current = await repo.count_open_quotes(conn, owner_agent_id, now)
     if current >= limit:
-        raise QuotaExceeded(
-            f"The agent already has {current} open quotes (limit {limit}).",
-            details={"resource": "openQuotes", "limit": limit, "current": current},
-        )
+        raise _quota_exceeded(limit, current)
 
 
 async def visible_quote(conn: AsyncConnection, principal: Principal, quote_id: str) -> QuoteRecord:
-    record = await repo.get_quote(conn, quote_id)
-    if record is None:
-        raise QuoteNotFound(details={"quoteId": quote_id})
-    check_access(
-        principal,
-        owner_agent_id=record.row["agent_id"],
-        owner_agency_id=record.row["agency_id"],
-        not_found=QuoteNotFound,
-    )
-    return record
+    """The quote if the caller may see it; QUOTE_NOT_FOUND or AUTHORIZATION_FAILED otherwise."""
+    return _check_visible(principal, await repo.get_quote(conn, quote_id), quote_id)
 
 
 def status_now(row: Mapping[Any, Any], now: datetime) -> QuoteStatus:
