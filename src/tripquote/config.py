@@ -28,8 +28,9 @@ class Settings(BaseSettings):
     tx_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     tx_max_attempts: int = Field(default=3, ge=1, le=10)
     db_pool_size: int = Field(default=10, ge=1, le=200)
-    db_max_overflow: int = Field(default=10, ge=0, le=200)
-    db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    db_max_overflow: int = Field(default=5, ge=0, le=200)
+    # A burst queues for connections; past this wait a save gets DATABASE_TIMEOUT (retryable).
+    db_pool_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
 
     currencies: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CURRENCIES
 

@@ -21,7 +21,7 @@ from tripquote.errors import RateLimitExceeded
 
 logger = logging.getLogger("tripquote.ratelimit")
 
-_STORAGE_TIMEOUT_SECONDS = 0.5
+_STORAGE_TIMEOUT_SECONDS = 1.0
 
 
 def _async_uri(uri: str) -> str:
@@ -35,6 +35,10 @@ class WriteRateLimiter:
         self.item: RateLimitItem = parse(settings.rate_limit)
         self.fail_open = settings.rate_limit_fail_open
         self.storage = storage_from_string(_async_uri(settings.rate_limit_storage))
+        # Only a remote store can hang; in memory a deadline would only measure a busy loop.
+        self.timeout: float | None = (
+            None if settings.rate_limit_storage.startswith("memory") else _STORAGE_TIMEOUT_SECONDS
+        )
         self.limiter = MovingWindowRateLimiter(self.storage)
         self.storage_errors = 0
         self._last_warning = 0.0
@@ -46,7 +50,7 @@ class WriteRateLimiter:
         or refused with RATE_LIMIT_EXCEEDED (fail closed), as configured.
         """
         try:
-            async with asyncio.timeout(_STORAGE_TIMEOUT_SECONDS):
+            async with asyncio.timeout(self.timeout):
                 allowed = await self.limiter.hit(self.item, "writes", agent_id)
                 if allowed:
                     return

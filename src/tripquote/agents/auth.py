@@ -41,8 +41,31 @@ def mint_token(settings: Settings, *, agent_id: str, ttl_seconds: int) -> str:
     )
 
 
+_VERIFIED: dict[tuple[str, str], tuple[TokenClaims, float]] = {}
+_VERIFIED_MAX = 10_000
+
+
 def verify_token(settings: Settings, token: str) -> TokenClaims:
-    """The claims of a valid token; AUTHENTICATION_FAILED if malformed, expired or forged."""
+    """The claims of a valid token; AUTHENTICATION_FAILED if malformed, expired or forged.
+
+    A verified token is remembered (bounded) until its ``exp``: the signature cannot change,
+    so re-checking it on every request of an agent's session only burns CPU.
+    """
+    secret = settings.jwt_secret.get_secret_value()
+    cached = _VERIFIED.get((secret, token))
+    if cached is not None:
+        claims_, expires = cached
+        if time.time() < expires + _LEEWAY_SECONDS:
+            return claims_
+        del _VERIFIED[(secret, token)]
+    verified, expires = _verify(settings, token)
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[(secret, token)] = (verified, expires)
+    return verified
+
+
+def _verify(settings: Settings, token: str) -> tuple[TokenClaims, float]:
     try:
         claims = jwt.decode(
             token,
@@ -59,7 +82,7 @@ def verify_token(settings: Settings, token: str) -> TokenClaims:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise AuthenticationFailed("The bearer token names no agent.")
-    return TokenClaims(agent_id=subject)
+    return TokenClaims(agent_id=subject), float(claims["exp"])
 
 
 def bearer_token(request: Request) -> str:

@@ -72,18 +72,22 @@ class TransactionRunner:
     async def _once(self, work: Work[T], *, write: bool) -> T:
         budget = self.settings.tx_timeout_seconds + _BACKSTOP_MARGIN_SECONDS
         try:
-            async with asyncio.timeout(budget):
-                async with self.engine.connect() as conn:
-                    await conn.execution_options(**{WRITE_OPTION: write})
-                    try:
-                        async with conn.begin():
-                            return await work(conn)
-                    except DRIVER_ERRORS as error:
-                        if is_disconnect(error) and not conn.invalidated:
-                            # Lost under the raw-driver fast path: SQLAlchemy did not see it,
-                            # so keep the dead connection out of the pool ourselves.
-                            await conn.invalidate()
-                        raise
+            # Waiting for a pooled connection is bounded by the pool timeout.
+            async with self.engine.connect() as conn:
+                await conn.execution_options(**{WRITE_OPTION: write})
+                try:
+                    async with conn.begin():
+                        async with asyncio.timeout(budget):
+                            result = await work(conn)
+                    # COMMIT ran above, outside the timeout: once the database may have
+                    # committed, only its answer may decide whether the save happened.
+                    return result
+                except DRIVER_ERRORS as error:
+                    if is_disconnect(error) and not conn.invalidated:
+                        # Lost under the raw-driver fast path: SQLAlchemy did not see it,
+                        # so keep the dead connection out of the pool ourselves.
+                        await conn.invalidate()
+                    raise
         except TripquoteError as error:
             self._rolled_back(write, error.code)
             raise

@@ -15,6 +15,7 @@ import threading
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
@@ -68,15 +69,42 @@ class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+def _may_hold_secret(text: str) -> bool:
+    # Every _VALUE_PATTERNS match contains one of these; most log strings (ids, codes,
+    # timestamps) contain none, so the six regexes run only where they could match.
+    return (
+        "@" in text
+        or "eyJ" in text
+        or "=" in text
+        or "earer" in text
+        or "EARER" in text
+        or (":" in text and len(text) >= 37)
+    )
+
+
+_KEY_VERDICTS: dict[str, bool] = {}
+
+
+def _sensitive_key(key: str) -> bool:
+    verdict = _KEY_VERDICTS.get(key)
+    if verdict is None:
+        verdict = bool(SENSITIVE_KEY.search(key))
+        if len(_KEY_VERDICTS) < 4096:  # log keys are a small fixed set; stay bounded anyway
+            _KEY_VERDICTS[key] = verdict
+    return verdict
+
+
 def scrub(value: Any) -> Any:
     """``value`` with sensitive keys masked and bearer/JWT/e-mail/credential text replaced."""
     if isinstance(value, str):
+        if not _may_hold_secret(value):
+            return value
         for pattern, replacement in _VALUE_PATTERNS:
             value = pattern.sub(replacement, value)
         return value
     if isinstance(value, dict):
         return {
-            key: REDACTED if isinstance(key, str) and SENSITIVE_KEY.search(key) else scrub(item)
+            key: REDACTED if isinstance(key, str) and _sensitive_key(key) else scrub(item)
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):
@@ -146,10 +174,14 @@ def json_formatter(**_ignored: Any) -> logging.Formatter:
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             redact,
-            structlog.processors.JSONRenderer(default=str),
+            structlog.processors.JSONRenderer(serializer=_render_json),
         ],
         pass_foreign_args=True,
     )
+
+
+def _render_json(event: Any, **_: Any) -> str:
+    return orjson.dumps(event, default=str).decode()
 
 
 def _configure_structlog() -> None:
