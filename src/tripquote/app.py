@@ -16,7 +16,7 @@ from starlette.responses import Response
 from tripquote import __version__
 from tripquote.clients.routes import router as clients_router
 from tripquote.config import Settings
-from tripquote.db.engine import create_engine
+from tripquote.db.engine import create_engine, warm_pool
 from tripquote.db.transaction import TransactionRunner
 from tripquote.errors import (
     InternalError,
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 abandon_after=timedelta(seconds=3 * settings.tx_timeout_seconds),
             ),
         )
+        await warm_pool(engine, settings.db_pool_size)
         await observer.start(engine)
         try:
             yield
@@ -77,6 +78,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Travel quotes saved completely and exactly once, or refused precisely.",
         lifespan=lifespan,
         redoc_url=None,
+        # Our own Prometheus metrics and JSON logs cover this; FastAPI's OpenTelemetry hooks
+        # cost an environment lookup per request for providers nobody configured.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.observer = observer

@@ -13,7 +13,7 @@ import math
 import time
 
 from limits import RateLimitItem, parse
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
 from tripquote.config import Settings
@@ -39,7 +39,9 @@ class WriteRateLimiter:
         self.timeout: float | None = (
             None if settings.rate_limit_storage.startswith("memory") else _STORAGE_TIMEOUT_SECONDS
         )
-        self.limiter = MovingWindowRateLimiter(self.storage)
+        # Sliding-window counter: two counters per agent, no per-event lists to expire (the
+        # moving window keeps one entry per write and expires them on worker threads).
+        self.limiter = SlidingWindowCounterRateLimiter(self.storage)
         self.storage_errors = 0
         self._last_warning = 0.0
 

@@ -55,6 +55,24 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+async def warm_pool(engine: AsyncEngine, size: int) -> None:
+    """Open up to ``size`` pooled connections before serving, so a first burst does not pay
+    for connection set-up; a database that is down only delays readiness, never start-up."""
+    import asyncio
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    async def one() -> Any:
+        return await engine.connect()
+
+    results = await asyncio.gather(*(one() for _ in range(size)), return_exceptions=True)
+    for conn in results:
+        if not isinstance(conn, BaseException):
+            await conn.close()
+        elif not isinstance(conn, SQLAlchemyError | OSError | TimeoutError):
+            raise conn
+
+
 def _loads(text: str) -> Any:
     """JSON columns read back with numbers as Decimal, never float."""
     return json.loads(text, parse_float=Decimal)
