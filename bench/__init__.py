@@ -1,0 +1,1 @@
+"""tripquote's load benchmark (``python -m bench.run``); see bench/README.md."""

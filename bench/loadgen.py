@@ -1,0 +1,247 @@
+"""The load generator: fire many operations at once behind a start barrier, record each one.
+
+Every operation is an async callable returning an :class:`Outcome` (status, error code,
+parsed body). :func:`fire` creates one task per operation, lets them all reach a barrier,
+releases them at one instant ``t0`` and records for each operation its status, its error
+code (``errorCode`` of the envelope, or the exception's class name with status 0), its
+latency **from the release** (so client-side scheduling and connection set-up count, as they
+would for a user who pressed Save at that instant) and its start lag (release until the
+generator actually began sending it: the generator's own delay).
+
+Two HTTP clients: aiohttp (default when installed) and httpx. The ceiling scenario measures
+both against a trivial endpoint so the generator's own limit is reported next to the results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one operation returned: HTTP-like status (0 = exception), error code, body."""
+
+    status: int
+    code: str = ""
+    body: Any = None
+
+
+@dataclass(slots=True)
+class Result:
+    """One operation as measured: latency and start lag in seconds from the release."""
+
+    op: str
+    status: int
+    code: str
+    latency: float
+    lag: float
+    body: Any = None
+
+
+@dataclass(slots=True)
+class Burst:
+    """All results of one fired batch and the wall time from release to last completion."""
+
+    results: list[Result]
+    wall: float
+    cpu: dict[str, Any] | None = None
+
+
+Call = Callable[[], Awaitable[Outcome]]
+
+
+class Meter(Protocol):
+    """Something measured over the batch (see bench/cpu.py)."""
+
+    result: dict[str, Any] | None
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+async def fire(ops: Sequence[tuple[str, Call]], *, meter: Meter | None = None) -> Burst:
+    """Run every operation concurrently, all released at the same instant."""
+    gate = asyncio.Event()
+    results: list[Result | None] = [None] * len(ops)
+    t0 = 0.0
+
+    async def one(index: int, op: str, call: Call) -> None:
+        await gate.wait()
+        start = time.perf_counter()
+        try:
+            outcome = await call()
+        except Exception as exc:  # every failure is a data point, not a crash
+            outcome = Outcome(0, type(exc).__name__)
+        end = time.perf_counter()
+        results[index] = Result(
+            op, outcome.status, outcome.code, end - t0, start - t0, outcome.body
+        )
+
+    tasks = [asyncio.create_task(one(i, op, call)) for i, (op, call) in enumerate(ops)]
+    await asyncio.sleep(0)  # every task runs up to the gate before the release
+    if meter is not None:
+        meter.start()
+    t0 = time.perf_counter()
+    gate.set()
+    await asyncio.gather(*tasks)
+    wall = time.perf_counter() - t0
+    if meter is not None:
+        meter.stop()
+    return Burst(
+        [r for r in results if r is not None], wall, meter.result if meter is not None else None
+    )
+
+
+async def run_bounded(ops: Sequence[tuple[str, Call]], *, concurrency: int) -> Burst:
+    """Run operations with at most ``concurrency`` in flight (set-up and loading, not measured)."""
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def gated(call: Call) -> Outcome:
+        async with semaphore:
+            return await call()
+
+    return await fire([(op, _bind(gated, call)) for op, call in ops])
+
+
+def _bind(wrapper: Callable[[Call], Awaitable[Outcome]], call: Call) -> Call:
+    async def bound() -> Outcome:
+        return await wrapper(call)
+
+    return bound
+
+
+class HttpClient(Protocol):
+    """The minimal client surface the bench needs."""
+
+    name: str
+
+    async def send(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class AiohttpClient:
+    """aiohttp with an unbounded-enough connection pool (one connection per in-flight request)."""
+
+    name = "aiohttp"
+
+    def __init__(self, *, connections: int, timeout: float) -> None:
+        import aiohttp
+
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=connections, limit_per_host=0, keepalive_timeout=30
+            ),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def send(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        """Send one request; return status and raw body."""
+        async with self._session.request(method, url, data=body, headers=headers) as resp:
+            return resp.status, await resp.read()
+
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        await self._session.close()
+
+
+class HttpxClient:
+    """httpx.AsyncClient sized like the aiohttp one."""
+
+    name = "httpx"
+
+    def __init__(self, *, connections: int, timeout: float) -> None:
+        import httpx
+
+        self._client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            timeout=httpx.Timeout(timeout),
+        )
+
+    async def send(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        """Send one request; return status and raw body."""
+        response = await self._client.request(method, url, content=body, headers=headers)
+        return response.status_code, response.content
+
+    async def aclose(self) -> None:
+        """Close the client and its connections."""
+        await self._client.aclose()
+
+
+def available_clients() -> list[str]:
+    """Names of the HTTP clients importable here, preferred first."""
+    names = []
+    try:
+        import aiohttp  # noqa: F401
+
+        names.append("aiohttp")
+    except ImportError:
+        pass
+    names.append("httpx")
+    return names
+
+
+def make_client(name: str, *, connections: int, timeout: float) -> HttpClient:
+    """Build the named client (``aiohttp`` or ``httpx``)."""
+    if name == "aiohttp":
+        return AiohttpClient(connections=connections, timeout=timeout)
+    if name == "httpx":
+        return HttpxClient(connections=connections, timeout=timeout)
+    raise ValueError(f"unknown HTTP client {name!r}")
+
+
+def http_call(
+    client: HttpClient,
+    method: str,
+    url: str,
+    *,
+    json: Any = None,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+    keep_body: bool = False,
+) -> Call:
+    """An operation sending one HTTP request; the body is encoded now, outside the timing."""
+    body = orjson.dumps(json) if json is not None else None
+    headers = {**JSON_HEADERS, **(headers or {})}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+
+    async def call() -> Outcome:
+        status, raw = await client.send(method, url, body, headers)
+        return parse_outcome(status, raw, keep_body=keep_body)
+
+    return call
+
+
+def parse_outcome(status: int, raw: bytes, *, keep_body: bool) -> Outcome:
+    """Status plus the envelope's errorCode (non-2xx) and, when asked, the parsed body."""
+    if status < 400 and not keep_body:
+        return Outcome(status)
+    try:
+        parsed = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return Outcome(status, "NON_JSON_BODY" if status >= 400 else "")
+    code = ""
+    if status >= 400:
+        code = (
+            str(parsed.get("errorCode", "NO_ERROR_CODE"))
+            if isinstance(parsed, dict)
+            else ("NO_ERROR_CODE")
+        )
+    return Outcome(status, code, parsed if keep_body else None)

@@ -1,0 +1,129 @@
+"""The tripquote side of a run: start the service, set up agents and quotes, run its scenarios."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING
+
+from bench import procs, scenarios, service
+from bench.targets import TripquoteTarget
+from bench.world import QuotePool
+
+if TYPE_CHECKING:
+    from bench.session import Bench
+
+
+async def run_tripquote(bench: Bench, workers: int) -> None:
+    """Start tripquote (or use --url), set up the world once, run its scenarios."""
+    server = None
+    if bench.args.url:
+        base_url, w = bench.args.url.rstrip("/"), "ext"
+    else:
+        server = service.start(bench.tq_env, workers=workers, log_dir=bench.log_dir)
+        base_url, w = server.base_url, str(workers)
+        bench.server_pgid = server.process.pid
+    try:
+        if server is not None:
+            took = await procs.wait_ready(server, "/health/ready")
+            bench.note(f"tripquote --workers {workers} ready in {took:.1f}s")
+        setup_client = bench.client(connections=64)
+        try:
+            if bench.tq_world is None:
+                started = time.monotonic()
+                bench.tq_world = await service.make_world(
+                    bench.tq_env,
+                    setup_client,
+                    base_url,
+                    agents=bench.args.agents,
+                    admins=bench.args.contention_agents,
+                    tag=str(os.getpid()),
+                )
+                target = tq_target(bench, base_url)
+                bench.seq = await scenarios.preload(
+                    target,
+                    setup_client,
+                    bench.tq_pool,
+                    count=bench.max_burst // 2 + 1,
+                    agents=bench.args.agents,
+                    fixtures=len(bench.fixtures),
+                    seq=bench.seq,
+                )
+                bench.note(
+                    f"tripquote set-up: {bench.args.agents} agents, "
+                    f"{len(bench.tq_pool.quotes)} quotes in "
+                    f"{time.monotonic() - started:.1f}s"
+                )
+        finally:
+            await setup_client.aclose()
+        target = tq_target(bench, base_url)
+        await bench.warm_up(target, bench.tq_pool, workers)
+        if "ceiling" in bench.scenarios:
+            await bench.ceiling(w, "tq-live", f"{base_url}/health/live", [bench.client_name])
+        if "burst" in bench.scenarios:
+            await bench.bursts(w, target, bench.tq_pool)
+        if "hot" in bench.scenarios:
+            await bench.hot(w, target, bench.tq_pool)
+        if "contention" in bench.scenarios:
+            await contention(bench, w, base_url)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def tq_target(bench: Bench, base_url: str, *, admin: bool = False) -> TripquoteTarget:
+    """The tripquote target; ``admin`` makes admin 0 the owner (contention quotes)."""
+    world = bench.tq_world
+    assert world is not None
+    if admin:
+        return TripquoteTarget(
+            base_url,
+            bench.fixtures,
+            [world.admin_tokens[0]],
+            [world.admin_client_id],
+            world.admin_tokens,
+        )
+    return TripquoteTarget(
+        base_url, bench.fixtures, world.tokens, world.client_ids, world.admin_tokens
+    )
+
+
+async def contention(bench: Bench, w: str, base_url: str) -> None:
+    """K admin agents editing M shared quotes for T seconds; lost updates must be 0."""
+    target = tq_target(bench, base_url, admin=True)
+    client = bench.client(connections=bench.args.contention_agents * 2 + 16)
+    try:
+        pool = QuotePool()
+        bench.seq = await scenarios.preload(
+            target,
+            client,
+            pool,
+            count=bench.args.contention_quotes,
+            agents=1,
+            fixtures=len(bench.fixtures),
+            seq=bench.seq,
+        )
+        outcome = await scenarios.contention(
+            target,
+            client,
+            pool.quotes,
+            agents=bench.args.contention_agents,
+            seconds=bench.args.contention_seconds,
+            notes_limit=bench.args.notes_limit,
+        )
+    finally:
+        await client.aclose()
+    bench.runs.append(
+        {"workers": w, "target": "tripquote", "scenario": "contention", "summary": outcome}
+    )
+    lat = outcome["save_latency"]
+    bench.note(
+        f"contention w={w}: {'PASS' if outcome['passed'] else 'FAIL'} K={outcome['agents']} "
+        f"M={outcome['quotes']} T={outcome['seconds']}s landed={outcome['landed']} "
+        f"({outcome['landed_per_s']}/s) conflict rate={outcome['conflict_rate']} "
+        f"retries/save={outcome['retries_per_save_mean']} (max "
+        f"{outcome['retries_per_save_max']}) lost={outcome['lost_updates']} "
+        f"dup={outcome['duplicated_markers']} phantom={outcome['phantom_markers']} "
+        f"version mismatches={len(outcome['version_mismatches'])} "
+        f"save p50/p99={lat.get('p50_ms')}/{lat.get('p99_ms')} ms errors={outcome['errors']}"
+    )

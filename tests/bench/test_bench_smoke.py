@@ -1,0 +1,158 @@
+"""The benchmark in a tiny configuration (B=20, N=20, T=1 s, one worker) against PostgreSQL.
+
+Proves the bench itself works end to end: it starts and stops its servers, creates and
+drops its databases, produces the JSON, and its correctness checks pass (hot quote: one
+winner; contention: no lost update; burst: every save whole). It does not judge speed.
+Skipped when PostgreSQL is not reachable on 127.0.0.1:5432.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+pytestmark = [pytest.mark.postgres, pytest.mark.bench]
+
+REPO = Path(__file__).resolve().parents[2]
+PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+def _postgres_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+requires_pg = pytest.mark.skipif(not _postgres_reachable(), reason="PostgreSQL not reachable")
+
+
+def _leftovers(document: dict) -> tuple[list[str], list[int]]:
+    """Databases of this run still present, server processes still alive."""
+    names = document["meta"]["databases"]["created"]
+
+    async def present() -> list[str]:
+        conn = await asyncpg.connect(f"{PG}/postgres")
+        try:
+            rows = await conn.fetch(
+                "SELECT datname FROM pg_database WHERE datname = ANY($1::text[])", names
+            )
+        finally:
+            await conn.close()
+        return [r["datname"] for r in rows]
+
+    alive = []
+    for server in document["meta"]["servers"]:
+        stat = Path(f"/proc/{server['pid']}/stat")
+        if stat.exists() and stat.read_text().split(") ", 1)[1][:1] != "Z":
+            alive.append(server["pid"])
+    return asyncio.run(present()), alive
+
+
+def _tiny(json_path: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "bench.run",
+        "--burst",
+        "20",
+        "--hot",
+        "20",
+        "--workers",
+        "1",
+        "--agents",
+        "2",
+        "--contention-agents",
+        "2",
+        "--contention-quotes",
+        "2",
+        "--contention-seconds",
+        "1",
+        "--ceiling-clients",
+        "httpx",
+        "--pg",
+        PG,
+        "--json",
+        str(json_path),
+        *extra,
+    ]
+
+
+@requires_pg
+def test_tiny_run_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(_tiny(out), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    document = json.loads(out.read_text())
+
+    meta = document["meta"]
+    assert meta["machine"]["nproc"] >= 1 and meta["machine"]["cpu_model"]
+    assert meta["postgres"]["synchronous_commit"] in {
+        "on",
+        "off",
+        "local",
+        "remote_write",
+        "remote_apply",
+    }
+    assert "same machine" in meta["note"]
+    assert "load generator runs on the same machine" in proc.stdout
+
+    runs = {(r["target"], r["scenario"]): r for r in document["runs"]}
+    for target in ("limit", "peer"):
+        summary = runs[(target, "burst")]["summary"]
+        assert summary["count"] == 20 and summary["ok"] == 20, summary
+        assert summary["latency"]["all"]["p99_ms"] <= summary["latency"]["all"]["max_ms"]
+    assert runs[("peer", "hot")]["checks"]["passed"]
+    assert runs[("peer-ping", "ceiling/httpx")]["summary"]["ok"] == 20
+
+    if not document["skipped"]:  # tripquote is installed: its scenarios ran too
+        burst = runs[("tripquote", "burst")]
+        assert burst["summary"]["count"] == 20
+        assert burst["verify"]["passed"], burst["verify"]
+        hot = runs[("tripquote", "hot")]["checks"]
+        assert hot["passed"], hot
+        assert hot["successes"] == 1 and hot["conflicts"] == 19
+        contention = runs[("tripquote", "contention")]["summary"]
+        assert contention["passed"] and contention["lost_updates"] == 0, contention
+
+    databases, alive = _leftovers(document)
+    assert databases == [] and alive == []
+
+
+@requires_pg
+def test_interrupt_stops_servers_and_drops_databases(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.Popen(
+        _tiny(out, "--scenarios", "peer", "--burst", "20,500"),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "ready in" in line or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGINT)
+        rest = proc.stdout.read()
+        assert proc.wait(timeout=60) == 130, rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    document = json.loads(out.read_text())
+    assert document["meta"]["aborted"]
+    databases, alive = _leftovers(document)
+    assert databases == [] and alive == []
