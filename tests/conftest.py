@@ -168,20 +168,30 @@ class World:
         """Everything stored for a quote: row, items, revisions (to prove nothing changed)."""
         async with self.engine.connect() as conn:
             quote = (
-                await conn.execute(text("SELECT * FROM quotes WHERE id = :id"), {"id": quote_id})
-            ).mappings().first()
+                (await conn.execute(text("SELECT * FROM quotes WHERE id = :id"), {"id": quote_id}))
+                .mappings()
+                .first()
+            )
             items = (
-                await conn.execute(
-                    text("SELECT * FROM quote_items WHERE quote_id = :id ORDER BY position"),
-                    {"id": quote_id},
+                (
+                    await conn.execute(
+                        text("SELECT * FROM quote_items WHERE quote_id = :id ORDER BY position"),
+                        {"id": quote_id},
+                    )
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
             revisions = (
-                await conn.execute(
-                    text("SELECT * FROM quote_revisions WHERE quote_id = :id ORDER BY version"),
-                    {"id": quote_id},
+                (
+                    await conn.execute(
+                        text("SELECT * FROM quote_revisions WHERE quote_id = :id ORDER BY version"),
+                        {"id": quote_id},
+                    )
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
         return {
             "quote": dict(quote) if quote else None,
             "items": [dict(i) for i in items],
