@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,26 +25,22 @@ _CODES = {
 }
 
 
-def json_path(loc: Sequence[int | str], *, skip: Iterable[str] = ()) -> str:
-    """A pydantic ``loc`` as a JSON path: ``("items", 0, "to")`` -> ``items[0].to``;
-    loc parts in ``skip`` (discriminator tags) are left out."""
-    skipped = set(skip)
+def json_path(loc: Sequence[int | str]) -> str:
+    """A pydantic ``loc`` as a JSON path: ``("items", 0, "to")`` -> ``items[0].to``."""
     path = ""
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in skipped:
-            continue
         else:
             path += f".{part}" if path else part
     return path
 
 
-def field_errors(exc: ValidationError, *, skip: Iterable[str] = ()) -> list[dict[str, str]]:
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
     """Every error of ``exc`` as ``{path, code, message}``, in pydantic's order."""
     out: list[dict[str, str]] = []
     for err in exc.errors(include_url=False, include_input=False):
         code = _CODES.get(err["type"], err["type"])
         message: Any = err.get("msg", "invalid value")
-        out.append(field_error(json_path(err["loc"], skip=skip), code, str(message)))
+        out.append(field_error(json_path(err["loc"]), code, str(message)))
     return out

@@ -27,6 +27,7 @@ from tripquote.quotes.schemas import (
     parse_aware_datetime,
     parse_iso_date,
 )
+from tripquote.validation import json_path
 
 if TYPE_CHECKING:
     from tripquote.config import Settings
@@ -288,13 +289,7 @@ def loc_to_path(loc: Sequence[int | str]) -> str:
         and parts[2] in _ITEM_TAGS
     ):
         del parts[2]
-    path = ""
-    for part in parts:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else part
-    return path
+    return json_path(parts)
 
 
 def _shape_errors(exc: ValidationError) -> list[dict[str, str]]:
