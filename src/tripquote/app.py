@@ -35,6 +35,7 @@ from tripquote.observability.correlation import CorrelationMiddleware
 from tripquote.observability.logging import configure_logging
 from tripquote.observability.operations import Observer
 from tripquote.observability.routes import router as observability_router
+from tripquote.quotes.routes import REQUEST_SCHEMAS
 from tripquote.quotes.routes import router as quotes_router
 from tripquote.ratelimit import WriteRateLimiter
 from tripquote.rendering import error_response
@@ -117,6 +118,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 {"path": json_path(loc), "code": err.get("type", "invalid"), "message": err["msg"]}
             )
         return render(request, QuoteValidationFailed(details={"errors": errors}))
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, plus the request-body models and the bearer scheme."""
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = FastAPI.openapi(app)  # builds and caches app.openapi_schema
+        components = document.setdefault("components", {})
+        components.setdefault("schemas", {}).update(REQUEST_SCHEMAS)
+        components["securitySchemes"] = {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        }
+        for path, operations in document["paths"].items():
+            if path.startswith("/api/"):
+                for operation in operations.values():
+                    operation["security"] = [{"bearerAuth": []}]
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     app.add_exception_handler(TripquoteError, on_tripquote_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)

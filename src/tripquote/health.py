@@ -12,19 +12,20 @@ from starlette.responses import Response
 
 from tripquote.errors import ServiceNotReady
 from tripquote.http import json_response
+from tripquote.openapi import ERROR_RESPONSES, HealthOut
 
 router = APIRouter(prefix="/health", tags=["health"])
 
 _READY_TIMEOUT_SECONDS = 2.0
 
 
-@router.get("/live")
+@router.get("/live", responses={200: {"model": HealthOut}})
 async def live() -> Response:
     """200 while the process serves requests."""
     return json_response({"status": "live"})
 
 
-@router.get("/ready")
+@router.get("/ready", responses={200: {"model": HealthOut}, 503: ERROR_RESPONSES[503]})
 async def ready(request: Request) -> Response:
     """200 when a ``SELECT 1`` answers within 2 s; else 503 SERVICE_NOT_READY."""
     engine = request.app.state.engine

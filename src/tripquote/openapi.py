@@ -174,3 +174,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def ok(model: type[BaseModel], status: int = 200) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route: its success model plus every error status."""
     return {status: {"model": model}, **ERROR_RESPONSES}
+
+
+class HealthOut(BaseModel):
+    """``/health/live`` and ``/health/ready`` when the answer is yes."""
+
+    status: Literal["live", "ready"]
+    database: Literal["ok"] | None = None

@@ -38,6 +38,7 @@ PG_SQLSTATE_ERRORS: dict[str, type[TripquoteError]] = {
     "53300": QuotePersistenceFailed,  # too_many_connections
 }
 PG_SQLSTATE_CLASSES: dict[str, type[TripquoteError]] = {
+    "22": QuoteValidationFailed,  # data_exception: NUL in text, int4 overflow (asyncpg: 22000)
     "08": QuotePersistenceFailed,  # connection_exception
     "40": DatabaseTransactionAborted,  # transaction_rollback
     "53": QuotePersistenceFailed,  # insufficient_resources
@@ -67,6 +68,9 @@ DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     DBAPIError,
     asyncpg.PostgresError,  # raised unwrapped by the PostgreSQL fast path (quotes/pg.py)
     asyncpg.InterfaceError,  # connection closed or lost under the fast path
+    # A pooled connection whose backend was terminated while idle: asyncpg consumed the FATAL
+    # message and refuses the next query ("another operation is in progress").
+    asyncpg.InternalClientError,
 )
 """Every database error the transaction runner maps."""
 
@@ -95,7 +99,9 @@ def is_retryable(error: BaseException) -> bool:
 
 def is_disconnect(error: BaseException) -> bool:
     """True when the connection is gone (closed, terminated, server shutting down)."""
-    if isinstance(error, asyncpg.InterfaceError) or getattr(error, "connection_invalidated", False):
+    if isinstance(error, asyncpg.InterfaceError | asyncpg.InternalClientError) or getattr(
+        error, "connection_invalidated", False
+    ):
         return True
     state = sqlstate_of(error)
     return state is not None and (state.startswith("08") or state in ("57P01", "57P02", "57P03"))

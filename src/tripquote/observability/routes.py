@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tripquote.errors import AuthenticationFailed
 from tripquote.observability.metrics import render_metrics
+from tripquote.openapi import ERROR_RESPONSES
 
 if TYPE_CHECKING:
     from tripquote.observability.operations import Observer
@@ -41,7 +42,7 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(content=body, media_type=content_type)
 
 
-@router.get("/api/ops/summary", tags=["ops"])
+@router.get("/api/ops/summary", tags=["ops"], responses=ERROR_RESPONSES)
 async def ops_summary(request: Request) -> dict[str, Any]:
     """Save latency (avg/P95/P99 ms) and error, conflict and rollback rates of this process."""
     from tripquote.agents.auth import authenticate_admin  # lazy: keeps app imports acyclic

@@ -7,6 +7,7 @@ table across processes: percentiles are nearest-rank, rates are fractions of sav
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -45,7 +46,18 @@ class OperationRecord:
         """The ``operation_records`` row: every field but ``severity`` (not a column)."""
         row = asdict(self)
         del row["severity"]
+        row["agent_id"] = _storable_id(self.agent_id)
+        row["quote_id"] = _storable_id(self.quote_id)
         return row
+
+
+_STORABLE_ID = re.compile(r"[A-Za-z0-9-]{1,36}")
+
+
+def _storable_id(value: str | None) -> str | None:
+    """An id the 36-character column can hold; junk taken from a URL (too long, NUL, ...) is
+    not stored, so it cannot make the batch INSERT fail and drop its neighbours."""
+    return value if value is not None and _STORABLE_ID.fullmatch(value) else None
 
 
 def rank_index(count: int, percentile: float) -> int:

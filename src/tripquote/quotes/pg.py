@@ -1,5 +1,6 @@
 """The PostgreSQL fast path of the save: the same reads and writes as the portable path in
-``repository.py``, each as ONE statement on the asyncpg connection underneath SQLAlchemy's.
+``repository.py``, each as ONE statement: the load through SQLAlchemy (which opens the
+transaction), the write on the asyncpg connection underneath it, inside that transaction.
 
 A version-checked update is one round trip: ``UPDATE quotes … WHERE id = $1 AND version = $2``,
 the item replacement and the revision insert are data-modifying CTEs that act only on the row
@@ -15,6 +16,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tripquote.agents.repository import Principal
@@ -25,26 +27,26 @@ _PRINCIPAL = (
     "a.id AS _agent_id, a.agency_id AS _agent_agency_id, a.role AS _role, g.timezone AS _tz"
 )
 
-LOAD_FOR_WRITE = """
+LOAD_FOR_WRITE = text("""
 SELECT a.id AS _agent_id, a.agency_id AS _agent_agency_id, a.role AS _role,
        g.timezone AS _tz, q.*,
        (SELECT coalesce(json_agg(i ORDER BY i.position), '[]')::text
           FROM quote_items i WHERE i.quote_id = q.id) AS _items
   FROM agents a
   JOIN agencies g ON g.id = a.agency_id
-  LEFT JOIN quotes q ON q.id = $2
- WHERE a.id = $1 AND a.active
-"""
+  LEFT JOIN quotes q ON q.id = :quote_id
+ WHERE a.id = :agent_id AND a.active
+""")
 
-LOAD_FOR_CREATE = """
+LOAD_FOR_CREATE = text("""
 SELECT a.id AS _agent_id, a.agency_id AS _agent_agency_id, a.role AS _role,
        g.timezone AS _tz, c.agent_id AS _client_agent_id, c.agency_id AS _client_agency_id
   FROM agents a
   JOIN agencies g ON g.id = a.agency_id
-  LEFT JOIN clients c ON c.id = $2
- WHERE a.id = $1 AND a.active
+  LEFT JOIN clients c ON c.id = :client_id
+ WHERE a.id = :agent_id AND a.active
    FOR UPDATE OF a
-"""
+""")
 
 CREATE = """
 WITH open_quotes AS (
@@ -108,7 +110,13 @@ SELECT version FROM q
 
 
 async def _driver(conn: AsyncConnection) -> Any:
-    return (await conn.get_raw_connection()).driver_connection
+    """The asyncpg connection under ``conn``, which must already be inside its transaction:
+    SQLAlchemy sends BEGIN lazily with its first statement, so the unit's first statement
+    (a load) always goes through SQLAlchemy and the raw writes that follow join it."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    if driver is None or not driver.is_in_transaction():
+        raise RuntimeError("the PostgreSQL fast path needs an open transaction")
+    return driver
 
 
 def _principal(row: Any) -> Principal:
@@ -142,7 +150,8 @@ async def load_for_write(
     conn: AsyncConnection, agent_id: str, quote_id: str
 ) -> tuple[Principal | None, QuoteRecord | None]:
     """The active agent and the quote with its items, in one statement."""
-    row = await (await _driver(conn)).fetchrow(LOAD_FOR_WRITE, agent_id, quote_id)
+    found = await conn.execute(LOAD_FOR_WRITE, {"agent_id": agent_id, "quote_id": quote_id})
+    row = found.mappings().first()
     if row is None:
         return None, None
     principal = _principal(row)
@@ -161,7 +170,8 @@ async def load_for_create(
 ) -> tuple[Principal | None, dict[str, str] | None]:
     """The active agent, locked (``FOR UPDATE``) so its quota check is serialized, and the
     owner of ``client_id`` (None if no such client)."""
-    row = await (await _driver(conn)).fetchrow(LOAD_FOR_CREATE, agent_id, client_id)
+    found = await conn.execute(LOAD_FOR_CREATE, {"agent_id": agent_id, "client_id": client_id})
+    row = found.mappings().first()
     if row is None:
         return None, None
     owner = (

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
@@ -41,6 +41,9 @@ from tripquote.quotes.service import OnSaved, Saved
 router = APIRouter(prefix="/api/agents/quotes", tags=["quotes"])
 
 _CREATE_SCHEMA = QuoteIn.model_json_schema(ref_template="#/components/schemas/{model}")
+REQUEST_SCHEMAS: dict[str, Any] = _CREATE_SCHEMA.pop("$defs", {})
+"""The item/details/pricing models the request bodies refer to; create_app registers them
+under ``components/schemas`` so every ``$ref`` of the document resolves."""
 _PATCH_SCHEMA: dict[str, Any] = {
     **{k: v for k, v in _CREATE_SCHEMA.items() if k not in ("required", "title")},
     "title": "QuotePatch",
@@ -200,6 +203,21 @@ async def list_quotes(
                     "errors": [field_error("updatedSince", "timezone", "Give an offset, e.g. Z.")]
                 }
             )
+        if updated_since is not None:
+            try:
+                updated_since = updated_since.astimezone(UTC)
+            except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+                raise QuoteValidationFailed(
+                    details={
+                        "errors": [
+                            field_error(
+                                "updatedSince",
+                                "out_of_range",
+                                "Give an instant in years 1-9999 UTC.",
+                            )
+                        ]
+                    }
+                ) from None
         quotes, next_cursor = await queries.list_quotes(
             svc,
             agent_id=claims.agent_id,
@@ -315,7 +333,9 @@ async def list_revisions(request: Request, quote_id: str) -> Response:
 
 
 @router.get("/{quote_id}/revisions/{version}", responses=ok(RevisionEnvelope))
-async def get_revision(request: Request, quote_id: str, version: int) -> Response:
+async def get_revision(
+    request: Request, quote_id: str, version: int = Path(ge=1, le=2_147_483_647)
+) -> Response:
     """One committed version with its full snapshot; ``{success, revision}``."""
     svc = services(request)
     async with svc.observer.track("quote.revisions", quote_id=quote_id) as op:
