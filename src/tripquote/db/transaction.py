@@ -49,6 +49,10 @@ class TransactionRunner:
         database error: DATABASE_TIMEOUT, DATABASE_TRANSACTION_ABORTED (retries exhausted),
         QUOTE_PERSISTENCE_FAILED, QUOTE_VALIDATION_FAILED.
         """
+        try:  # the common case, without building a retry controller
+            return await self._once(work, write=write)
+        except DRIVER_ERRORS as error:  # only retryable errors leave _once unmapped
+            first_failure: BaseException = error
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.tx_max_attempts),
             wait=wait_random_exponential(multiplier=0.02, max=0.5),
@@ -58,8 +62,9 @@ class TransactionRunner:
         try:
             async for attempt in retrying:
                 with attempt:
-                    if attempt.retry_state.attempt_number > 1:
-                        self.observer.db_retry()
+                    if attempt.retry_state.attempt_number == 1:
+                        raise first_failure  # replayed, so backoff and limits apply to it
+                    self.observer.db_retry()
                     return await self._once(work, write=write)
         except RetryError as exhausted:
             cause = exhausted.last_attempt.exception()
