@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Travel quotes saved completely and exactly once, or refused precisely.",
         lifespan=lifespan,
         redoc_url=None,
+        redirect_slashes=False,  # /api/agents/quotes/ is a 404 envelope, not a bare 307
         # Our own Prometheus metrics and JSON logs cover this; FastAPI's OpenTelemetry hooks
         # cost an environment lookup per request for providers nobody configured.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},

@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 from zoneinfo import available_timezones
 
 import typer
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,7 +20,7 @@ from tripquote.agents import repository as agents_repo
 from tripquote.agents.auth import mint_token
 from tripquote.config import Settings
 from tripquote.db import migrate
-from tripquote.db.engine import create_engine
+from tripquote.db.engine import WRITE_OPTION, create_engine
 from tripquote.db.tables import agents, clients
 from tripquote.demo import DEMO_QUOTE, demo_curl
 
@@ -57,8 +58,10 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncConnection], Awaita
     async def run() -> T:
         engine = create_engine(settings)
         try:
-            async with engine.begin() as conn:
-                return await work(conn)
+            async with engine.connect() as conn:
+                await conn.execution_options(**{WRITE_OPTION: True})
+                async with conn.begin():
+                    return await work(conn)
         finally:
             await engine.dispose()
 
@@ -140,6 +143,11 @@ def agents_create(
     if role not in ("agent", "admin"):
         typer.echo("role must be agent or admin", err=True)
         raise typer.Exit(2)
+    try:
+        email = validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        typer.echo(f"invalid e-mail: {exc}", err=True)
+        raise typer.Exit(2) from None
 
     async def work(conn: AsyncConnection) -> str | None:
         if not await agents_repo.agency_exists(conn, agency):
@@ -180,8 +188,16 @@ def token(
     ttl: Annotated[int, typer.Option(min=1, help="Lifetime in seconds.")] = 3600,
     as_json: JsonFlag = False,
 ) -> None:
-    """Mint a bearer token (HS256 JWT) for an agent."""
-    minted = mint_token(_settings(), agent_id=agent, ttl_seconds=ttl)
+    """Mint a bearer token (HS256 JWT) for an existing, active agent."""
+    settings = _settings()
+
+    async def work(conn: AsyncConnection) -> bool:
+        return await agents_repo.load_principal(conn, agent) is not None
+
+    if not _in_transaction(settings, work):
+        typer.echo(f"no active agent {agent}", err=True)
+        raise typer.Exit(1)
+    minted = mint_token(settings, agent_id=agent, ttl_seconds=ttl)
     _emit({"token": minted, "agentId": agent, "ttlSeconds": ttl}, as_json, minted)
 
 
@@ -337,3 +353,7 @@ def _mount_optional() -> None:
 
 
 _mount_optional()
+
+
+if __name__ == "__main__":  # python -m tripquote.cli
+    app()

@@ -237,6 +237,13 @@ class PayloadTooLarge(TripquoteError):
     default_message = "The request body is larger than the configured limit."
 
 
+class UnsupportedMediaType(TripquoteError):
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    http_status = 415
+    severity = Severity.LOW
+    default_message = "Send the body as JSON: Content-Type: application/json."
+
+
 ERROR_CLASSES: tuple[type[TripquoteError], ...] = (
     QuoteValidationFailed,
     QuoteStateInvalid,
@@ -262,6 +269,7 @@ ERROR_CLASSES: tuple[type[TripquoteError], ...] = (
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
+    UnsupportedMediaType,
 )
 """Every code, in the order of the documented table (docs/errors.md)."""
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tripquote.errors import UnsupportedMediaType
 from tripquote.quotes.jsonbody import dumps, loads
 
 if TYPE_CHECKING:
@@ -36,7 +37,14 @@ def services(request: Request) -> Services:
 
 
 async def read_json(request: Request) -> Any:
-    """The request body parsed with numbers as Decimal; QUOTE_VALIDATION_FAILED if malformed."""
+    """The request body parsed with numbers as Decimal; UNSUPPORTED_MEDIA_TYPE unless it is
+    declared JSON (``application/json`` or a ``+json`` type, RFC 6839); QUOTE_VALIDATION_FAILED
+    if malformed."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    ):
+        raise UnsupportedMediaType(details={"contentType": media_type or None})
     return loads(await request.body())
 
 

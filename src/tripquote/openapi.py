@@ -163,7 +163,7 @@ class ClientListEnvelope(BaseModel):
     nextCursor: str | None
 
 
-_ERROR_STATUSES = (400, 401, 403, 404, 405, 409, 412, 413, 422, 429, 500, 503)
+_ERROR_STATUSES = (400, 401, 403, 404, 405, 409, 412, 413, 415, 422, 429, 500, 503)
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorEnvelope, "description": "Error envelope (see docs/errors.md)."}
     for status in _ERROR_STATUSES

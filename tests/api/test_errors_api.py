@@ -129,7 +129,7 @@ async def test_other_agent_same_agency_is_forbidden_other_agency_sees_nothing(wo
     # The agency admin may read and edit it.
     assert (await world.client.get(url, headers=admin.headers)).status_code == 200
     edited = await world.client.patch(
-        url, json={"version": 1, "travelers": 3}, headers=admin.headers
+        url, json={"version": 1, "travelers": 4}, headers=admin.headers
     )
     assert edited.status_code == 200
     assert edited.json()["quote"]["lastModifiedBy"] == admin.agent_id

@@ -58,16 +58,38 @@ _VERSION_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {"version": {"type": "integer", "minimum": 1}},
 }
-_STRONG_ETAG = re.compile(r'^"(\d{1,9})"$')
+_STRONG_ETAG = re.compile(r'^"([1-9]\d{0,8})"$')  # exactly as sent in ETag: no leading zero
 
 
-def _body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
-    return {
+_IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": 'The strong ETag of the version edited, e.g. "5" (RFC 9110 §13.1.1); '
+    "required unless the body carries `version`. Stale: 412.",
+    "schema": {"type": "string", "pattern": '^"[1-9][0-9]{0,8}"$'},
+}
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Replays the first response for the same key and body (24 h, per agent).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
+
+def _body(
+    schema: dict[str, Any], *, required: bool = True, headers: tuple[dict[str, Any], ...] = ()
+) -> dict[str, Any]:
+    extra: dict[str, Any] = {
         "requestBody": {
             "required": required,
             "content": {"application/json": {"schema": schema}},
         }
     }
+    if headers:
+        extra["parameters"] = list(headers)
+    return extra
 
 
 def etag(version: int) -> str:
@@ -81,7 +103,7 @@ def parse_if_match(value: str | None) -> int | None:
     if value is None:
         return None
     match = _STRONG_ETAG.match(value.strip())
-    if match is None or int(match.group(1)) < 1:
+    if match is None:
         raise QuoteValidationFailed(
             'If-Match must be one strong ETag as returned by GET, e.g. "5".',
             details={
@@ -152,7 +174,10 @@ async def _idempotent_save(
 
 
 @router.post(
-    "", status_code=201, openapi_extra=_body(_CREATE_SCHEMA), responses=ok(SaveEnvelope, 201)
+    "",
+    status_code=201,
+    openapi_extra=_body(_CREATE_SCHEMA, headers=(_IDEMPOTENCY_KEY,)),
+    responses=ok(SaveEnvelope, 201),
 )
 async def create_quote(request: Request) -> Response:
     """Create a quote (DRAFT, version 1); 201 ``{success, quoteId, version, savedAt, quote}``.
@@ -246,7 +271,11 @@ async def read_quote(request: Request, quote_id: str) -> Response:
         )
 
 
-@router.patch("/{quote_id}", openapi_extra=_body(_PATCH_SCHEMA), responses=ok(SaveEnvelope))
+@router.patch(
+    "/{quote_id}",
+    openapi_extra=_body(_PATCH_SCHEMA, headers=(_IF_MATCH,)),
+    responses=ok(SaveEnvelope),
+)
 async def update_quote(request: Request, quote_id: str) -> Response:
     """Partial update checked against the client's version (body ``version`` or If-Match)."""
     svc = services(request)
@@ -294,7 +323,7 @@ async def _transition(request: Request, quote_id: str, operation: Operation) -> 
         )
 
 
-_TRANSITION_BODY = _body(_VERSION_SCHEMA, required=False)
+_TRANSITION_BODY = _body(_VERSION_SCHEMA, required=False, headers=(_IF_MATCH, _IDEMPOTENCY_KEY))
 
 
 @router.delete("/{quote_id}", openapi_extra=_TRANSITION_BODY, responses=ok(SaveEnvelope))

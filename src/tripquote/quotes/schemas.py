@@ -123,9 +123,14 @@ def _at_most_two_places(value: Decimal) -> Decimal:
     return value
 
 
+_INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+
 def _single_line(value: str) -> str:
     if any(unicodedata.category(char) == "Cc" for char in value):
         raise PydanticCustomError("invalid_character", "must not contain control characters")
+    if value and all(unicodedata.category(char) in _INVISIBLE for char in value):
+        raise PydanticCustomError("blank", "must contain a visible character")
     return value
 
 

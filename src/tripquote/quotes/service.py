@@ -194,6 +194,8 @@ async def update_quote(
             values.update(sent_at=None, expires_at=None)
         items = _item_values(draft, priced)
         quote = quote_to_api(values, items)
+        if new_status == record.row["status"] and api_to_input(quote) == api_to_input(current):
+            return current  # nothing changes: no new version, so no one else gets a conflict
         new_version = await writes.update_quote(
             conn,
             quote_id=quote_id,

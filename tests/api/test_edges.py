@@ -1,0 +1,129 @@
+"""Edges found by trying to break the service from outside: each is now a tested behaviour."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from tests.api.test_errors_api import assert_envelope
+from tests.conftest import World, quote_body
+
+URL = "/api/agents/quotes"
+
+
+async def _quote(world: World, actor: Any) -> str:
+    created = await world.client.post(
+        URL, json=quote_body("edinburgh-weekend-gbp", actor.client_id), headers=actor.headers
+    )
+    assert created.status_code == 201
+    return str(created.json()["quoteId"])
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "", "application/x-www-form-urlencoded"])
+async def test_body_must_be_declared_json(world: World, content_type: str) -> None:
+    actor = await world.actor()
+    before = await world.table_counts()
+    raw = json.dumps(quote_body("edinburgh-weekend-gbp", actor.client_id)).encode()
+    headers = {**actor.headers, "Content-Type": content_type}
+    response = await world.client.post(URL, content=raw, headers=headers)
+    assert_envelope(response, "UNSUPPORTED_MEDIA_TYPE", 415)
+    assert await world.table_counts() == before
+    ok = await world.client.post(
+        URL,
+        content=raw,
+        headers={**actor.headers, "Content-Type": "application/json; charset=utf-8"},
+    )
+    assert ok.status_code == 201
+
+
+async def test_trailing_slash_is_a_404_envelope_not_a_redirect(world: World) -> None:
+    actor = await world.actor()
+    response = await world.client.get(f"{URL}/", headers=actor.headers)
+    assert_envelope(response, "NOT_FOUND", 404)
+
+
+@pytest.mark.parametrize("if_match", ['"01"', '"0"', 'W/"1"', "*", '"1", "2"'])
+async def test_if_match_must_be_exactly_one_strong_etag(world: World, if_match: str) -> None:
+    actor = await world.actor()
+    quote_id = await _quote(world, actor)
+    before = await world.snapshot(quote_id)
+    response = await world.client.patch(
+        f"{URL}/{quote_id}", json={"travelers": 2}, headers={**actor.headers, "If-Match": if_match}
+    )
+    body = assert_envelope(response, "QUOTE_VALIDATION_FAILED", 400)
+    assert "If-Match" in [e["path"] for e in body["details"]["errors"]]
+    assert await world.snapshot(quote_id) == before
+
+
+@pytest.mark.parametrize("name", ["\u200b", "\u200b \u3000", "\ufeff"])
+async def test_invisible_trip_name_is_refused(world: World, name: str) -> None:
+    actor = await world.actor()
+    body = {**quote_body("edinburgh-weekend-gbp", actor.client_id), "tripName": name}
+    response = await world.client.post(URL, json=body, headers=actor.headers)
+    result = assert_envelope(response, "QUOTE_VALIDATION_FAILED", 400)
+    assert "tripName" in [e["path"] for e in result["details"]["errors"]]
+
+
+async def test_patch_that_changes_nothing_keeps_the_version(world: World) -> None:
+    actor = await world.actor()
+    quote_id = await _quote(world, actor)
+    current = (await world.client.get(f"{URL}/{quote_id}", headers=actor.headers)).json()
+    before = await world.snapshot(quote_id)
+    same = {"version": 1, "tripName": current["quote"]["tripName"]}
+    response = await world.client.patch(f"{URL}/{quote_id}", json=same, headers=actor.headers)
+    assert response.status_code == 200
+    assert response.json()["version"] == 1 and response.headers["etag"] == '"1"'
+    assert await world.snapshot(quote_id) == before  # no revision, no new version
+    # ... so another agent editing from version 1 is not sent a conflict for it.
+    real = await world.client.patch(
+        f"{URL}/{quote_id}", json={"version": 1, "travelers": 2}, headers=actor.headers
+    )
+    assert real.json()["version"] == 2
+
+
+async def test_readiness_is_not_blocked_by_a_long_sqlite_writer(
+    sqlite_url: str, world_factory: Any
+) -> None:
+    from tests.conftest import make_settings
+
+    world: World = await world_factory(make_settings(sqlite_url))
+    holder = sqlite3.connect(sqlite_url.split("///", 1)[1], isolation_level=None, timeout=30)
+    holder.execute("BEGIN IMMEDIATE")  # a writer holding the lock
+    try:
+        started = time.monotonic()
+        response = await world.client.get("/health/ready")
+        elapsed = time.monotonic() - started
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert response.status_code == 200, response.text
+    assert elapsed < 2  # the probe's own budget; it did not queue for the write lock
+
+
+def test_cli_refuses_a_token_for_an_unknown_agent_and_a_bad_email(sqlite_url: str) -> None:
+    env = {"TRIPQUOTE_DATABASE_URL": sqlite_url, "PATH": ""}
+    cli = [sys.executable, "-m", "tripquote.cli"]
+    unknown = subprocess.run(
+        [*cli, "token", "--agent", "00000000-0000-0000-0000-000000000000"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert unknown.returncode == 1 and "no active agent" in unknown.stderr
+    bad = subprocess.run(
+        [*cli, "agents", "create", "--agency", "x", "--email", "notanemail"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2 and "invalid e-mail" in bad.stderr
