@@ -1,0 +1,65 @@
+"""The maintenance commands as cron runs them: real processes on the real databases."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert
+
+from tests.api.test_lifecycle import quote_in
+from tests.conftest import World
+from tripquote.db.tables import idempotency_keys
+from tripquote.quotes.lifecycle import QuoteStatus
+
+
+async def _cli(url: str, *args: str) -> dict[str, Any]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tripquote.cli", *args, "--json",
+        env={"TRIPQUOTE_DATABASE_URL": url, "TRIPQUOTE_LOG_LEVEL": "WARNING"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode == 0, err.decode()
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
+async def test_two_concurrent_expire_runs_expire_each_quote_once(world: World, db_url: str) -> None:
+    actor = await world.actor()
+    due = [(await quote_in(world, actor, QuoteStatus.EXPIRED))[0] for _ in range(6)]
+    fresh, _ = await quote_in(world, actor, QuoteStatus.SENT)
+    runs = await asyncio.gather(
+        _cli(db_url, "expire", "--batch-size", "2"), _cli(db_url, "expire", "--batch-size", "2")
+    )
+    placeholders = ", ".join(f":q{i}" for i in range(len(due)))
+    params = {f"q{i}": quote_id for i, quote_id in enumerate(due)}
+    expired = await world.count(
+        "quote_revisions", f"operation = 'EXPIRE' AND quote_id IN ({placeholders})", **params
+    )
+    assert expired == len(due)  # exactly once each, whichever run wrote it
+    assert sum(run["expired"] for run in runs) == len(due)
+    assert (
+        await world.count("quote_revisions", "quote_id = :q AND operation = 'EXPIRE'", q=fresh) == 0
+    )
+
+
+async def test_idempotency_purge_removes_only_expired_keys(world: World, db_url: str) -> None:
+    actor = await world.actor()
+    now = datetime.now(UTC)
+    async with world.engine.begin() as conn:
+        for key, expires in (("old", now - timedelta(hours=1)), ("new", now + timedelta(hours=1))):
+            await conn.execute(
+                insert(idempotency_keys).values(
+                    agent_id=actor.agent_id, key=key, request_hash="0" * 64, state="done",
+                    created_at=now - timedelta(hours=25), expires_at=expires,
+                    response_status=201, response_body="{}", response_headers={},
+                )
+            )  # fmt: skip
+    result = await _cli(db_url, "idempotency", "purge")
+    assert result["purged"] >= 1
+    left = await world.count("idempotency_keys", "agent_id = :a", a=actor.agent_id)
+    assert left == 1
