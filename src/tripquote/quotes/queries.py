@@ -13,9 +13,9 @@ from tripquote.errors import QuoteNotFound
 from tripquote.http import Services
 from tripquote.pagination import encode_cursor
 from tripquote.quotes import repository as repo
+from tripquote.quotes.checks import status_now, visible_quote
 from tripquote.quotes.repository import QuoteFilters, RevisionRecord
 from tripquote.quotes.serialize import fmt_instant, quote_to_api
-from tripquote.quotes.service import status_now, visible_quote
 
 
 async def list_quotes(

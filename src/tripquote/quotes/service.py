@@ -5,47 +5,40 @@ pricing, consistency; then the version-checked write."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tripquote.agents.access import check_access
 from tripquote.agents.auth import require_principal
-from tripquote.agents.repository import Principal, load_principal
+from tripquote.agents.repository import load_principal
 from tripquote.errors import (
-    ClientNotFound,
-    QuotaExceeded,
-    QuoteConflictVersion,
-    QuoteNotFound,
     QuoteValidationFailed,
     TripquoteError,
     field_error,
 )
 from tripquote.http import Services
+from tripquote.quotes import checks, writes
 from tripquote.quotes import repository as repo
-from tripquote.quotes import writes
 from tripquote.quotes.lifecycle import (
     Operation,
     QuoteStatus,
     check_sendable,
     check_transition,
     compute_expires_at,
-    effective_status,
 )
 from tripquote.quotes.pricing import Pricing, check_client_pricing, price_quote
-from tripquote.quotes.repository import QuoteRecord, RevisionRecord
+from tripquote.quotes.repository import RevisionRecord
 from tripquote.quotes.rules import (
     Limits,
     QuoteDraft,
-    changed_fields,
     merge_patch,
     patch_version,
     validate_quote,
 )
-from tripquote.quotes.serialize import INPUT_FIELDS, api_to_input, quote_to_api
+from tripquote.quotes.serialize import api_to_input, quote_to_api
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +88,7 @@ async def create_quote(
     async def work(conn: AsyncConnection) -> dict[str, Any]:
         found, owner = await writes.load_for_create(conn, agent_id, draft.client_id)
         principal = require_principal(found)
-        _check_client_owner(principal, owner, draft.client_id)
+        checks.check_client_owner(principal, owner, draft.client_id)
         priced = _checked_pricing(draft, pricing)
         values = {
             "id": quote_id,
@@ -121,7 +114,7 @@ async def create_quote(
             open_limit=limit,
         )
         if over is not None:
-            raise _quota_exceeded(limit, over)
+            raise checks.quota_exceeded(limit, over)
         if on_saved is not None:
             await on_saved(conn, Saved(quote=quote, saved_at=now))
         return quote
@@ -136,8 +129,8 @@ async def read_quote(svc: Services, *, agent_id: str, quote_id: str) -> dict[str
 
     async def work(conn: AsyncConnection) -> dict[str, Any]:
         principal = require_principal(await load_principal(conn, agent_id))
-        record = await visible_quote(conn, principal, quote_id)
-        return quote_to_api(record.row, record.items, status=status_now(record.row, now))
+        record = await checks.visible_quote(conn, principal, quote_id)
+        return quote_to_api(record.row, record.items, status=checks.status_now(record.row, now))
 
     return await svc.runner.run(work, write=False)
 
@@ -172,14 +165,14 @@ async def update_quote(
     async def work(conn: AsyncConnection) -> dict[str, Any]:
         found, record = await writes.load_for_write(conn, agent_id, quote_id)
         principal = require_principal(found)
-        record = _check_visible(principal, record, quote_id)
-        new_status = check_transition(status_now(record.row, now), Operation.UPDATE)
+        record = checks.check_visible(principal, record, quote_id)
+        new_status = check_transition(checks.status_now(record.row, now), Operation.UPDATE)
         if record.row["version"] != expected:
-            raise await _conflict(conn, quote_id, expected, conflict_status)
+            raise await checks.conflict(conn, quote_id, expected, conflict_status)
         current = quote_to_api(record.row, record.items)
         draft = validate_quote(merge_patch(api_to_input(current), body), limits=limits)
         if draft.client_id != record.row["client_id"]:
-            await _check_client(conn, principal, draft.client_id)
+            await checks.check_client(conn, principal, draft.client_id)
         priced = _checked_pricing(draft, _price(draft))
         values = {
             **record.row,
@@ -190,7 +183,7 @@ async def update_quote(
             "version": expected + 1,
         }
         if record.row["status"] != new_status:  # a REJECTED quote reopens as a DRAFT
-            await _check_open_quota(svc, conn, record.row["agent_id"], now)
+            await checks.check_open_quota(svc, conn, record.row["agent_id"], now)
             values.update(sent_at=None, expires_at=None)
         items = _item_values(draft, priced)
         quote = quote_to_api(values, items)
@@ -205,7 +198,7 @@ async def update_quote(
             revision=_revision(quote, "UPDATE", principal.agent_id, correlation_id, now),
         )
         if new_version is None:
-            raise await _conflict(conn, quote_id, expected, conflict_status)
+            raise await checks.conflict(conn, quote_id, expected, conflict_status)
         if on_saved is not None:
             await on_saved(conn, Saved(quote=quote, saved_at=now))
         return quote
@@ -252,10 +245,10 @@ async def transition_quote(
 
     async def work(conn: AsyncConnection) -> dict[str, Any]:
         principal = require_principal(await load_principal(conn, agent_id))
-        record = await visible_quote(conn, principal, quote_id)
-        new_status = check_transition(status_now(record.row, now), operation)
+        record = await checks.visible_quote(conn, principal, quote_id)
+        new_status = check_transition(checks.status_now(record.row, now), operation)
         if record.row["version"] != expected:
-            raise await _conflict(conn, quote_id, expected, conflict_status)
+            raise await checks.conflict(conn, quote_id, expected, conflict_status)
         values: dict[str, Any] = {
             "status": new_status.value,
             "last_modified_by": principal.agent_id,
@@ -271,7 +264,7 @@ async def transition_quote(
             conn, quote_id=quote_id, expected_version=expected, values=values
         )
         if new_version is None:
-            raise await _conflict(conn, quote_id, expected, conflict_status)
+            raise await checks.conflict(conn, quote_id, expected, conflict_status)
         quote = quote_to_api({**record.row, **values, "version": new_version}, record.items)
         await repo.insert_revision(
             conn, _revision(quote, operation.value, principal.agent_id, correlation_id, now)
@@ -350,89 +343,6 @@ _UPDATABLE = frozenset(
     }
 )  # fmt: skip
 """The columns an update writes; ``version`` is incremented by the statement itself."""
-
-
-def _quota_exceeded(limit: int, current: int) -> QuotaExceeded:
-    return QuotaExceeded(
-        f"The agent already has {current} open quotes (limit {limit}).",
-        details={"resource": "openQuotes", "limit": limit, "current": current},
-    )
-
-
-def _check_visible(principal: Principal, record: QuoteRecord | None, quote_id: str) -> QuoteRecord:
-    if record is None:
-        raise QuoteNotFound(details={"quoteId": quote_id})
-    check_access(
-        principal,
-        owner_agent_id=record.row["agent_id"],
-        owner_agency_id=record.row["agency_id"],
-        not_found=QuoteNotFound,
-    )
-    return record
-
-
-def _check_client_owner(principal: Principal, owner: Any, client_id: str) -> None:
-    if owner is None:
-        raise ClientNotFound(details={"clientId": client_id})
-    check_access(
-        principal,
-        owner_agent_id=owner["agent_id"],
-        owner_agency_id=owner["agency_id"],
-        not_found=ClientNotFound,
-    )
-
-
-async def _check_client(conn: AsyncConnection, principal: Principal, client_id: str) -> None:
-    _check_client_owner(principal, await repo.client_owner(conn, client_id), client_id)
-
-
-async def _check_open_quota(
-    svc: Services, conn: AsyncConnection, owner_agent_id: str, now: datetime
-) -> None:
-    """QUOTA_EXCEEDED when the owner already has the maximum of open (DRAFT + SENT) quotes;
-    the owner's row is locked first so concurrent saves cannot both slip past the limit."""
-    limit = svc.settings.max_open_quotes_per_agent
-    await repo.lock_agent(conn, owner_agent_id)
-    current = await repo.count_open_quotes(conn, owner_agent_id, now)
-    if current >= limit:
-        raise _quota_exceeded(limit, current)
-
-
-async def visible_quote(conn: AsyncConnection, principal: Principal, quote_id: str) -> QuoteRecord:
-    """The quote if the caller may see it; QUOTE_NOT_FOUND or AUTHORIZATION_FAILED otherwise."""
-    return _check_visible(principal, await repo.get_quote(conn, quote_id), quote_id)
-
-
-def status_now(row: Mapping[Any, Any], now: datetime) -> QuoteStatus:
-    return effective_status(QuoteStatus(row["status"]), row["expires_at"], now)
-
-
-async def _conflict(
-    conn: AsyncConnection, quote_id: str, expected: int, http_status: int | None
-) -> QuoteConflictVersion:
-    """QUOTE_CONFLICT_VERSION with the committed state and the fields changed since ``expected``."""
-    record = await repo.get_quote(conn, quote_id)
-    if record is None:  # deleted meanwhile (not possible today: deletes are soft)
-        raise QuoteNotFound(details={"quoteId": quote_id})
-    current = quote_to_api(record.row, record.items)
-    seen = await repo.get_revision_snapshot(conn, quote_id, expected)
-    fields = (*INPUT_FIELDS, "status")
-    changed = (
-        changed_fields({k: seen.get(k) for k in fields}, {k: current[k] for k in fields})
-        if seen is not None
-        else []
-    )
-    return QuoteConflictVersion(
-        details={
-            "quoteId": quote_id,
-            "expectedVersion": expected,
-            "actualVersion": current["version"],
-            "lastModifiedBy": current["lastModifiedBy"],
-            "lastModifiedAt": current["lastModifiedAt"],
-            "changedFields": changed,
-        },
-        http_status=http_status,
-    )
 
 
 def _draft_values(draft: QuoteDraft, pricing: Pricing) -> dict[str, Any]:

@@ -1,0 +1,110 @@
+"""The checks a save runs against stored state: visibility, client ownership, the open-quote
+quota, the effective status, and the QUOTE_CONFLICT_VERSION report with ``changedFields``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tripquote.agents.access import check_access
+from tripquote.agents.repository import Principal
+from tripquote.errors import ClientNotFound, QuotaExceeded, QuoteConflictVersion, QuoteNotFound
+from tripquote.http import Services
+from tripquote.quotes import repository as repo
+from tripquote.quotes.lifecycle import QuoteStatus, effective_status
+from tripquote.quotes.repository import QuoteRecord
+from tripquote.quotes.rules import changed_fields
+from tripquote.quotes.serialize import INPUT_FIELDS, quote_to_api
+
+
+def quota_exceeded(limit: int, current: int) -> QuotaExceeded:
+    """QUOTA_EXCEEDED for open quotes, with ``{resource, limit, current}`` in details."""
+    return QuotaExceeded(
+        f"The agent already has {current} open quotes (limit {limit}).",
+        details={"resource": "openQuotes", "limit": limit, "current": current},
+    )
+
+
+def check_visible(principal: Principal, record: QuoteRecord | None, quote_id: str) -> QuoteRecord:
+    """``record`` if the caller may see it; QUOTE_NOT_FOUND (missing, other agency) or
+    AUTHORIZATION_FAILED (another agent of the same agency)."""
+    if record is None:
+        raise QuoteNotFound(details={"quoteId": quote_id})
+    check_access(
+        principal,
+        owner_agent_id=record.row["agent_id"],
+        owner_agency_id=record.row["agency_id"],
+        not_found=QuoteNotFound,
+    )
+    return record
+
+
+def check_client_owner(principal: Principal, owner: Any, client_id: str) -> None:
+    """The client ``{agent_id, agency_id}`` must be the caller's (an admin: its agency's);
+    CLIENT_NOT_FOUND or AUTHORIZATION_FAILED otherwise."""
+    if owner is None:
+        raise ClientNotFound(details={"clientId": client_id})
+    check_access(
+        principal,
+        owner_agent_id=owner["agent_id"],
+        owner_agency_id=owner["agency_id"],
+        not_found=ClientNotFound,
+    )
+
+
+async def check_client(conn: AsyncConnection, principal: Principal, client_id: str) -> None:
+    """``check_client_owner`` for the stored owner of ``client_id``."""
+    check_client_owner(principal, await repo.client_owner(conn, client_id), client_id)
+
+
+async def check_open_quota(
+    svc: Services, conn: AsyncConnection, owner_agent_id: str, now: datetime
+) -> None:
+    """QUOTA_EXCEEDED when the owner already has the maximum of open (DRAFT + SENT) quotes;
+    the owner's row is locked first so concurrent saves cannot both slip past the limit."""
+    limit = svc.settings.max_open_quotes_per_agent
+    await repo.lock_agent(conn, owner_agent_id)
+    current = await repo.count_open_quotes(conn, owner_agent_id, now)
+    if current >= limit:
+        raise quota_exceeded(limit, current)
+
+
+async def visible_quote(conn: AsyncConnection, principal: Principal, quote_id: str) -> QuoteRecord:
+    """The quote if the caller may see it; QUOTE_NOT_FOUND or AUTHORIZATION_FAILED otherwise."""
+    return check_visible(principal, await repo.get_quote(conn, quote_id), quote_id)
+
+
+def status_now(row: Mapping[Any, Any], now: datetime) -> QuoteStatus:
+    """The status as of ``now``: a SENT quote past ``expires_at`` is EXPIRED."""
+    return effective_status(QuoteStatus(row["status"]), row["expires_at"], now)
+
+
+async def conflict(
+    conn: AsyncConnection, quote_id: str, expected: int, http_status: int | None
+) -> QuoteConflictVersion:
+    """QUOTE_CONFLICT_VERSION with the committed state and the fields changed since ``expected``."""
+    record = await repo.get_quote(conn, quote_id)
+    if record is None:  # deleted meanwhile (not possible today: deletes are soft)
+        raise QuoteNotFound(details={"quoteId": quote_id})
+    current = quote_to_api(record.row, record.items)
+    seen = await repo.get_revision_snapshot(conn, quote_id, expected)
+    fields = (*INPUT_FIELDS, "status")
+    changed = (
+        changed_fields({k: seen.get(k) for k in fields}, {k: current[k] for k in fields})
+        if seen is not None
+        else []
+    )
+    return QuoteConflictVersion(
+        details={
+            "quoteId": quote_id,
+            "expectedVersion": expected,
+            "actualVersion": current["version"],
+            "lastModifiedBy": current["lastModifiedBy"],
+            "lastModifiedAt": current["lastModifiedAt"],
+            "changedFields": changed,
+        },
+        http_status=http_status,
+    )
