@@ -22,7 +22,7 @@ from tripquote.config import Settings
 from tripquote.db import migrate
 from tripquote.db.engine import WRITE_OPTION, create_engine
 from tripquote.db.tables import agents, clients
-from tripquote.demo import DEMO_QUOTE, demo_curl
+from tripquote.demo import DEMO_QUOTE, demo_curl, demo_lifecycle
 
 T = TypeVar("T")
 
@@ -270,6 +270,8 @@ def demo(
             f"Bearer token (valid 7 days):\n  {minted}\n\n"
             f"Create the Kyoto quote (in another terminal, from this folder):\n"
             f"  {payload['curl']}\n\n"
+            f"Then its life, with QUOTE=<quoteId from the answer> and TOKEN=<the token above>:\n"
+            f"{demo_lifecycle(base_url)}\n"
             f"OpenAPI: {base_url}/docs   Health: {base_url}/health/ready\n"
         )
     if serve_after:

@@ -84,3 +84,23 @@ def demo_curl(base_url: str, token: str, body_path: Path) -> str:
         f"-H {shlex.quote('Authorization: Bearer ' + token)} "
         f"-H 'Content-Type: application/json' --data @{shlex.quote(str(body_path))}"
     )
+
+
+def demo_lifecycle(base_url: str) -> str:
+    """The curls that walk the demo quote through its life: edit, a stale edit, send, accept,
+    and the history (``$QUOTE`` and ``$TOKEN`` set by the reader)."""
+    quote = f"{base_url}/api/agents/quotes/$QUOTE"
+    auth = '-H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json"'
+    patch = f"curl -sS -X PATCH {quote} {auth} -d"
+    post = f"curl -sS -X POST {quote}"
+    steps = [
+        ("edit it (version 1 -> 2)", f'{patch} \'{{"version": 1, "travelers": 3}}\''),
+        (
+            "an edit from stale version 1: 409 QUOTE_CONFLICT_VERSION",
+            f'{patch} \'{{"version": 1, "travelers": 4}}\'',
+        ),
+        ("send it to the client", f"{post}/send {auth} -d '{{\"version\": 2}}'"),
+        ("record the client's acceptance", f"{post}/accept {auth} -d '{{\"version\": 3}}'"),
+        ("the history, one entry per version", f"curl -sS {quote}/revisions {auth}"),
+    ]
+    return "".join(f"  # {title}\n  {command}\n" for title, command in steps)

@@ -1,0 +1,34 @@
+"""The newcomer's first command: demo data, a working token and the Kyoto quote of the fixtures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import load_fixture
+from tripquote.demo import DEMO_QUOTE
+
+
+def test_demo_quote_is_the_kyoto_fixture() -> None:
+    kyoto = next(c for c in load_fixture("quotes.json") if c["name"] == "kyoto-autumn-jpy")
+    assert DEMO_QUOTE == kyoto["request"]
+
+
+def test_demo_command_loads_data_once_and_writes_the_body(tmp_path: Path) -> None:
+    env = {"TRIPQUOTE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"}
+
+    def run() -> dict[str, str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "tripquote.cli", "demo", "--no-serve", "--json"],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        result: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+
+    first, second = run(), run()
+    assert (first["agentId"], first["clientId"]) == (second["agentId"], second["clientId"])
+    body = json.loads(Path(first["quoteBody"]).read_text())
+    assert body == {**DEMO_QUOTE, "clientId": first["clientId"]}
+    assert first["token"] in first["curl"] and first["quoteBody"] in first["curl"]
