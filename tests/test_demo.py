@@ -13,7 +13,7 @@ from tripquote.demo import DEMO_QUOTE
 
 def test_demo_quote_is_the_kyoto_fixture() -> None:
     kyoto = next(c for c in load_fixture("quotes.json") if c["name"] == "kyoto-autumn-jpy")
-    assert DEMO_QUOTE == kyoto["request"]
+    assert kyoto["request"] == DEMO_QUOTE
 
 
 def test_demo_command_loads_data_once_and_writes_the_body(tmp_path: Path) -> None:
