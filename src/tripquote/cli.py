@@ -89,6 +89,7 @@ def serve(
         port=port,
         workers=workers,
         log_config=uvicorn_log_config(settings),
+        access_log=False,  # the app writes its own access line, with correlation ID and duration
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=15,

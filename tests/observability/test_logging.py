@@ -169,8 +169,13 @@ def test_every_line_of_a_request_carries_its_id(
     ok, failed = requests
     assert {line["correlation_id"] for line in ok} == {"REQ-CORR-OK"}
     assert {line["correlation_id"] for line in failed} == {"REQ-CORR-FAIL"}
-    assert [line["event"] for line in ok] == ["saving", "stdlib line in the request", "operation"]
-    operation = ok[-1]
+    assert [line["event"] for line in ok] == [
+        "saving",
+        "stdlib line in the request",
+        "operation",
+        "http_request",  # the access line, with the request's correlation ID too
+    ]
+    operation = ok[-2]
     assert operation | {"duration_ms": 0, "timestamp": "", "pid": 0} == {
         "event": "operation",
         "level": "info",
@@ -190,7 +195,7 @@ def test_every_line_of_a_request_carries_its_id(
     assert isinstance(operation["duration_ms"], float)
     unhandled = next(line for line in failed if line["event"] == "unhandled_exception")
     assert "KeyError: 'internal detail'" in unhandled["exception"]
-    failure = failed[-1]
+    failure = next(line for line in failed if line["event"] == "operation")
     assert (failure["event"], failure["error_code"], failure["outcome"]) == (
         "operation",
         "INTERNAL_ERROR",

@@ -33,6 +33,26 @@ def correlation_id_from_headers(headers: Headers) -> str:
     return new_correlation_id()
 
 
+access_logger = structlog.get_logger("tripquote.access")
+
+
+def _log_access(scope: Scope, status: int, seconds: float) -> None:
+    """The access line (uvicorn's own is off under ``tripquote serve``): one JSON event with the
+    request's correlation ID, written by structlog without going through stdlib logging."""
+    client = scope.get("client")
+    query = scope.get("query_string", b"")
+    path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+    access_logger.info(
+        "http_request",
+        client_addr=f"{client[0]}:{client[1]}" if client else None,
+        method=scope["method"],
+        path=path,
+        http_version=scope.get("http_version"),
+        status=status,
+        duration_ms=round(seconds * 1000, 3),
+    )
+
+
 class CorrelationMiddleware:
     """Sets the correlation ID for each HTTP/WebSocket request and adds it to every response."""
 
@@ -49,12 +69,19 @@ class CorrelationMiddleware:
         token = correlation_id_var.set(correlation_id)
         bound = structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
 
+        status = 0
+
         async def send_with_header(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 MutableHeaders(scope=message)[HEADER] = correlation_id  # replaces, never doubles
             await send(message)
 
         await self.app(scope, receive, send_with_header)
+        if scope["type"] == "http":
+            began = request_started_var.get()
+            _log_access(scope, status, time.perf_counter() - began if began else 0.0)
         # Reset only on a normal return: when the app raises, the outermost error handler
         # (Starlette's ServerErrorMiddleware, outside this one) still needs the request's ID.
         structlog.contextvars.reset_contextvars(**bound)
