@@ -23,6 +23,7 @@ from tripquote.db import migrate
 from tripquote.db.engine import WRITE_OPTION, create_engine
 from tripquote.db.tables import agents, clients
 from tripquote.demo import DEMO_QUOTE, demo_curl, demo_lifecycle
+from tripquote.observability.cli import ops_app
 
 T = TypeVar("T")
 
@@ -347,15 +348,7 @@ def idempotency_purge(as_json: JsonFlag = False) -> None:
     _emit({"purged": count}, as_json, f"purged {count} idempotency keys")
 
 
-def _mount_optional() -> None:
-    try:
-        from tripquote.observability.cli import ops_app
-    except ImportError:  # pragma: no cover - observability CLI not built yet
-        return
-    app.add_typer(ops_app, name="ops")
-
-
-_mount_optional()
+app.add_typer(ops_app, name="ops")
 
 
 if __name__ == "__main__":  # python -m tripquote.cli
