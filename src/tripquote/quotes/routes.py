@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from tripquote.agents.auth import authenticate
 from tripquote.errors import QuoteValidationFailed, field_error
-from tripquote.http import Services, read_json, services
+from tripquote.http import Services, json_response, read_json, services
 from tripquote.idempotency import (
     Claim,
     StoredResponse,
@@ -33,6 +33,7 @@ from tripquote.openapi import (
 )
 from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor
 from tripquote.quotes import queries, service
+from tripquote.quotes.jsonbody import dumps
 from tripquote.quotes.lifecycle import Operation, QuoteStatus
 from tripquote.quotes.repository import QuoteFilters
 from tripquote.quotes.schemas import QuoteIn
@@ -115,8 +116,6 @@ def parse_if_match(value: str | None) -> int | None:
 
 def saved_response(saved: Saved, *, status: int) -> StoredResponse:
     """``{success, quoteId, version, savedAt, quote}`` with its ETag (and Location on 201)."""
-    from tripquote.quotes.jsonbody import dumps
-
     quote_id = saved.quote["id"]
     headers = {"ETag": etag(saved.version)}
     if status == 201:
@@ -254,7 +253,7 @@ async def list_quotes(
             before=decode_cursor(cursor) if cursor else None,
             limit=limit,
         )
-        return _json({"success": True, "quotes": quotes, "nextCursor": next_cursor})
+        return json_response({"success": True, "quotes": quotes, "nextCursor": next_cursor})
 
 
 @router.get("/{quote_id}", responses=ok(ReadEnvelope))
@@ -265,7 +264,7 @@ async def read_quote(request: Request, quote_id: str) -> Response:
         claims = authenticate(request)
         op.agent_id = claims.agent_id
         quote = await service.read_quote(svc, agent_id=claims.agent_id, quote_id=quote_id)
-        return _json(
+        return json_response(
             {"success": True, "quoteId": quote["id"], "version": quote["version"], "quote": quote},
             headers={"ETag": etag(quote["version"])},
         )
@@ -358,7 +357,7 @@ async def list_revisions(request: Request, quote_id: str) -> Response:
         claims = authenticate(request)
         op.agent_id = claims.agent_id
         revisions = await queries.list_revisions(svc, agent_id=claims.agent_id, quote_id=quote_id)
-        return _json({"success": True, "quoteId": quote_id, "revisions": revisions})
+        return json_response({"success": True, "quoteId": quote_id, "revisions": revisions})
 
 
 @router.get("/{quote_id}/revisions/{version}", responses=ok(RevisionEnvelope))
@@ -373,10 +372,4 @@ async def get_revision(
         revision = await queries.get_revision(
             svc, agent_id=claims.agent_id, quote_id=quote_id, version=version
         )
-        return _json({"success": True, "quoteId": quote_id, "revision": revision})
-
-
-def _json(body: Any, *, headers: dict[str, str] | None = None) -> Response:
-    from tripquote.http import json_response
-
-    return json_response(body, headers=headers)
+        return json_response({"success": True, "quoteId": quote_id, "revision": revision})
