@@ -44,12 +44,14 @@ async def _write(server: Server, actor: Actor, tag: str, **headers: str) -> http
 
 
 def _served_by(server: Server, tags: list[str]) -> set[int]:
-    """The worker pids whose access log lines carry these correlation IDs."""
+    """The worker pids whose request log lines carry these correlation IDs."""
     wanted = set(tags)
     return {
         int(event["pid"])
         for event in server.log_events()
-        if event.get("event") == "http_request" and event.get("correlation_id") in wanted
+        if event.get("event") in ("operation", "http_request")
+        and event.get("method") is not None
+        and event.get("correlation_id") in wanted
     }
 
 

@@ -172,11 +172,10 @@ def test_every_line_of_a_request_carries_its_id(
     assert [line["event"] for line in ok] == [
         "saving",
         "stdlib line in the request",
-        "operation",
-        "http_request",  # the access line, with the request's correlation ID too
+        "operation",  # one line per request: the operation, with the access fields
     ]
-    operation = ok[-2]
-    assert operation | {"duration_ms": 0, "timestamp": "", "pid": 0} == {
+    operation = ok[-1]
+    assert operation | {"duration_ms": 0, "request_ms": 0, "timestamp": "", "pid": 0} == {
         "event": "operation",
         "level": "info",
         "logger": "tripquote.operations",
@@ -191,8 +190,15 @@ def test_every_line_of_a_request_carries_its_id(
         "duration_ms": 0,
         "http_status": 200,
         "severity": None,
+        "client_addr": operation["client_addr"],
+        "method": "POST",
+        "path": operation["path"],
+        "http_version": "1.1",
+        "status": 200,
+        "request_ms": 0,
     }
     assert isinstance(operation["duration_ms"], float)
+    assert operation["request_ms"] >= operation["duration_ms"]
     unhandled = next(line for line in failed if line["event"] == "unhandled_exception")
     assert "KeyError: 'internal detail'" in unhandled["exception"]
     failure = next(line for line in failed if line["event"] == "operation")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from contextvars import ContextVar
+from typing import Any
 
 _WELL_FORMED = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
@@ -12,6 +13,11 @@ correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", defaul
 
 request_started_var: ContextVar[float | None] = ContextVar("request_started", default=None)
 """``time.perf_counter()`` when the current request arrived (set by CorrelationMiddleware)."""
+
+request_log_var: ContextVar[dict[str, Any] | None] = ContextVar("request_log", default=None)
+"""The current HTTP request's pending log line (set by CorrelationMiddleware): the operation
+event parks its fields here, and the middleware writes ONE line per request, the operation's
+fields plus the access fields (method, path, status), once the response has been sent."""
 
 
 def new_correlation_id() -> str:

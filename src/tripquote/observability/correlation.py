@@ -8,6 +8,7 @@ task is created); queued work (alerts, operation records) captures the ID at enq
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
@@ -17,6 +18,7 @@ from tripquote.observability.context import (
     accept_correlation_id,
     correlation_id_var,
     new_correlation_id,
+    request_log_var,
     request_started_var,
 )
 
@@ -36,21 +38,26 @@ def correlation_id_from_headers(headers: Headers) -> str:
 access_logger = structlog.get_logger("tripquote.access")
 
 
-def _log_access(scope: Scope, status: int, seconds: float) -> None:
-    """The access line (uvicorn's own is off under ``tripquote serve``): one JSON event with the
-    request's correlation ID, written by structlog without going through stdlib logging."""
+def _log_request(scope: Scope, status: int, seconds: float, pending: dict[str, Any]) -> None:
+    """The request's one JSON line (uvicorn's access line is off under ``tripquote serve``):
+    the ``operation`` event its use case parked in ``pending``, with the access fields added,
+    or a plain ``http_request`` access line when no operation ran (health, metrics, 404)."""
     client = scope.get("client")
     query = scope.get("query_string", b"")
-    path = scope["path"] + ("?" + query.decode("latin-1") if query else "")
-    access_logger.info(
-        "http_request",
-        client_addr=f"{client[0]}:{client[1]}" if client else None,
-        method=scope["method"],
-        path=path,
-        http_version=scope.get("http_version"),
-        status=status,
-        duration_ms=round(seconds * 1000, 3),
-    )
+    access = {
+        "client_addr": f"{client[0]}:{client[1]}" if client else None,
+        "method": scope["method"],
+        "path": scope["path"] + ("?" + query.decode("latin-1") if query else ""),
+        "http_version": scope.get("http_version"),
+        "status": status,
+        "request_ms": round(seconds * 1000, 3),
+    }
+    fields = pending.get("fields")
+    if fields is None:
+        access["duration_ms"] = access.pop("request_ms")
+        access_logger.info("http_request", **access)
+    else:
+        pending["log"]("operation", **fields, **access)
 
 
 class CorrelationMiddleware:
@@ -70,6 +77,8 @@ class CorrelationMiddleware:
         bound = structlog.contextvars.bind_contextvars(correlation_id=correlation_id)
 
         status = 0
+        pending: dict[str, Any] = {}
+        log_token = request_log_var.set(pending)
 
         async def send_with_header(message: Message) -> None:
             nonlocal status
@@ -78,10 +87,14 @@ class CorrelationMiddleware:
                 MutableHeaders(scope=message)[HEADER] = correlation_id  # replaces, never doubles
             await send(message)
 
-        await self.app(scope, receive, send_with_header)
-        if scope["type"] == "http":
-            began = request_started_var.get()
-            _log_access(scope, status, time.perf_counter() - began if began else 0.0)
+        try:
+            await self.app(scope, receive, send_with_header)
+        finally:  # also when cancelled (client gone): the operation's line is never lost
+            request_log_var.reset(log_token)
+            if scope["type"] == "http":
+                began = request_started_var.get()
+                _log_request(scope, status, time.perf_counter() - began if began else 0.0, pending)
+            pending.setdefault("fields", None)  # a task outliving the request logs on its own
         # Reset only on a normal return: when the app raises, the outermost error handler
         # (Starlette's ServerErrorMiddleware, outside this one) still needs the request's ID.
         structlog.contextvars.reset_contextvars(**bound)

@@ -26,6 +26,7 @@ from tripquote.observability.alerts import Alert, AlertDispatcher
 from tripquote.observability.context import (
     correlation_id_var,
     new_correlation_id,
+    request_log_var,
     request_started_var,
 )
 from tripquote.observability.oprecords import OpRecordWriter
@@ -245,6 +246,12 @@ def _log_operation(record: OperationRecord, extra: dict[str, Any]) -> None:
         "http_status": record.http_status,
         "severity": record.severity,
     }
+    pending = request_log_var.get()
+    if pending is not None and "fields" not in pending:
+        # Inside an HTTP request: the request's one line carries it (CorrelationMiddleware).
+        pending["log"] = log
+        pending["fields"] = fields
+        return
     log("operation", **fields)
 
 
