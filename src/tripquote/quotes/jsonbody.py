@@ -10,6 +10,7 @@ date-times as ISO 8601, UTC date-times ending in ``Z``.
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any, NoReturn
 
@@ -18,6 +19,9 @@ import orjson
 from tripquote.errors import QuoteValidationFailed, field_error
 
 __all__ = ["dumps", "loads"]
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class _Rejected(ValueError):
@@ -46,7 +50,8 @@ def loads(raw: bytes) -> Any:
     except ValueError:
         # int() refuses integers longer than sys.get_int_max_str_digits() (4300 by default).
         _fail("The JSON document contains a number with too many digits.")
-    _check_strings(value)
+    if _SURROGATE_ESCAPE.search(text):  # a lone surrogate can only come from a \u escape
+        _check_strings(value)
     return value
 
 

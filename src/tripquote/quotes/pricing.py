@@ -61,10 +61,14 @@ def minor_units(currency: str) -> int:
     return MINOR_UNITS.get(currency, DEFAULT_MINOR_UNITS)
 
 
+_QUANTA = {places: Decimal(1).scaleb(-places) for places in set(MINOR_UNITS.values()) | {2}}
+
+
 def quantize(amount: Decimal, currency: str) -> Decimal:
     """Round to the currency's ISO 4217 minor units, half-up; the only rounding in tripquote."""
-    with localcontext(_EXACT):
-        rounded = amount.quantize(Decimal(1).scaleb(-minor_units(currency)), ROUND_HALF_UP)
+    places = minor_units(currency)
+    quantum = _QUANTA.get(places) or Decimal(1).scaleb(-places)
+    rounded = amount.quantize(quantum, ROUND_HALF_UP, _EXACT)
     # Normalise negative zero so "-0.00" can never be rendered.
     return rounded.copy_abs() if rounded.is_zero() else rounded
 

@@ -126,8 +126,13 @@ def _at_most_two_places(value: Decimal) -> Decimal:
 _INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 
+# Unicode general category Cc is exactly U+0000-U+001F and U+007F-U+009F.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_BREAKS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def _single_line(value: str) -> str:
-    if any(unicodedata.category(char) == "Cc" for char in value):
+    if _CONTROL.search(value):
         raise PydanticCustomError("invalid_character", "must not contain control characters")
     if value and all(unicodedata.category(char) in _INVISIBLE for char in value):
         raise PydanticCustomError("blank", "must contain a visible character")
@@ -135,7 +140,7 @@ def _single_line(value: str) -> str:
 
 
 def _multi_line(value: str) -> str | None:
-    if any(unicodedata.category(char) == "Cc" and char not in "\n\r\t" for char in value):
+    if _CONTROL_BUT_BREAKS.search(value):
         raise PydanticCustomError(
             "invalid_character", "must not contain control characters other than line breaks"
         )
