@@ -24,13 +24,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tripquote.db.tables import idempotency_keys
-from tripquote.db.transaction import TransactionRunner
+from tripquote.db.transaction import DriverTx, TransactionRunner, UnitConnection
 from tripquote.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     QuoteValidationFailed,
     field_error,
 )
+from tripquote.quotes import pg
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as the draft's sf-string allows
 
@@ -175,8 +176,18 @@ class IdempotencyStore:
         return await self.runner.run(work)
 
 
-async def complete(conn: AsyncConnection, claim: Claim, response: StoredResponse) -> None:
+async def complete(conn: UnitConnection, claim: Claim, response: StoredResponse) -> None:
     """Store the response for replay, in the transaction of the change it answers."""
+    if isinstance(conn, DriverTx):
+        await pg.complete_idempotency(
+            conn,
+            agent_id=claim.agent_id,
+            key=claim.key,
+            status=response.status,
+            body=response.body,
+            headers=response.headers,
+        )
+        return
     await conn.execute(
         update(idempotency_keys)
         .where(

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from tripquote.config import Settings
 
@@ -71,6 +75,37 @@ async def warm_pool(engine: AsyncEngine, size: int) -> None:
             await conn.close()
         elif not isinstance(conn, SQLAlchemyError | OSError | TimeoutError):
             raise conn
+
+
+@asynccontextmanager
+async def pooled_driver(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """The driver connection (asyncpg's, on PostgreSQL) of a connection from the engine's pool,
+    for code that runs hand-written statements without SQLAlchemy's per-statement layer.
+
+    Waiting for it is bounded by the pool timeout (``sqlalchemy.exc.TimeoutError``); a failure
+    to connect raises ``DBAPIError`` as ``engine.connect()`` would. On exit it goes back to the
+    pool, or is invalidated (closed and replaced) when it is dead or still in a transaction, so
+    no later user inherits its state.
+    """
+    dialect = engine.dialect
+    try:
+        pooled = await greenlet_spawn(engine.sync_engine.raw_connection)
+    except dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            None,
+            None,
+            error,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=dialect.is_disconnect(error, None, None),
+        ) from error
+    driver: Any = pooled.driver_connection
+    try:
+        yield driver
+    finally:
+        if driver.is_closed() or driver.is_in_transaction():
+            await greenlet_spawn(pooled.invalidate)
+        else:
+            await greenlet_spawn(pooled.close)
 
 
 def _loads(text: str) -> Any:

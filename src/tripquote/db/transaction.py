@@ -1,12 +1,21 @@
 """The one owner of every transaction: begin, time-box, commit once, roll back by default,
 and retry the whole unit on serialization failures and deadlocks (exponential backoff, jitter).
+
+A unit of work gets either a SQLAlchemy ``AsyncConnection`` (every database, every use case)
+or, for the quote saves on PostgreSQL (``run(..., driver=True)``), a ``DriverTx``: the asyncpg
+connection of a pooled SQLAlchemy connection, with the transaction opened on it directly. The
+saves' statements are hand-written single statements (``quotes/pg.py``), so SQLAlchemy's
+per-statement layer (greenlet hop, compiled-cache lookup, result wrapping) would be pure cost;
+the pool, its timeout and its invalidation stay SQLAlchemy's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -19,8 +28,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from tripquote.db.engine import WRITE_OPTION
-from tripquote.db.errors import DRIVER_ERRORS, is_disconnect, is_retryable, map_db_error
+from tripquote.db.engine import WRITE_OPTION, pooled_driver
+from tripquote.db.errors import DRIVER_ERRORS, is_retryable, map_db_error
 from tripquote.errors import DatabaseTimeout, DatabaseTransactionAborted, TripquoteError
 
 if TYPE_CHECKING:
@@ -28,7 +37,44 @@ if TYPE_CHECKING:
     from tripquote.observability.operations import Observer
 
 T = TypeVar("T")
-Work = Callable[[AsyncConnection], Awaitable[T]]
+
+
+class TransactionRequired(Exception):
+    """Raised by a single-statement unit (``DriverTx.in_transaction`` False) before it writes
+    anything, when what it found needs several statements to be atomic: the runner then runs
+    the unit again inside a transaction."""
+
+
+@dataclass(slots=True)
+class DriverTx:
+    """The asyncpg connection ``driver`` of a unit run with ``driver=True`` on PostgreSQL.
+
+    In a transaction (the default), statements run on it join the transaction the runner
+    commits. Without one (``single_statement=True``), each statement commits by itself: the
+    unit reads, then makes its whole change in ONE statement, announced by ``committing()``.
+    """
+
+    driver: Any  # asyncpg.Connection
+    in_transaction: bool = True
+    deadline: asyncio.Timeout | None = None
+
+    def require_transaction(self) -> None:
+        """TransactionRequired unless in a transaction (call it before any write)."""
+        if not self.in_transaction:
+            raise TransactionRequired
+
+    def committing(self) -> None:
+        """The next statement makes the unit's change; without a transaction it commits by
+        itself, so the runner's backstop timeout must not cancel it in flight (as COMMIT never
+        is); the server's ``statement_timeout`` still bounds it."""
+        if not self.in_transaction and self.deadline is not None:
+            self.deadline.reschedule(None)
+
+
+UnitConnection = AsyncConnection | DriverTx
+"""What a unit of work receives: ``DriverTx`` only when it asked for it, on PostgreSQL."""
+
+Work = Callable[[Any], Awaitable[T]]
 
 # Past the server-side timeouts, so PostgreSQL cancels first and the connection stays usable.
 _BACKSTOP_MARGIN_SECONDS = 1.0
@@ -42,15 +88,33 @@ class TransactionRunner:
         self.settings = settings
         self.observer = observer
 
-    async def run(self, work: Work[T], *, write: bool = True) -> T:
+    @property
+    def is_postgres(self) -> bool:
+        """True when the engine is PostgreSQL (asyncpg)."""
+        return self.engine.dialect.name == "postgresql"
+
+    async def run(
+        self,
+        work: Work[T],
+        *,
+        write: bool = True,
+        driver: bool = False,
+        single_statement: bool = False,
+    ) -> T:
         """Run ``work(conn)`` in one transaction and commit it once; return its result.
+
+        ``conn`` is an ``AsyncConnection``, or with ``driver=True`` on PostgreSQL a ``DriverTx``
+        (the unit must then use only statements written for the driver: ``quotes/pg.py``).
+        ``single_statement=True`` (with ``driver``): the unit's reads need no snapshot in
+        common and its change is one statement, so no BEGIN/COMMIT round trips; a unit that
+        finds it needs more raises TransactionRequired first and runs again in a transaction.
 
         Raises the ``TripquoteError`` that ``work`` raised (after rolling back), or the mapped
         database error: DATABASE_TIMEOUT, DATABASE_TRANSACTION_ABORTED (retries exhausted),
         QUOTE_PERSISTENCE_FAILED, QUOTE_VALIDATION_FAILED.
         """
         try:  # the common case, without building a retry controller
-            return await self._once(work, write=write)
+            return await self._once(work, write=write, driver=driver, single=single_statement)
         except DRIVER_ERRORS as error:  # only retryable errors leave _once unmapped
             first_failure: BaseException = error
         retrying = AsyncRetrying(
@@ -65,7 +129,9 @@ class TransactionRunner:
                     if attempt.retry_state.attempt_number == 1:
                         raise first_failure  # replayed, so backoff and limits apply to it
                     self.observer.db_retry()
-                    return await self._once(work, write=write)
+                    return await self._once(
+                        work, write=write, driver=driver, single=single_statement
+                    )
         except RetryError as exhausted:
             cause = exhausted.last_attempt.exception()
             self.observer.db_rollback(DatabaseTransactionAborted.code)
@@ -74,25 +140,20 @@ class TransactionRunner:
             ) from cause
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _once(self, work: Work[T], *, write: bool) -> T:
+    async def _once(self, work: Work[T], *, write: bool, driver: bool, single: bool) -> T:
         budget = self.settings.tx_timeout_seconds + _BACKSTOP_MARGIN_SECONDS
         try:
+            if driver and self.is_postgres:
+                return await self._on_driver(work, budget, single=single)
             # Waiting for a pooled connection is bounded by the pool timeout.
             async with self.engine.connect() as conn:
                 await conn.execution_options(**{WRITE_OPTION: write})
-                try:
-                    async with conn.begin():
-                        async with asyncio.timeout(budget):
-                            result = await work(conn)
-                    # COMMIT ran above, outside the timeout: once the database may have
-                    # committed, only its answer may decide whether the save happened.
-                    return result
-                except DRIVER_ERRORS as error:
-                    if is_disconnect(error) and not conn.invalidated:
-                        # Lost under the raw-driver fast path: SQLAlchemy did not see it,
-                        # so keep the dead connection out of the pool ourselves.
-                        await conn.invalidate()
-                    raise
+                async with conn.begin():
+                    async with asyncio.timeout(budget):
+                        result = await work(conn)
+                # COMMIT ran above, outside the timeout: once the database may have
+                # committed, only its answer may decide whether the save happened.
+                return result
         except TripquoteError as error:
             self._rolled_back(write, error.code)
             raise
@@ -111,6 +172,32 @@ class TransactionRunner:
             mapped = map_db_error(DBAPIError(None, None, error, connection_invalidated=True))
             self._rolled_back(write, mapped.code)
             raise mapped from error
+
+    async def _on_driver(self, work: Work[T], budget: float, *, single: bool) -> T:
+        """One attempt on the asyncpg connection of a pooled connection (see ``DriverTx``).
+
+        The connection goes back to the pool only outside any transaction and alive; otherwise
+        it is invalidated (closed and replaced), so no later unit inherits its state.
+        """
+        async with pooled_driver(self.engine) as driver:
+            if single:
+                try:
+                    async with asyncio.timeout(budget) as deadline:
+                        return await work(DriverTx(driver, in_transaction=False, deadline=deadline))
+                except TransactionRequired:
+                    pass  # raised before any write: run it again, in a transaction
+            transaction = driver.transaction()
+            await transaction.start()
+            try:
+                async with asyncio.timeout(budget):
+                    result = await work(DriverTx(driver))
+            except BaseException:
+                with contextlib.suppress(Exception):  # a dead connection is invalidated
+                    await transaction.rollback()
+                raise
+            # Outside the timeout, as on the SQLAlchemy path: never cancel an in-flight COMMIT.
+            await transaction.commit()
+            return result
 
     def _rolled_back(self, write: bool, reason: str) -> None:
         if write:

@@ -10,7 +10,7 @@ import math
 import re
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,11 +44,18 @@ class OperationRecord:
 
     def as_row(self) -> dict[str, Any]:
         """The ``operation_records`` row: every field but ``severity`` (not a column)."""
-        row = asdict(self)
-        del row["severity"]
-        row["agent_id"] = _storable_id(self.agent_id)
-        row["quote_id"] = _storable_id(self.quote_id)
-        return row
+        return {
+            "recorded_at": self.recorded_at,
+            "correlation_id": self.correlation_id,
+            "operation": self.operation,
+            "outcome": self.outcome,
+            "duration_ms": self.duration_ms,
+            "pid": self.pid,
+            "agent_id": _storable_id(self.agent_id),
+            "quote_id": _storable_id(self.quote_id),
+            "error_code": self.error_code,
+            "http_status": self.http_status,
+        }
 
 
 _STORABLE_ID = re.compile(r"[A-Za-z0-9-]{1,36}")

@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tripquote.agents.access import check_access
 from tripquote.agents.repository import Principal
+from tripquote.db.transaction import DriverTx, UnitConnection
 from tripquote.errors import ClientNotFound, QuotaExceeded, QuoteConflictVersion, QuoteNotFound
 from tripquote.http import Services
+from tripquote.quotes import pg
 from tripquote.quotes import repository as repo
 from tripquote.quotes.lifecycle import QuoteStatus, effective_status
 from tripquote.quotes.repository import QuoteRecord
@@ -55,19 +57,27 @@ def check_client_owner(principal: Principal, owner: Any, client_id: str) -> None
     )
 
 
-async def check_client(conn: AsyncConnection, principal: Principal, client_id: str) -> None:
+async def check_client(conn: UnitConnection, principal: Principal, client_id: str) -> None:
     """``check_client_owner`` for the stored owner of ``client_id``."""
-    check_client_owner(principal, await repo.client_owner(conn, client_id), client_id)
+    owner = (
+        await pg.client_owner(conn, client_id)
+        if isinstance(conn, DriverTx)
+        else await repo.client_owner(conn, client_id)
+    )
+    check_client_owner(principal, owner, client_id)
 
 
 async def check_open_quota(
-    svc: Services, conn: AsyncConnection, owner_agent_id: str, now: datetime
+    svc: Services, conn: UnitConnection, owner_agent_id: str, now: datetime
 ) -> None:
     """QUOTA_EXCEEDED when the owner already has the maximum of open (DRAFT + SENT) quotes;
     the owner's row is locked first so concurrent saves cannot both slip past the limit."""
     limit = svc.settings.max_open_quotes_per_agent
-    await repo.lock_agent(conn, owner_agent_id)
-    current = await repo.count_open_quotes(conn, owner_agent_id, now)
+    if isinstance(conn, DriverTx):
+        current = await pg.lock_and_count_open(conn, owner_agent_id, now)
+    else:
+        await repo.lock_agent(conn, owner_agent_id)
+        current = await repo.count_open_quotes(conn, owner_agent_id, now)
     if current >= limit:
         raise quota_exceeded(limit, current)
 
@@ -83,14 +93,20 @@ def status_now(row: Mapping[Any, Any], now: datetime) -> QuoteStatus:
 
 
 async def conflict(
-    conn: AsyncConnection, quote_id: str, expected: int, http_status: int | None
+    conn: UnitConnection, quote_id: str, expected: int, http_status: int | None
 ) -> QuoteConflictVersion:
     """QUOTE_CONFLICT_VERSION with the committed state and the fields changed since ``expected``."""
-    record = await repo.get_quote(conn, quote_id)
+    if isinstance(conn, DriverTx):
+        record = await pg.load_quote(conn, quote_id)
+    else:
+        record = await repo.get_quote(conn, quote_id)
     if record is None:  # deleted meanwhile (not possible today: deletes are soft)
         raise QuoteNotFound(details={"quoteId": quote_id})
     current = quote_to_api(record.row, record.items)
-    seen = await repo.get_revision_snapshot(conn, quote_id, expected)
+    if isinstance(conn, DriverTx):
+        seen = await pg.revision_snapshot(conn, quote_id, expected)
+    else:
+        seen = await repo.get_revision_snapshot(conn, quote_id, expected)
     fields = (*INPUT_FIELDS, "status")
     changed = (
         changed_fields({k: seen.get(k) for k in fields}, {k: current[k] for k in fields})

@@ -1,52 +1,74 @@
-"""The PostgreSQL fast path of the save: the same reads and writes as the portable path in
-``repository.py``, each as ONE statement: the load through SQLAlchemy (which opens the
-transaction), the write on the asyncpg connection underneath it, inside that transaction.
+"""The PostgreSQL form of the save's reads and writes, run on the asyncpg connection of a
+``DriverTx`` (``db/transaction.py``): the same results as the portable SQLAlchemy Core path in
+``repository.py``, each as ONE hand-written statement.
 
 A version-checked update is one round trip: ``UPDATE quotes … WHERE id = $1 AND version = $2``,
 the item replacement and the revision insert are data-modifying CTEs that act only on the row
-the UPDATE returned, so a stale version writes nothing at all. Statements run inside the
-transaction the runner opened on the same connection; driver errors carry their SQLSTATE and
-are mapped by ``db/errors.py`` like any other.
+the UPDATE returned, so a stale version writes nothing at all. Driver errors carry their
+SQLSTATE and are mapped by ``db/errors.py`` like any other.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from tripquote.agents.repository import Principal
+from tripquote.db.transaction import DriverTx
 from tripquote.quotes.jsonbody import dumps
 from tripquote.quotes.repository import QuoteRecord, RevisionRecord
 
-_PRINCIPAL = (
-    "a.id AS _agent_id, a.agency_id AS _agent_agency_id, a.role AS _role, g.timezone AS _tz"
-)
-
-LOAD_FOR_WRITE = text("""
+LOAD_FOR_WRITE = """
 SELECT a.id AS _agent_id, a.agency_id AS _agent_agency_id, a.role AS _role,
        g.timezone AS _tz, q.*,
        (SELECT coalesce(json_agg(i ORDER BY i.position), '[]')::text
           FROM quote_items i WHERE i.quote_id = q.id) AS _items
   FROM agents a
   JOIN agencies g ON g.id = a.agency_id
-  LEFT JOIN quotes q ON q.id = :quote_id
- WHERE a.id = :agent_id AND a.active
-""")
+  LEFT JOIN quotes q ON q.id = $2
+ WHERE a.id = $1 AND a.active
+"""
 
-LOAD_FOR_CREATE = text("""
+LOAD_QUOTE = """
+SELECT q.*,
+       (SELECT coalesce(json_agg(i ORDER BY i.position), '[]')::text
+          FROM quote_items i WHERE i.quote_id = q.id) AS _items
+  FROM quotes q
+ WHERE q.id = $1
+"""
+
+REVISION_SNAPSHOT = (
+    "SELECT snapshot::text FROM quote_revisions WHERE quote_id = $1 AND version = $2"
+)
+
+LOAD_FOR_CREATE = """
 SELECT a.id AS _agent_id, a.agency_id AS _agent_agency_id, a.role AS _role,
        g.timezone AS _tz, c.agent_id AS _client_agent_id, c.agency_id AS _client_agency_id
   FROM agents a
   JOIN agencies g ON g.id = a.agency_id
-  LEFT JOIN clients c ON c.id = :client_id
- WHERE a.id = :agent_id AND a.active
+  LEFT JOIN clients c ON c.id = $2
+ WHERE a.id = $1 AND a.active
    FOR UPDATE OF a
-""")
+"""
+
+CLIENT_OWNER = "SELECT agent_id, agency_id FROM clients WHERE id = $1"
+
+LOCK_AGENT = "SELECT id FROM agents WHERE id = $1 FOR UPDATE"
+
+COUNT_OPEN = """
+SELECT count(*) FROM quotes
+ WHERE agent_id = $1 AND (status = 'DRAFT'
+       OR (status = 'SENT' AND (expires_at IS NULL OR expires_at > $2)))
+"""
+
+COMPLETE_IDEMPOTENCY = """
+UPDATE idempotency_keys
+   SET state = 'done', response_status = $3, response_body = $4, response_headers = $5::json
+ WHERE agent_id = $1 AND key = $2
+"""
 
 CREATE = """
 WITH open_quotes AS (
@@ -65,9 +87,9 @@ WITH open_quotes AS (
 ), items AS (
     INSERT INTO quote_items (id, quote_id, position, type, description, quantity, unit_price,
                              line_total, details)
-    SELECT x.id, q.id, x.position, x.type, x.description, x.quantity, x.unit_price,
-           x.line_total, x.details
-      FROM q, json_to_recordset($21::json) AS x(id text, position int, type text,
+    SELECT gen_random_uuid()::text, q.id, x.position, x.type, x.description, x.quantity,
+           x.unit_price, x.line_total, x.details
+      FROM q, json_to_recordset($21::json) AS x(position int, type text,
            description text, quantity int, unit_price numeric, line_total numeric, details json)
 ), revision AS (
     INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,
@@ -92,9 +114,9 @@ WITH q AS (
 ), items AS (
     INSERT INTO quote_items (id, quote_id, position, type, description, quantity, unit_price,
                              line_total, details)
-    SELECT x.id, q.id, x.position, x.type, x.description, x.quantity, x.unit_price,
-           x.line_total, x.details
-      FROM q, json_to_recordset($23::json) AS x(id text, position int, type text,
+    SELECT gen_random_uuid()::text, q.id, x.position, x.type, x.description, x.quantity,
+           x.unit_price, x.line_total, x.details
+      FROM q, json_to_recordset($23::json) AS x(position int, type text,
            description text, quantity int, unit_price numeric, line_total numeric, details json)
     ON CONFLICT (quote_id, position) DO UPDATE
        SET type = EXCLUDED.type, description = EXCLUDED.description,
@@ -107,16 +129,6 @@ WITH q AS (
 )
 SELECT version FROM q
 """
-
-
-async def _driver(conn: AsyncConnection) -> Any:
-    """The asyncpg connection under ``conn``, which must already be inside its transaction:
-    SQLAlchemy sends BEGIN lazily with its first statement, so the unit's first statement
-    (a load) always goes through SQLAlchemy and the raw writes that follow join it."""
-    driver = (await conn.get_raw_connection()).driver_connection
-    if driver is None or not driver.is_in_transaction():
-        raise RuntimeError("the PostgreSQL fast path needs an open transaction")
-    return driver
 
 
 def _principal(row: Any) -> Principal:
@@ -132,7 +144,6 @@ def _items_json(items: list[dict[str, Any]]) -> str:
     return dumps(
         [
             {
-                "id": str(uuid.uuid4()),
                 "position": position,
                 "type": item["type"],
                 "description": item["description"],
@@ -146,32 +157,44 @@ def _items_json(items: list[dict[str, Any]]) -> str:
     ).decode()
 
 
-async def load_for_write(
-    conn: AsyncConnection, agent_id: str, quote_id: str
-) -> tuple[Principal | None, QuoteRecord | None]:
-    """The active agent and the quote with its items, in one statement."""
-    found = await conn.execute(LOAD_FOR_WRITE, {"agent_id": agent_id, "quote_id": quote_id})
-    row = found.mappings().first()
-    if row is None:
-        return None, None
-    principal = _principal(row)
-    if row["id"] is None:
-        return principal, None
+def _record(row: Any) -> QuoteRecord:
     quote = {k: v for k, v in row.items() if not k.startswith("_")}
     items = tuple(json.loads(row["_items"], parse_float=Decimal))
     for item in items:  # json_agg renders numerics as JSON numbers: exact via parse_float
         item["unit_price"] = Decimal(item["unit_price"])
         item["line_total"] = Decimal(item["line_total"])
-    return principal, QuoteRecord(row=quote, items=items)  # type: ignore[arg-type]
+    return QuoteRecord(row=quote, items=items)  # type: ignore[arg-type]
+
+
+async def load_for_write(
+    tx: DriverTx, agent_id: str, quote_id: str
+) -> tuple[Principal | None, QuoteRecord | None]:
+    """The active agent and the quote with its items, in one statement."""
+    row = await tx.driver.fetchrow(LOAD_FOR_WRITE, agent_id, quote_id)
+    if row is None:
+        return None, None
+    return _principal(row), (_record(row) if row["id"] is not None else None)
+
+
+async def load_quote(tx: DriverTx, quote_id: str) -> QuoteRecord | None:
+    """The quote with its items, or None (``repository.get_quote``)."""
+    row = await tx.driver.fetchrow(LOAD_QUOTE, quote_id)
+    return _record(row) if row is not None else None
+
+
+async def revision_snapshot(tx: DriverTx, quote_id: str, version: int) -> dict[str, Any] | None:
+    """The snapshot of version ``version``, or None (``repository.get_revision_snapshot``)."""
+    text = await tx.driver.fetchval(REVISION_SNAPSHOT, quote_id, version)
+    snapshot = json.loads(text, parse_float=Decimal) if text is not None else None
+    return snapshot if isinstance(snapshot, dict) else None
 
 
 async def load_for_create(
-    conn: AsyncConnection, agent_id: str, client_id: str
+    tx: DriverTx, agent_id: str, client_id: str
 ) -> tuple[Principal | None, dict[str, str] | None]:
     """The active agent, locked (``FOR UPDATE``) so its quota check is serialized, and the
     owner of ``client_id`` (None if no such client)."""
-    found = await conn.execute(LOAD_FOR_CREATE, {"agent_id": agent_id, "client_id": client_id})
-    row = found.mappings().first()
+    row = await tx.driver.fetchrow(LOAD_FOR_CREATE, agent_id, client_id)
     if row is None:
         return None, None
     owner = (
@@ -182,8 +205,29 @@ async def load_for_create(
     return _principal(row), owner
 
 
+async def client_owner(tx: DriverTx, client_id: str) -> dict[str, str] | None:
+    """``{agent_id, agency_id}`` of the client, or None (``repository.client_owner``)."""
+    row = await tx.driver.fetchrow(CLIENT_OWNER, client_id)
+    return dict(row) if row is not None else None
+
+
+async def lock_and_count_open(tx: DriverTx, agent_id: str, now: datetime) -> int:
+    """Lock the agent's row (serializing its quota checks), then count its open quotes."""
+    await tx.driver.execute(LOCK_AGENT, agent_id)
+    return int(await tx.driver.fetchval(COUNT_OPEN, agent_id, now))
+
+
+async def complete_idempotency(
+    tx: DriverTx, *, agent_id: str, key: str, status: int, body: bytes, headers: dict[str, str]
+) -> None:
+    """Store the response of an idempotent request in the change's transaction."""
+    await tx.driver.execute(
+        COMPLETE_IDEMPOTENCY, agent_id, key, status, body.decode(), dumps(headers).decode()
+    )
+
+
 async def insert_quote(
-    conn: AsyncConnection,
+    tx: DriverTx,
     *,
     values: dict[str, Any],
     items: list[dict[str, Any]],
@@ -193,7 +237,7 @@ async def insert_quote(
     """Insert quote, items and first revision unless the owner has ``open_limit`` open quotes;
     None on success, else the owner's open-quote count (nothing written)."""
     v = values
-    row = await (await _driver(conn)).fetchrow(
+    row = await tx.driver.fetchrow(
         CREATE,
         v["id"], v["agency_id"], v["agent_id"], v["client_id"], v["trip_name"],
         v["destination"], v["start_date"], v["end_date"], v["travelers"], v["currency"],
@@ -206,7 +250,7 @@ async def insert_quote(
 
 
 async def update_quote(
-    conn: AsyncConnection,
+    tx: DriverTx,
     *,
     quote_id: str,
     expected_version: int,
@@ -217,7 +261,8 @@ async def update_quote(
     """The version-checked update, item replacement and revision in one statement; the new
     version, or None when ``expected_version`` is stale (nothing written)."""
     v = values
-    new_version = await (await _driver(conn)).fetchval(
+    tx.committing()
+    new_version = await tx.driver.fetchval(
         UPDATE,
         quote_id, expected_version, v["client_id"], v["trip_name"], v["destination"],
         v["start_date"], v["end_date"], v["travelers"], v["currency"], v["markup_percent"],

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Path, Query
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tripquote.agents.auth import authenticate
+from tripquote.db.transaction import UnitConnection
 from tripquote.errors import QuoteValidationFailed, field_error
 from tripquote.http import Services, json_response, read_json, services
 from tripquote.idempotency import (
@@ -161,7 +161,7 @@ async def _idempotent_save(
         return _to_response(claimed, replayed=True)
     claim: Claim = claimed
 
-    async def store(conn: AsyncConnection, saved: Saved) -> None:
+    async def store(conn: UnitConnection, saved: Saved) -> None:
         await complete(conn, claim, saved_response(saved, status=status))
 
     try:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tripquote.agents.auth import require_principal
 from tripquote.agents.repository import load_principal
+from tripquote.db.transaction import UnitConnection
 from tripquote.errors import (
     QuoteValidationFailed,
     TripquoteError,
@@ -54,7 +55,7 @@ class Saved:
         return int(self.quote["version"])
 
 
-OnSaved = Callable[[AsyncConnection, Saved], Awaitable[None]]
+OnSaved = Callable[[UnitConnection, Saved], Awaitable[None]]
 """Runs inside the save's transaction once the change is written (e.g. store the idempotent
 response), so it commits or rolls back with the change."""
 
@@ -85,7 +86,7 @@ async def create_quote(
     now = datetime.now(UTC)
     quote_id = str(uuid.uuid4())
 
-    async def work(conn: AsyncConnection) -> dict[str, Any]:
+    async def work(conn: UnitConnection) -> dict[str, Any]:
         found, owner = await writes.load_for_create(conn, agent_id, draft.client_id)
         principal = require_principal(found)
         checks.check_client_owner(principal, owner, draft.client_id)
@@ -119,7 +120,7 @@ async def create_quote(
             await on_saved(conn, Saved(quote=quote, saved_at=now))
         return quote
 
-    quote = await svc.runner.run(work)
+    quote = await svc.runner.run(work, driver=True)
     return Saved(quote=quote, saved_at=now)
 
 
@@ -162,7 +163,7 @@ async def update_quote(
     limits = limits_of(svc)
     now = datetime.now(UTC)
 
-    async def work(conn: AsyncConnection) -> dict[str, Any]:
+    async def work(conn: UnitConnection) -> dict[str, Any]:
         found, record = await writes.load_for_write(conn, agent_id, quote_id)
         principal = require_principal(found)
         record = checks.check_visible(principal, record, quote_id)
@@ -171,6 +172,10 @@ async def update_quote(
             raise await checks.conflict(conn, quote_id, expected, conflict_status)
         current = quote_to_api(record.row, record.items)
         draft = validate_quote(merge_patch(api_to_input(current), body), limits=limits)
+        if draft.client_id != record.row["client_id"] or record.row["status"] != new_status:
+            # More than the version to keep consistent with the write (the new client's
+            # owner, the owner's quota): one statement alone is not enough.
+            writes.require_transaction(conn)
         if draft.client_id != record.row["client_id"]:
             await checks.check_client(conn, principal, draft.client_id)
         priced = _checked_pricing(draft, _price(draft))
@@ -203,7 +208,9 @@ async def update_quote(
             await on_saved(conn, Saved(quote=quote, saved_at=now))
         return quote
 
-    quote = await svc.runner.run(work)
+    # Mostly one statement: the version-checked CTE makes the whole change, so no BEGIN/COMMIT
+    # round trips unless the idempotent response must commit with it.
+    quote = await svc.runner.run(work, driver=True, single_statement=on_saved is None)
     return Saved(quote=quote, saved_at=now)
 
 

@@ -1,28 +1,30 @@
-"""The save path's reads and writes, each choosing PostgreSQL's one-statement form (``pg.py``)
-or the portable SQLAlchemy Core sequence (``repository.py``, used on SQLite). Both give the
-same result; the suite runs every save test on both databases."""
+"""The save path's reads and writes on the unit's connection: PostgreSQL's one-statement form
+(``pg.py``) on a ``DriverTx``, the portable SQLAlchemy Core sequence (``repository.py``) on an
+``AsyncConnection`` (SQLite). Both give the same result; the suite runs every save test on both
+databases."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from tripquote.agents.repository import Principal, load_principal
+from tripquote.db.transaction import DriverTx, UnitConnection
 from tripquote.quotes import pg
 from tripquote.quotes import repository as repo
 from tripquote.quotes.repository import QuoteRecord, RevisionRecord
 
 
-def _is_pg(conn: AsyncConnection) -> bool:
-    return conn.dialect.name == "postgresql"
+def require_transaction(conn: UnitConnection) -> None:
+    """TransactionRequired when the unit runs statement by statement (see ``DriverTx``)."""
+    if isinstance(conn, DriverTx):
+        conn.require_transaction()
 
 
 async def load_for_write(
-    conn: AsyncConnection, agent_id: str, quote_id: str
+    conn: UnitConnection, agent_id: str, quote_id: str
 ) -> tuple[Principal | None, QuoteRecord | None]:
     """The caller (None if missing or disabled) and the quote with its items (None if none)."""
-    if _is_pg(conn):
+    if isinstance(conn, DriverTx):
         return await pg.load_for_write(conn, agent_id, quote_id)
     principal = await load_principal(conn, agent_id)
     if principal is None:
@@ -31,10 +33,10 @@ async def load_for_write(
 
 
 async def load_for_create(
-    conn: AsyncConnection, agent_id: str, client_id: str
+    conn: UnitConnection, agent_id: str, client_id: str
 ) -> tuple[Principal | None, Any]:
     """The caller, locked for its quota check, and the client's ``{agent_id, agency_id}``."""
-    if _is_pg(conn):
+    if isinstance(conn, DriverTx):
         return await pg.load_for_create(conn, agent_id, client_id)
     principal = await load_principal(conn, agent_id)
     if principal is None:
@@ -44,7 +46,7 @@ async def load_for_create(
 
 
 async def insert_quote(
-    conn: AsyncConnection,
+    conn: UnitConnection,
     *,
     values: dict[str, Any],
     items: list[dict[str, Any]],
@@ -53,7 +55,7 @@ async def insert_quote(
 ) -> int | None:
     """Insert quote, items and revision unless the owner already has ``open_limit`` open
     quotes; None when written, else the owner's open-quote count (nothing written)."""
-    if _is_pg(conn):
+    if isinstance(conn, DriverTx):
         return await pg.insert_quote(
             conn, values=values, items=items, revision=revision, open_limit=open_limit
         )
@@ -66,7 +68,7 @@ async def insert_quote(
 
 
 async def update_quote(
-    conn: AsyncConnection,
+    conn: UnitConnection,
     *,
     quote_id: str,
     expected_version: int,
@@ -76,7 +78,7 @@ async def update_quote(
 ) -> int | None:
     """Version-checked update of every column in ``values``, item replacement and revision;
     the new version, or None when ``expected_version`` is stale (nothing written)."""
-    if _is_pg(conn):
+    if isinstance(conn, DriverTx):
         return await pg.update_quote(
             conn,
             quote_id=quote_id,

@@ -1,0 +1,73 @@
+"""Units run on the asyncpg connection (``driver=True``, PostgreSQL): statement by statement
+when asked, falling back to a transaction when the unit says it needs one, and a committing
+statement never cut by the runner's backstop timeout."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.conftest import World, make_settings
+from tripquote.db.transaction import DriverTx, TransactionRunner
+from tripquote.errors import DatabaseTimeout
+
+
+@pytest_asyncio.fixture
+async def runner(pg_url: str, world_factory: Any) -> TransactionRunner:
+    world: World = await world_factory(make_settings(pg_url, tx_timeout_seconds=0.5))
+    result: TransactionRunner = world.app.state.runner
+    return result
+
+
+async def test_single_statement_unit_falls_back_to_a_transaction(
+    runner: TransactionRunner,
+) -> None:
+    seen: list[tuple[bool, bool]] = []
+
+    async def work(tx: DriverTx) -> str:
+        seen.append((tx.in_transaction, tx.driver.is_in_transaction()))
+        tx.require_transaction()
+        return "written"
+
+    assert await runner.run(work, driver=True, single_statement=True) == "written"
+    assert seen == [(False, False), (True, True)]
+
+
+async def test_transaction_required_is_refused_inside_a_transaction(
+    runner: TransactionRunner,
+) -> None:
+    async def work(tx: DriverTx) -> bool:
+        tx.require_transaction()  # already in one: no-op
+        return bool(tx.driver.is_in_transaction())
+
+    assert await runner.run(work, driver=True) is True
+
+
+@pytest.mark.parametrize("announced", [True, False], ids=["committing", "not-announced"])
+async def test_backstop_spares_only_the_committing_statement(
+    runner: TransactionRunner, announced: bool
+) -> None:
+    # Backstop = 0.5 s + 1 s margin; the server's own statement_timeout is lifted so only the
+    # backstop can stop a 2 s statement.
+    async def work(tx: DriverTx) -> str:
+        await tx.driver.execute("SET statement_timeout = 0")
+        if announced:
+            tx.committing()
+        try:
+            await tx.driver.execute("SELECT pg_sleep(2)")
+        finally:
+            if not tx.driver.is_closed():
+                await tx.driver.execute("RESET statement_timeout")
+        return "committed"
+
+    started = time.monotonic()
+    if announced:
+        assert await runner.run(work, driver=True, single_statement=True) == "committed"
+        assert time.monotonic() - started >= 2
+    else:
+        with pytest.raises(DatabaseTimeout):
+            await runner.run(work, driver=True, single_statement=True)
+        assert time.monotonic() - started < 2
