@@ -35,6 +35,7 @@ from tripquote.observability.correlation import CorrelationMiddleware
 from tripquote.observability.logging import configure_logging
 from tripquote.observability.operations import Observer
 from tripquote.observability.routes import router as observability_router
+from tripquote.quotes.dispatch import QuoteDispatch
 from tripquote.quotes.routes import REQUEST_SCHEMAS
 from tripquote.quotes.routes import router as quotes_router
 from tripquote.ratelimit import WriteRateLimiter
@@ -147,7 +148,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(clients_router)
     app.include_router(observability_router)
 
-    # Outermost last: correlation ID first, then the catch-all, then the body limit.
+    # Outermost last: correlation ID first, then the catch-all, then the body limit, then
+    # the quote routes answered without the framework's per-request layers.
+    app.add_middleware(QuoteDispatch, render=render)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CatchAllMiddleware, on_error=observer.error_rendered)
     app.add_middleware(CorrelationMiddleware)
