@@ -7,7 +7,7 @@ read as the ratio tripquote / peer.
 
 Run by the bench as ``uvicorn bench.peer:create_app --factory --workers N`` with
 ``BENCH_PEER_DSN`` (asyncpg DSN) and ``BENCH_PEER_POOL`` (connections per worker, default
-20 = tripquote's default pool 10 + overflow 10).
+15 = tripquote's default pool of 15, no overflow).
 
 Routes: ``GET /ping`` (trivial, for the generator's ceiling), ``POST /quotes``,
 ``PATCH /quotes/{id}`` (body carries ``version``; stale → 409 QUOTE_CONFLICT_VERSION),
@@ -39,12 +39,12 @@ def _json(payload: object, status: int = 200) -> Response:
 def create_app() -> FastAPI:
     """The peer app; its pool is opened in the lifespan, one per worker process."""
     dsn = os.environ["BENCH_PEER_DSN"]
-    pool_size = int(os.environ.get("BENCH_PEER_POOL", "20"))
+    pool_size = int(os.environ.get("BENCH_PEER_POOL", "15"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await asyncpg.create_pool(
-            dsn, min_size=min(10, pool_size), max_size=pool_size
+            dsn, min_size=pool_size, max_size=pool_size
         )
         try:
             yield

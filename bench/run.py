@@ -89,9 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pool-per-worker",
         type=int,
-        default=20,
+        default=15,
         help="DB connections per worker for the peer, and x workers for the "
-        "limit (tripquote's default pool: 10 + overflow 10)",
+        "limit (tripquote's default pool: 15, no overflow)",
     )
     parser.add_argument("--timeout", type=float, default=120.0, help="per-request timeout, s")
     parser.add_argument(

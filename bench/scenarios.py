@@ -84,7 +84,7 @@ async def warm_up(
 ) -> int:
     """Unmeasured saves so every worker has imported, connected and filled its caches.
 
-    About two saves per database connection (20 per worker by default), 20 in flight per
+    About two saves per database connection (15 per worker by default), 20 in flight per
     worker, so the pools' connections have all been opened and have prepared statements.
     """
     size = min(40 * workers, 2 * len(pool.quotes))

@@ -94,6 +94,9 @@ def _sensitive_key(key: str) -> bool:
     return verdict
 
 
+_PLAIN = frozenset({int, float, bool})
+
+
 def scrub(value: Any) -> Any:
     """``value`` with sensitive keys masked and bearer/JWT/e-mail/credential text replaced."""
     if isinstance(value, str):
@@ -103,10 +106,17 @@ def scrub(value: Any) -> Any:
             value = pattern.sub(replacement, value)
         return value
     if isinstance(value, dict):
-        return {
-            key: REDACTED if isinstance(key, str) and _sensitive_key(key) else scrub(item)
-            for key, item in value.items()
-        }
+        scrubbed = {}
+        for key, item in value.items():
+            if isinstance(key, str) and _sensitive_key(key):
+                scrubbed[key] = REDACTED
+            elif item is None or type(item) in _PLAIN:
+                scrubbed[key] = item  # numbers, booleans: nothing to hide
+            elif type(item) is str and not _may_hold_secret(item):
+                scrubbed[key] = item
+            else:
+                scrubbed[key] = scrub(item)
+        return scrubbed
     if isinstance(value, list | tuple):
         return type(value)(scrub(item) for item in value)
     return value

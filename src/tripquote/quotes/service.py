@@ -171,7 +171,8 @@ async def update_quote(
         if record.row["version"] != expected:
             raise await checks.conflict(conn, quote_id, expected, conflict_status)
         current = quote_to_api(record.row, record.items)
-        draft = validate_quote(merge_patch(api_to_input(current), body), limits=limits)
+        current_input = api_to_input(current)
+        draft = validate_quote(merge_patch(current_input, body), limits=limits)
         if draft.client_id != record.row["client_id"] or record.row["status"] != new_status:
             # More than the version to keep consistent with the write (the new client's
             # owner, the owner's quota): one statement alone is not enough.
@@ -192,7 +193,7 @@ async def update_quote(
             values.update(sent_at=None, expires_at=None)
         items = _item_values(draft, priced)
         quote = quote_to_api(values, items)
-        if new_status == record.row["status"] and api_to_input(quote) == api_to_input(current):
+        if new_status == record.row["status"] and api_to_input(quote) == current_input:
             return current  # nothing changes: no new version, so no one else gets a conflict
         new_version = await writes.update_quote(
             conn,
