@@ -43,9 +43,7 @@ def create_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = await asyncpg.create_pool(
-            dsn, min_size=pool_size, max_size=pool_size
-        )
+        app.state.pool = await asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size)
         try:
             yield
         finally:
