@@ -32,7 +32,7 @@ from tripquote.idempotency import IdempotencyStore
 from tripquote.middleware import BodyLimitMiddleware, CatchAllMiddleware
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.correlation import CorrelationMiddleware
-from tripquote.observability.logging import configure_logging
+from tripquote.observability.logging import configure_logging, flush_logs
 from tripquote.observability.operations import Observer
 from tripquote.observability.routes import router as observability_router
 from tripquote.quotes.dispatch import QuoteDispatch
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await observer.stop()
             await engine.dispose()
+            flush_logs()
 
     app = FastAPI(
         title="tripquote",

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from tests.conftest import World, load_fixture, make_settings
 from tests.observability.conftest import HttpRecorder
+from tripquote.observability.logging import flush_logs
 
 TELEGRAM_TOKEN = "123456789:AAE_trace-test-token-0123456789abcdefghij"
 
@@ -78,6 +79,7 @@ async def test_failed_save_traced_to_logs_record_and_alerts(
     await _wait(record_stored)
     await _wait(alerts_delivered)
 
+    flush_logs()
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     mine = [line for line in lines if line.get("correlation_id") == correlation_id]
     operation = [line for line in mine if line["event"] == "operation"]
