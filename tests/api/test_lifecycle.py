@@ -356,7 +356,43 @@ async def test_open_quote_quota_holds_under_concurrency(db_url: str, world_facto
         "quotes"
     ][0]
     await act(world, actor, first["id"], Operation.DELETE, first["version"])
+    # The agent's open_quote_bound is still at the limit (closing a quote never lowers it), so
+    # this create counts exactly, finds limit - 1 and re-sets the bound.
+    assert await world.count(
+        "agents", "id = :a AND open_quote_bound = :n", a=actor.agent_id, n=limit
+    )
     assert (await create(world, actor)).status_code == 201
+    assert await world.count(
+        "agents", "id = :a AND open_quote_bound = :n", a=actor.agent_id, n=limit
+    )
+    refused = await create(world, actor)
+    assert assert_envelope(refused, "QUOTA_EXCEEDED", 403)["details"]["current"] == limit
+
+
+async def test_open_quote_bound_grows_with_each_create_and_reopen(
+    db_url: str, world_factory: Any
+) -> None:
+    world: World = await world_factory(make_settings(db_url, max_open_quotes_per_agent=100))
+    actor = await world.actor()
+
+    async def bound() -> int:
+        for n in range(200):
+            if await world.count(
+                "agents", "id = :a AND open_quote_bound = :n", a=actor.agent_id, n=n
+            ):
+                return n
+        raise AssertionError("bound out of range")
+
+    ids = [(await create(world, actor)).json()["quoteId"] for _ in range(3)]
+    assert await bound() == 3
+    await act(world, actor, ids[0], Operation.SEND, 1)
+    await act(world, actor, ids[0], Operation.REJECT, 2)
+    assert await bound() == 3  # what closes a quote leaves the bound alone
+    reopened = await world.client.patch(
+        f"{URL}/{ids[0]}", json={"version": 3, "travelers": 2}, headers=actor.headers
+    )
+    assert reopened.status_code == 200 and reopened.json()["quote"]["status"] == "DRAFT"
+    assert await bound() == 4  # reopening counts like a create
 
 
 async def test_write_rate_limit_per_agent(db_url: str, world_factory: Any) -> None:

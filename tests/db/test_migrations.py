@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import PG_ADMIN_URL, _run_admin, make_settings
@@ -51,6 +51,66 @@ def _inspect(url: str) -> tuple[set[str], list[Any]]:
     return asyncio.run(run())
 
 
+def _columns(url: str, table: str) -> set[str]:
+    async def run() -> set[str]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(
+                    lambda sync_conn: {c["name"] for c in inspect(sync_conn).get_columns(table)}
+                )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _sql(url: str, *statements: str) -> list[Any]:
+    async def run() -> list[Any]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                results = [await conn.execute(text(statement)) for statement in statements]
+                return [r.all() if r.returns_rows else None for r in results]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def test_open_quote_bound_starts_at_the_draft_and_sent_quotes(empty_db: str) -> None:
+    settings = make_settings(empty_db)
+    migrate.upgrade(settings, "0002")
+    quote = (
+        "INSERT INTO quotes (id, agency_id, agent_id, client_id, trip_name, destination,"
+        " start_date, end_date, travelers, currency, markup_percent, discount,"
+        " expires_in_days, subtotal, markup_amount, total, status, version, created_at,"
+        " last_modified_by, last_modified_at) VALUES ('{id}', 'g1', '{agent}', 'c1', 'T', 'D',"
+        " '2027-01-01', '2027-01-05', 1, 'EUR', 0, 0, 14, 0, 0, 0, '{status}', 1,"
+        " '2026-11-29 10:00:00', '{agent}', '2026-11-29 10:00:00')"
+    )
+    statuses = ["DRAFT", "DRAFT", "SENT", "ACCEPTED", "REJECTED", "EXPIRED", "CANCELLED"]
+    _sql(
+        empty_db,
+        "INSERT INTO agencies (id, name, timezone, created_at)"
+        " VALUES ('g1', 'A', 'UTC', '2026-11-29 10:00:00')",
+        *(
+            f"INSERT INTO agents (id, agency_id, email, name, role, active, created_at) VALUES"
+            f" ('{agent}', 'g1', '{agent}@x.example', 'N', 'agent', true, '2026-11-29 10:00:00')"
+            for agent in ("a1", "a2")
+        ),
+        "INSERT INTO clients (id, agency_id, agent_id, name, created_at)"
+        " VALUES ('c1', 'g1', 'a1', 'C', '2026-11-29 10:00:00')",
+        *(
+            quote.format(id=f"q{n}", agent="a1", status=status)
+            for n, status in enumerate(statuses)
+        ),
+    )
+    migrate.upgrade(settings)
+    rows = _sql(empty_db, "SELECT id, open_quote_bound FROM agents ORDER BY id")[0]
+    assert [tuple(row) for row in rows] == [("a1", 3), ("a2", 0)]
+
+
 def test_upgrade_downgrade_upgrade_and_no_drift(empty_db: str) -> None:
     settings = make_settings(empty_db)
     expected = set(metadata.tables)
@@ -60,7 +120,9 @@ def test_upgrade_downgrade_upgrade_and_no_drift(empty_db: str) -> None:
     assert expected <= tables
     assert diff == []
 
-    migrate.downgrade(settings, "-1")  # one step back, then forward again
+    migrate.downgrade(settings, "-1")  # one step back (0003), then forward again
+    assert "open_quote_bound" not in _columns(empty_db, "agents")
+    migrate.downgrade(settings, "-1")  # and 0002
     tables, _ = _inspect(empty_db)
     assert "quotes" in tables and "idempotency_keys" not in tables
     migrate.upgrade(settings)

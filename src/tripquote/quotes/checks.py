@@ -14,7 +14,7 @@ from tripquote.agents.repository import Principal
 from tripquote.db.transaction import DriverTx, UnitConnection
 from tripquote.errors import ClientNotFound, QuotaExceeded, QuoteConflictVersion, QuoteNotFound
 from tripquote.http import Services
-from tripquote.quotes import pg
+from tripquote.quotes import pg, writes
 from tripquote.quotes import repository as repo
 from tripquote.quotes.lifecycle import QuoteStatus, effective_status
 from tripquote.quotes.repository import QuoteRecord
@@ -67,19 +67,25 @@ async def check_client(conn: UnitConnection, principal: Principal, client_id: st
     check_client_owner(principal, owner, client_id)
 
 
-async def check_open_quota(
-    svc: Services, conn: UnitConnection, owner_agent_id: str, now: datetime
-) -> None:
-    """QUOTA_EXCEEDED when the owner already has the maximum of open (DRAFT + SENT) quotes;
-    the owner's row is locked first so concurrent saves cannot both slip past the limit."""
+async def open_one_more(
+    svc: Services, conn: UnitConnection, owner_agent_id: str, bound: int, now: datetime
+) -> int:
+    """The owner's new ``open_quote_bound`` once one more of its quotes is open (a create, a
+    REJECTED quote reopened); QUOTA_EXCEEDED when it already has the maximum.
+
+    ``bound`` is the owner's ``open_quote_bound``, read under its row lock (``lock_agent``,
+    ``load_for_create``), which serializes these checks: an upper bound of its open quotes
+    (DRAFT + unexpired SENT), since every create and reopen raises it and nothing lowers it.
+    Below the limit it proves there is room without counting anything; at the limit the
+    exact count (a statement after the lock, so it sees every committed quote) decides and
+    replaces it. A save costs one counter write, not a count of the owner's quotes.
+    """
     limit = svc.settings.max_open_quotes_per_agent
-    if isinstance(conn, DriverTx):
-        current = await pg.lock_and_count_open(conn, owner_agent_id, now)
-    else:
-        await repo.lock_agent(conn, owner_agent_id)
-        current = await repo.count_open_quotes(conn, owner_agent_id, now)
-    if current >= limit:
-        raise quota_exceeded(limit, current)
+    if bound >= limit:
+        bound = await writes.count_open_quotes(conn, owner_agent_id, now)
+        if bound >= limit:
+            raise quota_exceeded(limit, bound)
+    return bound + 1
 
 
 async def visible_quote(conn: AsyncConnection, principal: Principal, quote_id: str) -> QuoteRecord:

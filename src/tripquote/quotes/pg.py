@@ -46,7 +46,8 @@ REVISION_SNAPSHOT = (
 
 LOAD_FOR_CREATE = """
 SELECT a.id AS _agent_id, a.agency_id AS _agent_agency_id, a.role AS _role,
-       g.timezone AS _tz, c.agent_id AS _client_agent_id, c.agency_id AS _client_agency_id
+       g.timezone AS _tz, c.agent_id AS _client_agent_id, c.agency_id AS _client_agency_id,
+       a.open_quote_bound AS _bound
   FROM agents a
   JOIN agencies g ON g.id = a.agency_id
   LEFT JOIN clients c ON c.id = $2
@@ -56,7 +57,9 @@ SELECT a.id AS _agent_id, a.agency_id AS _agent_agency_id, a.role AS _role,
 
 CLIENT_OWNER = "SELECT agent_id, agency_id FROM clients WHERE id = $1"
 
-LOCK_AGENT = "SELECT id FROM agents WHERE id = $1 FOR UPDATE"
+LOCK_AGENT = "SELECT open_quote_bound FROM agents WHERE id = $1 FOR UPDATE"
+
+SET_OPEN_QUOTE_BOUND = "UPDATE agents SET open_quote_bound = $2 WHERE id = $1"
 
 COUNT_OPEN = """
 SELECT count(*) FROM quotes
@@ -71,18 +74,13 @@ UPDATE idempotency_keys
 """
 
 CREATE = """
-WITH open_quotes AS (
-    SELECT count(*) AS n FROM quotes
-     WHERE agent_id = $3 AND (status = 'DRAFT'
-           OR (status = 'SENT' AND (expires_at IS NULL OR expires_at > $19)))
-), q AS (
+WITH q AS (
     INSERT INTO quotes (id, agency_id, agent_id, client_id, trip_name, destination, start_date,
                         end_date, travelers, currency, markup_percent, discount,
                         expires_in_days, notes, subtotal, markup_amount, total, status, version,
                         created_at, last_modified_by, last_modified_at)
     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 1,
            $19, $3, $19
-     WHERE (SELECT n FROM open_quotes) < $20
     RETURNING id
 ), items AS (
     INSERT INTO quote_items (id, quote_id, position, type, description, quantity, unit_price,
@@ -95,8 +93,10 @@ WITH open_quotes AS (
     INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,
                                  correlation_id, created_at, snapshot)
     SELECT $22, q.id, 1, 'CREATE', $18, $3, $23, $19, $24::json FROM q
+), bound AS (
+    UPDATE agents SET open_quote_bound = $20 WHERE id = $3
 )
-SELECT (SELECT id FROM q) AS id, (SELECT n FROM open_quotes) AS open_quotes
+SELECT id FROM q
 """
 
 UPDATE = """
@@ -191,18 +191,18 @@ async def revision_snapshot(tx: DriverTx, quote_id: str, version: int) -> dict[s
 
 async def load_for_create(
     tx: DriverTx, agent_id: str, client_id: str
-) -> tuple[Principal | None, dict[str, str] | None]:
-    """The active agent, locked (``FOR UPDATE``) so its quota check is serialized, and the
-    owner of ``client_id`` (None if no such client)."""
+) -> tuple[Principal | None, dict[str, str] | None, int]:
+    """The active agent, locked (``FOR UPDATE``) so its quota check is serialized, the owner
+    of ``client_id`` (None if no such client) and the agent's ``open_quote_bound``."""
     row = await tx.driver.fetchrow(LOAD_FOR_CREATE, agent_id, client_id)
     if row is None:
-        return None, None
+        return None, None, 0
     owner = (
         {"agent_id": row["_client_agent_id"], "agency_id": row["_client_agency_id"]}
         if row["_client_agent_id"] is not None
         else None
     )
-    return _principal(row), owner
+    return _principal(row), owner, int(row["_bound"])
 
 
 async def client_owner(tx: DriverTx, client_id: str) -> dict[str, str] | None:
@@ -211,10 +211,19 @@ async def client_owner(tx: DriverTx, client_id: str) -> dict[str, str] | None:
     return dict(row) if row is not None else None
 
 
-async def lock_and_count_open(tx: DriverTx, agent_id: str, now: datetime) -> int:
-    """Lock the agent's row (serializing its quota checks), then count its open quotes."""
-    await tx.driver.execute(LOCK_AGENT, agent_id)
+async def lock_agent(tx: DriverTx, agent_id: str) -> int:
+    """Lock the agent's row (serializing its quota checks); its ``open_quote_bound``."""
+    return int(await tx.driver.fetchval(LOCK_AGENT, agent_id) or 0)
+
+
+async def count_open_quotes(tx: DriverTx, agent_id: str, now: datetime) -> int:
+    """DRAFT plus unexpired SENT quotes owned by ``agent_id`` (``repository`` twin)."""
     return int(await tx.driver.fetchval(COUNT_OPEN, agent_id, now))
+
+
+async def set_open_quote_bound(tx: DriverTx, agent_id: str, bound: int) -> None:
+    """Store the agent's new ``open_quote_bound`` (its row is locked)."""
+    await tx.driver.execute(SET_OPEN_QUOTE_BOUND, agent_id, bound)
 
 
 async def complete_idempotency(
@@ -232,21 +241,20 @@ async def insert_quote(
     values: dict[str, Any],
     items: list[dict[str, Any]],
     revision: RevisionRecord,
-    open_limit: int,
-) -> int | None:
-    """Insert quote, items and first revision unless the owner has ``open_limit`` open quotes;
-    None on success, else the owner's open-quote count (nothing written)."""
+    open_quote_bound: int,
+) -> None:
+    """Insert quote, items and first revision, and store the owner's new
+    ``open_quote_bound``, in one statement."""
     v = values
-    row = await tx.driver.fetchrow(
+    await tx.driver.execute(
         CREATE,
         v["id"], v["agency_id"], v["agent_id"], v["client_id"], v["trip_name"],
         v["destination"], v["start_date"], v["end_date"], v["travelers"], v["currency"],
         v["markup_percent"], v["discount"], v["expires_in_days"], v["notes"], v["subtotal"],
-        v["markup_amount"], v["total"], v["status"], v["created_at"], open_limit,
+        v["markup_amount"], v["total"], v["status"], v["created_at"], open_quote_bound,
         _items_json(items), str(uuid.uuid4()), revision.correlation_id,
         dumps(revision.snapshot).decode(),
     )  # fmt: skip
-    return None if row["id"] is not None else int(row["open_quotes"])
 
 
 async def update_quote(

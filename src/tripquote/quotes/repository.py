@@ -142,10 +142,16 @@ class QuoteFilters:
     updated_since: datetime | None = None
 
 
-async def lock_agent(conn: AsyncConnection, agent_id: str) -> None:
+async def lock_agent(conn: AsyncConnection, agent_id: str) -> int:
     """Serialize this agent's quota-checked writes (``SELECT … FOR UPDATE``; SQLite's
-    ``BEGIN IMMEDIATE`` already serializes every writer)."""
-    await conn.execute(select(agents.c.id).where(agents.c.id == agent_id).with_for_update())
+    ``BEGIN IMMEDIATE`` already serializes every writer); its ``open_quote_bound``."""
+    query = select(agents.c.open_quote_bound).where(agents.c.id == agent_id).with_for_update()
+    return int((await conn.execute(query)).scalar() or 0)
+
+
+async def set_open_quote_bound(conn: AsyncConnection, agent_id: str, bound: int) -> None:
+    """Store the agent's new ``open_quote_bound`` (its row is locked: ``lock_agent``)."""
+    await conn.execute(update(agents).where(agents.c.id == agent_id).values(open_quote_bound=bound))
 
 
 def _open_condition(now: datetime) -> Any:

@@ -87,10 +87,11 @@ async def create_quote(
     quote_id = str(uuid.uuid4())
 
     async def work(conn: UnitConnection) -> dict[str, Any]:
-        found, owner = await writes.load_for_create(conn, agent_id, draft.client_id)
+        found, owner, bound = await writes.load_for_create(conn, agent_id, draft.client_id)
         principal = require_principal(found)
         checks.check_client_owner(principal, owner, draft.client_id)
         priced = _checked_pricing(draft, pricing)
+        bound = await checks.open_one_more(svc, conn, principal.agent_id, bound, now)
         values = {
             "id": quote_id,
             "agency_id": principal.agency_id,
@@ -106,16 +107,13 @@ async def create_quote(
         }
         items = _item_values(draft, priced)
         quote = quote_to_api(values, items)
-        limit = svc.settings.max_open_quotes_per_agent
-        over = await writes.insert_quote(
+        await writes.insert_quote(
             conn,
             values=values,
             items=items,
             revision=_revision(quote, "CREATE", principal.agent_id, correlation_id, now),
-            open_limit=limit,
+            open_quote_bound=bound,
         )
-        if over is not None:
-            raise checks.quota_exceeded(limit, over)
         if on_saved is not None:
             await on_saved(conn, Saved(quote=quote, saved_at=now))
         return quote
@@ -189,7 +187,10 @@ async def update_quote(
             "version": expected + 1,
         }
         if record.row["status"] != new_status:  # a REJECTED quote reopens as a DRAFT
-            await checks.check_open_quota(svc, conn, record.row["agent_id"], now)
+            owner = record.row["agent_id"]
+            bound = await writes.lock_agent(conn, owner)
+            bound = await checks.open_one_more(svc, conn, owner, bound, now)
+            await writes.set_open_quote_bound(conn, owner, bound)
             values.update(sent_at=None, expires_at=None)
         items = _item_values(draft, priced)
         quote = quote_to_api(values, items)

@@ -5,6 +5,7 @@ databases."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from tripquote.agents.repository import Principal, load_principal
@@ -34,15 +35,38 @@ async def load_for_write(
 
 async def load_for_create(
     conn: UnitConnection, agent_id: str, client_id: str
-) -> tuple[Principal | None, Any]:
-    """The caller, locked for its quota check, and the client's ``{agent_id, agency_id}``."""
+) -> tuple[Principal | None, Any, int]:
+    """The caller, locked for its quota check, the client's ``{agent_id, agency_id}`` and the
+    caller's ``open_quote_bound``."""
     if isinstance(conn, DriverTx):
         return await pg.load_for_create(conn, agent_id, client_id)
     principal = await load_principal(conn, agent_id)
     if principal is None:
-        return None, None
-    await repo.lock_agent(conn, agent_id)
-    return principal, await repo.client_owner(conn, client_id)
+        return None, None, 0
+    bound = await repo.lock_agent(conn, agent_id)
+    return principal, await repo.client_owner(conn, client_id), bound
+
+
+async def lock_agent(conn: UnitConnection, agent_id: str) -> int:
+    """Lock the agent's row (its quota checks serialize there); its ``open_quote_bound``."""
+    if isinstance(conn, DriverTx):
+        return await pg.lock_agent(conn, agent_id)
+    return await repo.lock_agent(conn, agent_id)
+
+
+async def count_open_quotes(conn: UnitConnection, agent_id: str, now: datetime) -> int:
+    """DRAFT plus unexpired SENT quotes owned by ``agent_id``, exactly."""
+    if isinstance(conn, DriverTx):
+        return await pg.count_open_quotes(conn, agent_id, now)
+    return await repo.count_open_quotes(conn, agent_id, now)
+
+
+async def set_open_quote_bound(conn: UnitConnection, agent_id: str, bound: int) -> None:
+    """Store the agent's new ``open_quote_bound`` (its row is locked)."""
+    if isinstance(conn, DriverTx):
+        await pg.set_open_quote_bound(conn, agent_id, bound)
+    else:
+        await repo.set_open_quote_bound(conn, agent_id, bound)
 
 
 async def insert_quote(
@@ -51,20 +75,17 @@ async def insert_quote(
     values: dict[str, Any],
     items: list[dict[str, Any]],
     revision: RevisionRecord,
-    open_limit: int,
-) -> int | None:
-    """Insert quote, items and revision unless the owner already has ``open_limit`` open
-    quotes; None when written, else the owner's open-quote count (nothing written)."""
+    open_quote_bound: int,
+) -> None:
+    """Insert quote, items and revision, and store the owner's new ``open_quote_bound``."""
     if isinstance(conn, DriverTx):
-        return await pg.insert_quote(
-            conn, values=values, items=items, revision=revision, open_limit=open_limit
+        await pg.insert_quote(
+            conn, values=values, items=items, revision=revision, open_quote_bound=open_quote_bound
         )
-    current = await repo.count_open_quotes(conn, values["agent_id"], values["created_at"])
-    if current >= open_limit:
-        return current
+        return
     await repo.insert_quote(conn, values=values, items=items)
     await repo.insert_revision(conn, revision)
-    return None
+    await repo.set_open_quote_bound(conn, values["agent_id"], open_quote_bound)
 
 
 async def update_quote(
