@@ -44,6 +44,16 @@ REVISION_SNAPSHOT = (
     "SELECT snapshot::text FROM quote_revisions WHERE quote_id = $1 AND version = $2"
 )
 
+LOAD_FOR_CREATE_UNLOCKED = """
+SELECT a.id AS _agent_id, a.agency_id AS _agent_agency_id, a.role AS _role,
+       g.timezone AS _tz, c.agent_id AS _client_agent_id, c.agency_id AS _client_agency_id,
+       a.open_quote_bound AS _bound
+  FROM agents a
+  JOIN agencies g ON g.id = a.agency_id
+  LEFT JOIN clients c ON c.id = $2
+ WHERE a.id = $1 AND a.active
+"""
+
 LOAD_FOR_CREATE = """
 SELECT a.id AS _agent_id, a.agency_id AS _agent_agency_id, a.role AS _role,
        g.timezone AS _tz, c.agent_id AS _client_agent_id, c.agency_id AS _client_agency_id,
@@ -74,13 +84,22 @@ UPDATE idempotency_keys
 """
 
 CREATE = """
-WITH q AS (
+WITH bound AS (
+    -- $25 true: the quota was checked under the agent's row lock; the bound becomes $20.
+    -- $25 false (one statement, no lock held): raise the bound only if the agent is active and
+    -- below the limit $20; the UPDATE re-reads a row changed concurrently, so this is atomic.
+    -- No row: nothing below is written.
+    UPDATE agents SET open_quote_bound = CASE WHEN $25 THEN $20 ELSE open_quote_bound + 1 END
+     WHERE id = $3 AND ($25 OR (active AND open_quote_bound < $20))
+    RETURNING id
+), q AS (
     INSERT INTO quotes (id, agency_id, agent_id, client_id, trip_name, destination, start_date,
                         end_date, travelers, currency, markup_percent, discount,
                         expires_in_days, notes, subtotal, markup_amount, total, status, version,
                         created_at, last_modified_by, last_modified_at)
     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 1,
            $19, $3, $19
+      FROM bound
     RETURNING id
 ), items AS (
     INSERT INTO quote_items (id, quote_id, position, type, description, quantity, unit_price,
@@ -93,8 +112,6 @@ WITH q AS (
     INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,
                                  correlation_id, created_at, snapshot)
     SELECT $22, q.id, 1, 'CREATE', $18, $3, $23, $19, $24::json FROM q
-), bound AS (
-    UPDATE agents SET open_quote_bound = $20 WHERE id = $3
 )
 SELECT id FROM q
 """
@@ -192,9 +209,11 @@ async def revision_snapshot(tx: DriverTx, quote_id: str, version: int) -> dict[s
 async def load_for_create(
     tx: DriverTx, agent_id: str, client_id: str
 ) -> tuple[Principal | None, dict[str, str] | None, int]:
-    """The active agent, locked (``FOR UPDATE``) so its quota check is serialized, the owner
-    of ``client_id`` (None if no such client) and the agent's ``open_quote_bound``."""
-    row = await tx.driver.fetchrow(LOAD_FOR_CREATE, agent_id, client_id)
+    """The active agent, the owner of ``client_id`` (None if no such client) and the agent's
+    ``open_quote_bound``; in a transaction the agent's row is locked (``FOR UPDATE``) so its
+    quota check is serialized (one statement: ``insert_quote`` checks the bound itself)."""
+    query = LOAD_FOR_CREATE if tx.in_transaction else LOAD_FOR_CREATE_UNLOCKED
+    row = await tx.driver.fetchrow(query, agent_id, client_id)
     if row is None:
         return None, None, 0
     owner = (
@@ -241,20 +260,27 @@ async def insert_quote(
     values: dict[str, Any],
     items: list[dict[str, Any]],
     revision: RevisionRecord,
-    open_quote_bound: int,
-) -> None:
-    """Insert quote, items and first revision, and store the owner's new
-    ``open_quote_bound``, in one statement."""
+    open_quote_bound: int | None,
+    open_limit: int,
+) -> bool:
+    """Insert quote, items and first revision and update the owner's ``open_quote_bound``, in
+    one statement. ``open_quote_bound`` given (quota checked under the agent's lock): it is
+    stored. None (one statement, no lock): the bound is raised only if below ``open_limit``
+    and the agent active. False when nothing was written (then run the checked path)."""
     v = values
-    await tx.driver.execute(
+    checked = open_quote_bound is not None
+    tx.committing()
+    inserted = await tx.driver.fetchval(
         CREATE,
         v["id"], v["agency_id"], v["agent_id"], v["client_id"], v["trip_name"],
         v["destination"], v["start_date"], v["end_date"], v["travelers"], v["currency"],
         v["markup_percent"], v["discount"], v["expires_in_days"], v["notes"], v["subtotal"],
-        v["markup_amount"], v["total"], v["status"], v["created_at"], open_quote_bound,
+        v["markup_amount"], v["total"], v["status"], v["created_at"],
+        open_quote_bound if checked else open_limit,
         _items_json(items), str(uuid.uuid4()), revision.correlation_id,
-        dumps(revision.snapshot).decode(),
+        dumps(revision.snapshot).decode(), checked,
     )  # fmt: skip
+    return inserted is not None
 
 
 async def update_quote(

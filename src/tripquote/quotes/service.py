@@ -91,7 +91,10 @@ async def create_quote(
         principal = require_principal(found)
         checks.check_client_owner(principal, owner, draft.client_id)
         priced = _checked_pricing(draft, pricing)
-        bound = await checks.open_one_more(svc, conn, principal.agent_id, bound, now)
+        limit = svc.settings.max_open_quotes_per_agent
+        checked: int | None = None
+        if writes.in_transaction(conn):  # else the one statement checks the bound itself
+            checked = await checks.open_one_more(svc, conn, principal.agent_id, bound, now)
         values = {
             "id": quote_id,
             "agency_id": principal.agency_id,
@@ -107,18 +110,24 @@ async def create_quote(
         }
         items = _item_values(draft, priced)
         quote = quote_to_api(values, items)
-        await writes.insert_quote(
+        written = await writes.insert_quote(
             conn,
             values=values,
             items=items,
             revision=_revision(quote, "CREATE", principal.agent_id, correlation_id, now),
-            open_quote_bound=bound,
+            open_quote_bound=checked,
+            open_limit=limit,
         )
+        if not written:  # at the bound (count exactly, under the lock) or agent just disabled
+            writes.require_transaction(conn)
+            raise RuntimeError("a quota-checked create wrote nothing")  # its agent is locked
         if on_saved is not None:
             await on_saved(conn, Saved(quote=quote, saved_at=now))
         return quote
 
-    quote = await svc.runner.run(work, driver=True)
+    # One statement below the quota bound: the change commits with it (no BEGIN/COMMIT and no
+    # lock held across round trips); in a transaction with an idempotent response to store.
+    quote = await svc.runner.run(work, driver=True, single_statement=on_saved is None)
     return Saved(quote=quote, saved_at=now)
 
 

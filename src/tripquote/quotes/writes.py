@@ -15,6 +15,11 @@ from tripquote.quotes import repository as repo
 from tripquote.quotes.repository import QuoteRecord, RevisionRecord
 
 
+def in_transaction(conn: UnitConnection) -> bool:
+    """False only on a one-statement ``DriverTx`` (each statement commits by itself)."""
+    return not isinstance(conn, DriverTx) or conn.in_transaction
+
+
 def require_transaction(conn: UnitConnection) -> None:
     """TransactionRequired when the unit runs statement by statement (see ``DriverTx``)."""
     if isinstance(conn, DriverTx):
@@ -75,17 +80,26 @@ async def insert_quote(
     values: dict[str, Any],
     items: list[dict[str, Any]],
     revision: RevisionRecord,
-    open_quote_bound: int,
-) -> None:
-    """Insert quote, items and revision, and store the owner's new ``open_quote_bound``."""
+    open_quote_bound: int | None,
+    open_limit: int,
+) -> bool:
+    """Insert quote, items and revision, and store the owner's new ``open_quote_bound``
+    (checked under the agent's lock). On a one-statement ``DriverTx`` pass None: the statement
+    raises the bound itself if below ``open_limit``; False when nothing was written."""
     if isinstance(conn, DriverTx):
-        await pg.insert_quote(
-            conn, values=values, items=items, revision=revision, open_quote_bound=open_quote_bound
+        return await pg.insert_quote(
+            conn,
+            values=values,
+            items=items,
+            revision=revision,
+            open_quote_bound=open_quote_bound,
+            open_limit=open_limit,
         )
-        return
+    assert open_quote_bound is not None, "the portable path checks the quota first"
     await repo.insert_quote(conn, values=values, items=items)
     await repo.insert_revision(conn, revision)
     await repo.set_open_quote_bound(conn, values["agent_id"], open_quote_bound)
+    return True
 
 
 async def update_quote(
