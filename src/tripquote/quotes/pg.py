@@ -44,16 +44,6 @@ REVISION_SNAPSHOT = (
     "SELECT snapshot::text FROM quote_revisions WHERE quote_id = $1 AND version = $2"
 )
 
-LOAD_FOR_CREATE_UNLOCKED = """
-SELECT a.id AS _agent_id, a.agency_id AS _agent_agency_id, a.role AS _role,
-       g.timezone AS _tz, c.agent_id AS _client_agent_id, c.agency_id AS _client_agency_id,
-       a.open_quote_bound AS _bound
-  FROM agents a
-  JOIN agencies g ON g.id = a.agency_id
-  LEFT JOIN clients c ON c.id = $2
- WHERE a.id = $1 AND a.active
-"""
-
 LOAD_FOR_CREATE = """
 SELECT a.id AS _agent_id, a.agency_id AS _agent_agency_id, a.role AS _role,
        g.timezone AS _tz, c.agent_id AS _client_agent_id, c.agency_id AS _client_agency_id,
@@ -62,7 +52,6 @@ SELECT a.id AS _agent_id, a.agency_id AS _agent_agency_id, a.role AS _role,
   JOIN agencies g ON g.id = a.agency_id
   LEFT JOIN clients c ON c.id = $2
  WHERE a.id = $1 AND a.active
-   FOR UPDATE OF a
 """
 
 CLIENT_OWNER = "SELECT agent_id, agency_id FROM clients WHERE id = $1"
@@ -210,10 +199,10 @@ async def load_for_create(
     tx: DriverTx, agent_id: str, client_id: str
 ) -> tuple[Principal | None, dict[str, str] | None, int]:
     """The active agent, the owner of ``client_id`` (None if no such client) and the agent's
-    ``open_quote_bound``; in a transaction the agent's row is locked (``FOR UPDATE``) so its
-    quota check is serialized (one statement: ``insert_quote`` checks the bound itself)."""
-    query = LOAD_FOR_CREATE if tx.in_transaction else LOAD_FOR_CREATE_UNLOCKED
-    row = await tx.driver.fetchrow(query, agent_id, client_id)
+    ``open_quote_bound``. In a transaction the agent's row is then locked (``FOR UPDATE``) and
+    the bound read under the lock, so the quota check is serialized; one statement at a time,
+    ``insert_quote`` checks the bound itself."""
+    row = await tx.driver.fetchrow(LOAD_FOR_CREATE, agent_id, client_id)
     if row is None:
         return None, None, 0
     owner = (
@@ -221,7 +210,8 @@ async def load_for_create(
         if row["_client_agent_id"] is not None
         else None
     )
-    return _principal(row), owner, int(row["_bound"])
+    bound = await lock_agent(tx, agent_id) if tx.in_transaction else int(row["_bound"])
+    return _principal(row), owner, bound
 
 
 async def client_owner(tx: DriverTx, client_id: str) -> dict[str, str] | None:
