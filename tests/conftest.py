@@ -90,6 +90,10 @@ def make_settings(url: str, **overrides: Any) -> Settings:
         "rate_limit": "100000/minute",
         "tx_timeout_seconds": 10,
         "log_level": "WARNING",
+        # Many apps start in one test process: freezing each one's heap would keep every
+        # earlier test's garbage forever (tests/test_runtime.py covers the freeze).
+        "gc_freeze_at_startup": False,
+        "gc_gen0_threshold": 700,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -40,6 +40,7 @@ from tripquote.quotes.routes import REQUEST_SCHEMAS
 from tripquote.quotes.routes import router as quotes_router
 from tripquote.ratelimit import WriteRateLimiter
 from tripquote.rendering import error_response
+from tripquote.runtime import tune_gc
 from tripquote.validation import json_path
 
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         await warm_pool(engine, settings.db_pool_size)
         await observer.start(engine)
+        tune_gc(settings)
         try:
             yield
         finally:

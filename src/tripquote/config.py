@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     # Idempotency keys are kept this long (hours).
     idempotency_ttl_hours: float = Field(default=24.0, gt=0)
 
+    # Python's cyclic garbage collector, per serving process (see runtime.tune_gc): the objects
+    # alive once the app has started are frozen out of every collection, and the youngest
+    # generation is collected after this many new container objects (CPython's default: 700).
+    gc_freeze_at_startup: bool = True
+    gc_gen0_threshold: int = Field(default=7000, ge=100, le=1_000_000)
+
     @field_validator("currencies", mode="before")
     @classmethod
     def _split_currencies(cls, value: object) -> object:

@@ -101,10 +101,7 @@ def test_open_quote_bound_starts_at_the_draft_and_sent_quotes(empty_db: str) -> 
         ),
         "INSERT INTO clients (id, agency_id, agent_id, name, created_at)"
         " VALUES ('c1', 'g1', 'a1', 'C', '2026-11-29 10:00:00')",
-        *(
-            quote.format(id=f"q{n}", agent="a1", status=status)
-            for n, status in enumerate(statuses)
-        ),
+        *(quote.format(id=f"q{n}", agent="a1", status=status) for n, status in enumerate(statuses)),
     )
     migrate.upgrade(settings)
     rows = _sql(empty_db, "SELECT id, open_quote_bound FROM agents ORDER BY id")[0]
