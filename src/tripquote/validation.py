@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tripquote.errors import field_error
+from tripquote.errors import QuoteValidationFailed, TripquoteError, field_error
 
 # Pydantic error types, renamed to the short codes clients see.
 _CODES = {
@@ -44,3 +44,26 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
         message: Any = err.get("msg", "invalid value")
         out.append(field_error(json_path(err["loc"]), code, str(message)))
     return out
+
+
+def path_id(value: str, not_found: type[TripquoteError]) -> str:
+    """An id taken from the URL, or ``not_found`` (404) when no stored id can equal it.
+
+    A NUL byte (``%00``) is the one character PostgreSQL text cannot hold (SQLSTATE 22021)
+    while SQLite can: refusing it here gives both databases the same answer, with no query.
+    """
+    if "\x00" in value:
+        raise not_found()
+    return value
+
+
+def query_text(value: str | None, name: str) -> str | None:
+    """A text query parameter, or QUOTE_VALIDATION_FAILED at ``name`` if it holds a NUL byte
+    (see ``path_id``)."""
+    if value is not None and "\x00" in value:
+        raise QuoteValidationFailed(
+            details={
+                "errors": [field_error(name, "invalid_character", f"{name} must not hold NUL.")]
+            }
+        )
+    return value

@@ -20,7 +20,7 @@ from tripquote.errors import ClientNotFound, QuoteValidationFailed
 from tripquote.http import json_response, read_json, services
 from tripquote.openapi import ClientEnvelope, ClientListEnvelope, ok
 from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
-from tripquote.validation import field_errors
+from tripquote.validation import field_errors, path_id
 
 router = APIRouter(prefix="/api/agents/clients", tags=["clients"])
 
@@ -122,10 +122,11 @@ async def get_client(request: Request, client_id: str) -> Response:
     async with svc.observer.track("client.read") as op:
         claims = authenticate(request)
         op.agent_id = claims.agent_id
+        checked_id = path_id(client_id, ClientNotFound)
 
         async def work(conn: AsyncConnection) -> Any:
             principal = require_principal(await load_principal(conn, claims.agent_id))
-            row = await repository.get_client(conn, client_id)
+            row = await repository.get_client(conn, checked_id)
             if row is None:
                 raise ClientNotFound()
             check_access(

@@ -6,7 +6,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+from tripquote.quotes.schemas import Text200
+
+Name = Text200
+"""1-200 characters after trimming, no control characters, not only invisible ones."""
 Phone = Annotated[
     str,
     StringConstraints(

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from tripquote.agents.auth import authenticate
 from tripquote.db.transaction import UnitConnection
-from tripquote.errors import QuoteValidationFailed, field_error
+from tripquote.errors import QuoteNotFound, QuoteValidationFailed, field_error
 from tripquote.http import Services, json_response, read_json, services
 from tripquote.idempotency import (
     Claim,
@@ -38,6 +38,7 @@ from tripquote.quotes.lifecycle import Operation, QuoteStatus
 from tripquote.quotes.repository import QuoteFilters
 from tripquote.quotes.schemas import QuoteIn
 from tripquote.quotes.service import OnSaved, Saved
+from tripquote.validation import path_id, query_text
 
 router = APIRouter(prefix="/api/agents/quotes", tags=["quotes"])
 
@@ -221,6 +222,7 @@ async def list_quotes(
         claims = authenticate(request)
         op.agent_id = claims.agent_id
         check_limit(limit)
+        client_id = query_text(client_id, "clientId")
         if updated_since is not None and updated_since.tzinfo is None:
             raise QuoteValidationFailed(
                 details={
@@ -262,6 +264,7 @@ async def read_quote(request: Request, quote_id: str) -> Response:
     svc = services(request)
     async with svc.observer.track("quote.read", quote_id=quote_id) as op:
         claims = authenticate(request)
+        quote_id = path_id(quote_id, QuoteNotFound)
         op.agent_id = claims.agent_id
         quote = await service.read_quote(svc, agent_id=claims.agent_id, quote_id=quote_id)
         return json_response(
@@ -280,6 +283,7 @@ async def update_quote(request: Request, quote_id: str) -> Response:
     svc = services(request)
     async with svc.observer.track("quote.update", quote_id=quote_id) as op:
         claims = authenticate(request)
+        quote_id = path_id(quote_id, QuoteNotFound)
         op.agent_id = claims.agent_id
         await svc.limiter.check(claims.agent_id)
         if_match = parse_if_match(request.headers.get("if-match"))
@@ -299,6 +303,7 @@ async def _transition(request: Request, quote_id: str, operation: Operation) -> 
     svc = services(request)
     async with svc.observer.track(f"quote.{operation.value.lower()}", quote_id=quote_id) as op:
         claims = authenticate(request)
+        quote_id = path_id(quote_id, QuoteNotFound)
         op.agent_id = claims.agent_id
         await svc.limiter.check(claims.agent_id)
         if_match = parse_if_match(request.headers.get("if-match"))
@@ -355,6 +360,7 @@ async def list_revisions(request: Request, quote_id: str) -> Response:
     svc = services(request)
     async with svc.observer.track("quote.revisions", quote_id=quote_id) as op:
         claims = authenticate(request)
+        quote_id = path_id(quote_id, QuoteNotFound)
         op.agent_id = claims.agent_id
         revisions = await queries.list_revisions(svc, agent_id=claims.agent_id, quote_id=quote_id)
         return json_response({"success": True, "quoteId": quote_id, "revisions": revisions})
@@ -368,6 +374,7 @@ async def get_revision(
     svc = services(request)
     async with svc.observer.track("quote.revisions", quote_id=quote_id) as op:
         claims = authenticate(request)
+        quote_id = path_id(quote_id, QuoteNotFound)
         op.agent_id = claims.agent_id
         revision = await queries.get_revision(
             svc, agent_id=claims.agent_id, quote_id=quote_id, version=version

@@ -100,7 +100,7 @@ def _to_decimal(value: object) -> Decimal:
             raise PydanticCustomError(
                 "invalid_number", 'must be a decimal number written like "289.90"'
             )
-        return Decimal(value)
+        return _unsigned_zero(Decimal(value))
     number = Decimal(value) if isinstance(value, int) else value
     if not number.is_finite():
         raise PydanticCustomError("invalid_number", "must be a finite number")
@@ -114,7 +114,12 @@ def _to_decimal(value: object) -> Decimal:
             "invalid_number",
             f"must have at most {_DECIMAL_DIGITS} digits before and after the decimal point",
         )
-    return number
+    return _unsigned_zero(number)
+
+
+def _unsigned_zero(number: Decimal) -> Decimal:
+    # "-0" and "-0.00" are zero: stored and shown without a sign (never "-0.00").
+    return number.copy_abs() if number.is_zero() else number
 
 
 def _at_most_two_places(value: Decimal) -> Decimal:

@@ -1,0 +1,74 @@
+"""Input that only one database would refuse gets the same answer on both, before any query:
+a NUL byte (PostgreSQL text cannot hold one) in a client's name, in an id taken from the URL
+or in a query parameter; and a signed zero is stored and shown without its sign."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.test_errors_api import assert_envelope
+from tests.conftest import World, quote_body
+
+Q = "/api/agents/quotes"
+
+
+async def test_control_characters_in_a_client_name_are_refused(world: World) -> None:
+    actor = await world.actor()
+    before = await world.table_counts()
+    for name in ("a\u0000b", "tab\there", "mid\u0085dle"):
+        response = await world.client.post(
+            "/api/agents/clients", json={"name": name}, headers=actor.headers
+        )
+        body = assert_envelope(response, "QUOTE_VALIDATION_FAILED", 400)
+        assert [(e["path"], e["code"]) for e in body["details"]["errors"]] == [
+            ("name", "invalid_character")
+        ]
+    assert await world.table_counts() == before
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix"),
+    [
+        ("GET", ""),
+        ("PATCH", ""),
+        ("DELETE", ""),
+        ("POST", "/send"),
+        ("POST", "/accept"),
+        ("GET", "/revisions"),
+        ("GET", "/revisions/1"),
+    ],
+)
+async def test_a_nul_in_a_quote_id_is_not_found(world: World, method: str, suffix: str) -> None:
+    actor = await world.actor()
+    before = await world.table_counts()
+    response = await world.client.request(
+        method, f"{Q}/a%00b{suffix}", json={"version": 1}, headers=actor.headers
+    )
+    assert_envelope(response, "QUOTE_NOT_FOUND", 404)
+    assert await world.table_counts() == before
+
+
+async def test_a_nul_in_a_client_id_or_filter(world: World) -> None:
+    actor = await world.actor()
+    missing = await world.client.get("/api/agents/clients/%00", headers=actor.headers)
+    assert_envelope(missing, "CLIENT_NOT_FOUND", 404)
+    listed = await world.client.get(Q, params={"clientId": "\u0000"}, headers=actor.headers)
+    body = assert_envelope(listed, "QUOTE_VALIDATION_FAILED", 400)
+    assert [e["path"] for e in body["details"]["errors"]] == ["clientId"]
+
+
+async def test_negative_zero_is_stored_and_shown_as_zero(world: World) -> None:
+    actor = await world.actor()
+    body = {
+        **quote_body("iceland-ring-road-eur", actor.client_id),
+        "markupPercent": "-0",
+        "discount": "-0.00",
+    }
+    created = await world.client.post(Q, json=body, headers=actor.headers)
+    assert created.status_code == 201, created.text
+    quote = created.json()["quote"]
+    assert quote["markupPercent"] == "0.00"
+    assert quote["discount"] == quote["pricing"]["discount"] == "0.00"
+    assert quote["pricing"]["markupAmount"] == "0.00"
+    stored = (await world.client.get(f"{Q}/{quote['id']}", headers=actor.headers)).json()
+    assert stored["quote"]["markupPercent"] == "0.00"
