@@ -76,7 +76,6 @@ class LineWriter:
         self._lock = threading.Lock()
         self._parts: list[str] = []
         self._size = 0
-        self._flusher: threading.Thread | None = None
         self._pid = 0
 
     def write_line(self, line: str, *, urgent: bool = False) -> None:
@@ -111,8 +110,7 @@ class LineWriter:
     def _start_flusher(self) -> None:
         # Per process: a forked child inherits the object but not the thread.
         self._pid = os.getpid()
-        self._flusher = threading.Thread(target=self._flush_forever, name="log-flush", daemon=True)
-        self._flusher.start()
+        threading.Thread(target=self._flush_forever, name="log-flush", daemon=True).start()
 
     def _flush_forever(self) -> None:
         while True:

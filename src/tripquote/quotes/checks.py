@@ -11,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tripquote.agents.access import check_access
 from tripquote.agents.repository import Principal
-from tripquote.db.transaction import DriverTx, UnitConnection
+from tripquote.db.transaction import UnitConnection
 from tripquote.errors import ClientNotFound, QuotaExceeded, QuoteConflictVersion, QuoteNotFound
 from tripquote.http import Services
-from tripquote.quotes import pg, writes
 from tripquote.quotes import repository as repo
+from tripquote.quotes import writes
 from tripquote.quotes.lifecycle import QuoteStatus, effective_status
 from tripquote.quotes.repository import QuoteRecord
 from tripquote.quotes.rules import changed_fields
@@ -59,12 +59,7 @@ def check_client_owner(principal: Principal, owner: Any, client_id: str) -> None
 
 async def check_client(conn: UnitConnection, principal: Principal, client_id: str) -> None:
     """``check_client_owner`` for the stored owner of ``client_id``."""
-    owner = (
-        await pg.client_owner(conn, client_id)
-        if isinstance(conn, DriverTx)
-        else await repo.client_owner(conn, client_id)
-    )
-    check_client_owner(principal, owner, client_id)
+    check_client_owner(principal, await writes.client_owner(conn, client_id), client_id)
 
 
 async def open_one_more(
@@ -102,17 +97,11 @@ async def conflict(
     conn: UnitConnection, quote_id: str, expected: int, http_status: int | None
 ) -> QuoteConflictVersion:
     """QUOTE_CONFLICT_VERSION with the committed state and the fields changed since ``expected``."""
-    if isinstance(conn, DriverTx):
-        record = await pg.load_quote(conn, quote_id)
-    else:
-        record = await repo.get_quote(conn, quote_id)
+    record = await writes.get_quote(conn, quote_id)
     if record is None:  # deleted meanwhile (not possible today: deletes are soft)
         raise QuoteNotFound(details={"quoteId": quote_id})
     current = quote_to_api(record.row, record.items)
-    if isinstance(conn, DriverTx):
-        seen = await pg.revision_snapshot(conn, quote_id, expected)
-    else:
-        seen = await repo.get_revision_snapshot(conn, quote_id, expected)
+    seen = await writes.revision_snapshot(conn, quote_id, expected)
     fields = (*INPUT_FIELDS, "status")
     changed = (
         changed_fields({k: seen.get(k) for k in fields}, {k: current[k] for k in fields})

@@ -15,6 +15,27 @@ from tripquote.quotes import repository as repo
 from tripquote.quotes.repository import QuoteRecord, RevisionRecord
 
 
+async def get_quote(conn: UnitConnection, quote_id: str) -> QuoteRecord | None:
+    """The quote with its items, or None."""
+    if isinstance(conn, DriverTx):
+        return await pg.load_quote(conn, quote_id)
+    return await repo.get_quote(conn, quote_id)
+
+
+async def revision_snapshot(conn: UnitConnection, quote_id: str, version: int) -> Any:
+    """The snapshot of version ``version`` of the quote (a dict), or None."""
+    if isinstance(conn, DriverTx):
+        return await pg.revision_snapshot(conn, quote_id, version)
+    return await repo.get_revision_snapshot(conn, quote_id, version)
+
+
+async def client_owner(conn: UnitConnection, client_id: str) -> Any:
+    """``{agent_id, agency_id}`` of the client, or None."""
+    if isinstance(conn, DriverTx):
+        return await pg.client_owner(conn, client_id)
+    return await repo.client_owner(conn, client_id)
+
+
 def in_transaction(conn: UnitConnection) -> bool:
     """False only on a one-statement ``DriverTx`` (each statement commits by itself)."""
     return not isinstance(conn, DriverTx) or conn.in_transaction
