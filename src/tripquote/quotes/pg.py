@@ -46,8 +46,7 @@ REVISION_SNAPSHOT = (
 
 LOAD_FOR_CREATE = """
 SELECT a.id AS _agent_id, a.agency_id AS _agent_agency_id, a.role AS _role,
-       g.timezone AS _tz, c.agent_id AS _client_agent_id, c.agency_id AS _client_agency_id,
-       a.open_quote_bound AS _bound
+       g.timezone AS _tz, c.agent_id AS _client_agent_id, c.agency_id AS _client_agency_id
   FROM agents a
   JOIN agencies g ON g.id = a.agency_id
   LEFT JOIN clients c ON c.id = $2
@@ -74,20 +73,25 @@ UPDATE idempotency_keys
 
 CREATE = """
 WITH bound AS (
-    -- $25 true: the quota was checked under the agent's row lock; the bound becomes $20.
-    -- $25 false (one statement, no lock held): raise the bound only if the agent is active and
-    -- below the limit $20; the UPDATE re-reads a row changed concurrently, so this is atomic.
-    -- No row: nothing below is written.
-    UPDATE agents SET open_quote_bound = CASE WHEN $25 THEN $20 ELSE open_quote_bound + 1 END
-     WHERE id = $3 AND ($25 OR (active AND open_quote_bound < $20))
-    RETURNING id
+    -- $24 true: agent, client and quota were checked under the agent's row lock; the bound
+    -- becomes $19. $24 false (one statement, nothing checked yet, no lock held): only an
+    -- active agent below the limit $19, creating for a client it may use (its own; an admin:
+    -- its agency's), raises its bound by one. The UPDATE re-reads a row changed concurrently,
+    -- so check and raise are atomic. No row: nothing below is written.
+    UPDATE agents a
+       SET open_quote_bound = CASE WHEN $24 THEN $19 ELSE a.open_quote_bound + 1 END
+     WHERE a.id = $2 AND ($24 OR (a.active AND a.open_quote_bound < $19 AND EXISTS (
+           SELECT 1 FROM clients c
+            WHERE c.id = $3 AND c.agency_id = a.agency_id
+              AND (c.agent_id = a.id OR a.role = 'admin'))))
+    RETURNING a.agency_id
 ), q AS (
     INSERT INTO quotes (id, agency_id, agent_id, client_id, trip_name, destination, start_date,
                         end_date, travelers, currency, markup_percent, discount,
                         expires_in_days, notes, subtotal, markup_amount, total, status, version,
                         created_at, last_modified_by, last_modified_at)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 1,
-           $19, $3, $19
+    SELECT $1, bound.agency_id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+           $16, $17, 1, $18, $2, $18
       FROM bound
     RETURNING id
 ), items AS (
@@ -95,12 +99,12 @@ WITH bound AS (
                              line_total, details)
     SELECT gen_random_uuid()::text, q.id, x.position, x.type, x.description, x.quantity,
            x.unit_price, x.line_total, x.details
-      FROM q, json_to_recordset($21::json) AS x(position int, type text,
+      FROM q, json_to_recordset($20::json) AS x(position int, type text,
            description text, quantity int, unit_price numeric, line_total numeric, details json)
 ), revision AS (
     INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,
                                  correlation_id, created_at, snapshot)
-    SELECT $22, q.id, 1, 'CREATE', $18, $3, $23, $19, $24::json FROM q
+    SELECT $21, q.id, 1, 'CREATE', $17, $2, $22, $18, $23::json FROM q
 )
 SELECT id FROM q
 """
@@ -198,10 +202,11 @@ async def revision_snapshot(tx: DriverTx, quote_id: str, version: int) -> dict[s
 async def load_for_create(
     tx: DriverTx, agent_id: str, client_id: str
 ) -> tuple[Principal | None, dict[str, str] | None, int]:
-    """The active agent, the owner of ``client_id`` (None if no such client) and the agent's
-    ``open_quote_bound``. In a transaction the agent's row is then locked (``FOR UPDATE``) and
-    the bound read under the lock, so the quota check is serialized; one statement at a time,
-    ``insert_quote`` checks the bound itself."""
+    """The active agent, the owner of ``client_id`` (None if no such client) and, in a
+    transaction, the agent's ``open_quote_bound`` read under its row lock (``FOR UPDATE``), so
+    the quota check is serialized. One statement at a time the bound is not read (0): there
+    ``insert_quote`` checks agent, client and bound itself, and this load only says why it
+    wrote nothing."""
     row = await tx.driver.fetchrow(LOAD_FOR_CREATE, agent_id, client_id)
     if row is None:
         return None, None, 0
@@ -210,7 +215,7 @@ async def load_for_create(
         if row["_client_agent_id"] is not None
         else None
     )
-    bound = await lock_agent(tx, agent_id) if tx.in_transaction else int(row["_bound"])
+    bound = await lock_agent(tx, agent_id) if tx.in_transaction else 0
     return _principal(row), owner, bound
 
 
@@ -254,18 +259,20 @@ async def insert_quote(
     open_limit: int,
 ) -> bool:
     """Insert quote, items and first revision and update the owner's ``open_quote_bound``, in
-    one statement. ``open_quote_bound`` given (quota checked under the agent's lock): it is
-    stored. None (one statement, no lock): the bound is raised only if below ``open_limit``
-    and the agent active. False when nothing was written (then run the checked path)."""
+    one statement; the quote's agency is its agent's. ``open_quote_bound`` given (agent,
+    client and quota checked under the agent's lock): it is stored. None (one statement,
+    nothing checked): written only if the agent is active and below ``open_limit`` and may use
+    the client; the bound is then raised by one. False when nothing was written (then run the
+    checks, which say why, or the locked path)."""
     v = values
     checked = open_quote_bound is not None
     tx.committing()
     inserted = await tx.driver.fetchval(
         CREATE,
-        v["id"], v["agency_id"], v["agent_id"], v["client_id"], v["trip_name"],
-        v["destination"], v["start_date"], v["end_date"], v["travelers"], v["currency"],
-        v["markup_percent"], v["discount"], v["expires_in_days"], v["notes"], v["subtotal"],
-        v["markup_amount"], v["total"], v["status"], v["created_at"],
+        v["id"], v["agent_id"], v["client_id"], v["trip_name"], v["destination"],
+        v["start_date"], v["end_date"], v["travelers"], v["currency"], v["markup_percent"],
+        v["discount"], v["expires_in_days"], v["notes"], v["subtotal"], v["markup_amount"],
+        v["total"], v["status"], v["created_at"],
         open_quote_bound if checked else open_limit,
         _items_json(items), str(uuid.uuid4()), revision.correlation_id,
         dumps(revision.snapshot).decode(), checked,

@@ -85,31 +85,49 @@ async def create_quote(
     pricing = _price(draft)
     now = datetime.now(UTC)
     quote_id = str(uuid.uuid4())
+    limit = svc.settings.max_open_quotes_per_agent
+    fast = _fast_pricing(draft, pricing)
 
-    async def work(conn: UnitConnection) -> dict[str, Any]:
-        found, owner, bound = await writes.load_for_create(conn, agent_id, draft.client_id)
-        principal = require_principal(found)
-        checks.check_client_owner(principal, owner, draft.client_id)
-        priced = _checked_pricing(draft, pricing)
-        limit = svc.settings.max_open_quotes_per_agent
-        checked: int | None = None
-        if writes.in_transaction(conn):  # else the one statement checks the bound itself
-            checked = await checks.open_one_more(svc, conn, principal.agent_id, bound, now)
+    def quote_of(
+        agency_id: str | None, priced: Pricing
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
         values = {
             "id": quote_id,
-            "agency_id": principal.agency_id,
-            "agent_id": principal.agent_id,
+            "agency_id": agency_id,
+            "agent_id": agent_id,
             **_draft_values(draft, priced),
             "status": QuoteStatus.DRAFT.value,
             "version": 1,
             "created_at": now,
-            "last_modified_by": principal.agent_id,
+            "last_modified_by": agent_id,
             "last_modified_at": now,
             "sent_at": None,
             "expires_at": None,
         }
         items = _item_values(draft, priced)
-        quote = quote_to_api(values, items)
+        return values, items, quote_to_api(values, items)
+
+    async def work(conn: UnitConnection) -> dict[str, Any]:
+        if fast is not None and not writes.in_transaction(conn):
+            # One statement that checks the agent, the client and the quota bound itself:
+            # the usual create is one round trip. Written nothing: the checks below say why.
+            values, items, quote = quote_of(None, fast)
+            revision = _revision(quote, "CREATE", agent_id, correlation_id, now)
+            if await writes.insert_quote(
+                conn, values=values, items=items, revision=revision, open_quote_bound=None,
+                open_limit=limit,
+            ):  # fmt: skip
+                return quote
+        found, owner, bound = await writes.load_for_create(conn, agent_id, draft.client_id)
+        principal = require_principal(found)
+        checks.check_client_owner(principal, owner, draft.client_id)
+        priced = _checked_pricing(draft, pricing)
+        # Statement by statement, passing every check means the one statement above found
+        # the agent at its quota bound: that takes a transaction, where the bound is read
+        # under the agent's row lock and, at the limit, the open quotes counted exactly.
+        writes.require_transaction(conn)
+        checked = await checks.open_one_more(svc, conn, principal.agent_id, bound, now)
+        values, items, quote = quote_of(principal.agency_id, priced)
         written = await writes.insert_quote(
             conn,
             values=values,
@@ -118,8 +136,7 @@ async def create_quote(
             open_quote_bound=checked,
             open_limit=limit,
         )
-        if not written:  # at the bound (count exactly, under the lock) or agent just disabled
-            writes.require_transaction(conn)
+        if not written:
             raise RuntimeError("a quota-checked create wrote nothing")  # its agent is locked
         if on_saved is not None:
             await on_saved(conn, Saved(quote=quote, saved_at=now))
@@ -343,6 +360,15 @@ def _price(draft: QuoteDraft) -> Pricing | TripquoteError:
         return price_quote(draft)
     except TripquoteError as error:
         return error
+
+
+def _fast_pricing(draft: QuoteDraft, pricing: Pricing | TripquoteError) -> Pricing | None:
+    """The checked pricing, or None when checking it fails (its error then comes after the
+    stored-state checks, in the note's order)."""
+    try:
+        return _checked_pricing(draft, pricing)
+    except TripquoteError:
+        return None
 
 
 def _checked_pricing(draft: QuoteDraft, pricing: Pricing | TripquoteError) -> Pricing:

@@ -105,8 +105,9 @@ async def insert_quote(
     open_limit: int,
 ) -> bool:
     """Insert quote, items and revision, and store the owner's new ``open_quote_bound``
-    (checked under the agent's lock). On a one-statement ``DriverTx`` pass None: the statement
-    raises the bound itself if below ``open_limit``; False when nothing was written."""
+    (agent, client and quota checked under the agent's lock). On a one-statement ``DriverTx``
+    pass None: the statement checks the agent, the client and the bound (below
+    ``open_limit``) itself and raises the bound by one; False when it wrote nothing."""
     if isinstance(conn, DriverTx):
         return await pg.insert_quote(
             conn,

@@ -1,0 +1,142 @@
+"""A create on PostgreSQL is one statement: it checks the agent, the client and the quota bound
+itself. When it writes nothing, the load that follows says why (the precise error, nothing
+written), or, at the quota bound, the create runs again under the agent's row lock.
+
+The statements are read off asyncpg's query logger on every pooled connection."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import event
+
+from tests.conftest import World, make_settings, quote_body
+from tripquote.quotes import pg
+
+LIMIT = 2
+_NAMES = {
+    pg.CREATE: "CREATE",
+    pg.LOAD_FOR_CREATE: "LOAD_FOR_CREATE",
+    pg.LOCK_AGENT: "LOCK_AGENT",
+    pg.COUNT_OPEN: "COUNT_OPEN",
+}
+
+
+class Statements:
+    """The quote-create statements run on the engine's pooled asyncpg connections, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self._watched: set[int] = set()
+
+    def watch(self, dbapi_connection: Any, *_: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if id(driver) not in self._watched:
+            self._watched.add(id(driver))
+            driver.add_query_logger(self._log)
+
+    def _log(self, record: Any) -> None:
+        name = _NAMES.get(record.query)
+        if name is not None:
+            self.seen.append(name)
+
+    async def take(self) -> list[str]:
+        await asyncio.sleep(0)  # asyncpg calls query loggers with call_soon
+        seen, self.seen = self.seen, []
+        return seen
+
+
+@pytest_asyncio.fixture
+async def world(pg_url: str, world_factory: Any) -> World:
+    built: World = await world_factory(make_settings(pg_url, max_open_quotes_per_agent=LIMIT))
+    return built
+
+
+@pytest.fixture
+def statements(world: World) -> Iterator[Statements]:
+    watcher = Statements()
+    pool = world.engine.sync_engine.pool
+    event.listen(pool, "checkout", watcher.watch)
+    yield watcher
+    event.remove(pool, "checkout", watcher.watch)
+
+
+async def _bound(world: World, agent_id: str) -> int:
+    async with world.engine.connect() as conn:
+        result = await conn.exec_driver_sql(
+            "SELECT open_quote_bound FROM agents WHERE id = $1", (agent_id,)
+        )
+        return int(result.scalar_one())
+
+
+async def _create(world: World, headers: dict[str, str], client_id: str) -> Any:
+    return await world.client.post(
+        "/api/agents/quotes", json=quote_body("kyoto-autumn-jpy", client_id), headers=headers
+    )
+
+
+async def test_a_create_for_an_own_client_is_one_statement(
+    world: World, statements: Statements
+) -> None:
+    actor = await world.actor()
+    response = await _create(world, actor.headers, actor.client_id)
+    assert response.status_code == 201, response.text
+    assert await statements.take() == ["CREATE"]
+    quote_id = response.json()["quoteId"]
+    assert await world.count(
+        "quotes", "id = :id AND agency_id = :a", id=quote_id, a=actor.agency_id
+    )
+    assert await world.count("quote_revisions", "quote_id = :id", id=quote_id) == 1
+    assert await _bound(world, actor.agent_id) == 1
+
+
+async def test_an_admin_creates_for_its_agencys_client_in_one_statement(
+    world: World, statements: Statements
+) -> None:
+    agent = await world.actor()
+    admin = await world.actor(agency_id=agent.agency_id, role="admin")
+    response = await _create(world, admin.headers, agent.client_id)
+    assert response.status_code == 201, response.text
+    assert await statements.take() == ["CREATE"]
+    assert response.json()["quote"]["agentId"] == admin.agent_id
+
+
+@pytest.mark.parametrize(
+    ("whose", "code", "status"),
+    [("colleague", "AUTHORIZATION_FAILED", 403), ("other agency", "CLIENT_NOT_FOUND", 404)],
+)
+async def test_another_agents_client_writes_nothing_and_says_why(
+    world: World, statements: Statements, whose: str, code: str, status: int
+) -> None:
+    actor = await world.actor()
+    other = await world.actor(agency_id=actor.agency_id if whose == "colleague" else None)
+    before = await world.table_counts()
+    response = await _create(world, actor.headers, other.client_id)
+    assert response.status_code == status, response.text
+    assert response.json()["errorCode"] == code
+    assert await statements.take() == ["CREATE", "LOAD_FOR_CREATE"]
+    assert await world.table_counts() == before
+    assert await _bound(world, actor.agent_id) == 0
+
+
+async def test_at_the_bound_the_create_is_counted_under_the_agents_lock(
+    world: World, statements: Statements
+) -> None:
+    actor = await world.actor()
+    for _ in range(LIMIT):
+        assert (await _create(world, actor.headers, actor.client_id)).status_code == 201
+    await statements.take()
+    before = await world.table_counts()
+    refused = await _create(world, actor.headers, actor.client_id)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["errorCode"] == "QUOTA_EXCEEDED"
+    # One statement, its load (statement by statement), then the locked transaction.
+    assert await statements.take() == [
+        "CREATE", "LOAD_FOR_CREATE", "LOAD_FOR_CREATE", "LOCK_AGENT", "COUNT_OPEN",
+    ]  # fmt: skip
+    assert await world.table_counts() == before
+    assert await _bound(world, actor.agent_id) == LIMIT
