@@ -7,6 +7,7 @@ value with at least p% of the samples at or below it), never histogram approxima
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -111,24 +112,46 @@ def print_table(title: str, lines: Sequence[str]) -> None:
         print(line)
 
 
-def ratio_lines(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """tripquote / limit and tripquote / peer for throughput and P99, per workers and size."""
-    index: dict[tuple[str, str, int], dict[str, Any]] = {}
+def _bursts(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int], dict[int, Any]]:
+    """Burst summaries by (workers, target, size), then by round."""
+    index: dict[tuple[str, str, int], dict[int, Any]] = {}
     for run in runs:
         if run["scenario"] == "burst":
-            index[(run["workers"], run["target"], run["size"])] = run["summary"]
+            key = (run["workers"], run["target"], run["size"])
+            index.setdefault(key, {})[run.get("round", 0)] = run["summary"]
+    return index
+
+
+def _p99(summary: dict[str, Any]) -> float | None:
+    value: float | None = summary["latency"]["all"].get("p99_ms")
+    return value
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    known = sorted(v for v in values if v is not None)
+    return round(statistics.median(known), 3) if known else None
+
+
+def _rounds_text(values: Sequence[float | None]) -> str:
+    return "" if len(values) < 2 else " (" + " ".join(f"x{v}" for v in values) + ")"
+
+
+def ratio_lines(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """tripquote / limit and tripquote / peer for throughput and P99, per workers and size:
+    one ratio per round (both sides measured back to back), and their median."""
+    index = _bursts(runs)
     lines, records = [], []
-    for (workers, target, size), summary in sorted(index.items()):
+    for (workers, target, size), rounds in sorted(index.items()):
         if target != "tripquote":
             continue
         for other in ("limit", "peer"):
             base = index.get((workers, other, size))
             if base is None:
                 continue
-            t_ratio = ratio(summary["ok_per_s"], base["ok_per_s"])
-            p_ratio = ratio(
-                summary["latency"]["all"].get("p99_ms"), base["latency"]["all"].get("p99_ms")
-            )
+            paired = sorted(set(rounds) & set(base))
+            t_ratios = [ratio(rounds[r]["ok_per_s"], base[r]["ok_per_s"]) for r in paired]
+            p_ratios = [ratio(_p99(rounds[r]), _p99(base[r])) for r in paired]
+            t_ratio, p_ratio = _median(t_ratios), _median(p_ratios)
             records.append(
                 {
                     "workers": workers,
@@ -136,28 +159,49 @@ def ratio_lines(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[st
                     "versus": other,
                     "throughput_ratio": t_ratio,
                     "p99_ratio": p_ratio,
+                    "rounds": [
+                        {"round": r, "throughput_ratio": t, "p99_ratio": p}
+                        for r, t, p in zip(paired, t_ratios, p_ratios, strict=True)
+                    ],
                 }
             )
             lines.append(
                 f"workers={workers:<3} B={size:<6} tripquote/{other:<6} "
-                f"throughput x{t_ratio}  P99 x{p_ratio}"
+                f"throughput x{t_ratio}{_rounds_text(t_ratios)}  "
+                f"P99 x{p_ratio}{_rounds_text(p_ratios)}"
             )
     return lines, records
 
 
 def scaling_lines(runs: Sequence[dict[str, Any]]) -> list[str]:
-    """ok saves/s and P99 per worker count, for each target and burst size."""
-    table: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
-    for run in runs:
-        if run["scenario"] == "burst":
-            table.setdefault((run["target"], run["size"]), {})[run["workers"]] = run["summary"]
+    """Median ok saves/s and P99 over the rounds, per worker count, for each target and burst
+    size; then each target's largest burst against its smallest (queueing collapse)."""
+    index = _bursts(runs)
+    table: dict[tuple[str, int], dict[str, dict[int, Any]]] = {}
+    for (workers, target, size), rounds in index.items():
+        table.setdefault((target, size), {})[workers] = rounds
     lines = []
     for (target, size), by_workers in sorted(table.items()):
         cells = "  ".join(
-            f"w={w}: {s['ok_per_s']}/s P99 {s['latency']['all'].get('p99_ms', math.nan):.0f} ms"
-            for w, s in sorted(by_workers.items(), key=lambda kv: kv[0])
+            f"w={w}: {_median([s['ok_per_s'] for s in rounds.values()])}/s "
+            f"P99 {_median([_p99(s) for s in rounds.values()]) or math.nan:.0f} ms"
+            for w, rounds in sorted(by_workers.items(), key=lambda kv: kv[0])
         )
         lines.append(f"{target:<10} B={size:<6} {cells}")
+    sizes = sorted({size for (_, size) in table})
+    if len(sizes) > 1:
+        small, large = sizes[0], sizes[-1]
+        for target in sorted({target for (target, _) in table}):
+            for w, rounds in sorted(table.get((target, large), {}).items()):
+                smaller = table.get((target, small), {}).get(w, {})
+                per_round = [
+                    ratio(rounds[r]["ok_per_s"], smaller[r]["ok_per_s"])
+                    for r in sorted(set(rounds) & set(smaller))
+                ]
+                lines.append(
+                    f"{target:<10} w={w}: B={large} / B={small} throughput "
+                    f"x{_median(per_round)}{_rounds_text(per_round)}"
+                )
     return lines
 
 

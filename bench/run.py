@@ -53,6 +53,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hot", type=int, default=1000, help="N concurrent PATCHes of one quote")
     parser.add_argument("--workers", type=_ints, default=[2], help="e.g. 1,2,4")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="peer, limit and tripquote bursts repeated in alternation this many times per "
+        "worker count; ratios are per round and their median (the machine drifts)",
+    )
+    parser.add_argument(
         "--url",
         help="target a running tripquote instead of starting one "
         "(set-up then uses the TRIPQUOTE_* environment of this shell)",

@@ -63,6 +63,7 @@ class Bench:
         self.seq = 0
         self.max_burst = max(args.burst)
         self.server_pgid: int | None = None  # the running server's process group, for CPU
+        self.round = 0  # which of --rounds alternations is running
         self.db_tag = f"tripquote_bench_{os.getpid()}"  # in the title of our DB backends
 
     # --- bookkeeping -----------------------------------------------------------------------
@@ -76,13 +77,15 @@ class Bench:
                 "workers": workers,
                 "target": target,
                 "scenario": scenario,
+                "round": self.round,
                 "summary": summary,
                 **extra,
             }
         )
-        line = row(
-            workers, target, scenario + (f" {extra['size']}" if "size" in extra else ""), summary
-        )
+        label = scenario + (f" {extra['size']}" if "size" in extra else "")
+        if self.args.rounds > 1 and scenario == "burst":
+            label += f" r{self.round + 1}"
+        line = row(workers, target, label, summary)
         self.lines.append(line)
         print(line, flush=True)
 
@@ -138,7 +141,7 @@ class Bench:
                 target = PeerTarget(server.base_url, self.fixtures, self.bare_world)
                 if "peer" in self.scenarios:
                     await self.warm_up(target, self.bare_pool, workers)
-                if "ceiling" in self.scenarios:
+                if "ceiling" in self.scenarios and self.round == 0:
                     # Client libraries are compared once (first worker count); later
                     # worker counts measure the save client only.
                     first = workers == self.args.workers[0]
@@ -150,7 +153,8 @@ class Bench:
                     )
                 if "peer" in self.scenarios:
                     await self.bursts(w, target, self.bare_pool)
-                    await self.hot(w, target, self.bare_pool)
+                    if self.round == 0:
+                        await self.hot(w, target, self.bare_pool)
             finally:
                 server.stop()
         if "limit" in self.scenarios:
@@ -323,9 +327,13 @@ class Bench:
             meta["settings"] = self.settings()
             print(HEADER, flush=True)
             for workers in self.args.workers:
-                await self.bare_side(workers)
-                if self.scenarios & TRIPQUOTE_SCENARIOS:
-                    await run_tripquote(self, workers)
+                # Alternated, so a drift of this shared machine hits both sides of a ratio.
+                for number in range(self.args.rounds):
+                    self.round = number
+                    await self.bare_side(workers)
+                    if self.scenarios & TRIPQUOTE_SCENARIOS:
+                        await run_tripquote(self, workers)
+                self.round = 0
         except BaseException as exc:
             failure = exc
             raise
@@ -364,6 +372,7 @@ class Bench:
             "burst_sizes": args.burst,
             "hot_n": args.hot,
             "workers": args.workers,
+            "rounds": args.rounds,
             "url": args.url,
             "client": self.client_name,
             "ceiling_clients": self.ceiling_clients,

@@ -58,13 +58,14 @@ async def run_tripquote(bench: Bench, workers: int) -> None:
             await setup_client.aclose()
         target = tq_target(bench, base_url)
         await bench.warm_up(target, bench.tq_pool, workers)
-        if "ceiling" in bench.scenarios:
+        first = bench.round == 0  # later rounds repeat the bursts only
+        if "ceiling" in bench.scenarios and first:
             await bench.ceiling(w, "tq-live", f"{base_url}/health/live", [bench.client_name])
         if "burst" in bench.scenarios:
             await bench.bursts(w, target, bench.tq_pool)
-        if "hot" in bench.scenarios:
+        if "hot" in bench.scenarios and first:
             await bench.hot(w, target, bench.tq_pool)
-        if "contention" in bench.scenarios:
+        if "contention" in bench.scenarios and first:
             await contention(bench, w, base_url)
     finally:
         if server is not None:
@@ -114,7 +115,13 @@ async def contention(bench: Bench, w: str, base_url: str) -> None:
     finally:
         await client.aclose()
     bench.runs.append(
-        {"workers": w, "target": "tripquote", "scenario": "contention", "summary": outcome}
+        {
+            "workers": w,
+            "target": "tripquote",
+            "scenario": "contention",
+            "round": bench.round,
+            "summary": outcome,
+        }
     )
     lat = outcome["save_latency"]
     bench.note(

@@ -71,6 +71,8 @@ def _tiny(json_path: Path, *extra: str) -> list[str]:
         "20",
         "--workers",
         "1",
+        "--rounds",
+        "2",
         "--agents",
         "2",
         "--contention-agents",
@@ -109,6 +111,13 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
     assert "load generator runs on the same machine" in proc.stdout
 
     runs = {(r["target"], r["scenario"]): r for r in document["runs"]}
+    targets = ("limit", "peer", *(() if document["skipped"] else ("tripquote",)))
+    for target in targets:  # bursts in every round, the other scenarios once
+        rounds = [r["round"] for r in document["runs"] if r["target"] == target]
+        once = {"limit": 0, "peer": 1, "tripquote": 2}[target]  # hot; contention
+        assert sorted(rounds) == [0] * (1 + once) + [1], (target, rounds)
+    for record in document["ratios"]:
+        assert [r["round"] for r in record["rounds"]] == [0, 1], record
     for target in ("limit", "peer"):
         summary = runs[(target, "burst")]["summary"]
         assert summary["count"] == 20 and summary["ok"] == 20, summary

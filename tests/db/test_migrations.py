@@ -108,6 +108,16 @@ def test_open_quote_bound_starts_at_the_draft_and_sent_quotes(empty_db: str) -> 
     assert [tuple(row) for row in rows] == [("a1", 3), ("a2", 0)]
 
 
+def _fillfactors(url: str) -> dict[str, int | None]:
+    rows = _sql(
+        url,
+        "SELECT relname, (SELECT split_part(o, '=', 2) FROM unnest(reloptions) o"
+        "  WHERE o LIKE 'fillfactor=%') FROM pg_class"
+        " WHERE relname IN ('quotes', 'quote_items') AND relkind = 'r'",
+    )[0]
+    return {name: int(value) if value else None for name, value in rows}
+
+
 def test_upgrade_downgrade_upgrade_and_no_drift(empty_db: str) -> None:
     settings = make_settings(empty_db)
     expected = set(metadata.tables)
@@ -117,7 +127,13 @@ def test_upgrade_downgrade_upgrade_and_no_drift(empty_db: str) -> None:
     assert expected <= tables
     assert diff == []
 
-    migrate.downgrade(settings, "-1")  # one step back (0003), then forward again
+    postgres = empty_db.startswith("postgresql")
+    if postgres:
+        assert _fillfactors(empty_db) == {"quotes": 80, "quote_items": 80}
+    migrate.downgrade(settings, "-1")  # one step back (0004), then forward again
+    if postgres:
+        assert _fillfactors(empty_db) == {"quotes": None, "quote_items": None}
+    migrate.downgrade(settings, "-1")  # and 0003
     assert "open_quote_bound" not in _columns(empty_db, "agents")
     migrate.downgrade(settings, "-1")  # and 0002
     tables, _ = _inspect(empty_db)
