@@ -36,6 +36,7 @@ from tripquote.observability.logging import configure_logging, flush_logs
 from tripquote.observability.operations import Observer
 from tripquote.observability.routes import router as observability_router
 from tripquote.quotes.dispatch import QuoteDispatch
+from tripquote.quotes.pg import prepare_save_statements
 from tripquote.quotes.routes import REQUEST_SCHEMAS
 from tripquote.quotes.routes import router as quotes_router
 from tripquote.ratelimit import WriteRateLimiter
@@ -67,7 +68,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 abandon_after=timedelta(seconds=3 * settings.tx_timeout_seconds),
             ),
         )
-        await warm_pool(engine, settings.db_pool_size)
+        await warm_pool(
+            engine,
+            settings.db_pool_size,
+            prepare=None if settings.is_sqlite else prepare_save_statements,
+        )
         await observer.start(engine)
         tune_gc(settings)
         try:

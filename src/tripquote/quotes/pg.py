@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -303,3 +303,19 @@ async def update_quote(
         revision.operation, revision.correlation_id, dumps(revision.snapshot).decode(),
     )  # fmt: skip
     return int(new_version) if new_version is not None else None
+
+
+async def prepare_save_statements(driver: Any) -> None:
+    """Run the save path's statements once as no-ops (ids that match nothing) on one asyncpg
+    connection, so they are prepared there (asyncpg's statement cache, PostgreSQL's generic
+    plan) before the first save needs them."""
+    when, day, zero = datetime.now(UTC), date(2000, 1, 1), Decimal(0)
+    await driver.fetchrow(LOAD_FOR_WRITE, "", "")
+    await driver.fetchrow(LOAD_FOR_CREATE, "", "")
+    quote = ("", "", "", day, day, 1, "", zero, zero, 1, None, zero, zero, zero)
+    await driver.fetchval(
+        CREATE, "", "", *quote, "DRAFT", when, 0, "[]", "", "", "{}", False
+    )  # fmt: skip
+    await driver.fetchval(
+        UPDATE, "", 1, *quote, "DRAFT", "", when, None, None, 0, "[]", "", "UPDATE", "", "{}"
+    )  # fmt: skip
