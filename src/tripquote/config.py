@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     oprecord_queue_size: int = Field(default=10_000, ge=1)
     oprecord_batch_size: int = Field(default=200, ge=1)
+    # After a record arrives, wait this long for more before writing (one COPY, one commit
+    # per batch instead of per handful of requests); 0 writes whatever is queued at once.
+    oprecord_linger_seconds: float = Field(default=0.05, ge=0, le=5)
 
     # Idempotency keys are kept this long (hours).
     idempotency_ttl_hours: float = Field(default=24.0, gt=0)

@@ -89,6 +89,23 @@ async def test_tracked_operations_land_with_every_field(
     assert observer.records.written == 7
 
 
+@pytest.mark.parametrize(("linger", "batches"), [(0.0, 2), (5.0, 1)])
+async def test_records_arriving_within_the_linger_share_one_batch(
+    engine: AsyncEngine, records_table: Table, linger: float, batches: int
+) -> None:
+    writer = OpRecordWriter(
+        queue_size=100, batch_size=50, linger_seconds=linger, table=records_table
+    )
+    await writer.start(engine)
+    writer.enqueue(record(0))
+    await asyncio.sleep(0)  # the writer takes the first record (then lingers, or writes it)
+    for i in range(1, 10):
+        writer.enqueue(record(i))
+    await writer.stop()  # drains at once: shutdown never waits out the linger
+    assert await count_rows(engine, records_table) == 10
+    assert (writer.written, writer.batches, writer.dropped) == (10, batches, 0)
+
+
 async def test_stop_drains_the_queue(engine: AsyncEngine, records_table: Table) -> None:
     writer = OpRecordWriter(queue_size=1000, batch_size=50, table=records_table)
     for i in range(500):  # queued before the writer even starts

@@ -91,6 +91,7 @@ class Observer:
         self.records = OpRecordWriter(
             queue_size=settings.oprecord_queue_size,
             batch_size=settings.oprecord_batch_size,
+            linger_seconds=settings.oprecord_linger_seconds,
             table=records_table,
         )
         self.alerts = AlertDispatcher(settings, backoff_seconds=alert_backoff_seconds)
