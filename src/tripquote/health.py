@@ -1,8 +1,10 @@
-"""``GET /health/live`` (the process answers) and ``GET /health/ready`` (the database answers)."""
+"""``GET /health/live`` (the process answers) and ``GET /health/ready`` (the database answers
+and its schema is migrated for this release)."""
 
 from __future__ import annotations
 
 import asyncio
+from functools import cache
 
 from fastapi import APIRouter
 from sqlalchemy import text
@@ -10,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tripquote.db import migrate
 from tripquote.errors import ServiceNotReady
 from tripquote.http import json_response
 from tripquote.openapi import ERROR_RESPONSES, HealthOut
@@ -25,14 +28,37 @@ async def live() -> Response:
     return json_response({"status": "live"})
 
 
+_revisions = cache(migrate.revisions)
+
+
 @router.get("/ready", responses={200: {"model": HealthOut}, 503: ERROR_RESPONSES[503]})
 async def ready(request: Request) -> Response:
-    """200 when a ``SELECT 1`` answers within 2 s; else 503 SERVICE_NOT_READY."""
+    """200 when the database answers within 2 s and is migrated to this release's newest
+    revision (or one this release does not know: a newer schema kept after a code rollback,
+    docs/rollback.md); else 503 SERVICE_NOT_READY with ``details.database`` = ``unreachable``,
+    ``not migrated`` or ``migration pending`` (with ``revision`` and ``expected``)."""
     engine = request.app.state.engine
+    head, known = _revisions()
     try:
         async with asyncio.timeout(_READY_TIMEOUT_SECONDS):
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
+                try:
+                    revision = (
+                        await conn.execute(text("SELECT version_num FROM alembic_version"))
+                    ).scalar()
+                except SQLAlchemyError:
+                    revision = None  # no alembic_version table: never migrated
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         raise ServiceNotReady(details={"database": "unreachable"}) from exc
+    if revision is None:
+        raise ServiceNotReady(
+            "The database has no schema yet: run `tripquote db upgrade`.",
+            details={"database": "not migrated", "expected": head},
+        )
+    if revision != head and revision in known:
+        raise ServiceNotReady(
+            "The database schema is older than this release: run `tripquote db upgrade`.",
+            details={"database": "migration pending", "revision": revision, "expected": head},
+        )
     return json_response({"status": "ready", "database": "ok"})

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from tripquote.config import Settings
+
+SCRIPT_LOCATION = "tripquote:migrations"
 
 
 def alembic_config(settings: Settings) -> Config:
     """An Alembic config whose scripts ship inside the package and whose URL is the settings'."""
     config = Config()
-    config.set_main_option("script_location", "tripquote:migrations")
+    config.set_main_option("script_location", SCRIPT_LOCATION)
     config.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
     return config
+
+
+def revisions() -> tuple[str, frozenset[str]]:
+    """(the newest revision this release ships, every revision it ships)."""
+    config = Config()
+    config.set_main_option("script_location", SCRIPT_LOCATION)
+    scripts = ScriptDirectory.from_config(config)
+    return scripts.get_current_head() or "", frozenset(r.revision for r in scripts.walk_revisions())
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:

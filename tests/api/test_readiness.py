@@ -1,0 +1,69 @@
+"""``/health/ready`` is 200 only when the database answers and carries this release's schema:
+never migrated or behind → 503 SERVICE_NOT_READY saying which; a revision this release does
+not know (a newer schema kept after a code rollback) is served. Both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.conftest import PG_ADMIN_URL, _run_admin, make_settings
+from tripquote.db import migrate
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'ready.db'}"
+        return
+    name = f"tripquote_ready_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_run_admin(f'CREATE DATABASE "{name}"'))
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    asyncio.run(_run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _set_revision(url: str, revision: str) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = :r"), {"r": revision})
+    finally:
+        await engine.dispose()
+
+
+async def _ready(world_factory: Any, url: str) -> tuple[int, dict[str, Any]]:
+    world = await world_factory(make_settings(url))
+    response = await world.client.get("/health/ready")
+    return response.status_code, response.json()
+
+
+async def test_ready_only_on_this_releases_schema(empty_db: str, world_factory: Any) -> None:
+    head, _ = migrate.revisions()
+    status, body = await _ready(world_factory, empty_db)  # the app starts on an empty database
+    assert status == 503, body
+    assert body["errorCode"] == "SERVICE_NOT_READY"
+    assert body["details"] == {"database": "not migrated", "expected": head}
+
+    await asyncio.to_thread(migrate.upgrade, make_settings(empty_db), "0003")
+    status, body = await _ready(world_factory, empty_db)
+    assert status == 503, body
+    assert body["details"] == {
+        "database": "migration pending",
+        "revision": "0003",
+        "expected": head,
+    }
+
+    await asyncio.to_thread(migrate.upgrade, make_settings(empty_db))
+    status, body = await _ready(world_factory, empty_db)
+    assert (status, body) == (200, {"status": "ready", "database": "ok"})
+
+    await _set_revision(empty_db, "9999_from_a_newer_release")
+    status, body = await _ready(world_factory, empty_db)
+    assert status == 200, body
