@@ -16,6 +16,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
+
 from tripquote.agents.repository import Principal
 from tripquote.db.transaction import DriverTx
 from tripquote.quotes.jsonbody import dumps
@@ -305,17 +307,34 @@ async def update_quote(
     return int(new_version) if new_version is not None else None
 
 
+WARM_UP_LOCK_TIMEOUT_MS = 100
+"""How long start-up waits for a table lock while preparing (a ``VACUUM FULL`` or an index
+build may hold one): past it that statement is prepared on its first use instead."""
+
+
 async def prepare_save_statements(driver: Any) -> None:
     """Run the save path's statements once as no-ops (ids that match nothing) on one asyncpg
     connection, so they are prepared there (asyncpg's statement cache, PostgreSQL's generic
-    plan) before the first save needs them."""
+    plan) before the first save needs them. Each runs in its own transaction, rolled back,
+    with a short lock and statement timeout: a locked table costs start-up at most that."""
     when, day, zero = datetime.now(UTC), date(2000, 1, 1), Decimal(0)
-    await driver.fetchrow(LOAD_FOR_WRITE, "", "")
-    await driver.fetchrow(LOAD_FOR_CREATE, "", "")
     quote = ("", "", "", day, day, 1, "", zero, zero, 1, None, zero, zero, zero)
-    await driver.fetchval(
-        CREATE, "", "", *quote, "DRAFT", when, 0, "[]", "", "", "{}", False
-    )  # fmt: skip
-    await driver.fetchval(
-        UPDATE, "", 1, *quote, "DRAFT", "", when, None, None, 0, "[]", "", "UPDATE", "", "{}"
-    )  # fmt: skip
+    statements: tuple[tuple[str, tuple[Any, ...]], ...] = (
+        (LOAD_FOR_WRITE, ("", "")),
+        (LOAD_FOR_CREATE, ("", "")),
+        (CREATE, ("", "", *quote, "DRAFT", when, 0, "[]", "", "", "{}", False)),
+        (UPDATE, ("", 1, *quote, "DRAFT", "", when, None, None, 0, "[]", "", "UPDATE", "", "{}")),
+    )
+    for statement, args in statements:
+        transaction = driver.transaction()
+        await transaction.start()
+        try:
+            await driver.execute(
+                f"SET LOCAL lock_timeout = {WARM_UP_LOCK_TIMEOUT_MS};"
+                f" SET LOCAL statement_timeout = {10 * WARM_UP_LOCK_TIMEOUT_MS}"
+            )
+            await driver.fetch(statement, *args)
+        except asyncpg.PostgresError:
+            pass  # e.g. a lock not granted in time, or not migrated yet: prepared on first use
+        finally:
+            await transaction.rollback()
