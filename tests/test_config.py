@@ -37,3 +37,13 @@ def test_currency_whitelist_from_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("TRIPQUOTE_CURRENCIES", "EURO")
     with pytest.raises(ValidationError, match="ISO 4217"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_the_open_quote_limit_fits_the_databases_32_bit_column(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRIPQUOTE_MAX_OPEN_QUOTES_PER_AGENT", str(2**31 - 1))
+    assert Settings(_env_file=None).max_open_quotes_per_agent == 2**31 - 1  # type: ignore[call-arg]
+    monkeypatch.setenv("TRIPQUOTE_MAX_OPEN_QUOTES_PER_AGENT", str(2**31))
+    with pytest.raises(ValidationError, match="max_open_quotes_per_agent"):
+        Settings(_env_file=None)  # type: ignore[call-arg]

@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     rate_limit: str = "120/minute"
     rate_limit_storage: str = "memory://"
     rate_limit_fail_open: bool = True
-    max_open_quotes_per_agent: int = Field(default=1000, ge=1)
+    # Compared in SQL with agents.open_quote_bound, a 32-bit integer column.
+    max_open_quotes_per_agent: int = Field(default=1000, ge=1, le=2**31 - 1)
     max_items_per_quote: int = Field(default=100, ge=1, le=10_000)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 

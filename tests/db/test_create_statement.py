@@ -140,3 +140,12 @@ async def test_at_the_bound_the_create_is_counted_under_the_agents_lock(
     ]  # fmt: skip
     assert await world.table_counts() == before
     assert await _bound(world, actor.agent_id) == LIMIT
+
+
+async def test_the_largest_allowed_limit_is_one_statement_too(
+    pg_url: str, world_factory: Any
+) -> None:
+    world = await world_factory(make_settings(pg_url, max_open_quotes_per_agent=2**31 - 1))
+    actor = await world.actor()
+    response = await _create(world, actor.headers, actor.client_id)
+    assert response.status_code == 201, response.text
