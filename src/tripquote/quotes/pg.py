@@ -57,7 +57,7 @@ SELECT a.id AS _agent_id, a.agency_id AS _agent_agency_id, a.role AS _role,
 
 CLIENT_OWNER = "SELECT agent_id, agency_id FROM clients WHERE id = $1"
 
-LOCK_AGENT = "SELECT open_quote_bound FROM agents WHERE id = $1 FOR UPDATE"
+LOCK_AGENT = "SELECT open_quote_bound, active FROM agents WHERE id = $1 FOR UPDATE"
 
 SET_OPEN_QUOTE_BOUND = "UPDATE agents SET open_quote_bound = $2 WHERE id = $1"
 
@@ -206,9 +206,9 @@ async def load_for_create(
 ) -> tuple[Principal | None, dict[str, str] | None, int]:
     """The active agent, the owner of ``client_id`` (None if no such client) and, in a
     transaction, the agent's ``open_quote_bound`` read under its row lock (``FOR UPDATE``), so
-    the quota check is serialized. One statement at a time the bound is not read (0): there
-    ``insert_quote`` checks agent, client and bound itself, and this load only says why it
-    wrote nothing."""
+    the quota check is serialized; an agent disabled by then is None too. One statement at a
+    time the bound is not read (0): there ``insert_quote`` checks agent, client and bound
+    itself, and this load only says why it wrote nothing."""
     row = await tx.driver.fetchrow(LOAD_FOR_CREATE, agent_id, client_id)
     if row is None:
         return None, None, 0
@@ -217,7 +217,11 @@ async def load_for_create(
         if row["_client_agent_id"] is not None
         else None
     )
-    bound = await lock_agent(tx, agent_id) if tx.in_transaction else 0
+    if not tx.in_transaction:
+        return _principal(row), owner, 0
+    bound, active = await lock_agent(tx, agent_id)
+    if not active:  # disabled while this request waited for the lock
+        return None, None, 0
     return _principal(row), owner, bound
 
 
@@ -227,9 +231,11 @@ async def client_owner(tx: DriverTx, client_id: str) -> dict[str, str] | None:
     return dict(row) if row is not None else None
 
 
-async def lock_agent(tx: DriverTx, agent_id: str) -> int:
-    """Lock the agent's row (serializing its quota checks); its ``open_quote_bound``."""
-    return int(await tx.driver.fetchval(LOCK_AGENT, agent_id) or 0)
+async def lock_agent(tx: DriverTx, agent_id: str) -> tuple[int, bool]:
+    """Lock the agent's row (serializing its quota checks); its ``open_quote_bound`` and
+    whether it is active, as of the lock ((0, False) if there is no such agent)."""
+    row = await tx.driver.fetchrow(LOCK_AGENT, agent_id)
+    return (int(row[0]), bool(row[1])) if row is not None else (0, False)
 
 
 async def count_open_quotes(tx: DriverTx, agent_id: str, now: datetime) -> int:

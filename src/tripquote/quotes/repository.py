@@ -142,11 +142,17 @@ class QuoteFilters:
     updated_since: datetime | None = None
 
 
-async def lock_agent(conn: AsyncConnection, agent_id: str) -> int:
+async def lock_agent(conn: AsyncConnection, agent_id: str) -> tuple[int, bool]:
     """Serialize this agent's quota-checked writes (``SELECT … FOR UPDATE``; SQLite's
-    ``BEGIN IMMEDIATE`` already serializes every writer); its ``open_quote_bound``."""
-    query = select(agents.c.open_quote_bound).where(agents.c.id == agent_id).with_for_update()
-    return int((await conn.execute(query)).scalar() or 0)
+    ``BEGIN IMMEDIATE`` already serializes every writer); its ``open_quote_bound`` and whether
+    it is active, as of the lock ((0, False) if there is no such agent)."""
+    query = (
+        select(agents.c.open_quote_bound, agents.c.active)
+        .where(agents.c.id == agent_id)
+        .with_for_update()
+    )
+    row = (await conn.execute(query)).first()
+    return (int(row.open_quote_bound), bool(row.active)) if row is not None else (0, False)
 
 
 async def set_open_quote_bound(conn: AsyncConnection, agent_id: str, bound: int) -> None:

@@ -16,6 +16,7 @@ from tripquote.agents.auth import require_principal
 from tripquote.agents.repository import load_principal
 from tripquote.db.transaction import UnitConnection
 from tripquote.errors import (
+    AgentNotFound,
     QuoteValidationFailed,
     TripquoteError,
     field_error,
@@ -214,7 +215,9 @@ async def update_quote(
         }
         if record.row["status"] != new_status:  # a REJECTED quote reopens as a DRAFT
             owner = record.row["agent_id"]
-            bound = await writes.lock_agent(conn, owner)
+            bound, active = await writes.lock_agent(conn, owner)
+            if owner == principal.agent_id and not active:  # disabled while it waited
+                raise AgentNotFound()
             bound = await checks.open_one_more(svc, conn, owner, bound, now)
             await writes.set_open_quote_bound(conn, owner, bound)
             values.update(sent_at=None, expires_at=None)

@@ -62,19 +62,23 @@ async def load_for_write(
 async def load_for_create(
     conn: UnitConnection, agent_id: str, client_id: str
 ) -> tuple[Principal | None, Any, int]:
-    """The caller, locked for its quota check, the client's ``{agent_id, agency_id}`` and the
-    caller's ``open_quote_bound``."""
+    """The caller (None if missing or disabled, the latter checked again once locked for its
+    quota check), the client's ``{agent_id, agency_id}`` and the caller's
+    ``open_quote_bound``."""
     if isinstance(conn, DriverTx):
         return await pg.load_for_create(conn, agent_id, client_id)
     principal = await load_principal(conn, agent_id)
     if principal is None:
         return None, None, 0
-    bound = await repo.lock_agent(conn, agent_id)
+    bound, active = await repo.lock_agent(conn, agent_id)
+    if not active:
+        return None, None, 0
     return principal, await repo.client_owner(conn, client_id), bound
 
 
-async def lock_agent(conn: UnitConnection, agent_id: str) -> int:
-    """Lock the agent's row (its quota checks serialize there); its ``open_quote_bound``."""
+async def lock_agent(conn: UnitConnection, agent_id: str) -> tuple[int, bool]:
+    """Lock the agent's row (its quota checks serialize there); its ``open_quote_bound`` and
+    whether it is active, as of the lock."""
     if isinstance(conn, DriverTx):
         return await pg.lock_agent(conn, agent_id)
     return await repo.lock_agent(conn, agent_id)
