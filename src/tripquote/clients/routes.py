@@ -128,12 +128,13 @@ async def get_client(request: Request, client_id: str) -> Response:
             principal = require_principal(await load_principal(conn, claims.agent_id))
             row = await repository.get_client(conn, checked_id)
             if row is None:
-                raise ClientNotFound()
+                raise ClientNotFound(details={"clientId": checked_id})
             check_access(
                 principal,
                 owner_agent_id=row.agent_id,
                 owner_agency_id=row.agency_id,
                 not_found=ClientNotFound,
+                details={"clientId": checked_id},
             )
             return row._mapping
 

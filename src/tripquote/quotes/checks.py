@@ -40,6 +40,7 @@ def check_visible(principal: Principal, record: QuoteRecord | None, quote_id: st
         owner_agent_id=record.row["agent_id"],
         owner_agency_id=record.row["agency_id"],
         not_found=QuoteNotFound,
+        details={"quoteId": quote_id},
     )
     return record
 
@@ -54,6 +55,7 @@ def check_client_owner(principal: Principal, owner: Any, client_id: str) -> None
         owner_agent_id=owner["agent_id"],
         owner_agency_id=owner["agency_id"],
         not_found=ClientNotFound,
+        details={"clientId": client_id},
     )
 
 

@@ -1,0 +1,72 @@
+"""Another agency's quote or client answers exactly as one that does not exist: same status,
+code, message and details (the id asked for), on every route that names one. Both databases."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.conftest import World, quote_body
+
+
+def _comparable(response: httpx.Response) -> tuple[int, dict[str, Any]]:
+    body = response.json()
+    return response.status_code, {
+        k: v for k, v in body.items() if k not in ("correlationId", "timestamp")
+    }
+
+
+def _expected(response: httpx.Response, key: str, asked: str) -> tuple[int, dict[str, Any]]:
+    status, body = _comparable(response)
+    return status, {**body, "details": {key: asked}}
+
+
+async def test_another_agencys_records_look_missing(world: World) -> None:
+    me = await world.actor()
+    them = await world.actor()  # another agency
+    theirs = await world.client.post(
+        "/api/agents/quotes",
+        json=quote_body("kyoto-autumn-jpy", them.client_id),
+        headers=them.headers,
+    )
+    quote_id = theirs.json()["quoteId"]
+    missing = str(uuid.uuid4())
+    before = await world.table_counts()
+
+    calls: list[tuple[str, Any]] = [
+        ("quoteId", lambda q: world.client.get(f"/api/agents/quotes/{q}", headers=me.headers)),
+        (
+            "quoteId",
+            lambda q: world.client.patch(
+                f"/api/agents/quotes/{q}", json={"version": 1, "notes": "x"}, headers=me.headers
+            ),
+        ),
+        (
+            "quoteId",
+            lambda q: world.client.post(
+                f"/api/agents/quotes/{q}/send", json={"version": 1}, headers=me.headers
+            ),
+        ),
+        (
+            "quoteId",
+            lambda q: world.client.get(f"/api/agents/quotes/{q}/revisions", headers=me.headers),
+        ),
+        ("clientId", lambda c: world.client.get(f"/api/agents/clients/{c}", headers=me.headers)),
+        (
+            "clientId",
+            lambda c: world.client.post(
+                "/api/agents/quotes",
+                json=quote_body("kyoto-autumn-jpy", c),
+                headers=me.headers,
+            ),
+        ),
+    ]
+    for key, call in calls:
+        existing = quote_id if key == "quoteId" else them.client_id
+        answer, absent = await call(existing), await call(missing)
+        assert answer.status_code == 404, answer.text
+        assert _comparable(answer) == _expected(absent, key, existing), (answer.text, absent.text)
+        assert _comparable(absent)[1]["details"] == {key: missing}
+    assert await world.table_counts() == before
