@@ -163,14 +163,21 @@ class Server:
 
 
 def start_server(
-    env: dict[str, str], *, log_dir: Path, workers: int = 1, name: str = "tripquote"
+    env: dict[str, str],
+    *,
+    log_dir: Path,
+    workers: int = 1,
+    name: str = "tripquote",
+    metrics_dir: bool = True,
 ) -> Server:
-    """Start ``tripquote serve`` on a free port (not yet ready: see ``wait_ready``)."""
+    """Start ``tripquote serve`` on a free port (not yet ready: see ``wait_ready``); with
+    several workers their metrics go to a folder of ``log_dir`` unless ``metrics_dir`` is
+    False (then ``serve`` makes its own)."""
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{port}.log"
     env = dict(env)
-    if workers > 1:
+    if workers > 1 and metrics_dir:
         metrics_dir = log_dir / f"metrics-{port}"
         metrics_dir.mkdir()
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)

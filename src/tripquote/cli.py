@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -76,13 +77,23 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
 ) -> None:
     """Run the HTTP API with uvicorn (JSON logs; metrics shared across workers)."""
+    settings = _settings()
+    created: str | None = None  # the workers' metrics files, removed when serving ends
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        created = tempfile.mkdtemp(prefix="tripquote-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
+    try:
+        _run_uvicorn(settings, host=host, port=port, workers=workers)
+    finally:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+
+
+def _run_uvicorn(settings: Settings, *, host: str, port: int, workers: int) -> None:
     import uvicorn
 
     from tripquote.observability.logging import uvicorn_log_config
 
-    settings = _settings()
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tripquote-metrics-")
     uvicorn.run(
         "tripquote.app:create_app",
         factory=True,
