@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
@@ -41,7 +41,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         )
         _install_sqlite_hooks(engine, busy_timeout_ms=timeout_ms)
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -62,6 +62,18 @@ def create_engine(settings: Settings) -> AsyncEngine:
             },
         },
     )
+    event.listen(engine.sync_engine, "checkout", _replace_closed)
+    return engine
+
+
+def _replace_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Pool checkout: a connection the server already closed (restart, terminated backend,
+    idle timeout; asyncpg saw the socket close) is reconnected before anyone uses it, and every
+    older one is recycled at its own next checkout (SQLAlchemy's pessimistic disconnect
+    handling, without a ping round trip). Otherwise each pooled connection would fail one
+    request after a restart."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise InvalidatePoolError("the server closed this connection")
 
 
 async def warm_pool(
