@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tripquote import __version__
 from tripquote.clients.routes import router as clients_router
@@ -35,7 +36,7 @@ from tripquote.observability.correlation import CorrelationMiddleware
 from tripquote.observability.logging import configure_logging, flush_logs
 from tripquote.observability.operations import Observer
 from tripquote.observability.routes import router as observability_router
-from tripquote.quotes.dispatch import QuoteDispatch
+from tripquote.quotes.dispatch import QuoteDispatch, match
 from tripquote.quotes.pg import prepare_save_statements
 from tripquote.quotes.routes import REQUEST_SCHEMAS
 from tripquote.quotes.routes import router as quotes_router
@@ -45,7 +46,27 @@ from tripquote.runtime import tune_gc
 from tripquote.validation import json_path
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class TripquoteAPI(FastAPI):
+    """FastAPI, except that the quote routes (``quotes/dispatch.py``) skip the framework's
+    per-request layers: they go through the app's own middleware straight to their endpoint.
+    Everything else, the lifespan included, is FastAPI's."""
+
+    quote_stack: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if (
+            self.quote_stack is not None
+            and scope["type"] == "http"
+            and match(scope["method"], scope["path"]) is not None
+        ):
+            scope["app"] = self  # what Starlette sets: ``request.app`` for the endpoints
+            await self.quote_stack(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> TripquoteAPI:
     """The ASGI app for ``settings`` (read from the environment when None)."""
     settings = settings or Settings()
     configure_logging(settings)
@@ -82,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
             flush_logs()
 
-    app = FastAPI(
+    app = TripquoteAPI(
         title="tripquote",
         version=__version__,
         description="Travel quotes saved completely and exactly once, or refused precisely.",
@@ -156,10 +177,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(clients_router)
     app.include_router(observability_router)
 
-    # Outermost last: correlation ID first, then the catch-all, then the body limit, then
-    # the quote routes answered without the framework's per-request layers.
-    app.add_middleware(QuoteDispatch, render=render)
+    # Outermost last: correlation ID first, then the catch-all, then the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(CatchAllMiddleware, on_error=observer.error_rendered)
     app.add_middleware(CorrelationMiddleware)
+    # The quote routes: the same three, then their endpoint (no framework layer between).
+    app.quote_stack = CorrelationMiddleware(
+        CatchAllMiddleware(
+            BodyLimitMiddleware(
+                QuoteDispatch(app.router, render=render), max_bytes=settings.max_body_bytes
+            ),
+            on_error=observer.error_rendered,
+        )
+    )
     return app

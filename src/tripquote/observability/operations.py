@@ -256,13 +256,24 @@ def _log_operation(record: OperationRecord, extra: dict[str, Any]) -> None:
     log("operation", **fields)
 
 
+_CHILDREN: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+"""The labelled counter and histogram of each (operation, outcome, error code): ``labels()``
+takes a lock and rebuilds its key on every call. Bounded: operations and codes are fixed
+sets."""
+
+
 def _observe_metrics(record: OperationRecord) -> None:
-    metrics.OPERATIONS.labels(
-        operation=record.operation, outcome=record.outcome, error_code=record.error_code or ""
-    ).inc()
-    metrics.OPERATION_DURATION.labels(operation=record.operation, outcome=record.outcome).observe(
-        record.duration_ms / 1000
-    )
+    key = (record.operation, record.outcome, record.error_code or "")
+    children = _CHILDREN.get(key)
+    if children is None:
+        children = (
+            metrics.OPERATIONS.labels(operation=key[0], outcome=key[1], error_code=key[2]),
+            metrics.OPERATION_DURATION.labels(operation=key[0], outcome=key[1]),
+        )
+        if len(_CHILDREN) < 4096:
+            _CHILDREN[key] = children
+    children[0].inc()
+    children[1].observe(record.duration_ms / 1000)
     if record.error_code == CONFLICT_CODE:
         metrics.VERSION_CONFLICTS.inc()
 

@@ -1,10 +1,11 @@
 """The quote routes dispatched straight to their endpoint functions (pure ASGI).
 
 The endpoints in ``routes.py`` take only the request and the path's ids, so the framework's
-per-request layers in front of them (route table scan, dependency solving, exit stack,
-exception middleware and wrappers around every ``send``) add nothing but time on the save
-path. ``QuoteDispatch`` sits innermost among the app's own middleware (after the correlation
-ID, the catch-all and the body limit) and answers these routes itself:
+per-request layers in front of them (Starlette's error middleware, route table scan,
+dependency solving, exit stack, exception middleware and wrappers around every ``send``) add
+nothing but time on the save path. The app (``app.TripquoteAPI``) sends these routes through
+the app's own middleware only (the correlation ID, the catch-all and the body limit), with
+``QuoteDispatch`` innermost answering them itself:
 
 =======  ==============================================  ==================
 method   path                                            endpoint
@@ -18,7 +19,7 @@ GET      ``/api/agents/quotes/{id}/revisions``           ``list_revisions``
 =======  ==============================================  ==================
 
 Anything else (other methods, the list with its query parameters, one revision by version,
-OpenAPI, 404/405) goes on to FastAPI, which also keeps documenting every route. A
+OpenAPI, 404/405) goes to FastAPI, which also keeps documenting every route. A
 ``TripquoteError`` becomes the envelope through the app's renderer, exactly as the app's
 exception handler would; anything else reaches the catch-all as before.
 """
