@@ -66,10 +66,15 @@ def parse_key(value: str | None) -> str | None:
     return key
 
 
-def request_fingerprint(method: str, path: str, body: Any) -> str:
-    """SHA-256 hex of method, path and the canonical JSON of the parsed body."""
+def request_fingerprint(method: str, path: str, body: Any, *, if_match: str | None = None) -> str:
+    """SHA-256 hex of method, path, the canonical JSON of the parsed body and, when sent, the
+    ``If-Match`` header: it names the version edited, like a body's ``version``, so another
+    version under the same key is another request (IDEMPOTENCY_KEY_REUSED), not a replay."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+    text = f"{method} {path}\n{canonical}"
+    if if_match is not None:
+        text += f"\nIf-Match: {if_match.strip()}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class IdempotencyStore:

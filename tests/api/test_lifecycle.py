@@ -294,6 +294,21 @@ async def test_idempotent_create_replays_and_refuses_reuse(world: World) -> None
     assert (await create(world, stranger, **key)).status_code == 201
 
 
+async def test_a_key_reused_with_another_if_match_is_refused(world: World) -> None:
+    # If-Match names the version like a body "version" does: same key, other version, other
+    # request (before, the body-less transition replayed the first answer).
+    actor = await world.actor()
+    quote_id = (await create(world, actor)).json()["quoteId"]
+    url = f"{URL}/{quote_id}/send"
+    headers = {**actor.headers, "Idempotency-Key": "send-1"}
+    sent = await world.client.post(url, headers={**headers, "If-Match": '"1"'})
+    assert sent.status_code == 200, sent.text
+    replay = await world.client.post(url, headers={**headers, "If-Match": '"1"'})
+    assert (replay.status_code, replay.headers["idempotent-replayed"]) == (200, "true")
+    other = await world.client.post(url, headers={**headers, "If-Match": '"2"'})
+    assert_envelope(other, "IDEMPOTENCY_KEY_REUSED", 422)
+
+
 async def test_failed_request_releases_its_key(world: World) -> None:
     actor = await world.actor()
     body = quote_body("edinburgh-weekend-gbp", actor.client_id)

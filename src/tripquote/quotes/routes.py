@@ -156,7 +156,9 @@ async def _idempotent_save(
     key = parse_key(request.headers.get("idempotency-key"))
     if key is None:
         return _to_response(saved_response(await save(None), status=status))
-    fingerprint = request_fingerprint(request.method, request.url.path, body)
+    fingerprint = request_fingerprint(
+        request.method, request.url.path, body, if_match=request.headers.get("if-match")
+    )
     claimed = await svc.idempotency.claim(agent_id=agent_id, key=key, fingerprint=fingerprint)
     if isinstance(claimed, StoredResponse):
         return _to_response(claimed, replayed=True)
