@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tripquote.errors import InternalError, PayloadTooLarge, TripquoteError
@@ -57,7 +58,8 @@ class BodyLimitMiddleware:
 
 class CatchAllMiddleware:
     """Whatever escapes the app becomes the INTERNAL_ERROR envelope (logged with its traceback
-    server-side only), so no client ever sees a plain-text 500."""
+    server-side only), so no client ever sees a plain-text 500. A client that disconnected
+    mid-body gets nothing (it is gone) and raises no error."""
 
     def __init__(self, app: ASGIApp, *, on_error: Any = None) -> None:
         self.app = app
@@ -77,6 +79,8 @@ class CatchAllMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            return  # the client left while sending its body: no one to answer, nothing broke
         except Exception as exc:
             error = exc if isinstance(exc, TripquoteError) else InternalError()
             if not isinstance(exc, TripquoteError):

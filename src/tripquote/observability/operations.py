@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from starlette.requests import ClientDisconnect
 
 from tripquote.errors import InternalError, Severity, TripquoteError
 from tripquote.observability import metrics
@@ -127,7 +128,9 @@ class Observer:
         except TripquoteError as exc:
             self._finish(scope, exc)
             raise
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ClientDisconnect):
+            # The client went away (mid-body, or the server cancelled the request): nobody
+            # gets an answer, and it is no fault of the service's.
             self._finish(scope, None, outcome="cancelled")
             raise
         except Exception as exc:
