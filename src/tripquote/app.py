@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tripquote import __version__
@@ -64,6 +65,22 @@ class TripquoteAPI(FastAPI):
             await self.quote_stack(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> str:
+    """The ``Allow`` value of a 405: every method of every route whose path matches (RFC 9110
+    §15.5.6); the framework names only the first such route's."""
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**scope, "type": "http", "method": method})[0] is Match.FULL
+            for route in app.router.routes
+        )
+    )
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 def create_app(settings: Settings | None = None) -> TripquoteAPI:
@@ -129,7 +146,7 @@ def create_app(settings: Settings | None = None) -> TripquoteAPI:
         assert isinstance(exc, StarletteHTTPException)
         error: TripquoteError
         if exc.status_code == 405:
-            error = MethodNotAllowed(headers=dict(exc.headers or {}))
+            error = MethodNotAllowed(headers={"Allow": allowed_methods(app, request.scope)})
         elif exc.status_code == 404:
             error = NotFound()
         elif exc.status_code == 413:
