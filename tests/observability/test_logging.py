@@ -214,6 +214,14 @@ def test_every_line_of_a_request_carries_its_id(
     )
 
 
+def test_scrub_hides_phone_numbers_wherever_they_appear() -> None:
+    # A phone number in a URL (a mistyped id) or in free text, not only under a "phone" key.
+    assert scrub("/api/agents/quotes/+33612345678") == f"/api/agents/quotes/{REDACTED}"
+    assert scrub({"quote_id": "+1 (415) 555-0100"}) == {"quote_id": REDACTED}
+    kept = "2026-11-29T10:00:00+00:00 took +12 ms"  # offsets and short signed numbers stay
+    assert scrub(kept) == kept
+
+
 def test_scrub_leaves_ordinary_values_alone() -> None:
     value = {"operation": "update", "quote_id": "q-1", "count": 3, "items": [1, "two"]}
     assert scrub(value) == value

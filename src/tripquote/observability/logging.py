@@ -42,6 +42,7 @@ _VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}"), REDACTED),  # Telegram bot token
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), REDACTED),
     (re.compile(r"(://[^:/@\s]+):[^@/\s]+@"), r"\1:" + REDACTED + "@"),  # URL password
+    (re.compile(r"\+[1-9][\d().\s-]{5,18}\d"), REDACTED),  # phone number, E.164 style
     (
         re.compile(
             r"(?i)([?&][\w-]*(?:token|secret|password|api_key|email|phone)[\w-]*=)[^&\s\"']*"
@@ -160,6 +161,7 @@ def _may_hold_secret(text: str) -> bool:
     # timestamps) contain none, so the six regexes run only where they could match.
     return (
         "@" in text
+        or "+" in text
         or "eyJ" in text
         or "=" in text
         or "earer" in text
