@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tripquote.db import migrate
+from tripquote.db.errors import sqlstate_of
 from tripquote.errors import ServiceNotReady
 from tripquote.http import json_response
 from tripquote.openapi import ERROR_RESPONSES, HealthOut
@@ -31,25 +32,44 @@ async def live() -> Response:
 _revisions = cache(migrate.revisions)
 
 
+def _no_such_table(error: SQLAlchemyError) -> bool:
+    """PostgreSQL SQLSTATE 42P01 (undefined table), SQLite "no such table"."""
+    return sqlstate_of(error) == "42P01" or "no such table" in str(error)
+
+
 @router.get("/ready", responses={200: {"model": HealthOut}, 503: ERROR_RESPONSES[503]})
 async def ready(request: Request) -> Response:
     """200 when the database answers within 2 s and is migrated to this release's newest
     revision (or one this release does not know: a newer schema kept after a code rollback,
     docs/rollback.md); else 503 SERVICE_NOT_READY with ``details.database`` = ``unreachable``,
-    ``not migrated`` or ``migration pending`` (with ``revision`` and ``expected``)."""
+    ``not migrated``, ``migration pending`` (with ``revision`` and ``expected``), ``schema
+    unreadable`` or ``schema check timed out`` (``alembic_version`` locked, e.g. by a
+    migration in progress)."""
     engine = request.app.state.engine
     head, known = _revisions()
+    answered = False
     try:
         async with asyncio.timeout(_READY_TIMEOUT_SECONDS):
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
+                answered = True
                 try:
                     revision = (
                         await conn.execute(text("SELECT version_num FROM alembic_version"))
                     ).scalar()
-                except SQLAlchemyError:
+                except SQLAlchemyError as exc:
+                    if not _no_such_table(exc):
+                        raise ServiceNotReady(
+                            "The database schema cannot be read.",
+                            details={"database": "schema unreadable", "expected": head},
+                        ) from exc
                     revision = None  # no alembic_version table: never migrated
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        if answered:  # e.g. alembic_version locked by a migration in progress
+            raise ServiceNotReady(
+                "The database answers but its schema version could not be read in time.",
+                details={"database": "schema check timed out", "expected": head},
+            ) from exc
         raise ServiceNotReady(details={"database": "unreachable"}) from exc
     if revision is None:
         raise ServiceNotReady(

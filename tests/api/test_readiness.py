@@ -1,6 +1,6 @@
 """``/health/ready`` is 200 only when the database answers and carries this release's schema:
-never migrated or behind → 503 SERVICE_NOT_READY saying which; a revision this release does
-not know (a newer schema kept after a code rollback) is served. Both databases."""
+never migrated, behind, unreadable or locked → 503 SERVICE_NOT_READY saying which; a revision
+this release does not know (a newer schema kept after a code rollback) is served."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -67,3 +68,31 @@ async def test_ready_only_on_this_releases_schema(empty_db: str, world_factory: 
     await _set_revision(empty_db, "9999_from_a_newer_release")
     status, body = await _ready(world_factory, empty_db)
     assert status == 200, body
+
+
+async def test_an_unreadable_or_locked_schema_version(empty_db: str, world_factory: Any) -> None:
+    head, _ = migrate.revisions()
+    await asyncio.to_thread(migrate.upgrade, make_settings(empty_db))
+    if empty_db.startswith("postgresql"):
+        # A migration in progress holds alembic_version: the database answers, the version
+        # cannot be read within the probe's 2 s.
+        holder = await asyncpg.connect(empty_db.replace("+asyncpg", ""))
+        try:
+            locked = holder.transaction()
+            await locked.start()
+            await holder.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+            status, body = await _ready(world_factory, empty_db)
+            await locked.rollback()
+        finally:
+            await holder.close()
+        assert status == 503, body
+        assert body["details"] == {"database": "schema check timed out", "expected": head}
+    engine = create_async_engine(empty_db)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE alembic_version RENAME COLUMN version_num TO v"))
+    finally:
+        await engine.dispose()
+    status, body = await _ready(world_factory, empty_db)
+    assert status == 503, body
+    assert body["details"] == {"database": "schema unreadable", "expected": head}
