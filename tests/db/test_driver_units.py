@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from tests.conftest import World, make_settings
 from tripquote.db.transaction import DriverTx, TransactionRunner
-from tripquote.errors import DatabaseTimeout
+from tripquote.errors import DatabaseTimeout, QuotePersistenceFailed
 
 
 @pytest_asyncio.fixture
@@ -71,3 +71,17 @@ async def test_backstop_spares_only_the_committing_statement(
         with pytest.raises(DatabaseTimeout):
             await runner.run(work, driver=True, single_statement=True)
         assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("write", [False, True], ids=["read", "write"])
+async def test_a_lost_connection_is_worded_for_what_the_unit_did(
+    runner: TransactionRunner, write: bool
+) -> None:
+    async def work(conn: Any) -> None:
+        await conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    with pytest.raises(QuotePersistenceFailed) as raised:
+        await runner.run(work, write=write)
+    assert raised.value.details["cause"] in {"08003", "08006", "connection_lost"}
+    assert ("saved" in raised.value.message) is write
+    assert ("read" in raised.value.message) is not write

@@ -30,7 +30,12 @@ from tenacity import (
 
 from tripquote.db.engine import WRITE_OPTION, pooled_driver
 from tripquote.db.errors import DRIVER_ERRORS, is_retryable, map_db_error
-from tripquote.errors import DatabaseTimeout, DatabaseTransactionAborted, TripquoteError
+from tripquote.errors import (
+    DatabaseTimeout,
+    DatabaseTransactionAborted,
+    QuotePersistenceFailed,
+    TripquoteError,
+)
 
 if TYPE_CHECKING:
     from tripquote.config import Settings
@@ -160,7 +165,7 @@ class TransactionRunner:
         except DRIVER_ERRORS as error:
             if is_retryable(error):
                 raise  # tenacity runs the whole unit again
-            mapped = map_db_error(error)
+            mapped = _worded(map_db_error(error), write)
             self._rolled_back(write, mapped.code)
             raise mapped from error
         except (TimeoutError, PoolTimeoutError) as error:
@@ -169,7 +174,9 @@ class TransactionRunner:
                 details={"timeoutSeconds": self.settings.tx_timeout_seconds}
             ) from error
         except OSError as error:  # connection refused / reset before SQLAlchemy wrapped it
-            mapped = map_db_error(DBAPIError(None, None, error, connection_invalidated=True))
+            mapped = _worded(
+                map_db_error(DBAPIError(None, None, error, connection_invalidated=True)), write
+            )
             self._rolled_back(write, mapped.code)
             raise mapped from error
 
@@ -202,3 +209,14 @@ class TransactionRunner:
     def _rolled_back(self, write: bool, reason: str) -> None:
         if write:
             self.observer.db_rollback(reason)
+
+
+_READ_FAILED = "The database could not be read. Nothing was changed; please retry."
+
+
+def _worded(error: TripquoteError, write: bool) -> TripquoteError:
+    """QUOTE_PERSISTENCE_FAILED of a read-only unit, worded for a read (its default message
+    speaks of a save); same code, status and details."""
+    if write or not isinstance(error, QuotePersistenceFailed):
+        return error
+    return QuotePersistenceFailed(_READ_FAILED, details=error.details)
