@@ -5,29 +5,14 @@ this release does not know (a newer schema kept after a code rollback) is served
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import PG_ADMIN_URL, _run_admin, make_settings
+from tests.conftest import make_settings
 from tripquote.db import migrate
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'ready.db'}"
-        return
-    name = f"tripquote_ready_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_run_admin(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    asyncio.run(_run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def _set_revision(url: str, revision: str) -> None:
