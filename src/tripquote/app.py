@@ -37,7 +37,7 @@ from tripquote.observability.correlation import CorrelationMiddleware
 from tripquote.observability.logging import configure_logging, flush_logs
 from tripquote.observability.operations import Observer
 from tripquote.observability.routes import router as observability_router
-from tripquote.quotes.dispatch import QuoteDispatch, match
+from tripquote.quotes.dispatch import ROUTE, QuoteDispatch, match
 from tripquote.quotes.pg import prepare_save_statements
 from tripquote.quotes.routes import REQUEST_SCHEMAS
 from tripquote.quotes.routes import router as quotes_router
@@ -56,14 +56,13 @@ class TripquoteAPI(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
-        if (
-            self.quote_stack is not None
-            and scope["type"] == "http"
-            and match(scope["method"], scope["path"]) is not None
-        ):
-            scope["app"] = self  # what Starlette sets: ``request.app`` for the endpoints
-            await self.quote_stack(scope, receive, send)
-            return
+        if self.quote_stack is not None and scope["type"] == "http":
+            found = match(scope["method"], scope["path"])
+            if found is not None:
+                scope["app"] = self  # what Starlette sets: ``request.app`` for the endpoints
+                scope[ROUTE] = found
+                await self.quote_stack(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -201,9 +200,7 @@ def create_app(settings: Settings | None = None) -> TripquoteAPI:
     # The quote routes: the same three, then their endpoint (no framework layer between).
     app.quote_stack = CorrelationMiddleware(
         CatchAllMiddleware(
-            BodyLimitMiddleware(
-                QuoteDispatch(app.router, render=render), max_bytes=settings.max_body_bytes
-            ),
+            BodyLimitMiddleware(QuoteDispatch(render=render), max_bytes=settings.max_body_bytes),
             on_error=observer.error_rendered,
         )
     )

@@ -31,7 +31,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from tripquote.errors import TripquoteError
 from tripquote.quotes import routes
@@ -74,21 +74,20 @@ def match(method: str, path: str) -> tuple[Endpoint, tuple[str, ...]] | None:
     return (endpoint, (parts[0],)) if endpoint is not None else None
 
 
-class QuoteDispatch:
-    """Pure ASGI middleware answering the quote routes above; ``render(request, error)`` is
-    the app's envelope renderer."""
+ROUTE = "tripquote.quote_route"
+"""Scope key under which the app puts ``match``'s result for ``QuoteDispatch``."""
 
-    def __init__(self, app: ASGIApp, *, render: Callable[[Request, TripquoteError], Any]) -> None:
-        self.app = app
+
+class QuoteDispatch:
+    """Pure ASGI app answering the quote route the app found (``scope[ROUTE]``, from
+    ``match``); ``render(request, error)`` is the app's envelope renderer."""
+
+    def __init__(self, *, render: Callable[[Request, TripquoteError], Any]) -> None:
         self.render = render
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
-        found = match(scope["method"], scope["path"]) if scope["type"] == "http" else None
-        if found is None:
-            await self.app(scope, receive, send)
-            return
-        endpoint, args = found
+        endpoint, args = scope[ROUTE]
         request = Request(scope, receive)
         try:
             response = await endpoint(request, *args)
