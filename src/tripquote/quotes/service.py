@@ -122,7 +122,8 @@ async def create_quote(
         found, owner, bound = await writes.load_for_create(conn, agent_id, draft.client_id)
         principal = require_principal(found)
         checks.check_client_owner(principal, owner, draft.client_id)
-        priced = _checked_pricing(draft, pricing)
+        # Checked once already when it passed; else this raises its error, after the others.
+        priced = fast if fast is not None else _checked_pricing(draft, pricing)
         # Statement by statement, passing every check means the one statement above found
         # the agent at its quota bound: that takes a transaction, where the bound is read
         # under the agent's row lock and, at the limit, the open quotes counted exactly.
