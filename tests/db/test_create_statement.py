@@ -6,15 +6,14 @@ The statements are read off asyncpg's query logger on every pooled connection.""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import event
 
 from tests.conftest import World, make_settings, quote_body
+from tests.db.statements import Statements, watching
 from tripquote.quotes import pg
 
 LIMIT = 2
@@ -26,30 +25,6 @@ _NAMES = {
 }
 
 
-class Statements:
-    """The quote-create statements run on the engine's pooled asyncpg connections, in order."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-        self._watched: set[int] = set()
-
-    def watch(self, dbapi_connection: Any, *_: Any) -> None:
-        driver = dbapi_connection.driver_connection
-        if id(driver) not in self._watched:
-            self._watched.add(id(driver))
-            driver.add_query_logger(self._log)
-
-    def _log(self, record: Any) -> None:
-        name = _NAMES.get(record.query)
-        if name is not None:
-            self.seen.append(name)
-
-    async def take(self) -> list[str]:
-        await asyncio.sleep(0)  # asyncpg calls query loggers with call_soon
-        seen, self.seen = self.seen, []
-        return seen
-
-
 @pytest_asyncio.fixture
 async def world(pg_url: str, world_factory: Any) -> World:
     built: World = await world_factory(make_settings(pg_url, max_open_quotes_per_agent=LIMIT))
@@ -58,11 +33,8 @@ async def world(pg_url: str, world_factory: Any) -> World:
 
 @pytest.fixture
 def statements(world: World) -> Iterator[Statements]:
-    watcher = Statements()
-    pool = world.engine.sync_engine.pool
-    event.listen(pool, "checkout", watcher.watch)
-    yield watcher
-    event.remove(pool, "checkout", watcher.watch)
+    with watching(world.engine, _NAMES) as watcher:
+        yield watcher
 
 
 async def _bound(world: World, agent_id: str) -> int:

@@ -142,6 +142,65 @@ WITH q AS (
 SELECT version FROM q
 """
 
+UPDATE_OWN_DRAFT = """
+WITH q AS (
+    -- The caller's own DRAFT at version $2, only if the caller is active in the quote's agency,
+    -- the client is unchanged ($3, or NULL: not sent) and something changes. Any other case
+    -- (another agent's quote, a REJECTED quote reopened, a new client, a stale version,
+    -- nothing to save) writes nothing: the unit's step-by-step path then tells which.
+    UPDATE quotes q
+       SET trip_name = $4, destination = $5, start_date = $6, end_date = $7, travelers = $8,
+           currency = $9, markup_percent = $10, discount = $11, expires_in_days = $12,
+           notes = $13, subtotal = $14, markup_amount = $15, total = $16,
+           last_modified_by = $17, last_modified_at = $18, version = q.version + 1
+     WHERE q.id = $1 AND q.version = $2
+       -- Never an index condition: the primary key must find the row, not (agent, status).
+       AND (q.agent_id, q.status, q.sent_at, q.expires_at)
+           IS NOT DISTINCT FROM ($17, 'DRAFT', NULL, NULL)
+       AND ($3::varchar IS NULL OR q.client_id = $3)
+       AND EXISTS (SELECT 1 FROM agents a
+                    WHERE a.id = $17 AND a.active AND a.agency_id = q.agency_id)
+       AND ((q.trip_name, q.destination, q.start_date, q.end_date, q.travelers, q.currency,
+             q.markup_percent, q.discount, q.expires_in_days, q.notes)
+            IS DISTINCT FROM ($4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            OR EXISTS (
+                SELECT 1
+                  FROM (SELECT * FROM quote_items WHERE quote_id = $1) i
+                  FULL JOIN json_to_recordset($20::json) AS x(position int, type text,
+                       description text, quantity int, unit_price numeric, details json)
+                       USING (position)
+                 WHERE (i.type, i.description, i.quantity, i.unit_price, i.details::jsonb)
+                       IS DISTINCT FROM
+                       (x.type, x.description, x.quantity, x.unit_price, x.details::jsonb)))
+    RETURNING q.id, q.version, q.client_id, q.created_at
+), dropped AS (
+    DELETE FROM quote_items WHERE quote_id = (SELECT id FROM q) AND position >= $19
+), items AS (
+    INSERT INTO quote_items (id, quote_id, position, type, description, quantity, unit_price,
+                             line_total, details)
+    SELECT gen_random_uuid()::text, q.id, x.position, x.type, x.description, x.quantity,
+           x.unit_price, x.line_total, x.details
+      FROM q, json_to_recordset($20::json) AS x(position int, type text,
+           description text, quantity int, unit_price numeric, line_total numeric, details json)
+    ON CONFLICT (quote_id, position) DO UPDATE
+       SET type = EXCLUDED.type, description = EXCLUDED.description,
+           quantity = EXCLUDED.quantity, unit_price = EXCLUDED.unit_price,
+           line_total = EXCLUDED.line_total, details = EXCLUDED.details
+), revision AS (
+    -- The snapshot is the API form with the two values only the row knows spliced in:
+    -- clientId and createdAt (ISO 8601 UTC, milliseconds truncated, as serialize.fmt_instant).
+    INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,
+                                 correlation_id, created_at, snapshot)
+    SELECT $21, q.id, q.version, 'UPDATE', 'DRAFT', $17, $22, $18,
+           ($23 || to_json(q.client_id)::text || $24
+               || to_json(to_char(q.created_at AT TIME ZONE 'UTC',
+                                  'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))::text
+               || $25)::json
+      FROM q
+)
+SELECT client_id, created_at FROM q
+"""
+
 
 def _principal(row: Any) -> Principal:
     return Principal(
@@ -313,6 +372,51 @@ async def update_quote(
     return int(new_version) if new_version is not None else None
 
 
+_CLIENT_KEY = '"clientId":'
+_CREATED_KEY = '"createdAt":'
+
+
+def snapshot_parts(snapshot: dict[str, Any]) -> tuple[str, str, str]:
+    """The snapshot's JSON text cut around its ``clientId`` and ``createdAt`` values, both
+    null: the first ``"clientId":`` (the third top-level key, after two ids) and the last
+    ``"createdAt":`` (only ids, instants and nulls follow it, never an item's details)."""
+    text = dumps(snapshot).decode()
+    client = text.index(_CLIENT_KEY + "null") + len(_CLIENT_KEY)
+    created = text.rindex(_CREATED_KEY + "null") + len(_CREATED_KEY)
+    return text[:client], text[client + 4 : created], text[created + 4 :]
+
+
+async def update_own_draft(
+    tx: DriverTx,
+    *,
+    quote_id: str,
+    expected_version: int,
+    agent_id: str,
+    client_id: str | None,
+    values: dict[str, Any],
+    items: list[dict[str, Any]],
+    snapshot: dict[str, Any],
+    correlation_id: str,
+) -> tuple[str, datetime] | None:
+    """Save ``values`` and ``items`` over the caller's own DRAFT at ``expected_version`` in one
+    statement that also checks the caller (active, the quote's agency), the client (unchanged:
+    ``client_id`` or None) and that something changes; ``(client_id, created_at)`` of the
+    saved quote, or None when it wrote nothing. ``snapshot`` is the revision's API form with
+    ``clientId`` and ``createdAt`` None: the statement fills them from the row."""
+    v = values
+    head, middle, tail = snapshot_parts(snapshot)
+    tx.committing()
+    row = await tx.driver.fetchrow(
+        UPDATE_OWN_DRAFT,
+        quote_id, expected_version, client_id, v["trip_name"], v["destination"],
+        v["start_date"], v["end_date"], v["travelers"], v["currency"], v["markup_percent"],
+        v["discount"], v["expires_in_days"], v["notes"], v["subtotal"], v["markup_amount"],
+        v["total"], agent_id, v["last_modified_at"], len(items), _items_json(items),
+        str(uuid.uuid4()), correlation_id, head, middle, tail,
+    )  # fmt: skip
+    return (row["client_id"], row["created_at"]) if row is not None else None
+
+
 WARM_UP_LOCK_TIMEOUT_MS = 100
 """How long start-up waits for a table lock while preparing (a ``VACUUM FULL`` or an index
 build may hold one): past it that statement is prepared on its first use instead."""
@@ -330,6 +434,7 @@ async def prepare_save_statements(driver: Any) -> None:
         (LOAD_FOR_CREATE, ("", "")),
         (CREATE, ("", "", *quote, "DRAFT", when, 0, "[]", "", "", "{}", False)),
         (UPDATE, ("", 1, *quote, "DRAFT", "", when, None, None, 0, "[]", "", "UPDATE", "", "{}")),
+        (UPDATE_OWN_DRAFT, ("", 1, None, *quote[1:], "", when, 0, "[]", "", "", "{", "", "}")),
     )
     for statement, args in statements:
         transaction = driver.transaction()

@@ -40,7 +40,7 @@ from tripquote.quotes.rules import (
     patch_version,
     validate_quote,
 )
-from tripquote.quotes.serialize import api_to_input, quote_to_api
+from tripquote.quotes.serialize import INPUT_FIELDS, api_to_input, fmt_instant, quote_to_api
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,8 +188,31 @@ async def update_quote(
     conflict_status = 412 if if_match is not None else None
     limits = limits_of(svc)
     now = datetime.now(UTC)
+    full_form = _full_form(body, limits)
 
     async def work(conn: UnitConnection) -> dict[str, Any]:
+        if full_form is not None and not writes.in_transaction(conn):
+            # A PATCH carrying the whole quote (an editor's Save) does not depend on the
+            # stored one: one statement saves it over the caller's own DRAFT and checks the
+            # rest itself. Written nothing: the steps below say why, or find nothing changed.
+            draft, priced = full_form
+            values = _own_draft_values(quote_id, agent_id, draft, priced, expected, now)
+            items = _item_values(draft, priced)
+            quote = quote_to_api(values, items)
+            saved = await writes.update_own_draft(
+                conn,
+                quote_id=quote_id,
+                expected_version=expected,
+                agent_id=agent_id,
+                client_id=body.get("clientId"),
+                values=values,
+                items=items,
+                snapshot=quote,
+                correlation_id=correlation_id,
+            )
+            if saved is not None:
+                quote["clientId"], quote["createdAt"] = saved[0], fmt_instant(saved[1])
+                return quote
         found, record = await writes.load_for_write(conn, agent_id, quote_id)
         principal = require_principal(found)
         record = checks.check_visible(principal, record, quote_id)
@@ -240,8 +263,9 @@ async def update_quote(
             await on_saved(conn, Saved(quote=quote, saved_at=now))
         return quote
 
-    # Mostly one statement: the version-checked CTE makes the whole change, so no BEGIN/COMMIT
-    # round trips unless the idempotent response must commit with it.
+    # Mostly one statement (a full form), or one read and one statement: the version-checked
+    # CTE makes the whole change, so no BEGIN/COMMIT round trips unless the idempotent
+    # response must commit with it.
     quote = await svc.runner.run(work, driver=True, single_statement=on_saved is None)
     return Saved(quote=quote, saved_at=now)
 
@@ -391,6 +415,47 @@ _UPDATABLE = frozenset(
     }
 )  # fmt: skip
 """The columns an update writes; ``version`` is incremented by the statement itself."""
+
+
+_FULL_FORM = tuple(name for name in INPUT_FIELDS if name != "clientId")
+_ANY_CLIENT = "-"
+"""Stands in for the stored client while a full-form PATCH is validated (a valid id; the
+statement keeps the stored client and the draft's is never used)."""
+
+
+def _full_form(body: dict[str, Any], limits: Limits) -> tuple[QuoteDraft, Pricing] | None:
+    """The validated, priced draft of a PATCH that sets every client-settable field (the
+    client may be left out), which is then the same whatever is stored; None for any other
+    PATCH or one that fails a check (the step-by-step path reports it, in order)."""
+    if any(name not in body for name in _FULL_FORM):
+        return None
+    try:
+        draft = validate_quote(
+            merge_patch({"clientId": body.get("clientId", _ANY_CLIENT)}, body), limits=limits
+        )
+        return draft, _checked_pricing(draft, _price(draft))
+    except TripquoteError:
+        return None
+
+
+def _own_draft_values(
+    quote_id: str, agent_id: str, draft: QuoteDraft, pricing: Pricing, expected: int, at: datetime
+) -> dict[str, Any]:
+    """The row of the caller's own DRAFT once saved, with ``client_id`` and ``created_at``
+    (kept from the stored row, unknown here) None."""
+    return {
+        "id": quote_id,
+        "agent_id": agent_id,
+        **_draft_values(draft, pricing),
+        "client_id": None,
+        "status": QuoteStatus.DRAFT.value,
+        "version": expected + 1,
+        "created_at": None,
+        "last_modified_by": agent_id,
+        "last_modified_at": at,
+        "sent_at": None,
+        "expires_at": None,
+    }
 
 
 def _draft_values(draft: QuoteDraft, pricing: Pricing) -> dict[str, Any]:
