@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import unicodedata
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic_core import PydanticCustomError
 
 from tripquote.errors import CurrencyInvalid, QuotaExceeded, QuoteValidationFailed, TripquoteError
 from tripquote.quotes.jsonbody import loads
@@ -26,6 +28,7 @@ from tripquote.quotes.rules import (
     validate_quote,
 )
 from tripquote.quotes.schemas import ItemType, QuoteIn
+from tripquote.quotes.schemas import _single_line as single_line
 
 LIMITS = Limits(
     currencies=frozenset({"USD", "EUR", "GBP", "CAD", "AUD", "CHF", "JPY"}), max_items=10
@@ -671,3 +674,27 @@ def test_any_number_in_a_money_field_gives_a_draft_or_a_tripquote_error(
         check_client_pricing(draft, price_quote(draft))
     except TripquoteError as error:
         assert error.details
+
+
+_ASCII_AND_MORE = st.characters(max_codepoint=0x7F) | st.characters() | st.sampled_from(" \u200b")
+
+
+@given(st.text(_ASCII_AND_MORE, max_size=8))
+@settings(max_examples=400)
+def test_single_line_text_refuses_control_characters_and_invisible_only_text(text: str) -> None:
+    """Unicode's definition, whatever the path (ASCII has its own, faster one): any control
+    character (category Cc) is refused; otherwise text made only of invisible characters
+    (Cc, Cf, Zs, Zl, Zp) is blank."""
+    categories = [unicodedata.category(char) for char in text]
+    if "Cc" in categories:
+        expected: str | None = "invalid_character"
+    elif text and all(c in {"Cc", "Cf", "Zs", "Zl", "Zp"} for c in categories):
+        expected = "blank"
+    else:
+        expected = None
+    try:
+        single_line(text)
+        found = None
+    except PydanticCustomError as error:
+        found = error.type
+    assert found == expected

@@ -137,6 +137,14 @@ _CONTROL_BUT_BREAKS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _single_line(value: str) -> str:
+    if value.isascii():
+        # The same two checks, for ASCII only: its unprintable characters are exactly its
+        # control characters, and its one invisible printable character is the space.
+        if not value.isprintable():
+            raise PydanticCustomError("invalid_character", "must not contain control characters")
+        if value and not value.strip(" "):
+            raise PydanticCustomError("blank", "must contain a visible character")
+        return value
     if _CONTROL.search(value):
         raise PydanticCustomError("invalid_character", "must not contain control characters")
     if value and all(unicodedata.category(char) in _INVISIBLE for char in value):
