@@ -188,7 +188,8 @@ async def update_quote(
     conflict_status = 412 if if_match is not None else None
     limits = limits_of(svc)
     now = datetime.now(UTC)
-    full_form = _full_form(body, limits)
+    # Only PostgreSQL has the one statement that saves a full form (pg.UPDATE_OWN_DRAFT).
+    full_form = _full_form(body, limits) if svc.runner.is_postgres else None
 
     async def work(conn: UnitConnection) -> dict[str, Any]:
         if full_form is not None and not writes.in_transaction(conn):
