@@ -87,6 +87,35 @@ async def test_patch_that_changes_nothing_keeps_the_version(world: World) -> Non
     assert real.json()["version"] == 2
 
 
+@pytest.mark.parametrize("full_form", [False, True], ids=["items only", "full form"])
+async def test_true_to_1_in_details_is_a_change_and_a_changed_field(
+    world: World, full_form: bool
+) -> None:
+    """JSON ``true`` and ``1`` are different values (Python's ``True == 1`` must not make an
+    edit a no-op), on both databases and on every PATCH path."""
+    actor = await world.actor()
+    body = quote_body("edinburgh-weekend-gbp", actor.client_id)
+    other = {"type": "OTHER", "description": "Insurance", "quantity": 1, "unitPrice": "5.00"}
+    body["items"] = [{**other, "details": {"flag": True, "list": [1, 0]}}]
+    created = await world.client.post(URL, json=body, headers=actor.headers)
+    assert created.status_code == 201, created.text
+    quote_id = created.json()["quoteId"]
+    edited = [{**other, "details": {"flag": 1, "list": [True, False]}}]
+    patch = {k: v for k, v in body.items() if k != "clientId"} if full_form else {}
+    response = await world.client.patch(
+        f"{URL}/{quote_id}", json={**patch, "items": edited, "version": 1}, headers=actor.headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["version"] == 2
+    assert response.json()["quote"]["items"][0]["details"] == {"flag": 1, "list": [True, False]}
+    assert await world.count("quote_revisions", "quote_id = :q", q=quote_id) == 2
+    stale = await world.client.patch(
+        f"{URL}/{quote_id}", json={"version": 1, "notes": "late"}, headers=actor.headers
+    )
+    assert stale.status_code == 409, stale.text
+    assert stale.json()["details"]["changedFields"] == ["items"]
+
+
 async def test_readiness_is_not_blocked_by_a_long_sqlite_writer(
     sqlite_url: str, world_factory: Any
 ) -> None:

@@ -18,7 +18,7 @@ import orjson
 
 from tripquote.errors import QuoteValidationFailed, field_error
 
-__all__ = ["dumps", "loads"]
+__all__ = ["canonical", "dumps", "loads"]
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -58,6 +58,12 @@ def loads(raw: bytes) -> Any:
 def dumps(obj: Any) -> bytes:
     """Render UTF-8 JSON bytes: Decimal as plain decimal text, dates ISO 8601, UTC with ``Z``."""
     return orjson.dumps(obj, default=_default, option=orjson.OPT_UTC_Z)
+
+
+def canonical(obj: Any) -> bytes:
+    """``dumps`` with object keys sorted: equal for equal JSON values, and only for them
+    (``true`` is not ``1``, as it is for Python's ``==``; key order does not count)."""
+    return orjson.dumps(obj, default=_default, option=orjson.OPT_UTC_Z | orjson.OPT_SORT_KEYS)
 
 
 def _default(obj: Any) -> Any:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 
 from tripquote.errors import CurrencyInvalid, QuotaExceeded, QuoteValidationFailed, field_error
+from tripquote.quotes.jsonbody import canonical
 from tripquote.quotes.pricing import plain_decimal
 from tripquote.quotes.schemas import (
     ItemType,
@@ -420,9 +421,16 @@ def draft_to_input(draft: QuoteDraft) -> dict[str, Any]:
     }
 
 
+def same_json(a: Any, b: Any) -> bool:
+    """Whether two JSON-ready values are the same JSON (``jsonbody.canonical``): ``true`` and
+    ``1`` differ, key order does not count."""
+    return canonical(a) == canonical(b)
+
+
 def changed_fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """Sorted top-level names whose values differ (or exist on one side only)."""
-    missing = object()
+    """Sorted top-level names whose values differ as JSON (or exist on one side only)."""
     return sorted(
-        key for key in old.keys() | new.keys() if old.get(key, missing) != new.get(key, missing)
+        key
+        for key in old.keys() | new.keys()
+        if key not in old or key not in new or not same_json(old[key], new[key])
     )

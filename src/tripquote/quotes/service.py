@@ -38,6 +38,7 @@ from tripquote.quotes.rules import (
     QuoteDraft,
     merge_patch,
     patch_version,
+    same_json,
     validate_quote,
 )
 from tripquote.quotes.serialize import INPUT_FIELDS, api_to_input, fmt_instant, quote_to_api
@@ -248,7 +249,7 @@ async def update_quote(
             values.update(sent_at=None, expires_at=None)
         items = _item_values(draft, priced)
         quote = quote_to_api(values, items)
-        if new_status == record.row["status"] and api_to_input(quote) == current_input:
+        if new_status == record.row["status"] and same_json(api_to_input(quote), current_input):
             return current  # nothing changes: no new version, so no one else gets a conflict
         new_version = await writes.update_quote(
             conn,
