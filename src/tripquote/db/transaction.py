@@ -62,6 +62,7 @@ class DriverTx:
     driver: Any  # asyncpg.Connection
     in_transaction: bool = True
     deadline: asyncio.Timeout | None = None
+    _paused_deadline: float | None = None
 
     def require_transaction(self) -> None:
         """TransactionRequired unless in a transaction (call it before any write)."""
@@ -73,7 +74,15 @@ class DriverTx:
         itself, so the runner's backstop timeout must not cancel it in flight (as COMMIT never
         is); the server's ``statement_timeout`` still bounds it."""
         if not self.in_transaction and self.deadline is not None:
+            self._paused_deadline = self.deadline.when()
             self.deadline.reschedule(None)
+
+    def wrote_nothing(self) -> None:
+        """The statement announced by ``committing()`` changed nothing: what the unit does next
+        (the reads that say why) is bounded by the backstop again, at its original deadline."""
+        if self.deadline is not None and self._paused_deadline is not None:
+            self.deadline.reschedule(self._paused_deadline)
+            self._paused_deadline = None
 
 
 UnitConnection = AsyncConnection | DriverTx

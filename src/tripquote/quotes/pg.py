@@ -344,7 +344,10 @@ async def insert_quote(
         _items_json(items), str(uuid.uuid4()), revision.correlation_id,
         dumps(revision.snapshot).decode(), checked,
     )  # fmt: skip
-    return inserted is not None
+    if inserted is None:
+        tx.wrote_nothing()
+        return False
+    return True
 
 
 async def update_quote(
@@ -369,7 +372,10 @@ async def update_quote(
         v["expires_at"], len(items), _items_json(items), str(uuid.uuid4()),
         revision.operation, revision.correlation_id, dumps(revision.snapshot).decode(),
     )  # fmt: skip
-    return int(new_version) if new_version is not None else None
+    if new_version is None:
+        tx.wrote_nothing()
+        return None
+    return int(new_version)
 
 
 _CLIENT_KEY = '"clientId":'
@@ -414,7 +420,10 @@ async def update_own_draft(
         v["total"], agent_id, v["last_modified_at"], len(items), _items_json(items),
         str(uuid.uuid4()), correlation_id, head, middle, tail,
     )  # fmt: skip
-    return (row["client_id"], row["created_at"]) if row is not None else None
+    if row is None:
+        tx.wrote_nothing()
+        return None
+    return row["client_id"], row["created_at"]
 
 
 WARM_UP_LOCK_TIMEOUT_MS = 100
