@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.api.test_errors_api import assert_envelope
-from tests.conftest import World, quote_body
+from tests.conftest import World, make_settings, quote_body
 
 URL = "/api/agents/quotes"
 
@@ -156,3 +156,36 @@ def test_cli_refuses_a_token_for_an_unknown_agent_and_a_bad_email(sqlite_url: st
         check=False,
     )
     assert bad.returncode == 2 and "invalid e-mail" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("currency", "price", "discount"), [("KWD", "1.234", "0.001"), ("CLF", "1.2345", "0.0001")]
+)
+async def test_three_and_four_decimal_currencies_are_stored_exactly(
+    db_url: str, world_factory: Any, currency: str, price: str, discount: str
+) -> None:
+    """ISO 4217 minor units beyond 2 survive the database (PostgreSQL NUMERIC(18, 4)): what
+    the save answered is what GET, the revision and a later save read (found by the breaker:
+    PostgreSQL rounded to 2 places)."""
+    world = await world_factory(make_settings(db_url, currencies=("EUR", currency)))
+    actor = await world.actor()
+    body = quote_body("edinburgh-weekend-gbp", actor.client_id)
+    body.update(currency=currency, discount=discount, markupPercent="0")
+    body["items"] = [
+        {"type": "OTHER", "description": "Fee", "quantity": 1, "unitPrice": price, "details": {}}
+    ]
+    created = await world.client.post(URL, json=body, headers=actor.headers)
+    assert created.status_code == 201, created.text
+    saved = created.json()["quote"]
+    assert saved["items"][0]["unitPrice"] == price
+    assert saved["pricing"]["discount"] == discount
+    read = await world.client.get(f"{URL}/{saved['id']}", headers=actor.headers)
+    assert read.json()["quote"] == saved
+    revision = await world.client.get(f"{URL}/{saved['id']}/revisions/1", headers=actor.headers)
+    assert revision.json()["revision"]["snapshot"] == saved
+    same = {k: v for k, v in body.items() if k != "clientId"}
+    again = await world.client.patch(
+        f"{URL}/{saved['id']}", json={**same, "version": 1}, headers=actor.headers
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["version"] == 1  # nothing changed: the stored amounts are the same

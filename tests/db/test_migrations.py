@@ -4,8 +4,10 @@ works on both databases, and the models and migrations agree (no pending autogen
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -103,6 +105,46 @@ def _fillfactors(url: str) -> dict[str, int | None]:
     return {name: int(value) if value else None for name, value in rows}
 
 
+def _money_types(url: str) -> set[str]:
+    rows = _sql(
+        url,
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+        " WHERE attrelid IN ('quotes'::regclass, 'quote_items'::regclass)"
+        " AND attname IN ('discount', 'subtotal', 'markup_amount', 'total', 'unit_price',"
+        " 'line_total')",
+    )[0]
+    return {row[0] for row in rows}
+
+
+def test_money_keeps_four_decimals_and_the_downgrade_will_not_round_them(empty_db: str) -> None:
+    settings = make_settings(empty_db)
+    migrate.upgrade(settings)
+    if not empty_db.startswith("postgresql"):
+        return  # SQLite stores money as text: nothing to widen or round
+    _sql(
+        empty_db,
+        "INSERT INTO agencies (id, name, timezone, created_at) VALUES ('g', 'G', 'UTC', now())",
+        "INSERT INTO agents (id, agency_id, email, name, role, active, created_at)"
+        " VALUES ('a', 'g', 'a@x.example', 'A', 'agent', true, now())",
+        "INSERT INTO clients (id, agency_id, agent_id, name, email, created_at)"
+        " VALUES ('c', 'g', 'a', 'C', 'c@x.example', now())",
+        "INSERT INTO quotes (id, agency_id, agent_id, client_id, trip_name, destination,"
+        " start_date, end_date, travelers, currency, markup_percent, discount, expires_in_days,"
+        " subtotal, markup_amount, total, status, version, created_at, last_modified_by,"
+        " last_modified_at) VALUES ('q', 'g', 'a', 'c', 'T', 'D', '2027-01-01', '2027-01-02', 1,"
+        " 'CLF', 0, 0.0001, 14, 1.2345, 0, 1.2344, 'DRAFT', 1, now(), 'a', now())",
+    )
+    assert _sql(empty_db, "SELECT subtotal, total FROM quotes")[0] == [
+        (Decimal("1.2345"), Decimal("1.2344"))
+    ]
+    with pytest.raises(RuntimeError, match="more than 2 decimal places"):
+        migrate.downgrade(settings, "0004")
+    assert _money_types(empty_db) == {"numeric(18,4)"}
+    assert _sql(empty_db, "SELECT subtotal, total FROM quotes")[0] == [
+        (Decimal("1.2345"), Decimal("1.2344"))
+    ]
+
+
 def test_upgrade_downgrade_upgrade_and_no_drift(empty_db: str) -> None:
     settings = make_settings(empty_db)
     expected = set(metadata.tables)
@@ -115,7 +157,11 @@ def test_upgrade_downgrade_upgrade_and_no_drift(empty_db: str) -> None:
     postgres = empty_db.startswith("postgresql")
     if postgres:
         assert _fillfactors(empty_db) == {"quotes": 80, "quote_items": 80}
-    migrate.downgrade(settings, "-1")  # one step back (0004), then forward again
+        assert _money_types(empty_db) == {"numeric(18,4)"}
+    migrate.downgrade(settings, "-1")  # one step back (0005), then forward again
+    if postgres:
+        assert _money_types(empty_db) == {"numeric(14,2)"}
+    migrate.downgrade(settings, "-1")  # and 0004
     if postgres:
         assert _fillfactors(empty_db) == {"quotes": None, "quote_items": None}
     migrate.downgrade(settings, "-1")  # and 0003

@@ -11,15 +11,21 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
 class Money(TypeDecorator[Decimal]):
-    """``NUMERIC(14, 2)`` on PostgreSQL; text on SQLite, whose NUMERIC would be a binary float."""
+    """``NUMERIC(18, 4)`` on PostgreSQL: every amount below 10^12 in every ISO 4217 currency
+    (up to 4 minor units: CLF), exactly; text on SQLite, whose NUMERIC would be a binary float.
+    ``Money(precision, scale)`` is what older migrations created (``NUMERIC(14, 2)``)."""
 
-    impl = Numeric(14, 2)
+    impl = Numeric(18, 4)
     cache_ok = True
+
+    def __init__(self, precision: int = 18, scale: int = 4) -> None:
+        super().__init__(precision, scale)
+        self.precision, self.scale = precision, scale
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(String(32))
-        return dialect.type_descriptor(Numeric(14, 2, asdecimal=True))
+        return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
         if value is None:
@@ -40,10 +46,13 @@ class Percent(Money):
     impl = Numeric(5, 2)
     cache_ok = True
 
+    def __init__(self, precision: int = 5, scale: int = 2) -> None:
+        super().__init__(precision, scale)
+
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(String(16))
-        return dialect.type_descriptor(Numeric(5, 2, asdecimal=True))
+        return super().load_dialect_impl(dialect)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
