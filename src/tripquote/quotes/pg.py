@@ -111,7 +111,27 @@ WITH bound AS (
 SELECT id FROM q
 """
 
-UPDATE = """
+
+def _replace_items(count: str, items: str) -> str:
+    """The CTEs that give the quote ``q`` the items of the JSON array ``items``: positions from
+    ``count`` on go, the others are upserted by position (the row and its indexes stay)."""
+    return f"""dropped AS (
+    DELETE FROM quote_items WHERE quote_id = (SELECT id FROM q) AND position >= {count}
+), items AS (
+    INSERT INTO quote_items (id, quote_id, position, type, description, quantity, unit_price,
+                             line_total, details)
+    SELECT gen_random_uuid()::text, q.id, x.position, x.type, x.description, x.quantity,
+           x.unit_price, x.line_total, x.details
+      FROM q, json_to_recordset({items}::json) AS x(position int, type text,
+           description text, quantity int, unit_price numeric, line_total numeric, details json)
+    ON CONFLICT (quote_id, position) DO UPDATE
+       SET type = EXCLUDED.type, description = EXCLUDED.description,
+           quantity = EXCLUDED.quantity, unit_price = EXCLUDED.unit_price,
+           line_total = EXCLUDED.line_total, details = EXCLUDED.details
+)"""  # noqa: S608 (constant SQL composed at import; every value is a bind parameter)
+
+
+UPDATE = f"""
 WITH q AS (
     UPDATE quotes
        SET client_id = $3, trip_name = $4, destination = $5, start_date = $6, end_date = $7,
@@ -121,28 +141,15 @@ WITH q AS (
            expires_at = $21, version = version + 1
      WHERE id = $1 AND version = $2
     RETURNING id, version
-), dropped AS (
-    DELETE FROM quote_items WHERE quote_id = (SELECT id FROM q) AND position >= $22
-), items AS (
-    INSERT INTO quote_items (id, quote_id, position, type, description, quantity, unit_price,
-                             line_total, details)
-    SELECT gen_random_uuid()::text, q.id, x.position, x.type, x.description, x.quantity,
-           x.unit_price, x.line_total, x.details
-      FROM q, json_to_recordset($23::json) AS x(position int, type text,
-           description text, quantity int, unit_price numeric, line_total numeric, details json)
-    ON CONFLICT (quote_id, position) DO UPDATE
-       SET type = EXCLUDED.type, description = EXCLUDED.description,
-           quantity = EXCLUDED.quantity, unit_price = EXCLUDED.unit_price,
-           line_total = EXCLUDED.line_total, details = EXCLUDED.details
-), revision AS (
+), {_replace_items("$22", "$23")}, revision AS (
     INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,
                                  correlation_id, created_at, snapshot)
     SELECT $24, q.id, q.version, $25, $17, $18, $26, $19, $27::json FROM q
 )
 SELECT version FROM q
-"""
+"""  # noqa: S608 (constant SQL composed at import; every value is a bind parameter)
 
-UPDATE_OWN_DRAFT = """
+UPDATE_OWN_DRAFT = f"""
 WITH q AS (
     -- The caller's own DRAFT at version $2, only if the caller is active in the quote's agency,
     -- the client is unchanged ($3, or NULL: not sent) and something changes. Any other case
@@ -173,20 +180,7 @@ WITH q AS (
                        IS DISTINCT FROM
                        (x.type, x.description, x.quantity, x.unit_price, x.details::jsonb)))
     RETURNING q.id, q.version, q.client_id, q.created_at
-), dropped AS (
-    DELETE FROM quote_items WHERE quote_id = (SELECT id FROM q) AND position >= $19
-), items AS (
-    INSERT INTO quote_items (id, quote_id, position, type, description, quantity, unit_price,
-                             line_total, details)
-    SELECT gen_random_uuid()::text, q.id, x.position, x.type, x.description, x.quantity,
-           x.unit_price, x.line_total, x.details
-      FROM q, json_to_recordset($20::json) AS x(position int, type text,
-           description text, quantity int, unit_price numeric, line_total numeric, details json)
-    ON CONFLICT (quote_id, position) DO UPDATE
-       SET type = EXCLUDED.type, description = EXCLUDED.description,
-           quantity = EXCLUDED.quantity, unit_price = EXCLUDED.unit_price,
-           line_total = EXCLUDED.line_total, details = EXCLUDED.details
-), revision AS (
+), {_replace_items("$19", "$20")}, revision AS (
     -- The snapshot is the API form with the two values only the row knows spliced in:
     -- clientId and createdAt (ISO 8601 UTC, milliseconds truncated, as serialize.fmt_instant).
     INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,
@@ -199,7 +193,7 @@ WITH q AS (
       FROM q
 )
 SELECT client_id, created_at FROM q
-"""
+"""  # noqa: S608 (constant SQL composed at import; every value is a bind parameter)
 
 
 def _principal(row: Any) -> Principal:
