@@ -296,3 +296,28 @@ async def test_the_statement_finds_the_quote_by_its_primary_key(world: World) ->
     scans = json.dumps(plan, default=str)
     assert '"Index Name": "pk_quotes"' in scans
     assert "ix_quotes_agent_id_status" not in scans
+
+
+async def test_details_stored_with_nul_around_the_api_still_save(
+    world: World, statements: Statements
+) -> None:
+    """json keeps ``\\u0000``, jsonb (the statement's comparison) cannot: the statement writes
+    nothing and the step-by-step path saves, as it always did. Only data written around the
+    API can hold it (the API refuses NUL)."""
+    actor = await world.actor()
+    quote = await _create(world, actor)
+    async with world.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE quote_items SET details = CAST(:d AS json)"
+                " WHERE quote_id = :q AND position = 0"
+            ),
+            {"d": '{"note": "a\\u0000b"}', "q": quote["id"]},
+        )
+    body = _full_form(quote)  # the quote's own fields unchanged: the items are compared
+    body["items"][-1]["description"] = "Saved"
+    await statements.take()
+    response = await _patch(world, actor, quote["id"], body)
+    assert response.status_code == 200, response.text
+    assert response.json()["quote"]["items"][-1]["description"] == "Saved"
+    assert await statements.take() == ["OWN_DRAFT", "LOAD", "UPDATE"]

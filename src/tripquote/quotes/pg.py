@@ -406,14 +406,20 @@ async def update_own_draft(
     v = values
     head, middle, tail = snapshot_parts(snapshot)
     tx.committing()
-    row = await tx.driver.fetchrow(
-        UPDATE_OWN_DRAFT,
-        quote_id, expected_version, client_id, v["trip_name"], v["destination"],
-        v["start_date"], v["end_date"], v["travelers"], v["currency"], v["markup_percent"],
-        v["discount"], v["expires_in_days"], v["notes"], v["subtotal"], v["markup_amount"],
-        v["total"], agent_id, v["last_modified_at"], len(items), _items_json(items),
-        str(uuid.uuid4()), correlation_id, head, middle, tail,
-    )  # fmt: skip
+    try:
+        row = await tx.driver.fetchrow(
+            UPDATE_OWN_DRAFT,
+            quote_id, expected_version, client_id, v["trip_name"], v["destination"],
+            v["start_date"], v["end_date"], v["travelers"], v["currency"], v["markup_percent"],
+            v["discount"], v["expires_in_days"], v["notes"], v["subtotal"], v["markup_amount"],
+            v["total"], agent_id, v["last_modified_at"], len(items), _items_json(items),
+            str(uuid.uuid4()), correlation_id, head, middle, tail,
+        )  # fmt: skip
+    except asyncpg.UntranslatableCharacterError:
+        # A stored item's details hold \u0000 (written around the API, which refuses NUL): as
+        # json it is kept, as jsonb (the comparison) it cannot be. The statement wrote nothing;
+        # the step-by-step path, which compares in Python, makes the save.
+        row = None
     if row is None:
         tx.wrote_nothing()
         return None
