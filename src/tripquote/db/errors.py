@@ -93,8 +93,22 @@ def sqlite_error_name(error: BaseException) -> str | None:
 
 
 def is_retryable(error: BaseException) -> bool:
-    """True for failures whose whole transaction may be run again: serialization, deadlock."""
-    return isinstance(error, DRIVER_ERRORS) and sqlstate_of(error) in RETRYABLE_SQLSTATES
+    """True for failures whose whole transaction may be run again: serialization, deadlock,
+    and a statement prepared before a schema change (``is_stale_statement``)."""
+    return isinstance(error, DRIVER_ERRORS) and (
+        sqlstate_of(error) in RETRYABLE_SQLSTATES or is_stale_statement(error)
+    )
+
+
+def is_stale_statement(error: BaseException) -> bool:
+    """A statement a pooled connection prepared before a schema change (a migration run while
+    the service serves): PostgreSQL refuses its cached plan ("cached plan must not change
+    result type", SQLSTATE 0A000) and aborts the transaction. asyncpg and SQLAlchemy drop their
+    statement caches as they raise it, so the whole unit, run again, prepares afresh."""
+    driver = _driver_error(error)
+    return isinstance(driver, asyncpg.InvalidCachedStatementError) or isinstance(
+        driver.__cause__, asyncpg.InvalidCachedStatementError
+    )
 
 
 def is_disconnect(error: BaseException) -> bool:
