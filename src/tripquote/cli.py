@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from zoneinfo import available_timezones
 
 import typer
+from alembic.util import CommandError
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -111,13 +113,28 @@ def _run_uvicorn(settings: Settings, *, host: str, port: int, workers: int) -> N
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations up to REVISION (default: head)."""
-    migrate.upgrade(_settings(), revision)
+    with _migration_refusals("upgrade"):
+        migrate.upgrade(_settings(), revision)
 
 
 @db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 def db_downgrade(revision: Annotated[str, typer.Argument(help="Target, e.g. -1 or base.")]) -> None:
     """Revert migrations down to REVISION."""
-    migrate.downgrade(_settings(), revision)
+    with _migration_refusals("downgrade"):
+        migrate.downgrade(_settings(), revision)
+
+
+@contextlib.contextmanager
+def _migration_refusals(command: str) -> Iterator[None]:
+    """A migration that refuses (it would lose data) or an unknown revision: one JSON error
+    line and exit status 1, not a traceback. The migration ran in a transaction: nothing
+    changed."""
+    try:
+        yield
+    except (RuntimeError, CommandError) as exc:
+        event = {"level": "error", "event": f"db_{command}_refused", "error": str(exc)}
+        typer.echo(json.dumps(event), err=True)
+        raise typer.Exit(1) from None
 
 
 @db_app.command("current")

@@ -4,6 +4,10 @@ works on both databases, and the models and migrations agree (no pending autogen
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -139,10 +143,88 @@ def test_money_keeps_four_decimals_and_the_downgrade_will_not_round_them(empty_d
     ]
     with pytest.raises(RuntimeError, match="more than 2 decimal places"):
         migrate.downgrade(settings, "0004")
+    # The command says so in one JSON line, exit status 1, no traceback.
+    for target, says in (("0004", "more than 2 decimal places"), ("nosuch", "nosuch")):
+        refused = subprocess.run(
+            [sys.executable, "-m", "tripquote.cli", "db", "downgrade", target],
+            env={**os.environ, "TRIPQUOTE_DATABASE_URL": empty_db},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert refused.returncode == 1, refused.stderr
+        assert "Traceback" not in refused.stderr
+        event = json.loads(refused.stderr.strip().splitlines()[-1])
+        assert event["event"] == "db_downgrade_refused" and says in event["error"]
     assert _money_types(empty_db) == {"numeric(18,4)"}
     assert _sql(empty_db, "SELECT subtotal, total FROM quotes")[0] == [
         (Decimal("1.2345"), Decimal("1.2344"))
     ]
+
+
+def _quote_with(
+    quote_id: str, currency: str, stored: tuple[str, ...], snapshot: tuple[str, ...]
+) -> tuple[str, ...]:
+    """A quote with one item as the pre-0005 code stored it (``stored``: unit price, line
+    total, discount, subtotal, markup, total) and its revision holding ``snapshot``."""
+    unit, line, discount, subtotal, markup, total = stored
+    s_unit, s_line, s_discount, s_subtotal, s_markup, s_total = snapshot
+    snap = (
+        f'{{"id": "{quote_id}", "items": [{{"unitPrice": "{s_unit}", "lineTotal": "{s_line}"}}],'
+        f' "pricing": {{"subtotal": "{s_subtotal}", "markupAmount": "{s_markup}",'
+        f' "discount": "{s_discount}", "total": "{s_total}"}}}}'
+    )
+    return (
+        "INSERT INTO quotes (id, agency_id, agent_id, client_id, trip_name, destination,"
+        " start_date, end_date, travelers, currency, markup_percent, discount, expires_in_days,"
+        " subtotal, markup_amount, total, status, version, created_at, last_modified_by,"
+        f" last_modified_at) VALUES ('{quote_id}', 'g', 'a', 'c', 'T', 'D', '2027-01-01',"
+        f" '2027-01-02', 1, '{currency}', 10, {discount}, 14, {subtotal}, {markup}, {total},"
+        " 'DRAFT', 1, now(), 'a', now())",
+        "INSERT INTO quote_items (id, quote_id, position, type, description, quantity,"
+        f" unit_price, line_total, details) VALUES ('{quote_id}-i', '{quote_id}', 0, 'OTHER',"
+        f" 'Fee', 3, {unit}, {line}, '{{}}')",
+        "INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,"
+        f" correlation_id, created_at, snapshot) VALUES ('{quote_id}-r', '{quote_id}', 1,"
+        f" 'CREATE', 'DRAFT', 'a', 'REQ-1', now(), '{snap}')",
+    )
+
+
+def test_0005_restores_the_digits_0004_rounded_away_from_the_revision_snapshots(
+    empty_db: str,
+) -> None:
+    settings = make_settings(empty_db)
+    migrate.upgrade(settings, "0004")
+    if not empty_db.startswith("postgresql"):
+        migrate.upgrade(settings)
+        return  # SQLite stored money as text: nothing was rounded
+    exact = ("1.234", "3.702", "0.005", "3.702", "0.370", "4.067")
+    _sql(
+        empty_db,
+        "INSERT INTO agencies (id, name, timezone, created_at) VALUES ('g', 'G', 'UTC', now())",
+        "INSERT INTO agents (id, agency_id, email, name, role, active, created_at)"
+        " VALUES ('a', 'g', 'a@x.example', 'A', 'agent', true, now())",
+        "INSERT INTO clients (id, agency_id, agent_id, name, email, created_at)"
+        " VALUES ('c', 'g', 'a', 'C', 'c@x.example', now())",
+        # What NUMERIC(14, 2) made of the exact KWD amounts:
+        *_quote_with("kwd", "KWD", ("1.23", "3.70", "0.01", "3.70", "0.37", "4.07"), exact),
+        # A stored total that is not the snapshot's, rounded: left alone.
+        *_quote_with("odd", "KWD", ("1.23", "3.70", "0.01", "3.70", "0.37", "9.99"), exact),
+        # A 2-decimal currency: never touched.
+        *_quote_with("eur", "EUR", ("1.23", "3.69", "0", "3.69", "0.37", "4.06"), exact),
+    )
+    migrate.upgrade(settings)
+    rows = _sql(
+        empty_db,
+        "SELECT q.id, i.unit_price, i.line_total, q.discount, q.subtotal, q.markup_amount,"
+        " q.total FROM quotes q JOIN quote_items i ON i.quote_id = q.id ORDER BY q.id",
+    )[0]
+    found = {row[0]: tuple(str(value.normalize()) for value in row[1:]) for row in rows}
+    normal = tuple(str(Decimal(value).normalize()) for value in exact)
+    assert found["kwd"] == normal
+    assert found["odd"] == (*normal[:5], "9.99")
+    assert found["eur"] == ("1.23", "3.69", "0", "3.69", "0.37", "4.06")
 
 
 def test_upgrade_downgrade_upgrade_and_no_drift(empty_db: str) -> None:

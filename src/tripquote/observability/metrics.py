@@ -36,7 +36,9 @@ OPERATION_DURATION = Histogram(
     buckets=DURATION_BUCKETS,
 )
 DB_RETRIES = Counter(
-    "tripquote_db_retries_total", "Transaction attempts retried after a retryable SQLSTATE."
+    "tripquote_db_retries_total",
+    "Transaction attempts retried after a retryable SQLSTATE or a statement prepared before a "
+    "schema change.",
 )
 DB_ROLLBACKS = Counter(
     "tripquote_db_rollbacks_total", "Transactions rolled back, by reason (error code).", ["reason"]
