@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 from zoneinfo import available_timezones
 
 import typer
@@ -379,5 +379,37 @@ def idempotency_purge(as_json: JsonFlag = False) -> None:
 app.add_typer(ops_app, name="ops")
 
 
+def main() -> None:
+    """The ``tripquote`` command: ``app``, with a database it cannot reach, or a database URL
+    it cannot use, told in one JSON line on stderr (exit status 1), not a traceback."""
+    import socket
+
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    try:
+        app()
+    except (DBAPIError, ConnectionError, socket.gaierror) as exc:
+        _fail_on_database("database_unavailable", exc)
+    except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as exc:
+        _fail_on_database("database_url_unusable", exc)
+
+
+def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
+    from sqlalchemy.exc import DBAPIError
+
+    from tripquote.observability.logging import scrub
+
+    driver = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = str(driver).strip()
+    line = {
+        "level": "error",
+        "event": event,
+        "error": scrub(f"{type(driver).__name__}: {text.splitlines()[0] if text else ''}"),
+        "hint": "Check TRIPQUOTE_DATABASE_URL and that its database server is running.",
+    }
+    typer.echo(json.dumps(line), err=True)
+    raise SystemExit(1)
+
+
 if __name__ == "__main__":  # python -m tripquote.cli
-    app()
+    main()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import insert
 
 from tests.api.test_lifecycle import quote_in
@@ -63,3 +66,28 @@ async def test_idempotency_purge_removes_only_expired_keys(world: World, db_url:
     assert result["purged"] >= 1
     left = await world.count("idempotency_keys", "agent_id = :a", a=actor.agent_id)
     assert left == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "event"),
+    [
+        ("postgresql+asyncpg://postgres:hunter2@127.0.0.1:1/x", "database_unavailable"),
+        ("sqlite+aiosqlite:////no/such/folder/tripquote.db", "database_unavailable"),
+        ("not a url", "database_url_unusable"),
+    ],
+)
+def test_a_database_it_cannot_use_is_one_json_line_not_a_traceback(url: str, event: str) -> None:
+    for command in (("db", "current"), ("db", "upgrade"), ("agencies", "create", "X")):
+        done = subprocess.run(
+            [sys.executable, "-m", "tripquote.cli", *command],
+            env={**os.environ, "TRIPQUOTE_DATABASE_URL": url, "TRIPQUOTE_LOG_LEVEL": "WARNING"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        line = json.loads(done.stderr.strip().splitlines()[-1])
+        assert line["event"] == event
+        assert "hunter2" not in done.stderr
