@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -259,3 +261,21 @@ def quote_body(fixture_name: str, client_id: str) -> dict[str, Any]:
             body = json.loads(json.dumps(case["request"]).replace("$CLIENT_ID", client_id))
             return dict(body)
     raise KeyError(fixture_name)
+
+
+def cli_error(url: str, *args: str) -> dict[str, Any]:
+    """Run ``tripquote <args>`` on ``url`` as a process that must fail cleanly: exit status 1,
+    no traceback; its last stderr line, a JSON error event, parsed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tripquote.cli", *args],
+        env={**os.environ, "TRIPQUOTE_DATABASE_URL": url, "TRIPQUOTE_LOG_LEVEL": "WARNING"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    event: dict[str, Any] = json.loads(done.stderr.strip().splitlines()[-1])
+    event["_stderr"] = done.stderr
+    return event

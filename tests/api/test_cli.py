@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +12,7 @@ import pytest
 from sqlalchemy import insert
 
 from tests.api.test_lifecycle import quote_in
-from tests.conftest import World
+from tests.conftest import World, cli_error
 from tripquote.db.tables import idempotency_keys
 from tripquote.quotes.lifecycle import QuoteStatus
 
@@ -78,16 +76,6 @@ async def test_idempotency_purge_removes_only_expired_keys(world: World, db_url:
 )
 def test_a_database_it_cannot_use_is_one_json_line_not_a_traceback(url: str, event: str) -> None:
     for command in (("db", "current"), ("db", "upgrade"), ("agencies", "create", "X")):
-        done = subprocess.run(
-            [sys.executable, "-m", "tripquote.cli", *command],
-            env={**os.environ, "TRIPQUOTE_DATABASE_URL": url, "TRIPQUOTE_LOG_LEVEL": "WARNING"},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 1, done.stderr
-        assert "Traceback" not in done.stderr
-        line = json.loads(done.stderr.strip().splitlines()[-1])
+        line = cli_error(url, *command)
         assert line["event"] == event
-        assert "hunter2" not in done.stderr
+        assert "hunter2" not in line["_stderr"]
