@@ -85,3 +85,43 @@ async def test_a_lost_connection_is_worded_for_what_the_unit_did(
     assert raised.value.details["cause"] in {"08003", "08006", "connection_lost"}
     assert ("saved" in raised.value.message) is write
     assert ("read" in raised.value.message) is not write
+
+
+async def test_no_statement_follows_a_change_committed_by_itself(
+    runner: TransactionRunner, pg_url: str
+) -> None:
+    """The runner may run a unit again after a retryable error; that is only safe while the
+    unit has committed nothing, so after its one statement committed a change the unit can
+    run no other (found by the breaker: a synthetic unit committed three times)."""
+    marker = f"once-{time.monotonic_ns()}"
+    runs = 0
+
+    async def work(tx: DriverTx) -> None:
+        nonlocal runs
+        runs += 1
+        tx.committing()
+        await tx.driver.execute(
+            "INSERT INTO agencies (id, name, timezone, created_at) VALUES ($1, $1, 'UTC', now())",
+            marker,
+        )
+        tx.committed()
+        await tx.driver.execute("SELECT 1")  # refused: the change above is already committed
+
+    with pytest.raises(RuntimeError, match="after its change committed"):
+        await runner.run(work, driver=True, single_statement=True)
+    assert runs == 1
+    async with runner.engine.begin() as conn:
+        count = await conn.exec_driver_sql("SELECT count(*) FROM agencies WHERE id = $1", (marker,))
+        assert count.scalar_one() == 1
+        await conn.exec_driver_sql("DELETE FROM agencies WHERE id = $1", (marker,))
+
+
+async def test_statements_may_follow_a_change_inside_a_transaction(
+    runner: TransactionRunner,
+) -> None:
+    async def work(tx: DriverTx) -> int:
+        tx.committing()
+        tx.committed()  # in a transaction nothing is committed yet: the runner commits
+        return int(await tx.driver.fetchval("SELECT 1"))
+
+    assert await runner.run(work, driver=True) == 1

@@ -56,13 +56,25 @@ class DriverTx:
 
     In a transaction (the default), statements run on it join the transaction the runner
     commits. Without one (``single_statement=True``), each statement commits by itself: the
-    unit reads, then makes its whole change in ONE statement, announced by ``committing()``.
+    unit reads, then makes its whole change in ONE statement, announced by ``committing()``
+    and, when it changed something, confirmed by ``committed()``: after that the unit runs
+    no statement (``driver`` refuses), so a retried unit can never have committed before.
     """
 
-    driver: Any  # asyncpg.Connection
+    connection: Any  # asyncpg.Connection
     in_transaction: bool = True
     deadline: asyncio.Timeout | None = None
     _paused_deadline: float | None = None
+    _committed: bool = False
+
+    @property
+    def driver(self) -> Any:
+        """The asyncpg connection. RuntimeError once the unit's change committed by itself:
+        the runner runs a unit again after a retryable error, which is only safe while the
+        unit has committed nothing."""
+        if self._committed:
+            raise RuntimeError("a one-statement unit ran a statement after its change committed")
+        return self.connection
 
     def require_transaction(self) -> None:
         """TransactionRequired unless in a transaction (call it before any write)."""
@@ -76,6 +88,12 @@ class DriverTx:
         if not self.in_transaction and self.deadline is not None:
             self._paused_deadline = self.deadline.when()
             self.deadline.reschedule(None)
+
+    def committed(self) -> None:
+        """The statement announced by ``committing()`` changed the database; without a
+        transaction that is for good, and the unit runs no statement after it."""
+        if not self.in_transaction:
+            self._committed = True
 
     def wrote_nothing(self) -> None:
         """The statement announced by ``committing()`` changed nothing: what the unit does next

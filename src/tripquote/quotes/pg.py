@@ -341,6 +341,7 @@ async def insert_quote(
     if inserted is None:
         tx.wrote_nothing()
         return False
+    tx.committed()
     return True
 
 
@@ -369,6 +370,7 @@ async def update_quote(
     if new_version is None:
         tx.wrote_nothing()
         return None
+    tx.committed()
     return int(new_version)
 
 
@@ -423,6 +425,7 @@ async def update_own_draft(
     if row is None:
         tx.wrote_nothing()
         return None
+    tx.committed()
     return row["client_id"], row["created_at"]
 
 
