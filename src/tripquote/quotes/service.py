@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tripquote.agents.auth import require_principal
 from tripquote.agents.repository import load_principal
-from tripquote.db.transaction import UnitConnection
+from tripquote.db.transaction import DriverTx, UnitConnection
 from tripquote.errors import (
     AgentNotFound,
     QuoteValidationFailed,
@@ -22,7 +22,7 @@ from tripquote.errors import (
     field_error,
 )
 from tripquote.http import Services
-from tripquote.quotes import checks, writes
+from tripquote.quotes import checks, pg, writes
 from tripquote.quotes import repository as repo
 from tripquote.quotes.lifecycle import (
     Operation,
@@ -193,7 +193,7 @@ async def update_quote(
     full_form = _full_form(body, limits) if svc.runner.is_postgres else None
 
     async def work(conn: UnitConnection) -> dict[str, Any]:
-        if full_form is not None and not writes.in_transaction(conn):
+        if full_form is not None and isinstance(conn, DriverTx) and not conn.in_transaction:
             # A PATCH carrying the whole quote (an editor's Save) does not depend on the
             # stored one: one statement saves it over the caller's own DRAFT and checks the
             # rest itself. Written nothing: the steps below say why, or find nothing changed.
@@ -201,7 +201,7 @@ async def update_quote(
             values = _own_draft_values(quote_id, agent_id, draft, priced, expected, now)
             items = _item_values(draft, priced)
             quote = quote_to_api(values, items)
-            saved = await writes.update_own_draft(
+            saved = await pg.update_own_draft(
                 conn,
                 quote_id=quote_id,
                 expected_version=expected,

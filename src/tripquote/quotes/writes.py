@@ -156,32 +156,3 @@ async def update_quote(
     await repo.replace_items(conn, quote_id, items)
     await repo.insert_revision(conn, revision)
     return new_version
-
-
-async def update_own_draft(
-    conn: UnitConnection,
-    *,
-    quote_id: str,
-    expected_version: int,
-    agent_id: str,
-    client_id: str | None,
-    values: dict[str, Any],
-    items: list[dict[str, Any]],
-    snapshot: dict[str, Any],
-    correlation_id: str,
-) -> tuple[str, datetime] | None:
-    """The one-statement save of the caller's own DRAFT (``pg.update_own_draft``); only on a
-    one-statement ``DriverTx`` (``in_transaction`` False). None when it wrote nothing: the
-    step-by-step path then makes the save, or tells why it cannot be made."""
-    assert isinstance(conn, DriverTx) and not conn.in_transaction
-    return await pg.update_own_draft(
-        conn,
-        quote_id=quote_id,
-        expected_version=expected_version,
-        agent_id=agent_id,
-        client_id=client_id,
-        values=values,
-        items=items,
-        snapshot=snapshot,
-        correlation_id=correlation_id,
-    )
