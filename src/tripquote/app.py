@@ -31,7 +31,7 @@ from tripquote.errors import (
 from tripquote.health import router as health_router
 from tripquote.http import Services
 from tripquote.idempotency import IdempotencyStore
-from tripquote.middleware import BodyLimitMiddleware, CatchAllMiddleware
+from tripquote.middleware import BodyLimitMiddleware, CatchAllMiddleware, head_as_get
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.correlation import CorrelationMiddleware
 from tripquote.observability.logging import configure_logging, flush_logs
@@ -56,6 +56,8 @@ class TripquoteAPI(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            scope, send = head_as_get(scope, send)
         if self.quote_stack is not None and scope["type"] == "http":
             found = match(scope["method"], scope["path"])
             if found is not None:
@@ -68,15 +70,18 @@ class TripquoteAPI(FastAPI):
 
 def allowed_methods(app: FastAPI, scope: Scope) -> str:
     """The ``Allow`` value of a 405: every method of every route whose path matches (RFC 9110
-    §15.5.6); the framework names only the first such route's."""
-    return ", ".join(
+    §15.5.6), HEAD wherever GET is (§9.3.2); the framework names only the first route's."""
+    allowed = {
         method
         for method in _METHODS
         if any(
             route.matches({**scope, "type": "http", "method": method})[0] is Match.FULL
             for route in app.router.routes
         )
-    )
+    }
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return ", ".join(method for method in _METHODS if method in allowed)
 
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")

@@ -14,6 +14,24 @@ from tripquote.rendering import error_response
 
 logger = logging.getLogger("tripquote.errors")
 
+HEAD_AS_GET = "tripquote.head_as_get"
+"""Scope key set on a HEAD request answered as its GET (the access line still says HEAD)."""
+
+
+def head_as_get(scope: Scope, send: Send) -> tuple[Scope, Send]:
+    """A HEAD request as its GET, and a ``send`` that keeps the GET's status and header
+    fields (``Content-Length`` and ``ETag`` included) but drops its content: RFC 9110 §9.3.2.
+
+    Every route that answers GET thus answers HEAD; a path without GET keeps its 404 or 405.
+    """
+
+    async def send_without_content(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return {**scope, "method": "GET", HEAD_AS_GET: True}, send_without_content
+
 
 class BodyLimitMiddleware:
     """Refuse bodies over ``max_bytes`` with 413 PAYLOAD_TOO_LARGE, by Content-Length at once

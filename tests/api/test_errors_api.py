@@ -249,10 +249,10 @@ async def test_http_level_errors_use_the_envelope(world: World) -> None:
     body = assert_envelope(refused, "METHOD_NOT_ALLOWED", 405)
     assert body["retryable"] is False
     # Allow lists every method the path has (RFC 9110 §15.5.6), not only one route's.
-    assert refused.headers["allow"] == "GET, POST"
+    assert refused.headers["allow"] == "GET, HEAD, POST"
     one = await world.client.put("/api/agents/quotes/some-id")
-    assert one.headers["allow"] == "DELETE, GET, PATCH"
-    assert (await world.client.put("/api/agents/clients")).headers["allow"] == "GET, POST"
+    assert one.headers["allow"] == "DELETE, GET, HEAD, PATCH"
+    assert (await world.client.put("/api/agents/clients")).headers["allow"] == "GET, HEAD, POST"
 
 
 async def test_payload_too_large(db_url: str, world_factory: Any) -> None:

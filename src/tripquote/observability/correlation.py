@@ -14,6 +14,7 @@ import structlog
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tripquote.middleware import HEAD_AS_GET
 from tripquote.observability.context import (
     accept_correlation_id,
     correlation_id_var,
@@ -46,7 +47,7 @@ def _log_request(scope: Scope, status: int, seconds: float, pending: dict[str, A
     query = scope.get("query_string", b"")
     access = {
         "client_addr": f"{client[0]}:{client[1]}" if client else None,
-        "method": scope["method"],
+        "method": "HEAD" if scope.get(HEAD_AS_GET) else scope["method"],
         "path": scope["path"] + ("?" + query.decode("latin-1") if query else ""),
         "http_version": scope.get("http_version"),
         "status": status,
