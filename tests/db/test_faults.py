@@ -204,14 +204,19 @@ async def test_retryable_failures_are_retried_then_succeed(
     assert await world.count("quote_revisions", "quote_id = :id", id=quote_id) == 1
 
 
-async def test_retries_exhausted_is_transaction_aborted(pg_world: World, pg_trigger: Any) -> None:
+@pytest.mark.parametrize("sqlstate", ["40001", "40P01"])
+async def test_retries_exhausted_is_transaction_aborted(
+    pg_world: World, pg_trigger: Any, sqlstate: str
+) -> None:
     world = pg_world
-    await pg_trigger("BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '40001'; RETURN NEW; END")
+    await pg_trigger(
+        f"BEGIN RAISE EXCEPTION 'injected' USING ERRCODE = '{sqlstate}'; RETURN NEW; END"
+    )
     actor = await world.actor()
     before = await world.table_counts()
     response = await _create(world, actor)
     body = assert_envelope(response, "DATABASE_TRANSACTION_ABORTED", 503)
     assert body["retryable"] is True
-    assert body["details"]["attempts"] == 3
+    assert body["details"] == {"attempts": 3, "sqlstate": sqlstate}  # what aborted the last
     assert "retry-after" in response.headers
     assert await world.table_counts() == before

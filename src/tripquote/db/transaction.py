@@ -29,7 +29,7 @@ from tenacity import (
 )
 
 from tripquote.db.engine import WRITE_OPTION, pooled_driver
-from tripquote.db.errors import DRIVER_ERRORS, is_retryable, map_db_error
+from tripquote.db.errors import DRIVER_ERRORS, is_retryable, map_db_error, sqlstate_of
 from tripquote.errors import (
     DatabaseTimeout,
     DatabaseTransactionAborted,
@@ -168,7 +168,10 @@ class TransactionRunner:
             cause = exhausted.last_attempt.exception()
             self.observer.db_rollback(DatabaseTransactionAborted.code)
             raise DatabaseTransactionAborted(
-                details={"attempts": self.settings.tx_max_attempts}
+                details={
+                    "attempts": self.settings.tx_max_attempts,
+                    "sqlstate": sqlstate_of(cause) if cause is not None else None,
+                }
             ) from cause
         raise AssertionError("unreachable")  # pragma: no cover
 
