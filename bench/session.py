@@ -129,6 +129,8 @@ class Bench:
                 str(port),
                 "--workers",
                 w,
+                "--backlog",
+                "4096",  # tripquote serve's default
                 "--log-level",
                 "warning",
                 "--no-access-log",

@@ -169,10 +169,11 @@ def start_server(
     workers: int = 1,
     name: str = "tripquote",
     metrics_dir: bool = True,
+    args: Iterable[str] = (),
 ) -> Server:
-    """Start ``tripquote serve`` on a free port (not yet ready: see ``wait_ready``); with
-    several workers their metrics go to a folder of ``log_dir`` unless ``metrics_dir`` is
-    False (then ``serve`` makes its own)."""
+    """Start ``tripquote serve`` (with ``args`` added) on a free port (not yet ready: see
+    ``wait_ready``); with several workers their metrics go to a folder of ``log_dir`` unless
+    ``metrics_dir`` is False (then ``serve`` makes its own)."""
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{port}.log"
@@ -182,7 +183,7 @@ def start_server(
         metrics_dir.mkdir()
         env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     argv = [str(TRIPQUOTE), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--workers", str(workers)]
+    argv += ["--workers", str(workers), *args]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             argv,

@@ -77,6 +77,15 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    backlog: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Connections the kernel queues until a worker accepts them (capped by "
+            "net.core.somaxconn); past it, a new connection's SYN is retried 1 s later.",
+        ),
+    ] = 4096,
 ) -> None:
     """Run the HTTP API with uvicorn (JSON logs; metrics shared across workers)."""
     settings = _settings()
@@ -85,13 +94,13 @@ def serve(
         created = tempfile.mkdtemp(prefix="tripquote-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
     try:
-        _run_uvicorn(settings, host=host, port=port, workers=workers)
+        _run_uvicorn(settings, host=host, port=port, workers=workers, backlog=backlog)
     finally:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
 
 
-def _run_uvicorn(settings: Settings, *, host: str, port: int, workers: int) -> None:
+def _run_uvicorn(settings: Settings, *, host: str, port: int, workers: int, backlog: int) -> None:
     import uvicorn
 
     from tripquote.observability.logging import uvicorn_log_config
@@ -102,6 +111,7 @@ def _run_uvicorn(settings: Settings, *, host: str, port: int, workers: int) -> N
         host=host,
         port=port,
         workers=workers,
+        backlog=backlog,
         log_config=uvicorn_log_config(settings),
         access_log=False,  # the app writes its own access line, with correlation ID and duration
         proxy_headers=False,
