@@ -77,6 +77,11 @@ def request_fingerprint(method: str, path: str, body: Any, *, if_match: str | No
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+_CLAIM_ROUNDS = 5
+"""Insert-then-read rounds of a claim before IDEMPOTENCY_KEY_IN_USE (each lost round means
+another request claimed the key and released it between the two statements)."""
+
+
 class IdempotencyStore:
     """Claims, completes, releases and replays keys through the transaction runner."""
 
@@ -95,32 +100,40 @@ class IdempotencyStore:
         async def work(conn: AsyncConnection) -> Claim | StoredResponse:
             # INSERT … ON CONFLICT DO NOTHING: a concurrent duplicate waits for the first
             # claim to commit, then finds its row instead of failing on the primary key.
+            # The row can be gone again when it reads it (the first request failed and
+            # released the key in between): the key is free, so the insert is tried again.
             dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-            inserted = await conn.execute(
-                dialect_insert(idempotency_keys)
-                .values(
-                    agent_id=agent_id,
-                    key=key,
-                    request_hash=fingerprint,
-                    state="in_flight",
-                    created_at=now,
-                    expires_at=now + self.ttl,
+            for _ in range(_CLAIM_ROUNDS):
+                inserted = await conn.execute(
+                    dialect_insert(idempotency_keys)
+                    .values(
+                        agent_id=agent_id,
+                        key=key,
+                        request_hash=fingerprint,
+                        state="in_flight",
+                        created_at=now,
+                        expires_at=now + self.ttl,
+                    )
+                    .on_conflict_do_nothing()
                 )
-                .on_conflict_do_nothing()
-            )
-            if inserted.rowcount == 1:
-                return Claim(agent_id, key)
-            row = (
-                (
-                    await conn.execute(
-                        select(idempotency_keys).where(
-                            idempotency_keys.c.agent_id == agent_id, idempotency_keys.c.key == key
+                if inserted.rowcount == 1:
+                    return Claim(agent_id, key)
+                row = (
+                    (
+                        await conn.execute(
+                            select(idempotency_keys).where(
+                                idempotency_keys.c.agent_id == agent_id,
+                                idempotency_keys.c.key == key,
+                            )
                         )
                     )
+                    .mappings()
+                    .first()
                 )
-                .mappings()
-                .one()
-            )
+                if row is not None:
+                    break
+            else:  # claimed and released by others every time: still busy, retry later
+                raise IdempotencyKeyInUse(details={"idempotencyKey": key})
             if row["expires_at"] <= now:  # an expired key is a new key
                 await conn.execute(
                     update(idempotency_keys)

@@ -427,3 +427,78 @@ async def test_write_rate_limit_per_agent(db_url: str, world_factory: Any) -> No
     assert (await create(world, other)).status_code == 201
     # Reads are not limited.
     assert (await world.client.get(URL, headers=actor.headers)).status_code == 200
+
+
+async def test_concurrent_duplicates_of_a_failing_request_never_get_a_500(world: World) -> None:
+    # The first claim fails (unknown client) and releases its key while duplicates read it.
+    actor = await world.actor()
+    body = quote_body("iceland-ring-road-eur", "no-such-client")
+    before = await world.table_counts()
+    for round_ in range(5):
+        headers = {**actor.headers, "Idempotency-Key": f"failing-{round_}"}
+        responses = await asyncio.gather(
+            *(world.client.post(URL, json=body, headers=headers) for _ in range(30))
+        )
+        codes = {
+            assert_envelope(r, r.json().get("errorCode", "?"), r.status_code)["errorCode"]
+            for r in responses
+        }
+        assert codes <= {"CLIENT_NOT_FOUND", "IDEMPOTENCY_KEY_IN_USE"}, codes
+    assert await world.table_counts() == before
+    assert await world.count("idempotency_keys", "agent_id = :a", a=actor.agent_id) == 0
+
+
+@pytest.mark.parametrize("db_url", ["pg_url"], indirect=True)
+@pytest.mark.parametrize("every_round", [False, True])
+async def test_a_key_released_between_the_claims_two_statements(
+    world: World, every_round: bool
+) -> None:
+    """PostgreSQL, READ COMMITTED: the claim's INSERT … ON CONFLICT DO NOTHING meets another
+    request's row, which that request deletes (it failed) before the claim's SELECT reads it.
+    The gap is opened deterministically: the other request's DELETE runs, committed, right
+    after the claim's INSERT found the conflict. Released once: the key is free, the request
+    claims it and is served. Claimed again by yet another request every time: after its
+    rounds the claim answers IDEMPOTENCY_KEY_IN_USE (retryable) and writes nothing."""
+    import asyncpg
+    from sqlalchemy import event
+    from sqlalchemy.util import await_only
+
+    actor = await world.actor()
+    key = "released-in-between"
+    url = world.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    other = await asyncpg.connect(url)
+    claim_as_another = (
+        "INSERT INTO idempotency_keys (agent_id, key, request_hash, state, created_at, "
+        "expires_at) VALUES ($1, $2, 'another', 'in_flight', now(), now() + interval '1 day')"
+    )
+    await other.execute(claim_as_another, actor.agent_id, key)
+    releases: list[str] = []
+
+    def interleave(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("INSERT INTO idempotency_keys") and cursor.rowcount == 0:
+            if every_round or not releases:
+                releases.append(key)
+                await_only(other.execute("DELETE FROM idempotency_keys WHERE key = $1", key))
+        elif every_round and statement.startswith("SELECT") and "idempotency_keys" in statement:
+            await_only(other.execute(claim_as_another, actor.agent_id, key))
+
+    body = quote_body("iceland-ring-road-eur", actor.client_id)
+    headers = {**actor.headers, "Idempotency-Key": key}
+    before = await world.table_counts()
+    event.listen(world.engine.sync_engine, "after_cursor_execute", interleave)
+    try:
+        response = await world.client.post(URL, json=body, headers=headers)
+    finally:
+        event.remove(world.engine.sync_engine, "after_cursor_execute", interleave)
+        await other.close()
+    if every_round:
+        assert len(releases) == 5  # _CLAIM_ROUNDS
+        error = assert_envelope(response, "IDEMPOTENCY_KEY_IN_USE", 409)
+        assert error["retryable"] is True
+        assert await world.table_counts() == before
+        return
+    assert releases == [key]
+    assert response.status_code == 201, response.text
+    assert await world.count("quotes", "agent_id = :a", a=actor.agent_id) == 1
+    replay = await world.client.post(URL, json=body, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true"
