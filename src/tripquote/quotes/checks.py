@@ -16,7 +16,7 @@ from tripquote.errors import ClientNotFound, QuotaExceeded, QuoteConflictVersion
 from tripquote.http import Services
 from tripquote.quotes import repository as repo
 from tripquote.quotes import writes
-from tripquote.quotes.lifecycle import QuoteStatus, effective_status
+from tripquote.quotes.lifecycle import Operation, QuoteStatus, check_transition, effective_status
 from tripquote.quotes.repository import QuoteRecord
 from tripquote.quotes.rules import changed_fields
 from tripquote.quotes.serialize import INPUT_FIELDS, quote_to_api
@@ -96,12 +96,25 @@ def status_now(row: Mapping[Any, Any], now: datetime) -> QuoteStatus:
 
 
 async def conflict(
-    conn: UnitConnection, quote_id: str, expected: int, http_status: int | None
+    conn: UnitConnection,
+    quote_id: str,
+    expected: int,
+    http_status: int | None,
+    *,
+    operation: Operation,
+    now: datetime,
 ) -> QuoteConflictVersion:
-    """QUOTE_CONFLICT_VERSION with the committed state and the fields changed since ``expected``."""
+    """QUOTE_CONFLICT_VERSION with the committed state and the fields changed since ``expected``.
+
+    The committed state decides first, as it does for a request arriving after the change
+    that won: when it no longer allows ``operation`` (a concurrent send, delete, ...), this
+    raises QUOTE_ALREADY_SENT / QUOTE_STATE_INVALID instead, so a lost race gets the same
+    answer whichever statement of the save saw the other change.
+    """
     record = await writes.get_quote(conn, quote_id)
     if record is None:  # deleted meanwhile (not possible today: deletes are soft)
         raise QuoteNotFound(details={"quoteId": quote_id})
+    check_transition(status_now(record.row, now), operation)
     current = quote_to_api(record.row, record.items)
     seen = await writes.revision_snapshot(conn, quote_id, expected)
     fields = (*INPUT_FIELDS, "status")

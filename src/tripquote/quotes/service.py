@@ -220,7 +220,9 @@ async def update_quote(
         record = checks.check_visible(principal, record, quote_id)
         new_status = check_transition(checks.status_now(record.row, now), Operation.UPDATE)
         if record.row["version"] != expected:
-            raise await checks.conflict(conn, quote_id, expected, conflict_status)
+            raise await checks.conflict(
+                conn, quote_id, expected, conflict_status, operation=Operation.UPDATE, now=now
+            )
         current = quote_to_api(record.row, record.items)
         current_input = api_to_input(current)
         draft = validate_quote(merge_patch(current_input, body), limits=limits)
@@ -260,7 +262,9 @@ async def update_quote(
             revision=_revision(quote, "UPDATE", principal.agent_id, correlation_id, now),
         )
         if new_version is None:
-            raise await checks.conflict(conn, quote_id, expected, conflict_status)
+            raise await checks.conflict(
+                conn, quote_id, expected, conflict_status, operation=Operation.UPDATE, now=now
+            )
         if on_saved is not None:
             await on_saved(conn, Saved(quote=quote, saved_at=now))
         return quote
@@ -313,7 +317,9 @@ async def transition_quote(
         record = await checks.visible_quote(conn, principal, quote_id)
         new_status = check_transition(checks.status_now(record.row, now), operation)
         if record.row["version"] != expected:
-            raise await checks.conflict(conn, quote_id, expected, conflict_status)
+            raise await checks.conflict(
+                conn, quote_id, expected, conflict_status, operation=operation, now=now
+            )
         values: dict[str, Any] = {
             "status": new_status.value,
             "last_modified_by": principal.agent_id,
@@ -329,7 +335,9 @@ async def transition_quote(
             conn, quote_id=quote_id, expected_version=expected, values=values
         )
         if new_version is None:
-            raise await checks.conflict(conn, quote_id, expected, conflict_status)
+            raise await checks.conflict(
+                conn, quote_id, expected, conflict_status, operation=operation, now=now
+            )
         quote = quote_to_api({**record.row, **values, "version": new_version}, record.items)
         await repo.insert_revision(
             conn, _revision(quote, operation.value, principal.agent_id, correlation_id, now)
