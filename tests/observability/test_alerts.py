@@ -157,6 +157,37 @@ async def test_dedup_suppresses_repeats_and_reports_them_with_the_next_alert(
     ]
 
 
+async def test_an_alert_no_channel_took_suppresses_nothing_after_it(
+    settings_factory: Any, http_recorder: Any, until: Any
+) -> None:
+    # Both attempts of the first alert fail; a repeat sent meanwhile is suppressed. Once the
+    # first has failed, the next repeat within the window is sent, carrying that count.
+    http_recorder.statuses.extend([500, 500])
+    settings = settings_factory(
+        alert_webhook_url=http_recorder.url + "/h",
+        alert_dedup_window_seconds=300,
+        alert_max_attempts=2,
+    )
+    dispatcher = AlertDispatcher(settings, backoff_seconds=0.01, clock=FakeClock())
+    before_failed, before_sent = sent("webhook", "failed"), sent("webhook", "sent")
+    await dispatcher.start()
+    try:
+        dispatcher.submit(make_alert(correlation_id="REQ-LOST-1"))
+        dispatcher.submit(make_alert(correlation_id="REQ-LOST-2"))  # suppressed
+        await until(lambda: sent("webhook", "failed") == before_failed + 1)
+        dispatcher.submit(make_alert(correlation_id="REQ-AFTER-1"))  # same window, same clock
+        await until(lambda: sent("webhook", "sent") == before_sent + 1)
+        dispatcher.submit(make_alert(correlation_id="REQ-AFTER-2"))  # the window holds again
+    finally:
+        await dispatcher.stop()
+    bodies = [json.loads(r.body) for r in http_recorder.requests]
+    assert [(b["correlationId"], b["suppressedSinceLast"]) for b in bodies] == [
+        ("REQ-LOST-1", 0),
+        ("REQ-LOST-1", 0),
+        ("REQ-AFTER-1", 1),
+    ]
+
+
 async def test_retries_5xx_with_backoff_then_succeeds(
     settings_factory: Any, http_recorder: Any, until: Any
 ) -> None:

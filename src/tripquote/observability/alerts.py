@@ -3,7 +3,10 @@
 ``submit`` (called from the request path) only de-duplicates and enqueues. A background task
 delivers each alert to every configured channel with retries (exponential backoff, full jitter,
 at most ``settings.alert_max_attempts`` attempts). Repeats of one error code within
-``settings.alert_dedup_window_seconds`` are suppressed and their count rides on the next alert.
+``settings.alert_dedup_window_seconds`` are suppressed and their count rides on the next alert;
+an alert that no channel took (every attempt failed) suppresses nothing: the next repeat of its
+code is sent. De-duplication is per process: with ``serve --workers N`` each worker sends the
+first alert of a code in a window.
 Alerts carry codes, ids and fixed messages only: no secrets, no client personal data.
 """
 
@@ -178,7 +181,9 @@ def channels_from_settings(settings: Settings) -> list[Channel]:
 @dataclass
 class _Dedup:
     sent_at: float
+    alert: Alert | None = None  # the alert enqueued when the window opened
     suppressed: int = 0
+    failed: int = 0  # channels of that alert that gave up
 
 
 def _count(channel: str, result: str) -> None:
@@ -227,13 +232,26 @@ class AlertDispatcher:
                 _count(channel.name, "suppressed")
             return
         suppressed = seen.suppressed if seen is not None else 0
-        self._dedup[alert.error_code] = _Dedup(sent_at=now)
+        alert = replace(alert, suppressed_since_last=suppressed)
+        self._dedup[alert.error_code] = _Dedup(sent_at=now, alert=alert)
         try:
-            self._queue.put_nowait(replace(alert, suppressed_since_last=suppressed))
+            self._queue.put_nowait(alert)
         except asyncio.QueueFull:
+            self._reopen(alert)
             for channel in self.channels:
                 _count(channel.name, "failed")
             logger.warning("alert_queue_full", error_code=alert.error_code)
+
+    def _reopen(self, alert: Alert, *, channel_failed: bool = False) -> None:
+        """Close the dedup window ``alert`` opened when it reached none of the channels (every
+        channel failed, or it was never queued), keeping the count of repeats it suppressed."""
+        seen = self._dedup.get(alert.error_code)
+        if seen is None or seen.alert is not alert:
+            return  # a later alert of the code opened its own window since
+        seen.failed += channel_failed
+        if not channel_failed or seen.failed == len(self.channels):
+            seen.sent_at = float("-inf")
+            seen.alert = None
 
     async def start(self) -> None:
         """Open the HTTP client and start the delivery worker."""
@@ -298,6 +316,7 @@ class AlertDispatcher:
             raise
         except Exception as exc:
             _count(channel.name, "failed")
+            self._reopen(alert, channel_failed=True)
             logger.warning(
                 "alert_failed",
                 error_type=type(exc).__name__,
