@@ -3,6 +3,7 @@ connection, serialization failures and deadlocks. Nothing is ever half-written."
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import uuid
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.api.test_errors_api import assert_envelope
 from tests.conftest import World, make_settings, quote_body
+from tripquote.observability.logging import flush_logs
 
 
 @pytest_asyncio.fixture
@@ -219,4 +221,39 @@ async def test_retries_exhausted_is_transaction_aborted(
     assert body["retryable"] is True
     assert body["details"] == {"attempts": 3, "sqlstate": sqlstate}  # what aborted the last
     assert "retry-after" in response.headers
+    assert await world.table_counts() == before
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "code"),
+    [("XX000", "QUOTE_PERSISTENCE_FAILED"), ("40001", "DATABASE_TRANSACTION_ABORTED")],
+)
+async def test_what_the_database_said_is_logged_under_the_correlation_id(
+    pg_world: World, pg_trigger: Any, capsys: pytest.CaptureFixture[str], sqlstate: str, code: str
+) -> None:
+    # The envelope carries a code and a cause; the log line carries the database's own words,
+    # for the operator, without the statement or its parameters.
+    world = pg_world
+    await pg_trigger(
+        f"BEGIN RAISE EXCEPTION 'injected fault for the log' USING ERRCODE = '{sqlstate}'; END"
+    )
+    actor = await world.actor()
+    before = await world.table_counts()
+    capsys.readouterr()
+    response = await _create(world, actor)
+    body = assert_envelope(response, code, 503)
+    flush_logs()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    logged = [
+        line
+        for line in lines
+        if line.get("correlation_id") == body["correlationId"] and line["event"] == "database_error"
+    ]
+    assert len(logged) == 1, lines
+    assert logged[0]["level"] == "error"
+    assert logged[0]["error_code"] == code
+    assert logged[0]["sqlstate"] == sqlstate
+    assert logged[0]["driver_message"] == "injected fault for the log"
+    assert logged[0]["driver_error"].endswith("Error")
+    assert "INSERT" not in json.dumps(logged[0])
     assert await world.table_counts() == before

@@ -6,6 +6,8 @@ as exposed by Python's ``sqlite3.Error.sqlite_errorname``). Never by message tex
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 from sqlalchemy.exc import DBAPIError
 
@@ -84,6 +86,27 @@ def sqlstate_of(error: BaseException) -> str | None:
     driver = _driver_error(error)
     code = getattr(driver, "sqlstate", None) or getattr(driver, "pgcode", None)
     return code if isinstance(code, str) else None
+
+
+def describe(error: BaseException) -> dict[str, Any]:
+    """What the operator needs about a database error, for the log line under the request's
+    correlation ID (never for the client): ``sqlstate`` or ``sqlite_error``, the driver's
+    exception class and message (first line, at most 300 characters: no SQL text, no
+    parameters), and the constraint, table and column PostgreSQL names, when it names them."""
+    driver = _driver_error(error)
+    innermost = driver.__cause__ if isinstance(driver.__cause__, asyncpg.PostgresError) else driver
+    message = str(innermost).strip().splitlines()
+    described: dict[str, Any] = {
+        "sqlstate": sqlstate_of(error),
+        "sqlite_error": sqlite_error_name(error),
+        "driver_error": type(innermost).__name__,
+        "driver_message": message[0][:300] if message else "",
+    }
+    for name in ("constraint_name", "table_name", "column_name"):
+        value = getattr(innermost, name, None)
+        if value:
+            described[name.removesuffix("_name")] = value
+    return {k: v for k, v in described.items() if v is not None}
 
 
 def sqlite_error_name(error: BaseException) -> str | None:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import structlog
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -29,7 +30,13 @@ from tenacity import (
 )
 
 from tripquote.db.engine import WRITE_OPTION, pooled_driver
-from tripquote.db.errors import DRIVER_ERRORS, is_retryable, map_db_error, sqlstate_of
+from tripquote.db.errors import (
+    DRIVER_ERRORS,
+    describe,
+    is_retryable,
+    map_db_error,
+    sqlstate_of,
+)
 from tripquote.errors import (
     DatabaseTimeout,
     DatabaseTransactionAborted,
@@ -42,6 +49,7 @@ if TYPE_CHECKING:
     from tripquote.observability.operations import Observer
 
 T = TypeVar("T")
+_logger = structlog.get_logger("tripquote.db")
 
 
 class TransactionRequired(Exception):
@@ -166,6 +174,8 @@ class TransactionRunner:
                     )
         except RetryError as exhausted:
             cause = exhausted.last_attempt.exception()
+            if cause is not None:
+                _log_database_error(DatabaseTransactionAborted(), cause)
             self.observer.db_rollback(DatabaseTransactionAborted.code)
             raise DatabaseTransactionAborted(
                 details={
@@ -196,6 +206,7 @@ class TransactionRunner:
             if is_retryable(error):
                 raise  # tenacity runs the whole unit again
             mapped = _worded(map_db_error(error), write)
+            _log_database_error(mapped, error)
             self._rolled_back(write, mapped.code)
             raise mapped from error
         except (TimeoutError, PoolTimeoutError) as error:
@@ -207,6 +218,7 @@ class TransactionRunner:
             mapped = _worded(
                 map_db_error(DBAPIError(None, None, error, connection_invalidated=True)), write
             )
+            _log_database_error(mapped, error)
             self._rolled_back(write, mapped.code)
             raise mapped from error
 
@@ -250,3 +262,10 @@ def _worded(error: TripquoteError, write: bool) -> TripquoteError:
     if write or not isinstance(error, QuotePersistenceFailed):
         return error
     return QuotePersistenceFailed(_READ_FAILED, details=error.details)
+
+
+def _log_database_error(mapped: TripquoteError, error: BaseException) -> None:
+    """One ``database_error`` line for the operator, under the request's correlation ID: the
+    code the client got and what the database said (``describe``), which the envelope never
+    carries."""
+    _logger.error("database_error", error_code=mapped.code, **describe(error))
