@@ -26,6 +26,7 @@ from tripquote.db import migrate
 from tripquote.db.engine import WRITE_OPTION, create_engine
 from tripquote.db.tables import agents, clients
 from tripquote.demo import DEMO_QUOTE, demo_curl, demo_lifecycle
+from tripquote.errors import TripquoteError
 from tripquote.observability.cli import ops_app
 
 T = TypeVar("T")
@@ -47,11 +48,35 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")
 
 def _settings() -> Settings:
     try:
-        return Settings()
+        settings = Settings()
     except ValueError as exc:
         event = {"level": "error", "event": "configuration_error", "error": str(exc)}
         typer.echo(json.dumps(event), err=True)
         raise typer.Exit(2) from None
+    folder = _missing_sqlite_folder(settings)
+    if folder is not None:  # told here: aiosqlite's thread can outlive the failed open
+        event = {
+            "level": "error",
+            "event": "database_unavailable",
+            "error": f"The SQLite database's folder {folder} does not exist.",
+            "hint": "Create the folder, or point TRIPQUOTE_DATABASE_URL at an existing one.",
+        }
+        typer.echo(json.dumps(event), err=True)
+        raise typer.Exit(1)
+    return settings
+
+
+def _missing_sqlite_folder(settings: Settings) -> Path | None:
+    """The folder a SQLite database file would be in, when it does not exist."""
+    if not settings.is_sqlite:
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(settings.database_url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    folder = Path(database).parent
+    return None if folder.is_dir() else folder
 
 
 def _emit(payload: dict[str, Any], as_json: bool, text: str) -> None:
@@ -123,15 +148,17 @@ def _run_uvicorn(settings: Settings, *, host: str, port: int, workers: int, back
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations up to REVISION (default: head)."""
+    settings = _settings()  # its own exits are not refusals (click's Exit is a RuntimeError)
     with _migration_refusals("upgrade"):
-        migrate.upgrade(_settings(), revision)
+        migrate.upgrade(settings, revision)
 
 
 @db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 def db_downgrade(revision: Annotated[str, typer.Argument(help="Target, e.g. -1 or base.")]) -> None:
     """Revert migrations down to REVISION."""
+    settings = _settings()  # its own exits are not refusals (click's Exit is a RuntimeError)
     with _migration_refusals("downgrade"):
-        migrate.downgrade(_settings(), revision)
+        migrate.downgrade(settings, revision)
 
 
 @contextlib.contextmanager
@@ -396,8 +423,23 @@ def main() -> None:
 
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+    from tripquote.observability.logging import configure_cli_logging
+
+    configure_cli_logging()
     try:
         app()
+    except TripquoteError as exc:  # a command run through the transaction runner
+        cause = exc.__cause__
+        if isinstance(cause, DBAPIError | ConnectionError | socket.gaierror | OSError):
+            _fail_on_database("database_unavailable", cause)
+        typer.echo(
+            json.dumps(
+                {"level": "error", "event": "command_failed", "error_code": exc.code}
+                | {"message": exc.message, "retryable": exc.retryable}
+            ),
+            err=True,
+        )
+        raise SystemExit(1) from None
     except (DBAPIError, ConnectionError, socket.gaierror) as exc:
         _fail_on_database("database_unavailable", exc)
     except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as exc:
@@ -407,15 +449,22 @@ def main() -> None:
 def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
     from sqlalchemy.exc import DBAPIError
 
+    from tripquote.db.errors import sqlite_error_name, sqlstate_of
     from tripquote.observability.logging import scrub
 
     driver = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     text = str(driver).strip()
+    first_line = text.splitlines()[0] if text else ""
+    hint = "Check TRIPQUOTE_DATABASE_URL and that its database server is running."
+    if sqlstate_of(exc) == "42P01" or (
+        sqlite_error_name(exc) == "SQLITE_ERROR" and "no such table" in first_line
+    ):
+        event, hint = "database_not_migrated", "Run: tripquote db upgrade"
     line = {
         "level": "error",
         "event": event,
-        "error": scrub(f"{type(driver).__name__}: {text.splitlines()[0] if text else ''}"),
-        "hint": "Check TRIPQUOTE_DATABASE_URL and that its database server is running.",
+        "error": scrub(f"{type(driver).__name__}: {first_line}"),
+        "hint": hint,
     }
     typer.echo(json.dumps(line), err=True)
     raise SystemExit(1)

@@ -75,7 +75,23 @@ async def test_idempotency_purge_removes_only_expired_keys(world: World, db_url:
     ],
 )
 def test_a_database_it_cannot_use_is_one_json_line_not_a_traceback(url: str, event: str) -> None:
-    for command in (("db", "current"), ("db", "upgrade"), ("agencies", "create", "X")):
+    commands = [("db", "current"), ("db", "upgrade"), ("agencies", "create", "X")]
+    if event == "database_unavailable":  # the cron jobs, run through the transaction runner
+        commands += [("expire",), ("idempotency", "purge")]
+    for command in commands:
         line = cli_error(url, *command)
-        assert line["event"] == event
+        assert line["event"] == event, command
         assert "hunter2" not in line["_stderr"]
+        for other in line["_stderr"].strip().splitlines():
+            json.loads(other)  # every line it wrote is one JSON object
+
+
+@pytest.mark.parametrize(
+    "command", [("expire",), ("idempotency", "purge"), ("agencies", "create", "X")]
+)
+def test_a_database_not_migrated_says_to_migrate_it(empty_db: str, command: tuple[str]) -> None:
+    line = cli_error(empty_db, *command)
+    assert line["event"] == "database_not_migrated"
+    assert line["hint"] == "Run: tripquote db upgrade"
+    for other in line["_stderr"].strip().splitlines():
+        json.loads(other)

@@ -15,6 +15,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -317,7 +318,18 @@ def _add_logger_name(logger: WrappedLogger, _: str, event_dict: EventDict) -> Ev
     return event_dict
 
 
-def _configure_structlog(level: str = "INFO") -> None:
+def configure_cli_logging() -> None:
+    """The CLI's commands: WARNING and above, one JSON object a line on stderr (stdout keeps
+    each command's own output, e.g. its ``--json`` result). ``serve`` and ``demo`` switch to
+    ``configure_logging`` when their app starts."""
+    _configure_structlog("WARNING", factory=structlog.PrintLoggerFactory(sys.stderr))
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _configure_structlog(
+    level: str = "INFO", *, factory: Callable[..., Any] = _stdout_logger
+) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -331,7 +343,7 @@ def _configure_structlog(level: str = "INFO") -> None:
             redact,
             structlog.processors.JSONRenderer(serializer=_render_json),
         ],
-        logger_factory=_stdout_logger,
+        logger_factory=factory,
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
