@@ -24,13 +24,16 @@ from tripquote.observability.summary import OperationRecord, RollingWindow
         ("30m", timedelta(minutes=30)),
         ("1h", timedelta(hours=1)),
         ("2d", timedelta(days=2)),
+        ("36500d", timedelta(days=36500)),
     ],
 )
 def test_parse_since(text: str, expected: timedelta) -> None:
     assert parse_since(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "h", "1", "1w", "-1h", "0m", "1.5h", "1 h"])
+@pytest.mark.parametrize(
+    "text", ["", "h", "1", "1w", "-1h", "0m", "1.5h", "1 h", "36501d", "999999d", "99999999999d"]
+)
 def test_parse_since_refuses(text: str) -> None:
     with pytest.raises(typer.BadParameter):
         parse_since(text)

@@ -31,7 +31,16 @@ def parse_since(text: str) -> timedelta:
     match = _DURATION.fullmatch(text.strip())
     if match is None or int(match.group(1)) == 0:
         raise typer.BadParameter("use a positive number and a unit: 90s, 30m, 1h, 2d")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        since = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        since = _FURTHEST + _FURTHEST
+    if since > _FURTHEST:
+        raise typer.BadParameter("at most 36500d (100 years) back")
+    return since
+
+
+_FURTHEST = timedelta(days=36500)
 
 
 def _cell(value: Any) -> str:
@@ -89,8 +98,9 @@ def summary_command(
     start = datetime.now(UTC) - parse_since(since)
     try:
         settings = Settings()
-    except ValueError as exc:  # pydantic's ValidationError: a readable line, not a traceback
-        typer.echo(f"configuration error: {exc}", err=True)
+    except ValueError as exc:  # pydantic's ValidationError: one JSON line, not a traceback
+        event = {"level": "error", "event": "configuration_error", "error": str(exc)}
+        typer.echo(json.dumps(event), err=True)
         raise typer.Exit(2) from None
     result = asyncio.run(_summary(settings, start))
     typer.echo(json.dumps(result, indent=2) if as_json else format_summary(result))
