@@ -47,3 +47,25 @@ def test_the_open_quote_limit_fits_the_databases_32_bit_column(
     monkeypatch.setenv("TRIPQUOTE_MAX_OPEN_QUOTES_PER_AGENT", str(2**31))
     with pytest.raises(ValidationError, match="max_open_quotes_per_agent"):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "good"),
+    [
+        ("TRIPQUOTE_LOG_LEVEL", "LOUD", "warning"),
+        ("TRIPQUOTE_RATE_LIMIT", "garbage", "5 per minute"),
+        ("TRIPQUOTE_RATE_LIMIT", "120/fortnight", "120/hour"),
+        ("TRIPQUOTE_RATE_LIMIT_STORAGE", "bogus://x", "redis://127.0.0.1:6379/0"),
+        ("TRIPQUOTE_RATE_LIMIT_STORAGE", "127.0.0.1:6379", "memory://"),
+    ],
+)
+def test_settings_the_server_would_crash_on_are_refused_at_start_up(
+    monkeypatch: pytest.MonkeyPatch, name: str, bad: str, good: str
+) -> None:
+    # Before, these passed validation and failed later: a traceback at start-up (log level,
+    # storage) or on the first write (rate limit).
+    monkeypatch.setenv(name, bad)
+    with pytest.raises(ValidationError, match=name.removeprefix("TRIPQUOTE_").lower()):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv(name, good)
+    Settings(_env_file=None)  # type: ignore[call-arg]

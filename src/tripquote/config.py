@@ -12,6 +12,11 @@ DEFAULT_JWT_SECRET = "tripquote-development-secret-change-me"
 DEFAULT_CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD", "CHF", "JPY")
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_RATE_LIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+cluster", "redis+sentinel")
+"""The ``limits`` storages the rate limiter is built for (it prefixes them with ``async+``)."""
+
+
 class Settings(BaseSettings):
     """Service configuration; built once at start-up and passed down, never read at import."""
 
@@ -88,6 +93,32 @@ class Settings(BaseSettings):
                 raise ValueError(f"{code!r} is not an ISO 4217 alphabetic code")
         if not value:
             raise ValueError("at least one currency is required")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        if value.upper() not in _LOG_LEVELS:
+            raise ValueError(f"TRIPQUOTE_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+        return value.upper()
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # ValueError "couldn't parse rate limit string ..." (e.g. 120/minute)
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _check_rate_limit_storage(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in _RATE_LIMIT_SCHEMES:
+            raise ValueError(
+                "TRIPQUOTE_RATE_LIMIT_STORAGE must be memory:// or redis://host:port/db "
+                "(rediss://, redis+sentinel://, redis+cluster:// too)"
+            )
         return value
 
     @model_validator(mode="after")
