@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./tripquote.db"
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     jwt_algorithm: Literal["HS256"] = "HS256"
+    jwt_leeway_seconds: int = Field(default=0, ge=0, le=300)
+    """Clock skew allowed on a token's ``exp`` and ``iat`` (RFC 7519 §4.1.4): 0 refuses a token
+    from the second it expires; raise it when tokens come from hosts with other clocks."""
     environment: Literal["development", "production"] = "development"
 
     # Transactions: seconds for the whole unit of work; attempts for retryable SQLSTATEs.

@@ -84,6 +84,21 @@ async def test_authentication_failed(world: World, authorization: str | None) ->
     assert await world.table_counts() == before
 
 
+@pytest.mark.parametrize(("leeway", "accepted"), [(0, False), (30, True)])
+async def test_a_token_expired_a_second_ago_is_refused_unless_a_leeway_is_set(
+    db_url: str, world_factory: Any, leeway: int, accepted: bool
+) -> None:
+    world: World = await world_factory(make_settings(db_url, jwt_leeway_seconds=leeway))
+    actor = await world.actor()
+    headers = {"Authorization": f"Bearer {_token(actor.agent_id, exp_offset=-1)}"}
+    response = await world.client.get("/api/agents/quotes", headers=headers)
+    if accepted:
+        assert response.status_code == 200, response.text
+    else:
+        body = assert_envelope(response, "AUTHENTICATION_FAILED", 401)
+        assert body["message"] == "The bearer token has expired."
+
+
 async def test_agent_not_found_for_disabled_or_unknown_agent(world: World) -> None:
     actor = await world.actor()
     async with world.engine.begin() as conn:

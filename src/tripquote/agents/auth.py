@@ -16,7 +16,6 @@ from tripquote.db.transaction import TransactionRunner
 from tripquote.errors import AgentNotFound, AuthenticationFailed, AuthorizationFailed
 
 ISSUER = "tripquote"
-_LEEWAY_SECONDS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +54,7 @@ def verify_token(settings: Settings, token: str) -> TokenClaims:
     cached = _VERIFIED.get((secret, token))
     if cached is not None:
         claims_, expires = cached
-        if time.time() < expires + _LEEWAY_SECONDS:
+        if time.time() < expires + settings.jwt_leeway_seconds:
             return claims_
         del _VERIFIED[(secret, token)]
     verified, expires = _verify(settings, token)
@@ -72,7 +71,7 @@ def _verify(settings: Settings, token: str) -> tuple[TokenClaims, float]:
             settings.jwt_secret.get_secret_value(),
             algorithms=[settings.jwt_algorithm],
             issuer=ISSUER,
-            leeway=_LEEWAY_SECONDS,
+            leeway=settings.jwt_leeway_seconds,
             options={"require": ["sub", "exp", "iat", "iss"]},
         )
     except jwt.ExpiredSignatureError as exc:
