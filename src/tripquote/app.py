@@ -199,13 +199,19 @@ def create_app(settings: Settings | None = None) -> TripquoteAPI:
     app.include_router(observability_router)
 
     # Outermost last: correlation ID first, then the catch-all, then the body limit.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=observer.error_rendered
+    )
     app.add_middleware(CatchAllMiddleware, on_error=observer.error_rendered)
     app.add_middleware(CorrelationMiddleware)
     # The quote routes: the same three, then their endpoint (no framework layer between).
     app.quote_stack = CorrelationMiddleware(
         CatchAllMiddleware(
-            BodyLimitMiddleware(QuoteDispatch(render=render), max_bytes=settings.max_body_bytes),
+            BodyLimitMiddleware(
+                QuoteDispatch(render=render),
+                max_bytes=settings.max_body_bytes,
+                on_error=observer.error_rendered,
+            ),
             on_error=observer.error_rendered,
         )
     )

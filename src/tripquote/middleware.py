@@ -37,9 +37,10 @@ class BodyLimitMiddleware:
     """Refuse bodies over ``max_bytes`` with 413 PAYLOAD_TOO_LARGE, by Content-Length at once
     or while streaming (chunked bodies), before the route reads them whole."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, on_error: Any = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.on_error = on_error  # counts and logs a refusal made before any route ran
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,6 +70,8 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = PayloadTooLarge(details={"maxBytes": self.max_bytes})
+        if self.on_error is not None:
+            self.on_error(error)
         response = error_response(error, correlation_id=get_correlation_id())
         response.headers["Connection"] = "close"
         await response(scope, receive, send)

@@ -7,6 +7,7 @@ from typing import Any
 
 import jwt
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from tests.conftest import JWT_SECRET, World, make_settings, quote_body
@@ -276,8 +277,10 @@ async def test_payload_too_large(db_url: str, world_factory: Any) -> None:
     body = quote_body("zermatt-ski-chf", actor.client_id)
     body["notes"] = "x" * 1900
     before = await world.table_counts()
+    counted = _refusals("PAYLOAD_TOO_LARGE")
     response = await world.client.post("/api/agents/quotes", json=body, headers=actor.headers)
     assert_envelope(response, "PAYLOAD_TOO_LARGE", 413)
+    assert _refusals("PAYLOAD_TOO_LARGE") == counted + 1  # refused by its Content-Length
 
     async def chunks() -> Any:  # no Content-Length: the limit holds while streaming
         for _ in range(10):
@@ -289,7 +292,19 @@ async def test_payload_too_large(db_url: str, world_factory: Any) -> None:
         headers={**actor.headers, "Content-Type": "application/json"},
     )
     assert_envelope(response, "PAYLOAD_TOO_LARGE", 413)
+    assert _refusals("PAYLOAD_TOO_LARGE") == counted + 2
     assert await world.table_counts() == before
+
+
+def _refusals(code: str) -> float:
+    """tripquote_operations_total for ``code``, every operation label summed."""
+    return sum(
+        sample.value
+        for metric in REGISTRY.collect()
+        if metric.name == "tripquote_operations"
+        for sample in metric.samples
+        if sample.name == "tripquote_operations_total" and sample.labels.get("error_code") == code
+    )
 
 
 async def test_unhandled_exception_is_internal_error_without_details(world: World) -> None:
