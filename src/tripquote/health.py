@@ -37,6 +37,12 @@ def _no_such_table(error: SQLAlchemyError) -> bool:
     return sqlstate_of(error) == "42P01" or "no such table" in str(error)
 
 
+def _consume(task: asyncio.Task[str | None]) -> None:
+    """Retrieve what an abandoned check ended with (else asyncio logs it as never retrieved)."""
+    if not task.cancelled():
+        task.exception()
+
+
 @router.get("/ready", responses={200: {"model": HealthOut}, 503: ERROR_RESPONSES[503]})
 async def ready(request: Request) -> Response:
     """200 when the database answers within 2 s and is migrated to this release's newest
@@ -48,22 +54,35 @@ async def ready(request: Request) -> Response:
     engine = request.app.state.engine
     head, known = _revisions()
     answered = False
+
+    async def check() -> str | None:
+        nonlocal answered
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+            answered = True
+            try:
+                return (  # type: ignore[no-any-return]
+                    await conn.execute(text("SELECT version_num FROM alembic_version"))
+                ).scalar()
+            except SQLAlchemyError as exc:
+                if not _no_such_table(exc):
+                    raise ServiceNotReady(
+                        "The database schema cannot be read.",
+                        details={"database": "schema unreadable", "expected": head},
+                    ) from exc
+                return None  # no alembic_version table: never migrated
+
+    # The probe answers within the 2 s even when the database hangs: a cancelled check may
+    # need longer to give its connection back (the rollback waits on the same database), so
+    # it finishes in the background instead of holding the answer.
+    task = asyncio.create_task(check())
+    done, _ = await asyncio.wait({task}, timeout=_READY_TIMEOUT_SECONDS)
     try:
-        async with asyncio.timeout(_READY_TIMEOUT_SECONDS):
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-                answered = True
-                try:
-                    revision = (
-                        await conn.execute(text("SELECT version_num FROM alembic_version"))
-                    ).scalar()
-                except SQLAlchemyError as exc:
-                    if not _no_such_table(exc):
-                        raise ServiceNotReady(
-                            "The database schema cannot be read.",
-                            details={"database": "schema unreadable", "expected": head},
-                        ) from exc
-                    revision = None  # no alembic_version table: never migrated
+        if not done:
+            task.cancel()
+            task.add_done_callback(_consume)
+            raise TimeoutError
+        revision = task.result()
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         if answered:  # e.g. alembic_version locked by a migration in progress
             raise ServiceNotReady(
