@@ -20,6 +20,7 @@ from tripquote.errors import ClientNotFound, QuoteValidationFailed
 from tripquote.http import json_response, read_json, services
 from tripquote.openapi import ClientEnvelope, ClientListEnvelope, ok
 from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
+from tripquote.quotes.serialize import fmt_instant
 from tripquote.validation import field_errors, path_id
 
 router = APIRouter(prefix="/api/agents/clients", tags=["clients"])
@@ -33,7 +34,7 @@ def client_to_api(row: Any) -> dict[str, Any]:
         "name": row["name"],
         "email": row["email"],
         "phone": row["phone"],
-        "createdAt": row["created_at"],
+        "createdAt": fmt_instant(row["created_at"]),  # like every instant of the API
     }
 
 

@@ -1,0 +1,47 @@
+"""The clients endpoints: create, read, list; instants in the API's one format (ISO 8601 UTC,
+milliseconds, ``Z``), the same on both databases; bad input refused with nothing written."""
+
+from __future__ import annotations
+
+import re
+
+from tests.api.test_errors_api import assert_envelope
+from tests.conftest import World
+
+URL = "/api/agents/clients"
+INSTANT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+async def test_create_read_and_list_give_one_representation(world: World) -> None:
+    actor = await world.actor()
+    body = {"name": "Ada Lovelace", "email": "ada@example.com", "phone": "+44 20 7946 0018"}
+    created = await world.client.post(URL, json=body, headers=actor.headers)
+    assert created.status_code == 201, created.text
+    client = created.json()["client"]
+    assert created.json()["clientId"] == client["id"]
+    assert (client["name"], client["email"], client["phone"]) == (
+        body["name"],
+        body["email"],
+        body["phone"],
+    )
+    assert client["agentId"] == actor.agent_id
+    assert INSTANT.match(client["createdAt"]), client["createdAt"]
+
+    read = await world.client.get(f"{URL}/{client['id']}", headers=actor.headers)
+    assert read.status_code == 200
+    assert read.json()["client"] == client
+    listed = await world.client.get(URL, headers=actor.headers)
+    assert client in listed.json()["clients"]
+    assert all(INSTANT.match(c["createdAt"]) for c in listed.json()["clients"])
+
+
+async def test_a_bad_client_is_refused_and_nothing_is_written(world: World) -> None:
+    actor = await world.actor()
+    before = await world.table_counts()
+    response = await world.client.post(
+        URL, json={"name": "", "email": "not-an-email"}, headers=actor.headers
+    )
+    body = assert_envelope(response, "QUOTE_VALIDATION_FAILED", 400)
+    assert body["message"] == "The client is invalid."
+    assert {e["path"] for e in body["details"]["errors"]} >= {"name", "email"}
+    assert await world.table_counts() == before
