@@ -21,6 +21,7 @@ from tripquote.config import Settings
 from tripquote.db.engine import create_engine, warm_pool
 from tripquote.db.transaction import TransactionRunner
 from tripquote.errors import (
+    QUERY_INVALID,
     InternalError,
     MethodNotAllowed,
     NotFound,
@@ -164,12 +165,15 @@ def create_app(settings: Settings | None = None) -> TripquoteAPI:
     async def on_request_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors: list[dict[str, Any]] = []
+        in_query = True
         for err in exc.errors():
+            in_query = in_query and err.get("loc", ("body",))[0] == "query"
             loc = [p for p in err.get("loc", ()) if p not in ("query", "path", "header", "body")]
             errors.append(
                 {"path": json_path(loc), "code": err.get("type", "invalid"), "message": err["msg"]}
             )
-        return render(request, QuoteValidationFailed(details={"errors": errors}))
+        message = QUERY_INVALID if in_query and errors else None
+        return render(request, QuoteValidationFailed(message, details={"errors": errors}))
 
     def openapi() -> dict[str, Any]:
         """FastAPI's document, plus the request-body models and the bearer scheme."""

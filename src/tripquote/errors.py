@@ -56,6 +56,10 @@ class QuoteValidationFailed(TripquoteError):
     default_message = "The quote is invalid. See details.errors for every failing field."
 
 
+QUERY_INVALID = "A query parameter is invalid. See details.errors for each one."
+"""The QUOTE_VALIDATION_FAILED message when what failed is the URL's query, not a body."""
+
+
 class QuoteStateInvalid(TripquoteError):
     code = "QUOTE_STATE_INVALID"
     http_status = 409

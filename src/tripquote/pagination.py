@@ -6,7 +6,7 @@ import base64
 import binascii
 from datetime import datetime
 
-from tripquote.errors import QuoteValidationFailed, field_error
+from tripquote.errors import QUERY_INVALID, QuoteValidationFailed, field_error
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -41,8 +41,9 @@ def check_limit(limit: int) -> int:
     """``limit`` if within 1..MAX_LIMIT, else QUOTE_VALIDATION_FAILED at ``limit``."""
     if not 1 <= limit <= MAX_LIMIT:
         raise QuoteValidationFailed(
+            QUERY_INVALID,
             details={
                 "errors": [field_error("limit", "out_of_range", f"limit must be 1..{MAX_LIMIT}.")]
-            }
+            },
         )
     return limit

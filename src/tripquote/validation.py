@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tripquote.errors import QuoteValidationFailed, TripquoteError, field_error
+from tripquote.errors import QUERY_INVALID, QuoteValidationFailed, TripquoteError, field_error
 
 # Pydantic error types, renamed to the short codes clients see.
 _CODES = {
@@ -62,8 +62,9 @@ def query_text(value: str | None, name: str) -> str | None:
     (see ``path_id``)."""
     if value is not None and "\x00" in value:
         raise QuoteValidationFailed(
+            QUERY_INVALID,
             details={
                 "errors": [field_error(name, "invalid_character", f"{name} must not hold NUL.")]
-            }
+            },
         )
     return value

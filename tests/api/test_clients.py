@@ -7,6 +7,7 @@ import re
 
 from tests.api.test_errors_api import assert_envelope
 from tests.conftest import World
+from tripquote.errors import QUERY_INVALID
 
 URL = "/api/agents/clients"
 INSTANT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -45,3 +46,18 @@ async def test_a_bad_client_is_refused_and_nothing_is_written(world: World) -> N
     assert body["message"] == "The client is invalid."
     assert {e["path"] for e in body["details"]["errors"]} >= {"name", "email"}
     assert await world.table_counts() == before
+
+
+async def test_a_bad_query_parameter_is_named_as_such(world: World) -> None:
+    actor = await world.actor()
+    for url, path in [
+        (f"{URL}?limit=0", "limit"),
+        ("/api/agents/quotes?limit=0", "limit"),
+        ("/api/agents/quotes?limit=abc", "limit"),
+        ("/api/agents/quotes?updatedSince=2026-01-01T00:00:00", "updatedSince"),
+        ("/api/agents/quotes?status=SOLD", "status"),
+    ]:
+        response = await world.client.get(url, headers=actor.headers)
+        body = assert_envelope(response, "QUOTE_VALIDATION_FAILED", 400)
+        assert body["message"] == QUERY_INVALID, url
+        assert [e["path"] for e in body["details"]["errors"]] == [path], url

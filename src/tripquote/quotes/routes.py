@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from tripquote.agents.auth import authenticate
 from tripquote.db.transaction import UnitConnection
-from tripquote.errors import QuoteNotFound, QuoteValidationFailed, field_error
+from tripquote.errors import QUERY_INVALID, QuoteNotFound, QuoteValidationFailed, field_error
 from tripquote.http import Services, json_response, read_json, services
 from tripquote.idempotency import (
     Claim,
@@ -227,15 +227,17 @@ async def list_quotes(
         client_id = query_text(client_id, "clientId")
         if updated_since is not None and updated_since.tzinfo is None:
             raise QuoteValidationFailed(
+                QUERY_INVALID,
                 details={
                     "errors": [field_error("updatedSince", "timezone", "Give an offset, e.g. Z.")]
-                }
+                },
             )
         if updated_since is not None:
             try:
                 updated_since = updated_since.astimezone(UTC)
             except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
                 raise QuoteValidationFailed(
+                    QUERY_INVALID,
                     details={
                         "errors": [
                             field_error(
@@ -244,7 +246,7 @@ async def list_quotes(
                                 "Give an instant in years 1-9999 UTC.",
                             )
                         ]
-                    }
+                    },
                 ) from None
         quotes, next_cursor = await queries.list_quotes(
             svc,
