@@ -11,6 +11,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -22,6 +23,9 @@ from tripquote.errors import RateLimitExceeded
 logger = logging.getLogger("tripquote.ratelimit")
 
 _STORAGE_TIMEOUT_SECONDS = 1.0
+_STORAGE_PAUSE_SECONDS = 5.0
+"""After the storage failed, writes skip it this long (and fail open or closed at once): a
+hung Redis costs one write per pause the 1 s timeout, not every write."""
 
 
 def _async_uri(uri: str) -> str:
@@ -31,8 +35,10 @@ def _async_uri(uri: str) -> str:
 class WriteRateLimiter:
     """``check(agent_id)`` counts one write and raises RATE_LIMIT_EXCEEDED past the limit."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.item: RateLimitItem = parse(settings.rate_limit)
+        self._clock = clock
+        self._skip_until = 0.0
         self.fail_open = settings.rate_limit_fail_open
         self.storage = storage_from_string(_async_uri(settings.rate_limit_storage))
         # Only a remote store can hang; in memory a deadline would only measure a busy loop.
@@ -51,21 +57,22 @@ class WriteRateLimiter:
         If the storage is unreachable, the write is allowed (fail open, logged and counted)
         or refused with RATE_LIMIT_EXCEEDED (fail closed), as configured.
         """
+        if self._skip_until and self._clock() < self._skip_until:
+            self._without_storage(None)  # it failed moments ago: do not wait on it again
+            return
         try:
             async with asyncio.timeout(self.timeout):
                 allowed = await self.limiter.hit(self.item, "writes", agent_id)
                 if allowed:
+                    self._skip_until = 0.0
                     return
                 stats = await self.limiter.get_window_stats(self.item, "writes", agent_id)
         except Exception as exc:  # storage down: redis errors, timeouts, refused connections
-            self._storage_failed(exc)
-            if self.fail_open:
-                return
-            raise RateLimitExceeded(
-                "The rate-limit store is unavailable; writes are refused until it is back.",
-                headers={"Retry-After": "5"},
-                details={"reason": "storage_unavailable"},
-            ) from exc
+            if self.timeout is not None:  # a remote store: pause it
+                self._skip_until = self._clock() + _STORAGE_PAUSE_SECONDS
+            self._without_storage(exc)
+            return
+        self._skip_until = 0.0
         reset = max(1, math.ceil(stats.reset_time - time.time()))
         amount, window = self.item.amount, self.item.get_expiry()
         raise RateLimitExceeded(
@@ -77,13 +84,25 @@ class WriteRateLimiter:
             },
         )
 
-    def _storage_failed(self, exc: BaseException) -> None:
+    def _without_storage(self, exc: BaseException | None) -> None:
+        """A write the storage could not count: counted as a storage error, then let through
+        (fail open) or refused with RATE_LIMIT_EXCEEDED, reason ``storage_unavailable``."""
+        self._storage_failed(exc)
+        if self.fail_open:
+            return
+        raise RateLimitExceeded(
+            "The rate-limit store is unavailable; writes are refused until it is back.",
+            headers={"Retry-After": "5"},
+            details={"reason": "storage_unavailable"},
+        ) from exc
+
+    def _storage_failed(self, exc: BaseException | None) -> None:
         from tripquote.observability.metrics import RATE_LIMIT_STORAGE_ERRORS
 
         self.storage_errors += 1
         RATE_LIMIT_STORAGE_ERRORS.inc()
         now = time.monotonic()
-        if now - self._last_warning > 10:
+        if exc is not None and now - self._last_warning > 10:
             self._last_warning = now
             logger.warning(
                 "rate-limit storage unavailable; failing %s",
