@@ -309,6 +309,8 @@ def test_uvicorn_with_two_workers_writes_only_json(
     events = [line["event"] for line in lines]
     assert any(e.startswith("Started parent process") for e in events)
     assert sum(e.startswith("Started server process") for e in events) == 2
+    # The workers' last lines too: a spawned worker ends with os._exit, so no atexit flush.
+    assert sum(e.startswith("Finished server process") for e in events) == 2, events
     assert len({line["pid"] for line in lines}) == 3  # the supervisor and two workers
     access = next(line for line in lines if line["event"] == "http_request")
     assert access["correlation_id"] == "REQ-UVICORN-1"

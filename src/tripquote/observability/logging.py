@@ -146,9 +146,14 @@ class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Format ``record`` and queue it (WARNING and above written at once)."""
+        """Format ``record`` and queue it. Written at once: WARNING and above, and the ASGI
+        server's own lifecycle lines (a few per process; a spawned worker ends with
+        ``os._exit``, which runs no ``atexit`` flush, so its last lines would be lost)."""
         try:
-            LINES.write_line(self.format(record), urgent=record.levelno >= logging.WARNING)
+            LINES.write_line(
+                self.format(record),
+                urgent=record.levelno >= logging.WARNING or record.name == "uvicorn.error",
+            )
         except Exception:
             self.handleError(record)
 
