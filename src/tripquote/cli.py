@@ -79,6 +79,12 @@ def _missing_sqlite_folder(settings: Settings) -> Path | None:
     return None if folder.is_dir() else folder
 
 
+def _refuse(event: str, error: str, *, status: int = 1) -> NoReturn:
+    """One JSON error line on stderr (``event``, ``error``), then exit with ``status``."""
+    typer.echo(json.dumps({"level": "error", "event": event, "error": error}), err=True)
+    raise typer.Exit(status)
+
+
 def _emit(payload: dict[str, Any], as_json: bool, text: str) -> None:
     typer.echo(json.dumps(payload) if as_json else text)
 
@@ -187,9 +193,11 @@ def agencies_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an agency; prints its id."""
+    name = name.strip()
+    if not name:
+        _refuse("agency_refused", "The agency's name must not be empty.", status=2)
     if timezone not in available_timezones():
-        typer.echo(f"unknown IANA time zone: {timezone}", err=True)
-        raise typer.Exit(2)
+        _refuse("agency_refused", f"unknown IANA time zone: {timezone}", status=2)
 
     async def work(conn: AsyncConnection) -> str:
         return await agents_repo.insert_agency(conn, name=name, timezone=timezone)
@@ -208,13 +216,11 @@ def agents_create(
 ) -> None:
     """Create an agent in an agency; prints its id."""
     if role not in ("agent", "admin"):
-        typer.echo("role must be agent or admin", err=True)
-        raise typer.Exit(2)
+        _refuse("agent_refused", "role must be agent or admin", status=2)
     try:
         email = validate_email(email, check_deliverability=False).normalized
     except EmailNotValidError as exc:
-        typer.echo(f"invalid e-mail: {exc}", err=True)
-        raise typer.Exit(2) from None
+        _refuse("agent_refused", f"invalid e-mail: {exc}", status=2)
 
     async def work(conn: AsyncConnection) -> str | None:
         if not await agents_repo.agency_exists(conn, agency):
@@ -228,11 +234,9 @@ def agents_create(
 
     agent_id = _in_transaction(_settings(), work)
     if agent_id is None:
-        typer.echo(f"no agency {agency}", err=True)
-        raise typer.Exit(1)
+        _refuse("agent_refused", f"no agency {agency}")
     if agent_id == "":
-        typer.echo(f"an agent with e-mail {email} exists already", err=True)
-        raise typer.Exit(1)
+        _refuse("agent_refused", f"an agent with e-mail {email} exists already")
     _emit({"id": agent_id, "agencyId": agency, "role": role}, as_json, agent_id)
 
 
@@ -244,8 +248,7 @@ def agents_disable(agent_id: str, as_json: JsonFlag = False) -> None:
         return await agents_repo.set_agent_active(conn, agent_id, active=False)
 
     if not _in_transaction(_settings(), work):
-        typer.echo(f"no agent {agent_id}", err=True)
-        raise typer.Exit(1)
+        _refuse("agent_refused", f"no agent {agent_id}")
     _emit({"id": agent_id, "active": False}, as_json, agent_id)
 
 
@@ -262,8 +265,7 @@ def token(
         return await agents_repo.load_principal(conn, agent) is not None
 
     if not _in_transaction(settings, work):
-        typer.echo(f"no active agent {agent}", err=True)
-        raise typer.Exit(1)
+        _refuse("token_refused", f"no active agent {agent}")
     minted = mint_token(settings, agent_id=agent, ttl_seconds=ttl)
     _emit({"token": minted, "agentId": agent, "ttlSeconds": ttl}, as_json, minted)
 

@@ -146,16 +146,20 @@ def test_cli_refuses_a_token_for_an_unknown_agent_and_a_bad_email(sqlite_url: st
         timeout=60,
         check=False,
     )
-    assert unknown.returncode == 1 and "no active agent" in unknown.stderr
-    bad = subprocess.run(
-        [*cli, "agents", "create", "--agency", "x", "--email", "notanemail"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert bad.returncode == 2 and "invalid e-mail" in bad.stderr
+    assert unknown.returncode == 1
+    assert json.loads(unknown.stderr)["event"] == "token_refused"
+    assert "no active agent" in json.loads(unknown.stderr)["error"]
+    for argv, event, text in [
+        (["agents", "create", "--agency", "x", "--email", "notanemail"], "agent", "invalid e-mail"),
+        (["agencies", "create", "  "], "agency", "must not be empty"),
+        (["agencies", "create", "X", "--timezone", "Mars/Olympus"], "agency", "IANA time zone"),
+    ]:
+        bad = subprocess.run(
+            [*cli, *argv], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert bad.returncode == 2, bad.stderr
+        line = json.loads(bad.stderr)  # one JSON line
+        assert line["event"] == f"{event}_refused" and text in line["error"]
 
 
 @pytest.mark.parametrize(
