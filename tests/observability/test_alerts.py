@@ -72,9 +72,12 @@ async def test_webhook_body_and_hmac_signature(
     [request] = http_recorder.requests
     assert (request.method, request.path) == ("POST", "/hook")
     assert request.headers["content-type"] == "application/json"
-    expected = "sha256=" + hmac.new(b"hook-secret", request.body, hashlib.sha256).hexdigest()
+    timestamp = request.headers["x-tripquote-timestamp"]
+    assert timestamp.isdigit()
+    # What a receiver computes (README): HMAC-SHA256 of "<timestamp>.<body>" with the secret.
+    signed = timestamp.encode() + b"." + request.body
+    expected = "sha256=" + hmac.new(b"hook-secret", signed, hashlib.sha256).hexdigest()
     assert request.headers["x-tripquote-signature"] == expected
-    assert request.headers["x-tripquote-timestamp"].isdigit()
     assert json.loads(request.body) == {
         "errorCode": "QUOTE_PERSISTENCE_FAILED",
         "severity": "CRITICAL",

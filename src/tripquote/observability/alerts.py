@@ -82,9 +82,13 @@ class Channel(Protocol):
     async def deliver(self, client: httpx.AsyncClient, alert: Alert) -> None: ...
 
 
-def sign(secret: str, body: bytes) -> str:
-    """``sha256=<hex HMAC-SHA256 of body>``: the ``X-Tripquote-Signature`` header value."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Tripquote-Signature`` header value: ``sha256=`` and the hex HMAC-SHA256 (RFC
+    2104), keyed with the webhook secret, of ``<X-Tripquote-Timestamp>.<body bytes>``. The
+    timestamp (Unix seconds) is signed with the body, so a receiver that refuses old ones
+    refuses replays."""
+    message = timestamp.encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
 class WebhookChannel:
@@ -117,9 +121,10 @@ class WebhookChannel:
     async def deliver(self, client: httpx.AsyncClient, alert: Alert) -> None:
         """POST the alert; raises DeliveryFailed or httpx.TransportError."""
         body = self.body(alert)
-        headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: str(int(time.time()))}
+        timestamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp}
         if self._secret:
-            headers[SIGNATURE_HEADER] = sign(self._secret, body)
+            headers[SIGNATURE_HEADER] = sign(self._secret, timestamp, body)
         _raise_for_status(await client.post(self.url, content=body, headers=headers))
 
 
