@@ -257,3 +257,27 @@ async def test_what_the_database_said_is_logged_under_the_correlation_id(
     assert logged[0]["driver_error"].endswith("Error")
     assert "INSERT" not in json.dumps(logged[0])
     assert await world.table_counts() == before
+
+
+async def test_a_constraint_the_validation_missed_names_where_it_failed(
+    pg_world: World, pg_trigger: Any
+) -> None:
+    world = pg_world
+    await pg_trigger(
+        "BEGIN RAISE EXCEPTION 'new row violates check' USING ERRCODE = '23514', "
+        "CONSTRAINT = 'quote_items_quantity_check', COLUMN = 'quantity'; END"
+    )
+    actor = await world.actor()
+    before = await world.table_counts()
+    body = assert_envelope(await _create(world, actor), "QUOTE_VALIDATION_FAILED", 400)
+    assert body["details"] == {
+        "errors": [
+            {
+                "path": "quantity",
+                "code": "database_constraint",
+                "message": "The database refused the value (quote_items_quantity_check).",
+            }
+        ],
+        "cause": "23514",
+    }
+    assert await world.table_counts() == before

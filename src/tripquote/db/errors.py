@@ -150,22 +150,34 @@ def map_db_error(error: BaseException) -> TripquoteError:
     if state is not None:
         cls = PG_SQLSTATE_ERRORS.get(state) or PG_SQLSTATE_CLASSES.get(state[:2])
         if cls is not None:
-            return _build(cls, state)
+            return _build(cls, state, describe(error))
     name = sqlite_error_name(error)
     if name is not None:
         primary = "_".join(name.split("_")[:2])  # SQLITE_IOERR_WRITE -> SQLITE_IOERR
         cls = SQLITE_ERRORS.get(name) or SQLITE_ERRORS.get(primary)
         if cls is not None:
-            return _build(cls, name)
+            return _build(cls, name, {})
     if is_disconnect(error):
         return QuotePersistenceFailed(details={"cause": "connection_lost"})
     return QuotePersistenceFailed(details={"cause": "database_error"})
 
 
-def _build(cls: type[TripquoteError], cause: str) -> TripquoteError:
+def _build(cls: type[TripquoteError], cause: str, described: dict[str, Any]) -> TripquoteError:
     if cls is QuoteValidationFailed:
+        # Where the database says (a column, else a constraint); never the value itself.
+        where = described.get("column") or ""
+        what = f" ({described['constraint']})" if described.get("constraint") else ""
         return QuoteValidationFailed(
             "The database refused a value the validation did not catch.",
-            details={"errors": [], "cause": cause},
+            details={
+                "errors": [
+                    {
+                        "path": where,
+                        "code": "database_constraint",
+                        "message": f"The database refused the value{what}.",
+                    }
+                ],
+                "cause": cause,
+            },
         )
     return cls(details={"cause": cause})
