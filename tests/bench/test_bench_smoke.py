@@ -139,6 +139,10 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
     assert databases == [] and alive == []
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @requires_pg
 def test_interrupt_stops_servers_and_drops_databases(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
@@ -148,6 +152,9 @@ def test_interrupt_stops_servers_and_drops_databases(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # A shell without job control starts background commands with SIGINT ignored, and a
+        # Python started so keeps ignoring it: give the bench the terminal's Ctrl-C back.
+        preexec_fn=_default_sigint,
     )
     try:
         deadline = time.monotonic() + 120
