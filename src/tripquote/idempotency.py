@@ -78,8 +78,8 @@ def request_fingerprint(method: str, path: str, body: Any, *, if_match: str | No
 
 
 _CLAIM_ROUNDS = 5
-"""Insert-then-read rounds of a claim before IDEMPOTENCY_KEY_IN_USE (each lost round means
-another request claimed the key and released it between the two statements)."""
+"""Rounds of a claim before IDEMPOTENCY_KEY_IN_USE: each lost round means another request
+claimed the key and released it between the claim's statements, or took it over first."""
 
 
 class IdempotencyStore:
@@ -103,6 +103,7 @@ class IdempotencyStore:
             # The row can be gone again when it reads it (the first request failed and
             # released the key in between): the key is free, so the insert is tried again.
             dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+            this_key = (idempotency_keys.c.agent_id == agent_id, idempotency_keys.c.key == key)
             for _ in range(_CLAIM_ROUNDS):
                 inserted = await conn.execute(
                     dialect_insert(idempotency_keys)
@@ -119,52 +120,58 @@ class IdempotencyStore:
                 if inserted.rowcount == 1:
                     return Claim(agent_id, key)
                 row = (
-                    (
-                        await conn.execute(
-                            select(idempotency_keys).where(
-                                idempotency_keys.c.agent_id == agent_id,
-                                idempotency_keys.c.key == key,
-                            )
-                        )
-                    )
+                    (await conn.execute(select(idempotency_keys).where(*this_key)))
                     .mappings()
                     .first()
                 )
-                if row is not None:
-                    break
-            else:  # claimed and released by others every time: still busy, retry later
-                raise IdempotencyKeyInUse(details={"idempotencyKey": key})
-            if row["expires_at"] <= now:  # an expired key is a new key
-                await conn.execute(
-                    update(idempotency_keys)
-                    .where(idempotency_keys.c.agent_id == agent_id, idempotency_keys.c.key == key)
-                    .values(
-                        request_hash=fingerprint,
-                        state="in_flight",
-                        created_at=now,
-                        expires_at=now + self.ttl,
-                        response_status=None,
-                        response_body=None,
-                        response_headers=None,
+                if row is None:
+                    continue  # released in between: the key is free, insert again
+                # Taking a key over (expired, or abandoned by a crashed process) is conditional
+                # on the row read: of two requests taking it over at once, the second finds it
+                # changed (PostgreSQL re-checks the WHERE after the first commits), reads again
+                # and answers IDEMPOTENCY_KEY_IN_USE instead of claiming it a second time.
+                as_read = (
+                    *this_key,
+                    idempotency_keys.c.created_at == row["created_at"],
+                    idempotency_keys.c.expires_at == row["expires_at"],
+                    idempotency_keys.c.state == row["state"],
+                )
+                if row["expires_at"] <= now:  # an expired key is a new key
+                    taken = await conn.execute(
+                        update(idempotency_keys)
+                        .where(*as_read)
+                        .values(
+                            request_hash=fingerprint,
+                            state="in_flight",
+                            created_at=now,
+                            expires_at=now + self.ttl,
+                            response_status=None,
+                            response_body=None,
+                            response_headers=None,
+                        )
                     )
+                    if taken.rowcount == 1:
+                        return Claim(agent_id, key)
+                    continue
+                if row["request_hash"] != fingerprint:
+                    raise IdempotencyKeyReused(details={"idempotencyKey": key})
+                if row["state"] == "done":
+                    return StoredResponse(
+                        status=int(row["response_status"]),
+                        body=str(row["response_body"]).encode(),
+                        headers=dict(row["response_headers"] or {}),
+                    )
+                if now - row["created_at"] < self.abandon_after:
+                    raise IdempotencyKeyInUse(details={"idempotencyKey": key})
+                taken = await conn.execute(  # abandoned by a crashed process: take it over
+                    update(idempotency_keys)
+                    .where(*as_read)
+                    .values(created_at=now, expires_at=now + self.ttl)
                 )
-                return Claim(agent_id, key)
-            if row["request_hash"] != fingerprint:
-                raise IdempotencyKeyReused(details={"idempotencyKey": key})
-            if row["state"] == "done":
-                return StoredResponse(
-                    status=int(row["response_status"]),
-                    body=str(row["response_body"]).encode(),
-                    headers=dict(row["response_headers"] or {}),
-                )
-            if now - row["created_at"] < self.abandon_after:
-                raise IdempotencyKeyInUse(details={"idempotencyKey": key})
-            await conn.execute(  # abandoned by a crashed process: take it over
-                update(idempotency_keys)
-                .where(idempotency_keys.c.agent_id == agent_id, idempotency_keys.c.key == key)
-                .values(created_at=now, expires_at=now + self.ttl)
-            )
-            return Claim(agent_id, key)
+                if taken.rowcount == 1:
+                    return Claim(agent_id, key)
+            # Claimed, released or taken over by others every round: still busy, retry later.
+            raise IdempotencyKeyInUse(details={"idempotencyKey": key})
 
         return await self.runner.run(work)
 

@@ -502,3 +502,59 @@ async def test_a_key_released_between_the_claims_two_statements(
     assert await world.count("quotes", "agent_id = :a", a=actor.agent_id) == 1
     replay = await world.client.post(URL, json=body, headers=headers)
     assert replay.headers["idempotent-replayed"] == "true"
+
+
+@pytest.mark.parametrize("db_url", ["pg_url"], indirect=True)
+@pytest.mark.parametrize("stale", ["expired", "abandoned"])
+async def test_a_key_taken_over_by_another_request_first_is_not_claimed_twice(
+    world: World, stale: str
+) -> None:
+    """Two requests find the same expired (or abandoned) key and both take it over: the second
+    must see the first's takeover, not overwrite it. The first one's takeover is committed,
+    deterministically, right after this request read the key."""
+    import asyncpg
+    from sqlalchemy import event
+    from sqlalchemy.util import await_only
+
+    actor = await world.actor()
+    key = f"taken-over-{stale}"
+    body = quote_body("iceland-ring-road-eur", actor.client_id)
+    headers = {**actor.headers, "Idempotency-Key": key}
+    assert (await world.client.post(URL, json=body, headers=headers)).status_code == 201
+    url = world.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    other = await asyncpg.connect(url)
+    if stale == "expired":
+        await other.execute(
+            "UPDATE idempotency_keys SET expires_at = now() - interval '1 minute' WHERE key = $1",
+            key,
+        )
+    else:
+        await other.execute(
+            "UPDATE idempotency_keys SET state = 'in_flight', created_at = now() - interval "
+            "'1 hour', response_status = NULL, response_body = NULL WHERE key = $1",
+            key,
+        )
+    taken: list[str] = []
+
+    def first_takes_it_over(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("SELECT") and "idempotency_keys" in statement and not taken:
+            taken.append(key)
+            await_only(
+                other.execute(
+                    "UPDATE idempotency_keys SET state = 'in_flight', created_at = now(), "
+                    "expires_at = now() + interval '1 day' WHERE key = $1",
+                    key,
+                )
+            )
+
+    quotes_before = await world.count("quotes", "agent_id = :a", a=actor.agent_id)
+    event.listen(world.engine.sync_engine, "after_cursor_execute", first_takes_it_over)
+    try:
+        response = await world.client.post(URL, json=body, headers=headers)
+    finally:
+        event.remove(world.engine.sync_engine, "after_cursor_execute", first_takes_it_over)
+        await other.close()
+    assert taken == [key]
+    error = assert_envelope(response, "IDEMPOTENCY_KEY_IN_USE", 409)
+    assert error["retryable"] is True
+    assert await world.count("quotes", "agent_id = :a", a=actor.agent_id) == quotes_before
