@@ -18,6 +18,7 @@ from alembic.util import CommandError
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
+from typer.exceptions import TyperException
 
 from tripquote.agents import repository as agents_repo
 from tripquote.agents.auth import mint_token
@@ -46,7 +47,9 @@ app.add_typer(agents_app, name="agents")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 
-def _settings() -> Settings:
+def cli_settings() -> Settings:
+    """The settings of a command, or its one JSON error line and exit: 2 for a configuration
+    error, 1 for a SQLite database in a folder that does not exist."""
     try:
         settings = Settings()
     except ValueError as exc:
@@ -79,7 +82,10 @@ def _missing_sqlite_folder(settings: Settings) -> Path | None:
     return None if folder.is_dir() else folder
 
 
-def _refuse(event: str, error: str, *, status: int = 1) -> NoReturn:
+_NAME_MAX = 200  # agencies.name and agents.name are VARCHAR(200)
+
+
+def _refuse(event: str, error: str, status: int = 1) -> NoReturn:
     """One JSON error line on stderr (``event``, ``error``), then exit with ``status``."""
     typer.echo(json.dumps({"level": "error", "event": event, "error": error}), err=True)
     raise typer.Exit(status)
@@ -119,7 +125,7 @@ def serve(
     ] = 4096,
 ) -> None:
     """Run the HTTP API with uvicorn (JSON logs; metrics shared across workers)."""
-    settings = _settings()
+    settings = cli_settings()
     created: str | None = None  # the workers' metrics files, removed when serving ends
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         created = tempfile.mkdtemp(prefix="tripquote-metrics-")
@@ -154,7 +160,7 @@ def _run_uvicorn(settings: Settings, *, host: str, port: int, workers: int, back
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Apply migrations up to REVISION (default: head)."""
-    settings = _settings()  # its own exits are not refusals (click's Exit is a RuntimeError)
+    settings = cli_settings()  # its own exits are not refusals (click's Exit is a RuntimeError)
     with _migration_refusals("upgrade"):
         migrate.upgrade(settings, revision)
 
@@ -162,7 +168,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
 @db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 def db_downgrade(revision: Annotated[str, typer.Argument(help="Target, e.g. -1 or base.")]) -> None:
     """Revert migrations down to REVISION."""
-    settings = _settings()  # its own exits are not refusals (click's Exit is a RuntimeError)
+    settings = cli_settings()  # its own exits are not refusals (click's Exit is a RuntimeError)
     with _migration_refusals("downgrade"):
         migrate.downgrade(settings, revision)
 
@@ -183,7 +189,7 @@ def _migration_refusals(command: str) -> Iterator[None]:
 @db_app.command("current")
 def db_current() -> None:
     """Print the database's current revision."""
-    migrate.current(_settings())
+    migrate.current(cli_settings())
 
 
 @agencies_app.command("create")
@@ -194,15 +200,15 @@ def agencies_create(
 ) -> None:
     """Create an agency; prints its id."""
     name = name.strip()
-    if not name:
-        _refuse("agency_refused", "The agency's name must not be empty.", status=2)
+    if not name or len(name) > _NAME_MAX:
+        _refuse("agency_refused", f"The agency's name must be 1-{_NAME_MAX} characters.", status=2)
     if timezone not in available_timezones():
         _refuse("agency_refused", f"unknown IANA time zone: {timezone}", status=2)
 
     async def work(conn: AsyncConnection) -> str:
         return await agents_repo.insert_agency(conn, name=name, timezone=timezone)
 
-    agency_id = _in_transaction(_settings(), work)
+    agency_id = _in_transaction(cli_settings(), work)
     _emit({"id": agency_id, "name": name, "timezone": timezone}, as_json, agency_id)
 
 
@@ -215,6 +221,10 @@ def agents_create(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an agent in an agency; prints its id."""
+    if len(name) > _NAME_MAX:
+        _refuse(
+            "agent_refused", f"The agent's name must be at most {_NAME_MAX} characters.", status=2
+        )
     if role not in ("agent", "admin"):
         _refuse("agent_refused", "role must be agent or admin", status=2)
     try:
@@ -232,7 +242,7 @@ def agents_create(
             conn, agency_id=agency, email=email, name=name, role=role
         )
 
-    agent_id = _in_transaction(_settings(), work)
+    agent_id = _in_transaction(cli_settings(), work)
     if agent_id is None:
         _refuse("agent_refused", f"no agency {agency}")
     if agent_id == "":
@@ -247,7 +257,7 @@ def agents_disable(agent_id: str, as_json: JsonFlag = False) -> None:
     async def work(conn: AsyncConnection) -> bool:
         return await agents_repo.set_agent_active(conn, agent_id, active=False)
 
-    if not _in_transaction(_settings(), work):
+    if not _in_transaction(cli_settings(), work):
         _refuse("agent_refused", f"no agent {agent_id}")
     _emit({"id": agent_id, "active": False}, as_json, agent_id)
 
@@ -259,7 +269,7 @@ def token(
     as_json: JsonFlag = False,
 ) -> None:
     """Mint a bearer token (HS256 JWT) for an existing, active agent."""
-    settings = _settings()
+    settings = cli_settings()
 
     async def work(conn: AsyncConnection) -> bool:
         return await agents_repo.load_principal(conn, agent) is not None
@@ -280,7 +290,7 @@ def demo(
     as_json: JsonFlag = False,
 ) -> None:
     """Migrate, load a demo agency/agent/client, print a token and a curl, then serve."""
-    settings = _settings()
+    settings = cli_settings()
     migrate.upgrade(settings)
     email = "demo.agent@tripquote.example"
 
@@ -378,7 +388,7 @@ def expire(
     from tripquote.observability.context import new_correlation_id
     from tripquote.quotes.expiry import expire_due
 
-    settings = _settings()
+    settings = cli_settings()
     correlation_id = new_correlation_id()
 
     async def use(runner: Any) -> int:
@@ -401,7 +411,7 @@ def idempotency_purge(as_json: JsonFlag = False) -> None:
 
     from tripquote.idempotency import IdempotencyStore
 
-    settings = _settings()
+    settings = cli_settings()
 
     async def use(runner: Any) -> int:
         store = IdempotencyStore(
@@ -429,11 +439,23 @@ def main() -> None:
 
     configure_cli_logging()
     try:
-        app()
+        status = app(standalone_mode=False)  # usage errors come here, not as click's box
+    except TyperException as exc:  # click's usage errors (typer vendors click)
+        message = exc.format_message()
+        if not message:  # a group called without its command: its help is already shown
+            raise SystemExit(exc.exit_code) from None
+        event = {"level": "error", "event": "usage_error", "error": message}
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            event["usage"] = ctx.get_usage()
+        typer.echo(json.dumps(event), err=True)
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        raise SystemExit(1) from None
     except TripquoteError as exc:  # a command run through the transaction runner
         cause = exc.__cause__
         if isinstance(cause, DBAPIError | ConnectionError | socket.gaierror | OSError):
-            _fail_on_database("database_unavailable", cause)
+            _fail_on_database("database_unavailable", cause)  # OSError: TimeoutError too
         typer.echo(
             json.dumps(
                 {"level": "error", "event": "command_failed", "error_code": exc.code}
@@ -442,10 +464,12 @@ def main() -> None:
             err=True,
         )
         raise SystemExit(1) from None
-    except (DBAPIError, ConnectionError, socket.gaierror) as exc:
+    except (DBAPIError, ConnectionError, socket.gaierror, TimeoutError) as exc:  # no answer
         _fail_on_database("database_unavailable", exc)
     except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as exc:
         _fail_on_database("database_url_unusable", exc)
+    if isinstance(status, int) and status:
+        raise SystemExit(status)  # a command's typer.Exit(code), returned outside standalone mode
 
 
 def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
@@ -457,6 +481,8 @@ def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
     driver = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     text = str(driver).strip()
     first_line = text.splitlines()[0] if text else ""
+    if isinstance(driver, TimeoutError) and not first_line:
+        first_line = "the database did not answer in time"
     hint = "Check TRIPQUOTE_DATABASE_URL and that its database server is running."
     if sqlstate_of(exc) == "42P01" or (
         sqlite_error_name(exc) == "SQLITE_ERROR" and "no such table" in first_line

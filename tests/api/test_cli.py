@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import sys
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -95,3 +99,39 @@ def test_a_database_not_migrated_says_to_migrate_it(empty_db: str, command: tupl
     assert line["hint"] == "Run: tripquote db upgrade"
     for other in line["_stderr"].strip().splitlines():
         json.loads(other)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers (a hung database)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("agencies", "create", "X"), ("expire",)])
+def test_a_database_that_never_answers_is_one_json_line_in_bounded_time(
+    silent_server: int, command: tuple[str, ...]
+) -> None:
+    # Connection set-up is bounded (10 s), so the command ends instead of hanging.
+    line = cli_error(f"postgresql+asyncpg://postgres@127.0.0.1:{silent_server}/x", *command)
+    assert line["event"] == "database_unavailable"
+    assert "did not answer in time" in line["error"]
+    assert len(line["_stderr"].strip().splitlines()) == 1

@@ -151,7 +151,8 @@ def test_cli_refuses_a_token_for_an_unknown_agent_and_a_bad_email(sqlite_url: st
     assert "no active agent" in json.loads(unknown.stderr)["error"]
     for argv, event, text in [
         (["agents", "create", "--agency", "x", "--email", "notanemail"], "agent", "invalid e-mail"),
-        (["agencies", "create", "  "], "agency", "must not be empty"),
+        (["agencies", "create", "  "], "agency", "must be 1-200 characters"),
+        (["agencies", "create", "x" * 201], "agency", "must be 1-200 characters"),
         (["agencies", "create", "X", "--timezone", "Mars/Olympus"], "agency", "IANA time zone"),
     ]:
         bad = subprocess.run(
@@ -160,6 +161,20 @@ def test_cli_refuses_a_token_for_an_unknown_agent_and_a_bad_email(sqlite_url: st
         assert bad.returncode == 2, bad.stderr
         line = json.loads(bad.stderr)  # one JSON line
         assert line["event"] == f"{event}_refused" and text in line["error"]
+    # Usage errors too: one JSON line (not click's box), exit status 2.
+    for argv, text in [
+        (["ops", "summary", "--since", "999999d"], "at most 36500d"),
+        (["expire", "--batch-size", "0"], "--batch-size"),
+        (["token", "--ttl", "-5", "--agent", "x"], "--ttl"),
+        (["nosuchcommand"], "No such command"),
+    ]:
+        bad = subprocess.run(
+            [*cli, *argv], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert bad.returncode == 2, bad.stderr
+        line = json.loads(bad.stderr)
+        assert line["event"] == "usage_error" and text in line["error"], line
+        assert line["usage"].startswith("Usage: ")
 
 
 @pytest.mark.parametrize(

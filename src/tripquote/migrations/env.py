@@ -26,8 +26,15 @@ def _run(connection: Connection) -> None:
         context.run_migrations()
 
 
+CONNECT_TIMEOUT_SECONDS = 10.0
+"""A PostgreSQL server that accepts the connection and never answers fails the migration
+after this long (asyncpg's own default is 60 s), like the service's engine."""
+
+
 async def _run_async() -> None:
-    engine = create_async_engine(config.get_main_option("sqlalchemy.url") or "", poolclass=NullPool)
+    url = config.get_main_option("sqlalchemy.url") or ""
+    connect_args = {"timeout": CONNECT_TIMEOUT_SECONDS} if url.startswith("postgresql") else {}
+    engine = create_async_engine(url, poolclass=NullPool, connect_args=connect_args)
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

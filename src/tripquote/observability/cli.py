@@ -93,14 +93,9 @@ def summary_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Save latency and error, conflict and rollback rates across all processes since --since."""
-    from tripquote.config import Settings
+    from tripquote.cli import cli_settings  # here: tripquote.cli imports this module
 
     start = datetime.now(UTC) - parse_since(since)
-    try:
-        settings = Settings()
-    except ValueError as exc:  # pydantic's ValidationError: one JSON line, not a traceback
-        event = {"level": "error", "event": "configuration_error", "error": str(exc)}
-        typer.echo(json.dumps(event), err=True)
-        raise typer.Exit(2) from None
+    settings = cli_settings()
     result = asyncio.run(_summary(settings, start))
     typer.echo(json.dumps(result, indent=2) if as_json else format_summary(result))

@@ -324,10 +324,11 @@ def _add_logger_name(logger: WrappedLogger, _: str, event_dict: EventDict) -> Ev
 
 
 def configure_cli_logging() -> None:
-    """The CLI's commands: WARNING and above, one JSON object a line on stderr (stdout keeps
-    each command's own output, e.g. its ``--json`` result). ``serve`` and ``demo`` switch to
-    ``configure_logging`` when their app starts."""
-    _configure_structlog("WARNING", factory=structlog.PrintLoggerFactory(sys.stderr))
+    """The CLI's commands: CRITICAL only (a command's failure is its own one JSON line, so an
+    error logged on the way would say it twice), one JSON object a line on stderr (stdout
+    keeps each command's own output, e.g. its ``--json`` result). ``serve`` and ``demo``
+    switch to ``configure_logging`` when their app starts."""
+    _configure_structlog("CRITICAL", factory=structlog.PrintLoggerFactory(sys.stderr))
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
 
