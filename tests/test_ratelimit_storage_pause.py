@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -85,3 +86,17 @@ async def test_a_hung_storage_is_paused_after_it_failed(hung: HungRedis, fail_op
     assert await write() == expected
     assert hung.received > asked
     assert limiter.storage_errors == 22
+
+    # After the next pause, 20 writes at once: one asks the storage, the others do not wait.
+    asked_storage: list[int] = []
+    hit = limiter.limiter.hit
+
+    async def counted_hit(*args: Any, **kwargs: Any) -> bool:
+        asked_storage.append(1)
+        return await hit(*args, **kwargs)
+
+    limiter.limiter.hit = counted_hit  # type: ignore[method-assign]
+    clock.now += _STORAGE_PAUSE_SECONDS
+    assert await asyncio.gather(*(write() for _ in range(20))) == [expected] * 20
+    assert asked_storage == [1]
+    assert limiter.storage_errors == 42

@@ -24,8 +24,9 @@ logger = logging.getLogger("tripquote.ratelimit")
 
 _STORAGE_TIMEOUT_SECONDS = 1.0
 _STORAGE_PAUSE_SECONDS = 5.0
-"""After the storage failed, writes skip it this long (and fail open or closed at once): a
-hung Redis costs one write per pause the 1 s timeout, not every write."""
+"""After the storage failed, writes skip it this long (and fail open or closed at once), then
+one write at a time asks it again while the others keep skipping it: a hung Redis costs one
+write per pause the 1 s timeout, not every write."""
 
 
 def _async_uri(uri: str) -> str:
@@ -39,6 +40,7 @@ class WriteRateLimiter:
         self.item: RateLimitItem = parse(settings.rate_limit)
         self._clock = clock
         self._skip_until = 0.0
+        self._probing = False
         self.fail_open = settings.rate_limit_fail_open
         self.storage = storage_from_string(_async_uri(settings.rate_limit_storage))
         # Only a remote store can hang; in memory a deadline would only measure a busy loop.
@@ -57,9 +59,12 @@ class WriteRateLimiter:
         If the storage is unreachable, the write is allowed (fail open, logged and counted)
         or refused with RATE_LIMIT_EXCEEDED (fail closed), as configured.
         """
-        if self._skip_until and self._clock() < self._skip_until:
-            self._without_storage(None)  # it failed moments ago: do not wait on it again
-            return
+        probe = False
+        if self._skip_until:  # the storage failed: paused, then asked by one write at a time
+            if self._probing or self._clock() < self._skip_until:
+                self._without_storage(None)  # do not wait on it again meanwhile
+                return
+            self._probing = probe = True
         try:
             async with asyncio.timeout(self.timeout):
                 allowed = await self.limiter.hit(self.item, "writes", agent_id)
@@ -72,6 +77,9 @@ class WriteRateLimiter:
                 self._skip_until = self._clock() + _STORAGE_PAUSE_SECONDS
             self._without_storage(exc)
             return
+        finally:
+            if probe:
+                self._probing = False
         self._skip_until = 0.0
         reset = max(1, math.ceil(stats.reset_time - time.time()))
         amount, window = self.item.amount, self.item.get_expiry()
