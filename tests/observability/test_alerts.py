@@ -164,7 +164,8 @@ async def test_an_alert_no_channel_took_suppresses_nothing_after_it(
     settings_factory: Any, http_recorder: Any, until: Any
 ) -> None:
     # Both attempts of the first alert fail; a repeat sent meanwhile is suppressed. Once the
-    # first has failed, the next repeat within the window is sent, carrying that count.
+    # first has failed, the next repeat within the window is sent, and it counts both the
+    # undelivered first one and the suppressed repeat.
     http_recorder.statuses.extend([500, 500])
     settings = settings_factory(
         alert_webhook_url=http_recorder.url + "/h",
@@ -187,7 +188,7 @@ async def test_an_alert_no_channel_took_suppresses_nothing_after_it(
     assert [(b["correlationId"], b["suppressedSinceLast"]) for b in bodies] == [
         ("REQ-LOST-1", 0),
         ("REQ-LOST-1", 0),
-        ("REQ-AFTER-1", 1),
+        ("REQ-AFTER-1", 2),
     ]
 
 

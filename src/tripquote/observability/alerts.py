@@ -5,8 +5,8 @@ delivers each alert to every configured channel with retries (exponential backof
 at most ``settings.alert_max_attempts`` attempts). Repeats of one error code within
 ``settings.alert_dedup_window_seconds`` are suppressed and their count rides on the next alert;
 an alert that no channel took (every attempt failed) suppresses nothing: the next repeat of its
-code is sent. De-duplication is per process: with ``serve --workers N`` each worker sends the
-first alert of a code in a window.
+code is sent, counting the undelivered one and what it carried. De-duplication is per process:
+with ``serve --workers N`` each worker sends the first alert of a code in a window.
 Alerts carry codes, ids and fixed messages only: no secrets, no client personal data.
 """
 
@@ -249,7 +249,8 @@ class AlertDispatcher:
 
     def _reopen(self, alert: Alert, *, channel_failed: bool = False) -> None:
         """Close the dedup window ``alert`` opened when it reached none of the channels (every
-        channel failed, or it was never queued), keeping the count of repeats it suppressed."""
+        channel failed, or it was never queued). What it did not deliver is owed to the next
+        one: itself, the repeats it carried and those suppressed in its window."""
         seen = self._dedup.get(alert.error_code)
         if seen is None or seen.alert is not alert:
             return  # a later alert of the code opened its own window since
@@ -257,6 +258,7 @@ class AlertDispatcher:
         if not channel_failed or seen.failed == len(self.channels):
             seen.sent_at = float("-inf")
             seen.alert = None
+            seen.suppressed += alert.suppressed_since_last + 1
 
     async def start(self) -> None:
         """Open the HTTP client and start the delivery worker."""
