@@ -13,7 +13,8 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from asgi_lifespan import LifespanManager
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tripquote.agents import repository as agents_repo
@@ -143,6 +144,21 @@ class World:
     settings: Settings
     app: Any
     actors: list[Actor] = field(default_factory=list)
+
+    @property
+    def dsn(self) -> str:
+        """The database as an asyncpg DSN, for a second connection of the test's own."""
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    @contextmanager
+    def after_each_statement(self, hook: Callable[..., None]) -> Iterator[None]:
+        """``hook(conn, cursor, statement, ...)`` runs after each statement the app's engine
+        executes (SQLAlchemy's ``after_cursor_execute``), while the block runs."""
+        event.listen(self.engine.sync_engine, "after_cursor_execute", hook)
+        try:
+            yield
+        finally:
+            event.remove(self.engine.sync_engine, "after_cursor_execute", hook)
 
     async def agency(self, timezone: str = "UTC") -> str:
         async with self.engine.begin() as conn:

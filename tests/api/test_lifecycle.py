@@ -460,13 +460,11 @@ async def test_a_key_released_between_the_claims_two_statements(
     claims it and is served. Claimed again by yet another request every time: after its
     rounds the claim answers IDEMPOTENCY_KEY_IN_USE (retryable) and writes nothing."""
     import asyncpg
-    from sqlalchemy import event
     from sqlalchemy.util import await_only
 
     actor = await world.actor()
     key = "released-in-between"
-    url = world.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    other = await asyncpg.connect(url)
+    other = await asyncpg.connect(world.dsn)
     claim_as_another = (
         "INSERT INTO idempotency_keys (agent_id, key, request_hash, state, created_at, "
         "expires_at) VALUES ($1, $2, 'another', 'in_flight', now(), now() + interval '1 day')"
@@ -485,11 +483,10 @@ async def test_a_key_released_between_the_claims_two_statements(
     body = quote_body("iceland-ring-road-eur", actor.client_id)
     headers = {**actor.headers, "Idempotency-Key": key}
     before = await world.table_counts()
-    event.listen(world.engine.sync_engine, "after_cursor_execute", interleave)
     try:
-        response = await world.client.post(URL, json=body, headers=headers)
+        with world.after_each_statement(interleave):
+            response = await world.client.post(URL, json=body, headers=headers)
     finally:
-        event.remove(world.engine.sync_engine, "after_cursor_execute", interleave)
         await other.close()
     if every_round:
         assert len(releases) == 5  # _CLAIM_ROUNDS
@@ -513,7 +510,6 @@ async def test_a_key_taken_over_by_another_request_first_is_not_claimed_twice(
     must see the first's takeover, not overwrite it. The first one's takeover is committed,
     deterministically, right after this request read the key."""
     import asyncpg
-    from sqlalchemy import event
     from sqlalchemy.util import await_only
 
     actor = await world.actor()
@@ -521,8 +517,7 @@ async def test_a_key_taken_over_by_another_request_first_is_not_claimed_twice(
     body = quote_body("iceland-ring-road-eur", actor.client_id)
     headers = {**actor.headers, "Idempotency-Key": key}
     assert (await world.client.post(URL, json=body, headers=headers)).status_code == 201
-    url = world.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    other = await asyncpg.connect(url)
+    other = await asyncpg.connect(world.dsn)
     if stale == "expired":
         await other.execute(
             "UPDATE idempotency_keys SET expires_at = now() - interval '1 minute' WHERE key = $1",
@@ -548,11 +543,10 @@ async def test_a_key_taken_over_by_another_request_first_is_not_claimed_twice(
             )
 
     quotes_before = await world.count("quotes", "agent_id = :a", a=actor.agent_id)
-    event.listen(world.engine.sync_engine, "after_cursor_execute", first_takes_it_over)
     try:
-        response = await world.client.post(URL, json=body, headers=headers)
+        with world.after_each_statement(first_takes_it_over):
+            response = await world.client.post(URL, json=body, headers=headers)
     finally:
-        event.remove(world.engine.sync_engine, "after_cursor_execute", first_takes_it_over)
         await other.close()
     assert taken == [key]
     error = assert_envelope(response, "IDEMPOTENCY_KEY_IN_USE", 409)

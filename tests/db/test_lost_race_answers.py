@@ -53,9 +53,8 @@ async def test_the_loser_of_a_race_gets_the_winners_state(
     )
     assert created.status_code == 201, created.text
     quote_id = created.json()["quoteId"]
-    dsn = world.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    winner = await asyncpg.connect(dsn)
-    watcher = await asyncpg.connect(dsn)
+    winner = await asyncpg.connect(world.dsn)
+    watcher = await asyncpg.connect(world.dsn)
     try:
         transaction = winner.transaction()
         await transaction.start()
