@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tripquote.errors import UnsupportedMediaType
-from tripquote.quotes.jsonbody import dumps, loads
+from tripquote.json import dumps, loads
 
 if TYPE_CHECKING:
     from tripquote.config import Settings

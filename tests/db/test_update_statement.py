@@ -18,7 +18,7 @@ from sqlalchemy import text
 from tests.conftest import Actor, World, make_settings, quote_body
 from tests.db.statements import Statements, watching
 from tripquote.quotes import pg
-from tripquote.quotes.jsonbody import dumps
+from tripquote.json import dumps
 from tripquote.quotes.serialize import INPUT_FIELDS
 
 _NAMES = {pg.UPDATE_OWN_DRAFT: "OWN_DRAFT", pg.LOAD_FOR_WRITE: "LOAD", pg.UPDATE: "UPDATE"}

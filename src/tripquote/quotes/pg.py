@@ -20,7 +20,7 @@ import asyncpg
 
 from tripquote.agents.repository import Principal
 from tripquote.db.transaction import DriverTx
-from tripquote.quotes.jsonbody import dumps
+from tripquote.json import dumps
 from tripquote.quotes.repository import QuoteRecord, RevisionRecord
 
 LOAD_FOR_WRITE = """

@@ -33,7 +33,7 @@ from tripquote.openapi import (
 )
 from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor
 from tripquote.quotes import queries, service
-from tripquote.quotes.jsonbody import dumps
+from tripquote.json import dumps
 from tripquote.quotes.lifecycle import Operation, QuoteStatus
 from tripquote.quotes.repository import QuoteFilters
 from tripquote.quotes.schemas import QuoteIn

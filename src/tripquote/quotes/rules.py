@@ -19,8 +19,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 
 from tripquote.errors import CurrencyInvalid, QuotaExceeded, QuoteValidationFailed, field_error
-from tripquote.quotes.jsonbody import canonical
-from tripquote.quotes.pricing import plain_decimal
+from tripquote.json import canonical
+from tripquote.money import plain_decimal
 from tripquote.quotes.schemas import (
     ItemType,
     OtherItemIn,
@@ -422,7 +422,7 @@ def draft_to_input(draft: QuoteDraft) -> dict[str, Any]:
 
 
 def same_json(a: Any, b: Any) -> bool:
-    """Whether two JSON-ready values are the same JSON (``jsonbody.canonical``): ``true`` and
+    """Whether two JSON-ready values are the same JSON (``tripquote.json.canonical``): ``true`` and
     ``1`` differ, key order does not count."""
     return canonical(a) == canonical(b)
 

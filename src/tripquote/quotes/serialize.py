@@ -8,12 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from tripquote.quotes.pricing import quantize
-
-
-def fmt_money(amount: Decimal, currency: str) -> str:
-    """``amount`` as a decimal string with exactly the currency's minor units."""
-    return format(quantize(amount, currency), "f")
+from tripquote.money import fmt_money
 
 
 def fmt_instant(value: datetime | None) -> str | None:
