@@ -1,4 +1,4 @@
-"""tripquote.json: JSON numbers become Decimal from their text; bad bodies fail with json_invalid."""
+"""tripquote.json: numbers become Decimal from their text; bad bodies fail with json_invalid."""
 
 from __future__ import annotations
 

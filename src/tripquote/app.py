@@ -39,9 +39,11 @@ from tripquote.observability.logging import configure_logging, flush_logs
 from tripquote.observability.operations import Observer
 from tripquote.observability.routes import router as observability_router
 from tripquote.quotes.dispatch import ROUTE, QuoteDispatch, match
-from tripquote.quotes.pg import prepare_save_statements
 from tripquote.quotes.routes import REQUEST_SCHEMAS
 from tripquote.quotes.routes import router as quotes_router
+from tripquote.quotes.rules import Limits
+from tripquote.quotes.service import QuoteService
+from tripquote.quotes.store import QuoteStore, prepare_statements
 from tripquote.ratelimit import WriteRateLimiter
 from tripquote.rendering import error_response
 from tripquote.runtime import tune_gc
@@ -111,10 +113,14 @@ def create_app(settings: Settings | None = None) -> TripquoteAPI:
                 abandon_after=timedelta(seconds=3 * settings.tx_timeout_seconds),
             ),
         )
+        app.state.quotes = QuoteService(
+            store=QuoteStore(runner, open_limit=settings.max_open_quotes_per_agent),
+            limits=Limits.from_settings(settings),
+        )
         await warm_pool(
             engine,
             settings.db_pool_size,
-            prepare=None if settings.is_sqlite else prepare_save_statements,
+            prepare=None if settings.is_sqlite else prepare_statements,
         )
         await observer.start(engine)
         tune_gc(settings)

@@ -383,18 +383,20 @@ def expire(
     as_json: JsonFlag = False,
 ) -> None:
     """Write EXPIRED on every SENT quote past its expiresAt (safe to run on several hosts)."""
-    from datetime import UTC, datetime
-
     from tripquote.observability.context import new_correlation_id
-    from tripquote.quotes.expiry import expire_due
+    from tripquote.quotes.rules import Limits
+    from tripquote.quotes.service import QuoteService
+    from tripquote.quotes.store import QuoteStore
 
     settings = cli_settings()
     correlation_id = new_correlation_id()
 
     async def use(runner: Any) -> int:
-        return await expire_due(
-            runner, now=datetime.now(UTC), batch_size=batch_size, correlation_id=correlation_id
+        quotes = QuoteService(
+            store=QuoteStore(runner, open_limit=settings.max_open_quotes_per_agent),
+            limits=Limits.from_settings(settings),
         )
+        return await quotes.expire_due(batch_size=batch_size, correlation_id=correlation_id)
 
     count = _with_runner(settings, use)
     _emit({"expired": count, "correlationId": correlation_id}, as_json, f"expired {count} quotes")
@@ -435,6 +437,7 @@ def main() -> None:
 
     from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+    from tripquote.db.errors import DRIVER_ERRORS
     from tripquote.observability.logging import configure_cli_logging
 
     configure_cli_logging()
@@ -454,7 +457,9 @@ def main() -> None:
         raise SystemExit(1) from None
     except TripquoteError as exc:  # a command run through the transaction runner
         cause = exc.__cause__
-        if isinstance(cause, DBAPIError | ConnectionError | socket.gaierror | OSError):
+        if cause is not None and isinstance(
+            cause, (*DRIVER_ERRORS, ConnectionError, socket.gaierror, OSError)
+        ):
             _fail_on_database("database_unavailable", cause)  # OSError: TimeoutError too
         typer.echo(
             json.dumps(

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tripquote.agents.auth import authenticate
-from tripquote.db.transaction import UnitConnection
+from tripquote.db.transaction import Tx
 from tripquote.errors import QUERY_INVALID, QuoteNotFound, QuoteValidationFailed, field_error
 from tripquote.http import Services, json_response, read_json, services
 from tripquote.idempotency import (
@@ -22,6 +22,7 @@ from tripquote.idempotency import (
     parse_key,
     request_fingerprint,
 )
+from tripquote.json import dumps
 from tripquote.observability.context import get_correlation_id
 from tripquote.openapi import (
     ListEnvelope,
@@ -31,13 +32,12 @@ from tripquote.openapi import (
     SaveEnvelope,
     ok,
 )
-from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor
-from tripquote.quotes import queries, service
-from tripquote.json import dumps
+from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
 from tripquote.quotes.lifecycle import Operation, QuoteStatus
-from tripquote.quotes.repository import QuoteFilters
 from tripquote.quotes.schemas import QuoteIn
-from tripquote.quotes.service import OnSaved, Saved
+from tripquote.quotes.service import OnSaved, QuoteService
+from tripquote.quotes.service import SavedQuote as Saved
+from tripquote.quotes.store import Filters
 from tripquote.validation import path_id, query_text
 
 router = APIRouter(prefix="/api/agents/quotes", tags=["quotes"])
@@ -92,6 +92,12 @@ def _body(
     if headers:
         extra["parameters"] = list(headers)
     return extra
+
+
+def quotes(request: Request) -> QuoteService:
+    """The app's quote use cases (built in the lifespan)."""
+    service: QuoteService = request.app.state.quotes
+    return service
 
 
 def etag(version: int) -> str:
@@ -164,8 +170,8 @@ async def _idempotent_save(
         return _to_response(claimed, replayed=True)
     claim: Claim = claimed
 
-    async def store(conn: UnitConnection, saved: Saved) -> None:
-        await complete(conn, claim, saved_response(saved, status=status))
+    async def store(tx: Tx, saved: Saved) -> None:
+        await complete(tx, claim, saved_response(saved, status=status))
 
     try:
         saved = await save(store)
@@ -192,8 +198,7 @@ async def create_quote(request: Request) -> Response:
         body = await read_json(request)
 
         async def save(on_saved: OnSaved | None) -> Saved:
-            saved = await service.create_quote(
-                svc,
+            saved = await quotes(request).create(
                 agent_id=claims.agent_id,
                 body=body,
                 correlation_id=get_correlation_id(),
@@ -248,10 +253,9 @@ async def list_quotes(
                         ]
                     },
                 ) from None
-        quotes, next_cursor = await queries.list_quotes(
-            svc,
+        page, after = await quotes(request).list(
             agent_id=claims.agent_id,
-            filters=QuoteFilters(
+            filters=Filters(
                 status=status.value if status else None,
                 client_id=client_id,
                 updated_since=updated_since,
@@ -259,7 +263,8 @@ async def list_quotes(
             before=decode_cursor(cursor) if cursor else None,
             limit=limit,
         )
-        return json_response({"success": True, "quotes": quotes, "nextCursor": next_cursor})
+        next_cursor = encode_cursor(*after) if after is not None else None
+        return json_response({"success": True, "quotes": page, "nextCursor": next_cursor})
 
 
 @router.get("/{quote_id}", responses=ok(ReadEnvelope))
@@ -270,7 +275,7 @@ async def read_quote(request: Request, quote_id: str) -> Response:
         claims = authenticate(request)
         quote_id = path_id(quote_id, QuoteNotFound)
         op.agent_id = claims.agent_id
-        quote = await service.read_quote(svc, agent_id=claims.agent_id, quote_id=quote_id)
+        quote = await quotes(request).read(agent_id=claims.agent_id, quote_id=quote_id)
         return json_response(
             {"success": True, "quoteId": quote["id"], "version": quote["version"], "quote": quote},
             headers={"ETag": etag(quote["version"])},
@@ -292,8 +297,7 @@ async def update_quote(request: Request, quote_id: str) -> Response:
         await svc.limiter.check(claims.agent_id)
         if_match = parse_if_match(request.headers.get("if-match"))
         body = await read_json(request)
-        saved = await service.update_quote(
-            svc,
+        saved = await quotes(request).update(
             agent_id=claims.agent_id,
             quote_id=quote_id,
             body=body,
@@ -315,8 +319,7 @@ async def _transition(request: Request, quote_id: str, operation: Operation) -> 
         body = await read_json(request) if raw.strip() else None
 
         async def save(on_saved: OnSaved | None) -> Saved:
-            return await service.transition_quote(
-                svc,
+            return await quotes(request).transition(
                 agent_id=claims.agent_id,
                 quote_id=quote_id,
                 operation=operation,
@@ -366,7 +369,7 @@ async def list_revisions(request: Request, quote_id: str) -> Response:
         claims = authenticate(request)
         quote_id = path_id(quote_id, QuoteNotFound)
         op.agent_id = claims.agent_id
-        revisions = await queries.list_revisions(svc, agent_id=claims.agent_id, quote_id=quote_id)
+        revisions = await quotes(request).revisions(agent_id=claims.agent_id, quote_id=quote_id)
         return json_response({"success": True, "quoteId": quote_id, "revisions": revisions})
 
 
@@ -380,7 +383,7 @@ async def get_revision(
         claims = authenticate(request)
         quote_id = path_id(quote_id, QuoteNotFound)
         op.agent_id = claims.agent_id
-        revision = await queries.get_revision(
-            svc, agent_id=claims.agent_id, quote_id=quote_id, version=version
+        (revision,) = await quotes(request).revisions(
+            agent_id=claims.agent_id, quote_id=quote_id, version=version
         )
         return json_response({"success": True, "quoteId": quote_id, "revision": revision})
