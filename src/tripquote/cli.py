@@ -22,6 +22,7 @@ from typer.exceptions import TyperException
 
 from tripquote.agents import repository as agents_repo
 from tripquote.agents.auth import mint_token
+from tripquote.agents.service import AgentRefused, AgentService
 from tripquote.config import Settings
 from tripquote.db import migrate
 from tripquote.db.engine import WRITE_OPTION, create_engine
@@ -205,10 +206,9 @@ def agencies_create(
     if timezone not in available_timezones():
         _refuse("agency_refused", f"unknown IANA time zone: {timezone}", status=2)
 
-    async def work(conn: AsyncConnection) -> str:
-        return await agents_repo.insert_agency(conn, name=name, timezone=timezone)
-
-    agency_id = _in_transaction(cli_settings(), work)
+    agency_id = _agents(
+        cli_settings(), lambda service: service.create_agency(name=name, timezone=timezone)
+    )
     _emit({"id": agency_id, "name": name, "timezone": timezone}, as_json, agency_id)
 
 
@@ -232,21 +232,11 @@ def agents_create(
     except EmailNotValidError as exc:
         _refuse("agent_refused", f"invalid e-mail: {exc}", status=2)
 
-    async def work(conn: AsyncConnection) -> str | None:
-        if not await agents_repo.agency_exists(conn, agency):
-            return None
-        taken = (await conn.execute(select(agents.c.id).where(agents.c.email == email))).first()
-        if taken is not None:
-            return ""
-        return await agents_repo.insert_agent(
-            conn, agency_id=agency, email=email, name=name, role=role
-        )
-
-    agent_id = _in_transaction(cli_settings(), work)
-    if agent_id is None:
-        _refuse("agent_refused", f"no agency {agency}")
-    if agent_id == "":
-        _refuse("agent_refused", f"an agent with e-mail {email} exists already")
+    agent_id = _agents(
+        cli_settings(),
+        lambda service: service.create_agent(agency_id=agency, email=email, name=name, role=role),
+        refusal="agent_refused",
+    )
     _emit({"id": agent_id, "agencyId": agency, "role": role}, as_json, agent_id)
 
 
@@ -254,11 +244,9 @@ def agents_create(
 def agents_disable(agent_id: str, as_json: JsonFlag = False) -> None:
     """Disable an agent: its tokens then get AGENT_NOT_FOUND."""
 
-    async def work(conn: AsyncConnection) -> bool:
-        return await agents_repo.set_agent_active(conn, agent_id, active=False)
-
-    if not _in_transaction(cli_settings(), work):
-        _refuse("agent_refused", f"no agent {agent_id}")
+    _agents(
+        cli_settings(), lambda service: service.disable(agent_id=agent_id), refusal="agent_refused"
+    )
     _emit({"id": agent_id, "active": False}, as_json, agent_id)
 
 
@@ -271,12 +259,11 @@ def token(
     """Mint a bearer token (HS256 JWT) for an existing, active agent."""
     settings = cli_settings()
 
-    async def work(conn: AsyncConnection) -> bool:
-        return await agents_repo.load_principal(conn, agent) is not None
-
-    if not _in_transaction(settings, work):
-        _refuse("token_refused", f"no active agent {agent}")
-    minted = mint_token(settings, agent_id=agent, ttl_seconds=ttl)
+    minted = _agents(
+        settings,
+        lambda service: service.token(agent_id=agent, ttl_seconds=ttl),
+        refusal="token_refused",
+    )
     _emit({"token": minted, "agentId": agent, "ttlSeconds": ttl}, as_json, minted)
 
 
@@ -373,6 +360,21 @@ def _with_runner(settings: Settings, use: Callable[[Any], Awaitable[T]]) -> T:
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def _agents(
+    settings: Settings,
+    use: Callable[[AgentService], Awaitable[T]],
+    *,
+    refusal: str = "agency_refused",
+) -> T:
+    """Run ``use`` on an ``AgentService``; its refusal is one JSON error line, exit status 1."""
+    try:
+        return _with_runner(
+            settings, lambda runner: use(AgentService(runner=runner, settings=settings))
+        )
+    except AgentRefused as exc:
+        _refuse(refusal, str(exc))
 
 
 @app.command()

@@ -17,8 +17,8 @@ from tripquote.errors import (
     TripquoteError,
 )
 from tripquote.quotes.lifecycle import Operation, check_transition
+from tripquote.quotes.results import Facts
 from tripquote.quotes.serialize import fmt_instant
-from tripquote.quotes.store import Facts
 
 _NOT_YOURS = "This record belongs to another agent of your agency."
 

@@ -34,10 +34,10 @@ from tripquote.openapi import (
 )
 from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
 from tripquote.quotes.lifecycle import Operation, QuoteStatus
+from tripquote.quotes.results import Filters
 from tripquote.quotes.schemas import QuoteIn
 from tripquote.quotes.service import OnSaved, QuoteService
 from tripquote.quotes.service import SavedQuote as Saved
-from tripquote.quotes.store import Filters
 from tripquote.validation import path_id, query_text
 
 router = APIRouter(prefix="/api/agents/quotes", tags=["quotes"])

@@ -23,9 +23,16 @@ from tripquote.json import loads
 from tripquote.quotes.lifecycle import Operation, QuoteStatus, target_of
 from tripquote.quotes.model import Change, Draft, Quote, apply_patch, full_form, priced_or_error
 from tripquote.quotes.refusals import Verdict, access_error, explain, quota_exceeded
-from tripquote.quotes.rules import Limits, changed_fields, patch_version, validate_quote
+from tripquote.quotes.results import Facts, Filters, Refused, Revision, Saved
+from tripquote.quotes.rules import (
+    Limits,
+    changed_fields,
+    expected_version,
+    patch_version,
+    validate_quote,
+)
 from tripquote.quotes.serialize import INPUT_FIELDS, fmt_instant
-from tripquote.quotes.store import Facts, Filters, QuoteStore, Refused, Revision, Saved, Then
+from tripquote.quotes.store import QuoteStore, Then
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,32 +410,6 @@ def _error(verdict: TripquoteError | Verdict | None) -> TripquoteError:
     """The error of a refusal explained before writing (a pricing error always is one)."""
     assert isinstance(verdict, TripquoteError)
     return verdict
-
-
-def expected_version(body_version: int | None, if_match: int | None) -> int:
-    """The version the client edits: from the body or If-Match (RFC 9110 §13.1.1), which must
-    agree; QUOTE_VALIDATION_FAILED at ``version`` when neither is given or they differ."""
-    if body_version is None and if_match is None:
-        raise QuoteValidationFailed(
-            "A version is required: send the quote's version in the body or If-Match.",
-            details={"errors": [field_error("version", "required", "version is required.")]},
-        )
-    if body_version is not None and if_match is not None and body_version != if_match:
-        raise QuoteValidationFailed(
-            "The body version and If-Match disagree.",
-            details={
-                "errors": [
-                    field_error(
-                        "version",
-                        "mismatch",
-                        f"body version {body_version} differs from If-Match {if_match}.",
-                    )
-                ]
-            },
-        )
-    version = body_version if body_version is not None else if_match
-    assert version is not None
-    return version
 
 
 def revision_to_api(revision: Revision) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tripquote.quotes.serialize import fmt_instant
+from tripquote.quotes.serialize import API_FIELDS, fmt_instant
 
 _NAME = re.compile(r"(?<![:\w]):([a-z_]+)")
 
@@ -90,20 +90,12 @@ FACTS_FROM = """(SELECT 1) one LEFT JOIN caller ON true LEFT JOIN cur ON true
 
 CLIENT = "client AS (SELECT c.agent_id, c.agency_id FROM clients c WHERE c.id = :client_id)"
 
-SNAPSHOT_KEYS = (
-    *("id", "agentId", "clientId", "tripName", "destination", "startDate", "endDate"),
-    *("travelers", "currency", "markupPercent", "discount", "expiresInDays", "notes"),
-    *("items", "pricing", "status", "version", "createdAt", "lastModifiedBy"),
-    *("lastModifiedAt", "sentAt", "expiresAt"),
-)
-"""The API form's keys in order (``Quote.to_api``)."""
-
 
 def _snapshot() -> str:
     """The new revision's snapshot: the previous one with ``:changes`` laid over it, and the
     saved row's status and version (key order kept: ``json``, not ``jsonb``)."""
     parts = []
-    for key in SNAPSHOT_KEYS:
+    for key in API_FIELDS:
         if key == "version":
             value = "to_json(s.version)"
         elif key == "status":
