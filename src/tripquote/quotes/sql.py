@@ -91,28 +91,28 @@ FACTS_FROM = """(SELECT 1) one LEFT JOIN caller ON true LEFT JOIN cur ON true
 CLIENT = "client AS (SELECT c.agent_id, c.agency_id FROM clients c WHERE c.id = :client_id)"
 
 
-def _snapshot() -> str:
-    """The new revision's snapshot: the previous one with ``:changes`` laid over it, and the
-    saved row's status and version (key order kept: ``json``, not ``jsonb``)."""
-    parts = []
-    for key in API_FIELDS:
-        if key == "version":
-            value = "to_json(s.version)"
-        elif key == "status":
-            value = "to_json(s.status)"
-        else:
-            value = f"coalesce(:changes::json -> '{key}', p.snapshot -> '{key}')"
-        parts.append(f"'{key}', {value}")
-    return "json_build_object(" + ", ".join(parts) + ")"
+_FIELDS = "ARRAY[" + ", ".join(f"'{name}'" for name in API_FIELDS) + "]"
+
+SNAPSHOT = f"""(SELECT json_object_agg(f.key, CASE f.key WHEN 'status' THEN to_json(s.status)
+                                              WHEN 'version' THEN to_json(s.version)
+                                              ELSE coalesce(c.value, p.value) END
+                          ORDER BY f.n)
+   FROM unnest({_FIELDS}) WITH ORDINALITY AS f(key, n)
+   LEFT JOIN json_each(:changes::json) c ON c.key = f.key
+   LEFT JOIN json_each((SELECT r.snapshot FROM quote_revisions r
+                         WHERE r.quote_id = s.id AND r.version = s.version - 1)) p
+          ON p.key = f.key)"""
+"""The new revision's snapshot, for the saved row ``s``: the previous version's with
+``:changes`` laid over it, and the row's status and version; keys in API order (``json``, not
+``jsonb``: the text of every value is kept as written)."""
 
 
 REVISION = f"""revision AS (
     INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,
                                  correlation_id, created_at, snapshot)
     SELECT gen_random_uuid()::text, s.id, s.version, :operation, s.status, :actor,
-           :correlation_id, :now, {_snapshot()}
+           :correlation_id, :now, {SNAPSHOT}
       FROM saved s
-      LEFT JOIN quote_revisions p ON p.quote_id = s.id AND p.version = s.version - 1
     RETURNING snapshot
 )"""
 """The history row of every write: one per committed version, its snapshot the API form."""
