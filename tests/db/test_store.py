@@ -98,14 +98,19 @@ async def _act(world: World, actor: Actor, quote_id: str, action: str, version: 
     ("path", "expected"),
     [
         (("delete",), [["TRANSITION"]]),
-        (("send", "accept"), [["LOAD", "TRANSITION"], ["TRANSITION"]]),
-        (("send", "reject"), [["LOAD", "TRANSITION"], ["TRANSITION"]]),
+        (("send", "accept"), [["TRANSITION"], ["TRANSITION"]]),
+        (("send", "reject"), [["TRANSITION"], ["TRANSITION"]]),
     ],
 )
 async def test_every_transition_is_one_statement(
     world: World, statements: Statements, path: tuple[str, ...], expected: list[list[str]]
 ) -> None:
     actor = await world.actor()
+    # The agency's time zone (a send's expiry) is read with an agent's first send only.
+    first = await _create(world, actor)
+    await statements.take()
+    assert (await _act(world, actor, first["id"], "send", 1)).status_code == 200
+    assert await statements.take() == ["LOAD", "TRANSITION"]
     quote = await _create(world, actor)
     version = quote["version"]
     for action, names in zip(path, expected, strict=True):
@@ -120,7 +125,31 @@ async def test_every_transition_is_one_statement(
         )
         assert revision.json()["revision"]["snapshot"] == saved
         assert list(revision.json()["revision"]["snapshot"]) == list(saved)
+        read = await world.client.get(f"{URL}/{quote['id']}", headers=actor.headers)
+        assert read.json()["quote"] == saved
         version = saved["version"]
+
+
+async def test_a_send_without_items_is_refused_by_the_statement(
+    world: World, statements: Statements
+) -> None:
+    actor = await world.actor()
+    warm = await _create(world, actor)
+    assert (await _act(world, actor, warm["id"], "send", 1)).status_code == 200
+    quote = await _create(world, actor)
+    emptied = await world.client.patch(
+        f"{URL}/{quote['id']}",
+        json={"version": 1, "items": [], "discount": "0"},
+        headers=actor.headers,
+    )
+    assert emptied.status_code == 200, emptied.text
+    before = await world.snapshot(quote["id"])
+    await statements.take()
+    response = await _act(world, actor, quote["id"], "send", 2)
+    assert response.status_code == 400, response.text
+    assert response.json()["details"]["errors"][0]["path"] == "items"
+    assert await statements.take() == ["TRANSITION"]
+    assert await world.snapshot(quote["id"]) == before
 
 
 async def test_stale_saves_are_answered_from_the_statement_and_one_comparison(

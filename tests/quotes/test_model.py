@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from tests.quotes.test_fixtures_domain import GOOD, _raw
-from tripquote.errors import QuoteAlreadySent, QuoteValidationFailed
+from tripquote.errors import QuoteValidationFailed
 from tripquote.json import loads
-from tripquote.quotes.lifecycle import Operation, QuoteStatus
-from tripquote.quotes.model import Draft, Quote, apply_patch, full_form, price
+from tripquote.quotes.lifecycle import Operation, QuoteStatus, compute_expires_at
+from tripquote.quotes.model import Draft, Quote, apply_patch, full_form, price, transition
 from tripquote.quotes.rules import Limits, validate_quote
 from tripquote.quotes.serialize import API_FIELDS, INPUT_FIELDS
 
@@ -64,10 +64,11 @@ def test_only_a_patch_setting_every_field_is_a_full_form() -> None:
     assert set(whole) == set(INPUT_FIELDS) - {"clientId"}
 
 
-def test_sending_sets_when_it_was_sent_and_when_it_expires() -> None:
-    quote = _quote(GOOD[0]["request"])
-    change = quote.transition(Operation.SEND, NOW, "Europe/Paris")
-    assert (change.status, change.sent_at) == (QuoteStatus.SENT, NOW)
-    assert change.expires_at is not None and change.expires_at > NOW
-    with pytest.raises(QuoteAlreadySent):
-        _quote(GOOD[0]["request"], QuoteStatus.SENT).transition(Operation.SEND, NOW, "UTC")
+def test_sending_decides_when_it_was_sent_and_when_it_expires_by_its_days() -> None:
+    change = transition(Operation.SEND, NOW, "Europe/Paris")
+    assert (change.status, change.sent_at, change.items_needed) == (QuoteStatus.SENT, NOW, 1)
+    assert change.expiries is not None
+    assert sorted(change.expiries) == list(range(1, 91))
+    assert change.expiries[14] == compute_expires_at(NOW, 14, "Europe/Paris")
+    accept = transition(Operation.ACCEPT, NOW, None)
+    assert (accept.status, accept.items_needed, accept.expiries) == (QuoteStatus.ACCEPTED, 0, None)

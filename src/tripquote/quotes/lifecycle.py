@@ -97,9 +97,18 @@ def check_transition(status: QuoteStatus, operation: Operation) -> QuoteStatus:
     )
 
 
+ITEMS_TO_SEND = 1
+"""A quote is sent only with at least this many items."""
+
+
+def items_needed(operation: Operation) -> int:
+    """The items a quote needs for ``operation`` (a statement's guard)."""
+    return ITEMS_TO_SEND if operation is Operation.SEND else 0
+
+
 def check_sendable(item_count: int) -> None:
-    """A quote is sent only with at least one item; raises QuoteValidationFailed at ``items``."""
-    if item_count < 1:
+    """A quote is sent only with ``ITEMS_TO_SEND`` items; QuoteValidationFailed at ``items``."""
+    if item_count < ITEMS_TO_SEND:
         raise QuoteValidationFailed(
             "A quote needs at least one item to be sent.",
             details={"errors": [field_error("items", "too_short", "Add an item, then send.")]},

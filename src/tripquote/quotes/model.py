@@ -2,13 +2,14 @@
 
 ``Draft`` is what a client sets, validated and priced; ``Quote`` is a stored quote as the
 store read it (its status already as of the read: a SENT quote past ``expiresAt`` is EXPIRED);
-``apply_patch`` merges a PATCH into a quote; ``Quote.transition`` asks the lifecycle table
-(``lifecycle.py``) what an operation makes of it.
+``apply_patch`` merges a PATCH into a quote; ``transition`` asks the lifecycle table
+(``lifecycle.py``) what an operation decides.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -18,12 +19,13 @@ from tripquote.money import fmt_money, plain_decimal
 from tripquote.quotes.lifecycle import (
     Operation,
     QuoteStatus,
-    check_sendable,
-    check_transition,
     compute_expires_at,
+    items_needed,
+    target_of,
 )
 from tripquote.quotes.pricing import check_client_pricing, price_quote
 from tripquote.quotes.rules import Limits, QuoteDraft, merge_patch, validate_quote
+from tripquote.quotes.schemas import MAX_EXPIRES_IN_DAYS
 from tripquote.quotes.serialize import INPUT_FIELDS, fmt_instant
 
 
@@ -159,12 +161,27 @@ def full_form(patch: dict[str, Any], limits: Limits) -> Draft | TripquoteError |
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """What a transition writes: the new status and, on SEND, when it was sent and expires."""
+    """What a transition decides: the new status, the items the quote needs, and on SEND
+    when it was sent and when it expires by its ``expiresInDays`` (the agency's zone)."""
 
     operation: Operation
     status: QuoteStatus
+    items_needed: int = 0
     sent_at: datetime | None = None
-    expires_at: datetime | None = None
+    expiries: Mapping[int, datetime] | None = None
+
+
+def transition(operation: Operation, now: datetime, timezone: str | None) -> Change:
+    """The lifecycle's decision for ``operation`` at ``now`` (``timezone``: the agency's,
+    needed to send); whether the quote's status allows it is the store's guard."""
+    change = Change(operation, target_of(operation), items_needed(operation))
+    if operation is not Operation.SEND:
+        return change
+    assert timezone is not None
+    expiries = {
+        days: compute_expires_at(now, days, timezone) for days in range(1, MAX_EXPIRES_IN_DAYS + 1)
+    }
+    return replace(change, sent_at=now, expiries=expiries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,16 +242,6 @@ class Quote:
                 for item in d.items
             ],
         }
-
-    def transition(self, operation: Operation, now: datetime, timezone: str) -> Change:
-        """What ``operation`` makes of this quote at ``now`` (agency ``timezone``); raises
-        QUOTE_ALREADY_SENT / QUOTE_STATE_INVALID, or QUOTE_VALIDATION_FAILED (send, no items)."""
-        status = check_transition(self.status, operation)
-        if operation is not Operation.SEND:
-            return Change(operation, status)
-        check_sendable(len(self.draft.items))
-        expires_at = compute_expires_at(now, self.draft.expires_in_days, timezone)
-        return Change(operation, status, sent_at=now, expires_at=expires_at)
 
 
 def apply_patch(quote: Quote, patch: dict[str, Any], limits: Limits) -> QuoteDraft:

@@ -16,7 +16,7 @@ from tripquote.errors import (
     QuoteNotFound,
     TripquoteError,
 )
-from tripquote.quotes.lifecycle import Operation, check_transition
+from tripquote.quotes.lifecycle import Operation, check_sendable, check_transition
 from tripquote.quotes.results import Facts
 from tripquote.quotes.serialize import fmt_instant
 
@@ -79,6 +79,11 @@ def explain(
                 },
                 http_status=conflict_status,
             )
+        if facts.item_count is not None and operation is Operation.SEND:
+            try:
+                check_sendable(facts.item_count)
+            except TripquoteError as refused:
+                return refused
     if invalid is not None:
         return invalid
     if not facts.client_kept:

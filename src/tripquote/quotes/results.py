@@ -31,6 +31,7 @@ class Facts:
     client_may_use: bool
     changed: bool = True
     at_bound: bool = False
+    item_count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,4 +100,5 @@ def facts_of(row: Any) -> Facts:
         client_may_use=row["client_may_use"],
         changed=row["changed"] if "changed" in keys else True,
         at_bound=bool(row["at_bound"]) if "at_bound" in keys else False,
+        item_count=row["item_count"] if "item_count" in keys else None,
     )

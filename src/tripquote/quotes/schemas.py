@@ -235,7 +235,8 @@ AirportCode = Annotated[str, Strict(), StringConstraints(pattern=r"^[A-Z]{3}$")]
 Rooms = Annotated[int, Strict(), Field(ge=1, le=100)]
 Quantity = Annotated[int, Strict(), Field(ge=1, le=10_000)]
 Travelers = Annotated[int, Strict(), Field(ge=1, le=50)]
-ExpiresInDays = Annotated[int, Strict(), Field(ge=1, le=90)]
+MAX_EXPIRES_IN_DAYS = 90
+ExpiresInDays = Annotated[int, Strict(), Field(ge=1, le=MAX_EXPIRES_IN_DAYS)]
 
 
 class _Shape(BaseModel):

@@ -20,8 +20,15 @@ from tripquote.errors import (
     field_error,
 )
 from tripquote.json import loads
-from tripquote.quotes.lifecycle import Operation, QuoteStatus, target_of
-from tripquote.quotes.model import Change, Draft, Quote, apply_patch, full_form, priced_or_error
+from tripquote.quotes.lifecycle import Operation, QuoteStatus
+from tripquote.quotes.model import (
+    Draft,
+    Quote,
+    apply_patch,
+    full_form,
+    priced_or_error,
+    transition,
+)
 from tripquote.quotes.refusals import Verdict, access_error, explain, quota_exceeded
 from tripquote.quotes.results import Facts, Filters, Refused, Revision, Saved
 from tripquote.quotes.rules import (
@@ -56,7 +63,7 @@ _ATTEMPTS = 4
 """Writes of one save: again after counting the quota bound exactly, or after a concurrent
 commit made the facts the statement saw stale."""
 
-_CHANGED_MAX = 4096
+_CACHE_MAX = 4096
 
 
 def _utc_now() -> datetime:
@@ -75,6 +82,8 @@ class QuoteService:
         # changedFields of (quote, expected, actual): revisions are immutable, so the answer
         # never changes; N stale saves of one quote compare its snapshots once.
         self._changed: dict[tuple[str, int, int], list[str]] = {}
+        # The agency time zone of an agent (a send's expiry), as its statements last saw it.
+        self._zones: dict[str, str] = {}
 
     async def create(
         self, *, agent_id: str, body: Any, correlation_id: str, on_saved: OnSaved | None = None
@@ -233,20 +242,20 @@ class QuoteService:
         expected = expected_version(patch_version(body), if_match)
         conflict_status = 412 if if_match is not None else None
         now = self.clock()
-        change = Change(operation, target_of(operation))
-        if operation is Operation.SEND:
-            # The expiry instant needs the stored quote and the agency's time zone.
+        if operation is Operation.SEND and agent_id not in self._zones:
+            # The expiry instant needs the agency's time zone: read once per agent and process.
             loaded = await self.store.load(agent_id=agent_id, quote_id=quote_id, now=now)
             await self._raise_refusal(
                 loaded.facts, operation=operation, quote_id=quote_id, expected=expected,
                 conflict_status=conflict_status,
             )  # fmt: skip
-            assert loaded.quote is not None and loaded.facts.timezone is not None
-            change = loaded.quote.transition(operation, now, loaded.facts.timezone)
+            self._remember_zone(agent_id, loaded.facts)
 
         async def write(then: Then | None) -> Saved | Refused:
+            zone = self._zones.get(agent_id) if operation is Operation.SEND else None
             return await self.store.transition(
-                agent_id=agent_id, quote_id=quote_id, expected=expected, change=change, now=now,
+                agent_id=agent_id, quote_id=quote_id, expected=expected,
+                change=transition(operation, now, zone), now=now, timezone=zone,
                 correlation_id=correlation_id, then=then,
             )  # fmt: skip
 
@@ -337,6 +346,7 @@ class QuoteService:
             if isinstance(result, Saved):
                 return done[-1] if done else SavedQuote(quote=quote_of(result), saved_at=now)
             facts = result.facts
+            self._remember_zone(agent_id, facts)  # a send made for another zone runs again
             verdict = await self._verdict(
                 facts, operation, quote_id, expected, conflict_status, client_id
             )
@@ -349,6 +359,13 @@ class QuoteService:
                 if count >= self.store.open_limit:
                     raise quota_exceeded(self.store.open_limit, count)
         raise RuntimeError("a save was refused without a reason on every attempt")
+
+    def _remember_zone(self, agent_id: str, facts: Facts) -> None:
+        """The caller's agency time zone, as the facts of a statement saw it."""
+        if facts.timezone is not None and self._zones.get(agent_id) != facts.timezone:
+            if len(self._zones) >= _CACHE_MAX:
+                self._zones.clear()
+            self._zones[agent_id] = facts.timezone
 
     async def _verdict(
         self,
@@ -399,7 +416,7 @@ class QuoteService:
                 if seen is not None and current is not None
                 else []
             )
-            if len(self._changed) >= _CHANGED_MAX:
+            if len(self._changed) >= _CACHE_MAX:
                 self._changed.clear()
             self._changed[key] = changed
         details["changedFields"] = changed

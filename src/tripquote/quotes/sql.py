@@ -2,7 +2,7 @@
 """The quote store's SQL: one guarded statement per write, built from shared fragments.
 
 Every write is ONE statement: ``saved`` (the version-checked write) and ``revision`` (the
-history row) come from ``versioned_update``/``REVISION``, written once here and used by every
+history row) come from ``versioned_update``/``revision``, written once here and used by every
 write; the statement's last SELECT returns whether it wrote and the facts it saw (the caller,
 the quote's visibility, status, version, the client, the quota bound), from which
 ``store.explain`` tells a refusal's error. Python decides the lifecycle (``lifecycle.py``) and
@@ -93,36 +93,39 @@ CLIENT = "client AS (SELECT c.agent_id, c.agency_id FROM clients c WHERE c.id = 
 
 _FIELDS = "ARRAY[" + ", ".join(f"'{name}'" for name in API_FIELDS) + "]"
 
-SNAPSHOT = f"""(SELECT json_object_agg(f.key, CASE f.key WHEN 'status' THEN to_json(s.status)
-                                              WHEN 'version' THEN to_json(s.version)
-                                              ELSE coalesce(c.value, p.value) END
-                          ORDER BY f.n)
-   FROM unnest({_FIELDS}) WITH ORDINALITY AS f(key, n)
-   LEFT JOIN json_each(:changes::json) c ON c.key = f.key
-   LEFT JOIN json_each((SELECT r.snapshot FROM quote_revisions r
-                         WHERE r.quote_id = s.id AND r.version = s.version - 1)) p
-          ON p.key = f.key)"""
-"""The new revision's snapshot, for the saved row ``s``: the previous version's with
-``:changes`` laid over it, and the row's status and version; keys in API order (``json``, not
-``jsonb``: the text of every value is kept as written)."""
 
-
-REVISION = f"""revision AS (
+def revision(expires_at: str = "") -> str:
+    """``revision``: the history row of a write, one per committed version, for each saved row
+    ``s``; its snapshot is the previous version's with ``:changes`` laid over it and the row's
+    status and version, keys in API order (``json``, not ``jsonb``: every value's text is kept
+    as written). ``expires_at``: the ``expiresAt`` value when a row's own decides it."""
+    value = "coalesce(c.value, p.value)"
+    expires = f"coalesce({expires_at}, {value})" if expires_at else value
+    return f"""revision AS (
     INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,
                                  correlation_id, created_at, snapshot)
     SELECT gen_random_uuid()::text, s.id, s.version, :operation, s.status, :actor,
-           :correlation_id, :now, {SNAPSHOT}
+           :correlation_id, :now,
+           (SELECT json_object_agg(f.key, CASE f.key WHEN 'status' THEN to_json(s.status)
+                                                     WHEN 'version' THEN to_json(s.version)
+                                                     WHEN 'expiresAt' THEN {expires}
+                                                     ELSE {value} END
+                                   ORDER BY f.n)
+              FROM unnest({_FIELDS}) WITH ORDINALITY AS f(key, n)
+              LEFT JOIN json_each(:changes::json) c ON c.key = f.key
+              LEFT JOIN json_each((SELECT r.snapshot FROM quote_revisions r
+                                    WHERE r.quote_id = s.id AND r.version = s.version - 1)) p
+                     ON p.key = f.key)
       FROM saved s
     RETURNING snapshot
 )"""
-"""The history row of every write: one per committed version, its snapshot the API form."""
 
 
-def versioned_update(sets: str, guard: str, *, status: str) -> str:
+def versioned_update(sets: str, guard: str, *, status: str, expires_at: str = "") -> str:
     """``saved``: the one version-checked UPDATE of the rows in ``target (id, version)`` whose
     status (``status``, an expression on ``q``) is one of ``:from_statuses``, where ``guard``
     holds; it sets ``sets``, the status ``:target``, who and when, and the next version.
-    Then ``revision``."""
+    Then ``revision(expires_at)``."""
     return f"""saved AS (
     UPDATE quotes q
        SET {sets}status = :target, last_modified_by = :actor, last_modified_at = :now,
@@ -131,7 +134,7 @@ def versioned_update(sets: str, guard: str, *, status: str) -> str:
      WHERE q.id = t.id AND q.version = t.version AND {status} = ANY(:from_statuses::text[])
        AND {guard}
     RETURNING q.*
-), {REVISION}"""
+), {revision(expires_at)}"""
 
 
 ONE_TARGET = "target AS (SELECT :quote_id::varchar AS id, :expected::int AS version)"
@@ -195,7 +198,7 @@ WITH {CALLER}, {CLIENT}, cur AS (SELECT NULL::varchar AS id, NULL::varchar AS ag
            :now, :actor, :now
       FROM bound b
     RETURNING *
-), {_items_into("saved")}, {REVISION}
+), {_items_into("saved")}, {revision()}
 SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
        (SELECT open_quote_bound >= :open_limit FROM agents WHERE id = :agent_id) AS at_bound
   FROM {FACTS_FROM}
@@ -263,21 +266,30 @@ SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
 )
 """Edit: the content of a visible quote whose status allows it, at the version expected."""
 
+_SEND_EXPIRY = ":expiries::json -> q.expires_in_days::text"
 _TRANSITION_WRITE = versioned_update(
-    "sent_at = coalesce(:sent_at, q.sent_at), expires_at = coalesce(:expires_at, q.expires_at), ",
-    _MAY_ACT_ON_CUR,
+    "sent_at = coalesce(:sent_at, q.sent_at), "
+    f"expires_at = coalesce(({_SEND_EXPIRY} #>> '{{}}')::timestamptz, q.expires_at), ",
+    f"""{_MAY_ACT_ON_CUR}
+       AND (SELECT count(*) FROM quote_items i WHERE i.quote_id = q.id) >= :items_needed
+       AND (:expiries::json IS NULL OR ({_SEND_EXPIRY}) IS NOT NULL)
+       AND (:timezone::text IS NULL OR EXISTS (SELECT 1 FROM caller WHERE timezone = :timezone))""",
     status=status_now("q"),
+    expires_at=":expiries::json -> s.expires_in_days::text",
 )
 
 TRANSITION = Statement.of(
     f"""
 WITH {CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, {_TRANSITION_WRITE}
 SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
+       (SELECT count(*) FROM quote_items i WHERE i.quote_id = cur.id) AS item_count,
        (SELECT snapshot::text FROM revision) AS snapshot
   FROM {FACTS_FROM}
 """
 )
-"""Send, accept, reject, delete: the status of a visible quote, at the version expected."""
+"""Send, accept, reject, delete: the status of a visible quote, at the version expected; a
+send also needs ``:items_needed`` items and sets ``expires_at`` from ``:expiries`` (the
+expiry instant, ISO 8601, by ``expiresInDays``, for the caller's agency ``:timezone``)."""
 
 EXPIRE = Statement.of(
     f"""

@@ -22,6 +22,7 @@ from tripquote.quotes import sql
 from tripquote.quotes.lifecycle import OPEN, Operation, QuoteStatus, from_statuses
 from tripquote.quotes.model import Change, Draft, Item, Quote
 from tripquote.quotes.results import Filters, Loaded, Refused, Revision, Saved, facts_of
+from tripquote.quotes.serialize import fmt_instant
 
 SYSTEM_ACTOR = "system"
 
@@ -108,13 +109,16 @@ class QuoteStore:
 
     async def transition(
         self, *, agent_id: str, quote_id: str, expected: int, change: Change, now: datetime,
-        correlation_id: str, then: Then | None,
+        timezone: str | None, correlation_id: str, then: Then | None,
     ) -> Saved | Refused:  # fmt: skip
         """Move the quote at version ``expected`` to ``change.status`` if the caller may act
-        on it and its status allows ``change.operation``."""
+        on it, its status allows ``change.operation`` and it has the items that needs; a send
+        (``change.expiries`` made for ``timezone``) only in the caller's agency ``timezone``."""
         changes = sql.changes(lastModifiedBy=agent_id, lastModifiedAt=now)
-        if change.sent_at is not None:
-            changes.update(sql.changes(sentAt=change.sent_at, expiresAt=change.expires_at))
+        expiries = None
+        if change.expiries is not None:
+            changes.update(sql.changes(sentAt=change.sent_at))
+            expiries = {str(days): fmt_instant(at) for days, at in change.expiries.items()}
         values = {
             "agent_id": agent_id,
             "actor": agent_id,
@@ -122,7 +126,9 @@ class QuoteStore:
             "client_id": None,
             "expected": expected,
             "sent_at": change.sent_at,
-            "expires_at": change.expires_at,
+            "expiries": dumps(expiries).decode() if expiries is not None else None,
+            "timezone": timezone,
+            "items_needed": change.items_needed,
             "from_statuses": from_statuses(change.operation),
             "target": change.status.value,
             "now": now,
