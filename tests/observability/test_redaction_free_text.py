@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.api.test_errors_api import assert_envelope
-from tests.conftest import World, make_settings
+from tests.conftest import World, make_settings, quote_body
 from tripquote.observability.logging import REDACTED, flush_logs, redact
 
 # free text -> what the log line must say instead
@@ -86,4 +86,27 @@ async def test_a_request_carrying_free_text_logs_it_redacted(
     assert REDACTED in operation[0]["quote_id"]
     raw = json.dumps(lines)
     for secret in (*SECRETS, text):
+        assert secret not in raw
+
+
+async def test_notes_with_contact_details_never_reach_the_log(
+    pg_url: str, world_factory: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Notes are free text an agent types; whatever a save logs about them, these stay out.
+    world: World = await world_factory(make_settings(pg_url, log_level="DEBUG"))
+    actor = await world.actor()
+    notes = "quote sent to jane@example.com; call 06 12 34 56 78 or (415) 555-0134"
+    body = {**quote_body("edinburgh-weekend-gbp", actor.client_id), "notes": notes}
+    capsys.readouterr()
+    created = await world.client.post("/api/agents/quotes", json=body, headers=actor.headers)
+    assert created.status_code == 201, created.text
+    too_long = {"version": 1, "notes": notes * 1000, "travelers": 0}
+    refused = await world.client.patch(
+        f"/api/agents/quotes/{created.json()['quoteId']}", json=too_long, headers=actor.headers
+    )
+    assert_envelope(refused, "QUOTE_VALIDATION_FAILED", 400)
+    lines = await _log_lines(capsys)
+    assert {line["event"] for line in lines} >= {"operation"}
+    raw = json.dumps(lines)
+    for secret in SECRETS:
         assert secret not in raw
