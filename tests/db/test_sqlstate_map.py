@@ -61,7 +61,7 @@ def test_each_sqlstate_maps_to_its_code(sqlstate: str, wrapped: bool) -> None:
     code, status, retryable, server_retries = EXPECTED[sqlstate]
     error: BaseException = _driver_error(sqlstate)
     if wrapped:
-        error = DBAPIError("INSERT INTO quotes …", None, error)  # type: ignore[arg-type]
+        error = DBAPIError("INSERT INTO quotes …", None, error)
     mapped = map_db_error(error)
     assert (mapped.code, mapped.status, mapped.retryable) == (code, status, retryable)
     assert is_retryable(error) is server_retries
