@@ -93,7 +93,7 @@ async def test_notes_with_contact_details_never_reach_the_log(
     pg_url: str, world_factory: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Notes are free text an agent types; whatever a save logs about them, these stay out.
-    world: World = await world_factory(make_settings(pg_url, log_level="DEBUG"))
+    world: World = await world_factory(make_settings(pg_url, log_level="INFO"))
     actor = await world.actor()
     notes = "quote sent to jane@example.com; call 06 12 34 56 78 or (415) 555-0134"
     body = {**quote_body("edinburgh-weekend-gbp", actor.client_id), "notes": notes}
