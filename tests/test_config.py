@@ -12,7 +12,8 @@ def test_defaults_run_anywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("TRIPQUOTE_DATABASE_URL", "TRIPQUOTE_CURRENCIES", "TRIPQUOTE_ENVIRONMENT"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert settings.is_sqlite and settings.tx_timeout_seconds == 10
+    assert settings.database_url is None  # the tripquote command runs the embedded PostgreSQL
+    assert settings.tx_timeout_seconds == 10
     assert settings.currencies == DEFAULT_CURRENCIES
 
 
@@ -57,6 +58,11 @@ def test_the_open_quote_limit_fits_the_databases_32_bit_column(
         ("TRIPQUOTE_RATE_LIMIT", "120/fortnight", "120/hour"),
         ("TRIPQUOTE_RATE_LIMIT_STORAGE", "bogus://x", "redis://127.0.0.1:6379/0"),
         ("TRIPQUOTE_RATE_LIMIT_STORAGE", "127.0.0.1:6379", "memory://"),
+        (
+            "TRIPQUOTE_DATABASE_URL",
+            "sqlite+aiosqlite:///./tripquote.db",
+            "postgresql+asyncpg://x/y",
+        ),
     ],
 )
 def test_settings_the_server_would_crash_on_are_refused_at_start_up(

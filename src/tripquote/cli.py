@@ -417,11 +417,12 @@ app.add_typer(ops_app, name="ops")
 
 
 def main() -> None:
-    """The ``tripquote`` command: ``app``, with a database it cannot reach, or a database URL
-    it cannot use, told in one JSON line on stderr (exit status 1), not a traceback."""
+    """The ``tripquote`` command: ``app``, with a database it cannot reach told in one JSON line
+    on stderr (exit status 1), not a traceback (a URL it cannot use is a configuration error:
+    ``cli_settings``)."""
     import socket
 
-    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+    from sqlalchemy.exc import DBAPIError
 
     from tripquote.observability.logging import configure_cli_logging
 
@@ -454,8 +455,6 @@ def main() -> None:
         raise SystemExit(1) from None
     except (DBAPIError, ConnectionError, socket.gaierror, TimeoutError) as exc:  # no answer
         _fail_on_database("database_unavailable", exc)
-    except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as exc:
-        _fail_on_database("database_url_unusable", exc)
     if isinstance(status, int) and status:
         raise SystemExit(status)  # a command's typer.Exit(code), returned outside standalone mode
 

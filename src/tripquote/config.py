@@ -12,7 +12,6 @@ DEFAULT_JWT_SECRET = "tripquote-development-secret-change-me"
 DEFAULT_CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD", "CHF", "JPY")
 
 
-_DATABASE_SCHEME = "postgresql+asyncpg:"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _RATE_LIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+cluster", "redis+sentinel")
 """The ``limits`` storages the rate limiter is built for (it prefixes them with ``async+``)."""
@@ -22,7 +21,11 @@ class Settings(BaseSettings):
     """Service configuration; built once at start-up and passed down, never read at import."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TRIPQUOTE_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="TRIPQUOTE_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,  # a refused URL or secret is never echoed
     )
 
     database_url: str | None = None
@@ -106,10 +109,20 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(_DATABASE_SCHEME):
+        if value is None:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            driver: str | None = make_url(value).drivername
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+            driver = None
+        if driver != "postgresql+asyncpg":
             raise ValueError(
-                f"TRIPQUOTE_DATABASE_URL must be a PostgreSQL URL ({_DATABASE_SCHEME}//user@host"
-                ":5432/db); unset it to run on the embedded PostgreSQL"
+                "TRIPQUOTE_DATABASE_URL must be a PostgreSQL URL for asyncpg "
+                "(postgresql+asyncpg://user@host:5432/db); unset it to run on the embedded "
+                "PostgreSQL"
             )
         return value
 
