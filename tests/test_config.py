@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -75,3 +77,9 @@ def test_settings_the_server_would_crash_on_are_refused_at_start_up(
         Settings(_env_file=None)  # type: ignore[call-arg]
     monkeypatch.setenv(name, good)
     Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    assert [name for name in Settings.model_fields if f"`{name.upper()}`" not in table] == []
