@@ -4,7 +4,10 @@ it when it exits."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -47,3 +50,18 @@ async def test_serve_runs_one_embedded_server_for_its_workers_and_stops_it(
     assert server.process.returncode == 0, server.log_tail()
     assert not (data / "postmaster.pid").exists()
     assert not _running(postmaster)
+
+
+def test_an_embedded_server_that_cannot_start_is_one_json_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPQUOTE_")}
+    env["TRIPQUOTE_EMBEDDED_DATA_DIR"] = str(tmp_path / "a-file" / "pgdata")
+    done = subprocess.run(
+        [sys.executable, "-m", "tripquote.cli", "db", "current"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    event = json.loads(line)
+    assert event["event"] == "embedded_database_failed"
+    assert "TRIPQUOTE_DATABASE_URL" in event["error"]
