@@ -111,11 +111,7 @@ def create_app(settings: Settings | None = None) -> TripquoteAPI:
                 abandon_after=timedelta(seconds=3 * settings.tx_timeout_seconds),
             ),
         )
-        await warm_pool(
-            engine,
-            settings.db_pool_size,
-            prepare=None if settings.is_sqlite else prepare_save_statements,
-        )
+        await warm_pool(engine, settings.db_pool_size, prepare=prepare_save_statements)
         await observer.start(engine)
         tune_gc(settings)
         try:

@@ -3,8 +3,8 @@ never runs the save again (BRIEF "A version conflict is never retried by the ser
 
 Seen from outside: ``tripquote_db_retries_total`` does not move, the conflict and its
 rollback are counted once, and the database saw one attempt at the quote's UPDATE (counted by
-a statement-level trigger on PostgreSQL, which fires even when no row matches, through a
-sequence, which a rollback does not undo; by the engine's statement hook on SQLite)."""
+a statement-level trigger, which fires even when no row matches, through a sequence, which a
+rollback does not undo)."""
 
 from __future__ import annotations
 
@@ -42,20 +42,6 @@ async def _metrics(world: World) -> dict[str, float]:
 @asynccontextmanager
 async def _update_attempts(world: World) -> AsyncIterator[Callable[[], Any]]:
     """Yields an async function: how many UPDATE statements on ``quotes`` ran since entry."""
-    if world.engine.dialect.name == "sqlite":
-        seen: list[str] = []
-
-        def hook(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-            if "UPDATE quotes" in statement:
-                seen.append(statement)
-
-        with world.after_each_statement(hook):
-
-            async def count_sqlite() -> int:
-                return len(seen)
-
-            yield count_sqlite
-        return
     name = f"pin_attempts_{uuid.uuid4().hex[:8]}"
     async with world.engine.begin() as conn:
         await conn.execute(text(f"CREATE SEQUENCE {name}"))

@@ -498,7 +498,6 @@ async def test_concurrent_duplicates_of_a_failing_request_never_get_a_500(world:
     assert await world.count("idempotency_keys", "agent_id = :a", a=actor.agent_id) == 0
 
 
-@pytest.mark.parametrize("db_url", ["pg_url"], indirect=True)
 @pytest.mark.parametrize("every_round", [False, True])
 async def test_a_key_released_between_the_claims_two_statements(
     world: World, every_round: bool
@@ -551,7 +550,6 @@ async def test_a_key_released_between_the_claims_two_statements(
     assert replay.headers["idempotent-replayed"] == "true"
 
 
-@pytest.mark.parametrize("db_url", ["pg_url"], indirect=True)
 @pytest.mark.parametrize("stale", ["expired", "abandoned"])
 async def test_a_key_taken_over_by_another_request_first_is_not_claimed_twice(
     world: World, stale: str
