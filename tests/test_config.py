@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -12,7 +14,8 @@ def test_defaults_run_anywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("TRIPQUOTE_DATABASE_URL", "TRIPQUOTE_CURRENCIES", "TRIPQUOTE_ENVIRONMENT"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert settings.is_sqlite and settings.tx_timeout_seconds == 10
+    assert settings.database_url is None  # the tripquote command runs the embedded PostgreSQL
+    assert settings.tx_timeout_seconds == 10
     assert settings.currencies == DEFAULT_CURRENCIES
 
 
@@ -57,6 +60,11 @@ def test_the_open_quote_limit_fits_the_databases_32_bit_column(
         ("TRIPQUOTE_RATE_LIMIT", "120/fortnight", "120/hour"),
         ("TRIPQUOTE_RATE_LIMIT_STORAGE", "bogus://x", "redis://127.0.0.1:6379/0"),
         ("TRIPQUOTE_RATE_LIMIT_STORAGE", "127.0.0.1:6379", "memory://"),
+        (
+            "TRIPQUOTE_DATABASE_URL",
+            "sqlite+aiosqlite:///./tripquote.db",
+            "postgresql+asyncpg://x/y",
+        ),
     ],
 )
 def test_settings_the_server_would_crash_on_are_refused_at_start_up(
@@ -69,3 +77,9 @@ def test_settings_the_server_would_crash_on_are_refused_at_start_up(
         Settings(_env_file=None)  # type: ignore[call-arg]
     monkeypatch.setenv(name, good)
     Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    assert [name for name in Settings.model_fields if f"`{name.upper()}`" not in table] == []

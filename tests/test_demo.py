@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,8 @@ def test_demo_quote_is_the_kyoto_fixture() -> None:
 
 
 def test_demo_command_loads_data_once_and_writes_the_body(tmp_path: Path) -> None:
-    env = {"TRIPQUOTE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"}
+    # No TRIPQUOTE_DATABASE_URL: the embedded PostgreSQL, its data in ./.tripquote/pgdata.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPQUOTE_")}
 
     def run() -> dict[str, str]:
         done = subprocess.run(
@@ -27,7 +29,10 @@ def test_demo_command_loads_data_once_and_writes_the_body(tmp_path: Path) -> Non
         result: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
         return result
 
-    first, second = run(), run()
+    first, second = run(), run()  # the second one starts the server again, on the same data
+    data = tmp_path / ".tripquote" / "pgdata"
+    assert (data / "PG_VERSION").exists()
+    assert not (data / "postmaster.pid").exists()  # each run stopped the server it started
     assert (first["agentId"], first["clientId"]) == (second["agentId"], second["clientId"])
     body = json.loads(Path(first["quoteBody"]).read_text())
     assert body == {**DEMO_QUOTE, "clientId": first["clientId"]}

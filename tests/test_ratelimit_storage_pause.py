@@ -58,7 +58,7 @@ class Clock:
 @pytest.mark.parametrize("fail_open", [True, False])
 async def test_a_hung_storage_is_paused_after_it_failed(hung: HungRedis, fail_open: bool) -> None:
     settings = make_settings(
-        "sqlite+aiosqlite:///:memory:",
+        "postgresql+asyncpg://postgres@127.0.0.1:1/unused",  # the limiter never connects
         rate_limit="5/minute",
         rate_limit_storage=f"redis://127.0.0.1:{hung.port}/0",
         rate_limit_fail_open=fail_open,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,20 +22,18 @@ def restore_gc() -> Iterator[None]:
 
 @pytest.mark.usefixtures("restore_gc")
 async def test_startup_freezes_the_heap_and_sets_the_threshold(
-    tmp_path: Path, world_factory: Any
+    db_url: str, world_factory: Any
 ) -> None:
     gc.unfreeze()
     assert gc.get_freeze_count() == 0
-    url = f"sqlite+aiosqlite:///{tmp_path / 'gc.db'}"
-    await world_factory(make_settings(url, gc_freeze_at_startup=True, gc_gen0_threshold=5000))
+    await world_factory(make_settings(db_url, gc_freeze_at_startup=True, gc_gen0_threshold=5000))
     assert gc.get_freeze_count() > 10_000  # modules, validators, routes: the start-up heap
     assert gc.get_threshold()[0] == 5000
 
 
 @pytest.mark.usefixtures("restore_gc")
-async def test_freeze_can_be_turned_off(tmp_path: Path, world_factory: Any) -> None:
+async def test_freeze_can_be_turned_off(db_url: str, world_factory: Any) -> None:
     gc.unfreeze()
-    url = f"sqlite+aiosqlite:///{tmp_path / 'gc.db'}"
-    await world_factory(make_settings(url, gc_freeze_at_startup=False, gc_gen0_threshold=900))
+    await world_factory(make_settings(db_url, gc_freeze_at_startup=False, gc_gen0_threshold=900))
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold()[0] == 900

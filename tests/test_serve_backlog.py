@@ -25,11 +25,11 @@ def _listen_queue(server: Server) -> int:
 
 @pytest.mark.parametrize(("args", "workers"), [((), 1), (("--backlog", "77"), 2)])
 async def test_serve_listens_with_the_backlog_asked(
-    sqlite_url: str, tmp_path: Path, args: tuple[str, ...], workers: int
+    db_url: str, tmp_path: Path, args: tuple[str, ...], workers: int
 ) -> None:
     somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
     expected = min(int(args[1]) if args else 4096, somaxconn)
-    server = start_server(server_env(sqlite_url), log_dir=tmp_path, workers=workers, args=args)
+    server = start_server(server_env(db_url), log_dir=tmp_path, workers=workers, args=args)
     try:
         await wait_ready(server, workers=workers)
         assert _listen_queue(server) == expected

@@ -117,11 +117,7 @@ def create_app(settings: Settings | None = None) -> TripquoteAPI:
             store=QuoteStore(runner, open_limit=settings.max_open_quotes_per_agent),
             limits=Limits.from_settings(settings),
         )
-        await warm_pool(
-            engine,
-            settings.db_pool_size,
-            prepare=None if settings.is_sqlite else prepare_statements,
-        )
+        await warm_pool(engine, settings.db_pool_size, prepare=prepare_statements)
         await observer.start(engine)
         tune_gc(settings)
         try:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -24,8 +25,8 @@ from tripquote.agents import repository as agents_repo
 from tripquote.agents.auth import mint_token
 from tripquote.agents.service import AgentRefused, AgentService
 from tripquote.config import Settings
-from tripquote.db import migrate
-from tripquote.db.engine import WRITE_OPTION, create_engine
+from tripquote.db import embedded, migrate
+from tripquote.db.engine import create_engine
 from tripquote.db.tables import agents, clients
 from tripquote.demo import DEMO_QUOTE, demo_curl, demo_lifecycle
 from tripquote.errors import TripquoteError
@@ -49,38 +50,24 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")
 
 
 def cli_settings() -> Settings:
-    """The settings of a command, or its one JSON error line and exit: 2 for a configuration
-    error, 1 for a SQLite database in a folder that does not exist."""
+    """The settings of a command, its database URL resolved (``TRIPQUOTE_DATABASE_URL``, else
+    the embedded PostgreSQL, started or reused), or its one JSON error line and exit: 2 for a
+    configuration error, 1 when the embedded PostgreSQL cannot start."""
     try:
         settings = Settings()
     except ValueError as exc:
         event = {"level": "error", "event": "configuration_error", "error": str(exc)}
         typer.echo(json.dumps(event), err=True)
         raise typer.Exit(2) from None
-    folder = _missing_sqlite_folder(settings)
-    if folder is not None:  # told here: aiosqlite's thread can outlive the failed open
-        event = {
-            "level": "error",
-            "event": "database_unavailable",
-            "error": f"The SQLite database's folder {folder} does not exist.",
-            "hint": "Create the folder, or point TRIPQUOTE_DATABASE_URL at an existing one.",
-        }
-        typer.echo(json.dumps(event), err=True)
-        raise typer.Exit(1)
-    return settings
-
-
-def _missing_sqlite_folder(settings: Settings) -> Path | None:
-    """The folder a SQLite database file would be in, when it does not exist."""
-    if not settings.is_sqlite:
-        return None
-    from sqlalchemy.engine import make_url
-
-    database = make_url(settings.database_url).database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    folder = Path(database).parent
-    return None if folder.is_dir() else folder
+    try:
+        return embedded.resolve(settings)
+    except (OSError, subprocess.SubprocessError) as exc:
+        data_dir = settings.embedded_data_dir
+        _refuse(
+            "embedded_database_failed",
+            f"The embedded PostgreSQL in {data_dir} did not start ({type(exc).__name__}); its "
+            f"log: {data_dir / 'log'}. Or set TRIPQUOTE_DATABASE_URL to a PostgreSQL server.",
+        )
 
 
 _NAME_MAX = 200  # agencies.name and agents.name are VARCHAR(200)
@@ -100,10 +87,8 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncConnection], Awaita
     async def run() -> T:
         engine = create_engine(settings)
         try:
-            async with engine.connect() as conn:
-                await conn.execution_options(**{WRITE_OPTION: True})
-                async with conn.begin():
-                    return await work(conn)
+            async with engine.begin() as conn:
+                return await work(conn)
         finally:
             await engine.dispose()
 
@@ -127,6 +112,9 @@ def serve(
 ) -> None:
     """Run the HTTP API with uvicorn (JSON logs; metrics shared across workers)."""
     settings = cli_settings()
+    # The app (each worker: a process of its own) reads its settings from the environment:
+    # this process resolved the database once, the embedded one included.
+    os.environ["TRIPQUOTE_DATABASE_URL"] = settings.require_database_url()
     created: str | None = None  # the workers' metrics files, removed when serving ends
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         created = tempfile.mkdtemp(prefix="tripquote-metrics-")
@@ -433,11 +421,12 @@ app.add_typer(ops_app, name="ops")
 
 
 def main() -> None:
-    """The ``tripquote`` command: ``app``, with a database it cannot reach, or a database URL
-    it cannot use, told in one JSON line on stderr (exit status 1), not a traceback."""
+    """The ``tripquote`` command: ``app``, with a database it cannot reach told in one JSON line
+    on stderr (exit status 1), not a traceback (a URL it cannot use is a configuration error:
+    ``cli_settings``)."""
     import socket
 
-    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+    from sqlalchemy.exc import DBAPIError
 
     from tripquote.db.errors import DRIVER_ERRORS
     from tripquote.observability.logging import configure_cli_logging
@@ -473,8 +462,6 @@ def main() -> None:
         raise SystemExit(1) from None
     except (DBAPIError, ConnectionError, socket.gaierror, TimeoutError) as exc:  # no answer
         _fail_on_database("database_unavailable", exc)
-    except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as exc:
-        _fail_on_database("database_url_unusable", exc)
     if isinstance(status, int) and status:
         raise SystemExit(status)  # a command's typer.Exit(code), returned outside standalone mode
 
@@ -482,7 +469,7 @@ def main() -> None:
 def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
     from sqlalchemy.exc import DBAPIError
 
-    from tripquote.db.errors import sqlite_error_name, sqlstate_of
+    from tripquote.db.errors import sqlstate_of
     from tripquote.observability.logging import scrub
 
     driver = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
@@ -491,9 +478,7 @@ def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
     if isinstance(driver, TimeoutError) and not first_line:
         first_line = "the database did not answer in time"
     hint = "Check TRIPQUOTE_DATABASE_URL and that its database server is running."
-    if sqlstate_of(exc) == "42P01" or (
-        sqlite_error_name(exc) == "SQLITE_ERROR" and "no such table" in first_line
-    ):
+    if sqlstate_of(exc) == "42P01":  # undefined_table
         event, hint = "database_not_migrated", "Run: tripquote db upgrade"
     line = {
         "level": "error",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -21,10 +21,18 @@ class Settings(BaseSettings):
     """Service configuration; built once at start-up and passed down, never read at import."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TRIPQUOTE_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="TRIPQUOTE_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,  # a refused URL or secret is never echoed
     )
 
-    database_url: str = "sqlite+aiosqlite:///./tripquote.db"
+    database_url: str | None = None
+    """A PostgreSQL URL (``postgresql+asyncpg://user@host:5432/db``); unset, the ``tripquote``
+    command runs the embedded PostgreSQL (``db/embedded.py``) with its data in
+    ``embedded_data_dir``."""
+    embedded_data_dir: Path = Path(".tripquote/pgdata")
     jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
     jwt_algorithm: Literal["HS256"] = "HS256"
     jwt_leeway_seconds: int = Field(default=0, ge=0, le=300)
@@ -98,6 +106,26 @@ class Settings(BaseSettings):
             raise ValueError("at least one currency is required")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            driver: str | None = make_url(value).drivername
+        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+            driver = None
+        if driver != "postgresql+asyncpg":
+            raise ValueError(
+                "TRIPQUOTE_DATABASE_URL must be a PostgreSQL URL for asyncpg "
+                "(postgresql+asyncpg://user@host:5432/db); unset it to run on the embedded "
+                "PostgreSQL"
+            )
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
@@ -134,7 +162,11 @@ class Settings(BaseSettings):
             )
         return self
 
-    @cached_property
-    def is_sqlite(self) -> bool:
-        """True when the database URL names SQLite (the embedded default)."""
-        return self.database_url.startswith("sqlite")
+    def require_database_url(self) -> str:
+        """The database URL; ValueError when unset (``db/embedded.py`` resolves it first)."""
+        if self.database_url is None:
+            raise ValueError(
+                "TRIPQUOTE_DATABASE_URL is unset: start the service with the tripquote command "
+                "(it runs the embedded PostgreSQL) or set it"
+            )
+        return self.database_url

@@ -32,11 +32,6 @@ async def live() -> Response:
 _revisions = cache(migrate.revisions)
 
 
-def _no_such_table(error: SQLAlchemyError) -> bool:
-    """PostgreSQL SQLSTATE 42P01 (undefined table), SQLite "no such table"."""
-    return sqlstate_of(error) == "42P01" or "no such table" in str(error)
-
-
 def _consume(task: asyncio.Task[str | None]) -> None:
     """Retrieve what an abandoned check ended with (else asyncio logs it as never retrieved)."""
     if not task.cancelled():
@@ -65,7 +60,7 @@ async def ready(request: Request) -> Response:
                     await conn.execute(text("SELECT version_num FROM alembic_version"))
                 ).scalar()
             except SQLAlchemyError as exc:
-                if not _no_such_table(exc):
+                if sqlstate_of(exc) != "42P01":  # undefined_table
                     raise ServiceNotReady(
                         "The database schema cannot be read.",
                         details={"database": "schema unreadable", "expected": head},

@@ -49,8 +49,8 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
 def path_id(value: str, not_found: type[TripquoteError]) -> str:
     """An id taken from the URL, or ``not_found`` (404) when no stored id can equal it.
 
-    A NUL byte (``%00``) is the one character PostgreSQL text cannot hold (SQLSTATE 22021)
-    while SQLite can: refusing it here gives both databases the same answer, with no query.
+    A NUL byte (``%00``) is the one character PostgreSQL text cannot hold (SQLSTATE 22021):
+    refusing it here answers 404 with no query.
     """
     if "\x00" in value:
         raise not_found()

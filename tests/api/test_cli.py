@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -70,24 +72,39 @@ async def test_idempotency_purge_removes_only_expired_keys(world: World, db_url:
     assert left == 1
 
 
-@pytest.mark.parametrize(
-    ("url", "event"),
-    [
-        ("postgresql+asyncpg://postgres:hunter2@127.0.0.1:1/x", "database_unavailable"),
-        ("sqlite+aiosqlite:////no/such/folder/tripquote.db", "database_unavailable"),
-        ("not a url", "database_url_unusable"),
-    ],
-)
-def test_a_database_it_cannot_use_is_one_json_line_not_a_traceback(url: str, event: str) -> None:
+def test_a_database_it_cannot_reach_is_one_json_line_not_a_traceback() -> None:
+    url = "postgresql+asyncpg://postgres:hunter2@127.0.0.1:1/x"
     commands = [("db", "current"), ("db", "upgrade"), ("agencies", "create", "X")]
-    if event == "database_unavailable":  # the cron jobs, run through the transaction runner
-        commands += [("expire",), ("idempotency", "purge")]
+    commands += [("expire",), ("idempotency", "purge")]  # the cron jobs: the transaction runner
     for command in commands:
         line = cli_error(url, *command)
-        assert line["event"] == event, command
+        assert line["event"] == "database_unavailable", command
         assert "hunter2" not in line["_stderr"]
         for other in line["_stderr"].strip().splitlines():
             json.loads(other)  # every line it wrote is one JSON object
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite+aiosqlite:///./tripquote.db",  # SQLite is gone: told so at start-up
+        "not a url",
+        "postgresql+asyncpg://postgres:hunter2@127.0.0.1:notaport/x",
+        "postgresql://postgres:hunter2@127.0.0.1/x",  # psycopg2's scheme: not installed
+    ],
+)
+def test_a_database_url_it_cannot_use_is_a_configuration_error(url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tripquote.cli", "db", "current"],
+        env={**os.environ, "TRIPQUOTE_DATABASE_URL": url},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    event = json.loads(line)
+    assert event["event"] == "configuration_error"
+    assert "must be a PostgreSQL URL" in event["error"]
+    assert "hunter2" not in line
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 Proves the bench itself works end to end: it starts and stops its servers, creates and
 drops its databases, produces the JSON, and its correctness checks pass (hot quote: one
 winner; contention: no lost update; burst: every save whole). It does not judge speed.
-Skipped when PostgreSQL is not reachable on 127.0.0.1:5432.
+Skipped when PostgreSQL is not reachable on 127.0.0.1:5432 (or TRIPQUOTE_TEST_EMBEDDED=1).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.conftest import EMBEDDED
+
 pytestmark = [pytest.mark.postgres, pytest.mark.bench]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +37,9 @@ def _postgres_reachable() -> bool:
         return False
 
 
-requires_pg = pytest.mark.skipif(not _postgres_reachable(), reason="PostgreSQL not reachable")
+requires_pg = pytest.mark.skipif(
+    EMBEDDED or not _postgres_reachable(), reason="no PostgreSQL on 127.0.0.1:5432"
+)
 
 
 def _leftovers(document: dict) -> tuple[list[str], list[int]]:

@@ -4,7 +4,6 @@ connection, serialization failures and deadlocks. Nothing is ever half-written."
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -38,16 +37,10 @@ async def test_held_row_lock_times_out_cleanly(fast_world: World, db_url: str) -
     actor = await world.actor()
     quote_id = (await _create(world, actor)).json()["quoteId"]
     before = await world.snapshot(quote_id)
-    if db_url.startswith("sqlite"):
-        holder: Any = sqlite3.connect(db_url.split("///", 1)[1], isolation_level=None, timeout=30)
-        holder.execute("BEGIN IMMEDIATE")
-    else:
-        engine = create_async_engine(db_url)
-        holder = await engine.connect()
-        await holder.begin()
-        await holder.execute(
-            text("SELECT id FROM quotes WHERE id = :id FOR UPDATE"), {"id": quote_id}
-        )
+    engine = create_async_engine(db_url)
+    holder = await engine.connect()
+    await holder.begin()
+    await holder.execute(text("SELECT id FROM quotes WHERE id = :id FOR UPDATE"), {"id": quote_id})
     try:
         started = time.monotonic()
         response = await world.client.patch(
@@ -57,13 +50,9 @@ async def test_held_row_lock_times_out_cleanly(fast_world: World, db_url: str) -
         )
         elapsed = time.monotonic() - started
     finally:
-        if db_url.startswith("sqlite"):
-            holder.execute("ROLLBACK")
-            holder.close()
-        else:
-            await holder.rollback()
-            await holder.close()
-            await engine.dispose()
+        await holder.rollback()
+        await holder.close()
+        await engine.dispose()
     body = assert_envelope(response, "DATABASE_TIMEOUT", 503)
     assert body["retryable"] is True
     assert int(response.headers["retry-after"]) >= 1
@@ -84,29 +73,20 @@ async def poison_trigger(db_url: str) -> AsyncIterator[str]:
     engine = create_async_engine(db_url)
     name = f"poison_{marker[7:]}"
     async with engine.begin() as conn:
-        if db_url.startswith("sqlite"):
-            await conn.exec_driver_sql(
-                f"CREATE TRIGGER {name} BEFORE INSERT ON quote_items "
-                f"WHEN NEW.description = '{marker}' BEGIN SELECT RAISE(ABORT, 'poison'); END"
-            )
-        else:
-            await conn.exec_driver_sql(
-                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                f"IF NEW.description = '{marker}' THEN "
-                f"RAISE EXCEPTION 'poison' USING ERRCODE = 'unique_violation'; END IF; "
-                f"RETURN NEW; END $$"
-            )
-            await conn.exec_driver_sql(
-                f"CREATE TRIGGER {name} BEFORE INSERT ON quote_items "
-                f"FOR EACH ROW EXECUTE FUNCTION {name}()"
-            )
+        await conn.exec_driver_sql(
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.description = '{marker}' THEN "
+            f"RAISE EXCEPTION 'poison' USING ERRCODE = 'unique_violation'; END IF; "
+            f"RETURN NEW; END $$"
+        )
+        await conn.exec_driver_sql(
+            f"CREATE TRIGGER {name} BEFORE INSERT ON quote_items "
+            f"FOR EACH ROW EXECUTE FUNCTION {name}()"
+        )
     yield marker
     async with engine.begin() as conn:
-        if db_url.startswith("sqlite"):
-            await conn.exec_driver_sql(f"DROP TRIGGER {name}")
-        else:
-            await conn.exec_driver_sql(f"DROP TRIGGER {name} ON quote_items")
-            await conn.exec_driver_sql(f"DROP FUNCTION {name}()")
+        await conn.exec_driver_sql(f"DROP TRIGGER {name} ON quote_items")
+        await conn.exec_driver_sql(f"DROP FUNCTION {name}()")
     await engine.dispose()
 
 

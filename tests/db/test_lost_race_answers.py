@@ -22,8 +22,6 @@ from tests.api.test_errors_api import assert_envelope
 from tests.conftest import World, quote_body
 from tests.servers import wait_until
 
-pytestmark = pytest.mark.parametrize("db_url", ["pg_url"], indirect=True)
-
 URL = "/api/agents/quotes"
 
 

@@ -9,7 +9,7 @@ import httpx
 
 from tests.conftest import Actor, quote_body
 from tests.faults.burst import FIXTURE
-from tests.servers import PG_ADMIN_DSN, Database
+from tests.servers import PG_ADMIN_DSN, Database, dsn_for
 
 RETRIES = "tripquote_db_retries_total"
 ROLLBACKS = "tripquote_db_rollbacks_total"
@@ -38,7 +38,7 @@ async def ready(client: httpx.AsyncClient) -> bool:
 async def service_backends(database: Database, *, kill: bool) -> list[str]:
     """States of the service's backends on ``database`` (``application_name = 'tripquote'``),
     each terminated with ``pg_terminate_backend`` when ``kill``."""
-    conn = await asyncpg.connect(f"{PG_ADMIN_DSN}/postgres")
+    conn = await asyncpg.connect(dsn_for(PG_ADMIN_DSN, "postgres"))
     try:
         action = "pg_terminate_backend(pid)" if kill else "true"
         rows = await conn.fetch(

@@ -30,10 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 import tripquote
 from tripquote.config import Settings
 
-POSTGRES_URL = os.environ.get(
-    "TRIPQUOTE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
-
 
 def define_operation_records(metadata: MetaData) -> Table:
     """The ``operation_records`` table exactly as the brief gives it (mirrors db/tables.py)."""
@@ -115,24 +111,14 @@ def until() -> Callable[..., Awaitable[None]]:
 
 
 @pytest.fixture
-async def sqlite_engine(tmp_path: Path, records_table: Table) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'records.db'}")
-    async with engine.begin() as conn:
-        await conn.run_sync(records_table.create)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-async def postgres_engine(records_table: Table) -> AsyncIterator[AsyncEngine]:
-    """An engine whose search_path is a fresh schema holding the table; dropped afterwards."""
+async def engine(pg_url: str, records_table: Table) -> AsyncIterator[AsyncEngine]:
+    """An engine on the session's database whose search_path is a fresh schema holding only the
+    records table; the schema is dropped afterwards."""
     schema = f"obs_test_{secrets.token_hex(6)}"
-    admin = create_async_engine(POSTGRES_URL)
+    admin = create_async_engine(pg_url)
     async with admin.begin() as conn:
         await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = create_async_engine(
-        POSTGRES_URL, connect_args={"server_settings": {"search_path": schema}}
-    )
+    engine = create_async_engine(pg_url, connect_args={"server_settings": {"search_path": schema}})
     try:
         async with engine.begin() as conn:
             await conn.run_sync(records_table.create)
@@ -142,13 +128,6 @@ async def postgres_engine(records_table: Table) -> AsyncIterator[AsyncEngine]:
         async with admin.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         await admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest) -> AsyncEngine:
-    """The records database, once on SQLite and once on PostgreSQL."""
-    result: AsyncEngine = request.getfixturevalue(f"{request.param}_engine")
-    return result
 
 
 # --- a real HTTP server (webhook and Telegram API stand-in) --------------------------------

@@ -64,10 +64,9 @@ def test_format_summary_names_every_figure() -> None:
 
 
 def test_summary_command_reads_the_database(
-    tmp_path: Path, records_table: Table, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, empty_db: str, records_table: Table, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("tripquote.db.engine", reason="db/engine.py not written yet")
-    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    url = empty_db
 
     async def seed() -> None:
         engine = create_async_engine(url)

@@ -218,10 +218,10 @@ def test_several_processes_are_summed(
     assert value(render_metrics()[0].decode(), "tripquote_operations_total", **labels) == 7
 
 
-async def test_serve_removes_the_metrics_folder_it_made(sqlite_url: str, tmp_path: Path) -> None:
+async def test_serve_removes_the_metrics_folder_it_made(db_url: str, tmp_path: Path) -> None:
     from tests.servers import server_env, start_server, wait_ready
 
-    env = {**server_env(sqlite_url), "TMPDIR": str(tmp_path)}
+    env = {**server_env(db_url), "TMPDIR": str(tmp_path)}
     server = start_server(env, log_dir=tmp_path / "logs", workers=2, metrics_dir=False)
     try:
         await wait_ready(server, workers=2)

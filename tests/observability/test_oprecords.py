@@ -1,4 +1,4 @@
-"""Operation records on real SQLite and PostgreSQL: they land, drain; a failing DB only drops."""
+"""Operation records on a real PostgreSQL: they land, drain; a failing DB only drops."""
 
 from __future__ import annotations
 
@@ -138,28 +138,27 @@ async def test_unreachable_database_drops_and_counts(
 
 
 async def test_missing_table_drops_the_batch_after_bounded_retries(
-    sqlite_engine: AsyncEngine, records_table: Table
+    engine: AsyncEngine, records_table: Table
 ) -> None:
-    async with sqlite_engine.begin() as conn:
+    async with engine.begin() as conn:
         await conn.execute(text("DROP TABLE operation_records"))
     writer = OpRecordWriter(
         queue_size=100, batch_size=10, table=records_table, retry_delay_seconds=0.001
     )
-    await writer.start(sqlite_engine)
+    await writer.start(engine)
     for i in range(4):
         writer.enqueue(record(i))
     await writer.stop(timeout_seconds=5)
     assert (writer.written, writer.dropped) == (0, 4)
 
 
-@pytest.mark.postgres
 async def test_a_blocked_table_never_holds_up_operations(
-    postgres_engine: AsyncEngine, records_table: Table, settings_factory: Any, until: Any
+    engine: AsyncEngine, records_table: Table, settings_factory: Any, until: Any
 ) -> None:
     """A writer stuck on a lock: operations keep completing; records land once it is released."""
     observer = Observer(settings_factory(oprecord_batch_size=100), records_table=records_table)
-    await observer.start(postgres_engine)
-    async with postgres_engine.connect() as locker:
+    await observer.start(engine)
+    async with engine.connect() as locker:
         await locker.execute(text("LOCK TABLE operation_records IN ACCESS EXCLUSIVE MODE"))
         async with observer.track("quote.update"):
             pass
@@ -171,7 +170,7 @@ async def test_a_blocked_table_never_holds_up_operations(
         assert observer.records.written == 0
         await locker.rollback()
     await observer.stop()
-    assert await count_rows(postgres_engine, records_table) == 21
+    assert await count_rows(engine, records_table) == 21
 
 
 async def test_summary_from_records_matches_the_in_memory_window(

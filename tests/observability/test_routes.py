@@ -1,4 +1,4 @@
-"""``/api/ops/summary`` and ``/metrics`` in the real app, on SQLite and PostgreSQL."""
+"""``/api/ops/summary`` and ``/metrics`` in the real app, on PostgreSQL."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The async engine for PostgreSQL (asyncpg) or SQLite (aiosqlite), built from Settings."""
+"""The async engine for PostgreSQL (asyncpg), built from Settings."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util.concurrency import greenlet_spawn
@@ -18,42 +17,32 @@ from sqlalchemy.util.concurrency import greenlet_spawn
 from tripquote.config import Settings
 
 WRITE_OPTION = "tripquote_write"
-"""Execution option: a write transaction (SQLite takes the write lock up front)."""
+"""Execution option marking a write transaction; PostgreSQL needs no such mark (nothing reads
+it): it goes when ``db/transaction.py`` stops setting it."""
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    """An engine with the transaction timeouts applied: PostgreSQL ``statement_timeout`` and
-    ``lock_timeout``, SQLite busy timeout; the SQLite engine begins writes with
-    ``BEGIN IMMEDIATE`` so concurrent writers queue for the busy timeout instead of failing."""
+    """An engine with the transaction timeouts applied per session (``statement_timeout``,
+    ``lock_timeout``) and a fixed pool."""
     timeout_ms = int(settings.tx_timeout_seconds * 1000)
-    json_options: dict[str, Any] = {
-        "json_serializer": _dumps,
-        "json_deserializer": _loads,
-    }
-    if settings.is_sqlite:
-        engine = create_async_engine(
-            settings.database_url,
-            connect_args={"timeout": settings.tx_timeout_seconds},
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-            pool_timeout=settings.db_pool_timeout_seconds,
-            **json_options,
-        )
-        _install_sqlite_hooks(engine, busy_timeout_ms=timeout_ms)
-        return engine
+    # Below statement_timeout, or that always fires first (both timers run, the statement's
+    # started earlier) and a wait on a held lock reads as a slow statement, 57014, instead of
+    # lock_not_available, 55P03: the operator is told which one it was.
+    lock_timeout_ms = max(1, timeout_ms * 9 // 10)
     engine = create_async_engine(
-        settings.database_url,
+        settings.require_database_url(),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
-        **json_options,
+        json_serializer=_dumps,
+        json_deserializer=_loads,
         connect_args={
             "timeout": min(settings.tx_timeout_seconds, 10.0),
             "server_settings": {
                 "application_name": "tripquote",
                 # Per session, so no extra round trip per transaction.
                 "statement_timeout": str(timeout_ms),
-                "lock_timeout": str(timeout_ms),
+                "lock_timeout": str(lock_timeout_ms),
                 "idle_in_transaction_session_timeout": str(timeout_ms * 3),
                 # Every prepared statement here looks rows up by key: the generic plan is
                 # right from the first run, so skip the five custom plans PostgreSQL would
@@ -145,26 +134,3 @@ def _dumps(value: Any) -> str:
     from tripquote.json import dumps
 
     return dumps(value).decode()
-
-
-def _install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let us emit BEGIN ourselves (pysqlite's implicit BEGIN is deferred).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in (
-            "PRAGMA foreign_keys = ON",
-            "PRAGMA journal_mode = WAL",
-            "PRAGMA synchronous = NORMAL",
-            f"PRAGMA busy_timeout = {busy_timeout_ms}",
-        ):
-            cursor.execute(pragma)
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Only transactions that declare themselves writes queue for the write lock; a read
-        # (the readiness probe, listings) must not wait behind a long writer in WAL mode.
-        write = conn.get_execution_options().get(WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

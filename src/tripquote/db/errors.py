@@ -1,8 +1,5 @@
-"""Every database failure mapped to the error taxonomy, by SQLSTATE or SQLite error name.
-
-Sources: PostgreSQL Appendix A "Error Codes"; SQLite "Result and Error Codes" (extended names
-as exposed by Python's ``sqlite3.Error.sqlite_errorname``). Never by message text.
-"""
+"""Every database failure mapped to the error taxonomy, by SQLSTATE (PostgreSQL Appendix A
+"Error Codes") and exception type; never by message text."""
 
 from __future__ import annotations
 
@@ -47,25 +44,6 @@ PG_SQLSTATE_CLASSES: dict[str, type[TripquoteError]] = {
     "58": QuotePersistenceFailed,  # system_error
 }
 
-SQLITE_ERRORS: dict[str, type[TripquoteError]] = {
-    "SQLITE_BUSY": DatabaseTimeout,
-    "SQLITE_BUSY_SNAPSHOT": DatabaseTimeout,
-    "SQLITE_BUSY_RECOVERY": DatabaseTimeout,
-    "SQLITE_LOCKED": DatabaseTimeout,
-    "SQLITE_LOCKED_SHAREDCACHE": DatabaseTimeout,
-    "SQLITE_INTERRUPT": DatabaseTimeout,
-    "SQLITE_CONSTRAINT_UNIQUE": QuotePersistenceFailed,
-    "SQLITE_CONSTRAINT_PRIMARYKEY": QuotePersistenceFailed,
-    "SQLITE_CONSTRAINT_FOREIGNKEY": QuotePersistenceFailed,
-    "SQLITE_CONSTRAINT_NOTNULL": QuoteValidationFailed,
-    "SQLITE_CONSTRAINT_CHECK": QuoteValidationFailed,
-    "SQLITE_FULL": QuotePersistenceFailed,
-    "SQLITE_IOERR": QuotePersistenceFailed,
-    "SQLITE_READONLY": QuotePersistenceFailed,
-    "SQLITE_CANTOPEN": QuotePersistenceFailed,
-}
-
-
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     DBAPIError,
     asyncpg.PostgresError,  # raised unwrapped by the quote store (quotes/store.py)
@@ -90,7 +68,7 @@ def sqlstate_of(error: BaseException) -> str | None:
 
 def describe(error: BaseException) -> dict[str, Any]:
     """What the operator needs about a database error, for the log line under the request's
-    correlation ID (never for the client): ``sqlstate`` or ``sqlite_error``, the driver's
+    correlation ID (never for the client): ``sqlstate``, the driver's
     exception class and message (first line, at most 300 characters: no SQL text, no
     parameters), and the constraint, table and column PostgreSQL names, when it names them."""
     driver = _driver_error(error)
@@ -98,7 +76,6 @@ def describe(error: BaseException) -> dict[str, Any]:
     message = str(innermost).strip().splitlines()
     described: dict[str, Any] = {
         "sqlstate": sqlstate_of(error),
-        "sqlite_error": sqlite_error_name(error),
         "driver_error": type(innermost).__name__,
         "driver_message": message[0][:300] if message else "",
     }
@@ -107,12 +84,6 @@ def describe(error: BaseException) -> dict[str, Any]:
         if value:
             described[name.removesuffix("_name")] = value
     return {k: v for k, v in described.items() if v is not None}
-
-
-def sqlite_error_name(error: BaseException) -> str | None:
-    """The SQLite extended result name (e.g. ``SQLITE_CONSTRAINT_UNIQUE``), if it has one."""
-    name = getattr(_driver_error(error), "sqlite_errorname", None)
-    return name if isinstance(name, str) else None
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -151,12 +122,6 @@ def map_db_error(error: BaseException) -> TripquoteError:
         cls = PG_SQLSTATE_ERRORS.get(state) or PG_SQLSTATE_CLASSES.get(state[:2])
         if cls is not None:
             return _build(cls, state, describe(error))
-    name = sqlite_error_name(error)
-    if name is not None:
-        primary = "_".join(name.split("_")[:2])  # SQLITE_IOERR_WRITE -> SQLITE_IOERR
-        cls = SQLITE_ERRORS.get(name) or SQLITE_ERRORS.get(primary)
-        if cls is not None:
-            return _build(cls, name, {})
     if is_disconnect(error):
         return QuotePersistenceFailed(details={"cause": "connection_lost"})
     return QuotePersistenceFailed(details={"cause": "database_error"})

@@ -15,7 +15,7 @@ def alembic_config(settings: Settings) -> Config:
     """An Alembic config whose scripts ship inside the package and whose URL is the settings'."""
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
-    config.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", settings.require_database_url().replace("%", "%%"))
     return config
 
 

@@ -1,4 +1,4 @@
-"""Column types that keep money exact and instants in UTC on both PostgreSQL and SQLite."""
+"""Column types that keep money exact (``NUMERIC``) and instants aware, in UTC."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Numeric, String
+from sqlalchemy import DateTime, Dialect, Numeric
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 
 class Money(TypeDecorator[Decimal]):
     """``NUMERIC(18, 4)`` on PostgreSQL: every amount below 10^12 in every ISO 4217 currency
-    (up to 4 minor units: CLF), exactly; text on SQLite, whose NUMERIC would be a binary float.
+    (up to 4 minor units: CLF), exactly.
     ``Money(precision, scale)`` is what older migrations created (``NUMERIC(14, 2)``)."""
 
     impl = Numeric(18, 4)
@@ -23,16 +23,10 @@ class Money(TypeDecorator[Decimal]):
         self.precision, self.scale = precision, scale
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(32))
         return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if dialect.name == "sqlite":
-            return format(Decimal(value), "f")
-        return Decimal(value)
+        return None if value is None else Decimal(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
@@ -41,7 +35,7 @@ class Money(TypeDecorator[Decimal]):
 
 
 class Percent(Money):
-    """``NUMERIC(5, 2)`` percentages (0.00 - 100.00), exact on both databases."""
+    """``NUMERIC(5, 2)`` percentages (0.00 - 100.00), exact."""
 
     impl = Numeric(5, 2)
     cache_ok = True
@@ -49,14 +43,9 @@ class Percent(Money):
     def __init__(self, precision: int = 5, scale: int = 2) -> None:
         super().__init__(precision, scale)
 
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(16))
-        return super().load_dialect_impl(dialect)
-
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """An aware instant: ``timestamptz`` on PostgreSQL, ISO text in UTC on SQLite."""
+    """An aware instant: ``timestamptz``, read back in UTC; a naive datetime is refused."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
@@ -66,13 +55,10 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given for a UTC column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        instant: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
-        if instant.tzinfo is None:
-            return instant.replace(tzinfo=UTC)
+        instant: datetime = value
         return instant.astimezone(UTC)

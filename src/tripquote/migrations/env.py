@@ -18,7 +18,6 @@ def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         compare_server_default=True,
     )
@@ -33,8 +32,9 @@ after this long (asyncpg's own default is 60 s), like the service's engine."""
 
 async def _run_async() -> None:
     url = config.get_main_option("sqlalchemy.url") or ""
-    connect_args = {"timeout": CONNECT_TIMEOUT_SECONDS} if url.startswith("postgresql") else {}
-    engine = create_async_engine(url, poolclass=NullPool, connect_args=connect_args)
+    engine = create_async_engine(
+        url, poolclass=NullPool, connect_args={"timeout": CONNECT_TIMEOUT_SECONDS}
+    )
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()
@@ -45,7 +45,6 @@ def run_migrations_offline() -> None:
         url=config.get_main_option("sqlalchemy.url"),
         target_metadata=metadata,
         literal_binds=True,
-        render_as_batch=True,
     )
     with context.begin_transaction():
         context.run_migrations()

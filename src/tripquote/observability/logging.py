@@ -52,6 +52,30 @@ _VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
 )
 
+_NATIONAL_PHONE = re.compile(
+    r"(?<![\w.+-])"  # not the tail of a word, a number, an id or an E.164 number
+    r"(?:\(\d{2,4}\)[ .-]?\d{2,4}(?:[ .-]\d{2,4}){1,4}"  # (415) 555-0134
+    r"|\d{2,4}(?:[ .-]\d{2,4}){2,5})"  # 06 12 34 56 78, 06.12.34.56.78, 415-555-0134
+    r"(?!\w|[.:/-]\d)"  # nor the head of a longer one (a date-time, an address)
+)
+"""A phone number written the national way: groups of digits split by spaces, dots or dashes
+(9 to 15 digits in all, see ``_mask_national_phone``), without the ``+`` of E.164."""
+
+_PHONE_HINT = re.compile(r"\d\)?[ .-]\d")
+
+
+def _mask_national_phone(match: re.Match[str]) -> str:
+    text = match.group()
+    groups = re.findall(r"\d+", text)
+    digits = sum(len(group) for group in groups)
+    if not 9 <= digits <= 15:
+        return text  # an ISO date (8 digits), a short code
+    dotted = "." in text and not re.search(r"[ -]", text)
+    if dotted and len(groups) == 4 and all(len(g) <= 3 for g in groups):
+        return text  # an IPv4 address
+    return REDACTED
+
+
 QUIET_LOGGERS = {"sqlalchemy.engine": "WARNING", "httpx": "WARNING", "httpcore": "WARNING"}
 """httpx logs request URLs at INFO; a Telegram URL holds the bot token."""
 
@@ -176,6 +200,11 @@ def _may_hold_secret(text: str) -> bool:
     )
 
 
+def _may_hold_phone(text: str) -> bool:
+    # A national phone number has a digit, a separator, a digit; most log strings do not.
+    return _PHONE_HINT.search(text) is not None
+
+
 _KEY_VERDICTS: dict[str, bool] = {}
 
 
@@ -192,12 +221,14 @@ _PLAIN = frozenset({int, float, bool})
 
 
 def scrub(value: Any) -> Any:
-    """``value`` with sensitive keys masked and bearer/JWT/e-mail/credential text replaced."""
+    """``value`` with sensitive keys masked and bearer/JWT/e-mail/phone/credential text
+    replaced."""
     if isinstance(value, str):
-        if not _may_hold_secret(value):
-            return value
-        for pattern, replacement in _VALUE_PATTERNS:
-            value = pattern.sub(replacement, value)
+        if _may_hold_secret(value):
+            for pattern, replacement in _VALUE_PATTERNS:
+                value = pattern.sub(replacement, value)
+        if _may_hold_phone(value):
+            value = _NATIONAL_PHONE.sub(_mask_national_phone, value)
         return value
     if isinstance(value, dict):
         scrubbed = {}
@@ -206,7 +237,7 @@ def scrub(value: Any) -> Any:
                 scrubbed[key] = REDACTED
             elif item is None or type(item) in _PLAIN:
                 scrubbed[key] = item  # numbers, booleans: nothing to hide
-            elif type(item) is str and not _may_hold_secret(item):
+            elif type(item) is str and not _may_hold_secret(item) and not _may_hold_phone(item):
                 scrubbed[key] = item
             else:
                 scrubbed[key] = scrub(item)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import ColumnElement, func, insert, select
+from sqlalchemy import ColumnElement, func, select
 
 from tripquote.db.engine import pooled_driver
 from tripquote.observability import metrics
@@ -193,20 +193,16 @@ class OpRecordWriter:
 
 
 async def _insert(engine: AsyncEngine, table: Table, rows: list[dict[str, Any]]) -> None:
-    """One batch in one statement: binary COPY on PostgreSQL (the cheapest bulk insert, off
-    SQLAlchemy's per-row parameter processing), a multi-row INSERT elsewhere."""
-    if engine.dialect.name == "postgresql":
-        columns = list(rows[0])
-        async with pooled_driver(engine) as driver:
-            await driver.copy_records_to_table(
-                table.name,
-                schema_name=table.schema,
-                columns=columns,
-                records=[tuple(row[column] for column in columns) for row in rows],
-            )
-        return
-    async with engine.begin() as conn:
-        await conn.execute(insert(table), rows)
+    """One batch in one statement: binary COPY (the cheapest bulk insert, off SQLAlchemy's
+    per-row parameter processing)."""
+    columns = list(rows[0])
+    async with pooled_driver(engine) as driver:
+        await driver.copy_records_to_table(
+            table.name,
+            schema_name=table.schema,
+            columns=columns,
+            records=[tuple(row[column] for column in columns) for row in rows],
+        )
 
 
 async def _percentiles(

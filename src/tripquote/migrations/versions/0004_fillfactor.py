@@ -9,7 +9,7 @@ column. PostgreSQL can then keep the new row version in the same page and skip e
 (a heap-only tuple, HOT), but only if the page has room; at the default fillfactor of 100 it
 never has, so each save also inserted into the quote's six indexes and two per item. At 80,
 new pages keep a fifth free for the next versions. Existing pages get the room once rewritten
-(``VACUUM FULL quotes, quote_items`` in a maintenance window). SQLite has no such setting.
+(``VACUUM FULL quotes, quote_items`` in a maintenance window).
 """
 
 from __future__ import annotations
@@ -25,12 +25,10 @@ TABLES = ("quotes", "quote_items")
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        for table in TABLES:
-            op.execute(f"ALTER TABLE {table} SET (fillfactor = 80)")
+    for table in TABLES:
+        op.execute(f"ALTER TABLE {table} SET (fillfactor = 80)")
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        for table in TABLES:
-            op.execute(f"ALTER TABLE {table} RESET (fillfactor)")
+    for table in TABLES:
+        op.execute(f"ALTER TABLE {table} RESET (fillfactor)")
