@@ -231,6 +231,11 @@ class TransactionRunner:
             await transaction.commit()
             return result
 
+    def rolled_back(self, reason: str) -> None:
+        """Count a write unit that changed nothing because what it found refused the change
+        (the unit returned the facts, its caller raised the error ``reason``)."""
+        self._rolled_back(True, reason)
+
     def _rolled_back(self, write: bool, reason: str) -> None:
         if write:
             self.observer.db_rollback(reason)

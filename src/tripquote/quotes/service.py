@@ -103,7 +103,7 @@ class QuoteService:
             loaded = await self.store.load(
                 agent_id=agent_id, quote_id="", now=now, client_id=content.client_id
             )
-            raise _error(explain(loaded.facts, operation=None, quote_id="", pending=draft))
+            raise self._refused(explain(loaded.facts, operation=None, quote_id="", pending=draft))
         quote = Quote(
             id=str(uuid.uuid4()),
             agent_id=agent_id,
@@ -164,14 +164,17 @@ class QuoteService:
             )  # fmt: skip
             assert loaded.quote is not None
             current = loaded.quote
-            content = apply_patch(current, body, self.limits)
+            try:
+                content = apply_patch(current, body, self.limits)
+            except TripquoteError as invalid:
+                raise self._refused(invalid) from None
             draft = priced_or_error(content, content.client_id)
             if isinstance(draft, TripquoteError):
                 if content.client_id != current.client_id:
                     loaded = await self.store.load(
                         agent_id=agent_id, quote_id=quote_id, now=now, client_id=content.client_id
                     )
-                raise _error(
+                raise self._refused(
                     explain(
                         loaded.facts, operation=Operation.UPDATE, quote_id=quote_id,
                         expected=expected, client_id=content.client_id, pending=draft,
@@ -360,6 +363,13 @@ class QuoteService:
                     raise quota_exceeded(self.store.open_limit, count)
         raise RuntimeError("a save was refused without a reason on every attempt")
 
+    def _refused(self, verdict: TripquoteError | Verdict | None) -> TripquoteError:
+        """The error that refuses a save once it reached the store, counted as its rolled
+        back unit (``tripquote_db_rollbacks_total{reason}``), as an error inside it would be."""
+        assert isinstance(verdict, TripquoteError)
+        self.store.refused(verdict.code)
+        return verdict
+
     def _remember_zone(self, agent_id: str, facts: Facts) -> None:
         """The caller's agency time zone, as the facts of a statement saw it."""
         if facts.timezone is not None and self._zones.get(agent_id) != facts.timezone:
@@ -382,7 +392,7 @@ class QuoteService:
             conflict_status=conflict_status, client_id=client_id,
         )  # fmt: skip
         if isinstance(verdict, TripquoteError):
-            raise await self._with_changed_fields(verdict)
+            raise self._refused(await self._with_changed_fields(verdict))
         return verdict
 
     async def _raise_refusal(
@@ -396,7 +406,7 @@ class QuoteService:
             conflict_status=conflict_status,
         )  # fmt: skip
         if isinstance(verdict, TripquoteError):
-            raise await self._with_changed_fields(verdict)
+            raise self._refused(await self._with_changed_fields(verdict))
 
     async def _with_changed_fields(self, error: TripquoteError) -> TripquoteError:
         """A QUOTE_CONFLICT_VERSION completed with ``changedFields``: the top-level fields
@@ -421,12 +431,6 @@ class QuoteService:
             self._changed[key] = changed
         details["changedFields"] = changed
         return error
-
-
-def _error(verdict: TripquoteError | Verdict | None) -> TripquoteError:
-    """The error of a refusal explained before writing (a pricing error always is one)."""
-    assert isinstance(verdict, TripquoteError)
-    return verdict
 
 
 def revision_to_api(revision: Revision) -> dict[str, Any]:

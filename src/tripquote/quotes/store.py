@@ -156,6 +156,10 @@ class QuoteStore:
 
         return await self.runner.run_store(work, atomic=then is not None)
 
+    def refused(self, code: str) -> None:
+        """Count a write refused with the error ``code`` as its rolled-back unit."""
+        self.runner.rolled_back(code)
+
     async def recount_open_quotes(self, *, agent_id: str, now: datetime) -> int:
         """Set the agent's open-quote bound to its exact count of open quotes, counted under
         its row lock (so every create that raised the bound before is counted); the count."""
