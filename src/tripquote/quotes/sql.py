@@ -160,22 +160,23 @@ def changes(**values: Any) -> dict[str, Any]:
     return {k: fmt_instant(v) if k.endswith("At") else v for k, v in values.items()}
 
 
-def _items_into(saved: str) -> str:
-    """The CTEs giving quote ``saved`` the items of ``:items``: positions from ``:item_count``
-    on go, the others are upserted by position (the row and its indexes stay: HOT updates)."""
-    return f"""dropped AS (
-    DELETE FROM quote_items WHERE quote_id = (SELECT id FROM {saved}) AND position >= :item_count
-), items AS (
-    INSERT INTO quote_items (id, quote_id, position, type, description, quantity, unit_price,
-                             line_total, details)
+_INSERT_ITEMS = f"""INSERT INTO quote_items (id, quote_id, position, type, description, quantity,
+                             unit_price, line_total, details)
     SELECT gen_random_uuid()::text, s.id, x.position, x.type, x.description, x.quantity,
            x.unit_price, x.line_total, x.details
-      FROM {saved} s, {ITEMS_JSON}
+      FROM saved s, {ITEMS_JSON}"""
+
+_REPLACE_ITEMS = f"""dropped AS (
+    DELETE FROM quote_items WHERE quote_id = (SELECT id FROM saved) AND position >= :item_count
+), items AS (
+    {_INSERT_ITEMS}
     ON CONFLICT (quote_id, position) DO UPDATE
        SET type = EXCLUDED.type, description = EXCLUDED.description,
            quantity = EXCLUDED.quantity, unit_price = EXCLUDED.unit_price,
            line_total = EXCLUDED.line_total, details = EXCLUDED.details
 )"""
+"""The items of ``saved`` become ``:items``: positions from ``:item_count`` on go, the others
+are upserted by position (the row and its indexes stay: HOT updates)."""
 
 
 CREATE = Statement.of(
@@ -198,7 +199,9 @@ WITH {CALLER}, {CLIENT}, cur AS (SELECT NULL::varchar AS id, NULL::varchar AS ag
            :now, :actor, :now
       FROM bound b
     RETURNING *
-), {_items_into("saved")}, {revision()}
+), items AS (
+    {_INSERT_ITEMS}
+), {revision()}
 SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
        (SELECT open_quote_bound >= :open_limit FROM agents WHERE id = :agent_id) AS at_bound
   FROM {FACTS_FROM}
@@ -254,7 +257,7 @@ WITH {CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, diff AS (
        AND (a.active OR a.id <> :agent_id) AND {_MAY_ACT_ON_CUR} AND {_CLIENT_OK}
        AND (SELECT changed FROM diff)
     RETURNING a.id
-), {_EDIT_WRITE}, {_items_into("saved")}
+), {_EDIT_WRITE}, {_REPLACE_ITEMS}
 SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
        coalesce((SELECT changed FROM diff), false) AS changed,
        coalesce({_REOPENING} AND (SELECT a.open_quote_bound >= :open_limit
