@@ -33,6 +33,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from tripquote.errors import ERRORS_BY_CODE
 from tripquote.observability import metrics
+from tripquote.observability.bounds import CORRELATION_CHARS, FIELD_CHARS, ID_CHARS, cut
 
 if TYPE_CHECKING:
     from tripquote.config import Settings
@@ -45,7 +46,7 @@ TIMESTAMP_HEADER = "X-Tripquote-Timestamp"
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One CRITICAL error, as captured on the request path (ids, never payloads)."""
+    """One CRITICAL error, as captured on the request path (ids, never payloads; bounded)."""
 
     error_code: str
     severity: str
@@ -56,6 +57,24 @@ class Alert:
     agent_id: str | None = None
     quote_id: str | None = None
     suppressed_since_last: int = 0
+
+    def __post_init__(self) -> None:
+        # Ids may come from the URL: bounded here, once, for every channel and log line.
+        for name, limit in _BOUNDS:
+            value = getattr(self, name)
+            if value is not None and len(value) > limit:
+                object.__setattr__(self, name, cut(value, limit))
+
+
+_BOUNDS = (
+    ("error_code", ID_CHARS),
+    ("severity", ID_CHARS),
+    ("message", FIELD_CHARS),
+    ("correlation_id", CORRELATION_CHARS),
+    ("operation", ID_CHARS),
+    ("agent_id", ID_CHARS),
+    ("quote_id", ID_CHARS),
+)
 
 
 class DeliveryFailed(Exception):

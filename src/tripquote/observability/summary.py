@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from tripquote.observability.bounds import CORRELATION_CHARS, ID_CHARS, cut
+
 SAVE_OPERATIONS: frozenset[str] = frozenset(
     f"quote.{verb}" for verb in ("create", "update", "delete", "send", "accept", "reject")
 )
@@ -42,6 +44,14 @@ class OperationRecord:
     http_status: int | None = None
     severity: str | None = None
 
+    def __post_init__(self) -> None:
+        # Ids may come from the URL (a 60,000-character "quote id"): bounded here, once, for
+        # the log line, the window and the row built from this record.
+        for name, limit in _BOUNDS:
+            value = getattr(self, name)
+            if value is not None and len(value) > limit:
+                object.__setattr__(self, name, cut(value, limit))
+
     def as_row(self) -> dict[str, Any]:
         """The ``operation_records`` row: every field but ``severity`` (not a column)."""
         return {
@@ -58,12 +68,20 @@ class OperationRecord:
         }
 
 
+_BOUNDS = (
+    ("correlation_id", CORRELATION_CHARS),
+    ("operation", ID_CHARS),
+    ("agent_id", ID_CHARS),
+    ("quote_id", ID_CHARS),
+    ("error_code", ID_CHARS),
+)
+
 _STORABLE_ID = re.compile(r"[A-Za-z0-9-]{1,36}")
 
 
 def _storable_id(value: str | None) -> str | None:
-    """An id the 36-character column can hold; junk taken from a URL (too long, NUL, ...) is
-    not stored, so it cannot make the batch INSERT fail and drop its neighbours."""
+    """An id the 36-character column can hold; junk taken from a URL (too long or cut, NUL, ...)
+    is not stored, so it cannot make the batch INSERT fail and drop its neighbours."""
     return value if value is not None and _STORABLE_ID.fullmatch(value) else None
 
 
