@@ -34,9 +34,9 @@ class TripquoteError(Exception):
 
     @classmethod
     def alerts_each(cls) -> bool:
-        """True when every error of this class is sent to the alert channels: CRITICAL and
-        caused by the system. Caller-caused CRITICAL codes are counted and alert by rate
-        (ops/prometheus/alerts.yml), so no agent can page the on-call at will."""
+        """True if each error of this class goes to the alert channels: CRITICAL, system-caused."""
+        # Caller-caused CRITICAL codes alert by rate (ops/prometheus/alerts.yml) instead, so no
+        # agent can page the on-call at will.
         return cls.severity == Severity.CRITICAL and cls.caused_by == "system"
 
     def __init__(

@@ -33,7 +33,12 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from tripquote.errors import ERRORS_BY_CODE
 from tripquote.observability import metrics
-from tripquote.observability.bounds import CORRELATION_CHARS, FIELD_CHARS, ID_CHARS, cut
+from tripquote.observability.bounds import (
+    CORRELATION_CHARS,
+    FIELD_CHARS,
+    ID_CHARS,
+    bound_attributes,
+)
 
 if TYPE_CHECKING:
     from tripquote.config import Settings
@@ -60,10 +65,7 @@ class Alert:
 
     def __post_init__(self) -> None:
         # Ids may come from the URL: bounded here, once, for every channel and log line.
-        for name, limit in _BOUNDS:
-            value = getattr(self, name)
-            if value is not None and len(value) > limit:
-                object.__setattr__(self, name, cut(value, limit))
+        bound_attributes(self, _BOUNDS)
 
 
 _BOUNDS = (

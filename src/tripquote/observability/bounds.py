@@ -8,6 +8,8 @@ in at most the bound.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 FIELD_CHARS = 1024
 """Bound of any text field of a log line (a URL with its query, a header, a message)."""
 
@@ -41,6 +43,10 @@ def cut_tail(value: str, limit: int) -> str:
     return f"[cut {len(value) - keep:,} chars]…" + value[len(value) - keep :]
 
 
-def cut_optional(value: str | None, limit: int) -> str | None:
-    """``cut`` for an optional value (None stays None)."""
-    return value if value is None or len(value) <= limit else cut(value, limit)
+def bound_attributes(instance: object, limits: Iterable[tuple[str, int]]) -> None:
+    """Cut each named text attribute of ``instance`` (a frozen dataclass, in its
+    ``__post_init__``) to its limit."""
+    for name, limit in limits:
+        value = getattr(instance, name)
+        if value is not None and len(value) > limit:
+            object.__setattr__(instance, name, cut(value, limit))

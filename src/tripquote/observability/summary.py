@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from tripquote.observability.bounds import CORRELATION_CHARS, ID_CHARS, cut
+from tripquote.observability.bounds import CORRELATION_CHARS, ID_CHARS, bound_attributes
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -56,10 +56,7 @@ class OperationRecord:
     def __post_init__(self) -> None:
         # Ids may come from the URL (a 60,000-character "quote id"): bounded here, once, for
         # the log line, the window and the row built from this record.
-        for name, limit in _BOUNDS:
-            value = getattr(self, name)
-            if value is not None and len(value) > limit:
-                object.__setattr__(self, name, cut(value, limit))
+        bound_attributes(self, _BOUNDS)
 
     def as_row(self) -> dict[str, Any]:
         """The ``operation_records`` row: every field but ``severity`` (not a column)."""
