@@ -8,11 +8,11 @@ where ``timestamp`` is milliseconds since the Unix epoch. HTTP statuses follow R
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 
 class Severity(StrEnum):
-    """How bad an error is for the operator; CRITICAL errors raise an alert."""
+    """How bad an error is for the operator (see ``TripquoteError.alerts_each``)."""
 
     LOW = "LOW"
     HIGH = "HIGH"
@@ -28,6 +28,16 @@ class TripquoteError(Exception):
     retryable: ClassVar[bool] = False
     default_message: ClassVar[str] = "An unexpected error occurred. It has been logged."
     retry_after_seconds: ClassVar[int | None] = None
+    caused_by: ClassVar[Literal["system", "caller"]] = "system"
+    """``system``: tripquote or its database failed; ``caller``: the request was wrong, stale or
+    not allowed, and any agent can cause it at will."""
+
+    @classmethod
+    def alerts_each(cls) -> bool:
+        """True if each error of this class goes to the alert channels: CRITICAL, system-caused."""
+        # Caller-caused CRITICAL codes alert by rate (ops/prometheus/alerts.yml) instead, so no
+        # agent can page the on-call at will.
+        return cls.severity == Severity.CRITICAL and cls.caused_by == "system"
 
     def __init__(
         self,
@@ -53,6 +63,7 @@ class QuoteValidationFailed(TripquoteError):
     code = "QUOTE_VALIDATION_FAILED"
     http_status = 400
     severity = Severity.HIGH
+    caused_by = "caller"
     default_message = "The quote is invalid. See details.errors for every failing field."
 
 
@@ -64,6 +75,7 @@ class QuoteStateInvalid(TripquoteError):
     code = "QUOTE_STATE_INVALID"
     http_status = 409
     severity = Severity.HIGH
+    caused_by = "caller"
     default_message = "The quote's status does not allow this operation."
 
 
@@ -71,6 +83,7 @@ class QuoteConflictVersion(TripquoteError):
     code = "QUOTE_CONFLICT_VERSION"
     http_status = 409
     severity = Severity.HIGH
+    caused_by = "caller"
     retryable = True
     default_message = "Quote was modified by another agent. Please reload and try again."
 
@@ -79,6 +92,7 @@ class QuoteAlreadySent(TripquoteError):
     code = "QUOTE_ALREADY_SENT"
     http_status = 409
     severity = Severity.CRITICAL
+    caused_by = "caller"
     default_message = "The quote has been sent to the client and is locked."
 
 
@@ -86,6 +100,7 @@ class QuotePersistenceFailed(TripquoteError):
     code = "QUOTE_PERSISTENCE_FAILED"
     http_status = 503
     severity = Severity.CRITICAL
+    caused_by = "system"
     retryable = True
     retry_after_seconds = 1
     default_message = "The quote could not be saved. Nothing was written; please retry."
@@ -95,6 +110,7 @@ class DatabaseTimeout(TripquoteError):
     code = "DATABASE_TIMEOUT"
     http_status = 503
     severity = Severity.HIGH
+    caused_by = "system"
     retryable = True
     retry_after_seconds = 2
     default_message = "The database did not answer in time. Nothing was written; please retry."
@@ -104,6 +120,7 @@ class DatabaseTransactionAborted(TripquoteError):
     code = "DATABASE_TRANSACTION_ABORTED"
     http_status = 503
     severity = Severity.CRITICAL
+    caused_by = "system"
     retryable = True
     retry_after_seconds = 1
     default_message = "The transaction was aborted by the database. Nothing was written; retry."
@@ -113,6 +130,7 @@ class AuthenticationFailed(TripquoteError):
     code = "AUTHENTICATION_FAILED"
     http_status = 401
     severity = Severity.HIGH
+    caused_by = "caller"
     default_message = "A valid bearer token is required."
 
     def __init__(self, message: str | None = None, **kwargs: Any) -> None:
@@ -125,6 +143,7 @@ class AuthorizationFailed(TripquoteError):
     code = "AUTHORIZATION_FAILED"
     http_status = 403
     severity = Severity.HIGH
+    caused_by = "caller"
     default_message = "You are not allowed to act on this resource."
 
 
@@ -132,6 +151,7 @@ class ClientNotFound(TripquoteError):
     code = "CLIENT_NOT_FOUND"
     http_status = 404
     severity = Severity.HIGH
+    caused_by = "caller"
     default_message = "The client does not exist or is not yours."
 
 
@@ -139,6 +159,7 @@ class AgentNotFound(TripquoteError):
     code = "AGENT_NOT_FOUND"
     http_status = 404
     severity = Severity.HIGH
+    caused_by = "caller"
     default_message = "The agent named by the token does not exist or is disabled."
 
 
@@ -146,6 +167,7 @@ class PricingValidationFailed(TripquoteError):
     code = "PRICING_VALIDATION_FAILED"
     http_status = 400
     severity = Severity.HIGH
+    caused_by = "caller"
     default_message = "The quote's pricing is invalid. See details.errors."
 
 
@@ -153,6 +175,7 @@ class CurrencyInvalid(TripquoteError):
     code = "CURRENCY_INVALID"
     http_status = 400
     severity = Severity.HIGH
+    caused_by = "caller"
     default_message = "The currency is not accepted."
 
 
@@ -160,6 +183,7 @@ class ItemsInconsistent(TripquoteError):
     code = "ITEMS_INCONSISTENT"
     http_status = 400
     severity = Severity.CRITICAL
+    caused_by = "caller"
     default_message = "The totals sent differ from the totals computed from the items."
 
 
@@ -167,6 +191,7 @@ class QuotaExceeded(TripquoteError):
     code = "QUOTA_EXCEEDED"
     http_status = 403
     severity = Severity.HIGH
+    caused_by = "caller"
     default_message = "A quota was exceeded."
 
 
@@ -174,6 +199,7 @@ class RateLimitExceeded(TripquoteError):
     code = "RATE_LIMIT_EXCEEDED"
     http_status = 429
     severity = Severity.HIGH
+    caused_by = "caller"
     retryable = True
     default_message = "Too many writes. Wait for Retry-After seconds, then retry."
 
@@ -182,6 +208,7 @@ class InternalError(TripquoteError):
     code = "INTERNAL_ERROR"
     http_status = 500
     severity = Severity.CRITICAL
+    caused_by = "system"
     default_message = "An unexpected error occurred. It has been logged."
 
 
@@ -192,6 +219,7 @@ class QuoteNotFound(TripquoteError):
     code = "QUOTE_NOT_FOUND"
     http_status = 404
     severity = Severity.HIGH
+    caused_by = "caller"
     default_message = "The quote does not exist or is not visible to you."
 
 
@@ -199,6 +227,7 @@ class IdempotencyKeyReused(TripquoteError):
     code = "IDEMPOTENCY_KEY_REUSED"
     http_status = 422
     severity = Severity.HIGH
+    caused_by = "caller"
     default_message = "This Idempotency-Key was already used with a different request."
 
 
@@ -206,6 +235,7 @@ class IdempotencyKeyInUse(TripquoteError):
     code = "IDEMPOTENCY_KEY_IN_USE"
     http_status = 409
     severity = Severity.HIGH
+    caused_by = "caller"
     retryable = True
     retry_after_seconds = 1
     default_message = "A request with this Idempotency-Key is still in progress. Retry shortly."
@@ -215,6 +245,7 @@ class ServiceNotReady(TripquoteError):
     code = "SERVICE_NOT_READY"
     http_status = 503
     severity = Severity.HIGH
+    caused_by = "system"
     retryable = True
     retry_after_seconds = 5
     default_message = "The service cannot reach its database right now."
@@ -224,6 +255,7 @@ class NotFound(TripquoteError):
     code = "NOT_FOUND"
     http_status = 404
     severity = Severity.LOW
+    caused_by = "caller"
     default_message = "No such route."
 
 
@@ -231,6 +263,7 @@ class MethodNotAllowed(TripquoteError):
     code = "METHOD_NOT_ALLOWED"
     http_status = 405
     severity = Severity.LOW
+    caused_by = "caller"
     default_message = "This method is not allowed on this route."
 
 
@@ -238,6 +271,7 @@ class PayloadTooLarge(TripquoteError):
     code = "PAYLOAD_TOO_LARGE"
     http_status = 413
     severity = Severity.LOW
+    caused_by = "caller"
     default_message = "The request body is larger than the configured limit."
 
 
@@ -245,6 +279,7 @@ class UnsupportedMediaType(TripquoteError):
     code = "UNSUPPORTED_MEDIA_TYPE"
     http_status = 415
     severity = Severity.LOW
+    caused_by = "caller"
     default_message = "Send the body as JSON: Content-Type: application/json."
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import socket
@@ -28,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 import tripquote
+from tests.conftest import load_fixture
 from tripquote.config import Settings
 
 
@@ -206,3 +208,42 @@ async def http_recorder() -> AsyncIterator[HttpRecorder]:
 def closed_port() -> Iterator[int]:
     """A local port with nothing listening (connections are refused)."""
     yield free_port()
+
+
+# --- errors provoked through the real app ----------------------------------------------------
+
+
+def mismatch_body(client_id: str) -> dict[str, Any]:
+    """A create whose client-sent totals differ from the server's: 400 ITEMS_INCONSISTENT."""
+    case = next(
+        c for c in load_fixture("bad-requests.json") if c["name"] == "client-pricing-mismatch"
+    )
+    body: dict[str, Any] = json.loads(json.dumps(case["request"]).replace("$CLIENT_ID", client_id))
+    return body
+
+
+@pytest.fixture
+async def poison_item(pg_url: str) -> AsyncIterator[str]:
+    """A description the database refuses as a unique violation would: a save holding an item
+    with it fails with 503 QUOTE_PERSISTENCE_FAILED, a CRITICAL error the system caused."""
+    marker = f"POISON-{secrets.token_hex(4)}"
+    name = f"poison_{marker[7:]}"
+    admin = create_async_engine(pg_url)
+    async with admin.begin() as conn:
+        await conn.exec_driver_sql(
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.description = '{marker}' THEN "
+            f"RAISE EXCEPTION 'poison' USING ERRCODE = 'unique_violation'; END IF; "
+            f"RETURN NEW; END $$"
+        )
+        await conn.exec_driver_sql(
+            f"CREATE TRIGGER {name} BEFORE INSERT ON quote_items "
+            f"FOR EACH ROW EXECUTE FUNCTION {name}()"
+        )
+    try:
+        yield marker
+    finally:
+        async with admin.begin() as conn:
+            await conn.exec_driver_sql(f"DROP TRIGGER {name} ON quote_items")
+            await conn.exec_driver_sql(f"DROP FUNCTION {name}()")
+        await admin.dispose()

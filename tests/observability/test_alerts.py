@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from tripquote.errors import QuoteAlreadySent, QuoteConflictVersion
+from tripquote.errors import QuoteConflictVersion, QuotePersistenceFailed
 from tripquote.observability.alerts import Alert, AlertDispatcher
 from tripquote.observability.context import correlation_id_var
 from tripquote.observability.operations import Observer
@@ -113,7 +113,7 @@ async def test_telegram_send_message(settings_factory: Any, http_recorder: Any, 
     dispatcher = AlertDispatcher(settings)
     before = sent("telegram", "sent")
     await dispatcher.start()
-    dispatcher.submit(make_alert(code="ITEMS_INCONSISTENT", correlation_id="REQ-TG-7"))
+    dispatcher.submit(make_alert(code="INTERNAL_ERROR", correlation_id="REQ-TG-7"))
     await until(lambda: sent("telegram", "sent") == before + 1)
     await dispatcher.stop()
 
@@ -121,7 +121,7 @@ async def test_telegram_send_message(settings_factory: Any, http_recorder: Any, 
     assert request.path == f"/bot{TELEGRAM_TOKEN}/sendMessage"
     body = json.loads(request.body)
     assert body["chat_id"] == "-10042"
-    assert "ITEMS_INCONSISTENT" in body["text"]
+    assert "INTERNAL_ERROR" in body["text"]
     assert "REQ-TG-7" in body["text"]
     assert "quote.update" in body["text"]
     assert TELEGRAM_TOKEN not in body["text"]
@@ -253,10 +253,10 @@ async def test_track_returns_before_the_hanging_channel_answers(
     before = sent("webhook", "sent")
     token = correlation_id_var.set("REQ-HANGING-1")
     try:
-        with pytest.raises(QuoteAlreadySent):
+        with pytest.raises(QuotePersistenceFailed):
             async with observer.track("quote.update", agent_id="a-1") as scope:
                 scope.quote_id = "q-1"
-                raise QuoteAlreadySent()
+                raise QuotePersistenceFailed()
         http_recorder.events.append("track_returned")
     finally:
         correlation_id_var.reset(token)
@@ -287,9 +287,9 @@ async def test_track_returns_while_the_channel_is_down(
     before, suppressed = sent("webhook", "failed"), sent("webhook", "suppressed")
     done: list[str] = []
     for _ in range(2):
-        with pytest.raises(QuoteAlreadySent):
+        with pytest.raises(QuotePersistenceFailed):
             async with observer.track("quote.send"):
-                raise QuoteAlreadySent()
+                raise QuotePersistenceFailed()
         done.append("track_returned")
     assert done == ["track_returned", "track_returned"]
     assert sent("webhook", "failed") == before  # nothing attempted yet: still queued

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tripquote.observability.logging import LineWriter
+from tripquote.observability.logging import LineWriter, flush_logs
 
 
 class RecordingStdout(io.StringIO):
@@ -30,6 +30,8 @@ class RecordingStdout(io.StringIO):
 
 def _record_stdout(monkeypatch: pytest.MonkeyPatch) -> RecordingStdout:
     # In the test body, not a fixture: pytest's capture re-installs sys.stdout after set-up.
+    # Lines earlier tests left in the process's writer go out first, not into the recording.
+    flush_logs()
     fake = RecordingStdout()
     monkeypatch.setattr(sys, "stdout", fake)
     return fake

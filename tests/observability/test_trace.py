@@ -12,18 +12,17 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import World, load_fixture, make_settings
+from tests.conftest import World, make_settings, quote_body
 from tests.observability.conftest import HttpRecorder
 from tripquote.observability.logging import flush_logs
 
 TELEGRAM_TOKEN = "123456789:AAE_trace-test-token-0123456789abcdefghij"
 
 
-def _mismatch_body(client_id: str) -> dict[str, Any]:
-    case = next(
-        c for c in load_fixture("bad-requests.json") if c["name"] == "client-pricing-mismatch"
-    )
-    body: dict[str, Any] = json.loads(json.dumps(case["request"]).replace("$CLIENT_ID", client_id))
+def _poisoned_body(client_id: str, marker: str) -> dict[str, Any]:
+    """A create the database refuses (unique violation): 503 QUOTE_PERSISTENCE_FAILED."""
+    body = quote_body("iceland-ring-road-eur", client_id)
+    body["items"][-1]["description"] = marker
     return body
 
 
@@ -48,25 +47,29 @@ def trace_settings(db_url: str, http_recorder: HttpRecorder) -> Any:
 
 
 async def test_failed_save_traced_to_logs_record_and_alerts(
-    trace_settings: Any, world_factory: Any, http_recorder: HttpRecorder, capsys: Any
+    trace_settings: Any,
+    world_factory: Any,
+    http_recorder: HttpRecorder,
+    capsys: Any,
+    poison_item: str,
 ) -> None:
     world: World = await world_factory(trace_settings)
     actor = await world.actor()
     correlation_id = "trace-me:42"
     response = await world.client.post(
         "/api/agents/quotes",
-        json=_mismatch_body(actor.client_id),
+        json=_poisoned_body(actor.client_id, poison_item),
         headers={**actor.headers, "X-Correlation-ID": correlation_id},
     )
     body = response.json()
-    assert response.status_code == 400
-    assert body["errorCode"] == "ITEMS_INCONSISTENT" and body["severity"] == "CRITICAL"
+    assert response.status_code == 503
+    assert body["errorCode"] == "QUOTE_PERSISTENCE_FAILED" and body["severity"] == "CRITICAL"
     assert body["correlationId"] == correlation_id == response.headers["x-correlation-id"]
 
     async def record_stored() -> bool:
         stored = await world.count(
             "operation_records",
-            "correlation_id = :c AND error_code = 'ITEMS_INCONSISTENT' AND operation = :o",
+            "correlation_id = :c AND error_code = 'QUOTE_PERSISTENCE_FAILED' AND operation = :o",
             c=correlation_id,
             o="quote.create",
         )
@@ -84,14 +87,14 @@ async def test_failed_save_traced_to_logs_record_and_alerts(
     mine = [line for line in lines if line.get("correlation_id") == correlation_id]
     operation = [line for line in mine if line["event"] == "operation"]
     assert len(operation) == 1
-    assert operation[0]["error_code"] == "ITEMS_INCONSISTENT"
+    assert operation[0]["error_code"] == "QUOTE_PERSISTENCE_FAILED"
     assert operation[0]["operation"] == "quote.create"
     assert operation[0]["agent_id"] == actor.agent_id
     assert actor.token not in json.dumps(lines)
 
     hook = next(r for r in http_recorder.requests if r.path == "/hook")
     alert = json.loads(hook.body)
-    assert alert["errorCode"] == "ITEMS_INCONSISTENT"
+    assert alert["errorCode"] == "QUOTE_PERSISTENCE_FAILED"
     assert alert["correlationId"] == correlation_id
     assert hook.headers["x-tripquote-signature"].startswith("sha256=")
     telegram = next(r for r in http_recorder.requests if "sendMessage" in r.path)
@@ -107,11 +110,11 @@ async def test_failed_save_traced_to_logs_record_and_alerts(
                 {"c": correlation_id},
             )
         ).one()
-    assert tuple(row) == ("quote.create", actor.agent_id, 400)
+    assert tuple(row) == ("quote.create", actor.agent_id, 503)
 
 
 async def test_failing_then_recovering_webhook_never_slows_saves(
-    trace_settings: Any, world_factory: Any, http_recorder: HttpRecorder
+    trace_settings: Any, world_factory: Any, http_recorder: HttpRecorder, poison_item: str
 ) -> None:
     http_recorder.gate = asyncio.Event()  # the channel hangs until released ...
     http_recorder.statuses = deque([500, 500])  # ... then fails twice, then accepts
@@ -120,12 +123,11 @@ async def test_failing_then_recovering_webhook_never_slows_saves(
     actor = await world.actor()
     refused = await world.client.post(
         "/api/agents/quotes",
-        json=_mismatch_body(actor.client_id),
+        json=_poisoned_body(actor.client_id, poison_item),
         headers={**actor.headers, "X-Correlation-ID": "while-down"},
     )
-    assert refused.status_code == 400  # answered while the alert is still stuck
-    body = _mismatch_body(actor.client_id)
-    del body["pricing"]
+    assert refused.status_code == 503  # answered while the alert is still stuck
+    body = quote_body("iceland-ring-road-eur", actor.client_id)
     for _ in range(5):  # saves go through while the channel is stuck
         assert (
             await world.client.post("/api/agents/quotes", json=body, headers=actor.headers)

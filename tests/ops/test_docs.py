@@ -48,6 +48,7 @@ def test_error_row_matches_the_class(cls: type[TripquoteError]) -> None:
     assert _first_int(row["HTTP"]) == cls.http_status, row["HTTP"]
     assert row["Severity"] == cls.severity.value
     assert row["Retryable"] == ("yes" if cls.retryable else "no")
+    assert row["Caused by"] == cls.caused_by
     if cls.retry_after_seconds is None:
         assert not re.search(r"\d", row["Retry-After"]), (
             f"{cls.code} sets no fixed Retry-After; the table says {row['Retry-After']!r}"

@@ -25,6 +25,7 @@ from tests.ops.support import (
     metric_names_in,
     section,
 )
+from tripquote.errors import ERROR_CLASSES, Severity
 
 SEVERITIES = {"critical", "warning", "info"}
 RUNBOOK_PREFIX = "docs/runbook.md#"
@@ -104,6 +105,18 @@ def test_save_selector_names_exactly_the_save_operations() -> None:
         match = re.fullmatch(r"quote\[\.\]\(([a-z|]+)\)", selector)
         assert match, selector
         assert {f"quote.{verb}" for verb in match.group(1).split("|")} == SAVE_OPERATIONS
+
+
+def test_caller_critical_rule_names_exactly_the_codes_that_send_no_alert() -> None:
+    # The app alerts each CRITICAL error the system caused; this rule covers the rest by rate.
+    [rule] = [r for r in alert_rules() if r["alert"] == "TripquoteCallerCriticalErrorRateHigh"]
+    selectors = set(re.findall(r'error_code=~"([^"]+)"', rule["expr"]))
+    expected = {
+        cls.code
+        for cls in ERROR_CLASSES
+        if cls.severity == Severity.CRITICAL and not cls.alerts_each()
+    }
+    assert [set(selector.split("|")) for selector in selectors] == [expected]
 
 
 def test_latency_thresholds_are_histogram_bucket_boundaries() -> None:

@@ -1,6 +1,10 @@
-"""Alerts for CRITICAL errors: a generic JSON webhook and Telegram, sent off the request path.
+"""Alerts for CRITICAL errors the system caused: a generic JSON webhook and Telegram, sent off
+the request path.
 
-``submit`` (called from the request path) only de-duplicates and enqueues. A background task
+``submit`` (called from the request path) only filters, de-duplicates and enqueues. It drops
+the codes whose class does not ``alerts_each`` (errors.py): CRITICAL codes a caller causes at
+will (QUOTE_ALREADY_SENT, ITEMS_INCONSISTENT) are counted in ``tripquote_operations_total`` and
+alert by rate through Prometheus (ops/prometheus/alerts.yml), never one by one. A background task
 delivers each alert to every configured channel with retries (exponential backoff, full jitter,
 at most ``settings.alert_max_attempts`` attempts). Repeats of one error code within
 ``settings.alert_dedup_window_seconds`` are suppressed and their count rides on the next alert;
@@ -27,7 +31,14 @@ import httpx
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from tripquote.errors import ERRORS_BY_CODE
 from tripquote.observability import metrics
+from tripquote.observability.bounds import (
+    CORRELATION_CHARS,
+    FIELD_CHARS,
+    ID_CHARS,
+    bound_attributes,
+)
 
 if TYPE_CHECKING:
     from tripquote.config import Settings
@@ -40,7 +51,7 @@ TIMESTAMP_HEADER = "X-Tripquote-Timestamp"
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One CRITICAL error, as captured on the request path (ids, never payloads)."""
+    """One CRITICAL error, as captured on the request path (ids, never payloads; bounded)."""
 
     error_code: str
     severity: str
@@ -51,6 +62,21 @@ class Alert:
     agent_id: str | None = None
     quote_id: str | None = None
     suppressed_since_last: int = 0
+
+    def __post_init__(self) -> None:
+        # Ids may come from the URL: bounded here, once, for every channel and log line.
+        bound_attributes(self, _BOUNDS)
+
+
+_BOUNDS = (
+    ("error_code", ID_CHARS),
+    ("severity", ID_CHARS),
+    ("message", FIELD_CHARS),
+    ("correlation_id", CORRELATION_CHARS),
+    ("operation", ID_CHARS),
+    ("agent_id", ID_CHARS),
+    ("quote_id", ID_CHARS),
+)
 
 
 class DeliveryFailed(Exception):
@@ -183,6 +209,12 @@ def channels_from_settings(settings: Settings) -> list[Channel]:
     return found
 
 
+def _alerts_each(error_code: str) -> bool:
+    # An unknown code (none today) is sent: a missed page costs more than a needless one.
+    error = ERRORS_BY_CODE.get(error_code)
+    return error is None or error.alerts_each()
+
+
 @dataclass
 class _Dedup:
     sent_at: float
@@ -226,8 +258,9 @@ class AlertDispatcher:
         self._worker: asyncio.Task[None] | None = None
 
     def submit(self, alert: Alert) -> None:
-        """De-duplicate and enqueue ``alert`` without waiting (request path; never raises)."""
-        if not self.channels:
+        """Filter, de-duplicate and enqueue ``alert`` without waiting (request path; never
+        raises)."""
+        if not self.channels or not _alerts_each(alert.error_code):
             return
         now = self._clock()
         seen = self._dedup.get(alert.error_code)

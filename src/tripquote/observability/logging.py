@@ -2,7 +2,10 @@
 
 structlog renders; stdlib records (uvicorn, SQLAlchemy, Alembic, warnings) go through
 structlog's ``ProcessorFormatter``, so both share one processor chain: context variables, the
-correlation ID, level, logger name, ISO UTC timestamp, tracebacks as a JSON field, redaction.
+correlation ID, level, logger name, ISO UTC timestamp, tracebacks as a JSON field, redaction,
+bounds. Every line is at most ``MAX_LINE_BYTES``: a text field longer than ``FIELD_CHARS`` (a
+60,000-character URL) is cut where it is built (``bound_fields``), and a line still too long
+has its longest values cut (``_render_json``); a cut value says so (``…[cut N chars]``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import orjson
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
+from tripquote.observability.bounds import FIELD_CHARS, cut, cut_tail
 from tripquote.observability.context import correlation_id_var
 
 if TYPE_CHECKING:
@@ -146,6 +150,9 @@ class LineWriter:
 
 
 LINES = LineWriter()
+
+MAX_LINE_BYTES = LineWriter.CHUNK - 1
+"""The longest line in bytes, its newline not counted: a line fits in one pipe write."""
 atexit.register(LINES.flush)
 
 
@@ -253,6 +260,32 @@ def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return scrubbed
 
 
+_TAIL_KEYS = frozenset({"exception", "stack"})
+"""Stack traces: not cut by ``bound_fields`` (a traceback is ours, not a client's), and cut
+from their start when a line is too long (their end says what failed)."""
+
+
+def _bound(value: Any) -> Any:
+    if type(value) is str:
+        return value if len(value) <= FIELD_CHARS else cut(value, FIELD_CHARS)
+    if isinstance(value, dict):
+        return {key: _bound(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_bound(item) for item in value]
+    return value
+
+
+def bound_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Processor: every text value (nested ones too) cut to ``FIELD_CHARS`` characters."""
+    for key, value in event_dict.items():
+        if type(value) is str:
+            if len(value) > FIELD_CHARS and key not in _TAIL_KEYS:
+                event_dict[key] = cut(value, FIELD_CHARS)
+        elif isinstance(value, dict | list | tuple):
+            event_dict[key] = _bound(value)
+    return event_dict
+
+
 def add_correlation_id(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """Processor: ``correlation_id`` from the request context, unless the event sets its own."""
     if "correlation_id" not in event_dict:
@@ -314,6 +347,7 @@ def json_formatter(**_ignored: Any) -> logging.Formatter:
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             redact,
+            bound_fields,
             structlog.processors.JSONRenderer(serializer=_render_json),
         ],
         pass_foreign_args=True,
@@ -321,7 +355,69 @@ def json_formatter(**_ignored: Any) -> logging.Formatter:
 
 
 def _render_json(event: Any, **_: Any) -> str:
-    return orjson.dumps(event, default=str).decode()
+    line = orjson.dumps(event, default=str)
+    if len(line) > MAX_LINE_BYTES:
+        line = _fit_line(event, line)
+    return line.decode()
+
+
+_KEPT_WHEN_NOTHING_FITS = ("event", "level", "logger", "timestamp", "correlation_id", "pid")
+
+
+def _fit_line(event: dict[str, Any], line: bytes) -> bytes:
+    """``event`` rendered in at most ``MAX_LINE_BYTES``: the values above a common size cut to
+    it (the longest ones lose most, short ones nothing); only its identity if that cannot fit."""
+    fitted = dict(event)
+    for _attempt in range(3):
+        over = len(line) - MAX_LINE_BYTES
+        if over <= 0:
+            return line
+        sizes = {key: len(_dumps(value)) for key, value in fitted.items()}
+        level = _water_level(list(sizes.values()), sum(sizes.values()) - over)
+        if level < 64:
+            break
+        for key, size in sizes.items():
+            if size > level:
+                fitted[key] = _cut_to_bytes(event[key], level, tail=key in _TAIL_KEYS)
+        line = _dumps(fitted)
+    if len(line) <= MAX_LINE_BYTES:
+        return line
+    kept = {
+        key: cut(value, 128) if isinstance(value, str) else value
+        for key in _KEPT_WHEN_NOTHING_FITS
+        if (value := fitted.get(key)) is not None
+    }
+    return _dumps(kept | {"cut": f"{len(fitted) - len(kept)} fields too long together"})
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value, default=str)
+
+
+def _cut_to_bytes(value: Any, budget: int, *, tail: bool) -> str:
+    """``value`` (as text) cut to render in at most ``budget`` bytes, marker included."""
+    text = value if isinstance(value, str) else _dumps(value).decode()
+    cutter = cut_tail if tail else cut
+    low, high = 0, len(text)  # characters kept: the most that fit (escapes take up to 6 bytes)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(_dumps(cutter(text, middle))) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return cutter(text, low)
+
+
+def _water_level(sizes: list[int], target: int) -> int:
+    """The largest cap L with ``sum(min(size, L)) <= target``."""
+    ordered = sorted(sizes, reverse=True)
+    rest = sum(ordered)
+    for count, size in enumerate(ordered, start=1):
+        rest -= size
+        level = (target - rest) // count  # the ``count`` largest capped at L, the others whole
+        if count == len(ordered) or level >= ordered[count]:
+            return max(level, 0)
+    return 0
 
 
 class StdoutLogger:
@@ -378,6 +474,7 @@ def _configure_structlog(
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
             redact,
+            bound_fields,
             structlog.processors.JSONRenderer(serializer=_render_json),
         ],
         logger_factory=factory,

@@ -174,7 +174,7 @@ class Observer:
             error_code=reason,
         )
         _guarded("db_rollback", metrics.DB_ROLLBACKS.labels(reason=reason).inc)
-        _guarded("window", self.window.add_rollback, record.recorded_at)
+        _guarded("window", self.window.add_rollback, record.recorded_at, record.agent_id)
         _guarded("oprecord", self.records.enqueue, record)
 
     def summary(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tripquote.errors import AuthenticationFailed
 from tripquote.observability.metrics import render_metrics
+from tripquote.observability.summary import is_operator, scoped_summary
 from tripquote.openapi import ERROR_RESPONSES
 
 if TYPE_CHECKING:
@@ -44,8 +45,11 @@ async def metrics_endpoint(request: Request) -> Response:
 
 @router.get("/api/ops/summary", tags=["ops"], responses=ERROR_RESPONSES)
 async def ops_summary(request: Request) -> dict[str, Any]:
-    """Save latency (avg/P95/P99 ms) and error, conflict and rollback rates of this process."""
+    """Save latency (avg/P95/P99 ms) and error, conflict and rollback rates of this process:
+    of the caller's agency for an admin, of everyone for the operator (the metrics token)."""
     from tripquote.agents.auth import authenticate_admin  # lazy: keeps app imports acyclic
 
-    await authenticate_admin(request)
-    return _observer(request).summary()
+    observer, authorization = _observer(request), request.headers.get("authorization")
+    operator = is_operator(observer.settings.metrics_token, authorization)
+    agency_id = None if operator else (await authenticate_admin(request)).agency_id
+    return await scoped_summary(observer.window, request.app.state.engine, agency_id=agency_id)

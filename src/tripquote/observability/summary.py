@@ -1,18 +1,29 @@
-"""Operation records and the figures behind ``/api/ops/summary`` (pure: no I/O).
+"""Operation records and the figures behind ``/api/ops/summary``.
 
 The same definitions serve the in-memory window of this process and the ``operation_records``
-table across processes: percentiles are nearest-rank, rates are fractions of saves.
+table across processes: percentiles are nearest-rank, rates are fractions of saves. Pure but
+for ``scoped_summary``, which reads the agents of the caller's agency: an agency admin sees the
+operations of its agency's agents only; the operator (the metrics token) sees them all.
 """
 
 from __future__ import annotations
 
+import hmac
 import math
 import re
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from tripquote.observability.bounds import CORRELATION_CHARS, ID_CHARS, bound_attributes
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 SAVE_OPERATIONS: frozenset[str] = frozenset(
     f"quote.{verb}" for verb in ("create", "update", "delete", "send", "accept", "reject")
@@ -42,6 +53,11 @@ class OperationRecord:
     http_status: int | None = None
     severity: str | None = None
 
+    def __post_init__(self) -> None:
+        # Ids may come from the URL (a 60,000-character "quote id"): bounded here, once, for
+        # the log line, the window and the row built from this record.
+        bound_attributes(self, _BOUNDS)
+
     def as_row(self) -> dict[str, Any]:
         """The ``operation_records`` row: every field but ``severity`` (not a column)."""
         return {
@@ -58,12 +74,20 @@ class OperationRecord:
         }
 
 
+_BOUNDS = (
+    ("correlation_id", CORRELATION_CHARS),
+    ("operation", ID_CHARS),
+    ("agent_id", ID_CHARS),
+    ("quote_id", ID_CHARS),
+    ("error_code", ID_CHARS),
+)
+
 _STORABLE_ID = re.compile(r"[A-Za-z0-9-]{1,36}")
 
 
 def _storable_id(value: str | None) -> str | None:
-    """An id the 36-character column can hold; junk taken from a URL (too long, NUL, ...) is
-    not stored, so it cannot make the batch INSERT fail and drop its neighbours."""
+    """An id the 36-character column can hold; junk taken from a URL (too long or cut, NUL, ...)
+    is not stored, so it cannot make the batch INSERT fail and drop its neighbours."""
     return value if value is not None and _STORABLE_ID.fullmatch(value) else None
 
 
@@ -157,11 +181,11 @@ def summarize(
 
 
 class RollingWindow:
-    """The last ``size`` operations of this process, and the times of recent rollbacks."""
+    """The last ``size`` operations of this process, and the recent rollbacks (time, agent)."""
 
     def __init__(self, size: int = WINDOW_SIZE) -> None:
         self._records: deque[OperationRecord] = deque(maxlen=size)
-        self._rollbacks: deque[datetime] = deque(maxlen=size)
+        self._rollbacks: deque[tuple[datetime, str | None]] = deque(maxlen=size)
 
     def __len__(self) -> int:
         return len(self._records)
@@ -170,10 +194,39 @@ class RollingWindow:
         """Append one finished operation (O(1); the oldest falls out when full)."""
         self._records.append(record)
 
-    def add_rollback(self, at: datetime) -> None:
-        """Note one rolled-back transaction at ``at`` (UTC)."""
-        self._rollbacks.append(at)
+    def add_rollback(self, at: datetime, agent_id: str | None = None) -> None:
+        """Note one rolled-back transaction at ``at`` (UTC), of ``agent_id``'s operation."""
+        self._rollbacks.append((at, agent_id))
 
-    def summary(self) -> dict[str, Any]:
-        """The ``/api/ops/summary`` body for this window."""
-        return summarize(list(self._records), list(self._rollbacks))
+    def summary(self, *, agent_ids: Collection[str] | None = None) -> dict[str, Any]:
+        """The ``/api/ops/summary`` body for this window: only the operations (and rollbacks)
+        of ``agent_ids`` when given, every one when None."""
+        records, rollbacks = list(self._records), list(self._rollbacks)
+        if agent_ids is not None:
+            records = [r for r in records if r.agent_id in agent_ids]
+            rollbacks = [(at, agent) for at, agent in rollbacks if agent in agent_ids]
+        return summarize(records, [at for at, _agent in rollbacks])
+
+
+def is_operator(metrics_token: SecretStr | None, authorization: str | None) -> bool:
+    """True when ``authorization`` is ``Bearer <metrics token>`` and a token is configured."""
+    if metrics_token is None or authorization is None:
+        return False
+    scheme, _, presented = authorization.partition(" ")
+    expected = metrics_token.get_secret_value().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), expected)
+
+
+async def scoped_summary(
+    window: RollingWindow, engine: AsyncEngine, *, agency_id: str | None
+) -> dict[str, Any]:
+    """The ``/api/ops/summary`` body: ``window``'s operations of agency ``agency_id``'s agents
+    (an agency admin), or of everyone, requests of no agent included, when None (the operator)."""
+    if agency_id is None:
+        return window.summary()
+    from tripquote.db.tables import agents  # lazy: the pure part needs no tables
+
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(agents.c.id).where(agents.c.agency_id == agency_id))
+        agent_ids = frozenset(rows.scalars())
+    return window.summary(agent_ids=agent_ids)
