@@ -134,7 +134,12 @@ COMMANDS = [
     ("token", "--agent", "a1"),
     ("token", "revoke", "--agent", "a1"),
     ("agents", "create", "--agency", "g1", "--email", "casey@demo.example"),
+    ("agents", "disable", "a1"),
+    ("agencies", "create", "X"),
     ("expire",),
+    ("idempotency", "purge"),
+    ("ops", "summary", "--since", "1h"),
+    ("db", "downgrade", "-1"),
     ("demo", "--no-serve"),
 ]
 
