@@ -17,7 +17,6 @@ from zoneinfo import available_timezones
 import typer
 from alembic.util import CommandError
 from email_validator import EmailNotValidError, validate_email
-from pydantic import ValidationError
 from sqlalchemy import make_url, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from typer.exceptions import TyperException
@@ -55,7 +54,7 @@ def cli_settings() -> Settings:
     configuration error, 1 when the embedded PostgreSQL cannot start."""
     try:
         settings = Settings()
-    except ValidationError as exc:
+    except ValueError as exc:  # ValidationError; SettingsError (a value it cannot decode)
         event = {
             "level": "error",
             "event": "configuration_error",

@@ -204,8 +204,11 @@ def _unknown_connect_arguments(url: URL) -> list[str]:
     return sorted(name for name in arguments if name not in accepted)
 
 
-def configuration_error(exc: ValidationError) -> str:
-    """What is wrong with the settings, naming each variable and its rule, never a value."""
+def configuration_error(exc: ValueError) -> str:
+    """What is wrong with the settings, naming each variable and its rule, never a value
+    (pydantic-settings' own SettingsError names the field and its source only)."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
     problems = []
     for error in exc.errors(include_input=False, include_url=False, include_context=False):
         rule = error["msg"].removeprefix("Value error, ")
