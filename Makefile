@@ -4,15 +4,28 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo serve test lint bench
+# The locked set: every runtime and dev dependency pinned with its hashes (requirements-dev.txt;
+# requirements.txt: the runtime alone), installed by plain pip; the package itself on top.
+UV_VERSION := 0.13.9
+LOCK_FLAGS := --quiet --universal --generate-hashes --python-version 3.11 --upgrade
+
+.PHONY: install lock demo serve test lint bench
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+# Re-resolve both lock files to the newest releases pyproject.toml allows (run after editing its
+# dependencies, or to upgrade); then `make install` installs exactly them.
+lock:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip compile $(LOCK_FLAGS) -o requirements.txt pyproject.toml
+	$(BIN)/uv pip compile $(LOCK_FLAGS) --extra dev -o requirements-dev.txt pyproject.toml
 
 demo: install
 	$(BIN)/tripquote demo

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import make_url
 
 from tripquote.config import DEFAULT_CURRENCIES, Settings
 
@@ -79,7 +84,109 @@ def test_settings_the_server_would_crash_on_are_refused_at_start_up(
     Settings(_env_file=None)  # type: ignore[call-arg]
 
 
-def test_every_setting_is_in_the_readme_configuration_table() -> None:
+def test_every_setting_has_its_row_in_the_readme_configuration_table() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     table = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
-    assert [name for name in Settings.model_fields if f"`{name.upper()}`" not in table] == []
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    listed = {name.strip(" `") for first_cell in rows for name in first_cell.split(",")}
+    settings = {name.upper() for name in Settings.model_fields}
+    assert sorted(settings - listed) == []  # named in a row's first cell, not in passing
+    assert sorted(listed - settings) == []  # and no row for a setting that is gone
+
+
+# --- configuration errors through the real command: name the variable, never a value ----------
+
+SECRETS = {
+    "TRIPQUOTE_JWT_SECRET": "jwt-Secret-Tiny",  # under 32 characters: refused in production
+    "TRIPQUOTE_ALERT_WEBHOOK_SECRET": "whsec-Abcdefghijklmnopqrstuv",  # 28 characters
+    "TRIPQUOTE_ALERT_WEBHOOK_URL": "https://hook:Hookpass-7531@hooks.example/T0/B0/Xq9Zk2Lm",
+    "TRIPQUOTE_TELEGRAM_BOT_TOKEN": "123456789:AAH-telegram-Token-Zx81",
+    "TRIPQUOTE_TELEGRAM_CHAT_ID": "-1001234",
+    "TRIPQUOTE_METRICS_TOKEN": "Mtok-Quux-4242-Zeta",
+    "TRIPQUOTE_RATE_LIMIT_STORAGE": "redis://:Redispass-8642@127.0.0.1:6379/0",
+    "TRIPQUOTE_DATABASE_URL": "postgresql+asyncpg://postgres:Dbpass-9753@127.0.0.1:5432/x",
+}
+SECRET_VALUES = ("jwt-Secret-Tiny", "whsec-Abcdefghijklmnopqrstuv", "Hookpass-7531", "Xq9Zk2Lm")
+SECRET_VALUES += ("AAH-telegram-Token-Zx81", "Mtok-Quux-4242-Zeta", "Redispass-8642", "Dbpass-9753")
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path | None = None) -> tuple[int, str]:
+    """``tripquote <args>`` as a process with only ``env`` as its TRIPQUOTE_ settings: its exit
+    status and everything it wrote (stdout, stderr)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRIPQUOTE_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "tripquote.cli", *args], env={**clean, **env}, cwd=cwd,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    return done.returncode, done.stdout + done.stderr
+
+
+def assert_no_secret(output: str) -> None:
+    for value in SECRET_VALUES:
+        for start in range(len(value) - 5):  # not even a part of it (22 of 28 characters, …)
+            assert value[start : start + 6] not in output, (value, output)
+
+
+COMMANDS = [
+    ("serve",),
+    ("db", "current"),
+    ("db", "upgrade"),
+    ("token", "--agent", "a1"),
+    ("token", "revoke", "--agent", "a1"),
+    ("agents", "create", "--agency", "g1", "--email", "casey@demo.example"),
+    ("agents", "disable", "a1"),
+    ("agencies", "create", "X"),
+    ("expire",),
+    ("idempotency", "purge"),
+    ("ops", "summary", "--since", "1h"),
+    ("db", "downgrade", "-1"),
+    ("demo", "--no-serve"),
+]
+
+
+@pytest.mark.parametrize(
+    ("broken", "variables"),
+    [
+        ({"TRIPQUOTE_ENVIRONMENT": "production"}, ["TRIPQUOTE_JWT_SECRET"]),
+        (
+            {"TRIPQUOTE_DATABASE_URL": "postgresql+asyncpg://u:Dbpass-9753@127.0.0.1:notaport/x"},
+            ["TRIPQUOTE_DATABASE_URL"],
+        ),
+        (
+            {"TRIPQUOTE_RATE_LIMIT_STORAGE": "redis+bogus://:Redispass-8642@127.0.0.1:6379"},
+            ["TRIPQUOTE_RATE_LIMIT_STORAGE"],
+        ),
+        (
+            {"TRIPQUOTE_TX_TIMEOUT_SECONDS": "soon", "TRIPQUOTE_ALERT_MAX_ATTEMPTS": "0"},
+            ["TRIPQUOTE_TX_TIMEOUT_SECONDS", "TRIPQUOTE_ALERT_MAX_ATTEMPTS"],
+        ),
+    ],
+    ids=["weak-jwt-secret", "database-url", "rate-limit-storage", "two-numbers"],
+)
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_a_configuration_error_names_each_variable_and_no_secret(
+    tmp_path: Path, broken: dict[str, str], variables: list[str], command: tuple[str, ...]
+) -> None:
+    status, output = run_cli(*command, env={**SECRETS, **broken}, cwd=tmp_path)
+    assert status == 2, output
+    (line,) = output.strip().splitlines()
+    event = json.loads(line)
+    assert event["event"] == "configuration_error"
+    for variable in variables:
+        assert variable in event["error"]
+    assert "input_value" not in line
+    assert_no_secret(output)
+
+
+def test_the_demo_does_not_print_the_database_password(tmp_path: Path, db_url: str) -> None:
+    # The tests' PostgreSQL trusts local connections: any password is accepted.
+    url = make_url(db_url)
+    password = url.password or "Dbpass-9753"
+    status, output = run_cli(
+        "demo", "--no-serve",
+        env={"TRIPQUOTE_DATABASE_URL": url.set(password=password).render_as_string(False)},
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert status == 0, output
+    assert "Demo data ready" in output
+    assert str(password) not in output

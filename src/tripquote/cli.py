@@ -17,14 +17,14 @@ from zoneinfo import available_timezones
 import typer
 from alembic.util import CommandError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from typer.exceptions import TyperException
 
 from tripquote.agents import repository as agents_repo
-from tripquote.agents.auth import mint_token
+from tripquote.agents.auth import lifetime_allowed, mint_token
 from tripquote.agents.service import AgentRefused, AgentService
-from tripquote.config import Settings
+from tripquote.config import Settings, configuration_error
 from tripquote.db import embedded, migrate
 from tripquote.db.engine import create_engine
 from tripquote.db.tables import agents, clients
@@ -55,8 +55,12 @@ def cli_settings() -> Settings:
     configuration error, 1 when the embedded PostgreSQL cannot start."""
     try:
         settings = Settings()
-    except ValueError as exc:
-        event = {"level": "error", "event": "configuration_error", "error": str(exc)}
+    except ValueError as exc:  # ValidationError; SettingsError (a value it cannot decode)
+        event = {
+            "level": "error",
+            "event": "configuration_error",
+            "error": configuration_error(exc),
+        }
         typer.echo(json.dumps(event), err=True)
         raise typer.Exit(2) from None
     try:
@@ -238,14 +242,30 @@ def agents_disable(agent_id: str, as_json: JsonFlag = False) -> None:
     _emit({"id": agent_id, "active": False}, as_json, agent_id)
 
 
-@app.command()
+token_app = typer.Typer(help="Bearer tokens: mint one (--agent ID) or revoke an agent's.")
+app.add_typer(token_app, name="token")
+
+
+@token_app.callback(invoke_without_command=True)
 def token(
-    agent: Annotated[str, typer.Option(help="Agent id.")],
-    ttl: Annotated[int, typer.Option(min=1, help="Lifetime in seconds.")] = 3600,
+    ctx: typer.Context,
+    agent: Annotated[str | None, typer.Option(help="Agent id (required to mint).")] = None,
+    ttl: Annotated[
+        int, typer.Option(min=1, help="Lifetime in seconds (at most TOKEN_MAX_TTL_SECONDS).")
+    ] = 3600,
     as_json: JsonFlag = False,
 ) -> None:
     """Mint a bearer token (HS256 JWT) for an existing, active agent."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if agent is None:
+        raise typer.BadParameter("is required to mint a token", param_hint="'--agent'")
     settings = cli_settings()
+    if not lifetime_allowed(settings, ttl):
+        raise typer.BadParameter(
+            f"at most {settings.token_max_ttl_seconds} seconds (TRIPQUOTE_TOKEN_MAX_TTL_SECONDS)",
+            param_hint="'--ttl'",
+        )
 
     minted = _agents(
         settings,
@@ -253,6 +273,22 @@ def token(
         refusal="token_refused",
     )
     _emit({"token": minted, "agentId": agent, "ttlSeconds": ttl}, as_json, minted)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    agent: Annotated[str, typer.Option(help="Agent id.")], as_json: JsonFlag = False
+) -> None:
+    """Refuse every token of an agent minted until now (it stays active; mint it a new one)."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    _agents(
+        cli_settings(),
+        lambda service: service.revoke_tokens(agent_id=agent, now=now),
+        refusal="token_refused",
+    )
+    _emit({"agentId": agent, "tokensValidAfter": now.isoformat()}, as_json, now.isoformat())
 
 
 @app.command()
@@ -303,7 +339,8 @@ def demo(
         return agent_id, str(created["id"])
 
     agent_id, client_id = _in_transaction(settings, work)
-    minted = mint_token(settings, agent_id=agent_id, ttl_seconds=7 * 24 * 3600)
+    ttl = min(7 * 24 * 3600, settings.token_max_ttl_seconds)
+    minted = mint_token(settings, agent_id=agent_id, ttl_seconds=ttl)
     body_path = Path("tripquote-demo-quote.json").resolve()
     body_path.write_text(json.dumps({**DEMO_QUOTE, "clientId": client_id}, indent=1))
     base_url = f"http://{host}:{port}"
@@ -319,9 +356,9 @@ def demo(
         typer.echo(json.dumps(payload))
     else:
         typer.echo(
-            f"\nDemo data ready (database: {settings.database_url}).\n"
+            f"\nDemo data ready (database: {make_url(settings.require_database_url())}).\n"
             f"  agent  {agent_id}\n  client {client_id}\n\n"
-            f"Bearer token (valid 7 days):\n  {minted}\n\n"
+            f"Bearer token (valid {ttl // 3600} h):\n  {minted}\n\n"
             f"Create the Kyoto quote (in another terminal, from this folder):\n"
             f"  {payload['curl']}\n\n"
             f"Then its life, with QUOTE=<quoteId from the answer> and TOKEN=<the token above>:\n"
@@ -424,8 +461,6 @@ def main() -> None:
     """The ``tripquote`` command: ``app``, with a database it cannot reach told in one JSON line
     on stderr (exit status 1), not a traceback (a URL it cannot use is a configuration error:
     ``cli_settings``)."""
-    import socket
-
     from sqlalchemy.exc import DBAPIError
 
     from tripquote.db.errors import DRIVER_ERRORS
@@ -448,9 +483,7 @@ def main() -> None:
         raise SystemExit(1) from None
     except TripquoteError as exc:  # a command run through the transaction runner
         cause = exc.__cause__
-        if cause is not None and isinstance(
-            cause, (*DRIVER_ERRORS, ConnectionError, socket.gaierror, OSError)
-        ):
+        if cause is not None and isinstance(cause, (*DRIVER_ERRORS, OSError)):
             _fail_on_database("database_unavailable", cause)  # OSError: TimeoutError too
         typer.echo(
             json.dumps(
@@ -460,7 +493,7 @@ def main() -> None:
             err=True,
         )
         raise SystemExit(1) from None
-    except (DBAPIError, ConnectionError, socket.gaierror, TimeoutError) as exc:  # no answer
+    except (DBAPIError, OSError) as exc:  # no answer: refused, unknown host, timeout, no socket
         _fail_on_database("database_unavailable", exc)
     if isinstance(status, int) and status:
         raise SystemExit(status)  # a command's typer.Exit(code), returned outside standalone mode

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 DEFAULT_JWT_SECRET = "tripquote-development-secret-change-me"
 DEFAULT_CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD", "CHF", "JPY")
@@ -39,6 +42,9 @@ class Settings(BaseSettings):
     """Clock skew allowed on a token's ``exp`` and ``iat`` (RFC 7519 §4.1.4): 0 refuses a token
     from the second it expires; raise it when tokens come from hosts with other clocks."""
     environment: Literal["development", "production"] = "development"
+    token_max_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=1)
+    """The longest life a token may have (``exp - iat``): ``tripquote token --ttl`` refuses
+    more, the API refuses a token that claims more."""
 
     # Transactions: seconds for the whole unit of work; attempts for retryable SQLSTATEs.
     tx_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
@@ -63,7 +69,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
     # Alerts.
-    alert_webhook_url: str | None = None
+    alert_webhook_url: SecretStr | None = None  # webhook URLs often carry their credential
     alert_webhook_secret: SecretStr | None = None
     telegram_bot_token: SecretStr | None = None
     telegram_chat_id: str | None = None
@@ -115,14 +121,22 @@ class Settings(BaseSettings):
         from sqlalchemy.exc import ArgumentError
 
         try:
-            driver: str | None = make_url(value).drivername
+            url = make_url(value)
         except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-            driver = None
-        if driver != "postgresql+asyncpg":
+            url = None
+        if url is None or url.drivername != "postgresql+asyncpg":
             raise ValueError(
                 "TRIPQUOTE_DATABASE_URL must be a PostgreSQL URL for asyncpg "
                 "(postgresql+asyncpg://user@host:5432/db); unset it to run on the embedded "
                 "PostgreSQL"
+            )
+        if url.port is not None and not 0 < url.port < 65536:
+            raise ValueError("TRIPQUOTE_DATABASE_URL's port must be a number from 1 to 65535")
+        unknown = _unknown_connect_arguments(url)
+        if unknown:
+            raise ValueError(
+                f"TRIPQUOTE_DATABASE_URL's query has parameters asyncpg does not take or "
+                f"cannot read: {', '.join(unknown)}"
             )
         return value
 
@@ -170,3 +184,34 @@ class Settings(BaseSettings):
                 "(it runs the embedded PostgreSQL) or set it"
             )
         return self.database_url
+
+
+def _unknown_connect_arguments(url: URL) -> list[str]:
+    """The names in ``url``'s query that the engine could not pass to asyncpg's ``connect()``
+    (unknown to it, or a value SQLAlchemy's dialect cannot read): all of them when unreadable."""
+    import inspect
+
+    import asyncpg
+    from sqlalchemy.dialects.postgresql.asyncpg import dialect
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        _, arguments = dialect().create_connect_args(url)  # type: ignore[no-untyped-call]
+    except (ArgumentError, TypeError, ValueError):  # e.g. prepared_statement_cache_size=abc
+        return sorted(url.query)
+    arguments.pop("prepared_statement_cache_size", None)  # the dialect's own
+    accepted = inspect.signature(asyncpg.connect).parameters
+    return sorted(name for name in arguments if name not in accepted)
+
+
+def configuration_error(exc: ValueError) -> str:
+    """What is wrong with the settings, naming each variable and its rule, never a value
+    (pydantic-settings' own SettingsError names the field and its source only)."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False, include_context=False):
+        rule = error["msg"].removeprefix("Value error, ")
+        variable = f"TRIPQUOTE_{str(error['loc'][0]).upper()}" if error["loc"] else ""
+        problems.append(rule if variable in rule else f"{variable}: {rule}")
+    return "; ".join(problems)

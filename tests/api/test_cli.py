@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
-import os
 import socket
-import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from sqlalchemy import insert
 
 from tests.api.test_lifecycle import quote_in
 from tests.conftest import World, cli_error
+from tests.test_config import run_cli
 from tripquote.db.tables import idempotency_keys
 from tripquote.quotes.lifecycle import QuoteStatus
 
@@ -73,10 +74,12 @@ async def test_idempotency_purge_removes_only_expired_keys(world: World, db_url:
 
 
 def test_a_database_it_cannot_reach_is_one_json_line_not_a_traceback() -> None:
-    url = "postgresql+asyncpg://postgres:hunter2@127.0.0.1:1/x"
     commands = [("db", "current"), ("db", "upgrade"), ("agencies", "create", "X")]
     commands += [("expire",), ("idempotency", "purge")]  # the cron jobs: the transaction runner
-    for command in commands:
+    commands += [("token", "--agent", "a1")]
+    closed_port = "postgresql+asyncpg://postgres:hunter2@127.0.0.1:1/x"
+    no_socket = "postgresql+asyncpg://postgres:hunter2@/x?host=/nonexistent/folder"
+    for url, command in itertools.product((closed_port, no_socket), commands):
         line = cli_error(url, *command)
         assert line["event"] == "database_unavailable", command
         assert "hunter2" not in line["_stderr"]
@@ -84,26 +87,35 @@ def test_a_database_it_cannot_reach_is_one_json_line_not_a_traceback() -> None:
             json.loads(other)  # every line it wrote is one JSON object
 
 
-@pytest.mark.parametrize(
-    "url",
-    [
-        "sqlite+aiosqlite:///./tripquote.db",  # SQLite is gone: told so at start-up
-        "not a url",
-        "postgresql+asyncpg://postgres:hunter2@127.0.0.1:notaport/x",
-        "postgresql://postgres:hunter2@127.0.0.1/x",  # psycopg2's scheme: not installed
-    ],
-)
-def test_a_database_url_it_cannot_use_is_a_configuration_error(url: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "tripquote.cli", "db", "current"],
-        env={**os.environ, "TRIPQUOTE_DATABASE_URL": url},
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    (line,) = done.stderr.strip().splitlines()
+UNUSABLE_URLS = {
+    "sqlite": "sqlite+aiosqlite:///./tripquote.db",  # SQLite is gone: told so at start-up
+    "garbage": "not a url",
+    "unknown-driver": "mysql+aiomysql://postgres:hunter2@127.0.0.1/x",
+    "psycopg2": "postgresql://postgres:hunter2@127.0.0.1/x",  # its driver is not installed
+    "port-not-a-number": "postgresql+asyncpg://postgres:hunter2@127.0.0.1:notaport/x",
+    "port-out-of-range": "postgresql+asyncpg://postgres:hunter2@127.0.0.1:99999/x",
+    "unknown-query": "postgresql+asyncpg://postgres:hunter2@127.0.0.1/x?sslmode=require",
+    "unreadable-query": (
+        "postgresql+asyncpg://postgres:hunter2@127.0.0.1/x?prepared_statement_cache_size=many"
+    ),
+}
+URL_COMMANDS = [
+    ("db", "current"), ("db", "upgrade"), ("serve",), ("expire",), ("token", "--agent", "a1"),
+    ("agents", "create", "--agency", "g1", "--email", "a@b.example"), ("idempotency", "purge"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("url", UNUSABLE_URLS.values(), ids=UNUSABLE_URLS.keys())
+@pytest.mark.parametrize("command", URL_COMMANDS, ids=" ".join)
+def test_a_database_url_it_cannot_use_is_a_configuration_error(
+    url: str, command: tuple[str, ...]
+) -> None:
+    status, output = run_cli(*command, env={"TRIPQUOTE_DATABASE_URL": url})
+    assert status == 2, output
+    (line,) = output.strip().splitlines()  # no traceback, nothing else
     event = json.loads(line)
     assert event["event"] == "configuration_error"
-    assert "must be a PostgreSQL URL" in event["error"]
+    assert event["error"].startswith("TRIPQUOTE_DATABASE_URL")
     assert "hunter2" not in line
 
 
@@ -152,3 +164,18 @@ def test_a_database_that_never_answers_is_one_json_line_in_bounded_time(
     assert line["event"] == "database_unavailable"
     assert "did not answer in time" in line["error"]
     assert len(line["_stderr"].strip().splitlines()) == 1
+
+
+async def test_agents_create_refuses_an_email_taken_in_another_case(world: World) -> None:
+    agency = await world.agency()
+    local = f"casey.{uuid.uuid4().hex[:8]}"
+    env = {"TRIPQUOTE_DATABASE_URL": str(world.settings.database_url)}
+    create = ("agents", "create", "--agency", agency, "--json", "--email")
+    status, output = await asyncio.to_thread(run_cli, *create, f"{local}@demo.example", env=env)
+    assert status == 0, output
+    variant = f"{local.capitalize()}@Demo.Example"
+    status, output = await asyncio.to_thread(run_cli, *create, variant, env=env)
+    assert status == 1, output
+    (line,) = output.strip().splitlines()
+    assert json.loads(line)["event"] == "agent_refused"
+    assert await world.count("agents", "lower(email) = :e", e=f"{local}@demo.example") == 1

@@ -11,6 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import cli_error, make_settings
@@ -160,7 +161,9 @@ def test_upgrade_downgrade_upgrade_and_no_drift(empty_db: str) -> None:
     if postgres:
         assert _fillfactors(empty_db) == {"quotes": 80, "quote_items": 80}
         assert _money_types(empty_db) == {"numeric(18,4)"}
-    migrate.downgrade(settings, "-1")  # one step back (0005), then forward again
+    migrate.downgrade(settings, "-1")  # one step back (0006), then forward again
+    assert "tokens_valid_after" not in _columns(empty_db, "agents")
+    migrate.downgrade(settings, "-1")  # and 0005
     if postgres:
         assert _money_types(empty_db) == {"numeric(14,2)"}
     migrate.downgrade(settings, "-1")  # and 0004
@@ -181,3 +184,37 @@ def test_upgrade_downgrade_upgrade_and_no_drift(empty_db: str) -> None:
     tables, diff = _inspect(empty_db)
     assert expected <= tables
     assert diff == []
+
+
+def test_0006_refuses_agents_whose_emails_differ_by_case_then_makes_them_unique(
+    empty_db: str,
+) -> None:
+    settings = make_settings(empty_db)
+    migrate.upgrade(settings, "0005")
+    agent = (
+        "INSERT INTO agents (id, agency_id, email, name, role, active, created_at)"
+        " VALUES ('{id}', 'g1', '{email}', 'Casey', 'agent', true, now())"
+    )
+    _sql(
+        empty_db,
+        "INSERT INTO agencies (id, name, timezone, created_at) VALUES ('g1', 'G', 'UTC', now())",
+        agent.format(id="a1", email="casey@demo.example"),
+        agent.format(id="a2", email="Casey@Demo.Example"),
+        agent.format(id="a3", email="other@demo.example"),
+    )
+    refused = cli_error(empty_db, "db", "upgrade")
+    assert refused["event"] == "db_upgrade_refused"
+    assert "agents a1, a2" in refused["error"] and "a3" not in refused["error"]
+    assert "tokens_valid_after" not in _columns(empty_db, "agents")  # nothing changed
+
+    _sql(empty_db, "UPDATE agents SET email = 'casey.second@demo.example' WHERE id = 'a2'")
+    migrate.upgrade(settings)
+    assert "tokens_valid_after" in _columns(empty_db, "agents")
+    with pytest.raises(IntegrityError):
+        _sql(empty_db, agent.format(id="a4", email="CASEY@demo.example"))
+
+    migrate.downgrade(settings, "0005")
+    assert "tokens_valid_after" not in _columns(empty_db, "agents")
+    _sql(empty_db, agent.format(id="a4", email="CASEY@demo.example"))  # as before 0006
+    with pytest.raises(IntegrityError):  # the exact duplicate is still refused
+        _sql(empty_db, agent.format(id="a5", email="casey@demo.example"))

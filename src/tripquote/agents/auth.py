@@ -20,19 +20,29 @@ ISSUER = "tripquote"
 
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
-    """What a verified token says: the agent it names."""
+    """What a verified token says: the agent it names, when it was issued (epoch seconds)."""
 
     agent_id: str
+    issued_at: float
+
+
+def lifetime_allowed(settings: Settings, seconds: float) -> bool:
+    """True if a token may live ``seconds`` (``exp - iat``): at most TOKEN_MAX_TTL_SECONDS."""
+    return seconds <= settings.token_max_ttl_seconds
 
 
 def mint_token(settings: Settings, *, agent_id: str, ttl_seconds: int) -> str:
-    """A signed HS256 JWT naming ``agent_id`` (claim ``sub``), valid for ``ttl_seconds``."""
-    now = int(time.time())
+    """A signed HS256 JWT naming ``agent_id`` (claim ``sub``), valid for ``ttl_seconds``;
+    ValueError past ``lifetime_allowed``. ``iat`` keeps microseconds, so a revocation in the
+    same second as a mint tells them apart."""
+    if ttl_seconds < 1 or not lifetime_allowed(settings, ttl_seconds):
+        raise ValueError(f"a token lives 1 to {settings.token_max_ttl_seconds} seconds")
+    now = time.time()
     claims = {
         "sub": agent_id,
         "iss": ISSUER,
-        "iat": now,
-        "exp": now + ttl_seconds,
+        "iat": round(now, 6),
+        "exp": int(now) + ttl_seconds,
         "jti": uuid.uuid4().hex,
     }
     return jwt.encode(
@@ -81,7 +91,12 @@ def _verify(settings: Settings, token: str) -> tuple[TokenClaims, float]:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise AuthenticationFailed("The bearer token names no agent.")
-    return TokenClaims(agent_id=subject), float(claims["exp"])
+    issued_at, expires = float(claims["iat"]), float(claims["exp"])
+    if not lifetime_allowed(settings, expires - issued_at):
+        raise AuthenticationFailed(
+            "The bearer token lives longer than this service allows; ask for a new one."
+        )
+    return TokenClaims(agent_id=subject, issued_at=issued_at), expires
 
 
 def bearer_token(request: Request) -> str:
@@ -110,16 +125,25 @@ async def authenticate_admin(request: Request) -> Principal:
     async def load(conn: AsyncConnection) -> Principal | None:
         return await load_principal(conn, claims.agent_id)
 
-    principal = await runner.run(load, write=False)
-    if principal is None:
-        raise AgentNotFound()
+    principal = require_principal(await runner.run(load, write=False), claims=claims)
     if not principal.is_admin:
         raise AuthorizationFailed("This endpoint needs an agency admin.")
     return principal
 
 
-def require_principal(principal: Principal | None) -> Principal:
-    """``principal`` if the token's agent exists and is active, else AGENT_NOT_FOUND."""
+def require_principal(
+    principal: Principal | None, *, claims: TokenClaims | None = None
+) -> Principal:
+    """``principal`` if the token's agent exists and is active, else AGENT_NOT_FOUND; with the
+    token's ``claims``, AUTHENTICATION_FAILED if it was issued before the agent's tokens were
+    revoked (``tripquote token revoke``)."""
     if principal is None:
         raise AgentNotFound()
+    valid_after = principal.tokens_valid_after
+    if (
+        claims is not None
+        and valid_after is not None
+        and claims.issued_at < valid_after.timestamp()
+    ):
+        raise AuthenticationFailed("The bearer token was revoked; ask for a new one.")
     return principal

@@ -3,13 +3,13 @@ case in one transaction through the runner; a refusal is ``AgentRefused`` with i
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tripquote.agents import repository
 from tripquote.agents.auth import mint_token
 from tripquote.config import Settings
-from tripquote.db.tables import agents
 from tripquote.db.transaction import TransactionRunner
 
 
@@ -33,18 +33,20 @@ class AgentService:
         return await self.runner.run(work)
 
     async def create_agent(self, *, agency_id: str, email: str, name: str, role: str) -> str:
-        """A new active agent's id; AgentRefused when the agency does not exist or the
-        (normalized) e-mail is taken."""
+        """A new active agent's id; AgentRefused when the agency does not exist or another
+        agent has the e-mail in any case."""
 
         async def work(conn: AsyncConnection) -> str:
             if not await repository.agency_exists(conn, agency_id):
                 raise AgentRefused(f"no agency {agency_id}")
-            taken = (await conn.execute(select(agents.c.id).where(agents.c.email == email))).first()
-            if taken is not None:
-                raise AgentRefused(f"an agent with e-mail {email} exists already")
-            return await repository.insert_agent(
-                conn, agency_id=agency_id, email=email, name=name, role=role
-            )
+            try:
+                return await repository.insert_agent(
+                    conn, agency_id=agency_id, email=email, name=name, role=role
+                )
+            except repository.EmailTaken:
+                raise AgentRefused(
+                    f"an agent with e-mail {email} (in any case) exists already"
+                ) from None
 
         return await self.runner.run(work)
 
@@ -53,6 +55,16 @@ class AgentService:
 
         async def work(conn: AsyncConnection) -> bool:
             return await repository.set_agent_active(conn, agent_id, active=False)
+
+        if not await self.runner.run(work):
+            raise AgentRefused(f"no agent {agent_id}")
+
+    async def revoke_tokens(self, *, agent_id: str, now: datetime) -> None:
+        """Refuse every token of the agent minted before ``now`` (it stays active);
+        AgentRefused if there is no such agent."""
+
+        async def work(conn: AsyncConnection) -> bool:
+            return await repository.revoke_tokens(conn, agent_id, now=now)
 
         if not await self.runner.run(work):
             raise AgentRefused(f"no agent {agent_id}")

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
     true,
 )
 from sqlalchemy import Column as C
@@ -47,17 +48,20 @@ agents = Table(
     metadata,
     C("id", String(ID), primary_key=True),
     C("agency_id", String(ID), ForeignKey("agencies.id"), nullable=False, index=True),
-    C("email", String(320), nullable=False, unique=True),
+    C("email", String(320), nullable=False),  # unique whatever its case: uq_agents_email_lower
     C("name", String(200), nullable=False),
     C("role", String(16), nullable=False, server_default="agent"),
     C("active", Boolean(), nullable=False, server_default=true()),
     C("created_at", UTCDateTime(), nullable=False),
+    # Tokens issued (iat) before this instant are refused (tripquote token revoke); NULL: none.
+    C("tokens_valid_after", UTCDateTime(), nullable=True),
     # An upper bound of the agent's open quotes (DRAFT + unexpired SENT), kept under the
     # agent's row lock: raised by every create and reopen, never lowered by what closes a
     # quote, re-set to the exact count whenever it reaches the limit (quotes/store.py).
     C("open_quote_bound", Integer(), nullable=False, server_default="0"),
     CheckConstraint("role IN ('agent', 'admin')", name="role"),
 )
+Index("uq_agents_email_lower", func.lower(agents.c.email), unique=True)
 
 clients = Table(
     "clients",

@@ -192,7 +192,7 @@ def channels_from_settings(settings: Settings) -> list[Channel]:
         secret = settings.alert_webhook_secret
         found.append(
             WebhookChannel(
-                settings.alert_webhook_url,
+                settings.alert_webhook_url.get_secret_value(),
                 secret=secret.get_secret_value() if secret else None,
                 environment=settings.environment,
             )
