@@ -8,9 +8,14 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from tripquote.errors import AuthenticationFailed
+from tripquote.deps import AdminAgent
+from tripquote.errors import (
+    AgentNotFound,
+    AuthenticationFailed,
+    AuthorizationFailed,
+)
 from tripquote.observability.metrics import render_metrics
-from tripquote.openapi import ERROR_RESPONSES
+from tripquote.openapi import DATABASE, responses
 
 if TYPE_CHECKING:
     from tripquote.observability.operations import Observer
@@ -42,10 +47,14 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(content=body, media_type=content_type)
 
 
-@router.get("/api/ops/summary", tags=["ops"], responses=ERROR_RESPONSES)
-async def ops_summary(request: Request) -> dict[str, Any]:
+@router.get(
+    "/api/ops/summary",
+    tags=["ops"],
+    responses=responses(
+        None,
+        errors=(AuthenticationFailed, AgentNotFound, AuthorizationFailed, *DATABASE),
+    ),
+)
+async def ops_summary(request: Request, admin: AdminAgent) -> dict[str, Any]:
     """Save latency (avg/P95/P99 ms) and error, conflict and rollback rates of this process."""
-    from tripquote.agents.auth import authenticate_admin  # lazy: keeps app imports acyclic
-
-    await authenticate_admin(request)
     return _observer(request).summary()
