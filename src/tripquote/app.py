@@ -45,7 +45,8 @@ from tripquote.rendering import error_response
 from tripquote.routing import validation_failed
 from tripquote.runtime import tune_gc
 
-ROUTERS = (health_router, quotes_router, clients_router, observability_router)
+ROUTERS = (quotes_router, clients_router, health_router, observability_router)
+"""In matching order: the quote routes, the most requested, first."""
 
 
 def allowed_methods(app: FastAPI, scope: Scope) -> str:

@@ -14,8 +14,6 @@ from starlette.responses import Response
 from tripquote.db.transaction import UnitConnection
 from tripquote.deps import (
     CurrentAgent,
-    Idempotency,
-    IdempotencyKey,
     IfMatch,
     QuoteBody,
     QuoteId,
@@ -24,6 +22,7 @@ from tripquote.deps import (
     VersionBodyDep,
     WritingAgent,
     etag,
+    idempotency_key_header,
 )
 from tripquote.errors import (
     QUERY_INVALID,
@@ -48,8 +47,10 @@ from tripquote.errors import (
 from tripquote.http import Services, json_response
 from tripquote.idempotency import (
     Claim,
+    IdempotencyStore,
     StoredResponse,
     complete,
+    parse_key,
     request_fingerprint,
 )
 from tripquote.observability.context import get_correlation_id
@@ -138,19 +139,22 @@ def _to_response(stored: StoredResponse, *, replayed: bool = False) -> Response:
 async def _idempotent_save(
     request: Request,
     *,
-    key: IdempotencyKey | None,
+    idempotency_key: str | None,
     agent_id: str,
     body: Any,
     status: int,
     save: Callable[[OnSaved | None], Awaitable[Saved]],
 ) -> Response:
-    """Run ``save`` under the request's Idempotency-Key, if it has one."""
+    """Run ``save`` under the request's Idempotency-Key, if it has one (QUOTE_VALIDATION_FAILED
+    if it is not 1-255 visible ASCII characters)."""
+    key = parse_key(idempotency_key)
     if key is None:
         return _to_response(saved_response(await save(None), status=status))
     fingerprint = request_fingerprint(
         request.method, request.url.path, body, if_match=request.headers.get("if-match")
     )
-    claimed = await key.store.claim(agent_id=agent_id, key=key.key, fingerprint=fingerprint)
+    keys: IdempotencyStore = request.app.state.idempotency
+    claimed = await keys.claim(agent_id=agent_id, key=key, fingerprint=fingerprint)
     if isinstance(claimed, StoredResponse):
         return _to_response(claimed, replayed=True)
     claim: Claim = claimed
@@ -161,7 +165,7 @@ async def _idempotent_save(
     try:
         saved = await save(store)
     except BaseException:
-        await key.store.release(claim)
+        await keys.release(claim)
         raise
     return _to_response(saved_response(saved, status=status))
 
@@ -179,8 +183,8 @@ async def create_quote(
     request: Request,
     agent_id: WritingAgent,
     body: QuoteBody,
-    key: Idempotency,
     svc: QuoteServices,
+    idempotency_key: str = idempotency_key_header(),
 ) -> Response:
     """Create a quote (DRAFT, version 1); 201 ``{success, quoteId, version, savedAt, quote}``.
     Honours ``Idempotency-Key``."""
@@ -199,7 +203,12 @@ async def create_quote(
         return saved
 
     return await _idempotent_save(
-        request, key=key, agent_id=agent_id, body=body, status=201, save=save
+        request,
+        idempotency_key=idempotency_key,
+        agent_id=agent_id,
+        body=body,
+        status=201,
+        save=save,
     )
 
 
@@ -302,7 +311,7 @@ async def _transition(
     agent_id: str,
     if_match: int | None,
     body: Any,
-    key: IdempotencyKey | None,
+    idempotency_key: str | None,
     svc: Services,
 ) -> Response:
     async def save(on_saved: OnSaved | None) -> Saved:
@@ -318,7 +327,12 @@ async def _transition(
         )
 
     return await _idempotent_save(
-        request, key=key, agent_id=agent_id, body=body, status=200, save=save
+        request,
+        idempotency_key=idempotency_key,
+        agent_id=agent_id,
+        body=body,
+        status=200,
+        save=save,
     )
 
 
@@ -332,8 +346,8 @@ async def delete_quote(
     agent_id: WritingAgent,
     if_match: IfMatch,
     body: VersionBodyDep,
-    key: Idempotency,
     svc: QuoteServices,
+    idempotency_key: str = idempotency_key_header(),
 ) -> Response:
     """Soft delete: DRAFT or REJECTED → CANCELLED (version in body or If-Match)."""
     return await _transition(
@@ -343,7 +357,7 @@ async def delete_quote(
         agent_id=agent_id,
         if_match=if_match,
         body=body,
-        key=key,
+        idempotency_key=idempotency_key,
         svc=svc,
     )
 
@@ -355,8 +369,8 @@ async def send_quote(
     agent_id: WritingAgent,
     if_match: IfMatch,
     body: VersionBodyDep,
-    key: Idempotency,
     svc: QuoteServices,
+    idempotency_key: str = idempotency_key_header(),
 ) -> Response:
     """DRAFT → SENT; sets ``sentAt`` and ``expiresAt`` (end of the last valid day, agency zone)."""
     return await _transition(
@@ -366,7 +380,7 @@ async def send_quote(
         agent_id=agent_id,
         if_match=if_match,
         body=body,
-        key=key,
+        idempotency_key=idempotency_key,
         svc=svc,
     )
 
@@ -378,8 +392,8 @@ async def accept_quote(
     agent_id: WritingAgent,
     if_match: IfMatch,
     body: VersionBodyDep,
-    key: Idempotency,
     svc: QuoteServices,
+    idempotency_key: str = idempotency_key_header(),
 ) -> Response:
     """Record the client's acceptance: SENT → ACCEPTED (an expired quote cannot be accepted)."""
     return await _transition(
@@ -389,7 +403,7 @@ async def accept_quote(
         agent_id=agent_id,
         if_match=if_match,
         body=body,
-        key=key,
+        idempotency_key=idempotency_key,
         svc=svc,
     )
 
@@ -401,8 +415,8 @@ async def reject_quote(
     agent_id: WritingAgent,
     if_match: IfMatch,
     body: VersionBodyDep,
-    key: Idempotency,
     svc: QuoteServices,
+    idempotency_key: str = idempotency_key_header(),
 ) -> Response:
     """Record the client's rejection: SENT → REJECTED (it may then be revised as a DRAFT)."""
     return await _transition(
@@ -412,7 +426,7 @@ async def reject_quote(
         agent_id=agent_id,
         if_match=if_match,
         body=body,
-        key=key,
+        idempotency_key=idempotency_key,
         svc=svc,
     )
 
