@@ -143,10 +143,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return render(request, validation_failed(exc))
 
     def openapi() -> dict[str, Any]:
-        """FastAPI's document, completed (``openapi.complete``)."""
-        if app.openapi_schema is None:
-            complete(FastAPI.openapi(app), routes=[r for rt in ROUTERS for r in rt.routes])
-        return app.openapi_schema  # type: ignore[return-value]  # FastAPI.openapi cached it
+        """FastAPI's document (built once, then cached by FastAPI), completed once."""
+        built = app.openapi_schema is not None
+        document = FastAPI.openapi(app)
+        if not built:
+            complete(document, routes=[route for router in ROUTERS for route in router.routes])
+        return document
 
     app.openapi = openapi  # type: ignore[method-assign]
 

@@ -153,7 +153,7 @@ ClientBody = Annotated[Any, Depends(JsonBody(ClientIn))]
 def idempotency_key_header() -> Any:
     """The ``Idempotency-Key`` header parameter of a route that honours it: documented here,
     read by ``parse_key`` in the route (after the body, as the key's refusal comes after the
-    body's)."""
+    body's). Declared ``str`` (None when absent) so the document says string, not null."""
     return Header(
         None,
         alias="Idempotency-Key",
