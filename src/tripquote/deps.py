@@ -47,7 +47,7 @@ CurrentAgent = Annotated[str, Depends(authenticate_agent)]
 async def count_write(request: Request) -> str:
     """The authenticated agent, this write counted against its rate limit; AUTHENTICATION_FAILED,
     RATE_LIMIT_EXCEEDED. (Authenticates itself rather than through ``CurrentAgent``: a
-    sub-dependency costs a solve per request even when cached; a verified token is cached.)"""
+    sub-dependency costs a solve per request even when cached, a verified token is cached.)"""
     agent_id = await authenticate_agent(request)
     await request.app.state.limiter.check(agent_id)
     return agent_id
@@ -59,9 +59,11 @@ AdminAgent = Annotated[Principal, Depends(authenticate_admin)]
 """The calling agency admin; AUTHENTICATION_FAILED, AGENT_NOT_FOUND or AUTHORIZATION_FAILED."""
 
 
-async def quote_in_path(quote_id: str, agent_id: CurrentAgent) -> str:
+async def quote_in_path(request: Request, quote_id: str) -> str:
     """The path's quote id, read once the caller is authenticated (an anonymous caller learns
-    nothing about ids); QUOTE_NOT_FOUND when no quote can have it."""
+    nothing about ids): AUTHENTICATION_FAILED, then QUOTE_NOT_FOUND when no quote can have it.
+    (Authenticates itself, like ``count_write``: no sub-dependency to solve.)"""
+    await authenticate_agent(request)
     return path_id(quote_id, QuoteNotFound)
 
 
