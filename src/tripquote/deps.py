@@ -32,8 +32,8 @@ from tripquote.validation import path_id
 
 
 async def authenticate_agent(request: Request) -> str:
-    """The agent named by the request's bearer token (no database access: the agent is checked
-    in the use case's own transaction); AUTHENTICATION_FAILED."""
+    """The agent the bearer token names, noted on the operation; AUTHENTICATION_FAILED."""
+    # No database access: the agent is checked in the use case's own transaction.
     agent_id = authenticate(request).agent_id
     tracked = current_operation()
     if tracked is not None:
@@ -45,9 +45,9 @@ CurrentAgent = Annotated[str, Depends(authenticate_agent)]
 
 
 async def count_write(request: Request) -> str:
-    """The authenticated agent, this write counted against its rate limit; AUTHENTICATION_FAILED,
-    RATE_LIMIT_EXCEEDED. (Authenticates itself rather than through ``CurrentAgent``: a
-    sub-dependency costs a solve per request even when cached, a verified token is cached.)"""
+    """The authenticated agent, this write counted; AUTHENTICATION_FAILED, RATE_LIMIT_EXCEEDED."""
+    # Authenticates itself rather than through CurrentAgent: a sub-dependency costs a solve per
+    # request even when cached, while a verified token is cached.
     agent_id = await authenticate_agent(request)
     await request.app.state.limiter.check(agent_id)
     return agent_id
@@ -60,9 +60,8 @@ AdminAgent = Annotated[Principal, Depends(authenticate_admin)]
 
 
 async def quote_in_path(request: Request, quote_id: str) -> str:
-    """The path's quote id, read once the caller is authenticated (an anonymous caller learns
-    nothing about ids): AUTHENTICATION_FAILED, then QUOTE_NOT_FOUND when no quote can have it.
-    (Authenticates itself, like ``count_write``: no sub-dependency to solve.)"""
+    """The path's quote id; AUTHENTICATION_FAILED, then QUOTE_NOT_FOUND if none can have it."""
+    # An anonymous caller learns nothing about ids. Authenticates itself, like count_write.
     await authenticate_agent(request)
     return path_id(quote_id, QuoteNotFound)
 
@@ -79,8 +78,7 @@ def etag(version: int) -> str:
 
 
 def parse_if_match(value: str | None) -> int | None:
-    """The version named by an ``If-Match`` header (one strong ETag, RFC 9110 §13.1.1);
-    None when absent; QUOTE_VALIDATION_FAILED at ``If-Match`` when it names no version."""
+    """The version one strong ETag names (RFC 9110 §13.1.1); None if absent; 400 at If-Match."""
     if value is None:
         return None
     match = _STRONG_ETAG.match(value.strip())
@@ -153,9 +151,9 @@ ClientBody = Annotated[Any, Depends(JsonBody(ClientIn))]
 
 
 def idempotency_key_header() -> Any:
-    """The ``Idempotency-Key`` header parameter of a route that honours it: documented here,
-    read by ``parse_key`` in the route (after the body, as the key's refusal comes after the
-    body's). Declared ``str`` (None when absent) so the document says string, not null."""
+    """The ``Idempotency-Key`` header parameter of a route that honours it (None when absent)."""
+    # Read by parse_key in the route, after the body (the key's refusal comes after the body's);
+    # declared `str` so the document says string, not string-or-null.
     return Header(
         None,
         alias="Idempotency-Key",

@@ -281,9 +281,9 @@ def responses(
     headers: Headers | None = None,
     errors: Iterable[Raised],
 ) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route: its success (``model``, else the return annotation's;
-    ``headers``) and each status of the ``errors`` it raises, naming their codes and the headers
-    that come with them."""
+    """``responses=``: the success (``model``, ``headers``) and each error status, codes named."""
+    # model None: the success schema is the return annotation's. Each error status names its
+    # codes and the headers they come with (Retry-After required when every code sends it).
     by_status: dict[int, list[type[TripquoteError]]] = {}
     for raised in errors:
         cls, code_status = raised if isinstance(raised, tuple) else (raised, raised.http_status)
@@ -323,9 +323,9 @@ _FRAMEWORK_422 = {"$ref": "#/components/schemas/HTTPValidationError"}
 
 
 def complete(document: dict[str, Any], *, routes: Iterable[object]) -> None:
-    """Complete FastAPI's ``document``: the models the request bodies refer to (each route's
-    ``body_schemas``), the bearer scheme on ``/api/`` operations, and without the 422 FastAPI
-    documents for every route with parameters: a refused parameter is our 400 envelope."""
+    """Add the request bodies' models and the bearer scheme; drop FastAPI's 422 (ours is 400)."""
+    # The models come from each route's body_schemas (routing.TrackedRoute); FastAPI documents a
+    # 422 for every route with parameters, but a refused parameter is our 400 envelope.
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     for route in routes:

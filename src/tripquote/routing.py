@@ -35,8 +35,7 @@ def operation(name: str) -> dict[str, Any]:
 
 
 def validation_failed(exc: RequestValidationError) -> QuoteValidationFailed:
-    """FastAPI's refusal of a path or query parameter as QUOTE_VALIDATION_FAILED, every failing
-    parameter in ``details.errors``."""
+    """FastAPI's refusal of path or query parameters as QUOTE_VALIDATION_FAILED, each listed."""
     errors: list[dict[str, Any]] = []
     in_query = True
     for err in exc.errors():
