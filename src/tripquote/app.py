@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from tripquote import __version__
 from tripquote.clients.routes import router as clients_router
@@ -21,7 +21,6 @@ from tripquote.config import Settings
 from tripquote.db.engine import create_engine, warm_pool
 from tripquote.db.transaction import TransactionRunner
 from tripquote.errors import (
-    QUERY_INVALID,
     InternalError,
     MethodNotAllowed,
     NotFound,
@@ -30,45 +29,25 @@ from tripquote.errors import (
     TripquoteError,
 )
 from tripquote.health import router as health_router
-from tripquote.http import Services
 from tripquote.idempotency import IdempotencyStore
-from tripquote.middleware import BodyLimitMiddleware, CatchAllMiddleware, head_as_get
+from tripquote.middleware import BodyLimitMiddleware, CatchAllMiddleware, HeadMiddleware
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.correlation import CorrelationMiddleware
 from tripquote.observability.logging import configure_logging, flush_logs
 from tripquote.observability.operations import Observer
 from tripquote.observability.routes import router as observability_router
-from tripquote.quotes.dispatch import ROUTE, QuoteDispatch, match
-from tripquote.quotes.routes import REQUEST_SCHEMAS
+from tripquote.openapi import complete
 from tripquote.quotes.routes import router as quotes_router
 from tripquote.quotes.rules import Limits
 from tripquote.quotes.service import QuoteService
 from tripquote.quotes.store import QuoteStore, prepare_statements
 from tripquote.ratelimit import WriteRateLimiter
 from tripquote.rendering import error_response
+from tripquote.routing import validation_failed
 from tripquote.runtime import tune_gc
-from tripquote.validation import json_path
 
-
-class TripquoteAPI(FastAPI):
-    """FastAPI, except that the quote routes (``quotes/dispatch.py``) skip the framework's
-    per-request layers: they go through the app's own middleware straight to their endpoint.
-    Everything else, the lifespan included, is FastAPI's."""
-
-    quote_stack: ASGIApp | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """ASGI entry point."""
-        if scope["type"] == "http" and scope["method"] == "HEAD":
-            scope, send = head_as_get(scope, send)
-        if self.quote_stack is not None and scope["type"] == "http":
-            found = match(scope["method"], scope["path"])
-            if found is not None:
-                scope["app"] = self  # what Starlette sets: ``request.app`` for the endpoints
-                scope[ROUTE] = found
-                await self.quote_stack(scope, receive, send)
-                return
-        await super().__call__(scope, receive, send)
+ROUTERS = (quotes_router, clients_router, health_router, observability_router)
+"""In matching order: the quote routes, the most requested, first."""
 
 
 def allowed_methods(app: FastAPI, scope: Scope) -> str:
@@ -90,7 +69,7 @@ def allowed_methods(app: FastAPI, scope: Scope) -> str:
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
-def create_app(settings: Settings | None = None) -> TripquoteAPI:
+def create_app(settings: Settings | None = None) -> FastAPI:
     """The ASGI app for ``settings`` (read from the environment when None)."""
     settings = settings or Settings()
     configure_logging(settings)
@@ -102,16 +81,11 @@ def create_app(settings: Settings | None = None) -> TripquoteAPI:
         runner = TransactionRunner(engine=engine, settings=settings, observer=observer)
         app.state.engine = engine
         app.state.runner = runner
-        app.state.services = Services(
-            settings=settings,
+        app.state.limiter = WriteRateLimiter(settings)
+        app.state.idempotency = IdempotencyStore(
             runner=runner,
-            observer=observer,
-            limiter=WriteRateLimiter(settings),
-            idempotency=IdempotencyStore(
-                runner=runner,
-                ttl=timedelta(hours=settings.idempotency_ttl_hours),
-                abandon_after=timedelta(seconds=3 * settings.tx_timeout_seconds),
-            ),
+            ttl=timedelta(hours=settings.idempotency_ttl_hours),
+            abandon_after=timedelta(seconds=3 * settings.tx_timeout_seconds),
         )
         app.state.quotes = QuoteService(
             store=QuoteStore(runner, open_limit=settings.max_open_quotes_per_agent),
@@ -127,7 +101,7 @@ def create_app(settings: Settings | None = None) -> TripquoteAPI:
             await engine.dispose()
             flush_logs()
 
-    app = TripquoteAPI(
+    app = FastAPI(
         title="tripquote",
         version=__version__,
         description="Travel quotes saved completely and exactly once, or refused precisely.",
@@ -166,31 +140,14 @@ def create_app(settings: Settings | None = None) -> TripquoteAPI:
 
     async def on_request_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        errors: list[dict[str, Any]] = []
-        in_query = True
-        for err in exc.errors():
-            in_query = in_query and err.get("loc", ("body",))[0] == "query"
-            loc = [p for p in err.get("loc", ()) if p not in ("query", "path", "header", "body")]
-            errors.append(
-                {"path": json_path(loc), "code": err.get("type", "invalid"), "message": err["msg"]}
-            )
-        message = QUERY_INVALID if in_query and errors else None
-        return render(request, QuoteValidationFailed(message, details={"errors": errors}))
+        return render(request, validation_failed(exc))
 
     def openapi() -> dict[str, Any]:
-        """FastAPI's document, plus the request-body models and the bearer scheme."""
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        document = FastAPI.openapi(app)  # builds and caches app.openapi_schema
-        components = document.setdefault("components", {})
-        components.setdefault("schemas", {}).update(REQUEST_SCHEMAS)
-        components["securitySchemes"] = {
-            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-        }
-        for path, operations in document["paths"].items():
-            if path.startswith("/api/"):
-                for operation in operations.values():
-                    operation["security"] = [{"bearerAuth": []}]
+        """FastAPI's document (built once, then cached by FastAPI), completed once."""
+        built = app.openapi_schema is not None
+        document = FastAPI.openapi(app)
+        if not built:
+            complete(document, routes=[route for router in ROUTERS for route in router.routes])
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -199,26 +156,14 @@ def create_app(settings: Settings | None = None) -> TripquoteAPI:
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_request_validation)
 
-    app.include_router(health_router)
-    app.include_router(quotes_router)
-    app.include_router(clients_router)
-    app.include_router(observability_router)
+    for router in ROUTERS:
+        app.include_router(router)
 
-    # Outermost last: correlation ID first, then the catch-all, then the body limit.
+    # Outermost last: HEAD as GET, the correlation ID, the catch-all, then the body limit.
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=observer.error_rendered
     )
     app.add_middleware(CatchAllMiddleware, on_error=observer.error_rendered)
     app.add_middleware(CorrelationMiddleware)
-    # The quote routes: the same three, then their endpoint (no framework layer between).
-    app.quote_stack = CorrelationMiddleware(
-        CatchAllMiddleware(
-            BodyLimitMiddleware(
-                QuoteDispatch(render=render),
-                max_bytes=settings.max_body_bytes,
-                on_error=observer.error_rendered,
-            ),
-            on_error=observer.error_rendered,
-        )
-    )
+    app.add_middleware(HeadMiddleware)
     return app

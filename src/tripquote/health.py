@@ -16,14 +16,14 @@ from tripquote.db import migrate
 from tripquote.db.errors import sqlstate_of
 from tripquote.errors import ServiceNotReady
 from tripquote.http import json_response
-from tripquote.openapi import ERROR_RESPONSES, HealthOut
+from tripquote.openapi import HealthOut, responses
 
 router = APIRouter(prefix="/health", tags=["health"])
 
 _READY_TIMEOUT_SECONDS = 2.0
 
 
-@router.get("/live", responses={200: {"model": HealthOut}})
+@router.get("/live", responses=responses(HealthOut, errors=()))
 async def live() -> Response:
     """200 while the process serves requests."""
     return json_response({"status": "live"})
@@ -38,7 +38,7 @@ def _consume(task: asyncio.Task[str | None]) -> None:
         task.exception()
 
 
-@router.get("/ready", responses={200: {"model": HealthOut}, 503: ERROR_RESPONSES[503]})
+@router.get("/ready", responses=responses(HealthOut, errors=(ServiceNotReady,)))
 async def ready(request: Request) -> Response:
     """200 when the database answers within 2 s and is migrated to this release's newest
     revision (or one this release does not know: a newer schema kept after a code rollback,

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: the request body size limit and the last-resort error envelope."""
+"""Pure ASGI middleware: HEAD as GET, the request body size limit and the last-resort error
+envelope."""
 
 from __future__ import annotations
 
@@ -18,19 +19,28 @@ HEAD_AS_GET = "tripquote.head_as_get"
 """Scope key set on a HEAD request answered as its GET (the access line still says HEAD)."""
 
 
-def head_as_get(scope: Scope, send: Send) -> tuple[Scope, Send]:
-    """A HEAD request as its GET, and a ``send`` that keeps the GET's status and header
-    fields (``Content-Length`` and ``ETag`` included) but drops its content: RFC 9110 §9.3.2.
+class HeadMiddleware:
+    """Answer a HEAD request as its GET, with the GET's status and header fields
+    (``Content-Length`` and ``ETag`` included) but no content: RFC 9110 §9.3.2.
 
-    Every route that answers GET thus answers HEAD; a path without GET keeps its 404 or 405.
+    Every route that answers GET thus answers HEAD; a path without GET keeps its 404 or 405
+    (whose ``Allow`` names HEAD wherever GET is). Outermost, so the access line says HEAD.
     """
 
-    async def send_without_content(message: Message) -> None:
-        if message["type"] == "http.response.body":
-            message = {**message, "body": b""}
-        await send(message)
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
-    return {**scope, "method": "GET", HEAD_AS_GET: True}, send_without_content
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_without_content(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET", HEAD_AS_GET: True}, receive, send_without_content)
 
 
 class BodyLimitMiddleware:

@@ -1,13 +1,28 @@
-"""Response shapes, for the OpenAPI document only: the routes render JSON themselves (orjson,
-amounts as strings) and these models describe exactly what they send."""
+"""Shapes for the OpenAPI document only: the routes render JSON themselves (orjson, amounts as
+strings) and these models describe exactly what they send; ``responses`` documents a route's
+success, the errors it really raises and the headers that come with each."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from tripquote.errors import ERROR_CLASSES
+from tripquote.errors import (
+    ERROR_CLASSES,
+    AuthenticationFailed,
+    DatabaseTimeout,
+    DatabaseTransactionAborted,
+    InternalError,
+    PayloadTooLarge,
+    QuotePersistenceFailed,
+    QuoteValidationFailed,
+    RateLimitExceeded,
+    TripquoteError,
+    UnsupportedMediaType,
+)
+from tripquote.quotes.schemas import QuoteIn
 
 
 class FieldErrorOut(BaseModel):
@@ -163,17 +178,170 @@ class ClientListEnvelope(BaseModel):
     nextCursor: str | None
 
 
-_ERROR_STATUSES = (400, 401, 403, 404, 405, 409, 412, 413, 415, 422, 429, 500, 503)
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorEnvelope, "description": "Error envelope (see docs/errors.md)."}
-    for status in _ERROR_STATUSES
+def _patch_schema(schema: dict[str, Any]) -> None:
+    schema.pop("required", None)  # any subset of the fields
+    schema["properties"]["version"] = {  # absent, not null: If-Match may name it instead
+        "type": "integer",
+        "minimum": 1,
+        "description": "The version edited.",
+    }
+    schema["examples"] = [{"version": 1, "travelers": 3}]
+
+
+class QuotePatch(QuoteIn):
+    """A PATCH body: any of a quote's fields, and the version edited unless If-Match names it."""
+
+    model_config = ConfigDict(title="QuotePatch", json_schema_extra=_patch_schema)
+
+    version: int | None = Field(default=None, ge=1, description="The version edited.")
+
+
+class VersionBody(BaseModel):
+    """A transition's optional body: the version acted on (or send If-Match)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1)
+
+
+Headers = dict[str, dict[str, Any]]
+
+CORRELATION_ID: Headers = {
+    "X-Correlation-ID": {
+        "description": "The request's correlation ID: the client's, if well-formed, or REQ-...",
+        "required": True,
+        "schema": {"type": "string"},
+    }
 }
-"""Every route may answer with the envelope at these statuses."""
+ETAG: Headers = {
+    "ETag": {
+        "description": 'The quote version\'s strong ETag, e.g. "5"; send it as If-Match.',
+        "required": True,
+        "schema": {"type": "string", "pattern": '^"[1-9][0-9]*"$'},
+    }
+}
+LOCATION: Headers = {
+    "Location": {
+        "description": "The new quote's URL.",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+REPLAYED: Headers = {
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the stored response of an earlier request with the "
+        "same Idempotency-Key and body.",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
+_RETRY_AFTER = {
+    "description": "Seconds to wait before retrying (RFC 9110 §10.2.3).",
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
+_RATE_LIMIT: Headers = {
+    "RateLimit-Policy": {
+        "description": "The limit and its window, e.g. `120;w=60` (IETF RateLimit headers).",
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": "e.g. `limit=120, remaining=0, reset=17`.",
+        "schema": {"type": "string"},
+    },
+}
+_WWW_AUTHENTICATE: Headers = {
+    "WWW-Authenticate": {
+        "description": 'Bearer realm="tripquote" (RFC 6750 §3).',
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+
+DATABASE: tuple[type[TripquoteError], ...] = (
+    QuotePersistenceFailed,
+    DatabaseTimeout,
+    DatabaseTransactionAborted,
+    InternalError,
+)
+"""What any route that reaches the database may answer (and INTERNAL_ERROR: a bug)."""
+BODY: tuple[type[TripquoteError], ...] = (
+    QuoteValidationFailed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+"""What any route that reads a JSON body may answer."""
+
+Raised = type[TripquoteError] | tuple[type[TripquoteError], int]
+"""An error class, or an error class and the status it comes with here (a stale If-Match: 412)."""
 
 
-def ok(model: type[BaseModel], status: int = 200) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route: its success model plus every error status."""
-    return {status: {"model": model}, **ERROR_RESPONSES}
+def responses(
+    model: type[BaseModel] | None,
+    status: int = 200,
+    *,
+    headers: Headers | None = None,
+    errors: Iterable[Raised],
+) -> dict[int | str, dict[str, Any]]:
+    """``responses=``: the success (``model``, ``headers``) and each error status, codes named."""
+    # model None: the success schema is the return annotation's. Each error status names its
+    # codes and the headers they come with (Retry-After required when every code sends it).
+    by_status: dict[int, list[type[TripquoteError]]] = {}
+    for raised in errors:
+        cls, code_status = raised if isinstance(raised, tuple) else (raised, raised.http_status)
+        by_status.setdefault(code_status, []).append(cls)
+    success: dict[str, Any] = {
+        "description": "Success.",
+        "headers": {**(headers or {}), **CORRELATION_ID},
+    }
+    if model is not None:
+        success["model"] = model
+    documented: dict[int | str, dict[str, Any]] = {status: success}
+    for code_status, classes in sorted(by_status.items()):
+        codes = ", ".join(f"`{cls.code}`" for cls in dict.fromkeys(classes))
+        documented[code_status] = {
+            "model": ErrorEnvelope,
+            "description": f"The error envelope: {codes} (see docs/errors.md).",
+            "headers": {**_error_headers(classes), **CORRELATION_ID},
+        }
+    return documented
+
+
+def _error_headers(classes: list[type[TripquoteError]]) -> Headers:
+    headers: Headers = {}
+    retry_after = [
+        cls.retry_after_seconds is not None or cls is RateLimitExceeded for cls in classes
+    ]
+    if any(retry_after):
+        headers["Retry-After"] = {**_RETRY_AFTER, "required": all(retry_after)}
+    if RateLimitExceeded in classes:
+        headers.update(_RATE_LIMIT)
+    if AuthenticationFailed in classes:
+        headers.update(_WWW_AUTHENTICATE)
+    return headers
+
+
+_FRAMEWORK_422 = {"$ref": "#/components/schemas/HTTPValidationError"}
+
+
+def complete(document: dict[str, Any], *, routes: Iterable[object]) -> None:
+    """Add the request bodies' models and the bearer scheme; drop FastAPI's 422 (ours is 400)."""
+    # The models come from each route's body_schemas (routing.TrackedRoute); FastAPI documents a
+    # 422 for every route with parameters, but a refused parameter is our 400 envelope.
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for route in routes:
+        schemas.update(getattr(route, "body_schemas", {}))
+    components["securitySchemes"] = {
+        "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    }
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            framework = operation["responses"].get("422", {}).get("content", {})
+            if framework.get("application/json", {}).get("schema") == _FRAMEWORK_422:
+                del operation["responses"]["422"]
+            if path.startswith("/api/"):
+                operation["security"] = [{"bearerAuth": []}]
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
 
 
 class HealthOut(BaseModel):

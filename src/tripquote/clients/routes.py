@@ -8,22 +8,32 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
-from starlette.requests import Request
 from starlette.responses import Response
 
 from tripquote.agents.access import check_access
-from tripquote.agents.auth import authenticate, require_principal
+from tripquote.agents.auth import require_principal
 from tripquote.agents.repository import load_principal
 from tripquote.clients import repository
 from tripquote.clients.schemas import ClientIn
-from tripquote.errors import ClientNotFound, QuoteValidationFailed
-from tripquote.http import json_response, read_json, services
-from tripquote.openapi import ClientEnvelope, ClientListEnvelope, ok
+from tripquote.deps import ClientBody, CurrentAgent, Runner, WritingAgent
+from tripquote.errors import (
+    AgentNotFound,
+    AuthenticationFailed,
+    AuthorizationFailed,
+    ClientNotFound,
+    QuoteValidationFailed,
+    RateLimitExceeded,
+)
+from tripquote.http import json_response
+from tripquote.openapi import BODY, DATABASE, ClientEnvelope, ClientListEnvelope, responses
 from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
 from tripquote.quotes.serialize import fmt_instant
+from tripquote.routing import TrackedRoute, operation
 from tripquote.validation import field_errors, path_id
 
-router = APIRouter(prefix="/api/agents/clients", tags=["clients"])
+router = APIRouter(prefix="/api/agents/clients", tags=["clients"], route_class=TrackedRoute)
+
+_AUTH = (AuthenticationFailed, AgentNotFound)
 
 
 def client_to_api(row: Any) -> dict[str, Any]:
@@ -41,103 +51,94 @@ def client_to_api(row: Any) -> dict[str, Any]:
 @router.post(
     "",
     status_code=201,
-    responses=ok(ClientEnvelope, 201),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": ClientIn.model_json_schema()}},
-        }
-    },
+    openapi_extra=operation("client.create"),
+    responses=responses(ClientEnvelope, 201, errors=(*_AUTH, *BODY, RateLimitExceeded, *DATABASE)),
 )
-async def create_client(request: Request) -> Response:
+async def create_client(agent_id: WritingAgent, body: ClientBody, runner: Runner) -> Response:
     """Create a client owned by the calling agent; 201 ``{success, clientId, client}``."""
-    svc = services(request)
-    async with svc.observer.track("client.create") as op:
-        claims = authenticate(request)
-        op.agent_id = claims.agent_id
-        await svc.limiter.check(claims.agent_id)
-        body = await read_json(request)
-        try:
-            client_in = ClientIn.model_validate(body)
-        except ValidationError as exc:
-            raise QuoteValidationFailed(
-                "The client is invalid.", details={"errors": field_errors(exc)}
-            ) from None
+    try:
+        client_in = ClientIn.model_validate(body)
+    except ValidationError as exc:
+        raise QuoteValidationFailed(
+            "The client is invalid.", details={"errors": field_errors(exc)}
+        ) from None
 
-        async def work(conn: AsyncConnection) -> dict[str, Any]:
-            principal = require_principal(await load_principal(conn, claims.agent_id))
-            return await repository.insert_client(
-                conn,
-                principal=principal,
-                name=client_in.name,
-                email=client_in.email,
-                phone=client_in.phone,
-                now=datetime.now(UTC),
-            )
-
-        row = await svc.runner.run(work)
-        op.http_status = 201
-        return json_response(
-            {"success": True, "clientId": row["id"], "client": client_to_api(row)}, status=201
+    async def work(conn: AsyncConnection) -> dict[str, Any]:
+        principal = require_principal(await load_principal(conn, agent_id))
+        return await repository.insert_client(
+            conn,
+            principal=principal,
+            name=client_in.name,
+            email=client_in.email,
+            phone=client_in.phone,
+            now=datetime.now(UTC),
         )
 
+    row = await runner.run(work)
+    return json_response(
+        {"success": True, "clientId": row["id"], "client": client_to_api(row)}, status=201
+    )
 
-@router.get("", responses=ok(ClientListEnvelope))
+
+@router.get(
+    "",
+    openapi_extra=operation("client.list"),
+    responses=responses(ClientListEnvelope, errors=(*_AUTH, QuoteValidationFailed, *DATABASE)),
+)
 async def list_clients(
-    request: Request,
+    agent_id: CurrentAgent,
+    runner: Runner,
     limit: int = Query(DEFAULT_LIMIT),
     cursor: str | None = Query(None),
 ) -> Response:
     """The caller's clients (an admin: the agency's); ``{success, clients, nextCursor}``."""
-    svc = services(request)
-    async with svc.observer.track("client.list") as op:
-        claims = authenticate(request)
-        op.agent_id = claims.agent_id
-        check_limit(limit)
-        after = decode_cursor(cursor) if cursor else None
+    check_limit(limit)
+    after = decode_cursor(cursor) if cursor else None
 
-        async def work(conn: AsyncConnection) -> list[Any]:
-            principal = require_principal(await load_principal(conn, claims.agent_id))
-            return await repository.list_clients(
-                conn, principal=principal, after=after, limit=limit + 1
-            )
-
-        rows = await svc.runner.run(work, write=False)
-        page = [row._mapping for row in rows[:limit]]
-        next_cursor = (
-            encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
-        )
-        return json_response(
-            {
-                "success": True,
-                "clients": [client_to_api(r) for r in page],
-                "nextCursor": next_cursor,
-            }
+    async def work(conn: AsyncConnection) -> list[Any]:
+        principal = require_principal(await load_principal(conn, agent_id))
+        return await repository.list_clients(
+            conn, principal=principal, after=after, limit=limit + 1
         )
 
+    rows = await runner.run(work, write=False)
+    page = [row._mapping for row in rows[:limit]]
+    next_cursor = (
+        encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
+    )
+    return json_response(
+        {
+            "success": True,
+            "clients": [client_to_api(r) for r in page],
+            "nextCursor": next_cursor,
+        }
+    )
 
-@router.get("/{client_id}", responses=ok(ClientEnvelope))
-async def get_client(request: Request, client_id: str) -> Response:
+
+@router.get(
+    "/{client_id}",
+    openapi_extra=operation("client.read"),
+    responses=responses(
+        ClientEnvelope, errors=(*_AUTH, ClientNotFound, AuthorizationFailed, *DATABASE)
+    ),
+)
+async def get_client(agent_id: CurrentAgent, client_id: str, runner: Runner) -> Response:
     """One client; ``{success, clientId, client}``."""
-    svc = services(request)
-    async with svc.observer.track("client.read") as op:
-        claims = authenticate(request)
-        op.agent_id = claims.agent_id
-        checked_id = path_id(client_id, ClientNotFound)
+    checked_id = path_id(client_id, ClientNotFound)
 
-        async def work(conn: AsyncConnection) -> Any:
-            principal = require_principal(await load_principal(conn, claims.agent_id))
-            row = await repository.get_client(conn, checked_id)
-            if row is None:
-                raise ClientNotFound(details={"clientId": checked_id})
-            check_access(
-                principal,
-                owner_agent_id=row.agent_id,
-                owner_agency_id=row.agency_id,
-                not_found=ClientNotFound,
-                details={"clientId": checked_id},
-            )
-            return row._mapping
+    async def work(conn: AsyncConnection) -> Any:
+        principal = require_principal(await load_principal(conn, agent_id))
+        row = await repository.get_client(conn, checked_id)
+        if row is None:
+            raise ClientNotFound(details={"clientId": checked_id})
+        check_access(
+            principal,
+            owner_agent_id=row.agent_id,
+            owner_agency_id=row.agency_id,
+            not_found=ClientNotFound,
+            details={"clientId": checked_id},
+        )
+        return row._mapping
 
-        row = await svc.runner.run(work, write=False)
-        return json_response({"success": True, "clientId": row["id"], "client": client_to_api(row)})
+    row = await runner.run(work, write=False)
+    return json_response({"success": True, "clientId": row["id"], "client": client_to_api(row)})

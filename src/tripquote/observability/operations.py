@@ -1,8 +1,9 @@
 """Operation tracking: one structured event, metrics, a record and alerts per operation.
 
-``Observer.track`` wraps one use case. Its side effects (log event, metrics, the rolling window,
-the operation-record queue, the alert queue) are synchronous, O(1) and individually guarded:
-a failure there is logged and swallowed, never slowing or failing the request.
+``Observer.track`` wraps one operation (``routing.TrackedRoute``: every API request). Its side
+effects (log event, metrics, the rolling window, the operation-record queue, the alert queue)
+are synchronous, O(1) and individually guarded: a failure there is logged and swallowed, never
+slowing or failing the request.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -50,12 +50,13 @@ _OBSERVED = "_tripquote_observed"
 """Attribute set on an exception once counted, so the error handler does not count it again."""
 
 UNTRACKED_OPERATION = "request"
-"""Operation name for error responses raised outside ``track`` (unknown routes, auth, parsing)."""
+"""Operation name for error responses raised outside ``track`` (unknown routes, bodies refused by
+their Content-Length, routes that name no operation)."""
 
 
 @dataclass
 class OperationScope:
-    """What is known about one operation while it runs; the route fills in ids as it learns them."""
+    """What is known about one operation while it runs; ids are added as they are learnt."""
 
     operation: str
     agent_id: str | None = None
@@ -63,12 +64,56 @@ class OperationScope:
     started: float = field(default_factory=time.perf_counter)
     extra: dict[str, Any] = field(default_factory=dict)
     http_status: int | None = None
-    """Status of a successful response (default 200; set 201 on create)."""
+    """Status of a successful response (default 200; the route's response sets it)."""
 
 
 _current_scope: ContextVar[OperationScope | None] = ContextVar(
     "tripquote_operation_scope", default=None
 )
+
+
+def current_operation() -> OperationScope | None:
+    """The operation the current request runs, if it is tracked (to add the ids it learns)."""
+    return _current_scope.get()
+
+
+class Tracked:
+    """``async with observer.track(...) as scope``: a plain class, not a generator, since it
+    wraps every API request (``routing.TrackedRoute``)."""
+
+    __slots__ = ("_observer", "_scope", "_token")
+
+    def __init__(self, observer: Observer, scope: OperationScope) -> None:
+        self._observer = observer
+        self._scope = scope
+        self._token: Token[OperationScope | None] | None = None
+
+    async def __aenter__(self) -> OperationScope:
+        self._token = _current_scope.set(self._scope)
+        return self._scope
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        scope, observer = self._scope, self._observer
+        try:
+            if exc is None:
+                observer._finish(scope, None)
+            elif isinstance(exc, TripquoteError):
+                observer._finish(scope, exc)
+            elif isinstance(exc, (asyncio.CancelledError, ClientDisconnect)):
+                # The client went away (mid-body, or the server cancelled the request): nobody
+                # gets an answer, and it is no fault of the service's.
+                observer._finish(scope, None, outcome="cancelled")
+            elif isinstance(exc, Exception):
+                _guarded("log", _log_unhandled, scope, exc)
+                error = InternalError()
+                observer._finish(scope, error)
+                raise error from exc
+        finally:
+            if self._token is not None:
+                with contextlib.suppress(ValueError):  # closed from another context: harmless
+                    _current_scope.reset(self._token)
 
 
 def _current_correlation_id() -> str:
@@ -116,33 +161,11 @@ class Observer:
             if isinstance(result, Exception):
                 logger.error("observer_stop_failed", exc_info=result)
 
-    @asynccontextmanager
-    async def track(
+    def track(
         self, operation: str, *, agent_id: str | None = None, quote_id: str | None = None
-    ) -> AsyncIterator[OperationScope]:
+    ) -> Tracked:
         """Track one operation: success if the block returns, its code if it raises."""
-        scope = OperationScope(operation=operation, agent_id=agent_id, quote_id=quote_id)
-        token = _current_scope.set(scope)
-        try:
-            yield scope
-        except TripquoteError as exc:
-            self._finish(scope, exc)
-            raise
-        except (asyncio.CancelledError, ClientDisconnect):
-            # The client went away (mid-body, or the server cancelled the request): nobody
-            # gets an answer, and it is no fault of the service's.
-            self._finish(scope, None, outcome="cancelled")
-            raise
-        except Exception as exc:
-            _guarded("log", _log_unhandled, scope, exc)
-            error = InternalError()
-            self._finish(scope, error)
-            raise error from exc
-        else:
-            self._finish(scope, None)
-        finally:
-            with contextlib.suppress(ValueError):  # closed from another context (GC): harmless
-                _current_scope.reset(token)
+        return Tracked(self, OperationScope(operation, agent_id=agent_id, quote_id=quote_id))
 
     def error_rendered(self, error: TripquoteError, *, operation: str | None = None) -> None:
         """Called by the error handler for every error response (alerts CRITICAL ones once)."""

@@ -8,10 +8,14 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from tripquote.errors import AuthenticationFailed
+from tripquote.errors import (
+    AgentNotFound,
+    AuthenticationFailed,
+    AuthorizationFailed,
+)
 from tripquote.observability.metrics import render_metrics
 from tripquote.observability.summary import is_operator, scoped_summary
-from tripquote.openapi import ERROR_RESPONSES
+from tripquote.openapi import DATABASE, responses
 
 if TYPE_CHECKING:
     from tripquote.observability.operations import Observer
@@ -43,7 +47,14 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(content=body, media_type=content_type)
 
 
-@router.get("/api/ops/summary", tags=["ops"], responses=ERROR_RESPONSES)
+@router.get(
+    "/api/ops/summary",
+    tags=["ops"],
+    responses=responses(
+        None,
+        errors=(AuthenticationFailed, AgentNotFound, AuthorizationFailed, *DATABASE),
+    ),
+)
 async def ops_summary(request: Request) -> dict[str, Any]:
     """Save latency (avg/P95/P99 ms) and error, conflict and rollback rates of this process:
     of the caller's agency for an admin, of everyone for the operator (the metrics token)."""

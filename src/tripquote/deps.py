@@ -1,0 +1,180 @@
+"""What the routes take as parameters (``Annotated`` dependencies): the authenticated agent, the
+write it counts, the path's quote id, If-Match, the JSON body and the services built at
+start-up; and the Idempotency-Key header, read in the route after the body.
+
+FastAPI solves a route's dependencies in the order of its parameters, so the order of the
+parameters is the order of the refusals: authentication, then the quote id, the rate limit,
+If-Match, the body, then (in the route) the Idempotency-Key. All are ``async``: a plain
+function would run on a worker thread. Each dependency costs a solve per request (a few
+microseconds, also when cached): routes take few.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import Depends, Header
+from pydantic import BaseModel
+from starlette.requests import Request
+
+from tripquote.agents.auth import authenticate, authenticate_admin
+from tripquote.agents.repository import Principal
+from tripquote.clients.schemas import ClientIn
+from tripquote.db.transaction import TransactionRunner
+from tripquote.errors import QuoteNotFound, QuoteValidationFailed, UnsupportedMediaType, field_error
+from tripquote.json import loads
+from tripquote.observability.operations import current_operation
+from tripquote.openapi import QuotePatch, VersionBody
+from tripquote.quotes.schemas import QuoteIn
+from tripquote.quotes.service import QuoteService
+from tripquote.validation import path_id
+
+
+async def authenticate_agent(request: Request) -> str:
+    """The agent the bearer token names, noted on the operation; AUTHENTICATION_FAILED."""
+    # No database access: the agent is checked in the use case's own transaction.
+    agent_id = authenticate(request).agent_id
+    tracked = current_operation()
+    if tracked is not None:
+        tracked.agent_id = agent_id
+    return agent_id
+
+
+CurrentAgent = Annotated[str, Depends(authenticate_agent)]
+
+
+async def count_write(request: Request) -> str:
+    """The authenticated agent, this write counted; AUTHENTICATION_FAILED, RATE_LIMIT_EXCEEDED."""
+    # Authenticates itself rather than through CurrentAgent: a sub-dependency costs a solve per
+    # request even when cached, while a verified token is cached.
+    agent_id = await authenticate_agent(request)
+    await request.app.state.limiter.check(agent_id)
+    return agent_id
+
+
+WritingAgent = Annotated[str, Depends(count_write)]
+
+AdminAgent = Annotated[Principal, Depends(authenticate_admin)]
+"""The calling agency admin; AUTHENTICATION_FAILED, AGENT_NOT_FOUND or AUTHORIZATION_FAILED."""
+
+
+async def quote_in_path(request: Request, quote_id: str) -> str:
+    """The path's quote id; AUTHENTICATION_FAILED, then QUOTE_NOT_FOUND if none can have it."""
+    # An anonymous caller learns nothing about ids. Authenticates itself, like count_write.
+    await authenticate_agent(request)
+    return path_id(quote_id, QuoteNotFound)
+
+
+QuoteId = Annotated[str, Depends(quote_in_path)]
+
+_STRONG_ETAG = re.compile(r'^"([1-9]\d{0,8})"$')  # exactly as sent in ETag: no leading zero
+ETAG_PATTERN = '^"[1-9][0-9]{0,8}"$'
+
+
+def etag(version: int) -> str:
+    """The strong ETag of a quote version (RFC 9110 §8.8.3): ``"5"``."""
+    return f'"{version}"'
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """The version one strong ETag names (RFC 9110 §13.1.1); None if absent; 400 at If-Match."""
+    if value is None:
+        return None
+    match = _STRONG_ETAG.match(value.strip())
+    if match is None:
+        raise QuoteValidationFailed(
+            'If-Match must be one strong ETag as returned by GET, e.g. "5".',
+            details={
+                "errors": [field_error("If-Match", "invalid", 'Expected a strong ETag like "5".')]
+            },
+        )
+    return int(match.group(1))
+
+
+async def if_match_version(
+    if_match: str = Header(  # parsed below, not by FastAPI: its refusal is ours, in order
+        None,
+        alias="If-Match",
+        description='The strong ETag of the version edited, e.g. "5" (RFC 9110 §13.1.1); '
+        "required unless the body carries `version`. Stale: 412.",
+        json_schema_extra={"pattern": ETAG_PATTERN},
+    ),
+) -> int | None:
+    """The version an ``If-Match`` header names, None without one; QUOTE_VALIDATION_FAILED."""
+    return parse_if_match(if_match)
+
+
+IfMatch = Annotated[int | None, Depends(if_match_version)]
+
+
+class JsonBody:
+    """Dependency: the request body parsed with every fraction or exponent as a Decimal
+    (``tripquote/json.py``: money is never a float), documented in OpenAPI as ``model``
+    (``routing.TrackedRoute``) but validated by the use case, which reports every failing field
+    at once. UNSUPPORTED_MEDIA_TYPE unless declared JSON (``application/json`` or a ``+json``
+    type, RFC 6839); QUOTE_VALIDATION_FAILED when malformed. An optional body may be empty
+    (None)."""
+
+    def __init__(self, model: type[BaseModel], *, required: bool = True) -> None:
+        self.model = model
+        self.required = required
+
+    async def __call__(self, request: Request) -> Any:
+        """The parsed body (None for an empty optional one)."""
+        raw = await request.body()
+        if not self.required and not raw.strip():
+            return None
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json" and not (
+            media_type.startswith("application/") and media_type.endswith("+json")
+        ):
+            raise UnsupportedMediaType(details={"contentType": media_type or None})
+        return loads(raw)
+
+    def openapi(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The OpenAPI ``requestBody`` and the component schemas it refers to."""
+        schema = self.model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = {**schema.pop("$defs", {}), self.model.__name__: schema}
+        reference = {"$ref": f"#/components/schemas/{self.model.__name__}"}
+        request_body = {
+            "required": self.required,
+            "content": {"application/json": {"schema": reference}},
+        }
+        return request_body, components
+
+
+QuoteBody = Annotated[Any, Depends(JsonBody(QuoteIn))]
+QuotePatchBody = Annotated[Any, Depends(JsonBody(QuotePatch))]
+VersionBodyDep = Annotated[Any, Depends(JsonBody(VersionBody, required=False))]
+ClientBody = Annotated[Any, Depends(JsonBody(ClientIn))]
+
+
+def idempotency_key_header() -> Any:
+    """The ``Idempotency-Key`` header parameter of a route that honours it (None when absent)."""
+    # Read by parse_key in the route, after the body (the key's refusal comes after the body's);
+    # declared `str` so the document says string, not string-or-null.
+    return Header(
+        None,
+        alias="Idempotency-Key",
+        description="Replays the first response for the same key and body (24 h, per agent).",
+        json_schema_extra={"minLength": 1, "maxLength": 255},
+    )
+
+
+async def quote_service(request: Request) -> QuoteService:
+    """The quote use cases, built once in the app's lifespan (``app.state.quotes``)."""
+    quotes: QuoteService = request.app.state.quotes
+    return quotes
+
+
+Quotes = Annotated[QuoteService, Depends(quote_service)]
+
+
+async def transaction_runner(request: Request) -> TransactionRunner:
+    """The transaction runner (built once, at start-up)."""
+    runner: TransactionRunner = request.app.state.runner
+    return runner
+
+
+Runner = Annotated[TransactionRunner, Depends(transaction_runner)]

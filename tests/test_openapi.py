@@ -1,0 +1,174 @@
+"""The OpenAPI document says, per route, what the route really answers: its success and the
+error statuses it can send (the envelope, the codes named), the headers that come with each,
+and its request body's model (from its body dependency). No route documents a status it
+cannot send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import make_settings
+from tripquote.app import create_app
+
+Q = "/api/agents/quotes"
+C = "/api/agents/clients"
+ID = Q + "/{quote_id}"
+
+_DB = {"500", "503"}  # a bug; the database refused, lost or timed out
+_WRITE = {"400", "401", "403", "404", "409", "413", "415", "429"} | _DB
+
+STATUSES: dict[tuple[str, str], set[str]] = {
+    ("post", Q): {"201", "422"} | _WRITE,
+    ("get", Q): {"200", "400", "401", "404"} | _DB,
+    ("get", ID): {"200", "401", "403", "404"} | _DB,
+    ("patch", ID): {"200", "412"} | _WRITE,
+    ("delete", ID): {"200", "412", "422"} | _WRITE,
+    ("post", ID + "/send"): {"200", "412", "422"} | _WRITE,
+    ("post", ID + "/accept"): {"200", "412", "422"} | _WRITE,
+    ("post", ID + "/reject"): {"200", "412", "422"} | _WRITE,
+    ("get", ID + "/revisions"): {"200", "401", "403", "404"} | _DB,
+    ("get", ID + "/revisions/{version}"): {"200", "400", "401", "403", "404"} | _DB,
+    ("post", C): {"201", "400", "401", "404", "413", "415", "429"} | _DB,
+    ("get", C): {"200", "400", "401", "404"} | _DB,
+    ("get", C + "/{client_id}"): {"200", "401", "403", "404"} | _DB,
+    ("get", "/api/ops/summary"): {"200", "401", "403", "404"} | _DB,
+    ("get", "/health/live"): {"200"},
+    ("get", "/health/ready"): {"200", "503"},
+}
+"""Every documented operation and exactly the statuses it can answer (docs/errors.md)."""
+
+SUCCESS_HEADERS: dict[tuple[str, str], set[str]] = {
+    ("post", Q): {"ETag", "Location", "Idempotent-Replayed"},
+    ("get", ID): {"ETag"},
+    ("patch", ID): {"ETag"},
+    ("delete", ID): {"ETag", "Idempotent-Replayed"},
+    ("post", ID + "/send"): {"ETag", "Idempotent-Replayed"},
+    ("post", ID + "/accept"): {"ETag", "Idempotent-Replayed"},
+    ("post", ID + "/reject"): {"ETag", "Idempotent-Replayed"},
+}
+"""Headers a success carries besides X-Correlation-ID (every response has it)."""
+
+REQUEST_BODIES = {
+    ("post", Q): ("QuoteIn", True),
+    ("patch", ID): ("QuotePatch", True),
+    ("delete", ID): ("VersionBody", False),
+    ("post", ID + "/accept"): ("VersionBody", False),
+    ("post", C): ("ClientIn", True),
+}
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    # The document is built without starting the app: no connection is made.
+    return create_app(
+        make_settings("postgresql+asyncpg://postgres@127.0.0.1:5432/unused")
+    ).openapi()
+
+
+def _operation(document: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+    operation: dict[str, Any] = document["paths"][path][method]
+    return operation
+
+
+def test_each_route_documents_exactly_the_statuses_it_can_answer(
+    document: dict[str, Any],
+) -> None:
+    documented = {
+        (method, path): set(operation["responses"])
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    }
+    assert documented == STATUSES
+
+
+def test_every_error_status_is_the_envelope_naming_its_codes(document: dict[str, Any]) -> None:
+    envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
+    for (method, path), statuses in STATUSES.items():
+        responses = _operation(document, method, path)["responses"]
+        for status in statuses - {"200", "201"}:
+            response = responses[status]
+            assert response["content"]["application/json"]["schema"] == envelope, (path, status)
+            assert "`" in response["description"], (path, status)  # names its codes
+            assert response["headers"]["X-Correlation-ID"]["required"] is True
+
+
+def test_the_codes_are_named_under_their_status(document: dict[str, Any]) -> None:
+    patch = _operation(document, "patch", ID)["responses"]
+    assert "QUOTE_CONFLICT_VERSION" in patch["412"]["description"]
+    for code in ("QUOTE_CONFLICT_VERSION", "QUOTE_STATE_INVALID", "QUOTE_ALREADY_SENT"):
+        assert code in patch["409"]["description"]
+    assert "IDEMPOTENCY_KEY_IN_USE" not in patch["409"]["description"]  # PATCH takes no key
+    create = _operation(document, "post", Q)["responses"]
+    assert "IDEMPOTENCY_KEY_REUSED" in create["422"]["description"]
+    assert "IDEMPOTENCY_KEY_IN_USE" in create["409"]["description"]
+    read = _operation(document, "get", ID)["responses"]
+    assert {"QUOTE_NOT_FOUND", "AGENT_NOT_FOUND"} <= set(
+        read["404"]["description"].replace("`", " ").replace(",", " ").split()
+    )
+
+
+def test_success_headers_are_documented_where_they_are_sent(document: dict[str, Any]) -> None:
+    for (method, path), statuses in STATUSES.items():
+        success = next(s for s in ("200", "201") if s in statuses)
+        headers = set(_operation(document, method, path)["responses"][success]["headers"])
+        assert headers == SUCCESS_HEADERS.get((method, path), set()) | {"X-Correlation-ID"}, (
+            method,
+            path,
+        )
+    etag = _operation(document, "get", ID)["responses"]["200"]["headers"]["ETag"]
+    assert etag["required"] is True
+
+
+def test_error_headers_are_documented_where_they_are_sent(document: dict[str, Any]) -> None:
+    create = _operation(document, "post", Q)["responses"]
+    assert create["401"]["headers"]["WWW-Authenticate"]["required"] is True
+    assert create["503"]["headers"]["Retry-After"]["required"] is True
+    assert create["429"]["headers"]["Retry-After"]["required"] is True
+    assert {"RateLimit-Policy", "RateLimit"} <= set(create["429"]["headers"])
+    assert create["409"]["headers"]["Retry-After"]["required"] is True  # only IN_USE: 409
+    send = _operation(document, "post", ID + "/send")["responses"]
+    assert send["409"]["headers"]["Retry-After"]["required"] is False  # a conflict has none
+    assert "Retry-After" not in create["400"]["headers"]
+    read = _operation(document, "get", ID)["responses"]
+    assert "RateLimit" not in str(read)  # a read is never rate-limited
+    assert "Retry-After" not in _operation(document, "patch", ID)["responses"]["409"]["headers"]
+
+
+def test_request_bodies_come_from_the_body_dependencies(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    for (method, path), (model, required) in REQUEST_BODIES.items():
+        body = _operation(document, method, path)["requestBody"]
+        assert body["required"] is required
+        ref = body["content"]["application/json"]["schema"]["$ref"]
+        assert ref == f"#/components/schemas/{model}"
+        assert schemas[model]["additionalProperties"] is False
+    assert "QuoteIn" in schemas and "FlightItemIn" in schemas  # the models items refer to
+    assert "required" not in schemas["QuotePatch"]
+    assert schemas["QuotePatch"]["properties"]["version"] == {
+        "type": "integer",
+        "minimum": 1,
+        "description": "The version edited.",
+    }
+    assert schemas["QuoteIn"]["properties"]["items"]  # as rich as the validation model
+    for method, path in STATUSES:
+        if "requestBody" in _operation(document, method, path):
+            assert (method, path) in REQUEST_BODIES or path.endswith(("/send", "/reject"))
+
+
+def test_headers_read_by_dependencies_are_documented(document: dict[str, Any]) -> None:
+    patch = {p["name"]: p for p in _operation(document, "patch", ID)["parameters"]}
+    assert patch["If-Match"]["schema"]["pattern"] == '^"[1-9][0-9]{0,8}"$'
+    assert patch["If-Match"]["required"] is False
+    assert "Idempotency-Key" not in patch
+    create = {p["name"]: p for p in _operation(document, "post", Q)["parameters"]}
+    assert create["Idempotency-Key"]["schema"]["maxLength"] == 255
+
+
+def test_no_framework_422_and_bearer_on_every_api_operation(document: dict[str, Any]) -> None:
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            assert (operation.get("security") is not None) is path.startswith("/api/")
