@@ -29,7 +29,6 @@ from tripquote.errors import (
     TripquoteError,
 )
 from tripquote.health import router as health_router
-from tripquote.http import Services
 from tripquote.idempotency import IdempotencyStore
 from tripquote.middleware import BodyLimitMiddleware, CatchAllMiddleware, HeadMiddleware
 from tripquote.observability.context import get_correlation_id
@@ -38,8 +37,10 @@ from tripquote.observability.logging import configure_logging, flush_logs
 from tripquote.observability.operations import Observer
 from tripquote.observability.routes import router as observability_router
 from tripquote.openapi import complete
-from tripquote.quotes.pg import prepare_save_statements
 from tripquote.quotes.routes import router as quotes_router
+from tripquote.quotes.rules import Limits
+from tripquote.quotes.service import QuoteService
+from tripquote.quotes.store import QuoteStore, prepare_statements
 from tripquote.ratelimit import WriteRateLimiter
 from tripquote.rendering import error_response
 from tripquote.routing import validation_failed
@@ -80,14 +81,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = TransactionRunner(engine=engine, settings=settings, observer=observer)
         app.state.engine = engine
         app.state.runner = runner
-        app.state.services = Services(settings=settings, runner=runner)
         app.state.limiter = WriteRateLimiter(settings)
         app.state.idempotency = IdempotencyStore(
             runner=runner,
             ttl=timedelta(hours=settings.idempotency_ttl_hours),
             abandon_after=timedelta(seconds=3 * settings.tx_timeout_seconds),
         )
-        await warm_pool(engine, settings.db_pool_size, prepare=prepare_save_statements)
+        app.state.quotes = QuoteService(
+            store=QuoteStore(runner, open_limit=settings.max_open_quotes_per_agent),
+            limits=Limits.from_settings(settings),
+        )
+        await warm_pool(engine, settings.db_pool_size, prepare=prepare_statements)
         await observer.start(engine)
         tune_gc(settings)
         try:

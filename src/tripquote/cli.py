@@ -23,6 +23,7 @@ from typer.exceptions import TyperException
 
 from tripquote.agents import repository as agents_repo
 from tripquote.agents.auth import lifetime_allowed, mint_token
+from tripquote.agents.service import AgentRefused, AgentService
 from tripquote.config import Settings, configuration_error
 from tripquote.db import embedded, migrate
 from tripquote.db.engine import create_engine
@@ -197,10 +198,9 @@ def agencies_create(
     if timezone not in available_timezones():
         _refuse("agency_refused", f"unknown IANA time zone: {timezone}", status=2)
 
-    async def work(conn: AsyncConnection) -> str:
-        return await agents_repo.insert_agency(conn, name=name, timezone=timezone)
-
-    agency_id = _in_transaction(cli_settings(), work)
+    agency_id = _agents(
+        cli_settings(), lambda service: service.create_agency(name=name, timezone=timezone)
+    )
     _emit({"id": agency_id, "name": name, "timezone": timezone}, as_json, agency_id)
 
 
@@ -224,19 +224,11 @@ def agents_create(
     except EmailNotValidError as exc:
         _refuse("agent_refused", f"invalid e-mail: {exc}", status=2)
 
-    async def work(conn: AsyncConnection) -> str | None:
-        if not await agents_repo.agency_exists(conn, agency):
-            return None
-        return await agents_repo.insert_agent(
-            conn, agency_id=agency, email=email, name=name, role=role
-        )
-
-    try:
-        agent_id = _in_transaction(cli_settings(), work)
-    except agents_repo.EmailTaken:
-        _refuse("agent_refused", f"an agent with e-mail {email} (in any case) exists already")
-    if agent_id is None:
-        _refuse("agent_refused", f"no agency {agency}")
+    agent_id = _agents(
+        cli_settings(),
+        lambda service: service.create_agent(agency_id=agency, email=email, name=name, role=role),
+        refusal="agent_refused",
+    )
     _emit({"id": agent_id, "agencyId": agency, "role": role}, as_json, agent_id)
 
 
@@ -244,11 +236,9 @@ def agents_create(
 def agents_disable(agent_id: str, as_json: JsonFlag = False) -> None:
     """Disable an agent: its tokens then get AGENT_NOT_FOUND."""
 
-    async def work(conn: AsyncConnection) -> bool:
-        return await agents_repo.set_agent_active(conn, agent_id, active=False)
-
-    if not _in_transaction(cli_settings(), work):
-        _refuse("agent_refused", f"no agent {agent_id}")
+    _agents(
+        cli_settings(), lambda service: service.disable(agent_id=agent_id), refusal="agent_refused"
+    )
     _emit({"id": agent_id, "active": False}, as_json, agent_id)
 
 
@@ -277,12 +267,11 @@ def token(
             param_hint="'--ttl'",
         )
 
-    async def work(conn: AsyncConnection) -> bool:
-        return await agents_repo.load_principal(conn, agent) is not None
-
-    if not _in_transaction(settings, work):
-        _refuse("token_refused", f"no active agent {agent}")
-    minted = mint_token(settings, agent_id=agent, ttl_seconds=ttl)
+    minted = _agents(
+        settings,
+        lambda service: service.token(agent_id=agent, ttl_seconds=ttl),
+        refusal="token_refused",
+    )
     _emit({"token": minted, "agentId": agent, "ttlSeconds": ttl}, as_json, minted)
 
 
@@ -294,12 +283,11 @@ def token_revoke(
     from datetime import UTC, datetime
 
     now = datetime.now(UTC)
-
-    async def work(conn: AsyncConnection) -> bool:
-        return await agents_repo.revoke_tokens(conn, agent, now=now)
-
-    if not _in_transaction(cli_settings(), work):
-        _refuse("token_refused", f"no agent {agent}")
+    _agents(
+        cli_settings(),
+        lambda service: service.revoke_tokens(agent_id=agent, now=now),
+        refusal="token_refused",
+    )
     _emit({"agentId": agent, "tokensValidAfter": now.isoformat()}, as_json, now.isoformat())
 
 
@@ -399,6 +387,21 @@ def _with_runner(settings: Settings, use: Callable[[Any], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
+def _agents(
+    settings: Settings,
+    use: Callable[[AgentService], Awaitable[T]],
+    *,
+    refusal: str = "agency_refused",
+) -> T:
+    """Run ``use`` on an ``AgentService``; its refusal is one JSON error line, exit status 1."""
+    try:
+        return _with_runner(
+            settings, lambda runner: use(AgentService(runner=runner, settings=settings))
+        )
+    except AgentRefused as exc:
+        _refuse(refusal, str(exc))
+
+
 @app.command()
 def expire(
     batch_size: Annotated[
@@ -407,18 +410,20 @@ def expire(
     as_json: JsonFlag = False,
 ) -> None:
     """Write EXPIRED on every SENT quote past its expiresAt (safe to run on several hosts)."""
-    from datetime import UTC, datetime
-
     from tripquote.observability.context import new_correlation_id
-    from tripquote.quotes.expiry import expire_due
+    from tripquote.quotes.rules import Limits
+    from tripquote.quotes.service import QuoteService
+    from tripquote.quotes.store import QuoteStore
 
     settings = cli_settings()
     correlation_id = new_correlation_id()
 
     async def use(runner: Any) -> int:
-        return await expire_due(
-            runner, now=datetime.now(UTC), batch_size=batch_size, correlation_id=correlation_id
+        quotes = QuoteService(
+            store=QuoteStore(runner, open_limit=settings.max_open_quotes_per_agent),
+            limits=Limits.from_settings(settings),
         )
+        return await quotes.expire_due(batch_size=batch_size, correlation_id=correlation_id)
 
     count = _with_runner(settings, use)
     _emit({"expired": count, "correlationId": correlation_id}, as_json, f"expired {count} quotes")
@@ -458,6 +463,7 @@ def main() -> None:
     ``cli_settings``)."""
     from sqlalchemy.exc import DBAPIError
 
+    from tripquote.db.errors import DRIVER_ERRORS
     from tripquote.observability.logging import configure_cli_logging
 
     configure_cli_logging()
@@ -477,7 +483,7 @@ def main() -> None:
         raise SystemExit(1) from None
     except TripquoteError as exc:  # a command run through the transaction runner
         cause = exc.__cause__
-        if isinstance(cause, DBAPIError | OSError):
+        if cause is not None and isinstance(cause, (*DRIVER_ERRORS, OSError)):
             _fail_on_database("database_unavailable", cause)  # OSError: TimeoutError too
         typer.echo(
             json.dumps(

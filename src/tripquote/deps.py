@@ -23,11 +23,11 @@ from tripquote.agents.repository import Principal
 from tripquote.clients.schemas import ClientIn
 from tripquote.db.transaction import TransactionRunner
 from tripquote.errors import QuoteNotFound, QuoteValidationFailed, UnsupportedMediaType, field_error
-from tripquote.http import Services
+from tripquote.json import loads
 from tripquote.observability.operations import current_operation
 from tripquote.openapi import QuotePatch, VersionBody
-from tripquote.quotes.jsonbody import loads
 from tripquote.quotes.schemas import QuoteIn
+from tripquote.quotes.service import QuoteService
 from tripquote.validation import path_id
 
 
@@ -110,7 +110,7 @@ IfMatch = Annotated[int | None, Depends(if_match_version)]
 
 class JsonBody:
     """Dependency: the request body parsed with every fraction or exponent as a Decimal
-    (``quotes/jsonbody.py``: money is never a float), documented in OpenAPI as ``model``
+    (``tripquote/json.py``: money is never a float), documented in OpenAPI as ``model``
     (``routing.TrackedRoute``) but validated by the use case, which reports every failing field
     at once. UNSUPPORTED_MEDIA_TYPE unless declared JSON (``application/json`` or a ``+json``
     type, RFC 6839); QUOTE_VALIDATION_FAILED when malformed. An optional body may be empty
@@ -162,13 +162,13 @@ def idempotency_key_header() -> Any:
     )
 
 
-async def quote_services(request: Request) -> Services:
-    """What the quote use cases run on (built once, at start-up)."""
-    services: Services = request.app.state.services
-    return services
+async def quote_service(request: Request) -> QuoteService:
+    """The quote use cases, built once in the app's lifespan (``app.state.quotes``)."""
+    quotes: QuoteService = request.app.state.quotes
+    return quotes
 
 
-QuoteServices = Annotated[Services, Depends(quote_services)]
+Quotes = Annotated[QuoteService, Depends(quote_service)]
 
 
 async def transaction_runner(request: Request) -> TransactionRunner:

@@ -1,26 +1,12 @@
-"""What the quote use cases run on, and writing JSON fast."""
+"""Writing JSON fast."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.responses import Response
 
-from tripquote.quotes.jsonbody import dumps
-
-if TYPE_CHECKING:
-    from tripquote.config import Settings
-    from tripquote.db.transaction import TransactionRunner
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """What the quote use cases need, built once at start-up and given to them by the routes
-    (``deps.QuoteServices``): the settings (limits) and the transaction runner."""
-
-    settings: Settings
-    runner: TransactionRunner
+from tripquote.json import dumps
 
 
 def json_response(

@@ -20,18 +20,17 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tripquote.db.tables import idempotency_keys
-from tripquote.db.transaction import DriverTx, TransactionRunner, UnitConnection
+from tripquote.db.transaction import TransactionRunner, Tx
 from tripquote.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     QuoteValidationFailed,
     field_error,
 )
-from tripquote.quotes import pg
+from tripquote.json import dumps
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as the draft's sf-string allows
 
@@ -102,11 +101,10 @@ class IdempotencyStore:
             # claim to commit, then finds its row instead of failing on the primary key.
             # The row can be gone again when it reads it (the first request failed and
             # released the key in between): the key is free, so the insert is tried again.
-            dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
             this_key = (idempotency_keys.c.agent_id == agent_id, idempotency_keys.c.key == key)
             for _ in range(_CLAIM_ROUNDS):
                 inserted = await conn.execute(
-                    dialect_insert(idempotency_keys)
+                    pg_insert(idempotency_keys)
                     .values(
                         agent_id=agent_id,
                         key=key,
@@ -201,28 +199,20 @@ class IdempotencyStore:
         return await self.runner.run(work)
 
 
-async def complete(conn: UnitConnection, claim: Claim, response: StoredResponse) -> None:
+_COMPLETE = """
+UPDATE idempotency_keys
+   SET state = 'done', response_status = $3, response_body = $4, response_headers = $5::json
+ WHERE agent_id = $1 AND key = $2
+"""
+
+
+async def complete(tx: Tx, claim: Claim, response: StoredResponse) -> None:
     """Store the response for replay, in the transaction of the change it answers."""
-    if isinstance(conn, DriverTx):
-        await pg.complete_idempotency(
-            conn,
-            agent_id=claim.agent_id,
-            key=claim.key,
-            status=response.status,
-            body=response.body,
-            headers=response.headers,
-        )
-        return
-    await conn.execute(
-        update(idempotency_keys)
-        .where(
-            idempotency_keys.c.agent_id == claim.agent_id,
-            idempotency_keys.c.key == claim.key,
-        )
-        .values(
-            state="done",
-            response_status=response.status,
-            response_body=response.body.decode(),
-            response_headers=response.headers,
-        )
+    await tx.driver.execute(
+        _COMPLETE,
+        claim.agent_id,
+        claim.key,
+        response.status,
+        response.body.decode(),
+        dumps(response.headers).decode(),
     )

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.responses import Response
 
 from tripquote.errors import TripquoteError
-from tripquote.quotes.jsonbody import dumps
+from tripquote.json import dumps
 
 
 def error_envelope(error: TripquoteError, *, correlation_id: str) -> dict[str, Any]:

@@ -236,17 +236,14 @@ async def test_expired_but_unswept_quote_reads_expired_and_cannot_be_accepted(wo
 
 
 async def test_expire_sweep_writes_each_quote_once_and_spares_others(world: World) -> None:
-    from tripquote.quotes.expiry import expire_due
-
     actor = await world.actor()
     due = [(await quote_in(world, actor, QuoteStatus.EXPIRED))[0] for _ in range(3)]
     fresh, _ = await quote_in(world, actor, QuoteStatus.SENT)
     accepted, _ = await quote_in(world, actor, QuoteStatus.ACCEPTED)
-    runner = world.app.state.runner
-    now = datetime.now(UTC)
+    quotes = world.app.state.quotes
     results = await asyncio.gather(
-        expire_due(runner, now=now, batch_size=2, correlation_id="sweep-a"),
-        expire_due(runner, now=now, batch_size=2, correlation_id="sweep-b"),
+        quotes.expire_due(batch_size=2, correlation_id="sweep-a"),
+        quotes.expire_due(batch_size=2, correlation_id="sweep-b"),
     )
     assert (
         await world.count(

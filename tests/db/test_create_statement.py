@@ -1,6 +1,7 @@
-"""A create on PostgreSQL is one statement: it checks the agent, the client and the quota bound
-itself. When it writes nothing, the load that follows says why (the precise error, nothing
-written), or, at the quota bound, the create runs again under the agent's row lock.
+"""A create is one statement (``sql.CREATE``): it checks the agent, the client and the quota
+bound itself, and when it writes nothing it returns the facts that say why in the same round
+trip (the precise error, nothing written); at the quota bound the agent's open quotes are
+counted exactly under its row lock and the create runs again.
 
 The statements are read off asyncpg's query logger on every pooled connection."""
 
@@ -14,14 +15,14 @@ import pytest_asyncio
 
 from tests.conftest import World, make_settings, quote_body
 from tests.db.statements import Statements, watching
-from tripquote.quotes import pg
+from tripquote.quotes import sql
 
 LIMIT = 2
 _NAMES = {
-    pg.CREATE: "CREATE",
-    pg.LOAD_FOR_CREATE: "LOAD_FOR_CREATE",
-    pg.LOCK_AGENT: "LOCK_AGENT",
-    pg.COUNT_OPEN: "COUNT_OPEN",
+    sql.CREATE.text: "CREATE",
+    sql.LOAD.text: "LOAD",
+    sql.LOCK_AGENT.text: "LOCK_AGENT",
+    sql.RECOUNT.text: "RECOUNT",
 }
 
 
@@ -90,7 +91,7 @@ async def test_another_agents_client_writes_nothing_and_says_why(
     response = await _create(world, actor.headers, other.client_id)
     assert response.status_code == status, response.text
     assert response.json()["errorCode"] == code
-    assert await statements.take() == ["CREATE", "LOAD_FOR_CREATE"]
+    assert await statements.take() == ["CREATE"]  # the refusal's facts came back with it
     assert await world.table_counts() == before
     assert await _bound(world, actor.agent_id) == 0
 
@@ -106,10 +107,8 @@ async def test_at_the_bound_the_create_is_counted_under_the_agents_lock(
     refused = await _create(world, actor.headers, actor.client_id)
     assert refused.status_code == 403, refused.text
     assert refused.json()["errorCode"] == "QUOTA_EXCEEDED"
-    # One statement, its load (statement by statement), then the locked transaction.
-    assert await statements.take() == [
-        "CREATE", "LOAD_FOR_CREATE", "LOAD_FOR_CREATE", "LOCK_AGENT", "COUNT_OPEN",
-    ]  # fmt: skip
+    # The statement saw the bound; the exact count under the agent's lock confirms it.
+    assert await statements.take() == ["CREATE", "LOCK_AGENT", "RECOUNT"]
     assert await world.table_counts() == before
     assert await _bound(world, actor.agent_id) == LIMIT
 

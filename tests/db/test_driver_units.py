@@ -1,6 +1,6 @@
-"""Units run on the asyncpg connection (``driver=True``, PostgreSQL): statement by statement
-when asked, falling back to a transaction when the unit says it needs one, and a committing
-statement never cut by the runner's backstop timeout."""
+"""Store units run on the asyncpg connection (``TransactionRunner.run_store``): in a
+transaction when atomic, statement by statement otherwise, the one write of a unit without a
+transaction never cut by the runner's backstop timeout, and nothing run after it committed."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import World, make_settings
-from tripquote.db.transaction import DriverTx, TransactionRunner
+from tripquote.db.transaction import TransactionRunner, Tx
 from tripquote.errors import DatabaseTimeout, QuotePersistenceFailed
+from tripquote.quotes.sql import Statement
+
+SLOW_WRITE = Statement.of("SELECT true AS written FROM pg_sleep(2)")
 
 
 @pytest_asyncio.fixture
@@ -22,54 +25,41 @@ async def runner(pg_url: str, world_factory: Any) -> TransactionRunner:
     return result
 
 
-async def test_single_statement_unit_falls_back_to_a_transaction(
-    runner: TransactionRunner,
+@pytest.mark.parametrize("atomic", [False, True])
+async def test_a_unit_runs_in_a_transaction_only_when_atomic(
+    runner: TransactionRunner, atomic: bool
 ) -> None:
-    seen: list[tuple[bool, bool]] = []
-
-    async def work(tx: DriverTx) -> str:
-        seen.append((tx.in_transaction, tx.driver.is_in_transaction()))
-        tx.require_transaction()
-        return "written"
-
-    assert await runner.run(work, driver=True, single_statement=True) == "written"
-    assert seen == [(False, False), (True, True)]
-
-
-async def test_transaction_required_is_refused_inside_a_transaction(
-    runner: TransactionRunner,
-) -> None:
-    async def work(tx: DriverTx) -> bool:
-        tx.require_transaction()  # already in one: no-op
+    async def work(tx: Tx) -> bool:
         return bool(tx.driver.is_in_transaction())
 
-    assert await runner.run(work, driver=True) is True
+    assert await runner.run_store(work, atomic=atomic) is atomic
 
 
-@pytest.mark.parametrize("announced", [True, False], ids=["committing", "not-announced"])
-async def test_backstop_spares_only_the_committing_statement(
-    runner: TransactionRunner, announced: bool
+@pytest.mark.parametrize("as_write", [True, False], ids=["the write", "a read"])
+async def test_backstop_spares_only_the_write_of_a_unit_without_transaction(
+    runner: TransactionRunner, as_write: bool
 ) -> None:
     # Backstop = 0.5 s + 1 s margin; the server's own statement_timeout is lifted so only the
     # backstop can stop a 2 s statement.
-    async def work(tx: DriverTx) -> str:
+    async def work(tx: Tx) -> str:
         await tx.driver.execute("SET statement_timeout = 0")
-        if announced:
-            tx.committing()
         try:
-            await tx.driver.execute("SELECT pg_sleep(2)")
+            if as_write:
+                await tx.write(SLOW_WRITE, {})
+            else:
+                await tx.fetchrow(SLOW_WRITE, {})
         finally:
-            if not tx.driver.is_closed():
-                await tx.driver.execute("RESET statement_timeout")
+            if not tx.connection.is_closed():
+                await tx.connection.execute("RESET statement_timeout")
         return "committed"
 
     started = time.monotonic()
-    if announced:
-        assert await runner.run(work, driver=True, single_statement=True) == "committed"
+    if as_write:
+        assert await runner.run_store(work, atomic=False) == "committed"
         assert time.monotonic() - started >= 2
     else:
         with pytest.raises(DatabaseTimeout):
-            await runner.run(work, driver=True, single_statement=True)
+            await runner.run_store(work, atomic=False)
         assert time.monotonic() - started < 2
 
 
@@ -87,28 +77,32 @@ async def test_a_lost_connection_is_worded_for_what_the_unit_did(
     assert ("read" in raised.value.message) is not write
 
 
+_INSERT_AGENCY = Statement.of(
+    """
+WITH a AS (INSERT INTO agencies (id, name, timezone, created_at)
+           VALUES (:marker, :marker, 'UTC', now()) RETURNING id)
+SELECT count(*) > 0 AS written FROM a
+"""
+)
+
+
 async def test_no_statement_follows_a_change_committed_by_itself(
-    runner: TransactionRunner, pg_url: str
+    runner: TransactionRunner,
 ) -> None:
     """The runner may run a unit again after a retryable error; that is only safe while the
-    unit has committed nothing, so after its one statement committed a change the unit can
-    run no other (found by the breaker: a synthetic unit committed three times)."""
+    unit has committed nothing, so after its one write committed a change the unit can run
+    no other (found by the breaker: a synthetic unit committed three times)."""
     marker = f"once-{time.monotonic_ns()}"
     runs = 0
 
-    async def work(tx: DriverTx) -> None:
+    async def work(tx: Tx) -> None:
         nonlocal runs
         runs += 1
-        tx.committing()
-        await tx.driver.execute(
-            "INSERT INTO agencies (id, name, timezone, created_at) VALUES ($1, $1, 'UTC', now())",
-            marker,
-        )
-        tx.committed()
+        await tx.write(_INSERT_AGENCY, {"marker": marker})
         await tx.driver.execute("SELECT 1")  # refused: the change above is already committed
 
     with pytest.raises(RuntimeError, match="after its change committed"):
-        await runner.run(work, driver=True, single_statement=True)
+        await runner.run_store(work, atomic=False)
     assert runs == 1
     async with runner.engine.begin() as conn:
         count = await conn.exec_driver_sql("SELECT count(*) FROM agencies WHERE id = $1", (marker,))
@@ -119,9 +113,12 @@ async def test_no_statement_follows_a_change_committed_by_itself(
 async def test_statements_may_follow_a_change_inside_a_transaction(
     runner: TransactionRunner,
 ) -> None:
-    async def work(tx: DriverTx) -> int:
-        tx.committing()
-        tx.committed()  # in a transaction nothing is committed yet: the runner commits
-        return int(await tx.driver.fetchval("SELECT 1"))
+    marker = f"atomic-{time.monotonic_ns()}"
 
-    assert await runner.run(work, driver=True) == 1
+    async def work(tx: Tx) -> int:
+        await tx.write(_INSERT_AGENCY, {"marker": marker})
+        return int(await tx.driver.fetchval("SELECT count(*) FROM agencies WHERE id = $1", marker))
+
+    assert await runner.run_store(work, atomic=True) == 1
+    async with runner.engine.begin() as conn:
+        await conn.exec_driver_sql("DELETE FROM agencies WHERE id = $1", (marker,))

@@ -11,9 +11,10 @@ import pytest_asyncio
 
 from tests.conftest import World, make_settings, quote_body
 from tripquote.db.engine import pooled_driver
-from tripquote.quotes import pg
+from tripquote.quotes import sql
+from tripquote.quotes.store import prepare_statements
 
-SAVE_STATEMENTS = {pg.LOAD_FOR_WRITE, pg.LOAD_FOR_CREATE, pg.CREATE, pg.UPDATE}
+SAVE_STATEMENTS = {sql.LOAD.text, sql.CREATE.text, sql.EDIT.text, sql.TRANSITION.text}
 
 
 @pytest_asyncio.fixture
@@ -37,7 +38,7 @@ async def test_every_warmed_connection_has_the_save_statements_prepared(world: W
             }
             assert prepared >= SAVE_STATEMENTS
             assert await driver.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
-        await pg.prepare_save_statements(one)  # running them again still writes nothing
+        await prepare_statements(one)  # running them again still writes nothing
     assert await world.table_counts() == before
 
 

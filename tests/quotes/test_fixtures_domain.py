@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from tripquote.errors import TripquoteError
-from tripquote.quotes.jsonbody import dumps, loads
-from tripquote.quotes.pricing import Pricing, check_client_pricing, minor_units, price_quote
+from tripquote.json import dumps, loads
+from tripquote.money import minor_units
+from tripquote.quotes.pricing import Pricing, check_client_pricing, price_quote
 from tripquote.quotes.rules import Limits, draft_to_input, validate_quote
 
 LIMITS = Limits(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import product
 from zoneinfo import ZoneInfo
 
@@ -19,7 +19,6 @@ from tripquote.quotes.lifecycle import (
     check_sendable,
     check_transition,
     compute_expires_at,
-    effective_status,
 )
 
 S, Op = QuoteStatus, Operation
@@ -72,41 +71,6 @@ def test_sending_needs_an_item() -> None:
     with pytest.raises(QuoteValidationFailed) as caught:
         check_sendable(0)
     assert [error["path"] for error in caught.value.details["errors"]] == ["items"]
-
-
-# --- effective status ---------------------------------------------------------------------
-
-EXPIRES = datetime(2027, 3, 16, 4, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("now", "expected"),
-    [
-        (EXPIRES - timedelta(microseconds=1), S.SENT),
-        (EXPIRES, S.EXPIRED),  # now ≥ expiresAt
-        (EXPIRES + timedelta(days=3), S.EXPIRED),
-        (datetime(2027, 3, 16, 0, 0, tzinfo=timezone(timedelta(hours=-4))), S.EXPIRED),
-    ],
-)
-def test_sent_quote_past_expiry_is_expired(now: datetime, expected: QuoteStatus) -> None:
-    assert effective_status(S.SENT, EXPIRES, now) is expected
-
-
-@pytest.mark.parametrize("status", [s for s in QuoteStatus if s is not S.SENT])
-def test_only_sent_quotes_expire(status: QuoteStatus) -> None:
-    assert effective_status(status, EXPIRES, EXPIRES + timedelta(days=1)) is status
-
-
-def test_effective_status_without_expiry_and_with_naive_times() -> None:
-    assert effective_status(S.SENT, None, EXPIRES) is S.SENT
-    with pytest.raises(ValueError, match="aware"):
-        effective_status(S.SENT, EXPIRES.replace(tzinfo=None), EXPIRES)
-
-
-def test_accepting_a_quote_that_expired_unswept_fails() -> None:
-    status = effective_status(S.SENT, EXPIRES, EXPIRES + timedelta(seconds=1))
-    with pytest.raises(QuoteStateInvalid):
-        check_transition(status, Op.ACCEPT)
 
 
 # --- expiresAt ----------------------------------------------------------------------------

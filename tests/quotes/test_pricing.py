@@ -12,16 +12,8 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from tripquote.errors import ItemsInconsistent, PricingValidationFailed
-from tripquote.quotes.pricing import (
-    Pricing,
-    check_client_pricing,
-    decimal_places,
-    format_amount,
-    minor_units,
-    plain_decimal,
-    price_quote,
-    quantize,
-)
+from tripquote.money import decimal_places, format_amount, minor_units, plain_decimal, quantize
+from tripquote.quotes.pricing import Pricing, check_client_pricing, price_quote
 from tripquote.quotes.rules import ItemDraft, QuoteDraft
 from tripquote.quotes.schemas import ItemType
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pydantic_core import PydanticCustomError
 
 from tripquote.errors import CurrencyInvalid, QuotaExceeded, QuoteValidationFailed, TripquoteError
-from tripquote.quotes.jsonbody import loads
+from tripquote.json import loads
 from tripquote.quotes.pricing import check_client_pricing, price_quote
 from tripquote.quotes.rules import (
     ItemDraft,

@@ -131,6 +131,6 @@ def _loads(text: str) -> Any:
 
 def _dumps(value: Any) -> str:
     """JSON columns written with Decimals as strings (orjson)."""
-    from tripquote.quotes.jsonbody import dumps
+    from tripquote.json import dumps
 
     return dumps(value).decode()

@@ -46,8 +46,8 @@ PG_SQLSTATE_CLASSES: dict[str, type[TripquoteError]] = {
 
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     DBAPIError,
-    asyncpg.PostgresError,  # raised unwrapped by the PostgreSQL fast path (quotes/pg.py)
-    asyncpg.InterfaceError,  # connection closed or lost under the fast path
+    asyncpg.PostgresError,  # raised unwrapped by the quote store (quotes/store.py)
+    asyncpg.InterfaceError,  # connection closed or lost under the quote store
     # A pooled connection whose backend was terminated while idle: asyncpg consumed the FATAL
     # message and refuses the next query ("another operation is in progress").
     asyncpg.InternalClientError,

@@ -57,7 +57,7 @@ agents = Table(
     C("tokens_valid_after", UTCDateTime(), nullable=True),
     # An upper bound of the agent's open quotes (DRAFT + unexpired SENT), kept under the
     # agent's row lock: raised by every create and reopen, never lowered by what closes a
-    # quote, re-set to the exact count whenever it reaches the limit (quotes/checks.py).
+    # quote, re-set to the exact count whenever it reaches the limit (quotes/store.py).
     C("open_quote_bound", Integer(), nullable=False, server_default="0"),
     CheckConstraint("role IN ('agent', 'admin')", name="role"),
 )

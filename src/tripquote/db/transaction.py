@@ -1,26 +1,24 @@
 """The one owner of every transaction: begin, time-box, commit once, roll back by default,
 and retry the whole unit on serialization failures and deadlocks (exponential backoff, jitter).
 
-A unit of work gets either a SQLAlchemy ``AsyncConnection`` (every database, every use case)
-or, for the quote saves on PostgreSQL (``run(..., driver=True)``), a ``DriverTx``: the asyncpg
-connection of a pooled SQLAlchemy connection, with the transaction opened on it directly. The
-saves' statements are hand-written single statements (``quotes/pg.py``), so SQLAlchemy's
-per-statement layer (greenlet hop, compiled-cache lookup, result wrapping) would be pure cost;
-the pool, its timeout and its invalidation stay SQLAlchemy's.
+The quote store (``quotes/store.py``) always gets a ``Tx`` (``run_store``): the asyncpg
+connection of a pooled SQLAlchemy connection. Its statements are hand-written (``quotes/sql.py``),
+so SQLAlchemy's per-statement layer would be pure cost; the pool, its timeout and its
+invalidation stay SQLAlchemy's. Other features get a SQLAlchemy ``AsyncConnection`` (``run``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import structlog
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from tenacity import (
     AsyncRetrying,
     RetryError,
@@ -52,67 +50,64 @@ T = TypeVar("T")
 _logger = structlog.get_logger("tripquote.db")
 
 
-class TransactionRequired(Exception):
-    """Raised by a single-statement unit (``DriverTx.in_transaction`` False) before it writes
-    anything, when what it found needs several statements to be atomic: the runner then runs
-    the unit again inside a transaction."""
-
-
 @dataclass(slots=True)
-class DriverTx:
-    """The asyncpg connection ``driver`` of a unit run with ``driver=True`` on PostgreSQL.
+class Tx:
+    """The asyncpg connection of one store unit (``TransactionRunner.run_store``).
 
-    In a transaction (the default), statements run on it join the transaction the runner
-    commits. Without one (``single_statement=True``), each statement commits by itself: the
-    unit reads, then makes its whole change in ONE statement, announced by ``committing()``
-    and, when it changed something, confirmed by ``committed()``: after that the unit runs
-    no statement (``driver`` refuses), so a retried unit can never have committed before.
+    ``atomic``: its statements join the transaction the runner commits. Otherwise each
+    statement commits by itself: the unit's change is ONE statement (``write``), after which
+    the unit runs nothing more when it wrote (a retried unit can then never have committed
+    before), and during which the backstop timeout is paused (as COMMIT is never cancelled);
+    the server's ``statement_timeout`` still bounds it.
     """
 
     connection: Any  # asyncpg.Connection
-    in_transaction: bool = True
+    atomic: bool = True
     deadline: asyncio.Timeout | None = None
-    _paused_deadline: float | None = None
     _committed: bool = False
 
     @property
     def driver(self) -> Any:
-        """The asyncpg connection. RuntimeError once the unit's change committed by itself:
-        the runner runs a unit again after a retryable error, which is only safe while the
-        unit has committed nothing."""
+        """The asyncpg connection; RuntimeError once the unit's change committed by itself."""
         if self._committed:
             raise RuntimeError("a one-statement unit ran a statement after its change committed")
         return self.connection
 
-    def require_transaction(self) -> None:
-        """TransactionRequired unless in a transaction (call it before any write)."""
-        if not self.in_transaction:
-            raise TransactionRequired
+    async def fetch(self, statement: Statement, values: Mapping[str, Any]) -> list[Any]:
+        """The rows of a read."""
+        return list(await self.driver.fetch(statement.text, *statement.args(values)))
 
-    def committing(self) -> None:
-        """The next statement makes the unit's change; without a transaction it commits by
-        itself, so the runner's backstop timeout must not cancel it in flight (as COMMIT never
-        is); the server's ``statement_timeout`` still bounds it."""
-        if not self.in_transaction and self.deadline is not None:
-            self._paused_deadline = self.deadline.when()
+    async def fetchrow(self, statement: Statement, values: Mapping[str, Any]) -> Any:
+        """The first row of a read, or None."""
+        return await self.driver.fetchrow(statement.text, *statement.args(values))
+
+    async def write(self, statement: Statement, values: Mapping[str, Any]) -> Any:
+        """Run the unit's change: one statement returning one row whose ``written`` says
+        whether it changed anything."""
+        paused = None
+        if not self.atomic and self.deadline is not None:
+            paused = self.deadline.when()
             self.deadline.reschedule(None)
-
-    def committed(self) -> None:
-        """The statement announced by ``committing()`` changed the database; without a
-        transaction that is for good, and the unit runs no statement after it."""
-        if not self.in_transaction:
-            self._committed = True
-
-    def wrote_nothing(self) -> None:
-        """The statement announced by ``committing()`` changed nothing: what the unit does next
-        (the reads that say why) is bounded by the backstop again, at its original deadline."""
-        if self.deadline is not None and self._paused_deadline is not None:
-            self.deadline.reschedule(self._paused_deadline)
-            self._paused_deadline = None
+        row = await self.driver.fetchrow(statement.text, *statement.args(values))
+        if row["written"]:
+            self._committed = not self.atomic
+        elif paused is not None and self.deadline is not None:
+            self.deadline.reschedule(paused)  # the reads that say why are bounded again
+        return row
 
 
-UnitConnection = AsyncConnection | DriverTx
-"""What a unit of work receives: ``DriverTx`` only when it asked for it, on PostgreSQL."""
+class Statement(Protocol):
+    """SQL text with its parameters' names (``quotes/sql.py``)."""
+
+    @property
+    def text(self) -> str:
+        """The SQL with ``$n`` parameters."""
+        ...
+
+    def args(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """Positional arguments for ``values``."""
+        ...
+
 
 Work = Callable[[Any], Awaitable[T]]
 
@@ -128,33 +123,26 @@ class TransactionRunner:
         self.settings = settings
         self.observer = observer
 
-    @property
-    def is_postgres(self) -> bool:
-        """True when the engine is PostgreSQL (asyncpg)."""
-        return self.engine.dialect.name == "postgresql"
+    async def run(self, work: Work[T], *, write: bool = True) -> T:
+        """Run ``work(conn)`` (an ``AsyncConnection``) in one transaction and commit it once;
+        return its result. Raises the ``TripquoteError`` that ``work`` raised (after rolling
+        back), or the mapped database error (see ``run_store``)."""
+        return await self._retrying(work, write=write, store=False, atomic=True)
 
-    async def run(
-        self,
-        work: Work[T],
-        *,
-        write: bool = True,
-        driver: bool = False,
-        single_statement: bool = False,
-    ) -> T:
-        """Run ``work(conn)`` in one transaction and commit it once; return its result.
-
-        ``conn`` is an ``AsyncConnection``, or with ``driver=True`` on PostgreSQL a ``DriverTx``
-        (the unit must then use only statements written for the driver: ``quotes/pg.py``).
-        ``single_statement=True`` (with ``driver``): the unit's reads need no snapshot in
-        common and its change is one statement, so no BEGIN/COMMIT round trips; a unit that
-        finds it needs more raises TransactionRequired first and runs again in a transaction.
+    async def run_store(self, work: Work[T], *, atomic: bool, write: bool = True) -> T:
+        """Run ``work(tx)`` on the asyncpg connection of a pooled connection (a ``Tx``): in
+        one transaction committed once when ``atomic``, else each statement commits by
+        itself (a unit whose change is one statement: no BEGIN/COMMIT round trips).
 
         Raises the ``TripquoteError`` that ``work`` raised (after rolling back), or the mapped
         database error: DATABASE_TIMEOUT, DATABASE_TRANSACTION_ABORTED (retries exhausted),
         QUOTE_PERSISTENCE_FAILED, QUOTE_VALIDATION_FAILED.
         """
+        return await self._retrying(work, write=write, store=True, atomic=atomic)
+
+    async def _retrying(self, work: Work[T], *, write: bool, store: bool, atomic: bool) -> T:
         try:  # the common case, without building a retry controller
-            return await self._once(work, write=write, driver=driver, single=single_statement)
+            return await self._once(work, write=write, store=store, atomic=atomic)
         except DRIVER_ERRORS as error:  # only retryable errors leave _once unmapped
             first_failure: BaseException = error
         retrying = AsyncRetrying(
@@ -169,9 +157,7 @@ class TransactionRunner:
                     if attempt.retry_state.attempt_number == 1:
                         raise first_failure  # replayed, so backoff and limits apply to it
                     self.observer.db_retry()
-                    return await self._once(
-                        work, write=write, driver=driver, single=single_statement
-                    )
+                    return await self._once(work, write=write, store=store, atomic=atomic)
         except RetryError as exhausted:
             cause = exhausted.last_attempt.exception()
             if cause is not None:
@@ -185,11 +171,11 @@ class TransactionRunner:
             ) from cause
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _once(self, work: Work[T], *, write: bool, driver: bool, single: bool) -> T:
+    async def _once(self, work: Work[T], *, write: bool, store: bool, atomic: bool) -> T:
         budget = self.settings.tx_timeout_seconds + _BACKSTOP_MARGIN_SECONDS
         try:
-            if driver and self.is_postgres:
-                return await self._on_driver(work, budget, single=single)
+            if store:
+                return await self._on_driver(work, budget, atomic=atomic)
             # Waiting for a pooled connection is bounded by the pool timeout.
             async with self.engine.connect() as conn:
                 await conn.execution_options(**{WRITE_OPTION: write})
@@ -222,31 +208,33 @@ class TransactionRunner:
             self._rolled_back(write, mapped.code)
             raise mapped from error
 
-    async def _on_driver(self, work: Work[T], budget: float, *, single: bool) -> T:
-        """One attempt on the asyncpg connection of a pooled connection (see ``DriverTx``).
+    async def _on_driver(self, work: Work[T], budget: float, *, atomic: bool) -> T:
+        """One attempt on the asyncpg connection of a pooled connection (see ``Tx``).
 
         The connection goes back to the pool only outside any transaction and alive; otherwise
         it is invalidated (closed and replaced), so no later unit inherits its state.
         """
         async with pooled_driver(self.engine) as driver:
-            if single:
-                try:
-                    async with asyncio.timeout(budget) as deadline:
-                        return await work(DriverTx(driver, in_transaction=False, deadline=deadline))
-                except TransactionRequired:
-                    pass  # raised before any write: run it again, in a transaction
+            if not atomic:
+                async with asyncio.timeout(budget) as deadline:
+                    return await work(Tx(driver, atomic=False, deadline=deadline))
             transaction = driver.transaction()
             await transaction.start()
             try:
                 async with asyncio.timeout(budget):
-                    result = await work(DriverTx(driver))
+                    result = await work(Tx(driver))
             except BaseException:
                 with contextlib.suppress(Exception):  # a dead connection is invalidated
                     await transaction.rollback()
                 raise
-            # Outside the timeout, as on the SQLAlchemy path: never cancel an in-flight COMMIT.
+            # Outside the timeout: never cancel an in-flight COMMIT.
             await transaction.commit()
             return result
+
+    def rolled_back(self, reason: str) -> None:
+        """Count a write unit that changed nothing because what it found refused the change
+        (the unit returned the facts, its caller raised the error ``reason``)."""
+        self._rolled_back(True, reason)
 
     def _rolled_back(self, write: bool, reason: str) -> None:
         if write:

@@ -1,1 +1,1 @@
-"""The quotes feature: a pure domain (jsonbody, schemas, rules, lifecycle, pricing), its edges."""
+"""The quotes feature: a pure domain (schemas, rules, lifecycle, pricing), its edges."""

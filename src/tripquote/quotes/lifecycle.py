@@ -51,6 +51,21 @@ TRANSITIONS: Mapping[tuple[QuoteStatus, Operation], QuoteStatus] = MappingProxyT
 )
 """Every allowed (status, operation) → new status. Anything absent is forbidden."""
 
+OPEN: tuple[str, ...] = (QuoteStatus.DRAFT.value, QuoteStatus.SENT.value)
+"""The statuses counted against an agent's open-quote quota (a SENT quote until it expires)."""
+
+
+def from_statuses(operation: Operation) -> list[str]:
+    """The statuses TRANSITIONS lets ``operation`` leave, for a statement's guard."""
+    return [status.value for status, op in TRANSITIONS if op is operation]
+
+
+def target_of(operation: Operation) -> QuoteStatus:
+    """The one status ``operation`` leads to (every operation has one in TRANSITIONS)."""
+    (target,) = {status for (_, op), status in TRANSITIONS.items() if op is operation}
+    return target
+
+
 _LOCKED_BY_SENDING = frozenset({Operation.UPDATE, Operation.DELETE, Operation.SEND})
 
 
@@ -82,25 +97,22 @@ def check_transition(status: QuoteStatus, operation: Operation) -> QuoteStatus:
     )
 
 
+ITEMS_TO_SEND = 1
+"""A quote is sent only with at least this many items."""
+
+
+def items_needed(operation: Operation) -> int:
+    """The items a quote needs for ``operation`` (a statement's guard)."""
+    return ITEMS_TO_SEND if operation is Operation.SEND else 0
+
+
 def check_sendable(item_count: int) -> None:
-    """A quote is sent only with at least one item; raises QuoteValidationFailed at ``items``."""
-    if item_count < 1:
+    """A quote is sent only with ``ITEMS_TO_SEND`` items; QuoteValidationFailed at ``items``."""
+    if item_count < ITEMS_TO_SEND:
         raise QuoteValidationFailed(
             "A quote needs at least one item to be sent.",
             details={"errors": [field_error("items", "too_short", "Add an item, then send.")]},
         )
-
-
-def effective_status(
-    status: QuoteStatus, expires_at: datetime | None, now: datetime
-) -> QuoteStatus:
-    """EXPIRED for a SENT quote once ``now`` ≥ ``expires_at`` (aware instants), else ``status``."""
-    if status is QuoteStatus.SENT and expires_at is not None:
-        if expires_at.utcoffset() is None or now.utcoffset() is None:
-            raise ValueError("effective_status needs timezone-aware datetimes")
-        if now >= expires_at:
-            return QuoteStatus.EXPIRED
-    return status
 
 
 def compute_expires_at(sent_at: datetime, expires_in_days: int, timezone: str) -> datetime:

@@ -1,4 +1,4 @@
-"""Quote pricing: Decimal end to end, rounding in one place (``quantize``, ROUND_HALF_UP).
+"""Quote pricing: Decimal end to end, rounding in one place (``tripquote.money.quantize``, half-up).
 
 lineTotal = quantity * unitPrice; subtotal = sum of lineTotal;
 markupAmount = round_half_up(subtotal * markupPercent / 100);
@@ -9,94 +9,23 @@ Every amount carries exactly the currency's ISO 4217 minor units.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
-from types import MappingProxyType
+from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any
 
 from tripquote.errors import ItemsInconsistent, PricingValidationFailed, field_error
+from tripquote.money import (
+    AMOUNT_LIMIT,
+    EXACT,
+    decimal_places,
+    format_amount,
+    minor_units,
+    quantize,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from tripquote.quotes.rules import QuoteDraft
 
-__all__ = [
-    "AMOUNT_LIMIT",
-    "MINOR_UNITS",
-    "Pricing",
-    "check_client_pricing",
-    "decimal_places",
-    "format_amount",
-    "minor_units",
-    "plain_decimal",
-    "price_quote",
-    "quantize",
-]
-
-_ZERO_DECIMALS = (
-    *("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG"),
-    *("RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"),
-)
-# ISO 4217 (list one, SIX Financial Information) exponents that differ from the usual 2.
-MINOR_UNITS: Mapping[str, int] = MappingProxyType(
-    {
-        **dict.fromkeys(_ZERO_DECIMALS, 0),
-        **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-        **dict.fromkeys(("CLF", "UYW"), 4),
-    }
-)
-DEFAULT_MINOR_UNITS = 2
-
-AMOUNT_LIMIT = Decimal(10) ** 12
-"""Every amount must stay below 10^12 major units (fits Numeric(18, 4) with room to spare)."""
-
-# Arithmetic runs only once every input is < 10^12 (schemas.py bounds them to 30 decimals):
-# quantities ≤ 10^4, items ≤ 10^4 and markup ≤ 100.00 keep every exact intermediate under
-# 60 significant digits, so this context never rounds; quantize() alone rounds.
-_EXACT = Context(prec=60, rounding=ROUND_HALF_UP)
-
-
-def minor_units(currency: str) -> int:
-    """Digits after the decimal point for an ISO 4217 code (JPY 0, BHD 3, default 2)."""
-    return MINOR_UNITS.get(currency, DEFAULT_MINOR_UNITS)
-
-
-_QUANTA = {places: Decimal(1).scaleb(-places) for places in set(MINOR_UNITS.values()) | {2}}
-
-
-def quantize(amount: Decimal, currency: str) -> Decimal:
-    """Round to the currency's ISO 4217 minor units, half-up; the only rounding in tripquote."""
-    places = minor_units(currency)
-    quantum = _QUANTA.get(places) or Decimal(1).scaleb(-places)
-    rounded = amount.quantize(quantum, ROUND_HALF_UP, _EXACT)
-    # Normalise negative zero so "-0.00" can never be rendered.
-    return rounded.copy_abs() if rounded.is_zero() else rounded
-
-
-def decimal_places(value: Decimal) -> int:
-    """Significant digits after the point, exactly (``289.900`` → 1); no context rounding."""
-    _sign, digits, exponent = value.as_tuple()
-    if not isinstance(exponent, int) or exponent >= 0 or value.is_zero():
-        return 0
-    trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
-    return max(0, -exponent - trailing_zeros)
-
-
-def format_amount(amount: Decimal) -> str:
-    """A Decimal as a plain decimal string without exponent (``Decimal("1E+3")`` → ``"1000"``)."""
-    return format(amount, "f")
-
-
-def plain_decimal(value: Decimal) -> str:
-    """Canonical text of a value, trailing zeros dropped exactly (``15.00`` → ``"15"``)."""
-    sign, digits, exponent = value.as_tuple()
-    if isinstance(exponent, int) and exponent < 0:
-        significant = len(digits)
-        while significant > 1 and digits[significant - 1] == 0 and exponent < 0:
-            significant -= 1
-            exponent += 1
-        value = Decimal((sign, digits[:significant], exponent))
-    return "0" if value.is_zero() else format_amount(value)
+__all__ = ["Pricing", "check_client_pricing", "price_quote"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +78,7 @@ def price_quote(draft: QuoteDraft) -> Pricing:
         # Sums of amounts that are out of range mean nothing; report the inputs only.
         raise PricingValidationFailed(details={"errors": errors})
 
-    with localcontext(_EXACT):
+    with localcontext(EXACT):
         lines = [item.unit_price * item.quantity for item in draft.items]
         subtotal = sum(lines, Decimal(0))
         markup = quantize(subtotal * draft.markup_percent / 100, currency)

@@ -11,14 +11,14 @@ from fastapi import APIRouter, Path, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tripquote.db.transaction import UnitConnection
+from tripquote.db.transaction import Tx
 from tripquote.deps import (
     CurrentAgent,
     IfMatch,
     QuoteBody,
     QuoteId,
     QuotePatchBody,
-    QuoteServices,
+    Quotes,
     VersionBodyDep,
     WritingAgent,
     etag,
@@ -44,7 +44,7 @@ from tripquote.errors import (
     RateLimitExceeded,
     field_error,
 )
-from tripquote.http import Services, json_response
+from tripquote.http import json_response
 from tripquote.idempotency import (
     Claim,
     IdempotencyStore,
@@ -53,6 +53,7 @@ from tripquote.idempotency import (
     parse_key,
     request_fingerprint,
 )
+from tripquote.json import dumps
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.operations import current_operation
 from tripquote.openapi import (
@@ -69,12 +70,11 @@ from tripquote.openapi import (
     SaveEnvelope,
     responses,
 )
-from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor
-from tripquote.quotes import queries, service
-from tripquote.quotes.jsonbody import dumps
+from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
 from tripquote.quotes.lifecycle import Operation, QuoteStatus
-from tripquote.quotes.repository import QuoteFilters
-from tripquote.quotes.service import OnSaved, Saved
+from tripquote.quotes.results import Filters
+from tripquote.quotes.service import OnSaved, QuoteService
+from tripquote.quotes.service import SavedQuote as Saved
 from tripquote.routing import TrackedRoute, operation
 from tripquote.validation import query_text
 
@@ -159,8 +159,8 @@ async def _idempotent_save(
         return _to_response(claimed, replayed=True)
     claim: Claim = claimed
 
-    async def store(conn: UnitConnection, saved: Saved) -> None:
-        await complete(conn, claim, saved_response(saved, status=status))
+    async def store(tx: Tx, saved: Saved) -> None:
+        await complete(tx, claim, saved_response(saved, status=status))
 
     try:
         saved = await save(store)
@@ -183,15 +183,14 @@ async def create_quote(
     request: Request,
     agent_id: WritingAgent,
     body: QuoteBody,
-    svc: QuoteServices,
+    quotes: Quotes,
     idempotency_key: str = idempotency_key_header(),
 ) -> Response:
     """Create a quote (DRAFT, version 1); 201 ``{success, quoteId, version, savedAt, quote}``.
     Honours ``Idempotency-Key``."""
 
     async def save(on_saved: OnSaved | None) -> Saved:
-        saved = await service.create_quote(
-            svc,
+        saved = await quotes.create(
             agent_id=agent_id,
             body=body,
             correlation_id=get_correlation_id(),
@@ -219,7 +218,7 @@ async def create_quote(
 )
 async def list_quotes(
     agent_id: CurrentAgent,
-    svc: QuoteServices,
+    quotes: Quotes,
     status: QuoteStatus | None = Query(None),
     client_id: str | None = Query(None, alias="clientId", max_length=64),
     updated_since: datetime | None = Query(None, alias="updatedSince"),
@@ -251,10 +250,9 @@ async def list_quotes(
                     ]
                 },
             ) from None
-    quotes, next_cursor = await queries.list_quotes(
-        svc,
+    page, after = await quotes.list(
         agent_id=agent_id,
-        filters=QuoteFilters(
+        filters=Filters(
             status=status.value if status else None,
             client_id=client_id,
             updated_since=updated_since,
@@ -262,7 +260,8 @@ async def list_quotes(
         before=decode_cursor(cursor) if cursor else None,
         limit=limit,
     )
-    return json_response({"success": True, "quotes": quotes, "nextCursor": next_cursor})
+    next_cursor = encode_cursor(*after) if after is not None else None
+    return json_response({"success": True, "quotes": page, "nextCursor": next_cursor})
 
 
 @router.get(
@@ -270,9 +269,9 @@ async def list_quotes(
     openapi_extra=operation("quote.read"),
     responses=responses(ReadEnvelope, headers=ETAG, errors=READ_ERRORS),
 )
-async def read_quote(quote_id: QuoteId, agent_id: CurrentAgent, svc: QuoteServices) -> Response:
+async def read_quote(quote_id: QuoteId, agent_id: CurrentAgent, quotes: Quotes) -> Response:
     """One quote; ``{success, quoteId, version, quote}`` with ``ETag: "<version>"``."""
-    quote = await service.read_quote(svc, agent_id=agent_id, quote_id=quote_id)
+    quote = await quotes.read(agent_id=agent_id, quote_id=quote_id)
     return json_response(
         {"success": True, "quoteId": quote["id"], "version": quote["version"], "quote": quote},
         headers={"ETag": etag(quote["version"])},
@@ -289,11 +288,10 @@ async def update_quote(
     agent_id: WritingAgent,
     if_match: IfMatch,
     body: QuotePatchBody,
-    svc: QuoteServices,
+    quotes: Quotes,
 ) -> Response:
     """Partial update checked against the client's version (body ``version`` or If-Match)."""
-    saved = await service.update_quote(
-        svc,
+    saved = await quotes.update(
         agent_id=agent_id,
         quote_id=quote_id,
         body=body,
@@ -312,11 +310,10 @@ async def _transition(
     if_match: int | None,
     body: Any,
     idempotency_key: str | None,
-    svc: Services,
+    quotes: QuoteService,
 ) -> Response:
     async def save(on_saved: OnSaved | None) -> Saved:
-        return await service.transition_quote(
-            svc,
+        return await quotes.transition(
             agent_id=agent_id,
             quote_id=quote_id,
             operation=operation_,
@@ -346,7 +343,7 @@ async def delete_quote(
     agent_id: WritingAgent,
     if_match: IfMatch,
     body: VersionBodyDep,
-    svc: QuoteServices,
+    quotes: Quotes,
     idempotency_key: str = idempotency_key_header(),
 ) -> Response:
     """Soft delete: DRAFT or REJECTED → CANCELLED (version in body or If-Match)."""
@@ -358,7 +355,7 @@ async def delete_quote(
         if_match=if_match,
         body=body,
         idempotency_key=idempotency_key,
-        svc=svc,
+        quotes=quotes,
     )
 
 
@@ -369,7 +366,7 @@ async def send_quote(
     agent_id: WritingAgent,
     if_match: IfMatch,
     body: VersionBodyDep,
-    svc: QuoteServices,
+    quotes: Quotes,
     idempotency_key: str = idempotency_key_header(),
 ) -> Response:
     """DRAFT → SENT; sets ``sentAt`` and ``expiresAt`` (end of the last valid day, agency zone)."""
@@ -381,7 +378,7 @@ async def send_quote(
         if_match=if_match,
         body=body,
         idempotency_key=idempotency_key,
-        svc=svc,
+        quotes=quotes,
     )
 
 
@@ -392,7 +389,7 @@ async def accept_quote(
     agent_id: WritingAgent,
     if_match: IfMatch,
     body: VersionBodyDep,
-    svc: QuoteServices,
+    quotes: Quotes,
     idempotency_key: str = idempotency_key_header(),
 ) -> Response:
     """Record the client's acceptance: SENT → ACCEPTED (an expired quote cannot be accepted)."""
@@ -404,7 +401,7 @@ async def accept_quote(
         if_match=if_match,
         body=body,
         idempotency_key=idempotency_key,
-        svc=svc,
+        quotes=quotes,
     )
 
 
@@ -415,7 +412,7 @@ async def reject_quote(
     agent_id: WritingAgent,
     if_match: IfMatch,
     body: VersionBodyDep,
-    svc: QuoteServices,
+    quotes: Quotes,
     idempotency_key: str = idempotency_key_header(),
 ) -> Response:
     """Record the client's rejection: SENT → REJECTED (it may then be revised as a DRAFT)."""
@@ -427,7 +424,7 @@ async def reject_quote(
         if_match=if_match,
         body=body,
         idempotency_key=idempotency_key,
-        svc=svc,
+        quotes=quotes,
     )
 
 
@@ -436,9 +433,9 @@ async def reject_quote(
     openapi_extra=operation("quote.revisions"),
     responses=responses(RevisionsEnvelope, errors=READ_ERRORS),
 )
-async def list_revisions(quote_id: QuoteId, agent_id: CurrentAgent, svc: QuoteServices) -> Response:
+async def list_revisions(quote_id: QuoteId, agent_id: CurrentAgent, quotes: Quotes) -> Response:
     """The quote's history, one entry per committed version; ``{success, revisions}``."""
-    revisions = await queries.list_revisions(svc, agent_id=agent_id, quote_id=quote_id)
+    revisions = await quotes.revisions(agent_id=agent_id, quote_id=quote_id)
     return json_response({"success": True, "quoteId": quote_id, "revisions": revisions})
 
 
@@ -450,11 +447,9 @@ async def list_revisions(quote_id: QuoteId, agent_id: CurrentAgent, svc: QuoteSe
 async def get_revision(
     quote_id: QuoteId,
     agent_id: CurrentAgent,
-    svc: QuoteServices,
+    quotes: Quotes,
     version: Annotated[int, Path(ge=1, le=2_147_483_647)],
 ) -> Response:
     """One committed version with its full snapshot; ``{success, revision}``."""
-    revision = await queries.get_revision(
-        svc, agent_id=agent_id, quote_id=quote_id, version=version
-    )
+    (revision,) = await quotes.revisions(agent_id=agent_id, quote_id=quote_id, version=version)
     return json_response({"success": True, "quoteId": quote_id, "revision": revision})

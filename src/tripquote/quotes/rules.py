@@ -19,8 +19,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 
 from tripquote.errors import CurrencyInvalid, QuotaExceeded, QuoteValidationFailed, field_error
-from tripquote.quotes.jsonbody import canonical
-from tripquote.quotes.pricing import plain_decimal
+from tripquote.json import canonical
+from tripquote.money import plain_decimal
 from tripquote.quotes.schemas import (
     ItemType,
     OtherItemIn,
@@ -394,6 +394,32 @@ def patch_version(patch: Any) -> int | None:
     return version
 
 
+def expected_version(body_version: int | None, if_match: int | None) -> int:
+    """The version the client edits: from the body or If-Match (RFC 9110 §13.1.1), which must
+    agree; QUOTE_VALIDATION_FAILED at ``version`` when neither is given or they differ."""
+    if body_version is None and if_match is None:
+        raise QuoteValidationFailed(
+            "A version is required: send the quote's version in the body or If-Match.",
+            details={"errors": [field_error("version", "required", "version is required.")]},
+        )
+    if body_version is not None and if_match is not None and body_version != if_match:
+        raise QuoteValidationFailed(
+            "The body version and If-Match disagree.",
+            details={
+                "errors": [
+                    field_error(
+                        "version",
+                        "mismatch",
+                        f"body version {body_version} differs from If-Match {if_match}.",
+                    )
+                ]
+            },
+        )
+    version = body_version if body_version is not None else if_match
+    assert version is not None
+    return version
+
+
 def draft_to_input(draft: QuoteDraft) -> dict[str, Any]:
     """QuoteDraft → camelCase JSON-ready input dict (no client totals), what merge_patch takes."""
     return {
@@ -422,7 +448,7 @@ def draft_to_input(draft: QuoteDraft) -> dict[str, Any]:
 
 
 def same_json(a: Any, b: Any) -> bool:
-    """Whether two JSON-ready values are the same JSON (``jsonbody.canonical``): ``true`` and
+    """Whether two JSON-ready values are the same JSON (``tripquote.json.canonical``): ``true`` and
     ``1`` differ, key order does not count."""
     return canonical(a) == canonical(b)
 

@@ -2,7 +2,7 @@
 
 Shape only: types, lengths, ranges and formats. Rules that compare fields (dates in order,
 items inside the trip, currency whitelist) live in ``rules.py``; money rules in
-``pricing.py``. Bodies are parsed by ``jsonbody.loads`` and validated in Python mode, so
+``pricing.py``. Bodies are parsed by ``tripquote.json.loads`` and validated in Python mode, so
 numbers arrive as ``int`` or ``Decimal``, never ``float``. The models also document the API
 (OpenAPI), hence the descriptions and examples.
 """
@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from tripquote.quotes.pricing import decimal_places
+from tripquote.money import decimal_places
 
 
 class ItemType(StrEnum):
@@ -90,7 +90,7 @@ def parse_aware_datetime(value: object) -> datetime:
 
 
 def _to_decimal(value: object) -> Decimal:
-    # Money never passes through float: accept int, Decimal (from jsonbody.loads) and text.
+    # Money never passes through float: accept int, Decimal (from tripquote.json.loads) and text.
     if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
         raise PydanticCustomError(
             "invalid_type", 'must be a number or a decimal string such as "289.90"'
@@ -235,7 +235,8 @@ AirportCode = Annotated[str, Strict(), StringConstraints(pattern=r"^[A-Z]{3}$")]
 Rooms = Annotated[int, Strict(), Field(ge=1, le=100)]
 Quantity = Annotated[int, Strict(), Field(ge=1, le=10_000)]
 Travelers = Annotated[int, Strict(), Field(ge=1, le=50)]
-ExpiresInDays = Annotated[int, Strict(), Field(ge=1, le=90)]
+MAX_EXPIRES_IN_DAYS = 90
+ExpiresInDays = Annotated[int, Strict(), Field(ge=1, le=MAX_EXPIRES_IN_DAYS)]
 
 
 class _Shape(BaseModel):

@@ -1,4 +1,4 @@
-"""jsonbody: JSON numbers become Decimal from their text; bad bodies fail with json_invalid."""
+"""tripquote.json: numbers become Decimal from their text; bad bodies fail with json_invalid."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tripquote.errors import QuoteValidationFailed
-from tripquote.quotes.jsonbody import dumps, loads
+from tripquote.json import dumps, loads
 
 
 def _json_invalid(raw: bytes) -> dict[str, str]:

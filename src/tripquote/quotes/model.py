@@ -1,0 +1,250 @@
+"""The quote domain model: frozen values and pure decisions, no I/O.
+
+``Draft`` is what a client sets, validated and priced; ``Quote`` is a stored quote as the
+store read it (its status already as of the read: a SENT quote past ``expiresAt`` is EXPIRED);
+``apply_patch`` merges a PATCH into a quote; ``transition`` asks the lifecycle table
+(``lifecycle.py``) what an operation decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from tripquote.errors import TripquoteError
+from tripquote.money import fmt_money, plain_decimal
+from tripquote.quotes.lifecycle import (
+    Operation,
+    QuoteStatus,
+    compute_expires_at,
+    items_needed,
+    target_of,
+)
+from tripquote.quotes.pricing import check_client_pricing, price_quote
+from tripquote.quotes.rules import Limits, QuoteDraft, merge_patch, validate_quote
+from tripquote.quotes.schemas import MAX_EXPIRES_IN_DAYS
+from tripquote.quotes.serialize import INPUT_FIELDS, fmt_instant
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One priced item: ``line_total`` = quantity * unit price, in the currency's minor units."""
+
+    type: str
+    description: str
+    quantity: int
+    unit_price: Decimal
+    line_total: Decimal
+    details: dict[str, Any]
+
+    def to_api(self, currency: str) -> dict[str, Any]:
+        """The item in API form (amounts as strings in the currency's minor units)."""
+        return {
+            "type": self.type,
+            "description": self.description,
+            "quantity": self.quantity,
+            "unitPrice": fmt_money(self.unit_price, currency),
+            "lineTotal": fmt_money(self.line_total, currency),
+            "details": self.details,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """What a client sets on a quote, validated and priced; ``client_id`` None keeps the
+    stored client (a full-form PATCH that leaves it out)."""
+
+    client_id: str | None
+    trip_name: str
+    destination: str
+    start_date: date
+    end_date: date
+    travelers: int
+    currency: str
+    markup_percent: Decimal
+    discount: Decimal
+    expires_in_days: int
+    notes: str | None
+    items: tuple[Item, ...]
+    subtotal: Decimal
+    markup_amount: Decimal
+    total: Decimal
+
+    def content_api(self) -> dict[str, Any]:
+        """The client-set part of the API form, from ``tripName`` to ``pricing``."""
+        currency = self.currency
+        discount = fmt_money(self.discount, currency)
+        return {
+            "tripName": self.trip_name,
+            "destination": self.destination,
+            "startDate": self.start_date.isoformat(),
+            "endDate": self.end_date.isoformat(),
+            "travelers": self.travelers,
+            "currency": currency,
+            "markupPercent": format(self.markup_percent.quantize(Decimal("0.01")), "f"),
+            "discount": discount,
+            "expiresInDays": self.expires_in_days,
+            "notes": self.notes,
+            "items": [item.to_api(currency) for item in self.items],
+            "pricing": {
+                "subtotal": fmt_money(self.subtotal, currency),
+                "markupAmount": fmt_money(self.markup_amount, currency),
+                "discount": discount,
+                "total": fmt_money(self.total, currency),
+            },
+        }
+
+
+def price(draft: QuoteDraft, client_id: str | None) -> Draft:
+    """The priced ``Draft`` of validated input; PRICING_VALIDATION_FAILED, ITEMS_INCONSISTENT."""
+    pricing = price_quote(draft)
+    check_client_pricing(draft, pricing)
+    return Draft(
+        client_id=client_id,
+        trip_name=draft.trip_name,
+        destination=draft.destination,
+        start_date=draft.start_date,
+        end_date=draft.end_date,
+        travelers=draft.travelers,
+        currency=draft.currency,
+        markup_percent=draft.markup_percent,
+        discount=pricing.discount,
+        expires_in_days=draft.expires_in_days,
+        notes=draft.notes,
+        items=tuple(
+            Item(
+                type=item.type.value,
+                description=item.description,
+                quantity=item.quantity,
+                unit_price=item.unit_price,
+                line_total=line_total,
+                details=item.details,
+            )
+            for item, line_total in zip(draft.items, pricing.line_totals, strict=True)
+        ),
+        subtotal=pricing.subtotal,
+        markup_amount=pricing.markup_amount,
+        total=pricing.total,
+    )
+
+
+def priced_or_error(draft: QuoteDraft, client_id: str | None) -> Draft | TripquoteError:
+    """``price`` with its error returned: the note's order reports it after the client check."""
+    try:
+        return price(draft, client_id)
+    except TripquoteError as error:
+        return error
+
+
+_KEPT_CLIENT = "-"
+"""Stands in for the stored client while a full-form PATCH without ``clientId`` is validated
+(a valid id; the store keeps the stored client)."""
+
+_FULL_FORM = tuple(name for name in INPUT_FIELDS if name != "clientId")
+
+
+def full_form(patch: dict[str, Any], limits: Limits) -> Draft | TripquoteError | None:
+    """A PATCH that sets every client-settable field (``clientId`` optional) does not depend
+    on the stored quote: its Draft (or its validation or pricing error); None for any other."""
+    if any(name not in patch for name in _FULL_FORM):
+        return None
+    client_id = patch.get("clientId")
+    try:
+        draft = validate_quote(merge_patch({"clientId": _KEPT_CLIENT}, patch), limits=limits)
+    except TripquoteError as error:
+        return error
+    return priced_or_error(draft, draft.client_id if client_id is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What a transition decides: the new status, the items the quote needs, and on SEND
+    when it was sent and when it expires by its ``expiresInDays`` (the agency's zone)."""
+
+    operation: Operation
+    status: QuoteStatus
+    items_needed: int = 0
+    sent_at: datetime | None = None
+    expiries: Mapping[int, datetime] | None = None
+
+
+def transition(operation: Operation, now: datetime, timezone: str | None) -> Change:
+    """The lifecycle's decision for ``operation`` at ``now`` (``timezone``: the agency's,
+    needed to send); whether the quote's status allows it is the store's guard."""
+    change = Change(operation, target_of(operation), items_needed(operation))
+    if operation is not Operation.SEND:
+        return change
+    assert timezone is not None
+    expiries = {
+        days: compute_expires_at(now, days, timezone) for days in range(1, MAX_EXPIRES_IN_DAYS + 1)
+    }
+    return replace(change, sent_at=now, expiries=expiries)
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A stored quote; ``status`` is as of the read (SENT past ``expires_at``: EXPIRED)."""
+
+    id: str
+    agent_id: str
+    client_id: str
+    draft: Draft
+    status: QuoteStatus
+    version: int
+    created_at: datetime
+    last_modified_by: str
+    last_modified_at: datetime
+    sent_at: datetime | None
+    expires_at: datetime | None
+
+    def to_api(self) -> dict[str, Any]:
+        """The quote in API form (the revision snapshot has exactly this shape)."""
+        return {
+            "id": self.id,
+            "agentId": self.agent_id,
+            "clientId": self.client_id,
+            **self.draft.content_api(),
+            "status": self.status.value,
+            "version": self.version,
+            "createdAt": fmt_instant(self.created_at),
+            "lastModifiedBy": self.last_modified_by,
+            "lastModifiedAt": fmt_instant(self.last_modified_at),
+            "sentAt": fmt_instant(self.sent_at),
+            "expiresAt": fmt_instant(self.expires_at),
+        }
+
+    def input(self) -> dict[str, Any]:
+        """The client-settable fields in request form: what a PATCH is merged into."""
+        d = self.draft
+        return {
+            "clientId": self.client_id,
+            "tripName": d.trip_name,
+            "destination": d.destination,
+            "startDate": d.start_date.isoformat(),
+            "endDate": d.end_date.isoformat(),
+            "travelers": d.travelers,
+            "currency": d.currency,
+            "markupPercent": plain_decimal(d.markup_percent),
+            "discount": plain_decimal(d.discount),
+            "expiresInDays": d.expires_in_days,
+            "notes": d.notes,
+            "items": [
+                {
+                    "type": item.type,
+                    "description": item.description,
+                    "quantity": item.quantity,
+                    "unitPrice": plain_decimal(item.unit_price),
+                    "details": item.details,
+                }
+                for item in d.items
+            ],
+        }
+
+
+def apply_patch(quote: Quote, patch: dict[str, Any], limits: Limits) -> QuoteDraft:
+    """The quote with a PATCH applied (top-level replace, ``items`` whole), validated as a
+    whole like a create; QUOTE_VALIDATION_FAILED, CURRENCY_INVALID, QUOTA_EXCEEDED."""
+    return validate_quote(merge_patch(quote.input(), patch), limits=limits)

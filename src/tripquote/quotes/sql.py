@@ -1,0 +1,369 @@
+# ruff: noqa: S608  (SQL composed at import from constant fragments; every value is bound)
+"""The quote store's SQL: one guarded statement per write, built from shared fragments.
+
+Every write is ONE statement: ``saved`` (the version-checked write) and ``revision`` (the
+history row) come from ``versioned_update``/``revision``, written once here and used by every
+write; the statement's last SELECT returns whether it wrote and the facts it saw (the caller,
+the quote's visibility, status, version, the client, the quota bound), from which
+``store.explain`` tells a refusal's error. Python decides the lifecycle (``lifecycle.py``) and
+passes the decision as parameters (``:from_statuses``, ``:target``); SQL enforces what only
+the database can: who may act, the version, the quota bound, whether anything changes.
+
+Parameters are named (``:name``); ``Statement`` turns them into asyncpg's ``$n``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tripquote.quotes.serialize import API_FIELDS, fmt_instant
+
+_NAME = re.compile(r"(?<![:\w]):([a-z_]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """SQL text with ``:name`` parameters, compiled to ``$n`` once."""
+
+    text: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, sql: str) -> Statement:
+        """Compile ``sql``: each distinct ``:name`` becomes ``$n`` in order of first use."""
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            if match.group(1) not in names:
+                names.append(match.group(1))
+            return f"${names.index(match.group(1)) + 1}"
+
+        return cls(_NAME.sub(number, sql), tuple(names))
+
+    def args(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The positional arguments for ``values`` (KeyError names a missing parameter)."""
+        return tuple(values[name] for name in self.names)
+
+
+def status_now(q: str) -> str:
+    """The status of quote alias ``q`` as of ``:now``: a SENT quote past expiry is EXPIRED."""
+    return f"(CASE WHEN {q}.status = 'SENT' AND {q}.expires_at <= :now THEN 'EXPIRED' ELSE {q}.status END)"  # noqa: E501
+
+
+def may_act(a: str, o: str) -> str:
+    """Caller ``a`` may act on record ``o`` (a quote or a client): its own, or its agency's
+    for an admin (the one place this rule is written)."""
+    return f"({o}.agency_id = {a}.agency_id AND ({o}.agent_id = {a}.id OR {a}.role = 'admin'))"
+
+
+CALLER = """caller AS (
+    SELECT a.id, a.agency_id, a.role, g.timezone
+      FROM agents a JOIN agencies g ON g.id = a.agency_id
+     WHERE a.id = :agent_id AND a.active
+)"""
+"""The calling agent, only if it exists and is active."""
+
+QUOTE_FACTS = f"""cur AS (
+    SELECT q.id, q.agency_id, q.agent_id, q.client_id, q.version, {status_now("q")} AS status,
+           q.last_modified_by, q.last_modified_at
+      FROM quotes q WHERE q.id = :quote_id
+)"""
+
+FACT_COLUMNS = f"""caller.id IS NOT NULL AS agent_ok, caller.timezone AS agent_timezone,
+       cur.id IS NOT NULL AND caller.agency_id IS NOT DISTINCT FROM cur.agency_id AS visible,
+       coalesce({may_act("caller", "cur")}, false) AS may_act,
+       cur.status AS fact_status, cur.version AS fact_version,
+       cur.last_modified_by AS fact_by, cur.last_modified_at AS fact_at,
+       cur.agent_id AS fact_owner,
+       :client_id::varchar IS NULL OR :client_id IS NOT DISTINCT FROM cur.client_id
+           AS client_kept,
+       client.agent_id IS NOT NULL
+           AND caller.agency_id IS NOT DISTINCT FROM client.agency_id AS client_visible,
+       coalesce({may_act("caller", "client")}, false) AS client_may_use"""
+"""The facts every quote operation returns; ``store.explain`` reads them."""
+
+FACTS_FROM = """(SELECT 1) one LEFT JOIN caller ON true LEFT JOIN cur ON true
+  LEFT JOIN client ON true"""
+
+CLIENT = "client AS (SELECT c.agent_id, c.agency_id FROM clients c WHERE c.id = :client_id)"
+
+
+_FIELDS = "ARRAY[" + ", ".join(f"'{name}'" for name in API_FIELDS) + "]"
+
+
+def revision(expires_at: str = "") -> str:
+    """``revision``: the history row of a write, one per committed version, for each saved row
+    ``s``; its snapshot is the previous version's with ``:changes`` laid over it and the row's
+    status and version, keys in API order (``json``, not ``jsonb``: every value's text is kept
+    as written). ``expires_at``: the ``expiresAt`` value when a row's own decides it."""
+    value = "coalesce(c.value, p.value)"
+    expires = f"coalesce({expires_at}, {value})" if expires_at else value
+    return f"""revision AS (
+    INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,
+                                 correlation_id, created_at, snapshot)
+    SELECT gen_random_uuid()::text, s.id, s.version, :operation, s.status, :actor,
+           :correlation_id, :now,
+           (SELECT json_object_agg(f.key, CASE f.key WHEN 'status' THEN to_json(s.status)
+                                                     WHEN 'version' THEN to_json(s.version)
+                                                     WHEN 'expiresAt' THEN {expires}
+                                                     ELSE {value} END
+                                   ORDER BY f.n)
+              FROM unnest({_FIELDS}) WITH ORDINALITY AS f(key, n)
+              LEFT JOIN json_each(:changes::json) c ON c.key = f.key
+              LEFT JOIN json_each((SELECT r.snapshot FROM quote_revisions r
+                                    WHERE r.quote_id = s.id AND r.version = s.version - 1)) p
+                     ON p.key = f.key)
+      FROM saved s
+    RETURNING snapshot
+)"""
+
+
+def versioned_update(sets: str, guard: str, *, status: str, expires_at: str = "") -> str:
+    """``saved``: the one version-checked UPDATE of the rows in ``target (id, version)`` whose
+    status (``status``, an expression on ``q``) is one of ``:from_statuses``, where ``guard``
+    holds; it sets ``sets``, the status ``:target``, who and when, and the next version.
+    Then ``revision(expires_at)``."""
+    return f"""saved AS (
+    UPDATE quotes q
+       SET {sets}status = :target, last_modified_by = :actor, last_modified_at = :now,
+           version = q.version + 1
+      FROM target t
+     WHERE q.id = t.id AND q.version = t.version AND {status} = ANY(:from_statuses::text[])
+       AND {guard}
+    RETURNING q.*
+), {revision(expires_at)}"""
+
+
+ONE_TARGET = "target AS (SELECT :quote_id::varchar AS id, :expected::int AS version)"
+
+ITEMS_JSON = """json_to_recordset(:items::json) AS x(position int, type text, description text,
+           quantity int, unit_price numeric, line_total numeric, details json)"""
+
+ITEMS_OF = """(SELECT coalesce(json_agg(i ORDER BY i.position), '[]')::text
+          FROM quote_items i WHERE i.quote_id = q.id)"""
+
+CONTENT_COLUMNS = (
+    "trip_name, destination, start_date, end_date, travelers, currency, markup_percent, "
+    "discount, expires_in_days, notes, subtotal, markup_amount, total"
+)
+CONTENT_VALUES = (
+    ":trip_name, :destination, :start_date, :end_date, :travelers, :currency, "
+    ":markup_percent, :discount, :expires_in_days, :notes, :subtotal, :markup_amount, :total"
+)
+
+
+def changes(**values: Any) -> dict[str, Any]:
+    """The snapshot keys a write changes besides status and version, instants in API form."""
+    return {k: fmt_instant(v) if k.endswith("At") else v for k, v in values.items()}
+
+
+_INSERT_ITEMS = f"""INSERT INTO quote_items (id, quote_id, position, type, description, quantity,
+                             unit_price, line_total, details)
+    SELECT gen_random_uuid()::text, s.id, x.position, x.type, x.description, x.quantity,
+           x.unit_price, x.line_total, x.details
+      FROM saved s, {ITEMS_JSON}"""
+
+_REPLACE_ITEMS = f"""dropped AS (
+    DELETE FROM quote_items WHERE quote_id = (SELECT id FROM saved) AND position >= :item_count
+), items AS (
+    {_INSERT_ITEMS}
+    ON CONFLICT (quote_id, position) DO UPDATE
+       SET type = EXCLUDED.type, description = EXCLUDED.description,
+           quantity = EXCLUDED.quantity, unit_price = EXCLUDED.unit_price,
+           line_total = EXCLUDED.line_total, details = EXCLUDED.details
+)"""
+"""The items of ``saved`` become ``:items``: positions from ``:item_count`` on go, the others
+are upserted by position (the row and its indexes stay: HOT updates)."""
+
+
+CREATE = Statement.of(
+    f"""
+WITH {CALLER}, {CLIENT}, cur AS (SELECT NULL::varchar AS id, NULL::varchar AS agency_id,
+    NULL::varchar AS agent_id, NULL::varchar AS client_id, NULL::text AS status,
+    NULL::int AS version, NULL::varchar AS last_modified_by, NULL::timestamptz AS last_modified_at
+), bound AS (
+    -- An active agent below the open-quote bound, creating for a client it may use, raises
+    -- its bound by one; the UPDATE re-reads a row changed concurrently, so check and raise
+    -- are atomic. No row: nothing below is written.
+    UPDATE agents a SET open_quote_bound = a.open_quote_bound + 1
+     WHERE a.id = :agent_id AND a.active AND a.open_quote_bound < :open_limit
+       AND EXISTS (SELECT 1 FROM client o WHERE {may_act("a", "o")})
+    RETURNING a.agency_id
+), saved AS (
+    INSERT INTO quotes (id, agency_id, agent_id, client_id, {CONTENT_COLUMNS}, status, version,
+                        created_at, last_modified_by, last_modified_at)
+    SELECT :quote_id, b.agency_id, :agent_id, :client_id, {CONTENT_VALUES}, :target, 1,
+           :now, :actor, :now
+      FROM bound b
+    RETURNING *
+), items AS (
+    {_INSERT_ITEMS}
+), {revision()}
+SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
+       (SELECT open_quote_bound >= :open_limit FROM agents WHERE id = :agent_id) AS at_bound
+  FROM {FACTS_FROM}
+"""
+)
+"""Create: agent, client and quota bound checked, quote, items and first revision written."""
+
+_REOPENING = (
+    "(NOT cur.status = ANY(:open_statuses::text[]) AND :target = ANY(:open_statuses::text[]))"
+)
+_CLIENT_OK = f"""EXISTS (SELECT 1 FROM cur
+     WHERE :client_id::varchar IS NULL OR :client_id = cur.client_id
+        OR EXISTS (SELECT 1 FROM client, caller WHERE {may_act("caller", "client")}))"""
+_MAY_ACT_ON_CUR = f"EXISTS (SELECT 1 FROM caller, cur WHERE {may_act('caller', 'cur')})"
+
+_EDIT_SETS = (
+    "client_id = coalesce(:client_id, q.client_id), "
+    + ", ".join(f"{c} = :{c}" for c in CONTENT_COLUMNS.split(", "))
+    + ", sent_at = NULL, expires_at = NULL, "
+)
+_EDIT_GUARD = f"""{_MAY_ACT_ON_CUR} AND {_CLIENT_OK} AND (SELECT changed FROM diff)
+       AND (NOT (SELECT {_REOPENING} FROM cur) OR EXISTS (SELECT 1 FROM owner))"""
+_EDIT_WRITE = versioned_update(_EDIT_SETS, _EDIT_GUARD, status=status_now("q"))
+
+EDIT = Statement.of(
+    f"""
+WITH {CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, diff AS (
+    -- Whether the save changes anything: the status, the client, a field or an item.
+    SELECT cur.status <> :target
+        OR s.client_id <> coalesce(:client_id, s.client_id)
+        OR (s.trip_name, s.destination, s.start_date, s.end_date, s.travelers, s.currency,
+            s.markup_percent, s.discount, s.expires_in_days, s.notes)
+           IS DISTINCT FROM (:trip_name, :destination, :start_date, :end_date, :travelers,
+            :currency, :markup_percent, :discount, :expires_in_days, :notes)
+        OR EXISTS (
+            SELECT 1
+              FROM (SELECT * FROM quote_items WHERE quote_id = :quote_id) i
+              FULL JOIN {ITEMS_JSON} USING (position)
+             WHERE (i.type, i.description, i.quantity, i.unit_price)
+                   IS DISTINCT FROM (x.type, x.description, x.quantity, x.unit_price)
+                OR CASE WHEN i.details::text IS NOT DISTINCT FROM x.details::text THEN false
+                        -- stored around the API with \\u0000, which jsonb cannot hold
+                        WHEN strpos(i.details::text, '\\u0000') > 0 THEN true
+                        ELSE i.details::jsonb IS DISTINCT FROM x.details::jsonb END
+        ) AS changed
+      FROM cur JOIN quotes s ON s.id = cur.id
+), owner AS (
+    -- A quote opened again (REJECTED -> DRAFT) counts against its owner's bound.
+    UPDATE agents a SET open_quote_bound = a.open_quote_bound + 1
+      FROM cur
+     WHERE a.id = cur.agent_id AND {_REOPENING} AND cur.version = :expected
+       AND cur.status = ANY(:from_statuses::text[]) AND a.open_quote_bound < :open_limit
+       AND (a.active OR a.id <> :agent_id) AND {_MAY_ACT_ON_CUR} AND {_CLIENT_OK}
+       AND (SELECT changed FROM diff)
+    RETURNING a.id
+), {_EDIT_WRITE}, {_REPLACE_ITEMS}
+SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
+       coalesce((SELECT changed FROM diff), false) AS changed,
+       coalesce({_REOPENING} AND (SELECT a.open_quote_bound >= :open_limit
+                                    FROM agents a WHERE a.id = cur.agent_id), false) AS at_bound,
+       saved.agent_id AS saved_agent_id, saved.client_id AS saved_client_id,
+       saved.created_at AS saved_created_at
+  FROM {FACTS_FROM} LEFT JOIN saved ON true
+"""
+)
+"""Edit: the content of a visible quote whose status allows it, at the version expected."""
+
+_SEND_EXPIRY = ":expiries::json -> q.expires_in_days::text"
+_TRANSITION_WRITE = versioned_update(
+    "sent_at = coalesce(:sent_at, q.sent_at), "
+    f"expires_at = coalesce(({_SEND_EXPIRY} #>> '{{}}')::timestamptz, q.expires_at), ",
+    f"""{_MAY_ACT_ON_CUR}
+       AND (SELECT count(*) FROM quote_items i WHERE i.quote_id = q.id) >= :items_needed
+       AND (:expiries::json IS NULL OR ({_SEND_EXPIRY}) IS NOT NULL)
+       AND (:timezone::text IS NULL OR EXISTS (SELECT 1 FROM caller WHERE timezone = :timezone))""",
+    status=status_now("q"),
+    expires_at=":expiries::json -> s.expires_in_days::text",
+)
+
+TRANSITION = Statement.of(
+    f"""
+WITH {CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, {_TRANSITION_WRITE}
+SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
+       (SELECT count(*) FROM quote_items i WHERE i.quote_id = cur.id) AS item_count,
+       (SELECT snapshot::text FROM revision) AS snapshot
+  FROM {FACTS_FROM}
+"""
+)
+"""Send, accept, reject, delete: the status of a visible quote, at the version expected; a
+send also needs ``:items_needed`` items and sets ``expires_at`` from ``:expiries`` (the
+expiry instant, ISO 8601, by ``expiresInDays``, for the caller's agency ``:timezone``)."""
+
+EXPIRE = Statement.of(
+    f"""
+WITH target AS (
+    SELECT q.id, q.version FROM quotes q
+     WHERE q.status = ANY(:from_statuses::text[]) AND {status_now("q")} = :target
+     ORDER BY q.expires_at, q.id
+     LIMIT :batch_size
+       FOR UPDATE SKIP LOCKED
+), {versioned_update("", "true", status="q.status")}
+SELECT (SELECT count(*) FROM target) AS seen, (SELECT count(*) FROM revision) AS written
+"""
+)
+"""The sweep: SENT quotes past expiry written EXPIRED; sweepers take disjoint batches."""
+
+LOAD = Statement.of(
+    f"""
+WITH {CALLER}, {QUOTE_FACTS}, {CLIENT}
+SELECT {FACT_COLUMNS}, q.*, {ITEMS_OF} AS items
+  FROM {FACTS_FROM} LEFT JOIN quotes q ON q.id = cur.id
+"""
+)
+"""A quote with its items and the facts about its caller (and a client, if one is named)."""
+
+LIST = Statement.of(
+    f"""
+WITH {CALLER}
+SELECT q.*, {status_now("q")} AS fact_status, {ITEMS_OF} AS items
+  FROM quotes q, caller a
+ WHERE {may_act("a", "q")}
+   AND (:status::text IS NULL OR {status_now("q")} = :status)
+   AND (:client_id::varchar IS NULL OR q.client_id = :client_id)
+   AND (:updated_since::timestamptz IS NULL OR q.last_modified_at >= :updated_since)
+   AND (:before_at::timestamptz IS NULL
+        OR (q.created_at, q.id) < (:before_at, :before_id::varchar))
+ ORDER BY q.created_at DESC, q.id DESC
+ LIMIT :limit
+"""
+)
+"""The caller's quotes (an admin: its agency's), newest first (immutable keys: stable pages)."""
+
+CALLER_EXISTS = Statement.of(f"WITH {CALLER} SELECT count(*) FROM caller")
+
+REVISIONS = Statement.of(
+    """
+SELECT version, operation, status, actor_id, correlation_id, created_at, snapshot::text
+  FROM quote_revisions
+ WHERE quote_id = :quote_id AND (:version::int IS NULL OR version = :version)
+ ORDER BY version
+"""
+)
+
+SNAPSHOTS = Statement.of(
+    """
+SELECT version, snapshot::text FROM quote_revisions
+ WHERE quote_id = :quote_id AND version = ANY(:versions::int[])
+"""
+)
+
+LOCK_AGENT = Statement.of("SELECT active FROM agents WHERE id = :agent_id FOR UPDATE")
+
+RECOUNT = Statement.of(
+    f"""
+UPDATE agents a SET open_quote_bound = (
+    SELECT count(*) FROM quotes q
+     WHERE q.agent_id = a.id AND {status_now("q")} = ANY(:open_statuses::text[]))
+ WHERE a.id = :agent_id
+RETURNING open_quote_bound
+"""
+)
+"""The exact open-quote count becomes the bound (after ``LOCK_AGENT``, in its transaction)."""
+
+SAVES = (CREATE, EDIT, TRANSITION)
+"""The statements prepared on every pooled connection at start-up."""

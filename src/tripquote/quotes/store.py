@@ -1,0 +1,384 @@
+"""The quote store: every read and write of quotes, items and revisions, each write ONE
+guarded statement (``sql.py``) on the asyncpg connection the transaction runner lends.
+
+A write returns ``Saved`` or ``Refused`` with the facts its statement saw; ``refusals.explain``
+turns those into the error. ``then`` (an idempotent response to store) runs inside the write's
+transaction; without it the write is one statement without BEGIN/COMMIT.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from tripquote.db.transaction import TransactionRunner, Tx
+from tripquote.json import dumps, loads
+from tripquote.quotes import sql
+from tripquote.quotes.lifecycle import OPEN, Operation, QuoteStatus, from_statuses
+from tripquote.quotes.model import Change, Draft, Item, Quote
+from tripquote.quotes.results import Filters, Loaded, Refused, Revision, Saved, facts_of
+from tripquote.quotes.serialize import fmt_instant
+
+SYSTEM_ACTOR = "system"
+
+
+Then = Callable[[Tx, Saved], Awaitable[None]]
+"""Runs in the write's transaction once it wrote (e.g. store the idempotent response)."""
+
+
+class QuoteStore:
+    """All quote SQL; each method one unit of work through ``runner``."""
+
+    def __init__(self, runner: TransactionRunner, *, open_limit: int) -> None:
+        self.runner = runner
+        self.open_limit = open_limit
+
+    async def load(
+        self, *, agent_id: str, quote_id: str, now: datetime, client_id: str | None = None
+    ) -> Loaded:
+        """The quote with its items and the facts about the caller (and ``client_id``)."""
+
+        async def work(tx: Tx) -> Loaded:
+            row = await tx.fetchrow(
+                sql.LOAD,
+                {"agent_id": agent_id, "quote_id": quote_id, "now": now, "client_id": client_id},
+            )
+            facts = facts_of(row)
+            if row["id"] is None or not facts.visible:
+                return Loaded(facts, None)
+            return Loaded(facts, quote_of(row))
+
+        return await self.runner.run_store(work, atomic=False, write=False)
+
+    async def create(
+        self, *, quote_id: str, agent_id: str, draft: Draft, quote: dict[str, Any],
+        now: datetime, correlation_id: str, then: Then | None,
+    ) -> Saved | Refused:  # fmt: skip
+        """Insert a DRAFT at version 1 with its items and first revision (``quote``: its API
+        form), if the agent is active, may use the client and is below its open-quote bound."""
+        values = {
+            **_content(draft),
+            "quote_id": quote_id,
+            "agent_id": agent_id,
+            "actor": agent_id,
+            "client_id": draft.client_id,
+            "open_limit": self.open_limit,
+            "target": QuoteStatus.DRAFT.value,
+            "now": now,
+            "operation": "CREATE",
+            "correlation_id": correlation_id,
+            "changes": dumps(quote).decode(),
+        }
+        return await self._write(sql.CREATE, values, then, _created)
+
+    async def edit(
+        self, *, agent_id: str, quote_id: str, expected: int, draft: Draft, now: datetime,
+        correlation_id: str, then: Then | None,
+    ) -> Saved | Refused:  # fmt: skip
+        """Save ``draft`` over the quote at version ``expected`` if the caller may act on it,
+        its status allows an update (REJECTED reopens as a DRAFT, within the owner's bound),
+        the client (if another) is usable, and something changes."""
+        content = draft.content_api()
+        changes: dict[str, Any] = sql.changes(
+            lastModifiedBy=agent_id, lastModifiedAt=now, sentAt=None, expiresAt=None
+        )
+        if draft.client_id is not None:
+            changes["clientId"] = draft.client_id
+        values = {
+            **_content(draft),
+            "agent_id": agent_id,
+            "actor": agent_id,
+            "quote_id": quote_id,
+            "expected": expected,
+            "client_id": draft.client_id,
+            "open_limit": self.open_limit,
+            "open_statuses": list(OPEN),
+            "from_statuses": from_statuses(Operation.UPDATE),
+            "target": QuoteStatus.DRAFT.value,
+            "now": now,
+            "operation": Operation.UPDATE.value,
+            "correlation_id": correlation_id,
+            "changes": dumps({**content, **changes}).decode(),
+        }
+        return await self._write(sql.EDIT, values, then, _edited)
+
+    async def transition(
+        self, *, agent_id: str, quote_id: str, expected: int, change: Change, now: datetime,
+        timezone: str | None, correlation_id: str, then: Then | None,
+    ) -> Saved | Refused:  # fmt: skip
+        """Move the quote at version ``expected`` to ``change.status`` if the caller may act
+        on it, its status allows ``change.operation`` and it has the items that needs; a send
+        (``change.expiries`` made for ``timezone``) only in the caller's agency ``timezone``."""
+        changes = sql.changes(lastModifiedBy=agent_id, lastModifiedAt=now)
+        expiries = None
+        if change.expiries is not None:
+            changes.update(sql.changes(sentAt=change.sent_at))
+            expiries = {str(days): fmt_instant(at) for days, at in change.expiries.items()}
+        values = {
+            "agent_id": agent_id,
+            "actor": agent_id,
+            "quote_id": quote_id,
+            "client_id": None,
+            "expected": expected,
+            "sent_at": change.sent_at,
+            "expiries": dumps(expiries).decode() if expiries is not None else None,
+            "timezone": timezone,
+            "items_needed": change.items_needed,
+            "from_statuses": from_statuses(change.operation),
+            "target": change.status.value,
+            "now": now,
+            "operation": change.operation.value,
+            "correlation_id": correlation_id,
+            "changes": dumps(changes).decode(),
+        }
+        return await self._write(sql.TRANSITION, values, then, _transitioned)
+
+    async def _write(
+        self,
+        statement: sql.Statement,
+        values: dict[str, Any],
+        then: Then | None,
+        saved_of: Callable[[Any], Saved],
+    ) -> Saved | Refused:
+        async def work(tx: Tx) -> Saved | Refused:
+            row = await tx.write(statement, values)
+            if not row["written"]:
+                return Refused(facts_of(row))
+            saved = saved_of(row)
+            if then is not None:
+                await then(tx, saved)
+            return saved
+
+        return await self.runner.run_store(work, atomic=then is not None)
+
+    def refused(self, code: str) -> None:
+        """Count a write refused with the error ``code`` as its rolled-back unit."""
+        self.runner.rolled_back(code)
+
+    async def recount_open_quotes(self, *, agent_id: str, now: datetime) -> int:
+        """Set the agent's open-quote bound to its exact count of open quotes, counted under
+        its row lock (so every create that raised the bound before is counted); the count."""
+
+        async def work(tx: Tx) -> int:
+            await tx.fetchrow(sql.LOCK_AGENT, {"agent_id": agent_id})
+            row = await tx.fetchrow(
+                sql.RECOUNT, {"agent_id": agent_id, "now": now, "open_statuses": list(OPEN)}
+            )
+            return int(row[0]) if row is not None else 0
+
+        return await self.runner.run_store(work, atomic=True)
+
+    async def expire_due(self, *, now: datetime, batch_size: int, correlation_id: str) -> int:
+        """Write EXPIRED on every SENT quote past its expiry, in batches of one statement each,
+        by the system actor; how many this call wrote."""
+        values = {
+            "from_statuses": from_statuses(Operation.EXPIRE),
+            "target": QuoteStatus.EXPIRED.value,
+            "now": now,
+            "batch_size": batch_size,
+            "actor": SYSTEM_ACTOR,
+            "operation": Operation.EXPIRE.value,
+            "correlation_id": correlation_id,
+            "changes": dumps(sql.changes(lastModifiedBy=SYSTEM_ACTOR, lastModifiedAt=now)).decode(),
+        }
+
+        async def work(tx: Tx) -> tuple[int, int]:
+            row = await tx.fetchrow(sql.EXPIRE, values)
+            return int(row["seen"]), int(row["written"])
+
+        total = 0
+        while True:
+            seen, written = await self.runner.run_store(work, atomic=True)
+            total += written
+            if seen < batch_size or written == 0:
+                return total
+
+    async def agent_active(self, *, agent_id: str) -> bool:
+        """Whether the agent exists and is active."""
+
+        async def work(tx: Tx) -> bool:
+            return bool((await tx.fetchrow(sql.CALLER_EXISTS, {"agent_id": agent_id}))[0])
+
+        return await self.runner.run_store(work, atomic=False, write=False)
+
+    async def list(
+        self, *, agent_id: str, filters: Filters, before: tuple[datetime, str] | None,
+        limit: int, now: datetime,
+    ) -> builtins.list[Quote] | None:  # fmt: skip
+        """Up to ``limit`` of the caller's quotes (an admin: its agency's), newest first,
+        before the cursor ``before``; None when the caller is not an active agent."""
+
+        async def work(tx: Tx) -> builtins.list[Quote] | None:
+            if not (await tx.fetchrow(sql.CALLER_EXISTS, {"agent_id": agent_id}))[0]:
+                return None
+            rows = await tx.fetch(
+                sql.LIST,
+                {
+                    "agent_id": agent_id,
+                    "now": now,
+                    "status": filters.status,
+                    "client_id": filters.client_id,
+                    "updated_since": filters.updated_since,
+                    "before_at": before[0] if before else None,
+                    "before_id": before[1] if before else None,
+                    "limit": limit,
+                },
+            )
+            return [quote_of(row) for row in rows]
+
+        return await self.runner.run_store(work, atomic=True, write=False)
+
+    async def revisions(
+        self, *, quote_id: str, version: int | None = None
+    ) -> builtins.list[Revision]:
+        """The quote's committed versions, oldest first (only ``version`` if given)."""
+
+        async def work(tx: Tx) -> builtins.list[Any]:
+            return await tx.fetch(sql.REVISIONS, {"quote_id": quote_id, "version": version})
+
+        return [
+            Revision(
+                version=row["version"],
+                operation=row["operation"],
+                status=row["status"],
+                actor_id=row["actor_id"],
+                correlation_id=row["correlation_id"],
+                created_at=row["created_at"],
+                snapshot=loads(row["snapshot"].encode()),
+            )
+            for row in await self.runner.run_store(work, atomic=False, write=False)
+        ]
+
+    async def snapshots(self, *, quote_id: str, versions: builtins.list[int]) -> dict[int, Any]:
+        """The snapshots of ``versions`` of the quote, by version (a missing one is absent)."""
+
+        async def work(tx: Tx) -> builtins.list[Any]:
+            return await tx.fetch(sql.SNAPSHOTS, {"quote_id": quote_id, "versions": versions})
+
+        rows = await self.runner.run_store(work, atomic=False, write=False)
+        return {row["version"]: loads(row["snapshot"].encode()) for row in rows}
+
+
+def _content(draft: Draft) -> dict[str, Any]:
+    items = [
+        {
+            "position": position,
+            "type": item.type,
+            "description": item.description,
+            "quantity": item.quantity,
+            "unit_price": item.unit_price,
+            "line_total": item.line_total,
+            "details": item.details,
+        }
+        for position, item in enumerate(draft.items)
+    ]
+    return {
+        "trip_name": draft.trip_name,
+        "destination": draft.destination,
+        "start_date": draft.start_date,
+        "end_date": draft.end_date,
+        "travelers": draft.travelers,
+        "currency": draft.currency,
+        "markup_percent": draft.markup_percent,
+        "discount": draft.discount,
+        "expires_in_days": draft.expires_in_days,
+        "notes": draft.notes,
+        "subtotal": draft.subtotal,
+        "markup_amount": draft.markup_amount,
+        "total": draft.total,
+        "item_count": len(items),
+        "items": dumps(items).decode(),
+    }
+
+
+def _created(_row: Any) -> Saved:
+    return Saved()
+
+
+def _edited(row: Any) -> Saved:
+    return Saved(
+        agent_id=row["saved_agent_id"],
+        client_id=row["saved_client_id"],
+        created_at=row["saved_created_at"],
+    )
+
+
+def _transitioned(row: Any) -> Saved:
+    return Saved(snapshot=row["snapshot"])
+
+
+def quote_of(row: Any) -> Quote:
+    """A ``Quote`` from a ``quotes`` row with ``fact_status`` (status as of the read) and
+    ``items`` (their rows as a JSON array)."""
+    items = loads(row["items"].encode())
+    draft = Draft(
+        client_id=row["client_id"],
+        trip_name=row["trip_name"],
+        destination=row["destination"],
+        start_date=row["start_date"],
+        end_date=row["end_date"],
+        travelers=row["travelers"],
+        currency=row["currency"],
+        markup_percent=row["markup_percent"],
+        discount=row["discount"],
+        expires_in_days=row["expires_in_days"],
+        notes=row["notes"],
+        items=tuple(
+            Item(
+                type=i["type"],
+                description=i["description"],
+                quantity=i["quantity"],
+                # json_agg renders numerics as JSON numbers: exact, parsed as Decimal
+                unit_price=Decimal(i["unit_price"]),
+                line_total=Decimal(i["line_total"]),
+                details=i["details"],
+            )
+            for i in items
+        ),
+        subtotal=row["subtotal"],
+        markup_amount=row["markup_amount"],
+        total=row["total"],
+    )
+    return Quote(
+        id=row["id"],
+        agent_id=row["agent_id"],
+        client_id=row["client_id"],
+        draft=draft,
+        status=QuoteStatus(row["fact_status"]),
+        version=row["version"],
+        created_at=row["created_at"],
+        last_modified_by=row["last_modified_by"],
+        last_modified_at=row["last_modified_at"],
+        sent_at=row["sent_at"],
+        expires_at=row["expires_at"],
+    )
+
+
+WARM_UP_LOCK_TIMEOUT_MS = 100
+"""How long start-up waits for a table lock while preparing (a ``VACUUM FULL`` or an index
+build may hold one): past it that statement is prepared on its first use instead."""
+
+
+async def prepare_statements(driver: Any) -> None:
+    """Run the write statements once as no-ops (every parameter NULL: they match nothing) on
+    one asyncpg connection, so they are prepared there (asyncpg's statement cache, the generic
+    plan) before the first save; each in its own transaction, rolled back, with a short lock
+    and statement timeout: a locked table costs start-up at most that."""
+    for statement in (*sql.SAVES, sql.LOAD):
+        transaction = driver.transaction()
+        await transaction.start()
+        try:
+            await driver.execute(
+                f"SET LOCAL lock_timeout = {WARM_UP_LOCK_TIMEOUT_MS};"
+                f" SET LOCAL statement_timeout = {10 * WARM_UP_LOCK_TIMEOUT_MS}"
+            )
+            await driver.fetch(statement.text, *([None] * len(statement.names)))
+        except asyncpg.PostgresError:
+            pass  # e.g. a lock not granted in time, or not migrated yet: prepared on first use
+        finally:
+            await transaction.rollback()
