@@ -336,96 +336,67 @@ async def _transition(
 _TRANSITION = responses(SaveEnvelope, headers=_SAVED, errors=TRANSITION_ERRORS)
 
 
-@router.delete("/{quote_id}", openapi_extra=operation("quote.delete"), responses=_TRANSITION)
-async def delete_quote(
-    request: Request,
-    quote_id: QuoteId,
-    agent_id: WritingAgent,
-    if_match: IfMatch,
-    body: VersionBodyDep,
-    quotes: Quotes,
-    idempotency_key: str = idempotency_key_header(),
-) -> Response:
-    """Soft delete: DRAFT or REJECTED → CANCELLED (version in body or If-Match)."""
-    return await _transition(
-        request,
-        Operation.DELETE,
-        quote_id=quote_id,
-        agent_id=agent_id,
-        if_match=if_match,
-        body=body,
-        idempotency_key=idempotency_key,
-        quotes=quotes,
+def _add_transition(method: str, path: str, operation_: Operation, summary: str) -> None:
+    """Register the route of one lifecycle transition (``quote.<operation>``); all four take
+    the same inputs and differ only by the operation."""
+    name = operation_.value.lower()
+
+    async def endpoint(
+        request: Request,
+        quote_id: QuoteId,
+        agent_id: WritingAgent,
+        if_match: IfMatch,
+        body: VersionBodyDep,
+        quotes: Quotes,
+        idempotency_key: str = idempotency_key_header(),
+    ) -> Response:
+        return await _transition(
+            request,
+            operation_,
+            quote_id=quote_id,
+            agent_id=agent_id,
+            if_match=if_match,
+            body=body,
+            idempotency_key=idempotency_key,
+            quotes=quotes,
+        )
+
+    endpoint.__name__ = endpoint.__qualname__ = f"{name}_quote"
+    endpoint.__doc__ = summary
+    router.add_api_route(
+        path,
+        endpoint,
+        methods=[method],
+        name=f"{name}_quote",
+        openapi_extra=operation(f"quote.{name}"),
+        responses=_TRANSITION,
     )
 
 
-@router.post("/{quote_id}/send", openapi_extra=operation("quote.send"), responses=_TRANSITION)
-async def send_quote(
-    request: Request,
-    quote_id: QuoteId,
-    agent_id: WritingAgent,
-    if_match: IfMatch,
-    body: VersionBodyDep,
-    quotes: Quotes,
-    idempotency_key: str = idempotency_key_header(),
-) -> Response:
-    """DRAFT → SENT; sets ``sentAt`` and ``expiresAt`` (end of the last valid day, agency zone)."""
-    return await _transition(
-        request,
-        Operation.SEND,
-        quote_id=quote_id,
-        agent_id=agent_id,
-        if_match=if_match,
-        body=body,
-        idempotency_key=idempotency_key,
-        quotes=quotes,
-    )
-
-
-@router.post("/{quote_id}/accept", openapi_extra=operation("quote.accept"), responses=_TRANSITION)
-async def accept_quote(
-    request: Request,
-    quote_id: QuoteId,
-    agent_id: WritingAgent,
-    if_match: IfMatch,
-    body: VersionBodyDep,
-    quotes: Quotes,
-    idempotency_key: str = idempotency_key_header(),
-) -> Response:
-    """Record the client's acceptance: SENT → ACCEPTED (an expired quote cannot be accepted)."""
-    return await _transition(
-        request,
-        Operation.ACCEPT,
-        quote_id=quote_id,
-        agent_id=agent_id,
-        if_match=if_match,
-        body=body,
-        idempotency_key=idempotency_key,
-        quotes=quotes,
-    )
-
-
-@router.post("/{quote_id}/reject", openapi_extra=operation("quote.reject"), responses=_TRANSITION)
-async def reject_quote(
-    request: Request,
-    quote_id: QuoteId,
-    agent_id: WritingAgent,
-    if_match: IfMatch,
-    body: VersionBodyDep,
-    quotes: Quotes,
-    idempotency_key: str = idempotency_key_header(),
-) -> Response:
-    """Record the client's rejection: SENT → REJECTED (it may then be revised as a DRAFT)."""
-    return await _transition(
-        request,
-        Operation.REJECT,
-        quote_id=quote_id,
-        agent_id=agent_id,
-        if_match=if_match,
-        body=body,
-        idempotency_key=idempotency_key,
-        quotes=quotes,
-    )
+_add_transition(
+    "DELETE",
+    "/{quote_id}",
+    Operation.DELETE,
+    "Soft delete: DRAFT or REJECTED → CANCELLED (version in body or If-Match).",
+)
+_add_transition(
+    "POST",
+    "/{quote_id}/send",
+    Operation.SEND,
+    "DRAFT → SENT; sets ``sentAt`` and ``expiresAt`` (end of the last valid day, agency zone).",
+)
+_add_transition(
+    "POST",
+    "/{quote_id}/accept",
+    Operation.ACCEPT,
+    "Record the client's acceptance: SENT → ACCEPTED (an expired quote cannot be accepted).",
+)
+_add_transition(
+    "POST",
+    "/{quote_id}/reject",
+    Operation.REJECT,
+    "Record the client's rejection: SENT → REJECTED (it may then be revised as a DRAFT).",
+)
 
 
 @router.get(
