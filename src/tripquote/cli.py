@@ -52,7 +52,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")
 def cli_settings() -> Settings:
     """The settings of a command, its database URL resolved (``TRIPQUOTE_DATABASE_URL``, else
     the embedded PostgreSQL, started or reused), or its one JSON error line and exit: 2 for a
-    configuration error, 1 when the embedded PostgreSQL cannot start."""
+    configuration error, 1 when the embedded PostgreSQL cannot start or its folder is not one."""
     try:
         settings = Settings()
     except ValueError as exc:  # ValidationError; SettingsError (a value it cannot decode)
@@ -65,8 +65,10 @@ def cli_settings() -> Settings:
         raise typer.Exit(2) from None
     try:
         return embedded.resolve(settings)
+    except embedded.NotADataFolder as exc:
+        _refuse("embedded_database_refused", str(exc))
     except (OSError, subprocess.SubprocessError) as exc:
-        data_dir = settings.embedded_data_dir
+        data_dir = embedded.data_folder(settings)
         _refuse(
             "embedded_database_failed",
             f"The embedded PostgreSQL in {data_dir} did not start ({type(exc).__name__}); its "
