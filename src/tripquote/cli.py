@@ -39,9 +39,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="Schema migrations (Alembic).", no_args_is_help=True)
-agencies_app = typer.Typer(help="Agencies.", no_args_is_help=True)
-agents_app = typer.Typer(help="Agents.", no_args_is_help=True)
+# No no_args_is_help on the groups: a group without its command is click's usage error
+# ("Missing command."), one JSON line like every other (``main``), not the help box.
+db_app = typer.Typer(help="Schema migrations (Alembic).")
+agencies_app = typer.Typer(help="Agencies.")
+agents_app = typer.Typer(help="Agents.")
 app.add_typer(db_app, name="db")
 app.add_typer(agencies_app, name="agencies")
 app.add_typer(agents_app, name="agents")
@@ -104,7 +106,7 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncConnection], Awaita
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
     backlog: Annotated[
         int,
@@ -182,9 +184,17 @@ def _migration_refusals(command: str) -> Iterator[None]:
 
 
 @db_app.command("current")
-def db_current() -> None:
-    """Print the database's current revision."""
-    migrate.current(cli_settings())
+def db_current(as_json: JsonFlag = False) -> None:
+    """Print the database's current revision ("not migrated" when it has none)."""
+    at = migrate.current(cli_settings())
+    head, _ = migrate.revisions()
+    if not at:
+        payload = {"revision": None, "head": False, "hint": "Run: tripquote db upgrade"}
+        _emit(payload, as_json, "not migrated (run: tripquote db upgrade)")
+        return
+    for revision in at:
+        line = f"{revision} (head)" if revision == head else revision
+        _emit({"revision": revision, "head": revision == head}, as_json, line)
 
 
 @agencies_app.command("create")
@@ -299,7 +309,7 @@ def demo(
         bool, typer.Option("--serve/--no-serve", help="Start the API afterwards.")
     ] = True,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     as_json: JsonFlag = False,
 ) -> None:
     """Migrate, load a demo agency/agent/client, print a token and a curl, then serve."""
@@ -431,7 +441,7 @@ def expire(
     _emit({"expired": count, "correlationId": correlation_id}, as_json, f"expired {count} quotes")
 
 
-idempotency_app = typer.Typer(help="Idempotency keys.", no_args_is_help=True)
+idempotency_app = typer.Typer(help="Idempotency keys.")
 app.add_typer(idempotency_app, name="idempotency")
 
 

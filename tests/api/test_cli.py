@@ -12,6 +12,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -179,3 +180,30 @@ async def test_agents_create_refuses_an_email_taken_in_another_case(world: World
     (line,) = output.strip().splitlines()
     assert json.loads(line)["event"] == "agent_refused"
     assert await world.count("agents", "lower(email) = :e", e=f"{local}@demo.example") == 1
+
+
+OUT_OF_RANGE = [
+    ("serve", "--port", "99999"), ("serve", "--port", "0"), ("demo", "--port", "65536"),
+    ("serve", "--workers", "0"), ("serve", "--backlog", "0"), ("serve", "--backlog", "65536"),
+]  # fmt: skip
+MISSING_COMMAND = [("db",), ("agencies",), ("agents",), ("idempotency",), ("ops",)]
+
+
+@pytest.mark.parametrize("command", OUT_OF_RANGE + MISSING_COMMAND, ids=" ".join)
+def test_a_usage_error_is_one_json_line(command: tuple[str, ...], tmp_path: Path) -> None:
+    status, output = run_cli(*command, env={}, cwd=tmp_path)  # were it to start, not here
+    assert status == 2, output
+    (line,) = output.strip().splitlines()  # no help box, nothing started
+    event = json.loads(line)
+    assert event["event"] == "usage_error"
+    assert f" {command[0]} [OPTIONS]" in event["usage"]
+
+
+def test_db_current_says_a_database_is_not_migrated(empty_db: str) -> None:
+    env = {"TRIPQUOTE_DATABASE_URL": empty_db}
+    status, output = run_cli("db", "current", "--json", env=env)
+    assert status == 0, output
+    assert json.loads(output) == {
+        "revision": None, "head": False, "hint": "Run: tripquote db upgrade"
+    }  # fmt: skip
+    assert run_cli("db", "current", env=env) == (0, "not migrated (run: tripquote db upgrade)\n")
