@@ -17,7 +17,7 @@ from zoneinfo import available_timezones
 import typer
 from alembic.util import CommandError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import make_url, select
+from sqlalchemy import make_url, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from typer.exceptions import TyperException
 
@@ -303,6 +303,10 @@ def token_revoke(
     _emit({"agentId": agent, "tokensValidAfter": now.isoformat()}, as_json, now.isoformat())
 
 
+DEMO_LOCK = 0x7472_6970_4445_4D4F
+"""The PostgreSQL advisory lock the demo's data load holds for its transaction."""
+
+
 @app.command()
 def demo(
     serve_after: Annotated[
@@ -318,6 +322,8 @@ def demo(
     email = "demo.agent@tripquote.example"
 
     async def work(conn: AsyncConnection) -> tuple[str, str]:
+        # Two demos at once: the second waits for the first's commit, then finds its data.
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DEMO_LOCK})
         row = (await conn.execute(select(agents.c.id).where(agents.c.email == email))).first()
         if row is None:
             agency_id = await agents_repo.insert_agency(
@@ -522,7 +528,7 @@ def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
     first_line = text.splitlines()[0] if text else ""
     if isinstance(driver, TimeoutError) and not first_line:
         first_line = "the database did not answer in time"
-    hint = "Check TRIPQUOTE_DATABASE_URL and that its database server is running."
+    hint = _unavailable_hint()
     if sqlstate_of(exc) == "42P01":  # undefined_table
         event, hint = "database_not_migrated", "Run: tripquote db upgrade"
     line = {
@@ -533,6 +539,22 @@ def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
     }
     typer.echo(json.dumps(line), err=True)
     raise SystemExit(1)
+
+
+def _unavailable_hint() -> str:
+    """What to check when the database did not answer: the URL, or the embedded server's
+    folder and log when the URL is unset."""
+    try:
+        settings: Settings | None = Settings()
+    except ValueError:  # the command's own settings were readable; a .env edited since is not
+        settings = None
+    if settings is None or settings.database_url is not None:
+        return "Check TRIPQUOTE_DATABASE_URL and that its database server is running."
+    data_dir = embedded.data_folder(settings)
+    return (
+        f"TRIPQUOTE_DATABASE_URL is unset: check the embedded PostgreSQL in {data_dir} "
+        f"(its log: {data_dir / 'log'}), or set TRIPQUOTE_DATABASE_URL."
+    )
 
 
 if __name__ == "__main__":  # python -m tripquote.cli

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import socket
 import sys
 import threading
@@ -21,6 +22,8 @@ from sqlalchemy import insert
 from tests.api.test_lifecycle import quote_in
 from tests.conftest import World, cli_error
 from tests.test_config import run_cli
+from tripquote.cli import _unavailable_hint
+from tripquote.db import migrate
 from tripquote.db.tables import idempotency_keys
 from tripquote.quotes.lifecycle import QuoteStatus
 
@@ -207,3 +210,32 @@ def test_db_current_says_a_database_is_not_migrated(empty_db: str) -> None:
         "revision": None, "head": False, "hint": "Run: tripquote db upgrade"
     }  # fmt: skip
     assert run_cli("db", "current", env=env) == (0, "not migrated (run: tripquote db upgrade)\n")
+
+
+async def test_concurrent_upgrades_of_a_new_database_migrate_it_once(empty_db: str) -> None:
+    env = {"TRIPQUOTE_DATABASE_URL": empty_db}
+    runs = await asyncio.gather(
+        *(asyncio.to_thread(run_cli, "db", "upgrade", env=env) for _ in range(3))
+    )
+    for status, output in runs:
+        assert status == 0, output
+    head, _ = migrate.revisions()
+    status, output = run_cli("db", "current", "--json", env=env)
+    assert json.loads(output) == {"revision": head, "head": True}, output
+    assert run_cli("db", "current", env=env) == (0, f"{head} (head)\n")
+
+
+def test_an_unavailable_database_hint_names_what_to_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env
+    for name in [k for k in os.environ if k.startswith("TRIPQUOTE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TRIPQUOTE_EMBEDDED_DATA_DIR", "data/pg")
+    folder = tmp_path / "data" / "pg"
+    assert _unavailable_hint() == (
+        f"TRIPQUOTE_DATABASE_URL is unset: check the embedded PostgreSQL in {folder} "
+        f"(its log: {folder / 'log'}), or set TRIPQUOTE_DATABASE_URL."
+    )
+    monkeypatch.setenv("TRIPQUOTE_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:1/x")
+    assert _unavailable_hint().startswith("Check TRIPQUOTE_DATABASE_URL")

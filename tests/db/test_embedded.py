@@ -156,3 +156,20 @@ async def test_the_last_live_holder_stops_the_server_when_another_was_killed(
         if _running(postmaster):  # the failure this test is about: do not leave it running
             os.kill(postmaster, signal.SIGTERM)
     assert not (data / "postmaster.pid").exists()
+
+
+def test_concurrent_first_runs_on_a_new_folder_all_succeed(tmp_path: Path) -> None:
+    env = _embedded_env()
+    commands = [("demo", "--no-serve", "--json"), ("demo", "--no-serve", "--json")]
+    commands.append(("db", "upgrade"))
+    argv = [sys.executable, "-m", "tripquote.cli"]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    runs = [subprocess.Popen([*argv, *c], env=env, cwd=tmp_path, **pipes) for c in commands]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    for run, (_, err) in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, err
+    first, second = (json.loads(out.strip().splitlines()[-1]) for out, _ in outputs[:2])
+    assert (first["agentId"], first["clientId"]) == (second["agentId"], second["clientId"])
+    current = _tripquote("db", "current", "--json", env=env, cwd=tmp_path)
+    assert json.loads(current.stdout)["head"] is True, current.stderr
+    assert not (tmp_path / ".tripquote" / "pgdata" / "postmaster.pid").exists()
