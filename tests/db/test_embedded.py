@@ -27,22 +27,22 @@ def _running(pid: int) -> bool:
 
 
 async def test_serve_runs_one_embedded_server_for_its_workers_and_stops_it(
-    tmp_path: Path,
+    embedded_home: Path,
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPQUOTE_")}
     env.update(TRIPQUOTE_JWT_SECRET=JWT_SECRET, PYTHONUNBUFFERED="1")
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    data = tmp_path / ".tripquote" / "pgdata"
+    data = embedded_home / ".tripquote" / "pgdata"
 
-    run_cli(["db", "upgrade"], env, cwd=tmp_path)  # starts it, migrates, stops it
+    run_cli(["db", "upgrade"], env, cwd=embedded_home)  # starts it, migrates, stops it
     assert (data / "PG_VERSION").exists() and not (data / "postmaster.pid").exists()
 
-    server = start_server(env, log_dir=tmp_path, workers=2)  # its folder is tmp_path
+    server = start_server(env, log_dir=embedded_home, workers=2)  # its folder is embedded_home
     try:
         await wait_ready(server, workers=2)  # both workers answer from the migrated database
         postmaster = int((data / "postmaster.pid").read_text().split()[0])
         # Another command meanwhile shares the server and leaves it running when it ends.
-        assert run_cli(["db", "current"], env, cwd=tmp_path) is None
+        assert run_cli(["db", "current"], env, cwd=embedded_home) is None
         assert int((data / "postmaster.pid").read_text().split()[0]) == postmaster
         async with httpx.AsyncClient(timeout=5) as client:
             assert (await client.get(server.base_url + "/health/ready")).status_code == 200
@@ -128,14 +128,14 @@ def test_a_folder_holding_other_files_is_refused_untouched(tmp_path: Path) -> No
 
 
 async def test_the_last_live_holder_stops_the_server_when_another_was_killed(
-    tmp_path: Path,
+    embedded_home: Path,
 ) -> None:
     env = _embedded_env()
-    data = tmp_path / ".tripquote" / "pgdata"
-    run_cli(["db", "upgrade"], env, cwd=tmp_path)
-    killed = start_server(env, log_dir=tmp_path, name="killed")
+    data = embedded_home / ".tripquote" / "pgdata"
+    run_cli(["db", "upgrade"], env, cwd=embedded_home)
+    killed = start_server(env, log_dir=embedded_home, name="killed")
     await wait_ready(killed)
-    last = start_server(env, log_dir=tmp_path, name="last")
+    last = start_server(env, log_dir=embedded_home, name="last")
     try:
         await wait_ready(last)
         postmaster = int((data / "postmaster.pid").read_text().split()[0])
@@ -158,18 +158,18 @@ async def test_the_last_live_holder_stops_the_server_when_another_was_killed(
     assert not (data / "postmaster.pid").exists()
 
 
-def test_concurrent_first_runs_on_a_new_folder_all_succeed(tmp_path: Path) -> None:
+def test_concurrent_first_runs_on_a_new_folder_all_succeed(embedded_home: Path) -> None:
     env = _embedded_env()
     commands = [("demo", "--no-serve", "--json"), ("demo", "--no-serve", "--json")]
     commands.append(("db", "upgrade"))
     argv = [sys.executable, "-m", "tripquote.cli"]
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    runs = [subprocess.Popen([*argv, *c], env=env, cwd=tmp_path, **pipes) for c in commands]
+    runs = [subprocess.Popen([*argv, *c], env=env, cwd=embedded_home, **pipes) for c in commands]
     outputs = [run.communicate(timeout=120) for run in runs]
     for run, (_, err) in zip(runs, outputs, strict=True):
         assert run.returncode == 0, err
     first, second = (json.loads(out.strip().splitlines()[-1]) for out, _ in outputs[:2])
     assert (first["agentId"], first["clientId"]) == (second["agentId"], second["clientId"])
-    current = _tripquote("db", "current", "--json", env=env, cwd=tmp_path)
+    current = _tripquote("db", "current", "--json", env=env, cwd=embedded_home)
     assert json.loads(current.stdout)["head"] is True, current.stderr
-    assert not (tmp_path / ".tripquote" / "pgdata" / "postmaster.pid").exists()
+    assert not (embedded_home / ".tripquote" / "pgdata" / "postmaster.pid").exists()
