@@ -163,6 +163,36 @@ async def test_a_revoked_token_is_refused_on_every_route_and_changes_nothing(
     assert [await world.snapshot(quote_id) for quote_id in quote_ids] == snapshots
 
 
+async def test_a_revoked_token_gets_no_idempotent_replay(world: World) -> None:
+    actor = await world.actor()
+    body = quote_body("zermatt-ski-chf", actor.client_id)
+    headers = {**actor.headers, "Idempotency-Key": "revoked-replay"}
+    first = await world.client.post(URL, json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    status, output = await _cli(world, "token", "revoke", "--agent", actor.agent_id)
+    assert status == 0, output
+    for sent in (body, {**body, "travelers": 2}):  # a replay, a reuse: the token comes first
+        again = await world.client.post(URL, json=sent, headers=headers)
+        assert (again.status_code, again.json()["errorCode"]) == (401, "AUTHENTICATION_FAILED")
+        assert "idempotent-replayed" not in again.headers
+
+
+async def test_after_a_revoke_new_tokens_and_colleagues_tokens_work_on_every_route(
+    world: World,
+) -> None:
+    admin = await world.actor(role="admin")
+    colleague = await world.actor(agency_id=admin.agency_id, role="admin")
+    status, output = await _cli(world, "token", "revoke", "--agent", admin.agent_id)
+    assert status == 0, output
+    # Minted right after the revoke (the same second, maybe the same millisecond): valid.
+    fresh = mint_token(world.settings, agent_id=admin.agent_id, ttl_seconds=60)
+    for actor, token in ((admin, fresh), (colleague, colleague.token)):
+        answers = await _every_route(world, token, await _quotes(world, actor, token))
+        assert [status for _, status, _ in answers] == [201, *[200] * 10, 201, 200, 200, 200], (
+            answers
+        )
+
+
 async def test_revocation_is_exact_to_the_microsecond(world: World) -> None:
     actor = await world.actor()
     issued = round(time.time() - 1, 6)  # as mint_token writes iat

@@ -141,7 +141,7 @@ async def _idempotent_save(
     request: Request,
     *,
     idempotency_key: str | None,
-    agent_id: str,
+    caller: Caller,
     body: Any,
     status: int,
     save: Callable[[OnSaved | None], Awaitable[Saved]],
@@ -155,7 +155,7 @@ async def _idempotent_save(
         request.method, request.url.path, body, if_match=request.headers.get("if-match")
     )
     keys: IdempotencyStore = request.app.state.idempotency
-    claimed = await keys.claim(agent_id=agent_id, key=key, fingerprint=fingerprint)
+    claimed = await keys.claim(caller=caller, key=key, fingerprint=fingerprint)
     if isinstance(claimed, StoredResponse):
         return _to_response(claimed, replayed=True)
     claim: Claim = claimed
@@ -205,7 +205,7 @@ async def create_quote(
     return await _idempotent_save(
         request,
         idempotency_key=idempotency_key,
-        agent_id=caller.agent_id,
+        caller=caller,
         body=body,
         status=201,
         save=save,
@@ -327,7 +327,7 @@ async def _transition(
     return await _idempotent_save(
         request,
         idempotency_key=idempotency_key,
-        agent_id=caller.agent_id,
+        caller=caller,
         body=body,
         status=200,
         save=save,
