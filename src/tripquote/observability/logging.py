@@ -65,7 +65,9 @@ _NATIONAL_PHONE = re.compile(
 """A phone number written the national way: groups of digits split by spaces, dots or dashes
 (9 to 15 digits in all, see ``_mask_national_phone``), without the ``+`` of E.164."""
 
-_PHONE_HINT = re.compile(r"\d\)?[ .-]\d")
+_PHONE_HINT = re.compile(r"(?<![\w.+-])(?:\(\d{2,4}\)|\d{2,4}[ .-]\d)")
+"""Where ``_NATIONAL_PHONE`` could start (its own head): the UUIDs of every operation line (their
+digit groups follow a letter or a dash) never reach that slower pattern."""
 
 
 def _mask_national_phone(match: re.Match[str]) -> str:
@@ -84,6 +86,11 @@ QUIET_LOGGERS = {"sqlalchemy.engine": "WARNING", "httpx": "WARNING", "httpcore":
 """httpx logs request URLs at INFO; a Telegram URL holds the bot token."""
 
 _HANDLER_NAME = "tripquote-json"
+
+_PID = [os.getpid()]
+"""This process's id, kept current across forks: ``os.getpid`` is a system call, and every log
+line asks (``add_pid``, ``LineWriter``)."""
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 
 class LineWriter:
@@ -119,7 +126,7 @@ class LineWriter:
             self._size += size
             if urgent or self._size >= self.CHUNK:
                 self._flush_locked()
-            elif self._pid != os.getpid():
+            elif self._pid != _PID[0]:
                 self._start_flusher()
 
     def flush(self) -> None:
@@ -139,7 +146,7 @@ class LineWriter:
 
     def _start_flusher(self) -> None:
         # Per process: a forked child inherits the object but not the thread.
-        self._pid = os.getpid()
+        self._pid = _PID[0]
         threading.Thread(target=self._flush_forever, name="log-flush", daemon=True).start()
 
     def _flush_forever(self) -> None:
@@ -208,8 +215,17 @@ def _may_hold_secret(text: str) -> bool:
 
 
 def _may_hold_phone(text: str) -> bool:
-    # A national phone number has a digit, a separator, a digit; most log strings do not.
+    # A national phone number starts as _PHONE_HINT does; most log strings (ids, UUIDs) do not.
     return _PHONE_HINT.search(text) is not None
+
+
+_SUSPECT = re.compile(r"[@+=]|eyJ|earer|EARER|" + _PHONE_HINT.pattern)
+
+
+def _may_hide_anything(text: str) -> bool:
+    # _may_hold_secret(text) or _may_hold_phone(text) in one search: every value of every log
+    # line (about 20 a line) is asked this.
+    return _SUSPECT.search(text) is not None or (":" in text and len(text) >= 37)
 
 
 _KEY_VERDICTS: dict[str, bool] = {}
@@ -225,6 +241,8 @@ def _sensitive_key(key: str) -> bool:
 
 
 _PLAIN = frozenset({int, float, bool})
+_SEQUENCES = (list, tuple)  # tuples, not ``list | tuple``: that builds a union at every call
+_CONTAINERS = (dict, list, tuple)
 
 
 def scrub(value: Any) -> Any:
@@ -239,17 +257,18 @@ def scrub(value: Any) -> Any:
         return value
     if isinstance(value, dict):
         scrubbed = {}
+        verdicts = _KEY_VERDICTS
         for key, item in value.items():
-            if isinstance(key, str) and _sensitive_key(key):
+            if isinstance(key, str) and (verdicts[key] if key in verdicts else _sensitive_key(key)):
                 scrubbed[key] = REDACTED
             elif item is None or type(item) in _PLAIN:
                 scrubbed[key] = item  # numbers, booleans: nothing to hide
-            elif type(item) is str and not _may_hold_secret(item) and not _may_hold_phone(item):
+            elif type(item) is str and not _may_hide_anything(item):
                 scrubbed[key] = item
             else:
                 scrubbed[key] = scrub(item)
         return scrubbed
-    if isinstance(value, list | tuple):
+    if isinstance(value, _SEQUENCES):
         return type(value)(scrub(item) for item in value)
     return value
 
@@ -270,7 +289,7 @@ def _bound(value: Any) -> Any:
         return value if len(value) <= FIELD_CHARS else cut(value, FIELD_CHARS)
     if isinstance(value, dict):
         return {key: _bound(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, _SEQUENCES):
         return [_bound(item) for item in value]
     return value
 
@@ -281,7 +300,7 @@ def bound_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
         if type(value) is str:
             if len(value) > FIELD_CHARS and key not in _TAIL_KEYS:
                 event_dict[key] = cut(value, FIELD_CHARS)
-        elif isinstance(value, dict | list | tuple):
+        elif isinstance(value, _CONTAINERS):
             event_dict[key] = _bound(value)
     return event_dict
 
@@ -293,10 +312,6 @@ def add_correlation_id(_: WrappedLogger, __: str, event_dict: EventDict) -> Even
         if correlation_id is not None:
             event_dict["correlation_id"] = correlation_id
     return event_dict
-
-
-_PID = [os.getpid()]
-os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 
 def add_pid(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
