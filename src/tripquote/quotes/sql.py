@@ -241,9 +241,6 @@ SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
 _REOPENING = (
     "(NOT cur.status = ANY(:open_statuses::text[]) AND :target = ANY(:open_statuses::text[]))"
 )
-_CLIENT_OK = f"""EXISTS (SELECT 1 FROM cur
-     WHERE :client_id::varchar IS NULL OR :client_id = cur.client_id
-        OR EXISTS (SELECT 1 FROM client, caller WHERE {may_act("caller", "client")}))"""
 _MAY_ACT_ON_CUR = f"EXISTS (SELECT 1 FROM caller, cur WHERE {may_act('caller', 'cur')})"
 
 _EDIT_SETS = (
@@ -251,8 +248,37 @@ _EDIT_SETS = (
     + ", ".join(f"{c} = :{c}" for c in CONTENT_COLUMNS.split(", "))
     + ", sent_at = NULL, expires_at = NULL, "
 )
-_EDIT_GUARD = f"""{_MAY_ACT_ON_CUR} AND {_CLIENT_OK} AND (SELECT changed FROM diff)
-       AND (NOT (SELECT {_REOPENING} FROM cur) OR EXISTS (SELECT 1 FROM owner))"""
+_SEEN = f"""seen AS (
+    -- What the edit may do, decided once on what it read: whether the caller may act on the
+    -- quote with the client named (the stored one, or one it may use), whether the save
+    -- opens the quote again, and whether it changes anything: the status, the client, a
+    -- field or an item.
+    SELECT {may_act("caller", "cur")}
+           AND (:client_id::varchar IS NULL OR :client_id = cur.client_id
+                OR EXISTS (SELECT 1 FROM client WHERE {may_act("caller", "client")}))
+           AS allowed,
+           {_REOPENING} AS reopening, cur.agent_id, cur.version, cur.status,
+           cur.status <> :target
+        OR s.client_id <> coalesce(:client_id, s.client_id)
+        OR (s.trip_name, s.destination, s.start_date, s.end_date, s.travelers, s.currency,
+            s.markup_percent, s.discount, s.expires_in_days, s.notes)
+           IS DISTINCT FROM (:trip_name, :destination, :start_date, :end_date, :travelers,
+            :currency, :markup_percent, :discount, :expires_in_days, :notes)
+        OR EXISTS (
+            SELECT 1
+              FROM (SELECT * FROM quote_items WHERE quote_id = :quote_id) i
+              FULL JOIN {ITEMS_JSON} USING (position)
+             WHERE (i.type, i.description, i.quantity, i.unit_price)
+                   IS DISTINCT FROM (x.type, x.description, x.quantity, x.unit_price)
+                OR CASE WHEN i.details::text IS NOT DISTINCT FROM x.details::text THEN false
+                        -- stored around the API with \\u0000, which jsonb cannot hold
+                        WHEN strpos(i.details::text, '\\u0000') > 0 THEN true
+                        ELSE i.details::jsonb IS DISTINCT FROM x.details::jsonb END
+        ) AS changed
+      FROM caller, cur JOIN quotes s ON s.id = cur.id
+)"""
+_EDIT_GUARD = """(SELECT allowed AND changed AND (NOT reopening OR EXISTS (SELECT 1 FROM owner))
+          FROM seen)"""
 EDIT_FROM_ROW = {
     "agentId": "to_json(s.agent_id)",
     "clientId": "to_json(s.client_id)",
@@ -270,38 +296,17 @@ _EDIT_WRITE = versioned_update(
 
 EDIT = Statement.of(
     f"""
-WITH {CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, diff AS (
-    -- Whether the save changes anything: the status, the client, a field or an item.
-    SELECT cur.status <> :target
-        OR s.client_id <> coalesce(:client_id, s.client_id)
-        OR (s.trip_name, s.destination, s.start_date, s.end_date, s.travelers, s.currency,
-            s.markup_percent, s.discount, s.expires_in_days, s.notes)
-           IS DISTINCT FROM (:trip_name, :destination, :start_date, :end_date, :travelers,
-            :currency, :markup_percent, :discount, :expires_in_days, :notes)
-        OR EXISTS (
-            SELECT 1
-              FROM (SELECT * FROM quote_items WHERE quote_id = :quote_id) i
-              FULL JOIN {ITEMS_JSON} USING (position)
-             WHERE (i.type, i.description, i.quantity, i.unit_price)
-                   IS DISTINCT FROM (x.type, x.description, x.quantity, x.unit_price)
-                OR CASE WHEN i.details::text IS NOT DISTINCT FROM x.details::text THEN false
-                        -- stored around the API with \\u0000, which jsonb cannot hold
-                        WHEN strpos(i.details::text, '\\u0000') > 0 THEN true
-                        ELSE i.details::jsonb IS DISTINCT FROM x.details::jsonb END
-        ) AS changed
-      FROM cur JOIN quotes s ON s.id = cur.id
-), owner AS (
+WITH {CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, {_SEEN}, owner AS (
     -- A quote opened again (REJECTED -> DRAFT) counts against its owner's bound.
     UPDATE agents a SET open_quote_bound = a.open_quote_bound + 1
-      FROM cur
-     WHERE a.id = cur.agent_id AND {_REOPENING} AND cur.version = :expected
-       AND cur.status = ANY(:from_statuses::text[]) AND a.open_quote_bound < :open_limit
-       AND (a.active OR a.id <> :agent_id) AND {_MAY_ACT_ON_CUR} AND {_CLIENT_OK}
-       AND (SELECT changed FROM diff)
+      FROM seen
+     WHERE a.id = seen.agent_id AND seen.allowed AND seen.changed AND seen.reopening
+       AND seen.version = :expected AND seen.status = ANY(:from_statuses::text[])
+       AND a.open_quote_bound < :open_limit AND (a.active OR a.id <> :agent_id)
     RETURNING a.id
 ), {_EDIT_WRITE}, {_REPLACE_ITEMS}
 SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
-       coalesce((SELECT changed FROM diff), false) AS changed,
+       coalesce((SELECT changed FROM seen), false) AS changed,
        coalesce({_REOPENING} AND (SELECT a.open_quote_bound >= :open_limit
                                     FROM agents a WHERE a.id = cur.agent_id), false) AS at_bound,
        saved.agent_id AS saved_agent_id, saved.client_id AS saved_client_id,
