@@ -69,9 +69,12 @@ CALLER = """caller AS (
 
 QUOTE_FACTS = f"""cur AS (
     SELECT q.id, q.agency_id, q.agent_id, q.client_id, q.version, {status_now("q")} AS status,
-           q.last_modified_by, q.last_modified_at
+           q.last_modified_by, q.last_modified_at, q.trip_name, q.destination, q.start_date,
+           q.end_date, q.travelers, q.currency, q.markup_percent, q.discount,
+           q.expires_in_days, q.notes
       FROM quotes q WHERE q.id = :quote_id
 )"""
+"""The quote as the statement saw it: its facts, and its content an edit compares."""
 
 FACT_COLUMNS = f"""caller.id IS NOT NULL AS agent_ok, caller.timezone AS agent_timezone,
        cur.id IS NOT NULL AND caller.agency_id IS NOT DISTINCT FROM cur.agency_id AS visible,
@@ -259,9 +262,9 @@ _SEEN = f"""seen AS (
            AS allowed,
            {_REOPENING} AS reopening, cur.agent_id, cur.version, cur.status,
            cur.status <> :target
-        OR s.client_id <> coalesce(:client_id, s.client_id)
-        OR (s.trip_name, s.destination, s.start_date, s.end_date, s.travelers, s.currency,
-            s.markup_percent, s.discount, s.expires_in_days, s.notes)
+        OR cur.client_id <> coalesce(:client_id, cur.client_id)
+        OR (cur.trip_name, cur.destination, cur.start_date, cur.end_date, cur.travelers,
+            cur.currency, cur.markup_percent, cur.discount, cur.expires_in_days, cur.notes)
            IS DISTINCT FROM (:trip_name, :destination, :start_date, :end_date, :travelers,
             :currency, :markup_percent, :discount, :expires_in_days, :notes)
         OR EXISTS (
@@ -275,7 +278,7 @@ _SEEN = f"""seen AS (
                         WHEN strpos(i.details::text, '\\u0000') > 0 THEN true
                         ELSE i.details::jsonb IS DISTINCT FROM x.details::jsonb END
         ) AS changed
-      FROM caller, cur JOIN quotes s ON s.id = cur.id
+      FROM caller, cur
 )"""
 _EDIT_GUARD = """(SELECT allowed AND changed AND (NOT reopening OR EXISTS (SELECT 1 FROM owner))
           FROM seen)"""
