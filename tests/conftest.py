@@ -137,6 +137,17 @@ def empty_db() -> Iterator[str]:
 
 
 @pytest.fixture
+def embedded_home() -> Iterator[Path]:
+    """A working folder for commands that start the embedded PostgreSQL, outside pytest's
+    ``tmp_path``: run as root, pgserver opens the data folder's ancestors to its ``pgserver``
+    user, and any pytest session that starts meanwhile closes /tmp/pytest-of-root again (mode
+    700), so the server's next write of ``global/pg_control`` (an absolute path) PANICs."""
+    folder = Path(tempfile.mkdtemp(prefix="tripquote-embedded-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
 def db_url(pg_url: str) -> str:
     """The session's migrated database (the name the tests use; ``pg_url`` is the same)."""
     return pg_url

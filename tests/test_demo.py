@@ -17,20 +17,20 @@ def test_demo_quote_is_the_kyoto_fixture() -> None:
     assert kyoto["request"] == DEMO_QUOTE
 
 
-def test_demo_command_loads_data_once_and_writes_the_body(tmp_path: Path) -> None:
+def test_demo_command_loads_data_once_and_writes_the_body(embedded_home: Path) -> None:
     # No TRIPQUOTE_DATABASE_URL: the embedded PostgreSQL, its data in ./.tripquote/pgdata.
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPQUOTE_")}
 
     def run() -> dict[str, str]:
         done = subprocess.run(
             [sys.executable, "-m", "tripquote.cli", "demo", "--no-serve", "--json"],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True,
+            env=env, cwd=embedded_home, capture_output=True, text=True, timeout=120, check=True,
         )  # fmt: skip
         result: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
         return result
 
     first, second = run(), run()  # the second one starts the server again, on the same data
-    data = tmp_path / ".tripquote" / "pgdata"
+    data = embedded_home / ".tripquote" / "pgdata"
     assert (data / "PG_VERSION").exists()
     assert not (data / "postmaster.pid").exists()  # each run stopped the server it started
     assert (first["agentId"], first["clientId"]) == (second["agentId"], second["clientId"])

@@ -17,7 +17,7 @@ from zoneinfo import available_timezones
 import typer
 from alembic.util import CommandError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import make_url, select
+from sqlalchemy import make_url, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from typer.exceptions import TyperException
 
@@ -39,9 +39,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="Schema migrations (Alembic).", no_args_is_help=True)
-agencies_app = typer.Typer(help="Agencies.", no_args_is_help=True)
-agents_app = typer.Typer(help="Agents.", no_args_is_help=True)
+# No no_args_is_help on the groups: a group without its command is click's usage error
+# ("Missing command."), one JSON line like every other (``main``), not the help box.
+db_app = typer.Typer(help="Schema migrations (Alembic).")
+agencies_app = typer.Typer(help="Agencies.")
+agents_app = typer.Typer(help="Agents.")
 app.add_typer(db_app, name="db")
 app.add_typer(agencies_app, name="agencies")
 app.add_typer(agents_app, name="agents")
@@ -52,7 +54,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")
 def cli_settings() -> Settings:
     """The settings of a command, its database URL resolved (``TRIPQUOTE_DATABASE_URL``, else
     the embedded PostgreSQL, started or reused), or its one JSON error line and exit: 2 for a
-    configuration error, 1 when the embedded PostgreSQL cannot start."""
+    configuration error, 1 when the embedded PostgreSQL cannot start or its folder is not one."""
     try:
         settings = Settings()
     except ValueError as exc:  # ValidationError; SettingsError (a value it cannot decode)
@@ -65,8 +67,10 @@ def cli_settings() -> Settings:
         raise typer.Exit(2) from None
     try:
         return embedded.resolve(settings)
+    except embedded.NotADataFolder as exc:
+        _refuse("embedded_database_refused", str(exc))
     except (OSError, subprocess.SubprocessError) as exc:
-        data_dir = settings.embedded_data_dir
+        data_dir = embedded.data_folder(settings)
         _refuse(
             "embedded_database_failed",
             f"The embedded PostgreSQL in {data_dir} did not start ({type(exc).__name__}); its "
@@ -102,7 +106,7 @@ def _in_transaction(settings: Settings, work: Callable[[AsyncConnection], Awaita
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
     backlog: Annotated[
         int,
@@ -180,9 +184,17 @@ def _migration_refusals(command: str) -> Iterator[None]:
 
 
 @db_app.command("current")
-def db_current() -> None:
-    """Print the database's current revision."""
-    migrate.current(cli_settings())
+def db_current(as_json: JsonFlag = False) -> None:
+    """Print the database's current revision ("not migrated" when it has none)."""
+    at = migrate.current(cli_settings())
+    head, _ = migrate.revisions()
+    if not at:
+        payload = {"revision": None, "head": False, "hint": "Run: tripquote db upgrade"}
+        _emit(payload, as_json, "not migrated (run: tripquote db upgrade)")
+        return
+    for revision in at:
+        line = f"{revision} (head)" if revision == head else revision
+        _emit({"revision": revision, "head": revision == head}, as_json, line)
 
 
 @agencies_app.command("create")
@@ -291,13 +303,17 @@ def token_revoke(
     _emit({"agentId": agent, "tokensValidAfter": now.isoformat()}, as_json, now.isoformat())
 
 
+DEMO_LOCK = 0x7472_6970_4445_4D4F
+"""The PostgreSQL advisory lock the demo's data load holds for its transaction."""
+
+
 @app.command()
 def demo(
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Start the API afterwards.")
     ] = True,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     as_json: JsonFlag = False,
 ) -> None:
     """Migrate, load a demo agency/agent/client, print a token and a curl, then serve."""
@@ -306,6 +322,8 @@ def demo(
     email = "demo.agent@tripquote.example"
 
     async def work(conn: AsyncConnection) -> tuple[str, str]:
+        # Two demos at once: the second waits for the first's commit, then finds its data.
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DEMO_LOCK})
         row = (await conn.execute(select(agents.c.id).where(agents.c.email == email))).first()
         if row is None:
             agency_id = await agents_repo.insert_agency(
@@ -429,7 +447,7 @@ def expire(
     _emit({"expired": count, "correlationId": correlation_id}, as_json, f"expired {count} quotes")
 
 
-idempotency_app = typer.Typer(help="Idempotency keys.", no_args_is_help=True)
+idempotency_app = typer.Typer(help="Idempotency keys.")
 app.add_typer(idempotency_app, name="idempotency")
 
 
@@ -510,7 +528,7 @@ def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
     first_line = text.splitlines()[0] if text else ""
     if isinstance(driver, TimeoutError) and not first_line:
         first_line = "the database did not answer in time"
-    hint = "Check TRIPQUOTE_DATABASE_URL and that its database server is running."
+    hint = _unavailable_hint()
     if sqlstate_of(exc) == "42P01":  # undefined_table
         event, hint = "database_not_migrated", "Run: tripquote db upgrade"
     line = {
@@ -521,6 +539,22 @@ def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
     }
     typer.echo(json.dumps(line), err=True)
     raise SystemExit(1)
+
+
+def _unavailable_hint() -> str:
+    """What to check when the database did not answer: the URL, or the embedded server's
+    folder and log when the URL is unset."""
+    try:
+        settings: Settings | None = Settings()
+    except ValueError:  # the command's own settings were readable; a .env edited since is not
+        settings = None
+    if settings is None or settings.database_url is not None:
+        return "Check TRIPQUOTE_DATABASE_URL and that its database server is running."
+    data_dir = embedded.data_folder(settings)
+    return (
+        f"TRIPQUOTE_DATABASE_URL is unset: check the embedded PostgreSQL in {data_dir} "
+        f"(its log: {data_dir / 'log'}), or set TRIPQUOTE_DATABASE_URL."
+    )
 
 
 if __name__ == "__main__":  # python -m tripquote.cli

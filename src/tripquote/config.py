@@ -112,6 +112,16 @@ class Settings(BaseSettings):
             raise ValueError("at least one currency is required")
         return value
 
+    @field_validator("embedded_data_dir", mode="before")
+    @classmethod
+    def _check_embedded_data_dir(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(
+                "TRIPQUOTE_EMBEDDED_DATA_DIR must name a folder (the embedded PostgreSQL's data); "
+                "unset it for .tripquote/pgdata"
+            )
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:

@@ -18,7 +18,7 @@ from fastapi import Depends, Header
 from pydantic import BaseModel
 from starlette.requests import Request
 
-from tripquote.agents.auth import authenticate, authenticate_admin
+from tripquote.agents.auth import Caller, authenticate, authenticate_admin
 from tripquote.agents.repository import Principal
 from tripquote.clients.schemas import ClientIn
 from tripquote.db.transaction import TransactionRunner
@@ -31,29 +31,30 @@ from tripquote.quotes.service import QuoteService
 from tripquote.validation import path_id
 
 
-async def authenticate_agent(request: Request) -> str:
-    """The agent the bearer token names, noted on the operation; AUTHENTICATION_FAILED."""
-    # No database access: the agent is checked in the use case's own transaction.
-    agent_id = authenticate(request).agent_id
+async def authenticate_agent(request: Request) -> Caller:
+    """The bearer token's caller, its agent noted on the operation; AUTHENTICATION_FAILED."""
+    # No database access: the agent (active) and the token (not revoked) are checked by the
+    # use case's own statement.
+    caller = authenticate(request)
     tracked = current_operation()
     if tracked is not None:
-        tracked.agent_id = agent_id
-    return agent_id
+        tracked.agent_id = caller.agent_id
+    return caller
 
 
-CurrentAgent = Annotated[str, Depends(authenticate_agent)]
+CurrentAgent = Annotated[Caller, Depends(authenticate_agent)]
 
 
-async def count_write(request: Request) -> str:
-    """The authenticated agent, this write counted; AUTHENTICATION_FAILED, RATE_LIMIT_EXCEEDED."""
+async def count_write(request: Request) -> Caller:
+    """The authenticated caller, this write counted; AUTHENTICATION_FAILED, RATE_LIMIT_EXCEEDED."""
     # Authenticates itself rather than through CurrentAgent: a sub-dependency costs a solve per
     # request even when cached, while a verified token is cached.
-    agent_id = await authenticate_agent(request)
-    await request.app.state.limiter.check(agent_id)
-    return agent_id
+    caller = await authenticate_agent(request)
+    await request.app.state.limiter.check(caller.agent_id)
+    return caller
 
 
-WritingAgent = Annotated[str, Depends(count_write)]
+WritingAgent = Annotated[Caller, Depends(count_write)]
 
 AdminAgent = Annotated[Principal, Depends(authenticate_admin)]
 """The calling agency admin; AUTHENTICATION_FAILED, AGENT_NOT_FOUND or AUTHORIZATION_FAILED."""

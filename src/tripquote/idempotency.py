@@ -22,6 +22,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tripquote.agents.auth import Caller, principal_of
 from tripquote.db.tables import idempotency_keys
 from tripquote.db.transaction import TransactionRunner, Tx
 from tripquote.errors import (
@@ -89,12 +90,15 @@ class IdempotencyStore:
         self.ttl = ttl
         self.abandon_after = abandon_after
 
-    async def claim(self, *, agent_id: str, key: str, fingerprint: str) -> Claim | StoredResponse:
+    async def claim(self, *, caller: Caller, key: str, fingerprint: str) -> Claim | StoredResponse:
         """Claim ``key`` for this request, or return the stored response to replay.
 
-        Raises IDEMPOTENCY_KEY_REUSED (other body) or IDEMPOTENCY_KEY_IN_USE (still running).
+        Raises AUTHENTICATION_FAILED (token revoked) or AGENT_NOT_FOUND when the key is known
+        (a new key's request meets them in its save), then IDEMPOTENCY_KEY_REUSED (other
+        body) or IDEMPOTENCY_KEY_IN_USE (still running).
         """
         now = datetime.now(UTC)
+        agent_id = caller.agent_id
 
         async def work(conn: AsyncConnection) -> Claim | StoredResponse:
             # INSERT … ON CONFLICT DO NOTHING: a concurrent duplicate waits for the first
@@ -124,6 +128,8 @@ class IdempotencyStore:
                 )
                 if row is None:
                     continue  # released in between: the key is free, insert again
+                # Nothing is answered from a known key unless its caller may act now.
+                await principal_of(conn, caller)
                 # Taking a key over (expired, or abandoned by a crashed process) is conditional
                 # on the row read: of two requests taking it over at once, the second finds it
                 # changed (PostgreSQL re-checks the WHERE after the first commits), reads again

@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
+from sqlalchemy import text
 
-from tests.conftest import JWT_SECRET, World
+from tests.conftest import JWT_SECRET, Actor, World, quote_body
 from tests.test_config import run_cli
 from tripquote.agents.auth import mint_token
+
+URL = "/api/agents/quotes"
+CLIENTS = "/api/agents/clients"
 
 
 def _env(world: World) -> dict[str, str]:
@@ -84,3 +90,124 @@ async def test_token_revoke_of_an_unknown_agent_is_one_json_line(world: World) -
     assert status == 1, output
     (line,) = output.strip().splitlines()
     assert json.loads(line)["event"] == "token_refused"
+
+
+async def _every_route(world: World, token: str, ids: dict[str, str]) -> list[tuple[str, int, str]]:
+    """Call every authenticated route with ``token``: (route, status, error code) of each.
+    ``ids``: DRAFT quotes (``draft``, ``doomed``), SENT ones (``accepted``, ``rejected``) and a
+    client (``client``); with a valid token each call succeeds."""
+    headers = {"Authorization": f"Bearer {token}"}
+    draft, client = ids["draft"], ids["client"]
+    full = {**quote_body("edinburgh-weekend-gbp", client), "version": 2}
+    calls: list[tuple[str, str, str, Any]] = [
+        ("create", "POST", URL, quote_body("zermatt-ski-chf", client)),
+        ("list", "GET", URL, None),
+        ("read", "GET", f"{URL}/{draft}", None),
+        ("patch", "PATCH", f"{URL}/{draft}", {"version": 1, "travelers": 2}),
+        ("patch full form", "PATCH", f"{URL}/{draft}", full),
+        ("send", "POST", f"{URL}/{draft}/send", {"version": 3}),
+        ("delete", "DELETE", f"{URL}/{ids['doomed']}", {"version": 1}),
+        ("accept", "POST", f"{URL}/{ids['accepted']}/accept", {"version": 2}),
+        ("reject", "POST", f"{URL}/{ids['rejected']}/reject", {"version": 2}),
+        ("revisions", "GET", f"{URL}/{draft}/revisions", None),
+        ("revision", "GET", f"{URL}/{draft}/revisions/1", None),
+        ("client create", "POST", CLIENTS, {"name": "Another Client"}),
+        ("client list", "GET", CLIENTS, None),
+        ("client read", "GET", f"{CLIENTS}/{client}", None),
+        ("ops summary", "GET", "/api/ops/summary", None),
+    ]
+    answers = []
+    for name, method, path, body in calls:
+        answer = await world.client.request(method, path, json=body, headers=headers)
+        code = answer.json().get("errorCode", "") if answer.status_code >= 400 else ""
+        if answer.status_code == 401:
+            assert answer.headers["www-authenticate"].startswith("Bearer"), name
+        answers.append((name, answer.status_code, code))
+    return answers
+
+
+async def _quotes(world: World, actor: Actor, token: str) -> dict[str, str]:
+    """Two DRAFT quotes at version 1, two SENT ones at version 2 and the actor's client, made
+    with ``token``."""
+    headers = {"Authorization": f"Bearer {token}"}
+    ids = {"client": actor.client_id}
+    for name in ("draft", "doomed", "accepted", "rejected"):
+        created = await world.client.post(
+            URL, json=quote_body("zermatt-ski-chf", actor.client_id), headers=headers
+        )
+        assert created.status_code == 201, created.text
+        ids[name] = created.json()["quoteId"]
+    for name in ("accepted", "rejected"):
+        sent = await world.client.post(
+            f"{URL}/{ids[name]}/send", json={"version": 1}, headers=headers
+        )
+        assert sent.status_code == 200, sent.text
+    return ids
+
+
+async def test_a_revoked_token_is_refused_on_every_route_and_changes_nothing(
+    world: World,
+) -> None:
+    admin = await world.actor(role="admin")
+    ids = await _quotes(world, admin, admin.token)
+    # Another process revokes the admin's tokens while the app (this process) runs.
+    status, output = await _cli(world, "token", "revoke", "--agent", admin.agent_id)
+    assert status == 0, output
+    before = await world.table_counts()
+    quote_ids = [quote_id for key, quote_id in ids.items() if key != "client"]
+    snapshots = [await world.snapshot(quote_id) for quote_id in quote_ids]
+    answers = await _every_route(world, admin.token, ids)
+    assert answers == [(name, 401, "AUTHENTICATION_FAILED") for name, _, _ in answers]
+    assert len(answers) == 15
+    assert await world.table_counts() == before
+    assert [await world.snapshot(quote_id) for quote_id in quote_ids] == snapshots
+
+
+async def test_a_revoked_token_gets_no_idempotent_replay(world: World) -> None:
+    actor = await world.actor()
+    body = quote_body("zermatt-ski-chf", actor.client_id)
+    headers = {**actor.headers, "Idempotency-Key": "revoked-replay"}
+    first = await world.client.post(URL, json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    status, output = await _cli(world, "token", "revoke", "--agent", actor.agent_id)
+    assert status == 0, output
+    for sent in (body, {**body, "travelers": 2}):  # a replay, a reuse: the token comes first
+        again = await world.client.post(URL, json=sent, headers=headers)
+        assert (again.status_code, again.json()["errorCode"]) == (401, "AUTHENTICATION_FAILED")
+        assert "idempotent-replayed" not in again.headers
+
+
+async def test_after_a_revoke_new_tokens_and_colleagues_tokens_work_on_every_route(
+    world: World,
+) -> None:
+    admin = await world.actor(role="admin")
+    colleague = await world.actor(agency_id=admin.agency_id, role="admin")
+    status, output = await _cli(world, "token", "revoke", "--agent", admin.agent_id)
+    assert status == 0, output
+    # Minted right after the revoke (the same second, maybe the same millisecond): valid.
+    fresh = mint_token(world.settings, agent_id=admin.agent_id, ttl_seconds=60)
+    for actor, token in ((admin, fresh), (colleague, colleague.token)):
+        answers = await _every_route(world, token, await _quotes(world, actor, token))
+        assert [status for _, status, _ in answers] == [201, *[200] * 10, 201, 200, 200, 200], (
+            answers
+        )
+
+
+async def test_revocation_is_exact_to_the_microsecond(world: World) -> None:
+    actor = await world.actor()
+    issued = round(time.time() - 1, 6)  # as mint_token writes iat
+    claims = {"sub": actor.agent_id, "iss": "tripquote", "iat": issued, "exp": int(issued) + 60}
+    headers = {"Authorization": f"Bearer {jwt.encode(claims, JWT_SECRET, algorithm='HS256')}"}
+    at = datetime.fromtimestamp(issued, UTC)
+    body = quote_body("zermatt-ski-chf", actor.client_id)
+    # Revoked at the token's very microsecond: still valid; one microsecond later: revoked.
+    for valid_after, valid in ((at, True), (at + timedelta(microseconds=1), False)):
+        async with world.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE agents SET tokens_valid_after = :at WHERE id = :id"),
+                {"at": valid_after, "id": actor.agent_id},
+            )
+        created = await world.client.post(URL, json=body, headers=headers)
+        listed = await world.client.get(URL, headers=headers)
+        expected = (201, 200) if valid else (401, 401)
+        assert (created.status_code, listed.status_code) == expected, created.text

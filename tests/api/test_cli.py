@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import socket
 import sys
 import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,8 @@ from sqlalchemy import insert
 from tests.api.test_lifecycle import quote_in
 from tests.conftest import World, cli_error
 from tests.test_config import run_cli
+from tripquote.cli import _unavailable_hint
+from tripquote.db import migrate
 from tripquote.db.tables import idempotency_keys
 from tripquote.quotes.lifecycle import QuoteStatus
 
@@ -179,3 +183,59 @@ async def test_agents_create_refuses_an_email_taken_in_another_case(world: World
     (line,) = output.strip().splitlines()
     assert json.loads(line)["event"] == "agent_refused"
     assert await world.count("agents", "lower(email) = :e", e=f"{local}@demo.example") == 1
+
+
+OUT_OF_RANGE = [
+    ("serve", "--port", "99999"), ("serve", "--port", "0"), ("demo", "--port", "65536"),
+    ("serve", "--workers", "0"), ("serve", "--backlog", "0"), ("serve", "--backlog", "65536"),
+]  # fmt: skip
+MISSING_COMMAND = [("db",), ("agencies",), ("agents",), ("idempotency",), ("ops",)]
+
+
+@pytest.mark.parametrize("command", OUT_OF_RANGE + MISSING_COMMAND, ids=" ".join)
+def test_a_usage_error_is_one_json_line(command: tuple[str, ...], tmp_path: Path) -> None:
+    status, output = run_cli(*command, env={}, cwd=tmp_path)  # were it to start, not here
+    assert status == 2, output
+    (line,) = output.strip().splitlines()  # no help box, nothing started
+    event = json.loads(line)
+    assert event["event"] == "usage_error"
+    assert f" {command[0]} [OPTIONS]" in event["usage"]
+
+
+def test_db_current_says_a_database_is_not_migrated(empty_db: str) -> None:
+    env = {"TRIPQUOTE_DATABASE_URL": empty_db}
+    status, output = run_cli("db", "current", "--json", env=env)
+    assert status == 0, output
+    assert json.loads(output) == {
+        "revision": None, "head": False, "hint": "Run: tripquote db upgrade"
+    }  # fmt: skip
+    assert run_cli("db", "current", env=env) == (0, "not migrated (run: tripquote db upgrade)\n")
+
+
+async def test_concurrent_upgrades_of_a_new_database_migrate_it_once(empty_db: str) -> None:
+    env = {"TRIPQUOTE_DATABASE_URL": empty_db}
+    runs = await asyncio.gather(
+        *(asyncio.to_thread(run_cli, "db", "upgrade", env=env) for _ in range(3))
+    )
+    for status, output in runs:
+        assert status == 0, output
+    head, _ = migrate.revisions()
+    status, output = run_cli("db", "current", "--json", env=env)
+    assert json.loads(output) == {"revision": head, "head": True}, output
+    assert run_cli("db", "current", env=env) == (0, f"{head} (head)\n")
+
+
+def test_an_unavailable_database_hint_names_what_to_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env
+    for name in [k for k in os.environ if k.startswith("TRIPQUOTE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TRIPQUOTE_EMBEDDED_DATA_DIR", "data/pg")
+    folder = tmp_path / "data" / "pg"
+    assert _unavailable_hint() == (
+        f"TRIPQUOTE_DATABASE_URL is unset: check the embedded PostgreSQL in {folder} "
+        f"(its log: {folder / 'log'}), or set TRIPQUOTE_DATABASE_URL."
+    )
+    monkeypatch.setenv("TRIPQUOTE_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:1/x")
+    assert _unavailable_hint().startswith("Check TRIPQUOTE_DATABASE_URL")

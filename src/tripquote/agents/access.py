@@ -1,11 +1,26 @@
-"""Who may see and change what: own records for agents, the whole agency for admins."""
+"""Who may act: an active agent with a token not revoked, on its own records (an admin: on
+its whole agency's)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tripquote.agents.repository import Principal
-from tripquote.errors import AuthorizationFailed, TripquoteError
+from tripquote.errors import (
+    AgentNotFound,
+    AuthenticationFailed,
+    AuthorizationFailed,
+    TripquoteError,
+)
+
+
+def caller_refusal(*, token_revoked: bool, agent_ok: bool) -> TripquoteError | None:
+    """Every route's first refusals in order: AUTHENTICATION_FAILED, AGENT_NOT_FOUND, or None."""
+    if token_revoked:
+        return AuthenticationFailed("The bearer token was revoked; ask for a new one.")
+    if not agent_ok:
+        return AgentNotFound()
+    return None
 
 
 def check_access(

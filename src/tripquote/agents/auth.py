@@ -5,25 +5,27 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import jwt
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
-from tripquote.agents.repository import Principal, load_principal
+from tripquote.agents.access import caller_refusal
+from tripquote.agents.repository import CallerFacts, Principal, load_caller
 from tripquote.config import Settings
 from tripquote.db.transaction import TransactionRunner
-from tripquote.errors import AgentNotFound, AuthenticationFailed, AuthorizationFailed
+from tripquote.errors import AuthenticationFailed, AuthorizationFailed
 
 ISSUER = "tripquote"
 
 
 @dataclass(frozen=True, slots=True)
-class TokenClaims:
-    """What a verified token says: the agent it names, when it was issued (epoch seconds)."""
+class Caller:
+    """A verified token's agent and issue time (UTC, to the microsecond, as ``mint_token``)."""
 
     agent_id: str
-    issued_at: float
+    issued_at: datetime
 
 
 def lifetime_allowed(settings: Settings, seconds: float) -> bool:
@@ -50,11 +52,11 @@ def mint_token(settings: Settings, *, agent_id: str, ttl_seconds: int) -> str:
     )
 
 
-_VERIFIED: dict[tuple[str, str], tuple[TokenClaims, float]] = {}
+_VERIFIED: dict[tuple[str, str], tuple[Caller, float]] = {}
 _VERIFIED_MAX = 10_000
 
 
-def verify_token(settings: Settings, token: str) -> TokenClaims:
+def verify_token(settings: Settings, token: str) -> Caller:
     """The claims of a valid token; AUTHENTICATION_FAILED if malformed, expired or forged.
 
     A verified token is remembered (bounded) until its ``exp``: the signature cannot change,
@@ -74,7 +76,7 @@ def verify_token(settings: Settings, token: str) -> TokenClaims:
     return verified
 
 
-def _verify(settings: Settings, token: str) -> tuple[TokenClaims, float]:
+def _verify(settings: Settings, token: str) -> tuple[Caller, float]:
     try:
         claims = jwt.decode(
             token,
@@ -96,7 +98,11 @@ def _verify(settings: Settings, token: str) -> tuple[TokenClaims, float]:
         raise AuthenticationFailed(
             "The bearer token lives longer than this service allows; ask for a new one."
         )
-    return TokenClaims(agent_id=subject, issued_at=issued_at), expires
+    try:  # to the nearest microsecond: exactly the instant mint_token rounded to
+        issued = datetime.fromtimestamp(issued_at, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise AuthenticationFailed("The bearer token is invalid.") from exc
+    return Caller(agent_id=subject, issued_at=issued), expires
 
 
 def bearer_token(request: Request) -> str:
@@ -110,40 +116,37 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def authenticate(request: Request) -> TokenClaims:
-    """Verify the request's bearer token (no database access; the agent is checked in the
-    use case's own transaction)."""
+def authenticate(request: Request) -> Caller:
+    """The request's verified bearer token (no database access: the use case checks the rest)."""
     settings: Settings = request.app.state.settings
     return verify_token(settings, bearer_token(request))
 
 
 async def authenticate_admin(request: Request) -> Principal:
     """The calling agency admin; AUTHENTICATION_FAILED, AGENT_NOT_FOUND or AUTHORIZATION_FAILED."""
-    claims = authenticate(request)
+    caller = authenticate(request)
     runner: TransactionRunner = request.app.state.runner
 
-    async def load(conn: AsyncConnection) -> Principal | None:
-        return await load_principal(conn, claims.agent_id)
+    async def load(conn: AsyncConnection) -> Principal:
+        return await principal_of(conn, caller)
 
-    principal = require_principal(await runner.run(load, write=False), claims=claims)
+    principal = await runner.run(load, write=False)
     if not principal.is_admin:
         raise AuthorizationFailed("This endpoint needs an agency admin.")
     return principal
 
 
-def require_principal(
-    principal: Principal | None, *, claims: TokenClaims | None = None
-) -> Principal:
-    """``principal`` if the token's agent exists and is active, else AGENT_NOT_FOUND; with the
-    token's ``claims``, AUTHENTICATION_FAILED if it was issued before the agent's tokens were
-    revoked (``tripquote token revoke``)."""
-    if principal is None:
-        raise AgentNotFound()
-    valid_after = principal.tokens_valid_after
-    if (
-        claims is not None
-        and valid_after is not None
-        and claims.issued_at < valid_after.timestamp()
-    ):
-        raise AuthenticationFailed("The bearer token was revoked; ask for a new one.")
-    return principal
+async def principal_of(conn: AsyncConnection, caller: Caller) -> Principal:
+    """The calling agent read on ``conn``; AUTHENTICATION_FAILED (revoked), AGENT_NOT_FOUND."""
+    return require_principal(
+        await load_caller(conn, agent_id=caller.agent_id, issued_at=caller.issued_at)
+    )
+
+
+def require_principal(facts: CallerFacts) -> Principal:
+    """The calling agent of ``facts``, or its ``caller_refusal`` raised."""
+    error = caller_refusal(token_revoked=facts.token_revoked, agent_ok=facts.principal is not None)
+    if error is not None:
+        raise error
+    assert facts.principal is not None
+    return facts.principal

@@ -1,3 +1,4 @@
+# ruff: noqa: S608  (SQL composed at import from constant fragments; every value is bound)
 """SQL for agencies and agents."""
 
 from __future__ import annotations
@@ -5,8 +6,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -15,14 +17,12 @@ from tripquote.db.tables import agencies, agents
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The authenticated caller: an active agent, its agency, role and the agency's time zone."""
+    """The calling agent: an active agent, its agency, role and the agency's time zone."""
 
     agent_id: str
     agency_id: str
     role: str
     timezone: str
-    tokens_valid_after: datetime | None = None
-    """Tokens issued before this instant are refused (``tripquote token revoke``)."""
 
     @property
     def is_admin(self) -> bool:
@@ -30,31 +30,75 @@ class Principal:
         return self.role == "admin"
 
 
-_PRINCIPAL_QUERY = (
-    select(
-        agents.c.id,
-        agents.c.agency_id,
-        agents.c.role,
-        agencies.c.timezone,
-        agents.c.tokens_valid_after,
+def token_valid(a: str) -> str:
+    """SQL, the one revocation rule: a token issued at ``:issued_at`` is valid for agent ``a``."""
+    # Valid from tokens_valid_after on (set by `tripquote token revoke`); both in microseconds.
+    return f"({a}.tokens_valid_after IS NULL OR {a}.tokens_valid_after <= :issued_at)"
+
+
+CALLER = f"""caller AS (
+    SELECT a.id, a.agency_id, a.role, g.timezone
+      FROM agents a JOIN agencies g ON g.id = a.agency_id
+     WHERE a.id = :agent_id AND a.active AND {token_valid("a")}
+)"""
+"""The calling agent (``:agent_id``), only if active and its token (``:issued_at``) valid."""
+
+TOKEN_REVOKED = f"""(caller.id IS NULL AND EXISTS (
+    SELECT 1 FROM agents r WHERE r.id = :agent_id AND NOT {token_valid("r")}))"""
+"""Fact: ``caller`` is empty because the token was revoked (looked up only then)."""
+
+CALLER_FACTS = f"""WITH {CALLER}
+SELECT caller.id, caller.agency_id, caller.role, caller.timezone,
+       {TOKEN_REVOKED} AS token_revoked
+  FROM (SELECT 1) one LEFT JOIN caller ON true"""
+"""One row: the calling agent (its columns null if none) and whether its token was revoked."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallerFacts:
+    """A token's caller as the database says: the active agent (None if not), token revoked."""
+
+    principal: Principal | None
+    token_revoked: bool
+
+
+def caller_facts(row: Any) -> CallerFacts:
+    """The ``CallerFacts`` of a ``CALLER_FACTS`` row."""
+    principal = (
+        Principal(
+            agent_id=row["id"],
+            agency_id=row["agency_id"],
+            role=row["role"],
+            timezone=row["timezone"],
+        )
+        if row["id"] is not None
+        else None
     )
+    return CallerFacts(principal=principal, token_revoked=bool(row["token_revoked"]))
+
+
+_CALLER_FACTS = text(CALLER_FACTS)
+
+
+async def load_caller(conn: AsyncConnection, *, agent_id: str, issued_at: datetime) -> CallerFacts:
+    """The facts of the caller whose token names ``agent_id`` and was issued at ``issued_at``."""
+    result = await conn.execute(_CALLER_FACTS, {"agent_id": agent_id, "issued_at": issued_at})
+    return caller_facts(result.mappings().one())
+
+
+_PRINCIPAL_QUERY = (
+    select(agents.c.id, agents.c.agency_id, agents.c.role, agencies.c.timezone)
     .join(agencies, agencies.c.id == agents.c.agency_id)
     .where(agents.c.active.is_(True))
 )
 
 
 async def load_principal(conn: AsyncConnection, agent_id: str) -> Principal | None:
-    """The active agent ``agent_id`` with its agency's time zone, or None."""
+    """The active agent ``agent_id`` or None, whatever its tokens (a request's: ``load_caller``)."""
     row = (await conn.execute(_PRINCIPAL_QUERY.where(agents.c.id == agent_id))).first()
     if row is None:
         return None
-    return Principal(
-        agent_id=row.id,
-        agency_id=row.agency_id,
-        role=row.role,
-        timezone=row.timezone,
-        tokens_valid_after=row.tokens_valid_after,
-    )
+    return Principal(agent_id=row.id, agency_id=row.agency_id, role=row.role, timezone=row.timezone)
 
 
 async def insert_agency(conn: AsyncConnection, *, name: str, timezone: str) -> str:

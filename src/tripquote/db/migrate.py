@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 
 from tripquote.config import Settings
@@ -37,6 +40,17 @@ def downgrade(settings: Settings, revision: str) -> None:
     command.downgrade(alembic_config(settings), revision)
 
 
-def current(settings: Settings) -> None:
-    """Print the revision the database is at."""
-    command.current(alembic_config(settings), verbose=False)
+def current(settings: Settings) -> tuple[str, ...]:
+    """The revisions the database is at (one, unless branches were merged); () when it was
+    never migrated (no ``alembic_version`` row)."""
+    config = alembic_config(settings)
+    scripts = ScriptDirectory.from_config(config)
+    heads: list[str] = []
+
+    def read(_revision: Any, context: Any) -> list[Any]:
+        heads.extend(context.get_current_heads())
+        return []  # no migration to run
+
+    with EnvironmentContext(config, scripts, fn=read, dont_mutate=True):
+        scripts.run_env()
+    return tuple(heads)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -12,6 +13,11 @@ from sqlalchemy.pool import NullPool
 from tripquote.db.tables import metadata
 
 config = context.config
+
+MIGRATION_LOCK = 0x7472_6970_5175_6F74
+"""The PostgreSQL advisory lock (per database) each upgrade, downgrade or ``current`` holds for
+its transaction: concurrent ``tripquote db upgrade`` and ``demo`` runs migrate one after the
+other, the later ones finding the work done, instead of racing to create the same tables."""
 
 
 def _run(connection: Connection) -> None:
@@ -22,6 +28,7 @@ def _run(connection: Connection) -> None:
         compare_server_default=True,
     )
     with context.begin_transaction():
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 

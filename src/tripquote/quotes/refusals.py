@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from tripquote.agents.access import caller_refusal
 from tripquote.errors import (
-    AgentNotFound,
     AuthorizationFailed,
     ClientNotFound,
     QuotaExceeded,
@@ -31,10 +31,12 @@ class Verdict(Enum):
 
 
 def access_error(facts: Facts, quote_id: str) -> TripquoteError | None:
-    """AGENT_NOT_FOUND, QUOTE_NOT_FOUND (missing or another agency's: the same answer) or
-    AUTHORIZATION_FAILED (another agent's, for a non-admin); None when the caller may act."""
-    if not facts.agent_ok:
-        return AgentNotFound()
+    """AUTHENTICATION_FAILED (token revoked), AGENT_NOT_FOUND, QUOTE_NOT_FOUND (missing or
+    another agency's: the same answer) or AUTHORIZATION_FAILED (another agent's, for a
+    non-admin); None when the caller may act."""
+    error = caller_refusal(token_revoked=facts.token_revoked, agent_ok=facts.agent_ok)
+    if error is not None:
+        return error
     if not facts.visible:
         return QuoteNotFound(details={"quoteId": quote_id})
     if not facts.may_act:
@@ -57,8 +59,9 @@ def explain(
     met a concurrent commit its facts predate). ``operation`` None: a create (no quote yet).
     ``invalid``: the input's validation error; ``pending``: its pricing or consistency error
     (reported after the client). QUOTE_CONFLICT_VERSION comes without ``changedFields``."""
-    if not facts.agent_ok:
-        return AgentNotFound()
+    error = caller_refusal(token_revoked=facts.token_revoked, agent_ok=facts.agent_ok)
+    if error is not None:
+        return error
     if operation is not None:
         error = access_error(facts, quote_id)
         if error is not None:

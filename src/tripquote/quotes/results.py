@@ -12,12 +12,13 @@ from tripquote.quotes.model import Quote
 
 @dataclass(frozen=True, slots=True)
 class Facts:
-    """What a statement saw: the caller (active; its agency's time zone), the quote (visible
-    to it, may it act, status as of now, version, last change), the client named (visible,
-    usable), and for an edit whether it changes anything, keeps the client, reopens the quote
-    and whether the owner is at its open-quote bound."""
+    """What a statement saw: the caller (active, or its token revoked; its agency's time
+    zone), the quote (visible to it, may it act, status as of now, version, last change), the
+    client named (visible, usable), and for an edit whether it changes anything, keeps the
+    client, reopens the quote and whether the owner is at its open-quote bound."""
 
     agent_ok: bool
+    token_revoked: bool
     timezone: str | None
     visible: bool
     may_act: bool
@@ -87,6 +88,7 @@ def facts_of(row: Any) -> Facts:
     keys = set(row.keys())
     return Facts(
         agent_ok=row["agent_ok"],
+        token_revoked=row["token_revoked"],
         timezone=row["agent_timezone"],
         visible=row["visible"],
         may_act=row["may_act"],

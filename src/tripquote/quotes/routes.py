@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tripquote.agents.auth import Caller
 from tripquote.db.transaction import Tx
 from tripquote.deps import (
     CurrentAgent,
@@ -140,7 +141,7 @@ async def _idempotent_save(
     request: Request,
     *,
     idempotency_key: str | None,
-    agent_id: str,
+    caller: Caller,
     body: Any,
     status: int,
     save: Callable[[OnSaved | None], Awaitable[Saved]],
@@ -154,7 +155,7 @@ async def _idempotent_save(
         request.method, request.url.path, body, if_match=request.headers.get("if-match")
     )
     keys: IdempotencyStore = request.app.state.idempotency
-    claimed = await keys.claim(agent_id=agent_id, key=key, fingerprint=fingerprint)
+    claimed = await keys.claim(caller=caller, key=key, fingerprint=fingerprint)
     if isinstance(claimed, StoredResponse):
         return _to_response(claimed, replayed=True)
     claim: Claim = claimed
@@ -181,7 +182,7 @@ _SAVED = {**ETAG, **REPLAYED}
 )
 async def create_quote(
     request: Request,
-    agent_id: WritingAgent,
+    caller: WritingAgent,
     body: QuoteBody,
     quotes: Quotes,
     idempotency_key: str = idempotency_key_header(),
@@ -191,7 +192,7 @@ async def create_quote(
 
     async def save(on_saved: OnSaved | None) -> Saved:
         saved = await quotes.create(
-            agent_id=agent_id,
+            caller=caller,
             body=body,
             correlation_id=get_correlation_id(),
             on_saved=on_saved,
@@ -204,7 +205,7 @@ async def create_quote(
     return await _idempotent_save(
         request,
         idempotency_key=idempotency_key,
-        agent_id=agent_id,
+        caller=caller,
         body=body,
         status=201,
         save=save,
@@ -217,7 +218,7 @@ async def create_quote(
     responses=responses(ListEnvelope, errors=LIST_ERRORS),
 )
 async def list_quotes(
-    agent_id: CurrentAgent,
+    caller: CurrentAgent,
     quotes: Quotes,
     status: QuoteStatus | None = Query(None),
     client_id: str | None = Query(None, alias="clientId", max_length=64),
@@ -251,7 +252,7 @@ async def list_quotes(
                 },
             ) from None
     page, after = await quotes.list(
-        agent_id=agent_id,
+        caller=caller,
         filters=Filters(
             status=status.value if status else None,
             client_id=client_id,
@@ -269,9 +270,9 @@ async def list_quotes(
     openapi_extra=operation("quote.read"),
     responses=responses(ReadEnvelope, headers=ETAG, errors=READ_ERRORS),
 )
-async def read_quote(quote_id: QuoteId, agent_id: CurrentAgent, quotes: Quotes) -> Response:
+async def read_quote(quote_id: QuoteId, caller: CurrentAgent, quotes: Quotes) -> Response:
     """One quote; ``{success, quoteId, version, quote}`` with ``ETag: "<version>"``."""
-    quote = await quotes.read(agent_id=agent_id, quote_id=quote_id)
+    quote = await quotes.read(caller=caller, quote_id=quote_id)
     return json_response(
         {"success": True, "quoteId": quote["id"], "version": quote["version"], "quote": quote},
         headers={"ETag": etag(quote["version"])},
@@ -285,14 +286,14 @@ async def read_quote(quote_id: QuoteId, agent_id: CurrentAgent, quotes: Quotes) 
 )
 async def update_quote(
     quote_id: QuoteId,
-    agent_id: WritingAgent,
+    caller: WritingAgent,
     if_match: IfMatch,
     body: QuotePatchBody,
     quotes: Quotes,
 ) -> Response:
     """Partial update checked against the client's version (body ``version`` or If-Match)."""
     saved = await quotes.update(
-        agent_id=agent_id,
+        caller=caller,
         quote_id=quote_id,
         body=body,
         if_match=if_match,
@@ -306,7 +307,7 @@ async def _transition(
     operation_: Operation,
     *,
     quote_id: str,
-    agent_id: str,
+    caller: Caller,
     if_match: int | None,
     body: Any,
     idempotency_key: str | None,
@@ -314,7 +315,7 @@ async def _transition(
 ) -> Response:
     async def save(on_saved: OnSaved | None) -> Saved:
         return await quotes.transition(
-            agent_id=agent_id,
+            caller=caller,
             quote_id=quote_id,
             operation=operation_,
             body=body,
@@ -326,7 +327,7 @@ async def _transition(
     return await _idempotent_save(
         request,
         idempotency_key=idempotency_key,
-        agent_id=agent_id,
+        caller=caller,
         body=body,
         status=200,
         save=save,
@@ -344,7 +345,7 @@ def _add_transition(method: str, path: str, operation_: Operation, summary: str)
     async def endpoint(
         request: Request,
         quote_id: QuoteId,
-        agent_id: WritingAgent,
+        caller: WritingAgent,
         if_match: IfMatch,
         body: VersionBodyDep,
         quotes: Quotes,
@@ -354,7 +355,7 @@ def _add_transition(method: str, path: str, operation_: Operation, summary: str)
             request,
             operation_,
             quote_id=quote_id,
-            agent_id=agent_id,
+            caller=caller,
             if_match=if_match,
             body=body,
             idempotency_key=idempotency_key,
@@ -404,9 +405,9 @@ _add_transition(
     openapi_extra=operation("quote.revisions"),
     responses=responses(RevisionsEnvelope, errors=READ_ERRORS),
 )
-async def list_revisions(quote_id: QuoteId, agent_id: CurrentAgent, quotes: Quotes) -> Response:
+async def list_revisions(quote_id: QuoteId, caller: CurrentAgent, quotes: Quotes) -> Response:
     """The quote's history, one entry per committed version; ``{success, revisions}``."""
-    revisions = await quotes.revisions(agent_id=agent_id, quote_id=quote_id)
+    revisions = await quotes.revisions(caller=caller, quote_id=quote_id)
     return json_response({"success": True, "quoteId": quote_id, "revisions": revisions})
 
 
@@ -417,10 +418,10 @@ async def list_revisions(quote_id: QuoteId, agent_id: CurrentAgent, quotes: Quot
 )
 async def get_revision(
     quote_id: QuoteId,
-    agent_id: CurrentAgent,
+    caller: CurrentAgent,
     quotes: Quotes,
     version: Annotated[int, Path(ge=1, le=2_147_483_647)],
 ) -> Response:
     """One committed version with its full snapshot; ``{success, revision}``."""
-    (revision,) = await quotes.revisions(agent_id=agent_id, quote_id=quote_id, version=version)
+    (revision,) = await quotes.revisions(caller=caller, quote_id=quote_id, version=version)
     return json_response({"success": True, "quoteId": quote_id, "revision": revision})

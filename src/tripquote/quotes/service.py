@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tripquote.agents.auth import Caller, require_principal
 from tripquote.db.transaction import Tx
 from tripquote.errors import (
-    AgentNotFound,
     QuoteNotFound,
     QuoteValidationFailed,
     TripquoteError,
@@ -86,22 +86,24 @@ class QuoteService:
         self._zones: dict[str, str] = {}
 
     async def create(
-        self, *, agent_id: str, body: Any, correlation_id: str, on_saved: OnSaved | None = None
+        self, *, caller: Caller, body: Any, correlation_id: str, on_saved: OnSaved | None = None
     ) -> SavedQuote:
         """A DRAFT at version 1 with its items and first revision, atomically; raises
-        QUOTE_VALIDATION_FAILED, CURRENCY_INVALID, QUOTA_EXCEEDED, AGENT_NOT_FOUND,
-        CLIENT_NOT_FOUND, AUTHORIZATION_FAILED, PRICING_VALIDATION_FAILED, ITEMS_INCONSISTENT."""
+        AUTHENTICATION_FAILED (token revoked), QUOTE_VALIDATION_FAILED, CURRENCY_INVALID,
+        QUOTA_EXCEEDED, AGENT_NOT_FOUND, CLIENT_NOT_FOUND, AUTHORIZATION_FAILED,
+        PRICING_VALIDATION_FAILED, ITEMS_INCONSISTENT."""
+        agent_id = caller.agent_id
         now = self.clock()
         try:
             content = validate_quote(body, limits=self.limits)
         except TripquoteError:
-            if not await self.store.agent_active(agent_id=agent_id):
-                raise AgentNotFound() from None  # a missing agent first, then the body
+            # A revoked token, then a missing agent first, then the body.
+            require_principal(await self.store.caller_facts(caller=caller))
             raise
         draft = priced_or_error(content, content.client_id)
         if isinstance(draft, TripquoteError):
             loaded = await self.store.load(
-                agent_id=agent_id, quote_id="", now=now, client_id=content.client_id
+                caller=caller, quote_id="", now=now, client_id=content.client_id
             )
             raise self._refused(explain(loaded.facts, operation=None, quote_id="", pending=draft))
         quote = Quote(
@@ -120,7 +122,7 @@ class QuoteService:
 
         async def write(then: Then | None) -> Saved | Refused:
             return await self.store.create(
-                quote_id=quote["id"], agent_id=agent_id, draft=draft, quote=quote, now=now,
+                quote_id=quote["id"], caller=caller, draft=draft, quote=quote, now=now,
                 correlation_id=correlation_id, then=then,
             )  # fmt: skip
 
@@ -131,21 +133,22 @@ class QuoteService:
         assert saved is not None  # a create always changes something
         return saved
 
-    async def read(self, *, agent_id: str, quote_id: str) -> dict[str, Any]:
-        """The quote in API form (a SENT quote past ``expiresAt`` is EXPIRED); AGENT_NOT_FOUND,
-        QUOTE_NOT_FOUND, AUTHORIZATION_FAILED."""
-        return (await self._visible(agent_id, quote_id, self.clock())).to_api()
+    async def read(self, *, caller: Caller, quote_id: str) -> dict[str, Any]:
+        """The quote in API form (a SENT quote past ``expiresAt`` is EXPIRED);
+        AUTHENTICATION_FAILED, AGENT_NOT_FOUND, QUOTE_NOT_FOUND, AUTHORIZATION_FAILED."""
+        return (await self._visible(caller, quote_id, self.clock())).to_api()
 
     async def update(
-        self, *, agent_id: str, quote_id: str, body: Any, if_match: int | None,
+        self, *, caller: Caller, quote_id: str, body: Any, if_match: int | None,
         correlation_id: str, on_saved: OnSaved | None = None,
     ) -> SavedQuote:  # fmt: skip
         """Apply a partial update checked against the client's version, atomically.
 
         Raises, in order: QUOTE_VALIDATION_FAILED (no version, or body and If-Match differ),
-        AGENT_NOT_FOUND, QUOTE_NOT_FOUND, AUTHORIZATION_FAILED, QUOTE_ALREADY_SENT /
-        QUOTE_STATE_INVALID, QUOTE_CONFLICT_VERSION (412 when the version came from If-Match),
-        then the create's checks on the merged quote. Nothing changed: the quote as it is."""
+        AUTHENTICATION_FAILED (token revoked), AGENT_NOT_FOUND, QUOTE_NOT_FOUND,
+        AUTHORIZATION_FAILED, QUOTE_ALREADY_SENT / QUOTE_STATE_INVALID, QUOTE_CONFLICT_VERSION
+        (412 when the version came from If-Match), then the create's checks on the merged
+        quote. Nothing changed: the quote as it is."""
         if not isinstance(body, dict):
             raise QuoteValidationFailed(
                 details={"errors": [field_error("", "type", "The body must be a JSON object.")]}
@@ -157,7 +160,7 @@ class QuoteService:
         current: Quote | None = None
         if not isinstance(draft, Draft):
             # The merge needs the stored quote: read it, and say first what refuses the save.
-            loaded = await self.store.load(agent_id=agent_id, quote_id=quote_id, now=now)
+            loaded = await self.store.load(caller=caller, quote_id=quote_id, now=now)
             await self._raise_refusal(
                 loaded.facts, operation=Operation.UPDATE, quote_id=quote_id,
                 expected=expected, conflict_status=conflict_status,
@@ -172,7 +175,7 @@ class QuoteService:
             if isinstance(draft, TripquoteError):
                 if content.client_id != current.client_id:
                     loaded = await self.store.load(
-                        agent_id=agent_id, quote_id=quote_id, now=now, client_id=content.client_id
+                        caller=caller, quote_id=quote_id, now=now, client_id=content.client_id
                     )
                 raise self._refused(
                     explain(
@@ -184,7 +187,7 @@ class QuoteService:
 
         async def write(then: Then | None) -> Saved | Refused:
             return await self.store.edit(
-                agent_id=agent_id, quote_id=quote_id, expected=expected, draft=edited, now=now,
+                caller=caller, quote_id=quote_id, expected=expected, draft=edited, now=now,
                 correlation_id=correlation_id, then=then,
             )  # fmt: skip
 
@@ -198,14 +201,14 @@ class QuoteService:
                 "status": QuoteStatus.DRAFT.value,
                 "version": expected + 1,
                 "createdAt": fmt_instant(saved.created_at),
-                "lastModifiedBy": agent_id,
+                "lastModifiedBy": caller.agent_id,
                 "lastModifiedAt": fmt_instant(now),
                 "sentAt": None,
                 "expiresAt": None,
             }
 
         saved = await self._settle(
-            write, quote_of, on_saved, now=now, agent_id=agent_id, quote_id=quote_id,
+            write, quote_of, on_saved, now=now, agent_id=caller.agent_id, quote_id=quote_id,
             operation=Operation.UPDATE, expected=expected, conflict_status=conflict_status,
             client_id=edited.client_id,
         )  # fmt: skip
@@ -213,20 +216,20 @@ class QuoteService:
             return saved
         # Nothing changes: no new version, so no one else gets a conflict.
         if current is None:
-            current = await self._visible(agent_id, quote_id, now)
+            current = await self._visible(caller, quote_id, now)
         return SavedQuote(quote=current.to_api(), saved_at=now)
 
     async def transition(
-        self, *, agent_id: str, quote_id: str, operation: Operation, body: Any,
+        self, *, caller: Caller, quote_id: str, operation: Operation, body: Any,
         if_match: int | None, correlation_id: str, on_saved: OnSaved | None = None,
     ) -> SavedQuote:  # fmt: skip
         """SEND, ACCEPT, REJECT or DELETE (soft: CANCELLED), checked against the client's
         version, as one atomic, revisioned change. ``body`` is None or ``{"version": n}``.
 
         Raises QUOTE_VALIDATION_FAILED (version missing or ambiguous; sending without items),
-        AGENT_NOT_FOUND, QUOTE_NOT_FOUND, AUTHORIZATION_FAILED, QUOTE_ALREADY_SENT,
-        QUOTE_STATE_INVALID (currentStatus, operation, allowedOperations),
-        QUOTE_CONFLICT_VERSION."""
+        AUTHENTICATION_FAILED (token revoked), AGENT_NOT_FOUND, QUOTE_NOT_FOUND,
+        AUTHORIZATION_FAILED, QUOTE_ALREADY_SENT, QUOTE_STATE_INVALID (currentStatus,
+        operation, allowedOperations), QUOTE_CONFLICT_VERSION."""
         body = {} if body is None else body
         if not isinstance(body, dict) or set(body) - {"version"}:
             raise QuoteValidationFailed(
@@ -245,9 +248,10 @@ class QuoteService:
         expected = expected_version(patch_version(body), if_match)
         conflict_status = 412 if if_match is not None else None
         now = self.clock()
+        agent_id = caller.agent_id
         if operation is Operation.SEND and agent_id not in self._zones:
             # The expiry instant needs the agency's time zone: read once per agent and process.
-            loaded = await self.store.load(agent_id=agent_id, quote_id=quote_id, now=now)
+            loaded = await self.store.load(caller=caller, quote_id=quote_id, now=now)
             await self._raise_refusal(
                 loaded.facts, operation=operation, quote_id=quote_id, expected=expected,
                 conflict_status=conflict_status,
@@ -257,7 +261,7 @@ class QuoteService:
         async def write(then: Then | None) -> Saved | Refused:
             zone = self._zones.get(agent_id) if operation is Operation.SEND else None
             return await self.store.transition(
-                agent_id=agent_id, quote_id=quote_id, expected=expected,
+                caller=caller, quote_id=quote_id, expected=expected,
                 change=transition(operation, now, zone), now=now, timezone=zone,
                 correlation_id=correlation_id, then=then,
             )  # fmt: skip
@@ -275,25 +279,25 @@ class QuoteService:
         return saved
 
     async def list(
-        self, *, agent_id: str, filters: Filters, before: tuple[datetime, str] | None, limit: int
+        self, *, caller: Caller, filters: Filters, before: tuple[datetime, str] | None, limit: int
     ) -> tuple[builtins.list[dict[str, Any]], tuple[datetime, str] | None]:
         """One page of the caller's quotes (an admin: the agency's), newest first, and the
-        ``(createdAt, id)`` the next page starts before (None on the last); AGENT_NOT_FOUND."""
-        quotes = await self.store.list(
-            agent_id=agent_id, filters=filters, before=before, limit=limit + 1, now=self.clock()
+        ``(createdAt, id)`` the next page starts before (None on the last);
+        AUTHENTICATION_FAILED (token revoked), AGENT_NOT_FOUND."""
+        facts, quotes = await self.store.list(
+            caller=caller, filters=filters, before=before, limit=limit + 1, now=self.clock()
         )
-        if quotes is None:
-            raise AgentNotFound()
+        require_principal(facts)
         page = quotes[:limit]
         after = (page[-1].created_at, page[-1].id) if len(quotes) > limit else None
         return [quote.to_api() for quote in page], after
 
     async def revisions(
-        self, *, agent_id: str, quote_id: str, version: int | None = None
+        self, *, caller: Caller, quote_id: str, version: int | None = None
     ) -> builtins.list[dict[str, Any]]:
         """The history of a visible quote, oldest first (only ``version`` if given:
         QUOTE_NOT_FOUND when it never existed)."""
-        await self._visible(agent_id, quote_id, self.clock())
+        await self._visible(caller, quote_id, self.clock())
         revisions = await self.store.revisions(quote_id=quote_id, version=version)
         if version is not None and not revisions:
             raise QuoteNotFound(
@@ -310,8 +314,8 @@ class QuoteService:
 
     # --- steps ---------------------------------------------------------------------------
 
-    async def _visible(self, agent_id: str, quote_id: str, now: datetime) -> Quote:
-        loaded = await self.store.load(agent_id=agent_id, quote_id=quote_id, now=now)
+    async def _visible(self, caller: Caller, quote_id: str, now: datetime) -> Quote:
+        loaded = await self.store.load(caller=caller, quote_id=quote_id, now=now)
         error = access_error(loaded.facts, quote_id)
         if error is not None:
             raise error

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tripquote.agents import repository as agents
 from tripquote.json import dumps
 from tripquote.quotes.serialize import API_FIELDS, fmt_instant
 
@@ -60,13 +61,6 @@ def may_act(a: str, o: str) -> str:
     return f"({o}.agency_id = {a}.agency_id AND ({o}.agent_id = {a}.id OR {a}.role = 'admin'))"
 
 
-CALLER = """caller AS (
-    SELECT a.id, a.agency_id, a.role, g.timezone
-      FROM agents a JOIN agencies g ON g.id = a.agency_id
-     WHERE a.id = :agent_id AND a.active
-)"""
-"""The calling agent, only if it exists and is active."""
-
 QUOTE_FACTS = f"""cur AS (
     SELECT q.id, q.agency_id, q.agent_id, q.client_id, q.version, {status_now("q")} AS status,
            q.last_modified_by, q.last_modified_at, q.trip_name, q.destination, q.start_date,
@@ -76,7 +70,8 @@ QUOTE_FACTS = f"""cur AS (
 )"""
 """The quote as the statement saw it: its facts, and its content an edit compares."""
 
-FACT_COLUMNS = f"""caller.id IS NOT NULL AS agent_ok, caller.timezone AS agent_timezone,
+FACT_COLUMNS = f"""caller.id IS NOT NULL AS agent_ok, {agents.TOKEN_REVOKED} AS token_revoked,
+       caller.timezone AS agent_timezone,
        cur.id IS NOT NULL AND caller.agency_id IS NOT DISTINCT FROM cur.agency_id AS visible,
        coalesce({may_act("caller", "cur")}, false) AS may_act,
        cur.status AS fact_status, cur.version AS fact_version,
@@ -213,15 +208,16 @@ are upserted by position (the row and its indexes stay: HOT updates)."""
 
 CREATE = Statement.of(
     f"""
-WITH {CALLER}, {CLIENT}, cur AS (SELECT NULL::varchar AS id, NULL::varchar AS agency_id,
+WITH {agents.CALLER}, {CLIENT}, cur AS (SELECT NULL::varchar AS id, NULL::varchar AS agency_id,
     NULL::varchar AS agent_id, NULL::varchar AS client_id, NULL::text AS status,
     NULL::int AS version, NULL::varchar AS last_modified_by, NULL::timestamptz AS last_modified_at
 ), bound AS (
-    -- An active agent below the open-quote bound, creating for a client it may use, raises
-    -- its bound by one; the UPDATE re-reads a row changed concurrently, so check and raise
-    -- are atomic. No row: nothing below is written.
+    -- An active agent (its token valid) below the open-quote bound, creating for a client
+    -- it may use, raises its bound by one; the UPDATE re-reads a row changed concurrently,
+    -- so check and raise are atomic. No row: nothing below is written.
     UPDATE agents a SET open_quote_bound = a.open_quote_bound + 1
-     WHERE a.id = :agent_id AND a.active AND a.open_quote_bound < :open_limit
+     WHERE a.id = :agent_id AND a.active AND {agents.token_valid("a")}
+       AND a.open_quote_bound < :open_limit
        AND EXISTS (SELECT 1 FROM client o WHERE {may_act("a", "o")})
     RETURNING a.agency_id
 ), saved AS (
@@ -299,7 +295,7 @@ _EDIT_WRITE = versioned_update(
 
 EDIT = Statement.of(
     f"""
-WITH {CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, {_SEEN}, owner AS (
+WITH {agents.CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, {_SEEN}, owner AS (
     -- A quote opened again (REJECTED -> DRAFT) counts against its owner's bound.
     UPDATE agents a SET open_quote_bound = a.open_quote_bound + 1
       FROM seen
@@ -333,7 +329,7 @@ _TRANSITION_WRITE = versioned_update(
 
 TRANSITION = Statement.of(
     f"""
-WITH {CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, {_TRANSITION_WRITE}
+WITH {agents.CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, {_TRANSITION_WRITE}
 SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
        (SELECT count(*) FROM quote_items i WHERE i.quote_id = cur.id) AS item_count,
        (SELECT snapshot::text FROM revision) AS snapshot
@@ -360,7 +356,7 @@ SELECT (SELECT count(*) FROM target) AS seen, (SELECT count(*) FROM revision) AS
 
 LOAD = Statement.of(
     f"""
-WITH {CALLER}, {QUOTE_FACTS}, {CLIENT}
+WITH {agents.CALLER}, {QUOTE_FACTS}, {CLIENT}
 SELECT {FACT_COLUMNS}, q.*, {ITEMS_OF} AS items
   FROM {FACTS_FROM} LEFT JOIN quotes q ON q.id = cur.id
 """
@@ -369,7 +365,7 @@ SELECT {FACT_COLUMNS}, q.*, {ITEMS_OF} AS items
 
 LIST = Statement.of(
     f"""
-WITH {CALLER}
+WITH {agents.CALLER}
 SELECT q.*, {status_now("q")} AS fact_status, {ITEMS_OF} AS items
   FROM quotes q, caller a
  WHERE {may_act("a", "q")}
@@ -384,7 +380,7 @@ SELECT q.*, {status_now("q")} AS fact_status, {ITEMS_OF} AS items
 )
 """The caller's quotes (an admin: its agency's), newest first (immutable keys: stable pages)."""
 
-CALLER_EXISTS = Statement.of(f"WITH {CALLER} SELECT count(*) FROM caller")
+CALLER_FACTS = Statement.of(agents.CALLER_FACTS)
 
 REVISIONS = Statement.of(
     """

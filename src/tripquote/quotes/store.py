@@ -16,6 +16,8 @@ from typing import Any
 
 import asyncpg
 
+from tripquote.agents.auth import Caller
+from tripquote.agents.repository import CallerFacts, caller_facts
 from tripquote.db.transaction import TransactionRunner, Tx
 from tripquote.json import dumps, loads
 from tripquote.quotes import sql
@@ -39,14 +41,14 @@ class QuoteStore:
         self.open_limit = open_limit
 
     async def load(
-        self, *, agent_id: str, quote_id: str, now: datetime, client_id: str | None = None
+        self, *, caller: Caller, quote_id: str, now: datetime, client_id: str | None = None
     ) -> Loaded:
         """The quote with its items and the facts about the caller (and ``client_id``)."""
 
         async def work(tx: Tx) -> Loaded:
             row = await tx.fetchrow(
                 sql.LOAD,
-                {"agent_id": agent_id, "quote_id": quote_id, "now": now, "client_id": client_id},
+                {**_caller(caller), "quote_id": quote_id, "now": now, "client_id": client_id},
             )
             facts = facts_of(row)
             if row["id"] is None or not facts.visible:
@@ -56,16 +58,16 @@ class QuoteStore:
         return await self.runner.run_store(work, atomic=False, write=False)
 
     async def create(
-        self, *, quote_id: str, agent_id: str, draft: Draft, quote: dict[str, Any],
+        self, *, quote_id: str, caller: Caller, draft: Draft, quote: dict[str, Any],
         now: datetime, correlation_id: str, then: Then | None,
     ) -> Saved | Refused:  # fmt: skip
         """Insert a DRAFT at version 1 with its items and first revision (``quote``: its API
-        form), if the agent is active, may use the client and is below its open-quote bound."""
+        form), if the agent is active, its token valid, it may use the client and it is below
+        its open-quote bound."""
         values = {
             **_content(draft),
+            **_caller(caller),
             "quote_id": quote_id,
-            "agent_id": agent_id,
-            "actor": agent_id,
             "client_id": draft.client_id,
             "open_limit": self.open_limit,
             "target": QuoteStatus.DRAFT.value,
@@ -77,7 +79,7 @@ class QuoteStore:
         return await self._write(sql.CREATE, values, then, _created)
 
     async def edit(
-        self, *, agent_id: str, quote_id: str, expected: int, draft: Draft, now: datetime,
+        self, *, caller: Caller, quote_id: str, expected: int, draft: Draft, now: datetime,
         correlation_id: str, then: Then | None,
     ) -> Saved | Refused:  # fmt: skip
         """Save ``draft`` over the quote at version ``expected`` if the caller may act on it,
@@ -86,12 +88,13 @@ class QuoteStore:
         known = {
             "id": quote_id,
             **draft.content_api(),
-            **sql.changes(lastModifiedBy=agent_id, lastModifiedAt=now, sentAt=None, expiresAt=None),
+            **sql.changes(
+                lastModifiedBy=caller.agent_id, lastModifiedAt=now, sentAt=None, expiresAt=None
+            ),
         }
         values = {
             **_content(draft),
-            "agent_id": agent_id,
-            "actor": agent_id,
+            **_caller(caller),
             "quote_id": quote_id,
             "expected": expected,
             "client_id": draft.client_id,
@@ -107,20 +110,19 @@ class QuoteStore:
         return await self._write(sql.EDIT, values, then, _edited)
 
     async def transition(
-        self, *, agent_id: str, quote_id: str, expected: int, change: Change, now: datetime,
+        self, *, caller: Caller, quote_id: str, expected: int, change: Change, now: datetime,
         timezone: str | None, correlation_id: str, then: Then | None,
     ) -> Saved | Refused:  # fmt: skip
         """Move the quote at version ``expected`` to ``change.status`` if the caller may act
         on it, its status allows ``change.operation`` and it has the items that needs; a send
         (``change.expiries`` made for ``timezone``) only in the caller's agency ``timezone``."""
-        changes = sql.changes(lastModifiedBy=agent_id, lastModifiedAt=now)
+        changes = sql.changes(lastModifiedBy=caller.agent_id, lastModifiedAt=now)
         expiries = None
         if change.expiries is not None:
             changes.update(sql.changes(sentAt=change.sent_at))
             expiries = {str(days): fmt_instant(at) for days, at in change.expiries.items()}
         values = {
-            "agent_id": agent_id,
-            "actor": agent_id,
+            **_caller(caller),
             "quote_id": quote_id,
             "client_id": None,
             "expected": expected,
@@ -197,28 +199,28 @@ class QuoteStore:
             if seen < batch_size or written == 0:
                 return total
 
-    async def agent_active(self, *, agent_id: str) -> bool:
-        """Whether the agent exists and is active."""
+    async def caller_facts(self, *, caller: Caller) -> CallerFacts:
+        """Whether the caller is an active agent, and whether its token was revoked."""
 
-        async def work(tx: Tx) -> bool:
-            return bool((await tx.fetchrow(sql.CALLER_EXISTS, {"agent_id": agent_id}))[0])
+        async def work(tx: Tx) -> CallerFacts:
+            return caller_facts(await tx.fetchrow(sql.CALLER_FACTS, _caller(caller)))
 
         return await self.runner.run_store(work, atomic=False, write=False)
 
     async def list(
-        self, *, agent_id: str, filters: Filters, before: tuple[datetime, str] | None,
+        self, *, caller: Caller, filters: Filters, before: tuple[datetime, str] | None,
         limit: int, now: datetime,
-    ) -> builtins.list[Quote] | None:  # fmt: skip
-        """Up to ``limit`` of the caller's quotes (an admin: its agency's), newest first,
-        before the cursor ``before``; None when the caller is not an active agent."""
+    ) -> tuple[CallerFacts, builtins.list[Quote]]:  # fmt: skip
+        """The caller's facts and, if it may act, its ``limit`` quotes before ``before`` (LIST)."""
 
-        async def work(tx: Tx) -> builtins.list[Quote] | None:
-            if not (await tx.fetchrow(sql.CALLER_EXISTS, {"agent_id": agent_id}))[0]:
-                return None
+        async def work(tx: Tx) -> tuple[CallerFacts, builtins.list[Quote]]:
+            facts = caller_facts(await tx.fetchrow(sql.CALLER_FACTS, _caller(caller)))
+            if facts.principal is None:
+                return facts, []
             rows = await tx.fetch(
                 sql.LIST,
                 {
-                    "agent_id": agent_id,
+                    **_caller(caller),
                     "now": now,
                     "status": filters.status,
                     "client_id": filters.client_id,
@@ -228,7 +230,7 @@ class QuoteStore:
                     "limit": limit,
                 },
             )
-            return [quote_of(row) for row in rows]
+            return facts, [quote_of(row) for row in rows]
 
         return await self.runner.run_store(work, atomic=True, write=False)
 
@@ -261,6 +263,11 @@ class QuoteStore:
 
         rows = await self.runner.run_store(work, atomic=False, write=False)
         return {row["version"]: loads(row["snapshot"].encode()) for row in rows}
+
+
+def _caller(caller: Caller) -> dict[str, Any]:
+    """The parameters that name the caller (``agents.CALLER``) and the writes' actor."""
+    return {"agent_id": caller.agent_id, "issued_at": caller.issued_at, "actor": caller.agent_id}
 
 
 def _content(draft: Draft) -> dict[str, Any]:
