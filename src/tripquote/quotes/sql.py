@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tripquote.agents import repository as agents
+from tripquote.json import dumps
 from tripquote.quotes.serialize import API_FIELDS, fmt_instant
 
 _NAME = re.compile(r"(?<![:\w]):([a-z_]+)")
@@ -62,9 +63,12 @@ def may_act(a: str, o: str) -> str:
 
 QUOTE_FACTS = f"""cur AS (
     SELECT q.id, q.agency_id, q.agent_id, q.client_id, q.version, {status_now("q")} AS status,
-           q.last_modified_by, q.last_modified_at
+           q.last_modified_by, q.last_modified_at, q.trip_name, q.destination, q.start_date,
+           q.end_date, q.travelers, q.currency, q.markup_percent, q.discount,
+           q.expires_in_days, q.notes
       FROM quotes q WHERE q.id = :quote_id
 )"""
+"""The quote as the statement saw it: its facts, and its content an edit compares."""
 
 FACT_COLUMNS = f"""caller.id IS NOT NULL AS agent_ok, {agents.TOKEN_REVOKED} AS token_revoked,
        caller.timezone AS agent_timezone,
@@ -89,19 +93,27 @@ CLIENT = "client AS (SELECT c.agent_id, c.agency_id FROM clients c WHERE c.id = 
 _FIELDS = "ARRAY[" + ", ".join(f"'{name}'" for name in API_FIELDS) + "]"
 
 
-def revision(expires_at: str = "") -> str:
+def revision(snapshot: str) -> str:
     """``revision``: the history row of a write, one per committed version, for each saved row
-    ``s``; its snapshot is the previous version's with ``:changes`` laid over it and the row's
-    status and version, keys in API order (``json``, not ``jsonb``: every value's text is kept
-    as written). ``expires_at``: the ``expiresAt`` value when a row's own decides it."""
-    value = "coalesce(c.value, p.value)"
-    expires = f"coalesce({expires_at}, {value})" if expires_at else value
+    ``s``, whose snapshot is ``snapshot`` (a ``json`` expression on ``s``: the version's API
+    form, keys in API order; ``json``, not ``jsonb``: every value's text is kept as written)."""
     return f"""revision AS (
     INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,
                                  correlation_id, created_at, snapshot)
     SELECT gen_random_uuid()::text, s.id, s.version, :operation, s.status, :actor,
-           :correlation_id, :now,
-           (SELECT json_object_agg(f.key, CASE f.key WHEN 'status' THEN to_json(s.status)
+           :correlation_id, :now, {snapshot}
+      FROM saved s
+    RETURNING snapshot
+)"""
+
+
+def merged_snapshot(expires_at: str = "") -> str:
+    """The snapshot of a write that knows only what it changes (a transition, the sweep): the
+    previous version's with ``:changes`` laid over it and the row's status and version.
+    ``expires_at``: the ``expiresAt`` value when a row's own decides it."""
+    value = "coalesce(c.value, p.value)"
+    expires = f"coalesce({expires_at}, {value})" if expires_at else value
+    return f"""(SELECT json_object_agg(f.key, CASE f.key WHEN 'status' THEN to_json(s.status)
                                                      WHEN 'version' THEN to_json(s.version)
                                                      WHEN 'expiresAt' THEN {expires}
                                                      ELSE {value} END
@@ -110,17 +122,37 @@ def revision(expires_at: str = "") -> str:
               LEFT JOIN json_each(:changes::json) c ON c.key = f.key
               LEFT JOIN json_each((SELECT r.snapshot FROM quote_revisions r
                                     WHERE r.quote_id = s.id AND r.version = s.version - 1)) p
-                     ON p.key = f.key)
-      FROM saved s
-    RETURNING snapshot
-)"""
+                     ON p.key = f.key)"""
 
 
-def versioned_update(sets: str, guard: str, *, status: str, expires_at: str = "") -> str:
+def composed_snapshot(from_row: Mapping[str, str]) -> str:
+    """The snapshot of a write that knows the whole API form but the values only the row
+    knows: key ``k`` of ``from_row`` is that ``json`` expression on ``s``, every other key (in
+    API order) the next element of ``:parts``, its value's JSON text (``snapshot_parts``).
+    Concatenated, not parsed and merged: the only JSON work is the final validation."""
+    pieces: list[str] = []
+    part = 0
+    for key in API_FIELDS:
+        if key in from_row:
+            value = f"({from_row[key]})::text"
+        else:
+            part += 1
+            value = f"(:parts::text[])[{part}]"
+        pieces.append(f"'{'{' if not pieces else ','}\"{key}\":' || {value}")
+    return "(" + "\n     || ".join(pieces) + " || '}')::json"
+
+
+def snapshot_parts(quote: Mapping[str, Any], from_row: Mapping[str, str]) -> list[str]:
+    """The ``:parts`` of ``composed_snapshot(from_row)``: the JSON text of each other key's
+    value of ``quote`` (the API form), in API order."""
+    return [dumps(quote[key]).decode() for key in API_FIELDS if key not in from_row]
+
+
+def versioned_update(sets: str, guard: str, *, status: str, snapshot: str) -> str:
     """``saved``: the one version-checked UPDATE of the rows in ``target (id, version)`` whose
     status (``status``, an expression on ``q``) is one of ``:from_statuses``, where ``guard``
     holds; it sets ``sets``, the status ``:target``, who and when, and the next version.
-    Then ``revision(expires_at)``."""
+    Then ``revision(snapshot)``."""
     return f"""saved AS (
     UPDATE quotes q
        SET {sets}status = :target, last_modified_by = :actor, last_modified_at = :now,
@@ -129,7 +161,7 @@ def versioned_update(sets: str, guard: str, *, status: str, expires_at: str = ""
      WHERE q.id = t.id AND q.version = t.version AND {status} = ANY(:from_statuses::text[])
        AND {guard}
     RETURNING q.*
-), {revision(expires_at)}"""
+), {revision(snapshot)}"""
 
 
 ONE_TARGET = "target AS (SELECT :quote_id::varchar AS id, :expected::int AS version)"
@@ -197,7 +229,7 @@ WITH {agents.CALLER}, {CLIENT}, cur AS (SELECT NULL::varchar AS id, NULL::varcha
     RETURNING *
 ), items AS (
     {_INSERT_ITEMS}
-), {revision()}
+), {revision(":snapshot::json")}
 SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
        (SELECT open_quote_bound >= :open_limit FROM agents WHERE id = :agent_id) AS at_bound
   FROM {FACTS_FROM}
@@ -208,9 +240,6 @@ SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
 _REOPENING = (
     "(NOT cur.status = ANY(:open_statuses::text[]) AND :target = ANY(:open_statuses::text[]))"
 )
-_CLIENT_OK = f"""EXISTS (SELECT 1 FROM cur
-     WHERE :client_id::varchar IS NULL OR :client_id = cur.client_id
-        OR EXISTS (SELECT 1 FROM client, caller WHERE {may_act("caller", "client")}))"""
 _MAY_ACT_ON_CUR = f"EXISTS (SELECT 1 FROM caller, cur WHERE {may_act('caller', 'cur')})"
 
 _EDIT_SETS = (
@@ -218,18 +247,20 @@ _EDIT_SETS = (
     + ", ".join(f"{c} = :{c}" for c in CONTENT_COLUMNS.split(", "))
     + ", sent_at = NULL, expires_at = NULL, "
 )
-_EDIT_GUARD = f"""{_MAY_ACT_ON_CUR} AND {_CLIENT_OK} AND (SELECT changed FROM diff)
-       AND (NOT (SELECT {_REOPENING} FROM cur) OR EXISTS (SELECT 1 FROM owner))"""
-_EDIT_WRITE = versioned_update(_EDIT_SETS, _EDIT_GUARD, status=status_now("q"))
-
-EDIT = Statement.of(
-    f"""
-WITH {agents.CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, diff AS (
-    -- Whether the save changes anything: the status, the client, a field or an item.
-    SELECT cur.status <> :target
-        OR s.client_id <> coalesce(:client_id, s.client_id)
-        OR (s.trip_name, s.destination, s.start_date, s.end_date, s.travelers, s.currency,
-            s.markup_percent, s.discount, s.expires_in_days, s.notes)
+_SEEN = f"""seen AS (
+    -- What the edit may do, decided once on what it read: whether the caller may act on the
+    -- quote with the client named (the stored one, or one it may use), whether the save
+    -- opens the quote again, and whether it changes anything: the status, the client, a
+    -- field or an item.
+    SELECT {may_act("caller", "cur")}
+           AND (:client_id::varchar IS NULL OR :client_id = cur.client_id
+                OR EXISTS (SELECT 1 FROM client WHERE {may_act("caller", "client")}))
+           AS allowed,
+           {_REOPENING} AS reopening, cur.agent_id, cur.version, cur.status,
+           cur.status <> :target
+        OR cur.client_id <> coalesce(:client_id, cur.client_id)
+        OR (cur.trip_name, cur.destination, cur.start_date, cur.end_date, cur.travelers,
+            cur.currency, cur.markup_percent, cur.discount, cur.expires_in_days, cur.notes)
            IS DISTINCT FROM (:trip_name, :destination, :start_date, :end_date, :travelers,
             :currency, :markup_percent, :discount, :expires_in_days, :notes)
         OR EXISTS (
@@ -243,19 +274,38 @@ WITH {agents.CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, diff AS (
                         WHEN strpos(i.details::text, '\\u0000') > 0 THEN true
                         ELSE i.details::jsonb IS DISTINCT FROM x.details::jsonb END
         ) AS changed
-      FROM cur JOIN quotes s ON s.id = cur.id
-), owner AS (
+      FROM caller, cur
+)"""
+_EDIT_GUARD = """(SELECT allowed AND changed AND (NOT reopening OR EXISTS (SELECT 1 FROM owner))
+          FROM seen)"""
+EDIT_FROM_ROW = {
+    "agentId": "to_json(s.agent_id)",
+    "clientId": "to_json(s.client_id)",
+    "status": "to_json(s.status)",
+    "version": "to_json(s.version)",
+    # immutable: the previous version's (one key read, no merge)
+    "createdAt": """(SELECT r.snapshot -> 'createdAt' FROM quote_revisions r
+                       WHERE r.quote_id = s.id AND r.version = s.version - 1)""",
+}
+"""The snapshot values of an edit only the row knows (a blind full-form PATCH does not)."""
+
+_EDIT_WRITE = versioned_update(
+    _EDIT_SETS, _EDIT_GUARD, status=status_now("q"), snapshot=composed_snapshot(EDIT_FROM_ROW)
+)
+
+EDIT = Statement.of(
+    f"""
+WITH {agents.CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, {_SEEN}, owner AS (
     -- A quote opened again (REJECTED -> DRAFT) counts against its owner's bound.
     UPDATE agents a SET open_quote_bound = a.open_quote_bound + 1
-      FROM cur
-     WHERE a.id = cur.agent_id AND {_REOPENING} AND cur.version = :expected
-       AND cur.status = ANY(:from_statuses::text[]) AND a.open_quote_bound < :open_limit
-       AND (a.active OR a.id <> :agent_id) AND {_MAY_ACT_ON_CUR} AND {_CLIENT_OK}
-       AND (SELECT changed FROM diff)
+      FROM seen
+     WHERE a.id = seen.agent_id AND seen.allowed AND seen.changed AND seen.reopening
+       AND seen.version = :expected AND seen.status = ANY(:from_statuses::text[])
+       AND a.open_quote_bound < :open_limit AND (a.active OR a.id <> :agent_id)
     RETURNING a.id
 ), {_EDIT_WRITE}, {_REPLACE_ITEMS}
 SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
-       coalesce((SELECT changed FROM diff), false) AS changed,
+       coalesce((SELECT changed FROM seen), false) AS changed,
        coalesce({_REOPENING} AND (SELECT a.open_quote_bound >= :open_limit
                                     FROM agents a WHERE a.id = cur.agent_id), false) AS at_bound,
        saved.agent_id AS saved_agent_id, saved.client_id AS saved_client_id,
@@ -274,7 +324,7 @@ _TRANSITION_WRITE = versioned_update(
        AND (:expiries::json IS NULL OR ({_SEND_EXPIRY}) IS NOT NULL)
        AND (:timezone::text IS NULL OR EXISTS (SELECT 1 FROM caller WHERE timezone = :timezone))""",
     status=status_now("q"),
-    expires_at=":expiries::json -> s.expires_in_days::text",
+    snapshot=merged_snapshot(":expiries::json -> s.expires_in_days::text"),
 )
 
 TRANSITION = Statement.of(
@@ -298,7 +348,7 @@ WITH target AS (
      ORDER BY q.expires_at, q.id
      LIMIT :batch_size
        FOR UPDATE SKIP LOCKED
-), {versioned_update("", "true", status="q.status")}
+), {versioned_update("", "true", status="q.status", snapshot=merged_snapshot())}
 SELECT (SELECT count(*) FROM target) AS seen, (SELECT count(*) FROM revision) AS written
 """
 )

@@ -74,7 +74,7 @@ class QuoteStore:
             "now": now,
             "operation": "CREATE",
             "correlation_id": correlation_id,
-            "changes": dumps(quote).decode(),
+            "snapshot": dumps(quote).decode(),
         }
         return await self._write(sql.CREATE, values, then, _created)
 
@@ -85,12 +85,13 @@ class QuoteStore:
         """Save ``draft`` over the quote at version ``expected`` if the caller may act on it,
         its status allows an update (REJECTED reopens as a DRAFT, within the owner's bound),
         the client (if another) is usable, and something changes."""
-        content = draft.content_api()
-        changes: dict[str, Any] = sql.changes(
-            lastModifiedBy=caller.agent_id, lastModifiedAt=now, sentAt=None, expiresAt=None
-        )
-        if draft.client_id is not None:
-            changes["clientId"] = draft.client_id
+        known = {
+            "id": quote_id,
+            **draft.content_api(),
+            **sql.changes(
+                lastModifiedBy=caller.agent_id, lastModifiedAt=now, sentAt=None, expiresAt=None
+            ),
+        }
         values = {
             **_content(draft),
             **_caller(caller),
@@ -104,7 +105,7 @@ class QuoteStore:
             "now": now,
             "operation": Operation.UPDATE.value,
             "correlation_id": correlation_id,
-            "changes": dumps({**content, **changes}).decode(),
+            "parts": sql.snapshot_parts(known, sql.EDIT_FROM_ROW),
         }
         return await self._write(sql.EDIT, values, then, _edited)
 
