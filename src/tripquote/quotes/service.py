@@ -20,7 +20,7 @@ from tripquote.errors import (
     field_error,
 )
 from tripquote.json import loads
-from tripquote.quotes.lifecycle import Operation, QuoteStatus
+from tripquote.quotes.lifecycle import Operation, QuoteStatus, target_of
 from tripquote.quotes.model import (
     Draft,
     Quote,
@@ -198,7 +198,7 @@ class QuoteService:
                 "agentId": saved.agent_id,
                 "clientId": saved.client_id,
                 **edited.content_api(),
-                "status": QuoteStatus.DRAFT.value,
+                "status": target_of(Operation.UPDATE).value,
                 "version": expected + 1,
                 "createdAt": fmt_instant(saved.created_at),
                 "lastModifiedBy": caller.agent_id,

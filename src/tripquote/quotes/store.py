@@ -21,7 +21,7 @@ from tripquote.agents.repository import CallerFacts, caller_facts
 from tripquote.db.transaction import TransactionRunner, Tx
 from tripquote.json import dumps, loads
 from tripquote.quotes import sql
-from tripquote.quotes.lifecycle import OPEN, Operation, QuoteStatus, from_statuses
+from tripquote.quotes.lifecycle import OPEN, Operation, QuoteStatus, from_statuses, target_of
 from tripquote.quotes.model import Change, Draft, Item, Quote
 from tripquote.quotes.results import Filters, Loaded, Refused, Revision, Saved, facts_of
 from tripquote.quotes.serialize import fmt_instant
@@ -101,7 +101,7 @@ class QuoteStore:
             "open_limit": self.open_limit,
             "open_statuses": list(OPEN),
             "from_statuses": from_statuses(Operation.UPDATE),
-            "target": QuoteStatus.DRAFT.value,
+            "target": target_of(Operation.UPDATE).value,
             "now": now,
             "operation": Operation.UPDATE.value,
             "correlation_id": correlation_id,
@@ -179,7 +179,7 @@ class QuoteStore:
         by the system actor; how many this call wrote."""
         values = {
             "from_statuses": from_statuses(Operation.EXPIRE),
-            "target": QuoteStatus.EXPIRED.value,
+            "target": target_of(Operation.EXPIRE).value,
             "now": now,
             "batch_size": batch_size,
             "actor": SYSTEM_ACTOR,
