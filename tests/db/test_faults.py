@@ -66,36 +66,10 @@ async def test_held_row_lock_times_out_cleanly(fast_world: World, db_url: str) -
     assert retry.status_code == 200
 
 
-@pytest_asyncio.fixture
-async def poison_trigger(db_url: str) -> AsyncIterator[str]:
-    """A trigger that refuses the item whose description is the marker, as a constraint would."""
-    marker = f"POISON-{uuid.uuid4().hex[:8]}"
-    engine = create_async_engine(db_url)
-    name = f"poison_{marker[7:]}"
-    async with engine.begin() as conn:
-        await conn.exec_driver_sql(
-            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            f"IF NEW.description = '{marker}' THEN "
-            f"RAISE EXCEPTION 'poison' USING ERRCODE = 'unique_violation'; END IF; "
-            f"RETURN NEW; END $$"
-        )
-        await conn.exec_driver_sql(
-            f"CREATE TRIGGER {name} BEFORE INSERT ON quote_items "
-            f"FOR EACH ROW EXECUTE FUNCTION {name}()"
-        )
-    yield marker
-    async with engine.begin() as conn:
-        await conn.exec_driver_sql(f"DROP TRIGGER {name} ON quote_items")
-        await conn.exec_driver_sql(f"DROP FUNCTION {name}()")
-    await engine.dispose()
-
-
-async def test_failure_after_items_written_leaves_no_trace(
-    world: World, poison_trigger: str
-) -> None:
+async def test_failure_after_items_written_leaves_no_trace(world: World, poison_item: str) -> None:
     actor = await world.actor()
     body = quote_body("iceland-ring-road-eur", actor.client_id)
-    body["items"][-1]["description"] = poison_trigger  # the last item fails
+    body["items"][-1]["description"] = poison_item  # the last item fails
     before = await world.table_counts()
     response = await world.client.post("/api/agents/quotes", json=body, headers=actor.headers)
     assert_envelope(response, "QUOTE_PERSISTENCE_FAILED", 503)

@@ -11,9 +11,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from tests.conftest import Actor, World, make_settings, quote_body
+from tests.conftest import Actor, World, quote_body
 from tests.db.statements import Statements, watching
 from tripquote.quotes import sql
 from tripquote.quotes.lifecycle import QuoteStatus
@@ -27,12 +26,6 @@ _NAMES = {
     sql.SNAPSHOTS.text: "SNAPSHOTS",
     sql.EXPIRE.text: "EXPIRE",
 }
-
-
-@pytest_asyncio.fixture
-async def world(pg_url: str, world_factory: Any) -> World:
-    built: World = await world_factory(make_settings(pg_url))
-    return built
 
 
 @pytest.fixture

@@ -13,10 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import text
 
-from tests.conftest import Actor, World, make_settings, quote_body
+from tests.conftest import Actor, World, quote_body
 from tests.db.statements import Statements, watching
 from tripquote.json import loads
 from tripquote.quotes import sql
@@ -24,12 +23,6 @@ from tripquote.quotes.serialize import INPUT_FIELDS
 
 _NAMES = {sql.EDIT.text: "EDIT", sql.LOAD.text: "LOAD"}
 ONE_STATEMENT = ["EDIT"]
-
-
-@pytest_asyncio.fixture
-async def world(pg_url: str, world_factory: Any) -> World:
-    built: World = await world_factory(make_settings(pg_url))
-    return built
 
 
 @pytest.fixture

@@ -220,30 +220,3 @@ def mismatch_body(client_id: str) -> dict[str, Any]:
     )
     body: dict[str, Any] = json.loads(json.dumps(case["request"]).replace("$CLIENT_ID", client_id))
     return body
-
-
-@pytest.fixture
-async def poison_item(pg_url: str) -> AsyncIterator[str]:
-    """A description the database refuses as a unique violation would: a save holding an item
-    with it fails with 503 QUOTE_PERSISTENCE_FAILED, a CRITICAL error the system caused."""
-    marker = f"POISON-{secrets.token_hex(4)}"
-    name = f"poison_{marker[7:]}"
-    admin = create_async_engine(pg_url)
-    async with admin.begin() as conn:
-        await conn.exec_driver_sql(
-            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            f"IF NEW.description = '{marker}' THEN "
-            f"RAISE EXCEPTION 'poison' USING ERRCODE = 'unique_violation'; END IF; "
-            f"RETURN NEW; END $$"
-        )
-        await conn.exec_driver_sql(
-            f"CREATE TRIGGER {name} BEFORE INSERT ON quote_items "
-            f"FOR EACH ROW EXECUTE FUNCTION {name}()"
-        )
-    try:
-        yield marker
-    finally:
-        async with admin.begin() as conn:
-            await conn.exec_driver_sql(f"DROP TRIGGER {name} ON quote_items")
-            await conn.exec_driver_sql(f"DROP FUNCTION {name}()")
-        await admin.dispose()
