@@ -18,8 +18,7 @@ from fastapi import Depends, Header
 from pydantic import BaseModel
 from starlette.requests import Request
 
-from tripquote.agents.auth import Caller, authenticate, authenticate_admin
-from tripquote.agents.repository import Principal
+from tripquote.agents.auth import Caller, authenticate
 from tripquote.clients.schemas import ClientIn
 from tripquote.db.transaction import TransactionRunner
 from tripquote.errors import QuoteNotFound, QuoteValidationFailed, UnsupportedMediaType, field_error
@@ -55,9 +54,6 @@ async def count_write(request: Request) -> Caller:
 
 
 WritingAgent = Annotated[Caller, Depends(count_write)]
-
-AdminAgent = Annotated[Principal, Depends(authenticate_admin)]
-"""The calling agency admin; AUTHENTICATION_FAILED, AGENT_NOT_FOUND or AUTHORIZATION_FAILED."""
 
 
 async def quote_in_path(request: Request, quote_id: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
@@ -30,11 +29,7 @@ def _observer(request: Request) -> Observer:
 
 def _check_metrics_token(request: Request) -> None:
     token = _observer(request).settings.metrics_token
-    if token is None:
-        return
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    expected = token.get_secret_value().encode()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), expected):
+    if token is not None and not is_operator(token, request.headers.get("authorization")):
         raise AuthenticationFailed("A valid metrics token is required.")
 
 
