@@ -111,6 +111,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Our own Prometheus metrics and JSON logs cover this; FastAPI's OpenTelemetry hooks
         # cost an environment lookup per request for providers nobody configured.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        # The routes themselves, not the routers: an included router is matched through
+        # FastAPI's per-request include layer (about 25 us a request measured; the routers
+        # set their prefix, tags and route class on each route already).
+        routes=[route for router in ROUTERS for route in router.routes],
     )
     app.state.settings = settings
     app.state.observer = observer
@@ -155,9 +159,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(TripquoteError, on_tripquote_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_request_validation)
-
-    for router in ROUTERS:
-        app.include_router(router)
 
     # Outermost last: HEAD as GET, the correlation ID, the catch-all, then the body limit.
     app.add_middleware(
