@@ -15,15 +15,13 @@ from tripquote.agents.auth import Caller
 from tripquote.db.transaction import Tx
 from tripquote.deps import (
     CurrentAgent,
-    IfMatch,
-    QuoteBody,
-    QuoteId,
-    QuotePatchBody,
-    Quotes,
-    VersionBodyDep,
-    WritingAgent,
+    QuoteCall,
+    QuoteCreate,
+    QuoteEdit,
+    QuoteRead,
+    QuoteTransition,
     etag,
-    idempotency_key_header,
+    quote_service,
 )
 from tripquote.errors import (
     QUERY_INVALID,
@@ -74,7 +72,7 @@ from tripquote.openapi import (
 from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
 from tripquote.quotes.lifecycle import Operation, QuoteStatus
 from tripquote.quotes.results import Filters
-from tripquote.quotes.service import OnSaved, QuoteService
+from tripquote.quotes.service import OnSaved
 from tripquote.quotes.service import SavedQuote as Saved
 from tripquote.routing import TrackedRoute, operation
 from tripquote.validation import query_text
@@ -180,20 +178,14 @@ _SAVED = {**ETAG, **REPLAYED}
     openapi_extra=operation("quote.create"),
     responses=responses(SaveEnvelope, 201, headers={**_SAVED, **LOCATION}, errors=CREATE_ERRORS),
 )
-async def create_quote(
-    request: Request,
-    caller: WritingAgent,
-    body: QuoteBody,
-    quotes: Quotes,
-    idempotency_key: str = idempotency_key_header(),
-) -> Response:
+async def create_quote(request: Request, call: QuoteCreate) -> Response:
     """Create a quote (DRAFT, version 1); 201 ``{success, quoteId, version, savedAt, quote}``.
     Honours ``Idempotency-Key``."""
 
     async def save(on_saved: OnSaved | None) -> Saved:
-        saved = await quotes.create(
-            caller=caller,
-            body=body,
+        saved = await call.quotes.create(
+            caller=call.caller,
+            body=call.body,
             correlation_id=get_correlation_id(),
             on_saved=on_saved,
         )
@@ -204,9 +196,9 @@ async def create_quote(
 
     return await _idempotent_save(
         request,
-        idempotency_key=idempotency_key,
-        caller=caller,
-        body=body,
+        idempotency_key=call.idempotency_key,
+        caller=call.caller,
+        body=call.body,
         status=201,
         save=save,
     )
@@ -218,8 +210,8 @@ async def create_quote(
     responses=responses(ListEnvelope, errors=LIST_ERRORS),
 )
 async def list_quotes(
+    request: Request,
     caller: CurrentAgent,
-    quotes: Quotes,
     status: QuoteStatus | None = Query(None),
     client_id: str | None = Query(None, alias="clientId", max_length=64),
     updated_since: datetime | None = Query(None, alias="updatedSince"),
@@ -251,7 +243,7 @@ async def list_quotes(
                     ]
                 },
             ) from None
-    page, after = await quotes.list(
+    page, after = await quote_service(request).list(
         caller=caller,
         filters=Filters(
             status=status.value if status else None,
@@ -270,9 +262,9 @@ async def list_quotes(
     openapi_extra=operation("quote.read"),
     responses=responses(ReadEnvelope, headers=ETAG, errors=READ_ERRORS),
 )
-async def read_quote(quote_id: QuoteId, caller: CurrentAgent, quotes: Quotes) -> Response:
+async def read_quote(call: QuoteRead) -> Response:
     """One quote; ``{success, quoteId, version, quote}`` with ``ETag: "<version>"``."""
-    quote = await quotes.read(caller=caller, quote_id=quote_id)
+    quote = await call.quotes.read(caller=call.caller, quote_id=call.quote_id)
     return json_response(
         {"success": True, "quoteId": quote["id"], "version": quote["version"], "quote": quote},
         headers={"ETag": etag(quote["version"])},
@@ -284,51 +276,35 @@ async def read_quote(quote_id: QuoteId, caller: CurrentAgent, quotes: Quotes) ->
     openapi_extra=operation("quote.update"),
     responses=responses(SaveEnvelope, headers=ETAG, errors=UPDATE_ERRORS),
 )
-async def update_quote(
-    quote_id: QuoteId,
-    caller: WritingAgent,
-    if_match: IfMatch,
-    body: QuotePatchBody,
-    quotes: Quotes,
-) -> Response:
+async def update_quote(call: QuoteEdit) -> Response:
     """Partial update checked against the client's version (body ``version`` or If-Match)."""
-    saved = await quotes.update(
-        caller=caller,
-        quote_id=quote_id,
-        body=body,
-        if_match=if_match,
+    saved = await call.quotes.update(
+        caller=call.caller,
+        quote_id=call.quote_id,
+        body=call.body,
+        if_match=call.if_match,
         correlation_id=get_correlation_id(),
     )
     return _to_response(saved_response(saved, status=200))
 
 
-async def _transition(
-    request: Request,
-    operation_: Operation,
-    *,
-    quote_id: str,
-    caller: Caller,
-    if_match: int | None,
-    body: Any,
-    idempotency_key: str | None,
-    quotes: QuoteService,
-) -> Response:
+async def _transition(request: Request, operation_: Operation, call: QuoteCall) -> Response:
     async def save(on_saved: OnSaved | None) -> Saved:
-        return await quotes.transition(
-            caller=caller,
-            quote_id=quote_id,
+        return await call.quotes.transition(
+            caller=call.caller,
+            quote_id=call.quote_id,
             operation=operation_,
-            body=body,
-            if_match=if_match,
+            body=call.body,
+            if_match=call.if_match,
             correlation_id=get_correlation_id(),
             on_saved=on_saved,
         )
 
     return await _idempotent_save(
         request,
-        idempotency_key=idempotency_key,
-        caller=caller,
-        body=body,
+        idempotency_key=call.idempotency_key,
+        caller=call.caller,
+        body=call.body,
         status=200,
         save=save,
     )
@@ -342,25 +318,8 @@ def _add_transition(method: str, path: str, operation_: Operation, summary: str)
     the same inputs and differ only by the operation."""
     name = operation_.value.lower()
 
-    async def endpoint(
-        request: Request,
-        quote_id: QuoteId,
-        caller: WritingAgent,
-        if_match: IfMatch,
-        body: VersionBodyDep,
-        quotes: Quotes,
-        idempotency_key: str = idempotency_key_header(),
-    ) -> Response:
-        return await _transition(
-            request,
-            operation_,
-            quote_id=quote_id,
-            caller=caller,
-            if_match=if_match,
-            body=body,
-            idempotency_key=idempotency_key,
-            quotes=quotes,
-        )
+    async def endpoint(request: Request, call: QuoteTransition) -> Response:
+        return await _transition(request, operation_, call)
 
     endpoint.__name__ = endpoint.__qualname__ = f"{name}_quote"
     endpoint.__doc__ = summary
@@ -405,10 +364,10 @@ _add_transition(
     openapi_extra=operation("quote.revisions"),
     responses=responses(RevisionsEnvelope, errors=READ_ERRORS),
 )
-async def list_revisions(quote_id: QuoteId, caller: CurrentAgent, quotes: Quotes) -> Response:
+async def list_revisions(call: QuoteRead) -> Response:
     """The quote's history, one entry per committed version; ``{success, revisions}``."""
-    revisions = await quotes.revisions(caller=caller, quote_id=quote_id)
-    return json_response({"success": True, "quoteId": quote_id, "revisions": revisions})
+    revisions = await call.quotes.revisions(caller=call.caller, quote_id=call.quote_id)
+    return json_response({"success": True, "quoteId": call.quote_id, "revisions": revisions})
 
 
 @router.get(
@@ -417,11 +376,10 @@ async def list_revisions(quote_id: QuoteId, caller: CurrentAgent, quotes: Quotes
     responses=responses(RevisionEnvelope, errors=REVISION_ERRORS),
 )
 async def get_revision(
-    quote_id: QuoteId,
-    caller: CurrentAgent,
-    quotes: Quotes,
-    version: Annotated[int, Path(ge=1, le=2_147_483_647)],
+    call: QuoteRead, version: Annotated[int, Path(ge=1, le=2_147_483_647)]
 ) -> Response:
     """One committed version with its full snapshot; ``{success, revision}``."""
-    (revision,) = await quotes.revisions(caller=caller, quote_id=quote_id, version=version)
-    return json_response({"success": True, "quoteId": quote_id, "revision": revision})
+    (revision,) = await call.quotes.revisions(
+        caller=call.caller, quote_id=call.quote_id, version=version
+    )
+    return json_response({"success": True, "quoteId": call.quote_id, "revision": revision})
