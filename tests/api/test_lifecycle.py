@@ -43,11 +43,12 @@ async def act(world: World, actor: Actor, quote_id: str, operation: Operation, v
 
 
 async def expire_in_db(world: World, quote_id: str) -> None:
-    """Move a SENT quote's expiry into the past, as the passage of time would (no sweep)."""
+    """Move a SENT quote's expiry into the past of the app's clock, as the passage of time
+    would (no sweep)."""
     async with world.engine.begin() as conn:
         await conn.execute(
             text("UPDATE quotes SET expires_at = :at WHERE id = :id"),
-            {"at": datetime.now(UTC) - timedelta(seconds=1), "id": quote_id},
+            {"at": world.clock() - timedelta(seconds=1), "id": quote_id},
         )
 
 

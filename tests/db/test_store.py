@@ -188,7 +188,8 @@ async def test_the_sweep_is_one_statement_per_batch(world: World, statements: St
     assert sent.status_code == 200, sent.text
     async with world.engine.begin() as conn:
         await conn.exec_driver_sql(
-            "UPDATE quotes SET expires_at = now() - interval '1 day' WHERE id = $1", (quote["id"],)
+            "UPDATE quotes SET expires_at = $1 WHERE id = $2",
+            (world.clock() - timedelta(days=1), quote["id"]),
         )
     await statements.take()
     assert await world.app.state.quotes.expire_due(batch_size=10, correlation_id="sweep") == 1

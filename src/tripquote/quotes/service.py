@@ -74,11 +74,11 @@ class QuoteService:
     """The quote use cases over a ``QuoteStore``; keyword-only methods."""
 
     def __init__(
-        self, *, store: QuoteStore, limits: Limits, clock: Callable[[], datetime] = _utc_now
+        self, *, store: QuoteStore, limits: Limits, clock: Callable[[], datetime] | None = None
     ) -> None:
         self.store = store
         self.limits = limits
-        self.clock = clock
+        self.clock = clock or _utc_now
         # changedFields of (quote, expected, actual): revisions are immutable, so the answer
         # never changes; N stale saves of one quote compare its snapshots once.
         self._changed: dict[tuple[str, int, int], list[str]] = {}
