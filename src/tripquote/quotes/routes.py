@@ -43,6 +43,7 @@ from tripquote.errors import (
     QuoteStateInvalid,
     QuoteValidationFailed,
     RateLimitExceeded,
+    TripAlreadyStarted,
     field_error,
 )
 from tripquote.http import json_response
@@ -106,6 +107,7 @@ LIST_ERRORS = (*_AUTH, QuoteValidationFailed, *DATABASE)
 READ_ERRORS = (*_VISIBLE, *DATABASE)
 UPDATE_ERRORS = (*_VISIBLE, *_SAVE_CHECKS, *_VERSIONED, *DATABASE)
 TRANSITION_ERRORS = (*_VISIBLE, *BODY, RateLimitExceeded, *_VERSIONED, *_IDEMPOTENT, *DATABASE)
+SEND_ERRORS = (*TRANSITION_ERRORS, TripAlreadyStarted)
 REVISION_ERRORS = (*_VISIBLE, QuoteValidationFailed, *DATABASE)
 
 
@@ -334,12 +336,15 @@ async def _transition(
     )
 
 
-_TRANSITION = responses(SaveEnvelope, headers=_SAVED, errors=TRANSITION_ERRORS)
-
-
-def _add_transition(method: str, path: str, operation_: Operation, summary: str) -> None:
+def _add_transition(
+    method: str,
+    path: str,
+    operation_: Operation,
+    summary: str,
+    errors: tuple[Raised, ...] = TRANSITION_ERRORS,
+) -> None:
     """Register the route of one lifecycle transition (``quote.<operation>``); all four take
-    the same inputs and differ only by the operation."""
+    the same inputs and differ only by the operation (and a send's own refusal, ``errors``)."""
     name = operation_.value.lower()
 
     async def endpoint(
@@ -370,7 +375,7 @@ def _add_transition(method: str, path: str, operation_: Operation, summary: str)
         methods=[method],
         name=f"{name}_quote",
         openapi_extra=operation(f"quote.{name}"),
-        responses=_TRANSITION,
+        responses=responses(SaveEnvelope, headers=_SAVED, errors=errors),
     )
 
 
@@ -384,7 +389,10 @@ _add_transition(
     "POST",
     "/{quote_id}/send",
     Operation.SEND,
-    "DRAFT → SENT; sets ``sentAt`` and ``expiresAt`` (end of the last valid day, agency zone).",
+    "DRAFT → SENT, only before the trip's start date (agency zone; else "
+    "TRIP_ALREADY_STARTED); sets ``sentAt`` and ``expiresAt``: the end of the last valid "
+    "day (agency zone), and never after the trip starts.",
+    SEND_ERRORS,
 )
 _add_transition(
     "POST",

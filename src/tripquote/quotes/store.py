@@ -115,7 +115,8 @@ class QuoteStore:
     ) -> Saved | Refused:  # fmt: skip
         """Move the quote at version ``expected`` to ``change.status`` if the caller may act
         on it, its status allows ``change.operation`` and it has the items that needs; a send
-        (``change.expiries`` made for ``timezone``) only in the caller's agency ``timezone``."""
+        (``change.expiries`` made for ``timezone``) only in the caller's agency ``timezone``
+        and before its trip starts (``sql.trip_started``), expiring by then (``offer_days``)."""
         changes = sql.changes(lastModifiedBy=caller.agent_id, lastModifiedAt=now)
         expiries = None
         if change.expiries is not None:
@@ -127,6 +128,7 @@ class QuoteStore:
             "client_id": None,
             "expected": expected,
             "sent_at": change.sent_at,
+            "today": change.today,
             "expiries": dumps(expiries).decode() if expiries is not None else None,
             "timezone": timezone,
             "items_needed": change.items_needed,
