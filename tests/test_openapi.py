@@ -28,7 +28,7 @@ STATUSES: dict[tuple[str, str], set[str]] = {
     ("post", ID + "/send"): {"200", "412", "422"} | _WRITE,
     ("post", ID + "/accept"): {"200", "412", "422"} | _WRITE,
     ("post", ID + "/reject"): {"200", "412", "422"} | _WRITE,
-    ("get", ID + "/revisions"): {"200", "401", "403", "404"} | _DB,
+    ("get", ID + "/revisions"): {"200", "400", "401", "403", "404"} | _DB,
     ("get", ID + "/revisions/{version}"): {"200", "400", "401", "403", "404"} | _DB,
     ("post", C): {"201", "400", "401", "404", "413", "415", "429"} | _DB,
     ("get", C): {"200", "400", "401", "404"} | _DB,

@@ -152,7 +152,10 @@ async def test_every_status_operation_pair(world: World, status: str, operation:
             await world.client.get(f"{URL}/{quote_id}/revisions", headers=actor.headers)
         ).json()
         assert history["revisions"][-1]["operation"] == operation
-        assert history["revisions"][-1]["snapshot"] == quote
+        revision = await world.client.get(
+            f"{URL}/{quote_id}/revisions/{quote['version']}", headers=actor.headers
+        )
+        assert revision.json()["revision"]["snapshot"] == quote
         read = await world.client.get(f"{URL}/{quote_id}", headers=actor.headers)
         assert read.json()["quote"]["status"] == expected
     else:

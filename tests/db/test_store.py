@@ -197,4 +197,7 @@ async def test_the_sweep_is_one_statement_per_batch(world: World, statements: St
     history = await world.client.get(f"{URL}/{quote['id']}/revisions", headers=actor.headers)
     last = history.json()["revisions"][-1]
     assert (last["operation"], last["status"], last["actorId"]) == ("EXPIRE", "EXPIRED", "system")
-    assert (last["snapshot"]["status"], last["snapshot"]["version"]) == ("EXPIRED", 3)
+    assert last["changedFields"] == ["status"]
+    revision = await world.client.get(f"{URL}/{quote['id']}/revisions/3", headers=actor.headers)
+    snapshot = revision.json()["revision"]["snapshot"]
+    assert (snapshot["status"], snapshot["version"]) == ("EXPIRED", 3)

@@ -25,7 +25,13 @@ from tripquote.quotes.lifecycle import (
     target_of,
 )
 from tripquote.quotes.pricing import check_client_pricing, price_quote
-from tripquote.quotes.rules import Limits, QuoteDraft, merge_patch, validate_quote
+from tripquote.quotes.rules import (
+    Limits,
+    QuoteDraft,
+    changed_fields,
+    merge_patch,
+    validate_quote,
+)
 from tripquote.quotes.schemas import MAX_EXPIRES_IN_DAYS
 from tripquote.quotes.serialize import INPUT_FIELDS, fmt_instant
 
@@ -247,6 +253,22 @@ class Quote:
                 for item in d.items
             ],
         }
+
+
+COMPARED_FIELDS: tuple[str, ...] = (*INPUT_FIELDS, "status")
+"""What ``changes_between`` compares: the fields a client sets, and the status."""
+
+
+def changes_between(older: Mapping[str, Any] | None, newer: Mapping[str, Any]) -> list[str]:
+    """The fields that changed from one version of a quote to another, given their snapshots
+    (API form): the sorted names of ``COMPARED_FIELDS`` whose values differ as JSON
+    (``rules.changed_fields``); [] when there is no older version. The one rule for a 409's
+    ``changedFields`` and a history entry's."""
+    if older is None:
+        return []
+    return changed_fields(
+        {k: older.get(k) for k in COMPARED_FIELDS}, {k: newer[k] for k in COMPARED_FIELDS}
+    )
 
 
 def apply_patch(quote: Quote, patch: dict[str, Any], limits: Limits) -> QuoteDraft:

@@ -66,7 +66,7 @@ class Loaded:
 
 @dataclass(frozen=True, slots=True)
 class Revision:
-    """One committed version of a quote's history."""
+    """One committed version of a quote's history (``snapshot``, its API form, when read)."""
 
     version: int
     operation: str
@@ -74,7 +74,7 @@ class Revision:
     actor_id: str
     correlation_id: str
     created_at: datetime
-    snapshot: dict[str, Any]
+    snapshot: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,15 @@ from tripquote.openapi import (
     SaveEnvelope,
     responses,
 )
-from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
+from tripquote.pagination import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    check_limit,
+    decode_cursor,
+    decode_version_cursor,
+    encode_cursor,
+    encode_version_cursor,
+)
 from tripquote.quotes.lifecycle import Operation, QuoteStatus
 from tripquote.quotes.results import Filters
 from tripquote.quotes.service import OnSaved, QuoteService
@@ -411,12 +419,27 @@ _add_transition(
 @router.get(
     "/{quote_id}/revisions",
     openapi_extra=operation("quote.revisions"),
-    responses=responses(RevisionsEnvelope, errors=READ_ERRORS),
+    responses=responses(RevisionsEnvelope, errors=REVISION_ERRORS),
 )
-async def list_revisions(quote_id: QuoteId, caller: CurrentAgent, quotes: Quotes) -> Response:
-    """The quote's history, one entry per committed version; ``{success, revisions}``."""
-    revisions = await quotes.revisions(caller=caller, quote_id=quote_id)
-    return json_response({"success": True, "quoteId": quote_id, "revisions": revisions})
+async def list_revisions(
+    quote_id: QuoteId,
+    caller: CurrentAgent,
+    quotes: Quotes,
+    limit: int = Query(DEFAULT_LIMIT, description=f"Entries per page, 1 to {MAX_LIMIT}."),
+    cursor: str | None = Query(
+        None, max_length=512, description="The previous page's nextCursor, as returned."
+    ),
+) -> Response:
+    """The quote's history, oldest first, one entry per committed version, in pages:
+    ``{success, quoteId, revisions, nextCursor}``; an entry has no snapshot (read it at
+    ``…/revisions/{version}``) and names its ``changedFields`` since the version before."""
+    check_limit(limit)
+    after = decode_version_cursor(cursor) if cursor else 0
+    page, last = await quotes.revisions(caller=caller, quote_id=quote_id, after=after, limit=limit)
+    next_cursor = encode_version_cursor(last) if last is not None else None
+    return json_response(
+        {"success": True, "quoteId": quote_id, "revisions": page, "nextCursor": next_cursor}
+    )
 
 
 @router.get(
@@ -430,6 +453,6 @@ async def get_revision(
     quotes: Quotes,
     version: Annotated[int, Path(ge=1, le=2_147_483_647)],
 ) -> Response:
-    """One committed version with its full snapshot; ``{success, revision}``."""
-    (revision,) = await quotes.revisions(caller=caller, quote_id=quote_id, version=version)
+    """One committed version with its full snapshot; ``{success, quoteId, revision}``."""
+    revision = await quotes.revision(caller=caller, quote_id=quote_id, version=version)
     return json_response({"success": True, "quoteId": quote_id, "revision": revision})

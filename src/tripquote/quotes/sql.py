@@ -404,14 +404,25 @@ SELECT q.*, {status_now("q")} AS fact_status, {ITEMS_OF} AS items
 
 CALLER_FACTS = Statement.of(agents.CALLER_FACTS)
 
-REVISIONS = Statement.of(
+REVISION_PAGE = Statement.of(
+    """
+SELECT version, operation, status, actor_id, correlation_id, created_at
+  FROM quote_revisions
+ WHERE quote_id = :quote_id AND version > :after
+ ORDER BY version
+ LIMIT :limit
+"""
+)
+"""A page of a quote's history without the snapshots: ``:limit`` versions after ``:after``."""
+
+REVISION = Statement.of(
     """
 SELECT version, operation, status, actor_id, correlation_id, created_at, snapshot::text
   FROM quote_revisions
- WHERE quote_id = :quote_id AND (:version::int IS NULL OR version = :version)
- ORDER BY version
+ WHERE quote_id = :quote_id AND version = :version
 """
 )
+"""One version of a quote's history, with its snapshot."""
 
 SNAPSHOTS = Statement.of(
     """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -236,26 +237,30 @@ class QuoteStore:
 
         return await self.runner.run_store(work, atomic=True, write=False)
 
-    async def revisions(
-        self, *, quote_id: str, version: int | None = None
+    async def revision_page(
+        self, *, quote_id: str, after: int, limit: int
     ) -> builtins.list[Revision]:
-        """The quote's committed versions, oldest first (only ``version`` if given)."""
+        """Up to ``limit`` of the quote's committed versions after version ``after``, oldest
+        first, without their snapshots (REVISION_PAGE)."""
 
         async def work(tx: Tx) -> builtins.list[Any]:
-            return await tx.fetch(sql.REVISIONS, {"quote_id": quote_id, "version": version})
-
-        return [
-            Revision(
-                version=row["version"],
-                operation=row["operation"],
-                status=row["status"],
-                actor_id=row["actor_id"],
-                correlation_id=row["correlation_id"],
-                created_at=row["created_at"],
-                snapshot=loads(row["snapshot"].encode()),
+            return await tx.fetch(
+                sql.REVISION_PAGE, {"quote_id": quote_id, "after": after, "limit": limit}
             )
-            for row in await self.runner.run_store(work, atomic=False, write=False)
-        ]
+
+        rows = await self.runner.run_store(work, atomic=False, write=False)
+        return [_revision(row) for row in rows]
+
+    async def revision(self, *, quote_id: str, version: int) -> Revision | None:
+        """The quote's committed ``version`` with its snapshot; None if it never existed."""
+
+        async def work(tx: Tx) -> Any:
+            return await tx.fetchrow(sql.REVISION, {"quote_id": quote_id, "version": version})
+
+        row = await self.runner.run_store(work, atomic=False, write=False)
+        if row is None:
+            return None
+        return replace(_revision(row), snapshot=loads(row["snapshot"].encode()))
 
     async def snapshots(self, *, quote_id: str, versions: builtins.list[int]) -> dict[int, Any]:
         """The snapshots of ``versions`` of the quote, by version (a missing one is absent)."""
@@ -265,6 +270,17 @@ class QuoteStore:
 
         rows = await self.runner.run_store(work, atomic=False, write=False)
         return {row["version"]: loads(row["snapshot"].encode()) for row in rows}
+
+
+def _revision(row: Any) -> Revision:
+    return Revision(
+        version=row["version"],
+        operation=row["operation"],
+        status=row["status"],
+        actor_id=row["actor_id"],
+        correlation_id=row["correlation_id"],
+        created_at=row["created_at"],
+    )
 
 
 def _caller(caller: Caller) -> dict[str, Any]:
