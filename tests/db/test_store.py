@@ -25,6 +25,7 @@ _NAMES = {
     sql.EDIT.text: "EDIT",
     sql.SNAPSHOTS.text: "SNAPSHOTS",
     sql.EXPIRE.text: "EXPIRE",
+    sql.REVISION_PAGE.text: "REVISION_PAGE",
 }
 
 
@@ -179,6 +180,26 @@ async def test_stale_saves_are_answered_from_the_statement_and_one_comparison(
     assert seen.count("EDIT") == 0
     assert 1 <= seen.count("SNAPSHOTS") < 20
     assert await world.snapshot(quote["id"]) == before
+
+
+async def test_a_history_page_compares_its_versions_from_one_read_then_from_the_cache(
+    world: World, statements: Statements
+) -> None:
+    actor = await world.actor()
+    quote = await _create(world, actor)
+    for version in range(1, 6):
+        response = await world.client.patch(
+            f"{URL}/{quote['id']}", json={"version": version, "notes": f"v{version + 1}"},
+            headers=actor.headers,
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+    await statements.take()
+    first = await world.client.get(f"{URL}/{quote['id']}/revisions", headers=actor.headers)
+    assert [e["changedFields"] for e in first.json()["revisions"]] == [[]] + [["notes"]] * 5
+    assert await statements.take() == ["LOAD", "REVISION_PAGE", "SNAPSHOTS"]
+    again = await world.client.get(f"{URL}/{quote['id']}/revisions", headers=actor.headers)
+    assert again.json() == first.json()
+    assert await statements.take() == ["LOAD", "REVISION_PAGE"]  # revisions never change
 
 
 async def test_the_sweep_is_one_statement_per_batch(world: World, statements: Statements) -> None:
