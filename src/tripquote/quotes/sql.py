@@ -6,8 +6,10 @@ history row) come from ``versioned_update``/``revision``, written once here and 
 write; the statement's last SELECT returns whether it wrote and the facts it saw (the caller,
 the quote's visibility, status, version, the client, the quota bound), from which
 ``store.explain`` tells a refusal's error. Python decides the lifecycle (``lifecycle.py``) and
-passes the decision as parameters (``:from_statuses``, ``:target``); SQL enforces what only
-the database can: who may act, the version, the quota bound, whether anything changes.
+passes the decision as parameters (``:from_statuses``, ``:target``, a send's ``:today`` and
+expiry instants); SQL enforces what only the database can: who may act, the version, the
+quota bound, whether anything changes, and the send's rules on the dates it reads
+(``trip_started``, ``offer_days``).
 
 Parameters are named (``:name``); ``Statement`` turns them into asyncpg's ``$n``.
 """
