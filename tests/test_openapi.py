@@ -28,7 +28,7 @@ STATUSES: dict[tuple[str, str], set[str]] = {
     ("post", ID + "/send"): {"200", "412", "422"} | _WRITE,
     ("post", ID + "/accept"): {"200", "412", "422"} | _WRITE,
     ("post", ID + "/reject"): {"200", "412", "422"} | _WRITE,
-    ("get", ID + "/revisions"): {"200", "401", "403", "404"} | _DB,
+    ("get", ID + "/revisions"): {"200", "400", "401", "403", "404"} | _DB,
     ("get", ID + "/revisions/{version}"): {"200", "400", "401", "403", "404"} | _DB,
     ("post", C): {"201", "400", "401", "404", "413", "415", "429"} | _DB,
     ("get", C): {"200", "400", "401", "404"} | _DB,
@@ -103,6 +103,11 @@ def test_the_codes_are_named_under_their_status(document: dict[str, Any]) -> Non
     create = _operation(document, "post", Q)["responses"]
     assert "IDEMPOTENCY_KEY_REUSED" in create["422"]["description"]
     assert "IDEMPOTENCY_KEY_IN_USE" in create["409"]["description"]
+    send = _operation(document, "post", ID + "/send")["responses"]
+    assert "TRIP_ALREADY_STARTED" in send["422"]["description"]
+    for transition in ("accept", "reject"):
+        other = _operation(document, "post", f"{ID}/{transition}")["responses"]
+        assert "TRIP_ALREADY_STARTED" not in other["422"]["description"]
     read = _operation(document, "get", ID)["responses"]
     assert {"QUOTE_NOT_FOUND", "AGENT_NOT_FOUND"} <= set(
         read["404"]["description"].replace("`", " ").replace(",", " ").split()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -69,8 +69,12 @@ def allowed_methods(app: FastAPI, scope: Scope) -> str:
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The ASGI app for ``settings`` (read from the environment when None)."""
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None
+) -> FastAPI:
+    """The ASGI app for ``settings`` (read from the environment when None); ``clock`` (aware
+    UTC ``datetime``s, default the system's) is the quote service's "now": expiry, "today" in
+    the agency's zone for a send, and every stored instant of a quote."""
     settings = settings or Settings()
     configure_logging(settings)
     observer = Observer(settings)
@@ -90,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.quotes = QuoteService(
             store=QuoteStore(runner, open_limit=settings.max_open_quotes_per_agent),
             limits=Limits.from_settings(settings),
+            clock=clock,
         )
         await warm_pool(engine, settings.db_pool_size, prepare=prepare_statements)
         await observer.start(engine)

@@ -123,8 +123,34 @@ class ListEnvelope(BaseModel):
     nextCursor: str | None
 
 
+class RevisionEntryOut(BaseModel):
+    """One committed version in a history page (its snapshot: ``…/revisions/{version}``)."""
+
+    version: int
+    operation: Literal["CREATE", "UPDATE", "DELETE", "SEND", "ACCEPT", "REJECT", "EXPIRE"]
+    status: Literal["DRAFT", "SENT", "ACCEPTED", "REJECTED", "EXPIRED", "CANCELLED"]
+    actorId: str = Field(description="The agent's id, or `system` for the expiry sweep.")
+    correlationId: str
+    createdAt: str
+    changedFields: list[str] = Field(
+        description="The fields a client sets, and `status`, whose values differ from the "
+        "version before (sorted; the same rule as a 409's `changedFields`); [] for version 1.",
+        examples=[["items", "notes"]],
+    )
+
+
+class RevisionsEnvelope(BaseModel):
+    """A page of a quote's history, oldest first; pass ``nextCursor`` as ``cursor`` for the
+    next one (null on the last page)."""
+
+    success: Literal[True]
+    quoteId: str
+    revisions: list[RevisionEntryOut]
+    nextCursor: str | None
+
+
 class RevisionOut(BaseModel):
-    """One committed version."""
+    """One committed version with its snapshot."""
 
     version: int
     operation: str
@@ -133,14 +159,6 @@ class RevisionOut(BaseModel):
     correlationId: str
     createdAt: str
     snapshot: QuoteOut
-
-
-class RevisionsEnvelope(BaseModel):
-    """A quote's history."""
-
-    success: Literal[True]
-    quoteId: str
-    revisions: list[RevisionOut]
 
 
 class RevisionEnvelope(BaseModel):

@@ -41,6 +41,7 @@ from tripquote.errors import (
     QuoteStateInvalid,
     QuoteValidationFailed,
     RateLimitExceeded,
+    TripAlreadyStarted,
     field_error,
 )
 from tripquote.http import json_response
@@ -69,7 +70,15 @@ from tripquote.openapi import (
     SaveEnvelope,
     responses,
 )
-from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
+from tripquote.pagination import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    check_limit,
+    decode_cursor,
+    decode_version_cursor,
+    encode_cursor,
+    encode_version_cursor,
+)
 from tripquote.quotes.lifecycle import Operation, QuoteStatus
 from tripquote.quotes.results import Filters
 from tripquote.quotes.service import OnSaved
@@ -104,6 +113,7 @@ LIST_ERRORS = (*_AUTH, QuoteValidationFailed, *DATABASE)
 READ_ERRORS = (*_VISIBLE, *DATABASE)
 UPDATE_ERRORS = (*_VISIBLE, *_SAVE_CHECKS, *_VERSIONED, *DATABASE)
 TRANSITION_ERRORS = (*_VISIBLE, *BODY, RateLimitExceeded, *_VERSIONED, *_IDEMPOTENT, *DATABASE)
+SEND_ERRORS = (*TRANSITION_ERRORS, TripAlreadyStarted)
 REVISION_ERRORS = (*_VISIBLE, QuoteValidationFailed, *DATABASE)
 
 
@@ -310,12 +320,15 @@ async def _transition(request: Request, operation_: Operation, call: QuoteCall) 
     )
 
 
-_TRANSITION = responses(SaveEnvelope, headers=_SAVED, errors=TRANSITION_ERRORS)
-
-
-def _add_transition(method: str, path: str, operation_: Operation, summary: str) -> None:
+def _add_transition(
+    method: str,
+    path: str,
+    operation_: Operation,
+    summary: str,
+    errors: tuple[Raised, ...] = TRANSITION_ERRORS,
+) -> None:
     """Register the route of one lifecycle transition (``quote.<operation>``); all four take
-    the same inputs and differ only by the operation."""
+    the same inputs and differ only by the operation (and a send's own refusal, ``errors``)."""
     name = operation_.value.lower()
 
     async def endpoint(request: Request, call: QuoteTransition) -> Response:
@@ -329,7 +342,7 @@ def _add_transition(method: str, path: str, operation_: Operation, summary: str)
         methods=[method],
         name=f"{name}_quote",
         openapi_extra=operation(f"quote.{name}"),
-        responses=_TRANSITION,
+        responses=responses(SaveEnvelope, headers=_SAVED, errors=errors),
     )
 
 
@@ -343,7 +356,10 @@ _add_transition(
     "POST",
     "/{quote_id}/send",
     Operation.SEND,
-    "DRAFT → SENT; sets ``sentAt`` and ``expiresAt`` (end of the last valid day, agency zone).",
+    "DRAFT → SENT, only before the trip's start date (agency zone; else "
+    "TRIP_ALREADY_STARTED); sets ``sentAt`` and ``expiresAt``: the end of the last valid "
+    "day (agency zone), and never after the trip starts.",
+    SEND_ERRORS,
 )
 _add_transition(
     "POST",
@@ -362,12 +378,27 @@ _add_transition(
 @router.get(
     "/{quote_id}/revisions",
     openapi_extra=operation("quote.revisions"),
-    responses=responses(RevisionsEnvelope, errors=READ_ERRORS),
+    responses=responses(RevisionsEnvelope, errors=REVISION_ERRORS),
 )
-async def list_revisions(call: QuoteRead) -> Response:
-    """The quote's history, one entry per committed version; ``{success, revisions}``."""
-    revisions = await call.quotes.revisions(caller=call.caller, quote_id=call.quote_id)
-    return json_response({"success": True, "quoteId": call.quote_id, "revisions": revisions})
+async def list_revisions(
+    call: QuoteRead,
+    limit: int = Query(DEFAULT_LIMIT, description=f"Entries per page, 1 to {MAX_LIMIT}."),
+    cursor: str | None = Query(
+        None, max_length=512, description="The previous page's nextCursor, as returned."
+    ),
+) -> Response:
+    """The quote's history, oldest first, one entry per committed version, in pages:
+    ``{success, quoteId, revisions, nextCursor}``; an entry has no snapshot (read it at
+    ``…/revisions/{version}``) and names its ``changedFields`` since the version before."""
+    check_limit(limit)
+    after = decode_version_cursor(cursor) if cursor else 0
+    page, last = await call.quotes.revisions(
+        caller=call.caller, quote_id=call.quote_id, after=after, limit=limit
+    )
+    next_cursor = encode_version_cursor(last) if last is not None else None
+    return json_response(
+        {"success": True, "quoteId": call.quote_id, "revisions": page, "nextCursor": next_cursor}
+    )
 
 
 @router.get(
@@ -378,8 +409,8 @@ async def list_revisions(call: QuoteRead) -> Response:
 async def get_revision(
     call: QuoteRead, version: Annotated[int, Path(ge=1, le=2_147_483_647)]
 ) -> Response:
-    """One committed version with its full snapshot; ``{success, revision}``."""
-    (revision,) = await call.quotes.revisions(
+    """One committed version with its full snapshot; ``{success, quoteId, revision}``."""
+    revision = await call.quotes.revision(
         caller=call.caller, quote_id=call.quote_id, version=version
     )
     return json_response({"success": True, "quoteId": call.quote_id, "revision": revision})
