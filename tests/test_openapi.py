@@ -5,12 +5,15 @@ cannot send."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from tests.conftest import make_settings
+from tripquote import etags
 from tripquote.app import create_app
+from tripquote.errors import QuoteValidationFailed
 
 Q = "/api/agents/quotes"
 C = "/api/agents/clients"
@@ -22,7 +25,7 @@ _WRITE = {"400", "401", "403", "404", "409", "413", "415", "429"} | _DB
 STATUSES: dict[tuple[str, str], set[str]] = {
     ("post", Q): {"201", "422"} | _WRITE,
     ("get", Q): {"200", "400", "401", "404"} | _DB,
-    ("get", ID): {"200", "401", "403", "404"} | _DB,
+    ("get", ID): {"200", "304", "400", "401", "403", "404"} | _DB,
     ("patch", ID): {"200", "412"} | _WRITE,
     ("delete", ID): {"200", "412", "422"} | _WRITE,
     ("post", ID + "/send"): {"200", "412", "422"} | _WRITE,
@@ -87,7 +90,7 @@ def test_every_error_status_is_the_envelope_naming_its_codes(document: dict[str,
     envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
     for (method, path), statuses in STATUSES.items():
         responses = _operation(document, method, path)["responses"]
-        for status in statuses - {"200", "201"}:
+        for status in statuses - {"200", "201", "304"}:
             response = responses[status]
             assert response["content"]["application/json"]["schema"] == envelope, (path, status)
             assert "`" in response["description"], (path, status)  # names its codes
@@ -159,11 +162,44 @@ def test_request_bodies_come_from_the_body_dependencies(document: dict[str, Any]
 
 def test_headers_read_by_dependencies_are_documented(document: dict[str, Any]) -> None:
     patch = {p["name"]: p for p in _operation(document, "patch", ID)["parameters"]}
-    assert patch["If-Match"]["schema"]["pattern"] == '^"[1-9][0-9]{0,8}"$'
+    assert patch["If-Match"]["schema"]["pattern"] == etags.PATTERN
     assert patch["If-Match"]["required"] is False
     assert "Idempotency-Key" not in patch
     create = {p["name"]: p for p in _operation(document, "post", Q)["parameters"]}
     assert create["Idempotency-Key"]["schema"]["maxLength"] == 255
+    read = {p["name"]: p for p in _operation(document, "get", ID)["parameters"]}
+    assert read["If-None-Match"]["schema"]["pattern"] == etags.PATTERN
+    assert read["If-None-Match"]["required"] is False
+
+
+@pytest.mark.parametrize(
+    ("value", "documented"),
+    [
+        *[('"5"', True), ('W/"5"', True), ("*", True), ('"a,b", "5"', True), ('"0"', True)],
+        *[("5", False), ("abc", False), ('"5', False), ('"5" "6"', False), ("", False)],
+    ],
+)
+def test_the_etag_pattern_is_the_grammar_the_headers_are_parsed_with(
+    value: str, documented: bool
+) -> None:
+    """What the document's pattern allows is exactly what the parser accepts."""
+    assert (re.match(etags.PATTERN, value) is not None) is documented
+    try:
+        etags.parse(value, "If-Match")
+    except QuoteValidationFailed:
+        accepted = False
+    else:
+        accepted = True
+    assert accepted is documented
+
+
+def test_a_not_modified_answer_is_documented_where_it_is_sent(document: dict[str, Any]) -> None:
+    for (method, path), statuses in STATUSES.items():
+        if "304" not in statuses:
+            continue
+        not_modified = _operation(document, method, path)["responses"]["304"]
+        assert "content" not in not_modified
+        assert set(not_modified["headers"]) == {"ETag", "X-Correlation-ID"}
 
 
 def test_no_framework_422_and_bearer_on_every_api_operation(document: dict[str, Any]) -> None:

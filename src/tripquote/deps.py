@@ -11,17 +11,17 @@ microseconds, also when cached): routes take few.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import Depends, Header
 from pydantic import BaseModel
 from starlette.requests import Request
 
+from tripquote import etags
 from tripquote.agents.auth import Caller, authenticate
 from tripquote.clients.schemas import ClientIn
 from tripquote.db.transaction import TransactionRunner
-from tripquote.errors import QuoteNotFound, QuoteValidationFailed, UnsupportedMediaType, field_error
+from tripquote.errors import QuoteNotFound, UnsupportedMediaType
 from tripquote.json import loads
 from tripquote.observability.operations import current_operation
 from tripquote.openapi import QuotePatch, VersionBody
@@ -65,44 +65,40 @@ async def quote_in_path(request: Request, quote_id: str) -> str:
 
 QuoteId = Annotated[str, Depends(quote_in_path)]
 
-_STRONG_ETAG = re.compile(r'^"([1-9]\d{0,8})"$')  # exactly as sent in ETag: no leading zero
-ETAG_PATTERN = '^"[1-9][0-9]{0,8}"$'
-
-
-def etag(version: int) -> str:
-    """The strong ETag of a quote version (RFC 9110 §8.8.3): ``"5"``."""
-    return f'"{version}"'
-
-
-def parse_if_match(value: str | None) -> int | None:
-    """The version one strong ETag names (RFC 9110 §13.1.1); None if absent; 400 at If-Match."""
-    if value is None:
-        return None
-    match = _STRONG_ETAG.match(value.strip())
-    if match is None:
-        raise QuoteValidationFailed(
-            'If-Match must be one strong ETag as returned by GET, e.g. "5".',
-            details={
-                "errors": [field_error("If-Match", "invalid", 'Expected a strong ETag like "5".')]
-            },
-        )
-    return int(match.group(1))
-
 
 async def if_match_version(
     if_match: str = Header(  # parsed below, not by FastAPI: its refusal is ours, in order
         None,
         alias="If-Match",
         description='The strong ETag of the version edited, e.g. "5" (RFC 9110 §13.1.1); '
-        "required unless the body carries `version`. Stale: 412.",
-        json_schema_extra={"pattern": ETAG_PATTERN},
+        "required unless the body carries `version`. A tag that is not the current version's "
+        '(stale, weak, or naming no version like "abc"): 412. `*` names no version.',
+        json_schema_extra={"pattern": etags.PATTERN},
     ),
 ) -> int | None:
-    """The version an ``If-Match`` header names, None without one; QUOTE_VALIDATION_FAILED."""
-    return parse_if_match(if_match)
+    """The version an ``If-Match`` header names (``etags.if_match_version``), None without
+    one; QUOTE_VALIDATION_FAILED when malformed or naming several versions."""
+    return etags.if_match_version(etags.parse(if_match, "If-Match"))
 
 
 IfMatch = Annotated[int | None, Depends(if_match_version)]
+
+
+async def if_none_match(
+    value: str = Header(  # parsed below, not by FastAPI: its refusal is ours, in order
+        None,
+        alias="If-None-Match",
+        description='ETags of the copies the client holds, e.g. "5", or `*` (RFC 9110 '
+        "§13.1.2): 304 Not Modified, without content, when one is the current version's.",
+        json_schema_extra={"pattern": etags.PATTERN},
+    ),
+) -> etags.Condition | None:
+    """The ``If-None-Match`` condition, None without one; QUOTE_VALIDATION_FAILED when
+    malformed."""
+    return etags.parse(value, "If-None-Match")
+
+
+IfNoneMatch = Annotated[etags.Condition | None, Depends(if_none_match)]
 
 
 class JsonBody:

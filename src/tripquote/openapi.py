@@ -280,8 +280,11 @@ def responses(
     *,
     headers: Headers | None = None,
     errors: Iterable[Raised],
+    not_modified: Headers | None = None,
 ) -> dict[int | str, dict[str, Any]]:
-    """``responses=``: the success (``model``, ``headers``) and each error status, codes named."""
+    """``responses=``: the success (``model``, ``headers``), 304 Not Modified with
+    ``not_modified``'s headers when given (a GET honouring If-None-Match), and each error
+    status, codes named."""
     # model None: the success schema is the return annotation's. Each error status names its
     # codes and the headers they come with (Retry-After required when every code sends it).
     by_status: dict[int, list[type[TripquoteError]]] = {}
@@ -295,6 +298,12 @@ def responses(
     if model is not None:
         success["model"] = model
     documented: dict[int | str, dict[str, Any]] = {status: success}
+    if not_modified is not None:
+        documented[304] = {
+            "description": "Not Modified: If-None-Match names the current ETag (RFC 9110 "
+            "§15.4.5); no content.",
+            "headers": {**not_modified, **CORRELATION_ID},
+        }
     for code_status, classes in sorted(by_status.items()):
         codes = ", ".join(f"`{cls.code}`" for cls in dict.fromkeys(classes))
         documented[code_status] = {

@@ -16,13 +16,13 @@ from tripquote.db.transaction import Tx
 from tripquote.deps import (
     CurrentAgent,
     IfMatch,
+    IfNoneMatch,
     QuoteBody,
     QuoteId,
     QuotePatchBody,
     Quotes,
     VersionBodyDep,
     WritingAgent,
-    etag,
     idempotency_key_header,
 )
 from tripquote.errors import (
@@ -45,7 +45,8 @@ from tripquote.errors import (
     RateLimitExceeded,
     field_error,
 )
-from tripquote.http import json_response
+from tripquote.etags import etag
+from tripquote.http import json_response, tagged_response
 from tripquote.idempotency import (
     Claim,
     IdempotencyStore,
@@ -268,14 +269,23 @@ async def list_quotes(
 @router.get(
     "/{quote_id}",
     openapi_extra=operation("quote.read"),
-    responses=responses(ReadEnvelope, headers=ETAG, errors=READ_ERRORS),
+    responses=responses(
+        ReadEnvelope,
+        headers=ETAG,
+        errors=(*READ_ERRORS, QuoteValidationFailed),  # a malformed If-None-Match
+        not_modified=ETAG,
+    ),
 )
-async def read_quote(quote_id: QuoteId, caller: CurrentAgent, quotes: Quotes) -> Response:
-    """One quote; ``{success, quoteId, version, quote}`` with ``ETag: "<version>"``."""
+async def read_quote(
+    quote_id: QuoteId, caller: CurrentAgent, if_none_match: IfNoneMatch, quotes: Quotes
+) -> Response:
+    """One quote; ``{success, quoteId, version, quote}`` with ``ETag: "<version>"``, or 304
+    without content when ``If-None-Match`` names that ETag (or is ``*``)."""
     quote = await quotes.read(caller=caller, quote_id=quote_id)
-    return json_response(
+    return tagged_response(
         {"success": True, "quoteId": quote["id"], "version": quote["version"], "quote": quote},
-        headers={"ETag": etag(quote["version"])},
+        etag=etag(quote["version"]),
+        if_none_match=if_none_match,
     )
 
 
