@@ -33,7 +33,7 @@ STATUSES: dict[tuple[str, str], set[str]] = {
     ("post", ID + "/reject"): {"200", "412", "422"} | _WRITE,
     ("get", ID + "/revisions"): {"200", "401", "403", "404"} | _DB,
     ("get", ID + "/revisions/{version}"): {"200", "400", "401", "403", "404"} | _DB,
-    ("post", C): {"201", "400", "401", "404", "413", "415", "429"} | _DB,
+    ("post", C): {"201", "400", "401", "404", "409", "413", "415", "422", "429"} | _DB,
     ("get", C): {"200", "400", "401", "404"} | _DB,
     ("get", C + "/{client_id}"): {"200", "401", "403", "404"} | _DB,
     ("get", "/api/ops/summary"): {"200", "401", "403", "404"} | _DB,
@@ -50,6 +50,7 @@ SUCCESS_HEADERS: dict[tuple[str, str], set[str]] = {
     ("post", ID + "/send"): {"ETag", "Idempotent-Replayed"},
     ("post", ID + "/accept"): {"ETag", "Idempotent-Replayed"},
     ("post", ID + "/reject"): {"ETag", "Idempotent-Replayed"},
+    ("post", C): {"Idempotent-Replayed"},
 }
 """Headers a success carries besides X-Correlation-ID (every response has it)."""
 
@@ -103,9 +104,11 @@ def test_the_codes_are_named_under_their_status(document: dict[str, Any]) -> Non
     for code in ("QUOTE_CONFLICT_VERSION", "QUOTE_STATE_INVALID", "QUOTE_ALREADY_SENT"):
         assert code in patch["409"]["description"]
     assert "IDEMPOTENCY_KEY_IN_USE" not in patch["409"]["description"]  # PATCH takes no key
-    create = _operation(document, "post", Q)["responses"]
-    assert "IDEMPOTENCY_KEY_REUSED" in create["422"]["description"]
-    assert "IDEMPOTENCY_KEY_IN_USE" in create["409"]["description"]
+    for path in (Q, C):
+        create = _operation(document, "post", path)["responses"]
+        assert "IDEMPOTENCY_KEY_REUSED" in create["422"]["description"]
+        assert "IDEMPOTENCY_KEY_IN_USE" in create["409"]["description"]
+        assert create["409"]["headers"]["Retry-After"]["required"] is True  # only IN_USE
     read = _operation(document, "get", ID)["responses"]
     assert {"QUOTE_NOT_FOUND", "AGENT_NOT_FOUND"} <= set(
         read["404"]["description"].replace("`", " ").replace(",", " ").split()
@@ -165,8 +168,9 @@ def test_headers_read_by_dependencies_are_documented(document: dict[str, Any]) -
     assert patch["If-Match"]["schema"]["pattern"] == etags.PATTERN
     assert patch["If-Match"]["required"] is False
     assert "Idempotency-Key" not in patch
-    create = {p["name"]: p for p in _operation(document, "post", Q)["parameters"]}
-    assert create["Idempotency-Key"]["schema"]["maxLength"] == 255
+    for path in (Q, C):  # every POST that creates something takes a key
+        create = {p["name"]: p for p in _operation(document, "post", path)["parameters"]}
+        assert create["Idempotency-Key"]["schema"]["maxLength"] == 255
     read = {p["name"]: p for p in _operation(document, "get", ID)["parameters"]}
     assert read["If-None-Match"]["schema"]["pattern"] == etags.PATTERN
     assert read["If-None-Match"]["required"] is False
