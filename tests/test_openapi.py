@@ -212,3 +212,16 @@ def test_no_framework_422_and_bearer_on_every_api_operation(document: dict[str, 
     for path, operations in document["paths"].items():
         for operation in operations.values():
             assert (operation.get("security") is not None) is path.startswith("/api/")
+
+
+def test_every_query_parameter_may_be_empty(document: dict[str, Any]) -> None:
+    """``?x=`` is answered as no ``x`` (tests/api/test_empty_query.py), and says so."""
+    query = [
+        parameter
+        for operations in document["paths"].values()
+        for operation in operations.values()
+        for parameter in operation.get("parameters", ())
+        if parameter["in"] == "query"
+    ]
+    assert len(query) >= 7
+    assert all(parameter["allowEmptyValue"] is True for parameter in query)

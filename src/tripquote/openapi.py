@@ -332,7 +332,9 @@ _FRAMEWORK_422 = {"$ref": "#/components/schemas/HTTPValidationError"}
 
 
 def complete(document: dict[str, Any], *, routes: Iterable[object]) -> None:
-    """Add the request bodies' models and the bearer scheme; drop FastAPI's 422 (ours is 400)."""
+    """Add the request bodies' models and the bearer scheme; drop FastAPI's 422 (ours is 400);
+    mark every query parameter ``allowEmptyValue``: an empty one is an absent one
+    (``middleware.EmptyQueryMiddleware``)."""
     # The models come from each route's body_schemas (routing.TrackedRoute); FastAPI documents a
     # 422 for every route with parameters, but a refused parameter is our 400 envelope.
     components = document.setdefault("components", {})
@@ -349,6 +351,9 @@ def complete(document: dict[str, Any], *, routes: Iterable[object]) -> None:
                 del operation["responses"]["422"]
             if path.startswith("/api/"):
                 operation["security"] = [{"bearerAuth": []}]
+            for parameter in operation.get("parameters", ()):
+                if parameter["in"] == "query":
+                    parameter["allowEmptyValue"] = True
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
 
