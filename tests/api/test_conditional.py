@@ -6,12 +6,16 @@ the current version's strong ETag (``"abc"``, ``"0"``, ``W/"1"``) is a failed pr
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.api.test_errors_api import assert_envelope
 from tests.conftest import Actor, World, quote_body
+from tests.servers import migrated_database, provision_actor, server_env, serving
 
 URL = "/api/agents/quotes"
 
@@ -143,3 +147,31 @@ async def test_a_list_naming_the_current_version_among_others_passes(world: Worl
     response = await _act(world, actor, quote_id, "patch", '"abc", "2", W/"1"')
     assert response.status_code == 200, response.text
     assert response.json()["version"] == 3
+
+
+@pytest.mark.postgres
+async def test_a_304_through_uvicorn_keeps_the_connection(tmp_path: Path) -> None:
+    """Over a real keep-alive socket: a 304 (GET and HEAD) sends no content, so the next
+    response on the same connection is read whole; the operation line records the 304."""
+    async with migrated_database("notmodified") as database:
+        actor = await provision_actor(database.url)
+        async with serving(server_env(database.url), log_dir=tmp_path) as (server,):
+            limits = httpx.Limits(max_connections=1)
+            async with httpx.AsyncClient(base_url=server.base_url, limits=limits) as client:
+                created = await client.post(
+                    URL,
+                    json=quote_body("iceland-ring-road-eur", actor.client_id),
+                    headers=actor.headers,
+                )
+                assert created.status_code == 201, created.text
+                url = f"{URL}/{created.json()['quoteId']}"
+                cached = {**actor.headers, "If-None-Match": created.headers["etag"]}
+                got = await client.get(url, headers={**cached, "X-Correlation-ID": "inm-1"})
+                head = await client.head(url, headers=cached)
+                whole = await client.get(url, headers=actor.headers)
+        assert (got.status_code, got.content, got.headers["etag"]) == (304, b"", '"1"')
+        assert (head.status_code, head.content) == (304, b"")
+        assert whole.status_code == 200 and whole.json()["quoteId"] in url
+        lines = [json.loads(line) for line in server.log_path.read_text().splitlines()]
+        logged = [line for line in lines if line.get("correlation_id") == "inm-1"]
+        assert [line["status"] for line in logged if "status" in line] == [304]
