@@ -215,7 +215,8 @@ CORRELATION_ID: Headers = {
 }
 ETAG: Headers = {
     "ETag": {
-        "description": 'The quote version\'s strong ETag, e.g. "5"; send it as If-Match.',
+        "description": 'The quote version\'s strong ETag, e.g. "5"; send it as If-Match to '
+        "edit that version, as If-None-Match to read the quote only if it changed.",
         "required": True,
         "schema": {"type": "string", "pattern": '^"[1-9][0-9]*"$'},
     }
