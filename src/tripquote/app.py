@@ -30,7 +30,12 @@ from tripquote.errors import (
 )
 from tripquote.health import router as health_router
 from tripquote.idempotency import IdempotencyStore
-from tripquote.middleware import BodyLimitMiddleware, CatchAllMiddleware, HeadMiddleware
+from tripquote.middleware import (
+    BodyLimitMiddleware,
+    CatchAllMiddleware,
+    EmptyQueryMiddleware,
+    HeadMiddleware,
+)
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.correlation import CorrelationMiddleware
 from tripquote.observability.logging import configure_logging, flush_logs
@@ -165,7 +170,9 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_request_validation)
 
-    # Outermost last: HEAD as GET, the correlation ID, the catch-all, then the body limit.
+    # Outermost last: HEAD as GET, the correlation ID, the catch-all, the body limit, then
+    # empty query parameters dropped (the access line keeps the query as sent).
+    app.add_middleware(EmptyQueryMiddleware)
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=observer.error_rendered
     )

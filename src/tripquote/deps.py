@@ -12,7 +12,6 @@ dependencies. All are ``async``: a plain function would run on a worker thread.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
@@ -20,10 +19,11 @@ from fastapi import Depends, Header
 from pydantic import BaseModel
 from starlette.requests import Request
 
+from tripquote import etags
 from tripquote.agents.auth import Caller, authenticate
 from tripquote.clients.schemas import ClientIn
 from tripquote.db.transaction import TransactionRunner
-from tripquote.errors import QuoteNotFound, QuoteValidationFailed, UnsupportedMediaType, field_error
+from tripquote.errors import QuoteNotFound, UnsupportedMediaType
 from tripquote.json import loads
 from tripquote.observability.operations import current_operation
 from tripquote.openapi import QuotePatch, VersionBody
@@ -58,30 +58,6 @@ async def count_write(request: Request) -> Caller:
 WritingAgent = Annotated[Caller, Depends(count_write)]
 
 
-_STRONG_ETAG = re.compile(r'^"([1-9]\d{0,8})"$')  # exactly as sent in ETag: no leading zero
-ETAG_PATTERN = '^"[1-9][0-9]{0,8}"$'
-
-
-def etag(version: int) -> str:
-    """The strong ETag of a quote version (RFC 9110 §8.8.3): ``"5"``."""
-    return f'"{version}"'
-
-
-def parse_if_match(value: str | None) -> int | None:
-    """The version one strong ETag names (RFC 9110 §13.1.1); None if absent; 400 at If-Match."""
-    if value is None:
-        return None
-    match = _STRONG_ETAG.match(value.strip())
-    if match is None:
-        raise QuoteValidationFailed(
-            'If-Match must be one strong ETag as returned by GET, e.g. "5".',
-            details={
-                "errors": [field_error("If-Match", "invalid", 'Expected a strong ETag like "5".')]
-            },
-        )
-    return int(match.group(1))
-
-
 def if_match_header() -> Any:
     """The ``If-Match`` header parameter of a versioned write (parsed by ``parse_if_match``, not
     by FastAPI: its refusal is ours, in order)."""
@@ -89,9 +65,27 @@ def if_match_header() -> Any:
         None,
         alias="If-Match",
         description='The strong ETag of the version edited, e.g. "5" (RFC 9110 §13.1.1); '
-        "required unless the body carries `version`. Stale: 412.",
-        json_schema_extra={"pattern": ETAG_PATTERN},
+        "required unless the body carries `version`. A tag that is not the current version's "
+        '(stale, weak, or naming no version like "abc"): 412. `*` names no version.',
+        json_schema_extra={"pattern": etags.PATTERN},
     )
+
+
+async def if_none_match(
+    value: str = Header(  # parsed below, not by FastAPI: its refusal is ours, in order
+        None,
+        alias="If-None-Match",
+        description='ETags of the copies the client holds, e.g. "5", or `*` (RFC 9110 '
+        "§13.1.2): 304 Not Modified, without content, when one is the current version's.",
+        json_schema_extra={"pattern": etags.PATTERN},
+    ),
+) -> etags.Condition | None:
+    """The ``If-None-Match`` condition, None without one; QUOTE_VALIDATION_FAILED when
+    malformed."""
+    return etags.parse(value, "If-None-Match")
+
+
+IfNoneMatch = Annotated[etags.Condition | None, Depends(if_none_match)]
 
 
 class JsonBody:
@@ -189,7 +183,7 @@ class _QuoteWrite:
         caller = await authenticate_agent(request)
         quote_id = path_id(quote_id, QuoteNotFound)
         await request.app.state.limiter.check(caller.agent_id)
-        version = parse_if_match(if_match)
+        version = etags.if_match_version(etags.parse(if_match, "If-Match"))
         body = await self.body(request)
         return QuoteCall(caller, quote_id, quote_service(request), version, body)
 

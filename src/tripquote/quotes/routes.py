@@ -15,12 +15,12 @@ from tripquote.agents.auth import Caller
 from tripquote.db.transaction import Tx
 from tripquote.deps import (
     CurrentAgent,
+    IfNoneMatch,
     QuoteCall,
     QuoteCreate,
     QuoteEdit,
     QuoteRead,
     QuoteTransition,
-    etag,
     quote_service,
 )
 from tripquote.errors import (
@@ -44,15 +44,9 @@ from tripquote.errors import (
     TripAlreadyStarted,
     field_error,
 )
-from tripquote.http import json_response
-from tripquote.idempotency import (
-    Claim,
-    IdempotencyStore,
-    StoredResponse,
-    complete,
-    parse_key,
-    request_fingerprint,
-)
+from tripquote.etags import etag
+from tripquote.http import json_response, tagged_response
+from tripquote.idempotency import Record, StoredResponse, idempotent, to_response
 from tripquote.json import dumps
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.operations import current_operation
@@ -133,18 +127,6 @@ def saved_response(saved: Saved, *, status: int) -> StoredResponse:
     return StoredResponse(status=status, body=dumps(body), headers=headers)
 
 
-def _to_response(stored: StoredResponse, *, replayed: bool = False) -> Response:
-    headers = dict(stored.headers)
-    if replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return Response(
-        content=stored.body,
-        status_code=stored.status,
-        media_type="application/json",
-        headers=headers,
-    )
-
-
 async def _idempotent_save(
     request: Request,
     *,
@@ -154,29 +136,17 @@ async def _idempotent_save(
     status: int,
     save: Callable[[OnSaved | None], Awaitable[Saved]],
 ) -> Response:
-    """Run ``save`` under the request's Idempotency-Key, if it has one (QUOTE_VALIDATION_FAILED
-    if it is not 1-255 visible ASCII characters)."""
-    key = parse_key(idempotency_key)
-    if key is None:
-        return _to_response(saved_response(await save(None), status=status))
-    fingerprint = request_fingerprint(
-        request.method, request.url.path, body, if_match=request.headers.get("if-match")
-    )
-    keys: IdempotencyStore = request.app.state.idempotency
-    claimed = await keys.claim(caller=caller, key=key, fingerprint=fingerprint)
-    if isinstance(claimed, StoredResponse):
-        return _to_response(claimed, replayed=True)
-    claim: Claim = claimed
+    """Run ``save`` under the request's Idempotency-Key, if it has one (``idempotent``)."""
 
-    async def store(tx: Tx, saved: Saved) -> None:
-        await complete(tx, claim, saved_response(saved, status=status))
+    async def run(record: Record | None) -> StoredResponse:
+        async def on_saved(tx: Tx, saved: Saved) -> None:
+            assert record is not None
+            await record(tx, saved_response(saved, status=status))
 
-    try:
-        saved = await save(store)
-    except BaseException:
-        await keys.release(claim)
-        raise
-    return _to_response(saved_response(saved, status=status))
+        saved = await save(on_saved if record is not None else None)
+        return saved_response(saved, status=status)
+
+    return await idempotent(request, key=idempotency_key, caller=caller, body=body, run=run)
 
 
 _SAVED = {**ETAG, **REPLAYED}
@@ -270,14 +240,21 @@ async def list_quotes(
 @router.get(
     "/{quote_id}",
     openapi_extra=operation("quote.read"),
-    responses=responses(ReadEnvelope, headers=ETAG, errors=READ_ERRORS),
+    responses=responses(
+        ReadEnvelope,
+        headers=ETAG,
+        errors=(*READ_ERRORS, QuoteValidationFailed),  # a malformed If-None-Match
+        not_modified=ETAG,
+    ),
 )
-async def read_quote(call: QuoteRead) -> Response:
-    """One quote; ``{success, quoteId, version, quote}`` with ``ETag: "<version>"``."""
+async def read_quote(call: QuoteRead, if_none_match: IfNoneMatch) -> Response:
+    """One quote; ``{success, quoteId, version, quote}`` with ``ETag: "<version>"``, or 304
+    without content when ``If-None-Match`` names that ETag (or is ``*``)."""
     quote = await call.quotes.read(caller=call.caller, quote_id=call.quote_id)
-    return json_response(
+    return tagged_response(
         {"success": True, "quoteId": quote["id"], "version": quote["version"], "quote": quote},
-        headers={"ETag": etag(quote["version"])},
+        etag=etag(quote["version"]),
+        if_none_match=if_none_match,
     )
 
 
@@ -295,7 +272,7 @@ async def update_quote(call: QuoteEdit) -> Response:
         if_match=call.if_match,
         correlation_id=get_correlation_id(),
     )
-    return _to_response(saved_response(saved, status=200))
+    return to_response(saved_response(saved, status=200))
 
 
 async def _transition(request: Request, operation_: Operation, call: QuoteCall) -> Response:
