@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -14,7 +15,7 @@ import pytest
 
 from tests.api.test_errors_api import assert_envelope
 from tests.conftest import World, make_settings, quote_body
-from tests.servers import Database, PgBouncer
+from tests.servers import Database, PgBouncer, server_env, start_server, wait_until
 from tripquote.db.engine import PoolerMisconfigured
 from tripquote.observability import metrics
 
@@ -116,11 +117,23 @@ async def test_a_held_row_lock_is_a_database_timeout_within_the_budget(
 
 
 async def test_pooler_none_behind_pgbouncer_refuses_to_start(
-    db_url: str, world_factory: Any
+    db_url: str, world_factory: Any, tmp_path: Path
 ) -> None:
     # PgBouncer refuses the startup parameters (statement_timeout…) the none mode sends.
     with pytest.raises(PoolerMisconfigured, match="set TRIPQUOTE_DB_POOLER=transaction"):
         await world_factory(make_settings(db_url, db_pooler="none"))
+    # `tripquote serve` says so in one configuration_error line and exits, never ready.
+    server = start_server(server_env(db_url, db_pooler="none"), log_dir=tmp_path)
+    try:
+        await wait_until(
+            lambda: asyncio.sleep(0, result=not server.alive()), within=60, what="serve exits"
+        )
+        errors = [e for e in server.log_events() if e.get("event") == "configuration_error"]
+        assert errors, server.log_tail()
+        assert "set TRIPQUOTE_DB_POOLER=transaction" in errors[0]["error"]
+        assert server.process.returncode != 0
+    finally:
+        server.stop()
 
 
 async def test_pooler_none_behind_a_bouncer_ignoring_the_parameters_is_a_configuration_error(
@@ -157,3 +170,38 @@ async def test_pooler_none_behind_a_bouncer_ignoring_the_parameters_is_a_configu
         assert await world.count("quotes", "agent_id = :a", a=actor.agent_id) == created
     finally:
         ignoring.stop()
+
+
+async def test_session_pooling_sets_the_timeouts_once_per_connection(
+    bounced_database: Database, world_factory: Any
+) -> None:
+    # Session mode: named prepared statements are fine (a server connection is the client's
+    # for its whole life), startup parameters are not; the timeouts are SET at connect.
+    # The pool fits the bouncer's: DB_POOL_SIZE (3) x 1 process <= default_pool_size (3).
+    session = await PgBouncer(pool_mode="session", default_pool_size=3).start()
+    try:
+        world: World = await world_factory(
+            make_settings(
+                session.url(bounced_database.name),
+                db_pooler="session",
+                db_pool_size=3,
+                tx_timeout_seconds=4,
+            )
+        )
+        runner = world.app.state.runner
+
+        async def on_driver(tx: Any) -> tuple[str, ...]:
+            return tuple(
+                await tx.driver.fetchrow(
+                    "SELECT current_setting('statement_timeout'),"
+                    " current_setting('lock_timeout'), current_setting('plan_cache_mode')"
+                )
+            )
+
+        expected = ("4s", "3600ms", "force_generic_plan")
+        assert await runner.run_store(on_driver, atomic=False, write=False) == expected
+        actor = await world.actor()
+        answers = await asyncio.gather(*(_create(world, actor) for _ in range(30)))
+        assert [r.status_code for r in answers if r.status_code != 201] == []
+    finally:
+        session.stop()
