@@ -22,6 +22,7 @@ from tests.servers import (
     dsn_for,
     migrated_database,
 )
+from tripquote.db import migrate
 from tripquote.db.url import parse_database_url
 
 pytestmark = pytest.mark.postgres
@@ -192,3 +193,13 @@ async def test_target_session_attrs_any_takes_the_first_host(
     async with world.engine.connect() as conn:
         assert (await conn.execute(text("SELECT inet_server_port()"))).scalar() == ro
         assert (await conn.execute(text("SHOW transaction_read_only"))).scalar() == "on"
+
+
+async def test_migrations_use_the_same_url_forms(two_servers: tuple[Database, int, int]) -> None:
+    # `tripquote db upgrade|current` connect as the service does: read-write by default.
+    database, ro, rw = two_servers
+    head, _ = migrate.revisions()
+    for url in _urls(database.name, ro, rw).values():
+        assert await asyncio.to_thread(migrate.current, make_settings(url)) == (head,)
+    first = _urls(database.name, ro, rw)["commas"] + "?target_session_attrs=any"
+    assert await asyncio.to_thread(migrate.current, make_settings(first)) == ()

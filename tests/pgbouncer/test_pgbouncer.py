@@ -16,6 +16,7 @@ import pytest
 from tests.api.test_errors_api import assert_envelope
 from tests.conftest import World, make_settings, quote_body
 from tests.servers import Database, PgBouncer, server_env, start_server, wait_until
+from tripquote.db import migrate
 from tripquote.db.engine import PoolerMisconfigured
 from tripquote.observability import metrics
 
@@ -205,3 +206,9 @@ async def test_session_pooling_sets_the_timeouts_once_per_connection(
         assert [r.status_code for r in answers if r.status_code != 201] == []
     finally:
         session.stop()
+
+
+async def test_migrations_read_through_the_bouncer(db_url: str) -> None:
+    head, _ = migrate.revisions()
+    settings = make_settings(db_url, db_pooler="transaction")
+    assert await asyncio.to_thread(migrate.current, settings) == (head,)

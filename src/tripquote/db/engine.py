@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import URL, event
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util.concurrency import greenlet_spawn
@@ -103,13 +103,21 @@ def pooling(settings: Settings) -> Pooling:
     return Pooling("transaction", begin, set_local, startup, None, caches)
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    """An engine for ``TRIPQUOTE_DATABASE_URL`` (parsed by ``db/url.py``) with a fixed pool,
-    the session parameters applied as ``pooling(settings)`` says."""
+def connect_target(settings: Settings) -> tuple[URL, dict[str, Any]]:
+    """``TRIPQUOTE_DATABASE_URL`` (parsed by ``db/url.py``) and the ``connect()`` arguments
+    the pooler needs (the statement caches' sizes) and the URL's query gives, typed: what
+    the service's engine and the migrations' connect with."""
     target = parse_database_url(settings.require_database_url())
+    return target.url, {**pooling(settings).connect_args, **target.connect_args}
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An engine for ``connect_target(settings)`` with a fixed pool, the session parameters
+    applied as ``pooling(settings)`` says."""
+    url, arguments = connect_target(settings)
     policy = pooling(settings)
     engine = create_async_engine(
-        target.url,
+        url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
@@ -118,8 +126,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         connect_args={
             "timeout": min(settings.tx_timeout_seconds, 10.0),
             "server_settings": policy.server_settings,
-            **policy.connect_args,
-            **target.connect_args,
+            **arguments,
         },
     )
     event.listen(engine.sync_engine, "checkout", _replace_closed)
@@ -236,8 +243,9 @@ async def check_pooler(engine: AsyncEngine, settings: Settings) -> None:
     except DBAPIError as error:
         if sqlstate_of(error) != "08P01":
             return
-    _, arguments = engine.dialect.create_connect_args(engine.url)
-    arguments.update(parse_database_url(settings.require_database_url()).connect_args)
+    url, typed = connect_target(settings)
+    _, arguments = engine.dialect.create_connect_args(url)
+    arguments.update(typed)
     arguments.pop("prepared_statement_cache_size", None)
     try:
         connection = await asyncpg.connect(
