@@ -94,14 +94,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store=QuoteStore(runner, open_limit=settings.max_open_quotes_per_agent),
             limits=Limits.from_settings(settings),
         )
-        try:
-            await check_pooler(engine, settings)
-        except PoolerMisconfigured as error:
-            _logger.error("configuration_error", error=str(error))
-            await engine.dispose()
-            raise
         warm_up = prepare_statements if runner.pooling.keeps_prepared_statements else None
-        await warm_pool(engine, settings.db_pool_size, prepare=warm_up)
+        failure = await warm_pool(engine, settings.db_pool_size, prepare=warm_up)
+        if failure is not None:
+            try:
+                await check_pooler(engine, settings, failure)
+            except PoolerMisconfigured as error:
+                _logger.error("configuration_error", error=str(error))
+                await engine.dispose()
+                raise
         await observer.start(engine)
         tune_gc(settings)
         try:

@@ -54,6 +54,14 @@ async def test_a_300_save_burst_gets_no_non_2xx(world: World) -> None:
     assert await world.count("quotes", "id = ANY(:ids) AND version = 2", ids=ids) == BURST
     assert await world.count("quote_revisions", "quote_id = ANY(:ids)", ids=ids) == 2 * BURST
 
+    # The operation records' writer (a binary COPY outside any transaction) works through it.
+    async def recorded() -> bool:
+        agents = [a.agent_id for a in actors]
+        count = await world.count("operation_records", "agent_id = ANY(:a)", a=agents)
+        return count >= 2 * BURST
+
+    await wait_until(recorded, within=30, what="the burst's operation records")
+
 
 async def test_every_kind_of_unit_runs_with_the_timeouts(db_url: str, world_factory: Any) -> None:
     # No startup parameter reaches PgBouncer, yet each transaction has the settings' timeouts

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import URL, event
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
@@ -61,7 +61,7 @@ class Pooling:
       itself: one simple-query round trip, as a bare ``BEGIN``.
     """
 
-    mode: str
+    mode: Literal["none", "transaction", "session"]
     begin: str
     """What opens a transaction on the asyncpg connection (a simple query)."""
     set_local: str | None
@@ -152,11 +152,11 @@ def _replace_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
 
 async def warm_pool(
     engine: AsyncEngine, size: int, *, prepare: Callable[[Any], Awaitable[None]] | None = None
-) -> None:
+) -> BaseException | None:
     """Open up to ``size`` pooled connections before serving, so a first burst does not pay
     for connection set-up; ``prepare(driver_connection)`` then runs on each (the save path
     prepares its statements there). A database that is down only delays readiness, never
-    start-up."""
+    start-up: the first failure to connect is returned (for ``check_pooler``), not raised."""
     import asyncio
 
     from sqlalchemy.exc import SQLAlchemyError
@@ -171,11 +171,15 @@ async def warm_pool(
         return conn
 
     results = await asyncio.gather(*(one() for _ in range(size)), return_exceptions=True)
+    failure = None
     for conn in results:
         if not isinstance(conn, BaseException):
             await conn.close()
         elif not isinstance(conn, SQLAlchemyError | OSError | TimeoutError):
             raise conn
+        else:
+            failure = failure or conn
+    return failure
 
 
 @asynccontextmanager
@@ -225,24 +229,18 @@ class PoolerMisconfigured(ValueError):
     """A pooler stands in front of PostgreSQL and ``TRIPQUOTE_DB_POOLER`` does not say so."""
 
 
-async def check_pooler(engine: AsyncEngine, settings: Settings) -> None:
-    """Start-up: raise ``PoolerMisconfigured`` when the server refuses the session parameters
-    ``TRIPQUOTE_DB_POOLER=none`` sends at connect (SQLSTATE 08P01, protocol_violation: what
-    PgBouncer answers, "unsupported startup parameter") yet accepts the same connection without
-    them. Any other outcome (it connects, it is down) lets start-up go on: an unreachable
-    database only delays readiness."""
+async def check_pooler(engine: AsyncEngine, settings: Settings, failure: BaseException) -> None:
+    """Start-up, after ``failure`` to connect: raise ``PoolerMisconfigured`` when the server
+    refused the session parameters ``TRIPQUOTE_DB_POOLER=none`` sends at connect (SQLSTATE
+    08P01, protocol_violation: what PgBouncer answers, "unsupported startup parameter") yet
+    accepts the same connection without them. Any other outcome lets start-up go on: an
+    unreachable database only delays readiness."""
     import asyncpg
 
     from tripquote.db.errors import sqlstate_of
 
-    if pooling(settings).mode != "none":
+    if pooling(settings).mode != "none" or sqlstate_of(failure) != "08P01":
         return
-    try:
-        async with engine.connect():
-            return
-    except DBAPIError as error:
-        if sqlstate_of(error) != "08P01":
-            return
     url, typed = connect_target(settings)
     _, arguments = engine.dialect.create_connect_args(url)
     arguments.update(typed)
