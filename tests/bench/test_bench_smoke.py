@@ -193,7 +193,7 @@ def test_tiny_run_through_pgbouncer(tmp_path: Path) -> None:
     assert sorted(r["round"] for r in bounced) == [0, 1]  # one burst per round
     for run in bounced:
         assert run["summary"]["ok"] == 20, run["summary"]
-        assert run["verify"]["passed"] is True
+        assert run["verify"]["passed"] is True, run["verify"]
     ratios = [r for r in document["ratios"] if r["target"] == "tripquote-pgbouncer"]
     assert [r["versus"] for r in ratios] == ["tripquote"]
     assert ratios[0]["throughput_ratio"] is not None
