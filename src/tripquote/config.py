@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     # Transactions: seconds for the whole unit of work; attempts for retryable SQLSTATEs.
     tx_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     tx_max_attempts: int = Field(default=3, ge=1, le=10)
+    # A save whose COMMIT got no answer: how long to look for its outcome (reconnecting, to a
+    # new primary if there is one) before SAVE_OUTCOME_UNKNOWN.
+    save_outcome_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     # A fixed pool: SQLAlchemy closes an overflow connection as soon as it is returned to a
     # full pool, so under sustained load overflow means a new PostgreSQL backend per save
     # (fork + session set-up; measured as ~15 % of a core during a 5,000-save burst).

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -77,6 +77,12 @@ def request_fingerprint(method: str, path: str, body: Any, *, if_match: str | No
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+_LOCAL_COMMIT = text("SET LOCAL synchronous_commit = local")
+"""A claim or release commits without waiting for a synchronous standby: never an unanswered
+COMMIT of its own (a claim left behind would hold the key for the abandon delay), and losing
+it in a failover is harmless, as the save that completes the key commits after it and waits
+for the standby: WAL is replicated in order, so a save that is kept keeps its claim."""
+
 _CLAIM_ROUNDS = 5
 """Rounds of a claim before IDEMPOTENCY_KEY_IN_USE: each lost round means another request
 claimed the key and released it between the claim's statements, or took it over first."""
@@ -101,6 +107,7 @@ class IdempotencyStore:
         agent_id = caller.agent_id
 
         async def work(conn: AsyncConnection) -> Claim | StoredResponse:
+            await conn.execute(_LOCAL_COMMIT)
             # INSERT … ON CONFLICT DO NOTHING: a concurrent duplicate waits for the first
             # claim to commit, then finds its row instead of failing on the primary key.
             # The row can be gone again when it reads it (the first request failed and
@@ -183,6 +190,7 @@ class IdempotencyStore:
         """Forget a claim whose request failed, so the key can be used again."""
 
         async def work(conn: AsyncConnection) -> None:
+            await conn.execute(_LOCAL_COMMIT)
             await conn.execute(
                 delete(idempotency_keys).where(
                     idempotency_keys.c.agent_id == claim.agent_id,

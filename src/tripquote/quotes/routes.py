@@ -3,6 +3,7 @@ render. Each is one tracked operation, named in its decorator (``routing.Tracked
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -43,6 +44,8 @@ from tripquote.errors import (
     QuoteStateInvalid,
     QuoteValidationFailed,
     RateLimitExceeded,
+    SaveOutcomeUnknown,
+    TripquoteError,
     field_error,
 )
 from tripquote.http import json_response
@@ -95,17 +98,18 @@ _SAVE_CHECKS = (
     RateLimitExceeded,
 )
 _IDEMPOTENT = (IdempotencyKeyReused, IdempotencyKeyInUse)
+_SAVES = (*DATABASE, SaveOutcomeUnknown)  # a save's COMMIT may go unanswered
 _VERSIONED: tuple[Raised, ...] = (
     QuoteConflictVersion,
     (QuoteConflictVersion, 412),  # the stale version came in If-Match
     QuoteStateInvalid,
     QuoteAlreadySent,
 )
-CREATE_ERRORS = (*_AUTH, *_SAVE_CHECKS, *_IDEMPOTENT, *DATABASE)
+CREATE_ERRORS = (*_AUTH, *_SAVE_CHECKS, *_IDEMPOTENT, *_SAVES)
 LIST_ERRORS = (*_AUTH, QuoteValidationFailed, *DATABASE)
 READ_ERRORS = (*_VISIBLE, *DATABASE)
-UPDATE_ERRORS = (*_VISIBLE, *_SAVE_CHECKS, *_VERSIONED, *DATABASE)
-TRANSITION_ERRORS = (*_VISIBLE, *BODY, RateLimitExceeded, *_VERSIONED, *_IDEMPOTENT, *DATABASE)
+UPDATE_ERRORS = (*_VISIBLE, *_SAVE_CHECKS, *_VERSIONED, *_SAVES)
+TRANSITION_ERRORS = (*_VISIBLE, *BODY, RateLimitExceeded, *_VERSIONED, *_IDEMPOTENT, *_SAVES)
 REVISION_ERRORS = (*_VISIBLE, QuoteValidationFailed, *DATABASE)
 
 
@@ -165,8 +169,15 @@ async def _idempotent_save(
 
     try:
         saved = await save(store)
+    except SaveOutcomeUnknown:
+        # Maybe committed, the key's response with it: a retry with the key finds the
+        # outcome (the response replayed, or the key taken over once abandoned).
+        raise
     except BaseException:
-        await keys.release(claim)
+        # Certainly not committed: free the key so a retry runs again at once. A release
+        # that fails too leaves the claim to be taken over; the save's error is the answer.
+        with contextlib.suppress(TripquoteError):
+            await keys.release(claim)
         raise
     return _to_response(saved_response(saved, status=status))
 
