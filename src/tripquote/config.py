@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # (fork + session set-up; measured as ~15 % of a core during a 5,000-save burst).
     db_pool_size: int = Field(default=15, ge=1, le=200)
     db_max_overflow: int = Field(default=0, ge=0, le=200)
+    # Opening a connection that fails in a way a moment may cure (refused, no primary yet during
+    # a switchover, the server starting): tried again for this long before the error.
+    db_connect_retry_seconds: float = Field(default=5.0, ge=0, le=60)
     # A burst queues for connections; past this wait a save gets DATABASE_TIMEOUT (retryable).
     db_pool_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
 

@@ -34,7 +34,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from tripquote.db.engine import WRITE_OPTION, pooled_driver
+from tripquote.db.engine import WRITE_OPTION, connected, pooled_driver
 from tripquote.db.errors import (
     DRIVER_ERRORS,
     describe,
@@ -260,7 +260,8 @@ class TransactionRunner:
                     assert outcome is not None
                     return await self._resolve(doubt, outcome)
             # Waiting for a pooled connection is bounded by the pool timeout.
-            async with self.engine.connect() as conn:
+            retry_seconds = self.settings.db_connect_retry_seconds
+            async with connected(self.engine, retry_seconds=retry_seconds) as conn:
                 await conn.execution_options(**{WRITE_OPTION: write})
                 async with conn.begin():
                     async with asyncio.timeout(budget):
@@ -298,7 +299,8 @@ class TransactionRunner:
         it is invalidated (closed and replaced), so no later unit inherits its state.
         ``in_doubt``: a connection lost while the change was committing raises ``_InDoubt``.
         """
-        async with pooled_driver(self.engine) as driver:
+        retry_seconds = self.settings.db_connect_retry_seconds
+        async with pooled_driver(self.engine, retry_seconds=retry_seconds) as driver:
             pid = driver.get_server_pid()
             if not atomic:
                 tx = Tx(driver, atomic=False)
