@@ -256,7 +256,8 @@ async def test_switchover_then_node_loss_loses_no_acknowledged_write(
         body = assert_envelope(response, response.json()["errorCode"], response.status_code)
         assert body["errorCode"] in RETRYABLE, body
         assert body["retryable"] is True, body
-        codes[body["errorCode"]] = codes.get(body["errorCode"], 0) + 1
+        what = f"{body['errorCode']}/{body['details'].get('cause')}"
+        codes[what] = codes.get(what, 0) + 1
 
     # Every acknowledged write is on the surviving primary; no request saved twice.
     conn = await _primary_conn(cluster)
