@@ -364,14 +364,12 @@ class TransactionRunner:
                 waited_seconds=seconds,
                 last_error=type(error).__name__,
             )
-            self._rolled_back(True, unknown.code)
             raise unknown from lost
         if found is None:
             not_saved = QuotePersistenceFailed(
                 details={"cause": "connection_lost", "outcome": "not_committed"}
             )
             _logger.warning("commit_outcome_resolved", committed=False, backend_pid=doubt.pid)
-            self._rolled_back(True, not_saved.code)
             raise not_saved from lost
         _logger.warning("commit_outcome_resolved", committed=True, backend_pid=doubt.pid)
         return found
