@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.idempotency.stop()
             await observer.stop()
             await engine.dispose()
             flush_logs()

@@ -11,6 +11,8 @@ process is taken over once it is older than the abandon delay.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -21,6 +23,7 @@ from typing import Any
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from tenacity import AsyncRetrying, stop_after_delay, wait_random_exponential
 
 from tripquote.agents.auth import Caller, principal_of
 from tripquote.db.tables import idempotency_keys
@@ -51,6 +54,9 @@ class Claim:
 
     agent_id: str
     key: str
+    claimed_at: datetime
+    """The row's ``created_at`` this claim wrote: a later claim of the key (a takeover) has
+    another, so releasing this one never frees that one."""
 
 
 def parse_key(value: str | None) -> str | None:
@@ -95,6 +101,7 @@ class IdempotencyStore:
         self.runner = runner
         self.ttl = ttl
         self.abandon_after = abandon_after
+        self._releasing: set[asyncio.Task[None]] = set()
 
     async def claim(self, *, caller: Caller, key: str, fingerprint: str) -> Claim | StoredResponse:
         """Claim ``key`` for this request, or return the stored response to replay.
@@ -127,7 +134,7 @@ class IdempotencyStore:
                     .on_conflict_do_nothing()
                 )
                 if inserted.rowcount == 1:
-                    return Claim(agent_id, key)
+                    return Claim(agent_id, key, now)
                 row = (
                     (await conn.execute(select(idempotency_keys).where(*this_key)))
                     .mappings()
@@ -162,7 +169,7 @@ class IdempotencyStore:
                         )
                     )
                     if taken.rowcount == 1:
-                        return Claim(agent_id, key)
+                        return Claim(agent_id, key, now)
                     continue
                 if row["request_hash"] != fingerprint:
                     raise IdempotencyKeyReused(details={"idempotencyKey": key})
@@ -180,7 +187,7 @@ class IdempotencyStore:
                     .values(created_at=now, expires_at=now + self.ttl)
                 )
                 if taken.rowcount == 1:
-                    return Claim(agent_id, key)
+                    return Claim(agent_id, key, now)
             # Claimed, released or taken over by others every round: still busy, retry later.
             raise IdempotencyKeyInUse(details={"idempotencyKey": key})
 
@@ -195,11 +202,41 @@ class IdempotencyStore:
                 delete(idempotency_keys).where(
                     idempotency_keys.c.agent_id == claim.agent_id,
                     idempotency_keys.c.key == claim.key,
+                    idempotency_keys.c.created_at == claim.claimed_at,
                     idempotency_keys.c.state == "in_flight",
                 )
             )
 
         await self.runner.run(work)
+
+    def release_later(self, claim: Claim) -> None:
+        """Release ``claim`` in the background, tried again (backoff) until it succeeds or the
+        abandon delay passes: for a save whose outcome was unknown when it was answered
+        (SAVE_OUTCOME_UNKNOWN). Always safe: the release deletes the key only while it is
+        ``in_flight``, and waits for the row lock of a save still committing it (which the
+        save took to store its response before its COMMIT), so a save that commits keeps
+        its key (``done``) and one that does not frees it, and the client's retry with the
+        key runs again as soon as the database answers, not only once the key is abandoned."""
+        task = asyncio.create_task(self._release_until_done(claim))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def _release_until_done(self, claim: Claim) -> None:
+        retrying = AsyncRetrying(
+            stop=stop_after_delay(self.abandon_after.total_seconds()),
+            wait=wait_random_exponential(multiplier=0.1, max=2.0),
+            reraise=True,
+        )
+        with contextlib.suppress(Exception):  # the abandon delay frees it then
+            async for attempt in retrying:
+                with attempt:
+                    await self.release(claim)
+
+    async def stop(self) -> None:
+        """Cancel the background releases still running (the abandon delay covers them)."""
+        for task in list(self._releasing):
+            task.cancel()
+        await asyncio.gather(*self._releasing, return_exceptions=True)
 
     async def purge(self, *, now: datetime) -> int:
         """Delete every key past its expiry; returns how many."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -22,6 +23,7 @@ from tests.api.test_errors_api import assert_envelope
 from tests.conftest import Actor, World, make_settings, quote_body
 from tests.servers import TempCluster, create_database, database_name, sqlalchemy_url, wait_until
 from tripquote.db import migrate
+from tripquote.idempotency import Claim
 
 pytestmark = pytest.mark.postgres
 
@@ -285,3 +287,38 @@ async def test_expiry_sweep_committed_locally_counts_its_batch(
         database, "SELECT count(*) FROM quotes WHERE id = $1 AND status = 'EXPIRED'", quote_id
     )
     assert status == 1
+
+
+async def test_release_later_frees_only_the_claim_it_names(world: World) -> None:
+    """After SAVE_OUTCOME_UNKNOWN the key is released in the background: the claim's own row
+    (its ``created_at``) while still in flight, never a later claim of the key nor a key whose
+    save committed (``done``)."""
+    actor = await world.actor()
+    keys = world.app.state.idempotency
+    claimed_at = datetime.now(UTC)
+    rows = {
+        "mine": ("in_flight", claimed_at),
+        "taken-over": ("in_flight", claimed_at + timedelta(seconds=1)),
+        "committed": ("done", claimed_at),
+    }
+    conn = await asyncpg.connect(world.dsn)
+    try:
+        for key, (state, created_at) in rows.items():
+            await conn.execute(
+                "INSERT INTO idempotency_keys (agent_id, key, request_hash, state, created_at,"
+                " expires_at) VALUES ($1, $2, 'h', $3, $4::timestamptz,"
+                " $4::timestamptz + interval '1 day')",
+                actor.agent_id, key, state, created_at,
+            )  # fmt: skip
+        for key in rows:
+            keys.release_later(Claim(actor.agent_id, key, claimed_at))
+        await asyncio.wait_for(asyncio.gather(*keys._releasing), 20)
+        left = {
+            row["key"]
+            for row in await conn.fetch(
+                "SELECT key FROM idempotency_keys WHERE agent_id = $1", actor.agent_id
+            )
+        }
+    finally:
+        await conn.close()
+    assert left == {"taken-over", "committed"}

@@ -170,8 +170,10 @@ async def _idempotent_save(
     try:
         saved = await save(store)
     except SaveOutcomeUnknown:
-        # Maybe committed, the key's response with it: a retry with the key finds the
-        # outcome (the response replayed, or the key taken over once abandoned).
+        # Maybe committed, the key's response with it: released in the background once the
+        # database answers (kept if the save committed), so a retry with the key replays it
+        # or runs it again.
+        keys.release_later(claim)
         raise
     except BaseException:
         # Certainly not committed: free the key so a retry runs again at once. A release
