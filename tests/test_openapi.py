@@ -114,6 +114,13 @@ def test_the_codes_are_named_under_their_status(document: dict[str, Any]) -> Non
     for transition in ("accept", "reject"):
         other = _operation(document, "post", f"{ID}/{transition}")["responses"]
         assert "TRIP_ALREADY_STARTED" not in other["422"]["description"]
+    # A save's COMMIT may go unanswered (docs/errors.md): every save says so, no read does.
+    for method, path in (("post", Q), ("patch", ID), ("delete", ID), ("post", ID + "/send")):
+        assert (
+            "SAVE_OUTCOME_UNKNOWN"
+            in _operation(document, method, path)["responses"]["503"]["description"]
+        ), (method, path)
+    assert "SAVE_OUTCOME_UNKNOWN" not in str(_operation(document, "get", ID)["responses"])
     read = _operation(document, "get", ID)["responses"]
     assert {"QUOTE_NOT_FOUND", "AGENT_NOT_FOUND"} <= set(
         read["404"]["description"].replace("`", " ").replace(",", " ").split()

@@ -118,6 +118,7 @@ def create_app(
         try:
             yield
         finally:
+            await app.state.idempotency.stop()
             await observer.stop()
             await engine.dispose()
             flush_logs()

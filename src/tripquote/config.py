@@ -46,11 +46,17 @@ class Settings(BaseSettings):
     # Transactions: seconds for the whole unit of work; attempts for retryable SQLSTATEs.
     tx_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     tx_max_attempts: int = Field(default=3, ge=1, le=10)
+    # A save whose COMMIT got no answer: how long to look for its outcome (reconnecting, to a
+    # new primary if there is one) before SAVE_OUTCOME_UNKNOWN.
+    save_outcome_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     # A fixed pool: SQLAlchemy closes an overflow connection as soon as it is returned to a
     # full pool, so under sustained load overflow means a new PostgreSQL backend per save
     # (fork + session set-up; measured as ~15 % of a core during a 5,000-save burst).
     db_pool_size: int = Field(default=15, ge=1, le=200)
     db_max_overflow: int = Field(default=0, ge=0, le=200)
+    # Opening a connection that fails in a way a moment may cure (refused, no primary yet during
+    # a switchover, the server starting): tried again for this long before the error.
+    db_connect_retry_seconds: float = Field(default=5.0, ge=0, le=60)
     # A burst queues for connections; past this wait a save gets DATABASE_TIMEOUT (retryable).
     db_pool_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
     db_pooler: Literal["none", "transaction", "session"] = "none"

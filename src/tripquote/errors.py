@@ -261,6 +261,20 @@ class ServiceNotReady(TripquoteError):
     default_message = "The service cannot reach its database right now."
 
 
+class SaveOutcomeUnknown(TripquoteError):
+    code = "SAVE_OUTCOME_UNKNOWN"
+    http_status = 503
+    severity = Severity.CRITICAL
+    caused_by = "system"
+    retryable = True
+    retry_after_seconds = 5
+    default_message = (
+        "The connection to the database was lost while the save was being committed, and "
+        "whether it was saved could not be found out in time. Retry only with the same "
+        "Idempotency-Key, or read the quote first."
+    )
+
+
 class NotFound(TripquoteError):
     code = "NOT_FOUND"
     http_status = 404
@@ -316,6 +330,7 @@ ERROR_CLASSES: tuple[type[TripquoteError], ...] = (
     IdempotencyKeyReused,
     IdempotencyKeyInUse,
     ServiceNotReady,
+    SaveOutcomeUnknown,
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,

@@ -42,10 +42,11 @@ def _consume(task: asyncio.Task[str | None]) -> None:
 async def ready(request: Request) -> Response:
     """200 when the database answers within 2 s and is migrated to this release's newest
     revision (or one this release does not know: a newer schema kept after a code rollback,
-    docs/rollback.md); else 503 SERVICE_NOT_READY with ``details.database`` = ``unreachable``,
-    ``not migrated``, ``migration pending`` (with ``revision`` and ``expected``), ``schema
-    unreadable`` or ``schema check timed out`` (``alembic_version`` locked, e.g. by a
-    migration in progress)."""
+    docs/rollback.md), on a primary; else 503 SERVICE_NOT_READY with ``details.database`` =
+    ``unreachable``, ``standby`` (``pg_is_in_recovery()``: a node demoted by a failover, or a
+    replica the URL named), ``not migrated``, ``migration pending`` (with ``revision`` and
+    ``expected``), ``schema unreadable`` or ``schema check timed out`` (``alembic_version``
+    locked, e.g. by a migration in progress)."""
     engine = request.app.state.engine
     head, known = _revisions()
     answered = False
@@ -53,8 +54,13 @@ async def ready(request: Request) -> Response:
     async def check() -> str | None:
         nonlocal answered
         async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+            standby = (await conn.execute(text("SELECT pg_is_in_recovery()"))).scalar()
             answered = True
+            if standby:
+                raise ServiceNotReady(
+                    "The database is a standby (in recovery): it refuses writes.",
+                    details={"database": "standby"},
+                )
             try:
                 return (  # type: ignore[no-any-return]
                     await conn.execute(text("SELECT version_num FROM alembic_version"))

@@ -13,6 +13,8 @@ process is taken over once it is older than the abandon delay.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -21,11 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import Response
+from tenacity import AsyncRetrying, stop_after_delay, wait_random_exponential
 
 from tripquote.agents.auth import Caller, principal_of
 from tripquote.db.tables import idempotency_keys
@@ -34,6 +37,8 @@ from tripquote.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
     QuoteValidationFailed,
+    SaveOutcomeUnknown,
+    TripquoteError,
     field_error,
 )
 from tripquote.json import dumps
@@ -56,6 +61,9 @@ class Claim:
 
     agent_id: str
     key: str
+    claimed_at: datetime
+    """The row's ``created_at`` this claim wrote: a later claim of the key (a takeover) has
+    another, so releasing this one never frees that one."""
 
 
 def parse_key(value: str | None) -> str | None:
@@ -82,6 +90,12 @@ def request_fingerprint(method: str, path: str, body: Any, *, if_match: str | No
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+_LOCAL_COMMIT = text("SET LOCAL synchronous_commit = local")
+"""A claim or release commits without waiting for a synchronous standby: never an unanswered
+COMMIT of its own (a claim left behind would hold the key for the abandon delay), and losing
+it in a failover is harmless, as the save that completes the key commits after it and waits
+for the standby: WAL is replicated in order, so a save that is kept keeps its claim."""
+
 _CLAIM_ROUNDS = 5
 """Rounds of a claim before IDEMPOTENCY_KEY_IN_USE: each lost round means another request
 claimed the key and released it between the claim's statements, or took it over first."""
@@ -94,6 +108,7 @@ class IdempotencyStore:
         self.runner = runner
         self.ttl = ttl
         self.abandon_after = abandon_after
+        self._releasing: set[asyncio.Task[None]] = set()
 
     async def claim(self, *, caller: Caller, key: str, fingerprint: str) -> Claim | StoredResponse:
         """Claim ``key`` for this request, or return the stored response to replay.
@@ -106,6 +121,7 @@ class IdempotencyStore:
         agent_id = caller.agent_id
 
         async def work(conn: AsyncConnection) -> Claim | StoredResponse:
+            await conn.execute(_LOCAL_COMMIT)
             # INSERT … ON CONFLICT DO NOTHING: a concurrent duplicate waits for the first
             # claim to commit, then finds its row instead of failing on the primary key.
             # The row can be gone again when it reads it (the first request failed and
@@ -125,7 +141,7 @@ class IdempotencyStore:
                     .on_conflict_do_nothing()
                 )
                 if inserted.rowcount == 1:
-                    return Claim(agent_id, key)
+                    return Claim(agent_id, key, now)
                 row = (
                     (await conn.execute(select(idempotency_keys).where(*this_key)))
                     .mappings()
@@ -160,7 +176,7 @@ class IdempotencyStore:
                         )
                     )
                     if taken.rowcount == 1:
-                        return Claim(agent_id, key)
+                        return Claim(agent_id, key, now)
                     continue
                 if row["request_hash"] != fingerprint:
                     raise IdempotencyKeyReused(details={"idempotencyKey": key})
@@ -178,7 +194,7 @@ class IdempotencyStore:
                     .values(created_at=now, expires_at=now + self.ttl)
                 )
                 if taken.rowcount == 1:
-                    return Claim(agent_id, key)
+                    return Claim(agent_id, key, now)
             # Claimed, released or taken over by others every round: still busy, retry later.
             raise IdempotencyKeyInUse(details={"idempotencyKey": key})
 
@@ -188,15 +204,46 @@ class IdempotencyStore:
         """Forget a claim whose request failed, so the key can be used again."""
 
         async def work(conn: AsyncConnection) -> None:
+            await conn.execute(_LOCAL_COMMIT)
             await conn.execute(
                 delete(idempotency_keys).where(
                     idempotency_keys.c.agent_id == claim.agent_id,
                     idempotency_keys.c.key == claim.key,
+                    idempotency_keys.c.created_at == claim.claimed_at,
                     idempotency_keys.c.state == "in_flight",
                 )
             )
 
         await self.runner.run(work)
+
+    def release_later(self, claim: Claim) -> None:
+        """Release ``claim`` in the background, tried again (backoff) until it succeeds or the
+        abandon delay passes: for a save whose outcome was unknown when it was answered
+        (SAVE_OUTCOME_UNKNOWN). Always safe: the release deletes the key only while it is
+        ``in_flight``, and waits for the row lock of a save still committing it (which the
+        save took to store its response before its COMMIT), so a save that commits keeps
+        its key (``done``) and one that does not frees it, and the client's retry with the
+        key runs again as soon as the database answers, not only once the key is abandoned."""
+        task = asyncio.create_task(self._release_until_done(claim))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def _release_until_done(self, claim: Claim) -> None:
+        retrying = AsyncRetrying(
+            stop=stop_after_delay(self.abandon_after.total_seconds()),
+            wait=wait_random_exponential(multiplier=0.1, max=2.0),
+            reraise=True,
+        )
+        with contextlib.suppress(Exception):  # the abandon delay frees it then
+            async for attempt in retrying:
+                with attempt:
+                    await self.release(claim)
+
+    async def stop(self) -> None:
+        """Cancel the background releases still running (the abandon delay covers them)."""
+        for task in list(self._releasing):
+            task.cancel()
+        await asyncio.gather(*self._releasing, return_exceptions=True)
 
     async def purge(self, *, now: datetime) -> int:
         """Delete every key past its expiry; returns how many."""
@@ -260,7 +307,8 @@ async def idempotent(
     ``record(tx, response)`` inside the change's transaction when the request has a key
     (``record`` None without one). A known key replays its stored response (or raises
     IDEMPOTENCY_KEY_REUSED / IDEMPOTENCY_KEY_IN_USE, see ``IdempotencyStore.claim``); a key
-    not 1-255 visible ASCII is QUOTE_VALIDATION_FAILED. A failed ``run`` releases the key."""
+    not 1-255 visible ASCII is QUOTE_VALIDATION_FAILED. A failed ``run`` releases the key (in the
+    background after SAVE_OUTCOME_UNKNOWN: ``IdempotencyStore.release_later``)."""
     parsed = parse_key(key)
     if parsed is None:
         return to_response(await run(None))
@@ -278,7 +326,16 @@ async def idempotent(
 
     try:
         response = await run(record)
+    except SaveOutcomeUnknown:
+        # Maybe committed, the key's response with it: released in the background once the
+        # database answers (kept if the change committed), so a retry with the key replays
+        # it or runs it again.
+        keys.release_later(claim)
+        raise
     except BaseException:
-        await keys.release(claim)
+        # Certainly not committed: free the key so a retry runs again at once. A release
+        # that fails too leaves the claim to be taken over; the change's error is the answer.
+        with contextlib.suppress(TripquoteError):
+            await keys.release(claim)
         raise
     return to_response(response)

@@ -35,6 +35,7 @@ EXPECTED: dict[str, tuple[str, int, bool, bool]] = {
     "22P05": ("QUOTE_VALIDATION_FAILED", 400, False, False),  # untranslatable_character
     "22000": ("QUOTE_VALIDATION_FAILED", 400, False, False),  # data_exception
     # the server going away or full
+    "25006": ("QUOTE_PERSISTENCE_FAILED", 503, True, False),  # read_only_sql_transaction
     "57P01": ("QUOTE_PERSISTENCE_FAILED", 503, True, False),  # admin_shutdown
     "57P02": ("QUOTE_PERSISTENCE_FAILED", 503, True, False),  # crash_shutdown
     "57P03": ("QUOTE_PERSISTENCE_FAILED", 503, True, False),  # cannot_connect_now

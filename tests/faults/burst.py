@@ -20,7 +20,14 @@ from tests.faults.integrity import Ack
 from tests.servers import wait_until
 
 RETRYABLE_503 = frozenset(
-    {"QUOTE_PERSISTENCE_FAILED", "DATABASE_TIMEOUT", "DATABASE_TRANSACTION_ABORTED"}
+    {
+        "QUOTE_PERSISTENCE_FAILED",
+        "DATABASE_TIMEOUT",
+        "DATABASE_TRANSACTION_ABORTED",
+        # A save whose COMMIT the stop cut off, its outcome looked for in vain while the
+        # server stays down: not acknowledged, and never "nothing was written".
+        "SAVE_OUTCOME_UNKNOWN",
+    }
 )
 FIXTURE = "iceland-ring-road-eur"
 

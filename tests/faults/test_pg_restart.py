@@ -54,7 +54,15 @@ async def test_postgres_restart_mid_burst(cluster: TempCluster, tmp_path: Path) 
     url = sqlalchemy_url(cluster.dsn, name)
     await asyncio.to_thread(migrate_with_cli, url, cwd=tmp_path)
     actors = [await provision_actor(url) for _ in range(3)]
-    env = server_env(url, tx_timeout_seconds=3, db_pool_timeout_seconds=3)
+    # Short waits for a connection and for a cut COMMIT's outcome: the saves while down fail
+    # within a second or two (each is the retryable envelope), not after the defaults.
+    env = server_env(
+        url,
+        tx_timeout_seconds=3,
+        db_pool_timeout_seconds=3,
+        db_connect_retry_seconds=1,
+        save_outcome_timeout_seconds=2,
+    )
 
     async with (
         asyncio.timeout(60),

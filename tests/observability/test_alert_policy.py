@@ -71,6 +71,7 @@ def test_critical_codes_split_into_system_and_caller_caused() -> None:
     assert {code for code, cls in critical.items() if cls.alerts_each()} == {
         "QUOTE_PERSISTENCE_FAILED",
         "DATABASE_TRANSACTION_ABORTED",
+        "SAVE_OUTCOME_UNKNOWN",
         "INTERNAL_ERROR",
     }
     assert {code for code, cls in critical.items() if cls.caused_by == "caller"} == {

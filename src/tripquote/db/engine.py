@@ -8,15 +8,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import URL, event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util.concurrency import greenlet_spawn
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from tripquote.config import Settings
+from tripquote.db.errors import cannot_connect, drops_connection
 from tripquote.db.url import parse_database_url
+
+T = TypeVar("T")
 
 WRITE_OPTION = "tripquote_write"
 """Execution option marking a write transaction; PostgreSQL needs no such mark (nothing reads
@@ -137,7 +142,17 @@ def create_engine(settings: Settings) -> AsyncEngine:
             dbapi_connection.run_async(lambda driver: driver.execute(statement))
 
         event.listen(engine.sync_engine, "connect", set_once)
+    event.listen(engine.sync_engine, "handle_error", _drop_on_failover)
     return engine
+
+
+def _drop_on_failover(context: ExceptionContext) -> None:
+    """A statement refused because its server is no primary any more (25006) or shuts down
+    (57P0x) counts as a disconnect: SQLAlchemy invalidates the connection and every older one
+    of the pool, which reconnects to the primary there is now (``pooled_driver`` does the
+    same for the quote store)."""
+    if drops_connection(context.original_exception):
+        context.is_disconnect = True
 
 
 def _replace_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
@@ -182,32 +197,72 @@ async def warm_pool(
     return failure
 
 
+async def _connecting(acquire: Callable[[], Awaitable[T]], seconds: float) -> T:
+    """``acquire()`` (a pooled connection), tried again for up to ``seconds`` while the
+    failure is one a moment may cure (``cannot_connect``: refused, no primary yet, starting
+    up): no statement was sent, so a switchover costs a delay, not an error."""
+    if seconds <= 0:
+        return await acquire()
+    retrying = AsyncRetrying(
+        stop=stop_after_delay(seconds),
+        wait=wait_random_exponential(multiplier=0.05, max=0.5),
+        retry=retry_if_exception(cannot_connect),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await acquire()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 @asynccontextmanager
-async def pooled_driver(engine: AsyncEngine) -> AsyncIterator[Any]:
+async def connected(engine: AsyncEngine, *, retry_seconds: float = 0) -> AsyncIterator[Any]:
+    """``engine.connect()``, connecting retried for up to ``retry_seconds`` (``_connecting``)."""
+    conn: AsyncConnection = await _connecting(lambda: engine.connect().start(), retry_seconds)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def pooled_driver(engine: AsyncEngine, *, retry_seconds: float = 0) -> AsyncIterator[Any]:
     """The driver connection (asyncpg's, on PostgreSQL) of a connection from the engine's pool,
     for code that runs hand-written statements without SQLAlchemy's per-statement layer.
 
     Waiting for it is bounded by the pool timeout (``sqlalchemy.exc.TimeoutError``); a failure
-    to connect raises ``DBAPIError`` as ``engine.connect()`` would. On exit it goes back to the
-    pool, or is invalidated (closed and replaced) when it is dead or still in a transaction, so
-    no later user inherits its state.
+    to connect (tried again for up to ``retry_seconds``, ``_connecting``) raises ``DBAPIError``
+    as ``engine.connect()`` would. On exit it goes back to the pool, or is invalidated (closed
+    and replaced) when it is dead or still in a transaction, so no later user inherits its
+    state; an error that ``drops_connection`` (a demoted or stopping server) invalidates every
+    older connection of the pool too, as SQLAlchemy does on a disconnect.
     """
     dialect = engine.dialect
-    try:
-        pooled = await greenlet_spawn(engine.sync_engine.raw_connection)
-    except dialect.loaded_dbapi.Error as error:
-        raise DBAPIError.instance(
-            None,
-            None,
-            error,
-            dialect.loaded_dbapi.Error,
-            connection_invalidated=dialect.is_disconnect(error, None, None),
-        ) from error
+
+    async def acquire() -> Any:
+        try:
+            return await greenlet_spawn(engine.sync_engine.raw_connection)
+        except dialect.loaded_dbapi.Error as error:
+            raise DBAPIError.instance(
+                None,
+                None,
+                error,
+                dialect.loaded_dbapi.Error,
+                connection_invalidated=dialect.is_disconnect(error, None, None),
+            ) from error
+
+    pooled = await _connecting(acquire, retry_seconds)
     driver: Any = pooled.driver_connection
+    dropped = False
     try:
         yield driver
+    except BaseException as error:
+        dropped = drops_connection(error)
+        raise
     finally:
-        if driver.is_closed() or driver.is_in_transaction():
+        if dropped:
+            await greenlet_spawn(engine.pool._invalidate, pooled)  # SQLAlchemy's own step
+        elif driver.is_closed() or driver.is_in_transaction():
             await greenlet_spawn(pooled.invalidate)
         else:
             await greenlet_spawn(pooled.close)

@@ -32,6 +32,7 @@ PG_SQLSTATE_ERRORS: dict[str, type[TripquoteError]] = {
     "23514": QuoteValidationFailed,  # check_violation
     "22003": QuoteValidationFailed,  # numeric_value_out_of_range
     "22001": QuoteValidationFailed,  # string_data_right_truncation
+    "25006": QuotePersistenceFailed,  # read_only_sql_transaction (a demoted primary: failover)
     "57P01": QuotePersistenceFailed,  # admin_shutdown (pg_terminate_backend)
     "57P02": QuotePersistenceFailed,  # crash_shutdown
     "57P03": QuotePersistenceFailed,  # cannot_connect_now (starting up / shutting down)
@@ -130,6 +131,31 @@ def is_disconnect(error: BaseException) -> bool:
         return True
     state = sqlstate_of(error)
     return state is not None and (state.startswith("08") or state in ("57P01", "57P02", "57P03"))
+
+
+FAILOVER_SQLSTATES = frozenset({"25006", "57P01", "57P02", "57P03"})
+"""read_only_sql_transaction, admin_shutdown, crash_shutdown, cannot_connect_now: the server
+of this connection is no primary any more, or is going away (a switchover, a failover)."""
+
+
+def drops_connection(error: BaseException) -> bool:
+    """True when the connection must not be used again: it is gone (``is_disconnect``), or its
+    server refuses writes or shuts down (``FAILOVER_SQLSTATES``). Its pool then reconnects,
+    through the URL's hosts, to the primary there is now."""
+    return is_disconnect(error) or sqlstate_of(error) in FAILOVER_SQLSTATES
+
+
+def cannot_connect(error: BaseException) -> bool:
+    """True for a failure to open a connection that a moment later may succeed: refused or
+    reset, no server of the URL's hosts the session attributes ask for (no primary yet:
+    ``target_session_attrs=read-write`` during a switchover), the server starting or shutting
+    down (57P03), a connection exception (class 08). No statement was sent."""
+    driver = _driver_error(error)
+    for candidate in (error, driver, driver.__cause__):
+        if isinstance(candidate, OSError | asyncpg.TargetServerAttributeNotMatched):
+            return True
+    state = sqlstate_of(error)
+    return state is not None and (state.startswith("08") or state == "57P03")
 
 
 def map_db_error(error: BaseException) -> TripquoteError:

@@ -146,7 +146,11 @@ quote_revisions = Table(
     C("correlation_id", String(128), nullable=False),
     C("created_at", UTCDateTime(), nullable=False),
     C("snapshot", JSON(), nullable=False),
+    # The save that wrote it (db/transaction.py resolves an unanswered COMMIT by it); NULL on
+    # revisions written before migration 0007.
+    C("save_id", String(ID), nullable=True),
     UniqueConstraint("quote_id", "version"),
+    Index("uq_quote_revisions_save_id_quote_id", "save_id", "quote_id", unique=True),
 )
 
 operation_records = Table(

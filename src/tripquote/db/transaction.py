@@ -1,6 +1,13 @@
 """The one owner of every transaction: begin, time-box, commit once, roll back by default,
 and retry the whole unit on serialization failures and deadlocks (exponential backoff, jitter).
 
+A write unit's COMMIT that was sent but got no answer (the connection lost meanwhile: a
+failover, a backend terminated while it waited for a synchronous standby) has an unknown
+outcome, never reported as "nothing was written": the runner reconnects and asks the unit's
+``outcome`` (``run_store``) within ``SAVE_OUTCOME_TIMEOUT_SECONDS``, once the old backend is
+gone and on a primary, so the answer is the truth (the found result, or
+QUOTE_PERSISTENCE_FAILED when it certainly did not commit), else SAVE_OUTCOME_UNKNOWN.
+
 The quote store (``quotes/store.py``) always gets a ``Tx`` (``run_store``): the asyncpg
 connection of a pooled SQLAlchemy connection. Its statements are hand-written (``quotes/sql.py``),
 so SQLAlchemy's per-statement layer would be pure cost; the pool, its timeout and its
@@ -27,10 +34,11 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from tripquote.db.engine import WRITE_OPTION, pooled_driver, pooling
+from tripquote.db.engine import WRITE_OPTION, connected, pooled_driver, pooling
 from tripquote.db.errors import (
     DRIVER_ERRORS,
     describe,
+    is_disconnect,
     is_retryable,
     map_db_error,
     sqlstate_of,
@@ -39,6 +47,7 @@ from tripquote.errors import (
     DatabaseTimeout,
     DatabaseTransactionAborted,
     QuotePersistenceFailed,
+    SaveOutcomeUnknown,
     TripquoteError,
 )
 
@@ -65,6 +74,9 @@ class Tx:
     atomic: bool = True
     deadline: asyncio.Timeout | None = None
     _committed: bool = False
+    sending: bool = False
+    """True from the moment a one-statement unit's change is sent until its answer came: a
+    connection lost meanwhile leaves its outcome unknown."""
 
     @property
     def driver(self) -> Any:
@@ -88,7 +100,9 @@ class Tx:
         if not self.atomic and self.deadline is not None:
             paused = self.deadline.when()
             self.deadline.reschedule(None)
+        self.sending = not self.atomic
         row = await self.driver.fetchrow(statement.text, *statement.args(values))
+        self.sending = False
         if row["written"]:
             self._committed = not self.atomic
         elif paused is not None and self.deadline is not None:
@@ -122,6 +136,50 @@ class Statement(Protocol):
 
 Work = Callable[[Any], Awaitable[T]]
 
+Outcome = Callable[[Tx], Awaitable[T | None]]
+"""What a write unit committed, read on a new connection after its COMMIT got no answer: the
+unit's result if its change is there, None if not (e.g. ``sql.OUTCOME`` by its save id)."""
+
+
+class _InDoubt(Exception):
+    """A write unit's change was sent for commit on backend ``pid`` and no answer came."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(f"commit sent on backend {pid}, no answer")
+        self.pid = pid
+
+
+class _Undecided(Exception):
+    """The outcome cannot be read yet: the old backend still runs, or the server is a standby."""
+
+
+_DECIDABLE = """
+SELECT pg_is_in_recovery() AS standby,
+       EXISTS (SELECT 1 FROM pg_stat_activity
+                WHERE pid = $1 AND pid <> pg_backend_pid()) AS pending
+"""
+"""Whether a lookup here is conclusive: on a primary, the backend that was committing gone
+(its transaction then ended one way or the other, and a backend's activity row goes only
+after that). Another server (a failover) shows no such backend, unless one of its own has
+the same pid: the lookup then only waits longer, never answers wrongly."""
+
+
+_UNDECIDED: tuple[type[BaseException], ...] = (
+    _Undecided,
+    OSError,  # TimeoutError too: the lookup's whole time is up
+    PoolTimeoutError,
+    *DRIVER_ERRORS,
+)
+"""What keeps a lookup from deciding: looked for again until the time is up."""
+
+
+def _lost(error: BaseException) -> bool:
+    """The connection is gone (no answer will come), as opposed to an error the server sent."""
+    if isinstance(error, OSError) and not isinstance(error, TimeoutError):
+        return True
+    return isinstance(error, DRIVER_ERRORS) and is_disconnect(error)
+
+
 # Past the server-side timeouts, so PostgreSQL cancels first and the connection stays usable.
 _BACKSTOP_MARGIN_SECONDS = 1.0
 
@@ -139,22 +197,37 @@ class TransactionRunner:
         """Run ``work(conn)`` (an ``AsyncConnection``) in one transaction and commit it once;
         return its result. Raises the ``TripquoteError`` that ``work`` raised (after rolling
         back), or the mapped database error (see ``run_store``)."""
-        return await self._retrying(work, write=write, store=False, atomic=True)
+        return await self._retrying(work, write=write, store=False, atomic=True, outcome=None)
 
-    async def run_store(self, work: Work[T], *, atomic: bool, write: bool = True) -> T:
+    async def run_store(
+        self,
+        work: Work[T],
+        *,
+        atomic: bool,
+        write: bool = True,
+        outcome: Outcome[T] | None = None,
+    ) -> T:
         """Run ``work(tx)`` on the asyncpg connection of a pooled connection (a ``Tx``): in
         one transaction committed once when ``atomic``, else each statement commits by
-        itself (a unit whose change is one statement: no BEGIN/COMMIT round trips).
+        itself (a unit whose change is one statement, ``Tx.write``: no BEGIN/COMMIT round
+        trips).
+
+        ``outcome``: how to read what the unit committed when its COMMIT (or its one-statement
+        change) was sent and the connection was lost before the answer (see the module's
+        docstring); without it (a unit whose re-run is harmless) that is a lost connection.
 
         Raises the ``TripquoteError`` that ``work`` raised (after rolling back), or the mapped
         database error: DATABASE_TIMEOUT, DATABASE_TRANSACTION_ABORTED (retries exhausted),
-        QUOTE_PERSISTENCE_FAILED, QUOTE_VALIDATION_FAILED.
+        QUOTE_PERSISTENCE_FAILED (nothing was written), QUOTE_VALIDATION_FAILED,
+        SAVE_OUTCOME_UNKNOWN (the commit's outcome not found in time).
         """
-        return await self._retrying(work, write=write, store=True, atomic=atomic)
+        return await self._retrying(work, write=write, store=True, atomic=atomic, outcome=outcome)
 
-    async def _retrying(self, work: Work[T], *, write: bool, store: bool, atomic: bool) -> T:
+    async def _retrying(
+        self, work: Work[T], *, write: bool, store: bool, atomic: bool, outcome: Outcome[T] | None
+    ) -> T:
         try:  # the common case, without building a retry controller
-            return await self._once(work, write=write, store=store, atomic=atomic)
+            return await self._once(work, write=write, store=store, atomic=atomic, outcome=outcome)
         except DRIVER_ERRORS as error:  # only retryable errors leave _once unmapped
             first_failure: BaseException = error
         retrying = AsyncRetrying(
@@ -169,7 +242,9 @@ class TransactionRunner:
                     if attempt.retry_state.attempt_number == 1:
                         raise first_failure  # replayed, so backoff and limits apply to it
                     self.observer.db_retry()
-                    return await self._once(work, write=write, store=store, atomic=atomic)
+                    return await self._once(
+                        work, write=write, store=store, atomic=atomic, outcome=outcome
+                    )
         except RetryError as exhausted:
             cause = exhausted.last_attempt.exception()
             if cause is not None:
@@ -183,13 +258,22 @@ class TransactionRunner:
             ) from cause
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _once(self, work: Work[T], *, write: bool, store: bool, atomic: bool) -> T:
+    async def _once(
+        self, work: Work[T], *, write: bool, store: bool, atomic: bool, outcome: Outcome[T] | None
+    ) -> T:
         budget = self.settings.tx_timeout_seconds + _BACKSTOP_MARGIN_SECONDS
         try:
             if store:
-                return await self._on_driver(work, budget, atomic=atomic)
+                try:
+                    return await self._on_driver(
+                        work, budget, atomic=atomic, in_doubt=write and outcome is not None
+                    )
+                except _InDoubt as doubt:
+                    assert outcome is not None
+                    return await self._resolve(doubt, outcome)
             # Waiting for a pooled connection is bounded by the pool timeout.
-            async with self.engine.connect() as conn:
+            retry_seconds = self.settings.db_connect_retry_seconds
+            async with connected(self.engine, retry_seconds=retry_seconds) as conn:
                 await conn.execution_options(**{WRITE_OPTION: write})
                 async with conn.begin():
                     async with asyncio.timeout(budget):
@@ -222,17 +306,26 @@ class TransactionRunner:
             self._rolled_back(write, mapped.code)
             raise mapped from error
 
-    async def _on_driver(self, work: Work[T], budget: float, *, atomic: bool) -> T:
+    async def _on_driver(self, work: Work[T], budget: float, *, atomic: bool, in_doubt: bool) -> T:
         """One attempt on the asyncpg connection of a pooled connection (see ``Tx``); a
         one-statement unit runs in a transaction too where the pooler needs one (``Pooling``).
 
         The connection goes back to the pool only outside any transaction and alive; otherwise
         it is invalidated (closed and replaced), so no later unit inherits its state.
+        ``in_doubt``: a connection lost while the change was committing raises ``_InDoubt``.
         """
-        async with pooled_driver(self.engine) as driver:
+        retry_seconds = self.settings.db_connect_retry_seconds
+        async with pooled_driver(self.engine, retry_seconds=retry_seconds) as driver:
+            pid = driver.get_server_pid()
             if not atomic and self.pooling.autocommit:
-                async with asyncio.timeout(budget) as deadline:
-                    return await work(Tx(driver, atomic=False, deadline=deadline))
+                tx = Tx(driver, atomic=False)
+                try:
+                    async with asyncio.timeout(budget) as tx.deadline:
+                        return await work(tx)
+                except BaseException as error:
+                    if in_doubt and tx.sending and _lost(error):
+                        raise _InDoubt(pid) from error
+                    raise
             await driver.execute(self.pooling.begin)
             try:
                 async with asyncio.timeout(budget):
@@ -242,8 +335,58 @@ class TransactionRunner:
                     await driver.execute("ROLLBACK")
                 raise
             # Outside the timeout: never cancel an in-flight COMMIT.
-            await driver.execute("COMMIT")
+            try:
+                await driver.execute("COMMIT")
+            except BaseException as error:
+                if in_doubt and _lost(error):
+                    raise _InDoubt(pid) from error
+                raise
             return result
+
+    async def _resolve(self, doubt: _InDoubt, outcome: Outcome[T]) -> T:
+        """The truth about a unit whose commit got no answer: reconnect (the pool's URL: the
+        new primary, if there is one) until a lookup is conclusive (``_DECIDABLE``), within
+        ``save_outcome_timeout_seconds``. Returns what ``outcome`` found; raises
+        QUOTE_PERSISTENCE_FAILED (it did not commit) or SAVE_OUTCOME_UNKNOWN."""
+        lost = doubt.__cause__ or doubt
+        seconds = self.settings.save_outcome_timeout_seconds
+        _logger.warning("commit_in_doubt", backend_pid=doubt.pid, **describe(lost))
+
+        async def look_up() -> T | None:
+            async with pooled_driver(self.engine) as driver:
+                facts = await driver.fetchrow(_DECIDABLE, doubt.pid)
+                if facts["standby"] or facts["pending"]:
+                    raise _Undecided
+                return await outcome(Tx(driver, atomic=False))
+
+        retrying = AsyncRetrying(
+            wait=wait_random_exponential(multiplier=0.05, max=0.5),
+            retry=retry_if_exception(lambda e: isinstance(e, _UNDECIDED)),
+            reraise=True,
+        )
+        try:
+            async with asyncio.timeout(seconds):
+                async for attempt in retrying:
+                    with attempt:
+                        found = await look_up()
+        except _UNDECIDED as error:
+            unknown = SaveOutcomeUnknown(details={"cause": "commit_unanswered"})
+            _logger.error(
+                "commit_outcome_unknown",
+                error_code=unknown.code,
+                backend_pid=doubt.pid,
+                waited_seconds=seconds,
+                last_error=type(error).__name__,
+            )
+            raise unknown from lost
+        if found is None:
+            not_saved = QuotePersistenceFailed(
+                details={"cause": "connection_lost", "outcome": "not_committed"}
+            )
+            _logger.warning("commit_outcome_resolved", committed=False, backend_pid=doubt.pid)
+            raise not_saved from lost
+        _logger.warning("commit_outcome_resolved", committed=True, backend_pid=doubt.pid)
+        return found
 
     def rolled_back(self, reason: str) -> None:
         """Count a write unit that changed nothing because what it found refused the change

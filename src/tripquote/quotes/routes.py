@@ -41,6 +41,7 @@ from tripquote.errors import (
     QuoteStateInvalid,
     QuoteValidationFailed,
     RateLimitExceeded,
+    SaveOutcomeUnknown,
     TripAlreadyStarted,
     field_error,
 )
@@ -96,17 +97,18 @@ _SAVE_CHECKS = (
     RateLimitExceeded,
 )
 _IDEMPOTENT = (IdempotencyKeyReused, IdempotencyKeyInUse)
+_SAVES = (*DATABASE, SaveOutcomeUnknown)  # a save's COMMIT may go unanswered
 _VERSIONED: tuple[Raised, ...] = (
     QuoteConflictVersion,
     (QuoteConflictVersion, 412),  # the stale version came in If-Match
     QuoteStateInvalid,
     QuoteAlreadySent,
 )
-CREATE_ERRORS = (*_AUTH, *_SAVE_CHECKS, *_IDEMPOTENT, *DATABASE)
+CREATE_ERRORS = (*_AUTH, *_SAVE_CHECKS, *_IDEMPOTENT, *_SAVES)
 LIST_ERRORS = (*_AUTH, QuoteValidationFailed, *DATABASE)
 READ_ERRORS = (*_VISIBLE, *DATABASE)
-UPDATE_ERRORS = (*_VISIBLE, *_SAVE_CHECKS, *_VERSIONED, *DATABASE)
-TRANSITION_ERRORS = (*_VISIBLE, *BODY, RateLimitExceeded, *_VERSIONED, *_IDEMPOTENT, *DATABASE)
+UPDATE_ERRORS = (*_VISIBLE, *_SAVE_CHECKS, *_VERSIONED, *_SAVES)
+TRANSITION_ERRORS = (*_VISIBLE, *BODY, RateLimitExceeded, *_VERSIONED, *_IDEMPOTENT, *_SAVES)
 SEND_ERRORS = (*TRANSITION_ERRORS, TripAlreadyStarted)
 REVISION_ERRORS = (*_VISIBLE, QuoteValidationFailed, *DATABASE)
 

@@ -98,12 +98,13 @@ _FIELDS = "ARRAY[" + ", ".join(f"'{name}'" for name in API_FIELDS) + "]"
 def revision(snapshot: str) -> str:
     """``revision``: the history row of a write, one per committed version, for each saved row
     ``s``, whose snapshot is ``snapshot`` (a ``json`` expression on ``s``: the version's API
-    form, keys in API order; ``json``, not ``jsonb``: every value's text is kept as written)."""
+    form, keys in API order; ``json``, not ``jsonb``: every value's text is kept as written),
+    marked with the write's ``:save_id`` (``OUTCOME`` finds it after an unanswered COMMIT)."""
     return f"""revision AS (
     INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,
-                                 correlation_id, created_at, snapshot)
+                                 correlation_id, created_at, snapshot, save_id)
     SELECT gen_random_uuid()::text, s.id, s.version, :operation, s.status, :actor,
-           :correlation_id, :now, {snapshot}
+           :correlation_id, :now, {snapshot}, :save_id
       FROM saved s
     RETURNING snapshot
 )"""
@@ -432,6 +433,15 @@ SELECT version, snapshot::text FROM quote_revisions
  WHERE quote_id = :quote_id AND version = ANY(:versions::int[])
 """
 )
+
+OUTCOME = Statement.of(
+    """
+SELECT count(*) AS written, min(snapshot::text) AS snapshot
+  FROM quote_revisions WHERE save_id = :save_id
+"""
+)
+"""What the save ``:save_id`` wrote, if it committed: its revisions (one, but the sweep's
+batch) and a snapshot."""
 
 LOCK_AGENT = Statement.of("SELECT active FROM agents WHERE id = :agent_id FOR UPDATE")
 

@@ -9,6 +9,7 @@ transaction; without it the write is one statement without BEGIN/COMMIT.
 from __future__ import annotations
 
 import builtins
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
@@ -77,7 +78,7 @@ class QuoteStore:
             "correlation_id": correlation_id,
             "snapshot": dumps(quote).decode(),
         }
-        return await self._write(sql.CREATE, values, then, _created)
+        return await self._write(sql.CREATE, values, then, _created, _created)
 
     async def edit(
         self, *, caller: Caller, quote_id: str, expected: int, draft: Draft, now: datetime,
@@ -108,7 +109,7 @@ class QuoteStore:
             "correlation_id": correlation_id,
             "parts": sql.snapshot_parts(known, sql.EDIT_FROM_ROW),
         }
-        return await self._write(sql.EDIT, values, then, _edited)
+        return await self._write(sql.EDIT, values, then, _edited, _edited_as_found)
 
     async def transition(
         self, *, caller: Caller, quote_id: str, expected: int, change: Change, now: datetime,
@@ -140,7 +141,7 @@ class QuoteStore:
             "correlation_id": correlation_id,
             "changes": dumps(changes).decode(),
         }
-        return await self._write(sql.TRANSITION, values, then, _transitioned)
+        return await self._write(sql.TRANSITION, values, then, _transitioned, _transitioned)
 
     async def _write(
         self,
@@ -148,9 +149,14 @@ class QuoteStore:
         values: dict[str, Any],
         then: Then | None,
         saved_of: Callable[[Any], Saved],
+        found_of: Callable[[Any], Saved],
     ) -> Saved | Refused:
+        """Run ``statement`` as one save, under a fresh save id; ``saved_of`` reads its row,
+        ``found_of`` the ``sql.OUTCOME`` row of the save found after an unanswered COMMIT."""
+        save_id = str(uuid.uuid4())
+
         async def work(tx: Tx) -> Saved | Refused:
-            row = await tx.write(statement, values)
+            row = await tx.write(statement, {**values, "save_id": save_id})
             if not row["written"]:
                 return Refused(facts_of(row))
             saved = saved_of(row)
@@ -158,7 +164,11 @@ class QuoteStore:
                 await then(tx, saved)
             return saved
 
-        return await self.runner.run_store(work, atomic=then is not None)
+        async def found(tx: Tx) -> Saved | None:
+            row = await tx.fetchrow(sql.OUTCOME, {"save_id": save_id})
+            return found_of(row) if row["written"] else None
+
+        return await self.runner.run_store(work, atomic=then is not None, outcome=found)
 
     def refused(self, code: str) -> None:
         """Count a write refused with the error ``code`` as its rolled-back unit."""
@@ -191,13 +201,20 @@ class QuoteStore:
             "changes": dumps(sql.changes(lastModifiedBy=SYSTEM_ACTOR, lastModifiedAt=now)).decode(),
         }
 
-        async def work(tx: Tx) -> tuple[int, int]:
-            row = await tx.fetchrow(sql.EXPIRE, values)
-            return int(row["seen"]), int(row["written"])
-
         total = 0
         while True:
-            seen, written = await self.runner.run_store(work, atomic=True)
+            save_id = str(uuid.uuid4())
+
+            async def work(tx: Tx, save_id: str = save_id) -> tuple[int, int]:
+                row = await tx.fetchrow(sql.EXPIRE, {**values, "save_id": save_id})
+                return int(row["seen"]), int(row["written"])
+
+            async def found(tx: Tx, save_id: str = save_id) -> tuple[int, int] | None:
+                # A batch found written is taken as full: the loop looks for another.
+                written = int((await tx.fetchrow(sql.OUTCOME, {"save_id": save_id}))["written"])
+                return (batch_size, written) if written else None
+
+            seen, written = await self.runner.run_store(work, atomic=True, outcome=found)
             total += written
             if seen < batch_size or written == 0:
                 return total
@@ -334,6 +351,18 @@ def _edited(row: Any) -> Saved:
 
 def _transitioned(row: Any) -> Saved:
     return Saved(snapshot=row["snapshot"])
+
+
+def _edited_as_found(row: Any) -> Saved:
+    """An edit's ``Saved`` from its revision's snapshot (``sql.OUTCOME``): the values only
+    the row knew are there too."""
+    snapshot = loads(row["snapshot"].encode())
+    return Saved(
+        agent_id=snapshot["agentId"],
+        client_id=snapshot["clientId"],
+        created_at=datetime.fromisoformat(snapshot["createdAt"]),
+        snapshot=row["snapshot"],
+    )
 
 
 def quote_of(row: Any) -> Quote:
