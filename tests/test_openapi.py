@@ -115,7 +115,8 @@ def test_the_codes_are_named_under_their_status(document: dict[str, Any]) -> Non
         other = _operation(document, "post", f"{ID}/{transition}")["responses"]
         assert "TRIP_ALREADY_STARTED" not in other["422"]["description"]
     # A save's COMMIT may go unanswered (docs/errors.md): every save says so, no read does.
-    for method, path in (("post", Q), ("patch", ID), ("delete", ID), ("post", ID + "/send")):
+    saves = (("post", Q), ("patch", ID), ("delete", ID), ("post", ID + "/send"), ("post", C))
+    for method, path in saves:
         assert (
             "SAVE_OUTCOME_UNKNOWN"
             in _operation(document, method, path)["responses"]["503"]["description"]

@@ -322,3 +322,44 @@ async def test_release_later_frees_only_the_claim_it_names(world: World) -> None
     finally:
         await conn.close()
     assert left == {"taken-over", "committed"}
+
+
+_CLIENT_WAITING = """
+SELECT a.pid FROM pg_stat_activity a
+ WHERE a.wait_event = 'SyncRep' AND a.datname = current_database()
+   AND EXISTS (SELECT 1 FROM pg_locks l
+                WHERE l.pid = a.pid AND l.relation = 'clients'::regclass)
+"""
+
+
+async def test_a_change_without_a_save_id_says_its_outcome_is_unknown(
+    database: str, world_factory: Any
+) -> None:
+    # A client create (SQLAlchemy's transaction, no save id to look up) whose COMMIT is never
+    # answered: SAVE_OUTCOME_UNKNOWN, never QUOTE_PERSISTENCE_FAILED's "nothing was written"
+    # -- the client was in fact kept.
+    world, actor = await _world(world_factory, database)
+    before = await _count(database, "SELECT count(*) FROM clients")
+    await _sync_standby(database, "nobody")
+    saving = asyncio.create_task(
+        world.client.post(
+            "/api/agents/clients",
+            json={"name": "In Doubt", "email": "in.doubt@example.com"},
+            headers=actor.headers,
+        )
+    )
+    conn = await _admin(database)
+    try:
+        pid = await wait_until(
+            lambda: conn.fetchval(_CLIENT_WAITING), within=20, what="SyncRep wait"
+        )
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await conn.close()
+    response = await asyncio.wait_for(saving, 20)
+    await _sync_standby(database, "")
+
+    body = assert_envelope(response, "SAVE_OUTCOME_UNKNOWN", 503)
+    assert body["retryable"] is True and body["details"]["cause"] == "commit_unanswered"
+    assert "nothing was written" not in body["message"].lower()
+    assert await _count(database, "SELECT count(*) FROM clients") == before + 1

@@ -26,6 +26,7 @@ from tripquote.errors import (
     IdempotencyKeyReused,
     QuoteValidationFailed,
     RateLimitExceeded,
+    SaveOutcomeUnknown,
 )
 from tripquote.http import json_response
 from tripquote.idempotency import Record, StoredResponse, idempotent
@@ -75,6 +76,7 @@ def client_to_api(row: Any) -> dict[str, Any]:
             IdempotencyKeyReused,
             IdempotencyKeyInUse,
             *DATABASE,
+            SaveOutcomeUnknown,  # its COMMIT may go unanswered
         ),
     ),
 )

@@ -180,6 +180,18 @@ def _lost(error: BaseException) -> bool:
     return isinstance(error, DRIVER_ERRORS) and is_disconnect(error)
 
 
+def _unanswered(error: BaseException) -> SaveOutcomeUnknown:
+    """SAVE_OUTCOME_UNKNOWN of a change whose COMMIT got no answer and that has no save id to
+    look up (clients, agents): never QUOTE_PERSISTENCE_FAILED's "nothing was written"."""
+    _log_database_error(SaveOutcomeUnknown(), error)
+    return SaveOutcomeUnknown(
+        "The connection to the database was lost while the change was being committed; "
+        "whether it was saved is unknown. Retry only with the same Idempotency-Key, or read "
+        "it first.",
+        details={"cause": "commit_unanswered"},
+    )
+
+
 # Past the server-side timeouts, so PostgreSQL cancels first and the connection stays usable.
 _BACKSTOP_MARGIN_SECONDS = 1.0
 
@@ -275,13 +287,25 @@ class TransactionRunner:
             retry_seconds = self.settings.db_connect_retry_seconds
             async with connected(self.engine, retry_seconds=retry_seconds) as conn:
                 await conn.execution_options(**{WRITE_OPTION: write})
-                async with conn.begin():
+                transaction = await conn.begin()
+                try:
                     async with asyncio.timeout(budget):
                         if self.pooling.set_local is not None:
                             await conn.exec_driver_sql(self.pooling.set_local)
                         result = await work(conn)
-                # COMMIT ran above, outside the timeout: once the database may have
-                # committed, only its answer may decide whether the save happened.
+                except BaseException:
+                    with contextlib.suppress(Exception):  # a dead connection is invalidated
+                        await transaction.rollback()
+                    raise
+                # Outside the timeout: once the database may have committed, only its answer
+                # may decide whether the change happened. A unit without a save id to look up
+                # (``run_store`` has one) cannot tell when that answer is lost: it says so.
+                try:
+                    await transaction.commit()
+                except DRIVER_ERRORS as error:
+                    if write and _lost(error):
+                        raise _unanswered(error) from error
+                    raise
                 return result
         except TripquoteError as error:
             self._rolled_back(write, error.code)
