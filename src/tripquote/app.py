@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -68,6 +69,9 @@ def allowed_methods(app: FastAPI, scope: Scope) -> str:
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
+DOCS_URL = "/docs"
+"""Swagger UI: the page and every file it loads are served by this app."""
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The ASGI app for ``settings`` (read from the environment when None)."""
@@ -101,12 +105,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
             flush_logs()
 
-    app = FastAPI(
+    # /docs from the Swagger UI files of the installed fastapi-offline package (under
+    # /static-offline-docs), never a CDN: the page works on a host without Internet access.
+    # No online validator badge (an image from validator.swagger.io); no ReDoc page.
+    app = FastAPIOffline(
         title="tripquote",
         version=__version__,
         description="Travel quotes saved completely and exactly once, or refused precisely.",
         lifespan=lifespan,
+        docs_url=DOCS_URL,
         redoc_url=None,
+        swagger_ui_parameters={"validatorUrl": None},
         redirect_slashes=False,  # /api/agents/quotes/ is a 404 envelope, not a bare 307
         # Our own Prometheus metrics and JSON logs cover this; FastAPI's OpenTelemetry hooks
         # cost an environment lookup per request for providers nobody configured.
