@@ -156,7 +156,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         built = app.openapi_schema is not None
         document = FastAPI.openapi(app)
         if not built:
-            complete(document, routes=[route for router in ROUTERS for route in router.routes])
+            complete(
+                document,
+                routes=[route for router in ROUTERS for route in router.routes],
+                currencies=settings.currencies,
+            )
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

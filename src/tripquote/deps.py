@@ -22,9 +22,11 @@ from tripquote.agents.auth import Caller, authenticate
 from tripquote.clients.schemas import ClientIn
 from tripquote.db.transaction import TransactionRunner
 from tripquote.errors import QuoteNotFound, QuoteValidationFailed, UnsupportedMediaType, field_error
+from tripquote.idempotency import KEY_PATTERN
 from tripquote.json import loads
 from tripquote.observability.operations import current_operation
-from tripquote.openapi import QuotePatch, VersionBody
+from tripquote.openapi import QuotePatch
+from tripquote.quotes.rules import MAX_VERSION
 from tripquote.quotes.schemas import QuoteIn
 from tripquote.quotes.service import QuoteService
 from tripquote.validation import path_id
@@ -65,8 +67,14 @@ async def quote_in_path(request: Request, quote_id: str) -> str:
 
 QuoteId = Annotated[str, Depends(quote_in_path)]
 
-_STRONG_ETAG = re.compile(r'^"([1-9]\d{0,8})"$')  # exactly as sent in ETag: no leading zero
-ETAG_PATTERN = '^"[1-9][0-9]{0,8}"$'
+# RFC 9110 §8.8.3: entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE; etagc = %x21 / %x23-7E / obs-text.
+_STRONG_ETAG = re.compile(r'"[\x21\x23-\x7e\x80-\xff]*"')
+_VERSION_ETAG = re.compile(r'"([1-9][0-9]{0,9})"')  # as ETag sends it: no sign, no leading zero
+ETAG_PATTERN = '^"[\\x21\\x23-\\x7e\\x80-\\xff]*"$'
+"""One strong entity tag (RFC 9110 §8.8.3) as a JSON Schema ``pattern``: If-Match's value."""
+NO_VERSION = 0
+"""The version a well-formed tag names when it is no version's ETag (``"abc"``, ``"0"``): no
+quote has it, so the precondition fails (412)."""
 
 
 def etag(version: int) -> str:
@@ -75,17 +83,22 @@ def etag(version: int) -> str:
 
 
 def parse_if_match(value: str | None) -> int | None:
-    """The version one strong ETag names (RFC 9110 §13.1.1); None if absent; 400 at If-Match."""
+    """The version one strong entity tag names (RFC 9110 §13.1.1): None if absent,
+    ``NO_VERSION`` for a tag no version's ETag equals; 400 at If-Match if not a strong entity
+    tag (e.g. unquoted ``5``, weak ``W/"5"``)."""
     if value is None:
         return None
-    match = _STRONG_ETAG.match(value.strip())
-    if match is None:
+    tag = value.strip(" \t")
+    if _STRONG_ETAG.fullmatch(tag) is None:
         raise QuoteValidationFailed(
             'If-Match must be one strong ETag as returned by GET, e.g. "5".',
             details={
                 "errors": [field_error("If-Match", "invalid", 'Expected a strong ETag like "5".')]
             },
         )
+    match = _VERSION_ETAG.fullmatch(tag)
+    if match is None or int(match.group(1)) > MAX_VERSION:
+        return NO_VERSION
     return int(match.group(1))
 
 
@@ -93,8 +106,10 @@ async def if_match_version(
     if_match: str = Header(  # parsed below, not by FastAPI: its refusal is ours, in order
         None,
         alias="If-Match",
-        description='The strong ETag of the version edited, e.g. "5" (RFC 9110 §13.1.1); '
-        "required unless the body carries `version`. Stale: 412.",
+        description='The strong ETag of the version acted on, as ETag sent it, e.g. "5" '
+        "(RFC 9110 §8.8.3, §13.1.1): a quoted tag; unquoted or weak is malformed (400). A tag "
+        "that is not the current version's: 412 QUOTE_CONFLICT_VERSION. Instead of If-Match, "
+        "the JSON body may carry `version`; both given must name the same version (400).",
         json_schema_extra={"pattern": ETAG_PATTERN},
     ),
 ) -> int | None:
@@ -113,8 +128,8 @@ class JsonBody:
     type, RFC 6839); QUOTE_VALIDATION_FAILED when malformed. An optional body may be empty
     (None)."""
 
-    def __init__(self, model: type[BaseModel], *, required: bool = True) -> None:
-        self.model = model
+    def __init__(self, model: type[BaseModel] | None, *, required: bool = True) -> None:
+        self.model = model  # None: not in the OpenAPI document
         self.required = required
 
     async def __call__(self, request: Request) -> Any:
@@ -129,8 +144,11 @@ class JsonBody:
             raise UnsupportedMediaType(details={"contentType": media_type or None})
         return loads(raw)
 
-    def openapi(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The OpenAPI ``requestBody`` and the component schemas it refers to."""
+    def openapi(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The OpenAPI ``requestBody`` and the component schemas it refers to (None when the
+        body is not documented)."""
+        if self.model is None:
+            return None
         schema = self.model.model_json_schema(ref_template="#/components/schemas/{model}")
         components = {**schema.pop("$defs", {}), self.model.__name__: schema}
         reference = {"$ref": f"#/components/schemas/{self.model.__name__}"}
@@ -143,7 +161,10 @@ class JsonBody:
 
 QuoteBody = Annotated[Any, Depends(JsonBody(QuoteIn))]
 QuotePatchBody = Annotated[Any, Depends(JsonBody(QuotePatch))]
-VersionBodyDep = Annotated[Any, Depends(JsonBody(VersionBody, required=False))]
+# A transition's optional ``{"version": n}``, checked by the use case: not documented, as the
+# document's one way to name the version is If-Match (both given must agree: a rule across two
+# parts of the request that OpenAPI cannot state).
+VersionBodyDep = Annotated[Any, Depends(JsonBody(None, required=False))]
 ClientBody = Annotated[Any, Depends(JsonBody(ClientIn))]
 
 
@@ -155,7 +176,7 @@ def idempotency_key_header() -> Any:
         None,
         alias="Idempotency-Key",
         description="Replays the first response for the same key and body (24 h, per agent).",
-        json_schema_extra={"minLength": 1, "maxLength": 255},
+        json_schema_extra={"maxLength": 255, "pattern": KEY_PATTERN},
     )
 
 

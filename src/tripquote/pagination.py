@@ -1,40 +1,47 @@
-"""Opaque keyset cursors: ``(timestamp, id)`` pairs, base64url-encoded."""
+"""Keyset cursors: ``(timestamp, id)`` pairs written ``<microseconds since the Unix epoch>.<id>``.
+
+Clients treat a cursor as opaque (they pass ``nextCursor`` back as ``cursor``), but its grammar
+is ``CURSOR_PATTERN``, given in the OpenAPI document: every string it matches names a position
+in a listing, so no well-formed cursor is refused. The empty string is no cursor (first page).
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import datetime
+import re
+from datetime import UTC, datetime, timedelta
 
 from tripquote.errors import QUERY_INVALID, QuoteValidationFailed, field_error
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+LIMIT_BOUNDS = {"minimum": 1, "maximum": MAX_LIMIT}
+"""``limit``'s range as JSON Schema keywords, for the OpenAPI document (``check_limit``)."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CURSOR = re.compile(r"([0-9]{1,17})\.([A-Za-z0-9_-]{1,64})", re.ASCII)
+# 17 digits of microseconds reach the year 5138; ids are UUIDs (any [A-Za-z0-9_-] id would do).
+CURSOR_PATTERN = rf"^(?:{_CURSOR.pattern})?$"
+"""The cursor's grammar as a JSON Schema ``pattern`` (empty: no cursor)."""
 
 
 def encode_cursor(at: datetime, row_id: str) -> str:
-    """The cursor that resumes a listing after the row ``(at, row_id)``."""
-    raw = f"{at.isoformat()}|{row_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """The cursor that resumes a listing after the row ``(at, row_id)`` (``at`` aware)."""
+    micros = (at - _EPOCH) // timedelta(microseconds=1)
+    cursor = f"{micros}.{row_id}"
+    assert _CURSOR.fullmatch(cursor), cursor  # ids and instants the service makes always fit
+    return cursor
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """The ``(timestamp, id)`` a cursor names; QUOTE_VALIDATION_FAILED if malformed."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        at_text, _, row_id = base64.urlsafe_b64decode(padded).decode().partition("|")
-        at = datetime.fromisoformat(at_text)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise QuoteValidationFailed(
-            "The cursor is malformed.",
-            details={"errors": [field_error("cursor", "invalid", "Use nextCursor as returned.")]},
-        ) from exc
-    if not row_id or at.tzinfo is None:
+    """The ``(timestamp, id)`` a cursor names; QUOTE_VALIDATION_FAILED at ``cursor`` unless it
+    matches ``CURSOR_PATTERN``."""
+    match = _CURSOR.fullmatch(cursor)
+    if match is None:
         raise QuoteValidationFailed(
             "The cursor is malformed.",
             details={"errors": [field_error("cursor", "invalid", "Use nextCursor as returned.")]},
         )
-    return at, row_id
+    return _EPOCH + timedelta(microseconds=int(match.group(1))), match.group(2)
 
 
 def check_limit(limit: int) -> int:
