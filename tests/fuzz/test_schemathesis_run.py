@@ -43,6 +43,7 @@ pytestmark = pytest.mark.postgres
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 MAX_EXAMPLES = 15
+STATEFUL_EXAMPLES = 60
 SEED = 20261205
 
 CROSS_FIELD_CODES = {
@@ -52,6 +53,7 @@ CROSS_FIELD_CODES = {
     "same_airport": "a flight's to differs from its from",
     "too_precise": "amounts in at most the currency's minor units (JPY: none)",
     "exceeds_total": "discount at most the subtotal plus markup",
+    "overflow": "quantity x unitPrice and their sums below 10^12",
     "mismatch": "client-sent lineTotal and pricing totals equal the server's computation",
 }
 """QUOTE_VALIDATION_FAILED / PRICING_VALIDATION_FAILED / ITEMS_INCONSISTENT codes of rules that
@@ -73,6 +75,9 @@ SOFT_DELETE = (
     "DELETE is a soft delete: the quote is CANCELLED and stays readable with its history "
     "(schemathesis's use_after_free expects a 404 after a DELETE)"
 )
+
+ON_A_STORED_QUOTE = ("QUOTE_STATE_INVALID", "QUOTE_ALREADY_SENT", "QUOTE_CONFLICT_VERSION")
+"""Refusals that only a stored quote can give: a request refused with one reached it."""
 
 SENDING_WITHOUT_ITEMS = ("items", "too_short")
 """A send of a quote without items (a rule on the stored quote, not the request)."""
@@ -179,9 +184,19 @@ def _failures(path: Path) -> list[Failure]:
 
 def test_schemathesis_finds_only_rules_no_schema_can_state(target: Target, tmp_path: Path) -> None:
     events = tmp_path / "events.ndjson"
+    config = tmp_path / "schemathesis.toml"
+    # The bounds: few examples per operation, more for the stateful phase, whose scenarios
+    # must walk create → send → accept to reach every operation.
+    config.write_text(
+        f"seed = {SEED}\n"
+        f'[generation]\nmax-examples = {MAX_EXAMPLES}\ndatabase = "none"\n'
+        f"[phases.stateful.generation]\nmax-examples = {STATEFUL_EXAMPLES}\n"
+    )
     run = subprocess.run(
         [
             str(SCHEMATHESIS),
+            "--config-file",
+            str(config),
             "run",
             f"{target.server.base_url}/openapi.json",
             "--checks",
@@ -190,12 +205,6 @@ def test_schemathesis_finds_only_rules_no_schema_can_state(target: Target, tmp_p
             "examples,coverage,fuzzing,stateful",
             "-H",
             f"Authorization: Bearer {target.admin.token}",
-            "--max-examples",
-            str(MAX_EXAMPLES),
-            "--seed",
-            str(SEED),
-            "--generation-database",
-            "none",
             "--no-color",
             "--report",
             "ndjson",
@@ -215,8 +224,9 @@ def test_schemathesis_finds_only_rules_no_schema_can_state(target: Target, tmp_p
     # Every failure was one of the allowed rules, so the CLI's non-zero exit is theirs alone.
     assert run.returncode in (0, 1), run.stderr[-3000:]
 
-    # Every tracked operation was reached and succeeded at least once (the server's own
-    # count): the quote routes through the links (a create's quoteId and ETag, then each
+    # Every tracked operation was reached with a real resource, by the server's own count: it
+    # succeeded, or refused on the stored quote's state or version (codes only a stored quote
+    # gives) — the quote routes through the links (a create's quoteId and ETag, then each
     # response's), a client's read through its create.
     document = httpx.get(f"{target.server.base_url}/openapi.json", timeout=30).json()
     operations = {
@@ -227,12 +237,14 @@ def test_schemathesis_finds_only_rules_no_schema_can_state(target: Target, tmp_p
     }
     assert len(operations) >= 12, operations
     metrics = httpx.get(f"{target.server.base_url}/metrics", timeout=30).text
-    successes = {
-        name: metric_value(
-            metrics,
-            "tripquote_operations_total",
-            {"operation": name, "outcome": "success", "error_code": ""},
-        )
+    reached = {
+        name: {
+            code or "success": metric_value(
+                metrics, "tripquote_operations_total", {"operation": name, "error_code": code}
+            )
+            for code in ("", *ON_A_STORED_QUOTE)
+        }
         for name in sorted(operations)
     }
-    assert all(count > 0 for count in successes.values()), successes
+    assert [name for name, counts in reached.items() if not any(counts.values())] == [], reached
+    assert reached["quote.read"]["success"] > 0, reached  # the read, through the links

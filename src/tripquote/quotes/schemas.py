@@ -357,12 +357,16 @@ _ZERO = "-0{1,30}(?:\\.0{1,30})?"  # -0 is zero
 _NUMBER_RANGE = {"exclusiveMinimum": -1e30, "exclusiveMaximum": 1e30}  # _DECIMAL_DIGITS
 AMOUNT_SCHEMA: dict[str, Any] = {
     "anyOf": [
-        {"type": "number", "minimum": 0, "exclusiveMaximum": 1e30, "multipleOf": 0.01},
-        {"type": "string", "pattern": f"^(?:{_DECIMAL}|{_ZERO})$"},
+        {"type": "number", "minimum": 0, "exclusiveMaximum": 1e12, "multipleOf": 0.01},
+        {
+            "type": "string",
+            "pattern": f"^(?:0{{0,18}}[0-9]{{1,12}}(?:\\.[0-9]{{1,30}})?|{_ZERO})$",
+        },
     ]
 }
-"""An amount >= 0: a JSON number or a decimal string (``_to_decimal``). Its places are the
-currency's minor units at most (a rule across two fields: pricing.py)."""
+"""A price or discount: >= 0 and below 10^12 (money.AMOUNT_LIMIT), a JSON number or a decimal
+string (``_to_decimal``). Its places are the currency's minor units at most (a rule across two
+fields: pricing.py)."""
 ANY_AMOUNT_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "number", **_NUMBER_RANGE, "multipleOf": 0.01},
