@@ -20,11 +20,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,29 @@ def db_url(pg_url: str) -> str:
     return pg_url
 
 
+PINNED_NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+"""Where the apps' quote clock starts in tests: before every trip of the shared fixtures
+(the earliest starts 2027-02-13, the longest offer is 30 days), whatever the calendar says."""
+
+
+class PinnedClock:
+    """The quote service's clock in tests (``create_app(clock=...)``): ``PINNED_NOW`` when it
+    was made, then running with real (monotonic) time, so instants keep their order; ``advance``
+    moves it ahead, as days passing would. Compare stored quote instants with ``clock()``,
+    never with the system's time."""
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+        self._ahead = timedelta()
+
+    def __call__(self) -> datetime:
+        return PINNED_NOW + self._ahead + timedelta(seconds=time.monotonic() - self._started)
+
+    def advance(self, delta: timedelta) -> None:
+        """Move the clock ``delta`` ahead."""
+        self._ahead += delta
+
+
 @dataclass
 class Actor:
     """An agent with a token and one client of its own."""
@@ -175,6 +199,7 @@ class World:
     engine: AsyncEngine
     settings: Settings
     app: Any
+    clock: PinnedClock
     actors: list[Actor] = field(default_factory=list)
 
     @property
@@ -273,12 +298,14 @@ class World:
 
 @pytest_asyncio.fixture
 async def world_factory() -> AsyncIterator[Any]:
-    """Build a World for given settings; its app's lifespan ends with the test."""
+    """Build a World for given settings; its app's lifespan ends with the test. Every app the
+    test builds shares one ``PinnedClock``."""
     stack: list[LifespanManager] = []
     clients: list[httpx.AsyncClient] = []
+    clock = PinnedClock()
 
     async def build(settings: Settings) -> World:
-        app = create_app(settings)
+        app = create_app(settings, clock=clock)
         manager = LifespanManager(app, startup_timeout=30, shutdown_timeout=30)
         await manager.__aenter__()
         stack.append(manager)
@@ -286,7 +313,9 @@ async def world_factory() -> AsyncIterator[Any]:
             transport=httpx.ASGITransport(app=manager.app), base_url="http://tripquote.test"
         )
         clients.append(client)
-        return World(client=client, engine=app.state.engine, settings=settings, app=app)
+        return World(
+            client=client, engine=app.state.engine, settings=settings, app=app, clock=clock
+        )
 
     yield build
     for client in clients:

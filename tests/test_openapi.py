@@ -5,12 +5,15 @@ cannot send."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from tests.conftest import make_settings
+from tripquote import etags
 from tripquote.app import create_app
+from tripquote.errors import QuoteValidationFailed
 
 Q = "/api/agents/quotes"
 C = "/api/agents/clients"
@@ -22,15 +25,15 @@ _WRITE = {"400", "401", "403", "404", "409", "413", "415", "429"} | _DB
 STATUSES: dict[tuple[str, str], set[str]] = {
     ("post", Q): {"201", "422"} | _WRITE,
     ("get", Q): {"200", "400", "401", "404"} | _DB,
-    ("get", ID): {"200", "401", "403", "404"} | _DB,
+    ("get", ID): {"200", "304", "400", "401", "403", "404"} | _DB,
     ("patch", ID): {"200", "412"} | _WRITE,
     ("delete", ID): {"200", "412", "422"} | _WRITE,
     ("post", ID + "/send"): {"200", "412", "422"} | _WRITE,
     ("post", ID + "/accept"): {"200", "412", "422"} | _WRITE,
     ("post", ID + "/reject"): {"200", "412", "422"} | _WRITE,
-    ("get", ID + "/revisions"): {"200", "401", "403", "404"} | _DB,
+    ("get", ID + "/revisions"): {"200", "400", "401", "403", "404"} | _DB,
     ("get", ID + "/revisions/{version}"): {"200", "400", "401", "403", "404"} | _DB,
-    ("post", C): {"201", "400", "401", "404", "413", "415", "429"} | _DB,
+    ("post", C): {"201", "400", "401", "404", "409", "413", "415", "422", "429"} | _DB,
     ("get", C): {"200", "400", "401", "404"} | _DB,
     ("get", C + "/{client_id}"): {"200", "401", "403", "404"} | _DB,
     ("get", "/api/ops/summary"): {"200", "401", "403", "404"} | _DB,
@@ -47,6 +50,7 @@ SUCCESS_HEADERS: dict[tuple[str, str], set[str]] = {
     ("post", ID + "/send"): {"ETag", "Idempotent-Replayed"},
     ("post", ID + "/accept"): {"ETag", "Idempotent-Replayed"},
     ("post", ID + "/reject"): {"ETag", "Idempotent-Replayed"},
+    ("post", C): {"Idempotent-Replayed"},
 }
 """Headers a success carries besides X-Correlation-ID (every response has it)."""
 
@@ -96,7 +100,7 @@ def test_every_error_status_is_the_envelope_naming_its_codes(document: dict[str,
     envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
     for (method, path), statuses in STATUSES.items():
         responses = _operation(document, method, path)["responses"]
-        for status in statuses - {"200", "201"}:
+        for status in statuses - {"200", "201", "304"}:
             response = responses[status]
             assert response["content"]["application/json"]["schema"] == envelope, (path, status)
             assert "`" in response["description"], (path, status)  # names its codes
@@ -109,9 +113,16 @@ def test_the_codes_are_named_under_their_status(document: dict[str, Any]) -> Non
     for code in ("QUOTE_CONFLICT_VERSION", "QUOTE_STATE_INVALID", "QUOTE_ALREADY_SENT"):
         assert code in patch["409"]["description"]
     assert "IDEMPOTENCY_KEY_IN_USE" not in patch["409"]["description"]  # PATCH takes no key
-    create = _operation(document, "post", Q)["responses"]
-    assert "IDEMPOTENCY_KEY_REUSED" in create["422"]["description"]
-    assert "IDEMPOTENCY_KEY_IN_USE" in create["409"]["description"]
+    for path in (Q, C):
+        create = _operation(document, "post", path)["responses"]
+        assert "IDEMPOTENCY_KEY_REUSED" in create["422"]["description"]
+        assert "IDEMPOTENCY_KEY_IN_USE" in create["409"]["description"]
+        assert create["409"]["headers"]["Retry-After"]["required"] is True  # only IN_USE
+    send = _operation(document, "post", ID + "/send")["responses"]
+    assert "TRIP_ALREADY_STARTED" in send["422"]["description"]
+    for transition in ("accept", "reject"):
+        other = _operation(document, "post", f"{ID}/{transition}")["responses"]
+        assert "TRIP_ALREADY_STARTED" not in other["422"]["description"]
     read = _operation(document, "get", ID)["responses"]
     assert {"QUOTE_NOT_FOUND", "AGENT_NOT_FOUND"} <= set(
         read["404"]["description"].replace("`", " ").replace(",", " ").split()
@@ -165,13 +176,47 @@ def test_request_bodies_come_from_the_body_dependencies(document: dict[str, Any]
 def test_headers_read_by_dependencies_are_documented(document: dict[str, Any]) -> None:
     for method, path in ACTS_ON_VERSION:
         parameters = {p["name"]: p for p in _operation(document, method, path)["parameters"]}
-        # One strong entity tag (RFC 9110 §8.8.3): quoted; unquoted or weak is malformed.
-        assert parameters["If-Match"]["schema"]["pattern"] == '^"[\\x21\\x23-\\x7e\\x80-\\xff]*"$'
+        # One strong entity tag (RFC 9110 §8.8.3): the one way to name the version acted on.
+        assert parameters["If-Match"]["schema"]["pattern"] == etags.STRONG_TAG_PATTERN
         assert parameters["If-Match"]["required"] is True, (method, path)
     patch = {p["name"]: p for p in _operation(document, "patch", ID)["parameters"]}
     assert "Idempotency-Key" not in patch
-    create = {p["name"]: p for p in _operation(document, "post", Q)["parameters"]}
-    assert create["Idempotency-Key"]["schema"]["maxLength"] == 255
+    for path in (Q, C):  # every POST that creates something takes a key
+        create = {p["name"]: p for p in _operation(document, "post", path)["parameters"]}
+        assert create["Idempotency-Key"]["schema"]["maxLength"] == 255
+    read = {p["name"]: p for p in _operation(document, "get", ID)["parameters"]}
+    assert read["If-None-Match"]["schema"]["pattern"] == etags.PATTERN
+    assert read["If-None-Match"]["required"] is False
+
+
+@pytest.mark.parametrize(
+    ("value", "documented"),
+    [
+        *[('"5"', True), ('W/"5"', True), ("*", True), ('"a,b", "5"', True), ('"0"', True)],
+        *[("5", False), ("abc", False), ('"5', False), ('"5" "6"', False), ("", False)],
+    ],
+)
+def test_the_etag_pattern_is_the_grammar_the_headers_are_parsed_with(
+    value: str, documented: bool
+) -> None:
+    """What the document's pattern allows is exactly what the parser accepts."""
+    assert (re.match(etags.PATTERN, value) is not None) is documented
+    try:
+        etags.parse(value, "If-Match")
+    except QuoteValidationFailed:
+        accepted = False
+    else:
+        accepted = True
+    assert accepted is documented
+
+
+def test_a_not_modified_answer_is_documented_where_it_is_sent(document: dict[str, Any]) -> None:
+    for (method, path), statuses in STATUSES.items():
+        if "304" not in statuses:
+            continue
+        not_modified = _operation(document, method, path)["responses"]["304"]
+        assert "content" not in not_modified
+        assert set(not_modified["headers"]) == {"ETag", "X-Correlation-ID"}
 
 
 def test_no_framework_422_and_bearer_on_every_api_operation(document: dict[str, Any]) -> None:
@@ -212,3 +257,16 @@ def test_responses_naming_a_quote_link_to_what_can_be_done_with_it(
 def test_the_currencies_are_the_configured_whitelist(document: dict[str, Any]) -> None:
     currency = document["components"]["schemas"]["QuoteIn"]["properties"]["currency"]
     assert currency["enum"] == sorted(make_settings("postgresql+asyncpg://x@h/d").currencies)
+
+
+def test_every_query_parameter_may_be_empty(document: dict[str, Any]) -> None:
+    """``?x=`` is answered as no ``x`` (tests/api/test_empty_query.py), and says so."""
+    query = [
+        parameter
+        for operations in document["paths"].values()
+        for operation in operations.values()
+        for parameter in operation.get("parameters", ())
+        if parameter["in"] == "query"
+    ]
+    assert len(query) >= 7
+    assert all(parameter["allowEmptyValue"] is True for parameter in query)

@@ -223,6 +223,16 @@ class QuoteNotFound(TripquoteError):
     default_message = "The quote does not exist or is not visible to you."
 
 
+class TripAlreadyStarted(TripquoteError):
+    code = "TRIP_ALREADY_STARTED"
+    http_status = 422
+    severity = Severity.HIGH
+    caused_by = "caller"
+    default_message = (
+        "The trip has started: a quote can only be sent before its start date. See details.errors."
+    )
+
+
 class IdempotencyKeyReused(TripquoteError):
     code = "IDEMPOTENCY_KEY_REUSED"
     http_status = 422
@@ -302,6 +312,7 @@ ERROR_CLASSES: tuple[type[TripquoteError], ...] = (
     RateLimitExceeded,
     InternalError,
     QuoteNotFound,
+    TripAlreadyStarted,
     IdempotencyKeyReused,
     IdempotencyKeyInUse,
     ServiceNotReady,

@@ -1,4 +1,4 @@
-"""Writing JSON fast."""
+"""Writing JSON fast, and a GET's conditional answer (RFC 9110 §13.1.2)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from tripquote.etags import Condition, none_match_fails
 from tripquote.json import dumps
 
 
@@ -16,3 +17,12 @@ def json_response(
     return Response(
         content=dumps(body), status_code=status, media_type="application/json", headers=headers
     )
+
+
+def tagged_response(body: Any, *, etag: str, if_none_match: Condition | None) -> Response:
+    """A GET's 200 JSON ``body`` with its ``ETag``, or 304 Not Modified with that ETag and no
+    content when ``If-None-Match`` matches it (RFC 9110 §13.1.2, §15.4.5; also on HEAD, which
+    is answered as its GET). The one rule for every GET that sends an ETag."""
+    if none_match_fails(if_none_match, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    return json_response(body, headers={"ETag": etag})

@@ -1,7 +1,9 @@
 """``Idempotency-Key`` (IETF draft-ietf-httpapi-idempotency-key-header; Stripe's behaviour
 where the two agree): the same key and body replay the first response; the same key with
 another body is IDEMPOTENCY_KEY_REUSED (422); a duplicate while the first is still running is
-IDEMPOTENCY_KEY_IN_USE (409, retryable). Keys are scoped per agent and kept 24 h.
+IDEMPOTENCY_KEY_IN_USE (409, retryable). Keys are scoped per agent (so per agency) and kept
+24 h; a key names one request (method, path, body, If-Match), so the same key on another URL is
+IDEMPOTENCY_KEY_REUSED too. ``idempotent`` runs any POST that creates something under it.
 
 A key is claimed in its own short transaction (so a concurrent duplicate sees it at once), and
 completed in the same transaction as the change it guards, so the stored response exists if and
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +24,8 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
+from starlette.responses import Response
 
 from tripquote.agents.auth import Caller, principal_of
 from tripquote.db.tables import idempotency_keys
@@ -225,3 +230,58 @@ async def complete(tx: Tx, claim: Claim, response: StoredResponse) -> None:
         response.body.decode(),
         dumps(response.headers).decode(),
     )
+
+
+Record = Callable[[Tx, StoredResponse], Awaitable[None]]
+"""Stores a change's response for replay, in the change's own transaction (``Tx``)."""
+
+
+def to_response(stored: StoredResponse, *, replayed: bool = False) -> Response:
+    """The HTTP response of a stored (or just built) one; ``Idempotent-Replayed: true`` on a
+    replay."""
+    headers = dict(stored.headers)
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return Response(
+        content=stored.body,
+        status_code=stored.status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+async def idempotent(
+    request: Request,
+    *,
+    key: str | None,
+    caller: Caller,
+    body: Any,
+    run: Callable[[Record | None], Awaitable[StoredResponse]],
+) -> Response:
+    """Answer a POST that creates something under its ``Idempotency-Key`` header value
+    ``key``: ``run(record)`` makes the change and returns its response, calling
+    ``record(tx, response)`` inside the change's transaction when the request has a key
+    (``record`` None without one). A known key replays its stored response (or raises
+    IDEMPOTENCY_KEY_REUSED / IDEMPOTENCY_KEY_IN_USE, see ``IdempotencyStore.claim``); a key
+    not 1-255 visible ASCII is QUOTE_VALIDATION_FAILED. A failed ``run`` releases the key."""
+    parsed = parse_key(key)
+    if parsed is None:
+        return to_response(await run(None))
+    fingerprint = request_fingerprint(
+        request.method, request.url.path, body, if_match=request.headers.get("if-match")
+    )
+    keys: IdempotencyStore = request.app.state.idempotency
+    claimed = await keys.claim(caller=caller, key=parsed, fingerprint=fingerprint)
+    if isinstance(claimed, StoredResponse):
+        return to_response(claimed, replayed=True)
+    claim: Claim = claimed
+
+    async def record(tx: Tx, response: StoredResponse) -> None:
+        await complete(tx, claim, response)
+
+    try:
+        response = await run(record)
+    except BaseException:
+        await keys.release(claim)
+        raise
+    return to_response(response)

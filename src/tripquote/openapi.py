@@ -123,8 +123,34 @@ class ListEnvelope(BaseModel):
     nextCursor: str | None
 
 
+class RevisionEntryOut(BaseModel):
+    """One committed version in a history page (its snapshot: ``…/revisions/{version}``)."""
+
+    version: int
+    operation: Literal["CREATE", "UPDATE", "DELETE", "SEND", "ACCEPT", "REJECT", "EXPIRE"]
+    status: Literal["DRAFT", "SENT", "ACCEPTED", "REJECTED", "EXPIRED", "CANCELLED"]
+    actorId: str = Field(description="The agent's id, or `system` for the expiry sweep.")
+    correlationId: str
+    createdAt: str
+    changedFields: list[str] = Field(
+        description="The fields a client sets, and `status`, whose values differ from the "
+        "version before (sorted; the same rule as a 409's `changedFields`); [] for version 1.",
+        examples=[["items", "notes"]],
+    )
+
+
+class RevisionsEnvelope(BaseModel):
+    """A page of a quote's history, oldest first; pass ``nextCursor`` as ``cursor`` for the
+    next one (null on the last page)."""
+
+    success: Literal[True]
+    quoteId: str
+    revisions: list[RevisionEntryOut]
+    nextCursor: str | None
+
+
 class RevisionOut(BaseModel):
-    """One committed version."""
+    """One committed version with its snapshot."""
 
     version: int
     operation: str
@@ -133,14 +159,6 @@ class RevisionOut(BaseModel):
     correlationId: str
     createdAt: str
     snapshot: QuoteOut
-
-
-class RevisionsEnvelope(BaseModel):
-    """A quote's history."""
-
-    success: Literal[True]
-    quoteId: str
-    revisions: list[RevisionOut]
 
 
 class RevisionEnvelope(BaseModel):
@@ -204,7 +222,8 @@ CORRELATION_ID: Headers = {
 }
 ETAG: Headers = {
     "ETag": {
-        "description": 'The quote version\'s strong ETag, e.g. "5"; send it as If-Match.',
+        "description": 'The quote version\'s strong ETag, e.g. "5"; send it as If-Match to '
+        "edit that version, as If-None-Match to read the quote only if it changed.",
         "required": True,
         "schema": {"type": "string", "pattern": '^"[1-9][0-9]*"$'},
     }
@@ -269,8 +288,11 @@ def responses(
     *,
     headers: Headers | None = None,
     errors: Iterable[Raised],
+    not_modified: Headers | None = None,
 ) -> dict[int | str, dict[str, Any]]:
-    """``responses=``: the success (``model``, ``headers``) and each error status, codes named."""
+    """``responses=``: the success (``model``, ``headers``), 304 Not Modified with
+    ``not_modified``'s headers when given (a GET honouring If-None-Match), and each error
+    status, codes named."""
     # model None: the success schema is the return annotation's. Each error status names its
     # codes and the headers they come with (Retry-After required when every code sends it).
     by_status: dict[int, list[type[TripquoteError]]] = {}
@@ -284,6 +306,12 @@ def responses(
     if model is not None:
         success["model"] = model
     documented: dict[int | str, dict[str, Any]] = {status: success}
+    if not_modified is not None:
+        documented[304] = {
+            "description": "Not Modified: If-None-Match names the current ETag (RFC 9110 "
+            "§15.4.5); no content.",
+            "headers": {**not_modified, **CORRELATION_ID},
+        }
     for code_status, classes in sorted(by_status.items()):
         codes = ", ".join(f"`{cls.code}`" for cls in dict.fromkeys(classes))
         documented[code_status] = {
@@ -315,8 +343,10 @@ def complete(
     document: dict[str, Any], *, routes: Iterable[object], currencies: Iterable[str]
 ) -> None:
     """Add the request bodies' models, the bearer scheme, the configured currencies (an enum),
-    If-Match as the required way to name the version edited, and the links from each response
-    naming a quote to what can be done with it next; drop FastAPI's 422 (ours is 400)."""
+    If-Match as the required way to name the version acted on, and the links from each
+    response naming a quote to what can be done with it next; drop FastAPI's 422 (ours is 400);
+    mark every query parameter ``allowEmptyValue``: an empty one is an absent one
+    (``middleware.EmptyQueryMiddleware``)."""
     # The models come from each route's body_schemas (routing.TrackedRoute); FastAPI documents a
     # 422 for every route with parameters, but a refused parameter is our 400 envelope.
     components = document.setdefault("components", {})
@@ -338,9 +368,11 @@ def complete(
                 del operation["responses"]["422"]
             if path.startswith("/api/"):
                 operation["security"] = [{"bearerAuth": []}]
-            for parameter in operation.get("parameters", []):
+            for parameter in operation.get("parameters", ()):
+                if parameter["in"] == "query":
+                    parameter["allowEmptyValue"] = True
                 # Required in the document: the body's `version` is the undocumented alternative
-                # (deps.if_match_version), and without either the edit is refused.
+                # (deps.if_match_header), and without either the edit is refused.
                 if parameter["in"] == "header" and parameter["name"] == "If-Match":
                     parameter["required"] = True
     _add_links(document)

@@ -1,8 +1,12 @@
-"""Keyset cursors: ``(timestamp, id)`` pairs written ``<microseconds since the Unix epoch>.<id>``.
+"""Keyset cursors and the page size every list takes.
 
 Clients treat a cursor as opaque (they pass ``nextCursor`` back as ``cursor``), but its grammar
-is ``CURSOR_PATTERN``, given in the OpenAPI document: every string it matches names a position
-in a listing, so no well-formed cursor is refused. The empty string is no cursor (first page).
+is given in the OpenAPI document and every string it matches names a position, so no
+well-formed cursor is refused; the empty string is no cursor (the first page):
+
+- the lists of quotes and clients: ``(timestamp, id)`` written ``<microseconds since the Unix
+  epoch>.<id>`` (``CURSOR_PATTERN``);
+- a quote's history: the version it resumes after, in decimal (``VERSION_CURSOR_PATTERN``).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from tripquote.errors import QUERY_INVALID, QuoteValidationFailed, field_error
+from tripquote.quotes.rules import MAX_VERSION
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -21,7 +26,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CURSOR = re.compile(r"([0-9]{1,17})\.([A-Za-z0-9_-]{1,64})", re.ASCII)
 # 17 digits of microseconds reach the year 5138; ids are UUIDs (any [A-Za-z0-9_-] id would do).
 CURSOR_PATTERN = rf"^(?:{_CURSOR.pattern})?$"
-"""The cursor's grammar as a JSON Schema ``pattern`` (empty: no cursor)."""
+"""A list cursor's grammar as a JSON Schema ``pattern`` (empty: no cursor)."""
+_VERSION_CURSOR = re.compile(r"[0-9]{1,10}", re.ASCII)
+VERSION_CURSOR_PATTERN = rf"^(?:{_VERSION_CURSOR.pattern})?$"
+"""A history cursor's grammar as a JSON Schema ``pattern`` (empty: no cursor)."""
 
 
 def encode_cursor(at: datetime, row_id: str) -> str:
@@ -37,11 +45,28 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     matches ``CURSOR_PATTERN``."""
     match = _CURSOR.fullmatch(cursor)
     if match is None:
-        raise QuoteValidationFailed(
-            "The cursor is malformed.",
-            details={"errors": [field_error("cursor", "invalid", "Use nextCursor as returned.")]},
-        )
+        raise _malformed()
     return _EPOCH + timedelta(microseconds=int(match.group(1))), match.group(2)
+
+
+def encode_version_cursor(version: int) -> str:
+    """The cursor that resumes a quote's history after ``version``."""
+    return str(version)
+
+
+def decode_version_cursor(cursor: str) -> int:
+    """The version a history cursor resumes after (0 to ``MAX_VERSION``: a larger one is past
+    every version); QUOTE_VALIDATION_FAILED unless it matches ``VERSION_CURSOR_PATTERN``."""
+    if _VERSION_CURSOR.fullmatch(cursor) is None:
+        raise _malformed()
+    return min(int(cursor), MAX_VERSION)
+
+
+def _malformed() -> QuoteValidationFailed:
+    return QuoteValidationFailed(
+        "The cursor is malformed.",
+        details={"errors": [field_error("cursor", "invalid", "Use nextCursor as returned.")]},
+    )
 
 
 def check_limit(limit: int) -> int:

@@ -92,7 +92,9 @@ class TrackedRoute(APIRoute):
 
 
 def _json_bodies(dependant: Dependant) -> Iterator[JsonBody]:
+    # A JsonBody dependency, or a dependency reading one as its ``body`` (deps.QuoteCreate…).
     for sub in dependant.dependencies:
-        if isinstance(sub.call, JsonBody):
-            yield sub.call
+        body = sub.call if isinstance(sub.call, JsonBody) else getattr(sub.call, "body", None)
+        if isinstance(body, JsonBody):
+            yield body
         yield from _json_bodies(sub)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 from tests.api.test_lifecycle import quote_in
 from tests.conftest import World, cli_error
@@ -44,6 +44,13 @@ async def test_two_concurrent_expire_runs_expire_each_quote_once(world: World, d
     actor = await world.actor()
     due = [(await quote_in(world, actor, QuoteStatus.EXPIRED))[0] for _ in range(6)]
     fresh, _ = await quote_in(world, actor, QuoteStatus.SENT)
+    # The command runs on the system's clock, the app on the tests' pinned one: the quote
+    # not due must stay in the command's future too.
+    async with world.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE quotes SET expires_at = :at WHERE id = :id"),
+            {"at": datetime.now(UTC) + timedelta(days=1), "id": fresh},
+        )
     runs = await asyncio.gather(
         _cli(db_url, "expire", "--batch-size", "2"), _cli(db_url, "expire", "--batch-size", "2")
     )

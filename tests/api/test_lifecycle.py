@@ -43,11 +43,12 @@ async def act(world: World, actor: Actor, quote_id: str, operation: Operation, v
 
 
 async def expire_in_db(world: World, quote_id: str) -> None:
-    """Move a SENT quote's expiry into the past, as the passage of time would (no sweep)."""
+    """Move a SENT quote's expiry into the past of the app's clock, as the passage of time
+    would (no sweep)."""
     async with world.engine.begin() as conn:
         await conn.execute(
             text("UPDATE quotes SET expires_at = :at WHERE id = :id"),
-            {"at": datetime.now(UTC) - timedelta(seconds=1), "id": quote_id},
+            {"at": world.clock() - timedelta(seconds=1), "id": quote_id},
         )
 
 
@@ -151,7 +152,10 @@ async def test_every_status_operation_pair(world: World, status: str, operation:
             await world.client.get(f"{URL}/{quote_id}/revisions", headers=actor.headers)
         ).json()
         assert history["revisions"][-1]["operation"] == operation
-        assert history["revisions"][-1]["snapshot"] == quote
+        revision = await world.client.get(
+            f"{URL}/{quote_id}/revisions/{quote['version']}", headers=actor.headers
+        )
+        assert revision.json()["revision"]["snapshot"] == quote
         read = await world.client.get(f"{URL}/{quote_id}", headers=actor.headers)
         assert read.json()["quote"]["status"] == expected
     else:

@@ -25,6 +25,7 @@ _NAMES = {
     sql.EDIT.text: "EDIT",
     sql.SNAPSHOTS.text: "SNAPSHOTS",
     sql.EXPIRE.text: "EXPIRE",
+    sql.REVISION_PAGE.text: "REVISION_PAGE",
 }
 
 
@@ -181,6 +182,26 @@ async def test_stale_saves_are_answered_from_the_statement_and_one_comparison(
     assert await world.snapshot(quote["id"]) == before
 
 
+async def test_a_history_page_compares_its_versions_from_one_read_then_from_the_cache(
+    world: World, statements: Statements
+) -> None:
+    actor = await world.actor()
+    quote = await _create(world, actor)
+    for version in range(1, 6):
+        response = await world.client.patch(
+            f"{URL}/{quote['id']}", json={"version": version, "notes": f"v{version + 1}"},
+            headers=actor.headers,
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+    await statements.take()
+    first = await world.client.get(f"{URL}/{quote['id']}/revisions", headers=actor.headers)
+    assert [e["changedFields"] for e in first.json()["revisions"]] == [[]] + [["notes"]] * 5
+    assert await statements.take() == ["LOAD", "REVISION_PAGE", "SNAPSHOTS"]
+    again = await world.client.get(f"{URL}/{quote['id']}/revisions", headers=actor.headers)
+    assert again.json() == first.json()
+    assert await statements.take() == ["LOAD", "REVISION_PAGE"]  # revisions never change
+
+
 async def test_the_sweep_is_one_statement_per_batch(world: World, statements: Statements) -> None:
     actor = await world.actor()
     quote = await _create(world, actor)
@@ -188,7 +209,8 @@ async def test_the_sweep_is_one_statement_per_batch(world: World, statements: St
     assert sent.status_code == 200, sent.text
     async with world.engine.begin() as conn:
         await conn.exec_driver_sql(
-            "UPDATE quotes SET expires_at = now() - interval '1 day' WHERE id = $1", (quote["id"],)
+            "UPDATE quotes SET expires_at = $1 WHERE id = $2",
+            (world.clock() - timedelta(days=1), quote["id"]),
         )
     await statements.take()
     assert await world.app.state.quotes.expire_due(batch_size=10, correlation_id="sweep") == 1
@@ -196,4 +218,7 @@ async def test_the_sweep_is_one_statement_per_batch(world: World, statements: St
     history = await world.client.get(f"{URL}/{quote['id']}/revisions", headers=actor.headers)
     last = history.json()["revisions"][-1]
     assert (last["operation"], last["status"], last["actorId"]) == ("EXPIRE", "EXPIRED", "system")
-    assert (last["snapshot"]["status"], last["snapshot"]["version"]) == ("EXPIRED", 3)
+    assert last["changedFields"] == ["status"]
+    revision = await world.client.get(f"{URL}/{quote['id']}/revisions/3", headers=actor.headers)
+    snapshot = revision.json()["revision"]["snapshot"]
+    assert (snapshot["status"], snapshot["version"]) == ("EXPIRED", 3)

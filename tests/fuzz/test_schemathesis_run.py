@@ -65,6 +65,8 @@ ALLOWED: dict[tuple[int, str], str] = {
     (400, "ITEMS_INCONSISTENT"): CROSS_FIELD_CODES["mismatch"],
     (412, "QUOTE_CONFLICT_VERSION"): "If-Match names the quote's current version (the stored "
     "state: any well-formed tag is schema-valid, only the last ETag matches)",
+    (422, "TRIP_ALREADY_STARTED"): "a quote is sent before its trip starts (the clock, in the "
+    "agency's time zone)",
     (422, "IDEMPOTENCY_KEY_REUSED"): "an Idempotency-Key names one request for 24 h (across "
     "requests: the same key with another body or path is refused)",
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -68,7 +69,10 @@ def test_sending_decides_when_it_was_sent_and_when_it_expires_by_its_days() -> N
     change = transition(Operation.SEND, NOW, "Europe/Paris")
     assert (change.status, change.sent_at, change.items_needed) == (QuoteStatus.SENT, NOW, 1)
     assert change.expiries is not None
-    assert sorted(change.expiries) == list(range(1, 91))
+    # 0: an offer ending with the send's day (a trip starting tomorrow, sql.offer_days).
+    assert sorted(change.expiries) == list(range(0, 91))
     assert change.expiries[14] == compute_expires_at(NOW, 14, "Europe/Paris")
+    assert change.today == NOW.astimezone(ZoneInfo("Europe/Paris")).date()
     accept = transition(Operation.ACCEPT, NOW, None)
     assert (accept.status, accept.items_needed, accept.expiries) == (QuoteStatus.ACCEPTED, 0, None)
+    assert accept.today is None

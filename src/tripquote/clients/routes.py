@@ -8,23 +8,36 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
 from starlette.responses import Response
 
 from tripquote.agents.access import check_access
 from tripquote.agents.auth import principal_of
 from tripquote.clients import repository
 from tripquote.clients.schemas import ClientIn
-from tripquote.deps import ClientBody, CurrentAgent, Runner, WritingAgent
+from tripquote.db.transaction import joined_tx
+from tripquote.deps import ClientBody, CurrentAgent, Runner, WritingAgent, idempotency_key_header
 from tripquote.errors import (
     AgentNotFound,
     AuthenticationFailed,
     AuthorizationFailed,
     ClientNotFound,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
     QuoteValidationFailed,
     RateLimitExceeded,
 )
 from tripquote.http import json_response
-from tripquote.openapi import BODY, DATABASE, ClientEnvelope, ClientListEnvelope, responses
+from tripquote.idempotency import Record, StoredResponse, idempotent
+from tripquote.json import dumps
+from tripquote.openapi import (
+    BODY,
+    DATABASE,
+    REPLAYED,
+    ClientEnvelope,
+    ClientListEnvelope,
+    responses,
+)
 from tripquote.pagination import (
     CURSOR_PATTERN,
     DEFAULT_LIMIT,
@@ -58,32 +71,57 @@ def client_to_api(row: Any) -> dict[str, Any]:
     "",
     status_code=201,
     openapi_extra=operation("client.create"),
-    responses=responses(ClientEnvelope, 201, errors=(*_AUTH, *BODY, RateLimitExceeded, *DATABASE)),
+    responses=responses(
+        ClientEnvelope,
+        201,
+        headers=REPLAYED,
+        errors=(
+            *_AUTH,
+            *BODY,
+            RateLimitExceeded,
+            IdempotencyKeyReused,
+            IdempotencyKeyInUse,
+            *DATABASE,
+        ),
+    ),
 )
-async def create_client(caller: WritingAgent, body: ClientBody, runner: Runner) -> Response:
-    """Create a client owned by the calling agent; 201 ``{success, clientId, client}``."""
-    try:
-        client_in = ClientIn.model_validate(body)
-    except ValidationError as exc:
-        raise QuoteValidationFailed(
-            "The client is invalid.", details={"errors": field_errors(exc)}
-        ) from None
+async def create_client(
+    request: Request,
+    caller: WritingAgent,
+    body: ClientBody,
+    runner: Runner,
+    idempotency_key: str = idempotency_key_header(),
+) -> Response:
+    """Create a client owned by the calling agent; 201 ``{success, clientId, client}``.
+    Honours ``Idempotency-Key``."""
 
-    async def work(conn: AsyncConnection) -> dict[str, Any]:
-        principal = await principal_of(conn, caller)
-        return await repository.insert_client(
-            conn,
-            principal=principal,
-            name=client_in.name,
-            email=client_in.email,
-            phone=client_in.phone,
-            now=datetime.now(UTC),
-        )
+    async def run(record: Record | None) -> StoredResponse:
+        try:
+            client_in = ClientIn.model_validate(body)
+        except ValidationError as exc:
+            raise QuoteValidationFailed(
+                "The client is invalid.", details={"errors": field_errors(exc)}
+            ) from None
 
-    row = await runner.run(work)
-    return json_response(
-        {"success": True, "clientId": row["id"], "client": client_to_api(row)}, status=201
-    )
+        async def work(conn: AsyncConnection) -> StoredResponse:
+            principal = await principal_of(conn, caller)
+            row = await repository.insert_client(
+                conn,
+                principal=principal,
+                name=client_in.name,
+                email=client_in.email,
+                phone=client_in.phone,
+                now=datetime.now(UTC),
+            )
+            created = {"success": True, "clientId": row["id"], "client": client_to_api(row)}
+            response = StoredResponse(status=201, body=dumps(created), headers={})
+            if record is not None:
+                await record(await joined_tx(conn), response)
+            return response
+
+        return await runner.run(work)
+
+    return await idempotent(request, key=idempotency_key, caller=caller, body=body, run=run)
 
 
 @router.get(

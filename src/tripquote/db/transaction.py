@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import structlog
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tenacity import (
     AsyncRetrying,
     RetryError,
@@ -94,6 +94,17 @@ class Tx:
         elif paused is not None and self.deadline is not None:
             self.deadline.reschedule(paused)  # the reads that say why are bounded again
         return row
+
+
+async def joined_tx(conn: AsyncConnection) -> Tx:
+    """The ``Tx`` of a ``run`` unit's own transaction: a statement written for a ``Tx`` (the
+    idempotent response of a change, ``idempotency.complete``) then commits or rolls back with
+    the unit's SQLAlchemy statements. RuntimeError before the unit's first statement: the
+    driver's transaction begins with it, so a statement run earlier would commit by itself."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    if driver is None or not driver.is_in_transaction():
+        raise RuntimeError("joined_tx before the unit's first statement")
+    return Tx(driver)
 
 
 class Statement(Protocol):

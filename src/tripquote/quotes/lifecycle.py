@@ -7,7 +7,7 @@ status allows (BRIEF "Lifecycle"); expiry instants follow the agency's IANA time
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
@@ -113,6 +113,13 @@ def check_sendable(item_count: int) -> None:
             "A quote needs at least one item to be sent.",
             details={"errors": [field_error("items", "too_short", "Add an item, then send.")]},
         )
+
+
+def local_today(now: datetime, timezone: str) -> date:
+    """The date it is at ``now`` (aware) in the IANA ``timezone``: the agency's "today"."""
+    if now.utcoffset() is None:
+        raise ValueError("local_today needs a timezone-aware now")
+    return now.astimezone(ZoneInfo(timezone)).date()
 
 
 def compute_expires_at(sent_at: datetime, expires_in_days: int, timezone: str) -> datetime:

@@ -21,10 +21,17 @@ from tripquote.quotes.lifecycle import (
     QuoteStatus,
     compute_expires_at,
     items_needed,
+    local_today,
     target_of,
 )
 from tripquote.quotes.pricing import check_client_pricing, price_quote
-from tripquote.quotes.rules import Limits, QuoteDraft, merge_patch, validate_quote
+from tripquote.quotes.rules import (
+    Limits,
+    QuoteDraft,
+    changed_fields,
+    merge_patch,
+    validate_quote,
+)
 from tripquote.quotes.schemas import MAX_EXPIRES_IN_DAYS
 from tripquote.quotes.serialize import INPUT_FIELDS, fmt_instant
 
@@ -162,26 +169,30 @@ def full_form(patch: dict[str, Any], limits: Limits) -> Draft | TripquoteError |
 @dataclass(frozen=True, slots=True)
 class Change:
     """What a transition decides: the new status, the items the quote needs, and on SEND
-    when it was sent and when it expires by its ``expiresInDays`` (the agency's zone)."""
+    when it was sent, the agency's local date then (``today``) and the instant that ends an
+    offer valid ``days`` days after it, for every ``days`` an offer can be valid (0: it ends
+    with ``today``), in the agency's zone."""
 
     operation: Operation
     status: QuoteStatus
     items_needed: int = 0
     sent_at: datetime | None = None
+    today: date | None = None
     expiries: Mapping[int, datetime] | None = None
 
 
 def transition(operation: Operation, now: datetime, timezone: str | None) -> Change:
     """The lifecycle's decision for ``operation`` at ``now`` (``timezone``: the agency's,
-    needed to send); whether the quote's status allows it is the store's guard."""
+    needed to send); whether the quote's status allows it is the store's guard, and so are
+    the send's rules on the stored trip (``sql.trip_started``, ``sql.offer_days``)."""
     change = Change(operation, target_of(operation), items_needed(operation))
     if operation is not Operation.SEND:
         return change
     assert timezone is not None
     expiries = {
-        days: compute_expires_at(now, days, timezone) for days in range(1, MAX_EXPIRES_IN_DAYS + 1)
+        days: compute_expires_at(now, days, timezone) for days in range(MAX_EXPIRES_IN_DAYS + 1)
     }
-    return replace(change, sent_at=now, expiries=expiries)
+    return replace(change, sent_at=now, today=local_today(now, timezone), expiries=expiries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +253,22 @@ class Quote:
                 for item in d.items
             ],
         }
+
+
+COMPARED_FIELDS: tuple[str, ...] = (*INPUT_FIELDS, "status")
+"""What ``changes_between`` compares: the fields a client sets, and the status."""
+
+
+def changes_between(older: Mapping[str, Any] | None, newer: Mapping[str, Any]) -> list[str]:
+    """The fields that changed from one version of a quote to another, given their snapshots
+    (API form): the sorted names of ``COMPARED_FIELDS`` whose values differ as JSON
+    (``rules.changed_fields``); [] when there is no older version. The one rule for a 409's
+    ``changedFields`` and a history entry's."""
+    if older is None:
+        return []
+    return changed_fields(
+        {k: older.get(k) for k in COMPARED_FIELDS}, {k: newer[k] for k in COMPARED_FIELDS}
+    )
 
 
 def apply_patch(quote: Quote, patch: dict[str, Any], limits: Limits) -> QuoteDraft:

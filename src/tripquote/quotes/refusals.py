@@ -14,7 +14,9 @@ from tripquote.errors import (
     QuotaExceeded,
     QuoteConflictVersion,
     QuoteNotFound,
+    TripAlreadyStarted,
     TripquoteError,
+    field_error,
 )
 from tripquote.quotes.lifecycle import Operation, check_sendable, check_transition
 from tripquote.quotes.results import Facts
@@ -82,6 +84,8 @@ def explain(
                 },
                 http_status=conflict_status,
             )
+        if operation is Operation.SEND and facts.trip_started:
+            return trip_already_started(quote_id, facts)
         if facts.item_count is not None and operation is Operation.SEND:
             try:
                 check_sendable(facts.item_count)
@@ -101,6 +105,27 @@ def explain(
     if facts.at_bound:
         return Verdict.AT_QUOTA_BOUND
     return None
+
+
+def trip_already_started(quote_id: str, facts: Facts) -> TripAlreadyStarted:
+    """TRIP_ALREADY_STARTED for a send the statement refused because the trip has started
+    (``sql.trip_started``): ``details.quoteId``, ``startDate`` and ``errors`` at ``startDate``."""
+    assert facts.start_date is not None
+    start = facts.start_date.isoformat()
+    return TripAlreadyStarted(
+        details={
+            "quoteId": quote_id,
+            "startDate": start,
+            "errors": [
+                field_error(
+                    "startDate",
+                    "trip_started",
+                    f"The trip started on {start} (the agency's time zone): move the dates "
+                    "to a trip that has not started to send it.",
+                )
+            ],
+        }
+    )
 
 
 def quota_exceeded(limit: int, current: int) -> QuotaExceeded:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from tripquote.quotes.lifecycle import QuoteStatus
@@ -15,7 +15,8 @@ class Facts:
     """What a statement saw: the caller (active, or its token revoked; its agency's time
     zone), the quote (visible to it, may it act, status as of now, version, last change), the
     client named (visible, usable), and for an edit whether it changes anything, keeps the
-    client, reopens the quote and whether the owner is at its open-quote bound."""
+    client, reopens the quote and whether the owner is at its open-quote bound; for a
+    transition the quote's items, and for a send whether its trip has started (and when)."""
 
     agent_ok: bool
     token_revoked: bool
@@ -33,6 +34,8 @@ class Facts:
     changed: bool = True
     at_bound: bool = False
     item_count: int | None = None
+    trip_started: bool = False
+    start_date: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,7 @@ class Loaded:
 
 @dataclass(frozen=True, slots=True)
 class Revision:
-    """One committed version of a quote's history."""
+    """One committed version of a quote's history (``snapshot``, its API form, when read)."""
 
     version: int
     operation: str
@@ -71,7 +74,7 @@ class Revision:
     actor_id: str
     correlation_id: str
     created_at: datetime
-    snapshot: dict[str, Any]
+    snapshot: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,4 +106,6 @@ def facts_of(row: Any) -> Facts:
         changed=row["changed"] if "changed" in keys else True,
         at_bound=bool(row["at_bound"]) if "at_bound" in keys else False,
         item_count=row["item_count"] if "item_count" in keys else None,
+        trip_started=bool(row["trip_started"]) if "trip_started" in keys else False,
+        start_date=row["fact_start"] if "fact_start" in keys else None,
     )

@@ -16,15 +16,13 @@ from tripquote.agents.auth import Caller
 from tripquote.db.transaction import Tx
 from tripquote.deps import (
     CurrentAgent,
-    IfMatch,
-    QuoteBody,
-    QuoteId,
-    QuotePatchBody,
-    Quotes,
-    VersionBodyDep,
-    WritingAgent,
-    etag,
-    idempotency_key_header,
+    IfNoneMatch,
+    QuoteCall,
+    QuoteCreate,
+    QuoteEdit,
+    QuoteRead,
+    QuoteTransition,
+    quote_service,
 )
 from tripquote.errors import (
     QUERY_INVALID,
@@ -44,17 +42,12 @@ from tripquote.errors import (
     QuoteStateInvalid,
     QuoteValidationFailed,
     RateLimitExceeded,
+    TripAlreadyStarted,
     field_error,
 )
-from tripquote.http import json_response
-from tripquote.idempotency import (
-    Claim,
-    IdempotencyStore,
-    StoredResponse,
-    complete,
-    parse_key,
-    request_fingerprint,
-)
+from tripquote.etags import etag
+from tripquote.http import json_response, tagged_response
+from tripquote.idempotency import Record, StoredResponse, idempotent, to_response
 from tripquote.json import dumps
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.operations import current_operation
@@ -76,14 +69,18 @@ from tripquote.pagination import (
     CURSOR_PATTERN,
     DEFAULT_LIMIT,
     LIMIT_BOUNDS,
+    MAX_LIMIT,
+    VERSION_CURSOR_PATTERN,
     check_limit,
     decode_cursor,
+    decode_version_cursor,
     encode_cursor,
+    encode_version_cursor,
 )
 from tripquote.quotes.lifecycle import Operation, QuoteStatus
 from tripquote.quotes.results import Filters
 from tripquote.quotes.schemas import DATETIME_PATTERN, parse_aware_datetime
-from tripquote.quotes.service import OnSaved, QuoteService
+from tripquote.quotes.service import OnSaved
 from tripquote.quotes.service import SavedQuote as Saved
 from tripquote.routing import TrackedRoute, operation
 from tripquote.validation import NO_NUL, query_text
@@ -115,6 +112,7 @@ LIST_ERRORS = (*_AUTH, QuoteValidationFailed, *DATABASE)
 READ_ERRORS = (*_VISIBLE, *DATABASE)
 UPDATE_ERRORS = (*_VISIBLE, *_SAVE_CHECKS, *_VERSIONED, *DATABASE)
 TRANSITION_ERRORS = (*_VISIBLE, *BODY, RateLimitExceeded, *_VERSIONED, *_IDEMPOTENT, *DATABASE)
+SEND_ERRORS = (*TRANSITION_ERRORS, TripAlreadyStarted)
 REVISION_ERRORS = (*_VISIBLE, QuoteValidationFailed, *DATABASE)
 
 
@@ -134,18 +132,6 @@ def saved_response(saved: Saved, *, status: int) -> StoredResponse:
     return StoredResponse(status=status, body=dumps(body), headers=headers)
 
 
-def _to_response(stored: StoredResponse, *, replayed: bool = False) -> Response:
-    headers = dict(stored.headers)
-    if replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return Response(
-        content=stored.body,
-        status_code=stored.status,
-        media_type="application/json",
-        headers=headers,
-    )
-
-
 async def _idempotent_save(
     request: Request,
     *,
@@ -155,29 +141,17 @@ async def _idempotent_save(
     status: int,
     save: Callable[[OnSaved | None], Awaitable[Saved]],
 ) -> Response:
-    """Run ``save`` under the request's Idempotency-Key, if it has one (QUOTE_VALIDATION_FAILED
-    if it is not 1-255 visible ASCII characters)."""
-    key = parse_key(idempotency_key)
-    if key is None:
-        return _to_response(saved_response(await save(None), status=status))
-    fingerprint = request_fingerprint(
-        request.method, request.url.path, body, if_match=request.headers.get("if-match")
-    )
-    keys: IdempotencyStore = request.app.state.idempotency
-    claimed = await keys.claim(caller=caller, key=key, fingerprint=fingerprint)
-    if isinstance(claimed, StoredResponse):
-        return _to_response(claimed, replayed=True)
-    claim: Claim = claimed
+    """Run ``save`` under the request's Idempotency-Key, if it has one (``idempotent``)."""
 
-    async def store(tx: Tx, saved: Saved) -> None:
-        await complete(tx, claim, saved_response(saved, status=status))
+    async def run(record: Record | None) -> StoredResponse:
+        async def on_saved(tx: Tx, saved: Saved) -> None:
+            assert record is not None
+            await record(tx, saved_response(saved, status=status))
 
-    try:
-        saved = await save(store)
-    except BaseException:
-        await keys.release(claim)
-        raise
-    return _to_response(saved_response(saved, status=status))
+        saved = await save(on_saved if record is not None else None)
+        return saved_response(saved, status=status)
+
+    return await idempotent(request, key=idempotency_key, caller=caller, body=body, run=run)
 
 
 _SAVED = {**ETAG, **REPLAYED}
@@ -189,20 +163,14 @@ _SAVED = {**ETAG, **REPLAYED}
     openapi_extra=operation("quote.create"),
     responses=responses(SaveEnvelope, 201, headers={**_SAVED, **LOCATION}, errors=CREATE_ERRORS),
 )
-async def create_quote(
-    request: Request,
-    caller: WritingAgent,
-    body: QuoteBody,
-    quotes: Quotes,
-    idempotency_key: str = idempotency_key_header(),
-) -> Response:
+async def create_quote(request: Request, call: QuoteCreate) -> Response:
     """Create a quote (DRAFT, version 1); 201 ``{success, quoteId, version, savedAt, quote}``.
     Honours ``Idempotency-Key``."""
 
     async def save(on_saved: OnSaved | None) -> Saved:
-        saved = await quotes.create(
-            caller=caller,
-            body=body,
+        saved = await call.quotes.create(
+            caller=call.caller,
+            body=call.body,
             correlation_id=get_correlation_id(),
             on_saved=on_saved,
         )
@@ -213,9 +181,9 @@ async def create_quote(
 
     return await _idempotent_save(
         request,
-        idempotency_key=idempotency_key,
-        caller=caller,
-        body=body,
+        idempotency_key=call.idempotency_key,
+        caller=call.caller,
+        body=call.body,
         status=201,
         save=save,
     )
@@ -227,8 +195,8 @@ async def create_quote(
     responses=responses(ListEnvelope, errors=LIST_ERRORS),
 )
 async def list_quotes(
+    request: Request,
     caller: CurrentAgent,
-    quotes: Quotes,
     status: QuoteStatus | None = Query(None),
     client_id: str | None = Query(
         None, alias="clientId", max_length=64, json_schema_extra={"pattern": NO_NUL}
@@ -251,7 +219,7 @@ async def list_quotes(
     check_limit(limit)
     client_id = query_text(client_id, "clientId")
     since = _instant(updated_since, "updatedSince") if updated_since else None
-    page, after = await quotes.list(
+    page, after = await quote_service(request).list(
         caller=caller,
         filters=Filters(
             status=status.value if status else None,
@@ -284,14 +252,21 @@ def _instant(text: str, name: str) -> datetime:
 @router.get(
     "/{quote_id}",
     openapi_extra=operation("quote.read"),
-    responses=responses(ReadEnvelope, headers=ETAG, errors=READ_ERRORS),
+    responses=responses(
+        ReadEnvelope,
+        headers=ETAG,
+        errors=(*READ_ERRORS, QuoteValidationFailed),  # a malformed If-None-Match
+        not_modified=ETAG,
+    ),
 )
-async def read_quote(quote_id: QuoteId, caller: CurrentAgent, quotes: Quotes) -> Response:
-    """One quote; ``{success, quoteId, version, quote}`` with ``ETag: "<version>"``."""
-    quote = await quotes.read(caller=caller, quote_id=quote_id)
-    return json_response(
+async def read_quote(call: QuoteRead, if_none_match: IfNoneMatch) -> Response:
+    """One quote; ``{success, quoteId, version, quote}`` with ``ETag: "<version>"``, or 304
+    without content when ``If-None-Match`` names that ETag (or is ``*``)."""
+    quote = await call.quotes.read(caller=call.caller, quote_id=call.quote_id)
+    return tagged_response(
         {"success": True, "quoteId": quote["id"], "version": quote["version"], "quote": quote},
-        headers={"ETag": etag(quote["version"])},
+        etag=etag(quote["version"]),
+        if_none_match=if_none_match,
     )
 
 
@@ -300,83 +275,53 @@ async def read_quote(quote_id: QuoteId, caller: CurrentAgent, quotes: Quotes) ->
     openapi_extra=operation("quote.update"),
     responses=responses(SaveEnvelope, headers=ETAG, errors=UPDATE_ERRORS),
 )
-async def update_quote(
-    quote_id: QuoteId,
-    caller: WritingAgent,
-    if_match: IfMatch,
-    body: QuotePatchBody,
-    quotes: Quotes,
-) -> Response:
+async def update_quote(call: QuoteEdit) -> Response:
     """Partial update checked against the client's version (body ``version`` or If-Match)."""
-    saved = await quotes.update(
-        caller=caller,
-        quote_id=quote_id,
-        body=body,
-        if_match=if_match,
+    saved = await call.quotes.update(
+        caller=call.caller,
+        quote_id=call.quote_id,
+        body=call.body,
+        if_match=call.if_match,
         correlation_id=get_correlation_id(),
     )
-    return _to_response(saved_response(saved, status=200))
+    return to_response(saved_response(saved, status=200))
 
 
-async def _transition(
-    request: Request,
-    operation_: Operation,
-    *,
-    quote_id: str,
-    caller: Caller,
-    if_match: int | None,
-    body: Any,
-    idempotency_key: str | None,
-    quotes: QuoteService,
-) -> Response:
+async def _transition(request: Request, operation_: Operation, call: QuoteCall) -> Response:
     async def save(on_saved: OnSaved | None) -> Saved:
-        return await quotes.transition(
-            caller=caller,
-            quote_id=quote_id,
+        return await call.quotes.transition(
+            caller=call.caller,
+            quote_id=call.quote_id,
             operation=operation_,
-            body=body,
-            if_match=if_match,
+            body=call.body,
+            if_match=call.if_match,
             correlation_id=get_correlation_id(),
             on_saved=on_saved,
         )
 
     return await _idempotent_save(
         request,
-        idempotency_key=idempotency_key,
-        caller=caller,
-        body=body,
+        idempotency_key=call.idempotency_key,
+        caller=call.caller,
+        body=call.body,
         status=200,
         save=save,
     )
 
 
-_TRANSITION = responses(SaveEnvelope, headers=_SAVED, errors=TRANSITION_ERRORS)
-
-
-def _add_transition(method: str, path: str, operation_: Operation, summary: str) -> None:
+def _add_transition(
+    method: str,
+    path: str,
+    operation_: Operation,
+    summary: str,
+    errors: tuple[Raised, ...] = TRANSITION_ERRORS,
+) -> None:
     """Register the route of one lifecycle transition (``quote.<operation>``); all four take
-    the same inputs and differ only by the operation."""
+    the same inputs and differ only by the operation (and a send's own refusal, ``errors``)."""
     name = operation_.value.lower()
 
-    async def endpoint(
-        request: Request,
-        quote_id: QuoteId,
-        caller: WritingAgent,
-        if_match: IfMatch,
-        body: VersionBodyDep,
-        quotes: Quotes,
-        idempotency_key: str = idempotency_key_header(),
-    ) -> Response:
-        return await _transition(
-            request,
-            operation_,
-            quote_id=quote_id,
-            caller=caller,
-            if_match=if_match,
-            body=body,
-            idempotency_key=idempotency_key,
-            quotes=quotes,
-        )
+    async def endpoint(request: Request, call: QuoteTransition) -> Response:
+        return await _transition(request, operation_, call)
 
     endpoint.__name__ = endpoint.__qualname__ = f"{name}_quote"
     endpoint.__doc__ = summary
@@ -386,7 +331,7 @@ def _add_transition(method: str, path: str, operation_: Operation, summary: str)
         methods=[method],
         name=f"{name}_quote",
         openapi_extra=operation(f"quote.{name}"),
-        responses=_TRANSITION,
+        responses=responses(SaveEnvelope, headers=_SAVED, errors=errors),
     )
 
 
@@ -400,7 +345,10 @@ _add_transition(
     "POST",
     "/{quote_id}/send",
     Operation.SEND,
-    "DRAFT → SENT; sets ``sentAt`` and ``expiresAt`` (end of the last valid day, agency zone).",
+    "DRAFT → SENT, only before the trip's start date (agency zone; else "
+    "TRIP_ALREADY_STARTED); sets ``sentAt`` and ``expiresAt``: the end of the last valid "
+    "day (agency zone), and never after the trip starts.",
+    SEND_ERRORS,
 )
 _add_transition(
     "POST",
@@ -419,12 +367,33 @@ _add_transition(
 @router.get(
     "/{quote_id}/revisions",
     openapi_extra=operation("quote.revisions"),
-    responses=responses(RevisionsEnvelope, errors=READ_ERRORS),
+    responses=responses(RevisionsEnvelope, errors=REVISION_ERRORS),
 )
-async def list_revisions(quote_id: QuoteId, caller: CurrentAgent, quotes: Quotes) -> Response:
-    """The quote's history, one entry per committed version; ``{success, revisions}``."""
-    revisions = await quotes.revisions(caller=caller, quote_id=quote_id)
-    return json_response({"success": True, "quoteId": quote_id, "revisions": revisions})
+async def list_revisions(
+    call: QuoteRead,
+    limit: int = Query(
+        DEFAULT_LIMIT,
+        description=f"Entries per page, 1 to {MAX_LIMIT}.",
+        json_schema_extra=LIMIT_BOUNDS,
+    ),
+    cursor: str | None = Query(
+        None,
+        description="The previous page's nextCursor, as returned.",
+        json_schema_extra={"pattern": VERSION_CURSOR_PATTERN},
+    ),
+) -> Response:
+    """The quote's history, oldest first, one entry per committed version, in pages:
+    ``{success, quoteId, revisions, nextCursor}``; an entry has no snapshot (read it at
+    ``…/revisions/{version}``) and names its ``changedFields`` since the version before."""
+    check_limit(limit)
+    after = decode_version_cursor(cursor) if cursor else 0
+    page, last = await call.quotes.revisions(
+        caller=call.caller, quote_id=call.quote_id, after=after, limit=limit
+    )
+    next_cursor = encode_version_cursor(last) if last is not None else None
+    return json_response(
+        {"success": True, "quoteId": call.quote_id, "revisions": page, "nextCursor": next_cursor}
+    )
 
 
 @router.get(
@@ -433,11 +402,10 @@ async def list_revisions(quote_id: QuoteId, caller: CurrentAgent, quotes: Quotes
     responses=responses(RevisionEnvelope, errors=REVISION_ERRORS),
 )
 async def get_revision(
-    quote_id: QuoteId,
-    caller: CurrentAgent,
-    quotes: Quotes,
-    version: Annotated[int, Path(ge=1, le=2_147_483_647)],
+    call: QuoteRead, version: Annotated[int, Path(ge=1, le=2_147_483_647)]
 ) -> Response:
-    """One committed version with its full snapshot; ``{success, revision}``."""
-    (revision,) = await quotes.revisions(caller=caller, quote_id=quote_id, version=version)
-    return json_response({"success": True, "quoteId": quote_id, "revision": revision})
+    """One committed version with its full snapshot; ``{success, quoteId, revision}``."""
+    revision = await call.quotes.revision(
+        caller=call.caller, quote_id=call.quote_id, version=version
+    )
+    return json_response({"success": True, "quoteId": call.quote_id, "revision": revision})

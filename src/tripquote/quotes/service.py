@@ -25,20 +25,15 @@ from tripquote.quotes.model import (
     Draft,
     Quote,
     apply_patch,
+    changes_between,
     full_form,
     priced_or_error,
     transition,
 )
 from tripquote.quotes.refusals import Verdict, access_error, explain, quota_exceeded
 from tripquote.quotes.results import Facts, Filters, Refused, Revision, Saved
-from tripquote.quotes.rules import (
-    Limits,
-    changed_fields,
-    expected_version,
-    patch_version,
-    validate_quote,
-)
-from tripquote.quotes.serialize import INPUT_FIELDS, fmt_instant
+from tripquote.quotes.rules import Limits, expected_version, patch_version, validate_quote
+from tripquote.quotes.serialize import fmt_instant
 from tripquote.quotes.store import QuoteStore, Then
 
 
@@ -74,11 +69,11 @@ class QuoteService:
     """The quote use cases over a ``QuoteStore``; keyword-only methods."""
 
     def __init__(
-        self, *, store: QuoteStore, limits: Limits, clock: Callable[[], datetime] = _utc_now
+        self, *, store: QuoteStore, limits: Limits, clock: Callable[[], datetime] | None = None
     ) -> None:
         self.store = store
         self.limits = limits
-        self.clock = clock
+        self.clock = clock or _utc_now
         # changedFields of (quote, expected, actual): revisions are immutable, so the answer
         # never changes; N stale saves of one quote compare its snapshots once.
         self._changed: dict[tuple[str, int, int], list[str]] = {}
@@ -293,18 +288,36 @@ class QuoteService:
         return [quote.to_api() for quote in page], after
 
     async def revisions(
-        self, *, caller: Caller, quote_id: str, version: int | None = None
-    ) -> builtins.list[dict[str, Any]]:
-        """The history of a visible quote, oldest first (only ``version`` if given:
-        QUOTE_NOT_FOUND when it never existed)."""
+        self, *, caller: Caller, quote_id: str, after: int, limit: int
+    ) -> tuple[builtins.list[dict[str, Any]], int | None]:
+        """One page of a visible quote's history, oldest first: up to ``limit`` entries for the
+        versions after ``after`` (0: from version 1), each without its snapshot and with the
+        ``changedFields`` from the version before (``model.changes_between``: the 409's rule);
+        and the version the next page starts after (None on the last). Raises
+        AUTHENTICATION_FAILED (token revoked), AGENT_NOT_FOUND, QUOTE_NOT_FOUND,
+        AUTHORIZATION_FAILED."""
         await self._visible(caller, quote_id, self.clock())
-        revisions = await self.store.revisions(quote_id=quote_id, version=version)
-        if version is not None and not revisions:
+        rows = await self.store.revision_page(quote_id=quote_id, after=after, limit=limit + 1)
+        page = rows[:limit]
+        changes = await self._changes(quote_id, [(r.version - 1, r.version) for r in page])
+        entries = [
+            {**revision_entry(r), "changedFields": changes[(r.version - 1, r.version)]}
+            for r in page
+        ]
+        return entries, page[-1].version if len(rows) > limit else None
+
+    async def revision(self, *, caller: Caller, quote_id: str, version: int) -> dict[str, Any]:
+        """One version of a visible quote's history with its snapshot (the quote's API form
+        at that version); AUTHENTICATION_FAILED, AGENT_NOT_FOUND, QUOTE_NOT_FOUND (also when
+        the version never existed), AUTHORIZATION_FAILED."""
+        await self._visible(caller, quote_id, self.clock())
+        revision = await self.store.revision(quote_id=quote_id, version=version)
+        if revision is None:
             raise QuoteNotFound(
                 f"The quote has no version {version}.",
                 details={"quoteId": quote_id, "version": version},
             )
-        return [revision_to_api(revision) for revision in revisions]
+        return {**revision_entry(revision), "snapshot": revision.snapshot}
 
     async def expire_due(self, *, batch_size: int, correlation_id: str) -> int:
         """Expire every SENT quote past ``expiresAt`` (by the system actor); how many."""
@@ -413,32 +426,46 @@ class QuoteService:
             raise self._refused(await self._with_changed_fields(verdict))
 
     async def _with_changed_fields(self, error: TripquoteError) -> TripquoteError:
-        """A QUOTE_CONFLICT_VERSION completed with ``changedFields``: the top-level fields
-        that differ between the client's version and the current one (cached: revisions
-        never change); any other error as it is."""
+        """A QUOTE_CONFLICT_VERSION completed with ``changedFields``: what changed from the
+        client's version to the current one (``model.changes_between``; [] when the client's
+        version never existed); any other error as it is."""
         details = error.details
         if error.code != "QUOTE_CONFLICT_VERSION" or "changedFields" in details:
             return error
-        key = (details["quoteId"], details["expectedVersion"], details["actualVersion"])
-        changed = self._changed.get(key)
-        if changed is None:
-            snapshots = await self.store.snapshots(quote_id=key[0], versions=[key[1], key[2]])
-            seen, current = snapshots.get(key[1]), snapshots.get(key[2])
-            fields = (*INPUT_FIELDS, "status")
-            changed = (
-                changed_fields({k: seen.get(k) for k in fields}, {k: current[k] for k in fields})
-                if seen is not None and current is not None
-                else []
-            )
-            if len(self._changed) >= _CACHE_MAX:
-                self._changed.clear()
-            self._changed[key] = changed
-        details["changedFields"] = changed
+        pair = (details["expectedVersion"], details["actualVersion"])
+        details["changedFields"] = (await self._changes(details["quoteId"], [pair]))[pair]
         return error
 
+    async def _changes(
+        self, quote_id: str, pairs: builtins.list[tuple[int, int]]
+    ) -> dict[tuple[int, int], builtins.list[str]]:
+        """``changes_between`` the two versions of each ``(older, newer)`` pair of the quote
+        ([] when either never existed): cached, since revisions never change, and the pairs
+        not cached compared from ONE read of their snapshots."""
+        found: dict[tuple[int, int], builtins.list[str]] = {}
+        missing: builtins.list[tuple[int, int]] = []
+        for pair in pairs:
+            cached = self._changed.get((quote_id, *pair))
+            if cached is None:
+                missing.append(pair)
+            else:
+                found[pair] = cached
+        if not missing:
+            return found
+        versions = sorted({version for pair in missing for version in pair})
+        snapshots = await self.store.snapshots(quote_id=quote_id, versions=versions)
+        for older, newer in missing:
+            current = snapshots.get(newer)
+            changed = [] if current is None else changes_between(snapshots.get(older), current)
+            if len(self._changed) >= _CACHE_MAX:
+                self._changed.clear()
+            self._changed[(quote_id, older, newer)] = found[(older, newer)] = changed
+        return found
 
-def revision_to_api(revision: Revision) -> dict[str, Any]:
-    """One history entry: who, when, what, under which correlation ID, and the full quote."""
+
+def revision_entry(revision: Revision) -> dict[str, Any]:
+    """One history entry: the version, what made it (operation, status after), who, under
+    which correlation ID, and when (ISO 8601 UTC, milliseconds)."""
     return {
         "version": revision.version,
         "operation": revision.operation,
@@ -446,5 +473,4 @@ def revision_to_api(revision: Revision) -> dict[str, Any]:
         "actorId": revision.actor_id,
         "correlationId": revision.correlation_id,
         "createdAt": fmt_instant(revision.created_at),
-        "snapshot": revision.snapshot,
     }

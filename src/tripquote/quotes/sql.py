@@ -6,8 +6,10 @@ history row) come from ``versioned_update``/``revision``, written once here and 
 write; the statement's last SELECT returns whether it wrote and the facts it saw (the caller,
 the quote's visibility, status, version, the client, the quota bound), from which
 ``store.explain`` tells a refusal's error. Python decides the lifecycle (``lifecycle.py``) and
-passes the decision as parameters (``:from_statuses``, ``:target``); SQL enforces what only
-the database can: who may act, the version, the quota bound, whether anything changes.
+passes the decision as parameters (``:from_statuses``, ``:target``, a send's ``:today`` and
+expiry instants); SQL enforces what only the database can: who may act, the version, the
+quota bound, whether anything changes, and the send's rules on the dates it reads
+(``trip_started``, ``offer_days``).
 
 Parameters are named (``:name``); ``Statement`` turns them into asyncpg's ``$n``.
 """
@@ -315,16 +317,36 @@ SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
 )
 """Edit: the content of a visible quote whose status allows it, at the version expected."""
 
-_SEND_EXPIRY = ":expiries::json -> q.expires_in_days::text"
+
+def trip_started(q: str) -> str:
+    """Whether the trip of quote alias ``q`` has started: its start date is ``:today`` (the
+    agency's local date at the send) or earlier. Such a quote is not sent (the one place
+    this rule is written; ``refusals`` reads the statement's ``trip_started`` fact)."""
+    return f"({q}.start_date <= :today::date)"
+
+
+def offer_days(q: str) -> str:
+    """The days after ``:today`` a sent offer of quote alias ``q`` stays valid: its
+    ``expiresInDays``, but never past the day before its trip starts, so that its
+    ``expiresAt`` (the end of that day) is the earlier of the offer's end and the trip's start
+    (the one place this rule is written; 0 on a trip starting tomorrow)."""
+    return f"least({q}.expires_in_days, {q}.start_date - :today::date - 1)"
+
+
+def _send_expiry(q: str) -> str:
+    return f":expiries::json -> ({offer_days(q)})::text"
+
+
 _TRANSITION_WRITE = versioned_update(
     "sent_at = coalesce(:sent_at, q.sent_at), "
-    f"expires_at = coalesce(({_SEND_EXPIRY} #>> '{{}}')::timestamptz, q.expires_at), ",
+    f"expires_at = coalesce(({_send_expiry('q')} #>> '{{}}')::timestamptz, q.expires_at), ",
     f"""{_MAY_ACT_ON_CUR}
        AND (SELECT count(*) FROM quote_items i WHERE i.quote_id = q.id) >= :items_needed
-       AND (:expiries::json IS NULL OR ({_SEND_EXPIRY}) IS NOT NULL)
+       AND (:today::date IS NULL OR NOT {trip_started("q")})
+       AND (:expiries::json IS NULL OR ({_send_expiry("q")}) IS NOT NULL)
        AND (:timezone::text IS NULL OR EXISTS (SELECT 1 FROM caller WHERE timezone = :timezone))""",
     status=status_now("q"),
-    snapshot=merged_snapshot(":expiries::json -> s.expires_in_days::text"),
+    snapshot=merged_snapshot(_send_expiry("s")),
 )
 
 TRANSITION = Statement.of(
@@ -332,13 +354,15 @@ TRANSITION = Statement.of(
 WITH {agents.CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, {_TRANSITION_WRITE}
 SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
        (SELECT count(*) FROM quote_items i WHERE i.quote_id = cur.id) AS item_count,
+       coalesce({trip_started("cur")}, false) AS trip_started, cur.start_date AS fact_start,
        (SELECT snapshot::text FROM revision) AS snapshot
   FROM {FACTS_FROM}
 """
 )
 """Send, accept, reject, delete: the status of a visible quote, at the version expected; a
-send also needs ``:items_needed`` items and sets ``expires_at`` from ``:expiries`` (the
-expiry instant, ISO 8601, by ``expiresInDays``, for the caller's agency ``:timezone``)."""
+send (``:today`` set) also needs ``:items_needed`` items and a trip that has not started,
+and sets ``expires_at`` from ``:expiries`` (the expiry instant, ISO 8601, by the days the
+offer is valid, ``offer_days``, for the caller's agency ``:timezone``)."""
 
 EXPIRE = Statement.of(
     f"""
@@ -382,14 +406,25 @@ SELECT q.*, {status_now("q")} AS fact_status, {ITEMS_OF} AS items
 
 CALLER_FACTS = Statement.of(agents.CALLER_FACTS)
 
-REVISIONS = Statement.of(
+REVISION_PAGE = Statement.of(
+    """
+SELECT version, operation, status, actor_id, correlation_id, created_at
+  FROM quote_revisions
+ WHERE quote_id = :quote_id AND version > :after
+ ORDER BY version
+ LIMIT :limit
+"""
+)
+"""A page of a quote's history without the snapshots: ``:limit`` versions after ``:after``."""
+
+REVISION = Statement.of(
     """
 SELECT version, operation, status, actor_id, correlation_id, created_at, snapshot::text
   FROM quote_revisions
- WHERE quote_id = :quote_id AND (:version::int IS NULL OR version = :version)
- ORDER BY version
+ WHERE quote_id = :quote_id AND version = :version
 """
 )
+"""One version of a quote's history, with its snapshot."""
 
 SNAPSHOTS = Statement.of(
     """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -115,7 +116,8 @@ class QuoteStore:
     ) -> Saved | Refused:  # fmt: skip
         """Move the quote at version ``expected`` to ``change.status`` if the caller may act
         on it, its status allows ``change.operation`` and it has the items that needs; a send
-        (``change.expiries`` made for ``timezone``) only in the caller's agency ``timezone``."""
+        (``change.expiries`` made for ``timezone``) only in the caller's agency ``timezone``
+        and before its trip starts (``sql.trip_started``), expiring by then (``offer_days``)."""
         changes = sql.changes(lastModifiedBy=caller.agent_id, lastModifiedAt=now)
         expiries = None
         if change.expiries is not None:
@@ -127,6 +129,7 @@ class QuoteStore:
             "client_id": None,
             "expected": expected,
             "sent_at": change.sent_at,
+            "today": change.today,
             "expiries": dumps(expiries).decode() if expiries is not None else None,
             "timezone": timezone,
             "items_needed": change.items_needed,
@@ -234,26 +237,30 @@ class QuoteStore:
 
         return await self.runner.run_store(work, atomic=True, write=False)
 
-    async def revisions(
-        self, *, quote_id: str, version: int | None = None
+    async def revision_page(
+        self, *, quote_id: str, after: int, limit: int
     ) -> builtins.list[Revision]:
-        """The quote's committed versions, oldest first (only ``version`` if given)."""
+        """Up to ``limit`` of the quote's committed versions after version ``after``, oldest
+        first, without their snapshots (REVISION_PAGE)."""
 
         async def work(tx: Tx) -> builtins.list[Any]:
-            return await tx.fetch(sql.REVISIONS, {"quote_id": quote_id, "version": version})
-
-        return [
-            Revision(
-                version=row["version"],
-                operation=row["operation"],
-                status=row["status"],
-                actor_id=row["actor_id"],
-                correlation_id=row["correlation_id"],
-                created_at=row["created_at"],
-                snapshot=loads(row["snapshot"].encode()),
+            return await tx.fetch(
+                sql.REVISION_PAGE, {"quote_id": quote_id, "after": after, "limit": limit}
             )
-            for row in await self.runner.run_store(work, atomic=False, write=False)
-        ]
+
+        rows = await self.runner.run_store(work, atomic=False, write=False)
+        return [_revision(row) for row in rows]
+
+    async def revision(self, *, quote_id: str, version: int) -> Revision | None:
+        """The quote's committed ``version`` with its snapshot; None if it never existed."""
+
+        async def work(tx: Tx) -> Any:
+            return await tx.fetchrow(sql.REVISION, {"quote_id": quote_id, "version": version})
+
+        row = await self.runner.run_store(work, atomic=False, write=False)
+        if row is None:
+            return None
+        return replace(_revision(row), snapshot=loads(row["snapshot"].encode()))
 
     async def snapshots(self, *, quote_id: str, versions: builtins.list[int]) -> dict[int, Any]:
         """The snapshots of ``versions`` of the quote, by version (a missing one is absent)."""
@@ -263,6 +270,17 @@ class QuoteStore:
 
         rows = await self.runner.run_store(work, atomic=False, write=False)
         return {row["version"]: loads(row["snapshot"].encode()) for row in rows}
+
+
+def _revision(row: Any) -> Revision:
+    return Revision(
+        version=row["version"],
+        operation=row["operation"],
+        status=row["status"],
+        actor_id=row["actor_id"],
+        correlation_id=row["correlation_id"],
+        created_at=row["created_at"],
+    )
 
 
 def _caller(caller: Caller) -> dict[str, Any]:

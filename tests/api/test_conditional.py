@@ -1,0 +1,177 @@
+"""Conditional requests (RFC 9110 §13): one entity-tag grammar (§8.8.3) for If-Match and
+If-None-Match. A GET or HEAD whose If-None-Match names the current ETag (weak comparison, or
+``*``) answers 304 with the ETag and no content; an edit whose If-Match is well-formed but not
+the current version's strong ETag (``"abc"``, ``"0"``, ``W/"1"``) is a failed precondition,
+412 with the conflict's details, like a stale one; only a malformed value is a 400."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.test_errors_api import assert_envelope
+from tests.conftest import Actor, World, quote_body
+from tests.servers import migrated_database, provision_actor, server_env, serving
+
+URL = "/api/agents/quotes"
+
+
+async def _quote(world: World, actor: Actor) -> str:
+    created = await world.client.post(
+        URL, json=quote_body("edinburgh-weekend-gbp", actor.client_id), headers=actor.headers
+    )
+    assert created.status_code == 201, created.text
+    return str(created.json()["quoteId"])
+
+
+async def _edited(world: World, actor: Actor) -> str:
+    """A quote at version 2."""
+    quote_id = await _quote(world, actor)
+    edited = await world.client.patch(
+        f"{URL}/{quote_id}", json={"version": 1, "travelers": 3}, headers=actor.headers
+    )
+    assert edited.status_code == 200, edited.text
+    return quote_id
+
+
+@pytest.mark.parametrize(
+    "if_none_match",
+    ['"2"', 'W/"2"', "*", '"1", "2"', '"abc", W/"2"', ' , "2" ,'],
+    ids=["current", "weak", "star", "list", "list-weak", "empty-elements"],
+)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_a_current_copy_is_not_sent_again(
+    world: World, method: str, if_none_match: str
+) -> None:
+    actor = await world.actor()
+    quote_id = await _edited(world, actor)
+    counts = await world.table_counts()
+    response = await world.client.request(
+        method, f"{URL}/{quote_id}", headers={**actor.headers, "If-None-Match": if_none_match}
+    )
+    assert response.status_code == 304, response.text
+    assert response.headers["etag"] == '"2"'
+    assert response.content == b""
+    assert "content-type" not in response.headers
+    assert response.headers["x-correlation-id"]
+    assert await world.table_counts() == counts
+
+
+@pytest.mark.parametrize("if_none_match", ['"1"', 'W/"1"', '"abc"', '"02"', '"1", "3"'])
+async def test_another_copy_gets_the_quote(world: World, if_none_match: str) -> None:
+    actor = await world.actor()
+    quote_id = await _edited(world, actor)
+    plain = await world.client.get(f"{URL}/{quote_id}", headers=actor.headers)
+    response = await world.client.get(
+        f"{URL}/{quote_id}", headers={**actor.headers, "If-None-Match": if_none_match}
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["etag"] == '"2"'
+    assert response.json()["quote"] == plain.json()["quote"]
+
+
+@pytest.mark.parametrize("if_none_match", ["2", "W/2", '"2', '"2" "3"', ""])
+async def test_a_malformed_if_none_match_is_refused(world: World, if_none_match: str) -> None:
+    actor = await world.actor()
+    quote_id = await _edited(world, actor)
+    counts = await world.table_counts()
+    response = await world.client.get(
+        f"{URL}/{quote_id}", headers={**actor.headers, "If-None-Match": if_none_match}
+    )
+    body = assert_envelope(response, "QUOTE_VALIDATION_FAILED", 400)
+    assert [e["path"] for e in body["details"]["errors"]] == ["If-None-Match"]
+    assert await world.table_counts() == counts
+
+
+async def test_if_none_match_never_reveals_a_quote_the_caller_cannot_see(world: World) -> None:
+    owner, stranger = await world.actor(), await world.actor()
+    quote_id = await _quote(world, owner)
+    response = await world.client.get(
+        f"{URL}/{quote_id}", headers={**stranger.headers, "If-None-Match": "*"}
+    )
+    assert_envelope(response, "QUOTE_NOT_FOUND", 404)
+    missing = await world.client.get(
+        f"{URL}/no-such-quote", headers={**owner.headers, "If-None-Match": "*"}
+    )
+    assert_envelope(missing, "QUOTE_NOT_FOUND", 404)
+
+
+async def _act(
+    world: World, actor: Actor, quote_id: str, route: str, if_match: str, body: Any = None
+) -> Any:
+    headers = {**actor.headers, "If-Match": if_match}
+    if route == "patch":
+        return await world.client.patch(
+            f"{URL}/{quote_id}", json=body or {"travelers": 4}, headers=headers
+        )
+    if route == "delete":
+        return await world.client.request("DELETE", f"{URL}/{quote_id}", headers=headers)
+    return await world.client.post(f"{URL}/{quote_id}/{route}", headers=headers)
+
+
+@pytest.mark.parametrize(
+    "if_match",
+    ['"abc"', '"0"', '"02"', 'W/"2"', '"99999999999"', '"abc", W/"2"', '"a,b"'],
+    ids=["text", "zero", "leading-zero", "weak", "past-max", "list", "comma-inside"],
+)
+@pytest.mark.parametrize("route", ["patch", "send", "delete"])
+async def test_a_well_formed_if_match_naming_no_version_is_a_failed_precondition(
+    world: World, route: str, if_match: str
+) -> None:
+    actor = await world.actor()
+    quote_id = await _edited(world, actor)
+    before = await world.snapshot(quote_id)
+    counts = await world.table_counts()
+    response = await _act(world, actor, quote_id, route, if_match)
+    body = assert_envelope(response, "QUOTE_CONFLICT_VERSION", 412)
+    details = body["details"]
+    assert (details["quoteId"], details["expectedVersion"], details["actualVersion"]) == (
+        quote_id,
+        0,
+        2,
+    )
+    assert details["lastModifiedBy"] == actor.agent_id
+    assert details["changedFields"] == []  # the client's copy is no version of the quote
+    assert body["retryable"] is True
+    assert await world.snapshot(quote_id) == before
+    assert await world.table_counts() == counts
+
+
+async def test_a_list_naming_the_current_version_among_others_passes(world: World) -> None:
+    actor = await world.actor()
+    quote_id = await _edited(world, actor)
+    response = await _act(world, actor, quote_id, "patch", '"abc", "2", W/"1"')
+    assert response.status_code == 200, response.text
+    assert response.json()["version"] == 3
+
+
+@pytest.mark.postgres
+async def test_a_304_through_uvicorn_keeps_the_connection(tmp_path: Path) -> None:
+    """Over a real keep-alive socket: a 304 (GET and HEAD) sends no content, so the next
+    response on the same connection is read whole; the operation line records the 304."""
+    async with migrated_database("notmodified") as database:
+        actor = await provision_actor(database.url)
+        async with serving(server_env(database.url), log_dir=tmp_path) as (server,):
+            limits = httpx.Limits(max_connections=1)
+            async with httpx.AsyncClient(base_url=server.base_url, limits=limits) as client:
+                created = await client.post(
+                    URL,
+                    json=quote_body("iceland-ring-road-eur", actor.client_id),
+                    headers=actor.headers,
+                )
+                assert created.status_code == 201, created.text
+                url = f"{URL}/{created.json()['quoteId']}"
+                cached = {**actor.headers, "If-None-Match": created.headers["etag"]}
+                got = await client.get(url, headers={**cached, "X-Correlation-ID": "inm-1"})
+                head = await client.head(url, headers=cached)
+                whole = await client.get(url, headers=actor.headers)
+        assert (got.status_code, got.content, got.headers["etag"]) == (304, b"", '"1"')
+        assert (head.status_code, head.content) == (304, b"")
+        assert whole.status_code == 200 and whole.json()["quoteId"] in url
+        lines = [json.loads(line) for line in server.log_path.read_text().splitlines()]
+        logged = [line for line in lines if line.get("correlation_id") == "inm-1"]
+        assert [line["status"] for line in logged if "status" in line] == [304]
