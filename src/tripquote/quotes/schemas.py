@@ -402,11 +402,26 @@ Amount = Annotated[
 AirportCode = Annotated[str, Strict(), StringConstraints(pattern=r"^[A-Z]{3}$")]
 
 
-Rooms = Annotated[int, Strict(), Field(ge=1, le=100)]
-Quantity = Annotated[int, Strict(), Field(ge=1, le=10_000)]
-Travelers = Annotated[int, Strict(), Field(ge=1, le=50)]
+def _whole(value: object) -> object:
+    # JSON Schema's integer is a number without a fraction, however written: 8.0 and 8E0 are 8
+    # (json.loads gives them as Decimal). Text and booleans stay refused (Strict).
+    if (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and value.adjusted() < 18  # never int() of 1E+999999999: a billion digits
+        and value == value.to_integral_value()
+    ):
+        return int(value)
+    return value
+
+
+Whole = BeforeValidator(_whole)
+"""A JSON integer as JSON Schema counts them: ``8``, ``8.0``, ``8E0``."""
+Rooms = Annotated[int, Strict(), Field(ge=1, le=100), Whole]
+Quantity = Annotated[int, Strict(), Field(ge=1, le=10_000), Whole]
+Travelers = Annotated[int, Strict(), Field(ge=1, le=50), Whole]
 MAX_EXPIRES_IN_DAYS = 90
-ExpiresInDays = Annotated[int, Strict(), Field(ge=1, le=MAX_EXPIRES_IN_DAYS)]
+ExpiresInDays = Annotated[int, Strict(), Field(ge=1, le=MAX_EXPIRES_IN_DAYS), Whole]
 
 
 class _Shape(BaseModel):
