@@ -41,5 +41,6 @@ lint: install
 test: lint
 	$(BIN)/pytest
 
+# make bench BENCH_ARGS="--through-pgbouncer" (any of python -m bench.run --help)
 bench: install
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

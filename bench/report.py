@@ -136,15 +136,17 @@ def _rounds_text(values: Sequence[float | None]) -> str:
     return "" if len(values) < 2 else " (" + " ".join(f"x{v}" for v in values) + ")"
 
 
+_BASES = {"tripquote": ("limit", "peer"), "tripquote-pgbouncer": ("tripquote",)}
+"""What each target's throughput and P99 are compared with."""
+
+
 def ratio_lines(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
     """tripquote / limit and tripquote / peer for throughput and P99, per workers and size:
     one ratio per round (both sides measured back to back), and their median."""
     index = _bursts(runs)
     lines, records = [], []
     for (workers, target, size), rounds in sorted(index.items()):
-        if target != "tripquote":
-            continue
-        for other in ("limit", "peer"):
+        for other in _BASES.get(target, ()):
             base = index.get((workers, other, size))
             if base is None:
                 continue
@@ -156,6 +158,7 @@ def ratio_lines(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[st
                 {
                     "workers": workers,
                     "size": size,
+                    "target": target,
                     "versus": other,
                     "throughput_ratio": t_ratio,
                     "p99_ratio": p_ratio,
@@ -166,7 +169,7 @@ def ratio_lines(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[st
                 }
             )
             lines.append(
-                f"workers={workers:<3} B={size:<6} tripquote/{other:<6} "
+                f"workers={workers:<3} B={size:<6} {target}/{other:<6} "
                 f"throughput x{t_ratio}{_rounds_text(t_ratios)}  "
                 f"P99 x{p_ratio}{_rounds_text(p_ratios)}"
             )

@@ -109,6 +109,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra environment for the tripquote service (repeatable)",
     )
     parser.add_argument("--keep-db", action="store_true", help="do not drop the databases")
+    parser.add_argument(
+        "--through-pgbouncer",
+        action="store_true",
+        help="after each tripquote run, the same bursts through a PgBouncer in transaction "
+        "mode (TRIPQUOTE_DB_POOLER=transaction), reported as tripquote-pgbouncer against "
+        "tripquote (needs the pgbouncer program)",
+    )
     return parser.parse_args(argv)
 
 

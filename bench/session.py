@@ -30,7 +30,7 @@ from bench.report import (
     target_line,
 )
 from bench.targets import PeerTarget, Target
-from bench.tq_side import run_tripquote
+from bench.tq_side import run_through_pgbouncer, run_tripquote
 from bench.world import QuotePool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -229,7 +229,7 @@ class Bench:
             finally:
                 await client.aclose()
             extra: dict[str, Any] = {"size": size, "client": self.client_name}
-            if target.name == "tripquote" and self.tq_env:
+            if target.name.startswith("tripquote") and self.tq_env:
                 extra["verify"] = await self.verify_burst(plan, result)
             summary = summarize(result)
             self.record(w, target.name, "burst", summary, **extra)
@@ -239,7 +239,7 @@ class Bench:
                 for kind, examples in (extra["verify"].get("examples") or {}).items():
                     for example in examples:
                         self.note(f"  {kind}: {example}")
-            if target.name == "tripquote":
+            if target.name.startswith("tripquote"):
                 self.note(target_line(summary))
 
     async def hot(self, w: str, target: Target, pool: QuotePool) -> None:
@@ -335,6 +335,8 @@ class Bench:
                     await self.bare_side(workers)
                     if self.scenarios & TRIPQUOTE_SCENARIOS:
                         await run_tripquote(self, workers)
+                        if self.args.through_pgbouncer:
+                            await run_through_pgbouncer(self, workers)
                 self.round = 0
         except BaseException as exc:
             failure = exc
@@ -355,7 +357,8 @@ class Bench:
         ratio_text, ratios = ratio_lines(self.runs)
         self.document["ratios"] = ratios
         print_table(
-            "tripquote / limit and tripquote / peer (throughput = ok saves/s; P99 over every save)",
+            "tripquote / limit, tripquote / peer, tripquote-pgbouncer / tripquote "
+            "(throughput = ok saves/s; P99 over every save)",
             ratio_text or ["(no pair to compare)"],
         )
         print_table(
@@ -375,6 +378,7 @@ class Bench:
             "hot_n": args.hot,
             "workers": args.workers,
             "rounds": args.rounds,
+            "through_pgbouncer": args.through_pgbouncer,
             "url": args.url,
             "client": self.client_name,
             "ceiling_clients": self.ceiling_clients,

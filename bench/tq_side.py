@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import time
 from typing import TYPE_CHECKING
 
@@ -14,13 +16,46 @@ if TYPE_CHECKING:
     from bench.session import Bench
 
 
-async def run_tripquote(bench: Bench, workers: int) -> None:
-    """Start tripquote (or use --url), set up the world once, run its scenarios."""
+PGBOUNCER_TARGET = "tripquote-pgbouncer"
+
+
+async def run_through_pgbouncer(bench: Bench, workers: int) -> None:
+    """``--through-pgbouncer``: the same service, database and bursts, through a PgBouncer in
+    transaction mode (``TRIPQUOTE_DB_POOLER=transaction``) with as many server connections
+    as the direct run's pools (workers x pool per worker); reported as its own target."""
+    from bench import pgbouncer
+    from bench.pg import sqlalchemy_url
+
+    pool = workers * bench.args.pool_per_worker
+    bouncer, port, folder = await pgbouncer.start(
+        bench.args.pg, pool_size=pool, log_dir=bench.log_dir
+    )
+    try:
+        database = bench.tq_env["TRIPQUOTE_DATABASE_URL"].rsplit("/", 1)[1]
+        env = {
+            **bench.tq_env,
+            "TRIPQUOTE_DATABASE_URL": sqlalchemy_url(
+                f"postgresql://postgres@127.0.0.1:{port}", database
+            ),
+            "TRIPQUOTE_DB_POOLER": "transaction",
+        }
+        bench.note(f"through pgbouncer (transaction mode, {pool} server connections)")
+        await run_tripquote(bench, workers, env=env, name=PGBOUNCER_TARGET)
+    finally:
+        bouncer.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def run_tripquote(
+    bench: Bench, workers: int, *, env: dict[str, str] | None = None, name: str = "tripquote"
+) -> None:
+    """Start tripquote (or use --url), set up the world once, run its scenarios; with ``env``
+    (another route to the same database: run_through_pgbouncer) its bursts only, as ``name``."""
     server = None
     if bench.args.url:
         base_url, w = bench.args.url.rstrip("/"), "ext"
     else:
-        server = service.start(bench.tq_env, workers=workers, log_dir=bench.log_dir)
+        server = service.start(env or bench.tq_env, workers=workers, log_dir=bench.log_dir)
         base_url, w = server.base_url, str(workers)
         bench.server_pgid = server.process.pid
     try:
@@ -56,8 +91,12 @@ async def run_tripquote(bench: Bench, workers: int) -> None:
                 )
         finally:
             await setup_client.aclose()
-        target = tq_target(bench, base_url)
+        target = dataclasses.replace(tq_target(bench, base_url), name=name)
         await bench.warm_up(target, bench.tq_pool, workers)
+        if env is not None:
+            if "burst" in bench.scenarios:
+                await bench.bursts(w, target, bench.tq_pool)
+            return
         first = bench.round == 0  # later rounds repeat the bursts only
         if "ceiling" in bench.scenarios and first:
             await bench.ceiling(w, "tq-live", f"{base_url}/health/live", [bench.client_name])

@@ -42,6 +42,7 @@ from tripquote.app import create_app
 from tripquote.clients.repository import insert_client
 from tripquote.config import Settings
 from tripquote.db import migrate
+from tripquote.observability.logging import flush_logs
 
 EMBEDDED = os.environ.get("TRIPQUOTE_TEST_EMBEDDED") == "1"
 """Test as on a machine without PostgreSQL: the embedded server, the wheel's binaries."""
@@ -98,6 +99,15 @@ async def _run_admin(sql: str) -> None:
             await conn.execute(text(sql))
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _log_lines_of_this_test() -> Iterator[None]:
+    """Each test's queued log lines written when it ends: a line batched by one test would
+    otherwise reach whatever ``sys.stdout`` is at the next flush — e.g. a later test's
+    CliRunner output, which then is not one JSON document."""
+    yield
+    flush_logs()
 
 
 @pytest.fixture(scope="session")

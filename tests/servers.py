@@ -81,6 +81,7 @@ REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 _RUNNING: list[Server] = []
 _CLUSTERS: list[TempCluster] = []
+_BOUNCERS: list[PgBouncer] = []
 
 
 # --- polling -------------------------------------------------------------------------------
@@ -277,6 +278,8 @@ def stop_all() -> None:
         server.stop(grace=5)
     for cluster in list(_CLUSTERS):
         cluster.destroy()
+    for bouncer in list(_BOUNCERS):
+        bouncer.stop()
 
 
 atexit.register(stop_all)
@@ -457,6 +460,95 @@ class TempCluster:
         if (self.data_dir / "postmaster.pid").exists():
             with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
                 self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# --- PgBouncer --------------------------------------------------------------------------------
+
+
+def pgbouncer_program() -> str | None:
+    """The ``pgbouncer`` program (Debian installs it in /usr/sbin), or None."""
+    return shutil.which("pgbouncer", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+
+
+@dataclass
+class PgBouncer:
+    """A PgBouncer process of its own (``start``): its ini and userlist in a temporary folder,
+    a free loopback port, trust auth, every database forwarded to the PostgreSQL at
+    ``server_dsn``. Runs as ``_cluster_user()`` when the tests run as root (PgBouncer refuses
+    root); stopped by its PID."""
+
+    pool_mode: str = "transaction"
+    default_pool_size: int = 5
+    ignore_startup_parameters: tuple[str, ...] = ()
+    server_dsn: str = PG_ADMIN_DSN
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tripquote-pgb-")))
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def url(self, database: str) -> str:
+        """tripquote's URL for ``database`` through this PgBouncer."""
+        return f"postgresql+asyncpg://postgres@{PG_HOST}:{self.port}/{database}"
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            text = (self.root / "pgbouncer.log").read_text(errors="replace")
+            return "\n".join(text.splitlines()[-lines:])
+        return ""
+
+    async def start(self) -> PgBouncer:
+        """Write its configuration, start it, and wait until it accepts a connection."""
+        program = pgbouncer_program()
+        assert program is not None, "pgbouncer is not installed"
+        server = make_url(self.server_dsn)
+        ignored = ",".join(self.ignore_startup_parameters)
+        (self.root / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"* = host={server.host or PG_HOST} port={server.port or 5432}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = {PG_HOST}\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {self.root / 'userlist.txt'}\n"
+            f"pool_mode = {self.pool_mode}\ndefault_pool_size = {self.default_pool_size}\n"
+            "max_client_conn = 1000\n"
+            f"ignore_startup_parameters = {ignored}\n"
+            f"logfile = {self.root / 'pgbouncer.log'}\n"
+        )
+        (self.root / "userlist.txt").write_text('"postgres" ""\n')
+        argv = [program, str(self.root / "pgbouncer.ini")]
+        if os.geteuid() == 0:
+            user = _cluster_user()
+            for path in (self.root, *self.root.iterdir()):
+                shutil.chown(path, user, user)
+            argv[1:1] = ["-u", user]
+        _BOUNCERS.append(self)
+        with (self.root / "stdout.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+            )
+
+        async def accepts() -> bool:
+            assert self.process is not None and self.process.poll() is None, self.log_tail()
+            conn = await asyncpg.connect(
+                host=PG_HOST, port=self.port, user="postgres", database="postgres",
+                statement_cache_size=0, timeout=5,
+            )  # fmt: skip
+            await conn.close()
+            return True
+
+        await wait_until(accepts, within=20, what="pgbouncer accepting connections")
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM (immediate shutdown) its PID, SIGKILL after 10 s; delete its folder."""
+        if self in _BOUNCERS:
+            _BOUNCERS.remove(self)
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
         shutil.rmtree(self.root, ignore_errors=True)
 
 

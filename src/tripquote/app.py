@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi_offline import FastAPIOffline
@@ -19,7 +20,7 @@ from starlette.types import Scope
 from tripquote import __version__
 from tripquote.clients.routes import router as clients_router
 from tripquote.config import Settings
-from tripquote.db.engine import create_engine, warm_pool
+from tripquote.db.engine import PoolerMisconfigured, check_pooler, create_engine, warm_pool
 from tripquote.db.transaction import TransactionRunner
 from tripquote.errors import (
     InternalError,
@@ -72,6 +73,8 @@ def allowed_methods(app: FastAPI, scope: Scope) -> str:
     return ", ".join(method for method in _METHODS if method in allowed)
 
 
+_logger = structlog.get_logger("tripquote.app")
+
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 DOCS_URL = "/docs"
@@ -105,7 +108,15 @@ def create_app(
             limits=Limits.from_settings(settings),
             clock=clock,
         )
-        await warm_pool(engine, settings.db_pool_size, prepare=prepare_statements)
+        warm_up = prepare_statements if runner.pooling.keeps_prepared_statements else None
+        failure = await warm_pool(engine, settings.db_pool_size, prepare=warm_up)
+        if failure is not None:
+            try:
+                await check_pooler(engine, settings, failure)
+            except PoolerMisconfigured as error:
+                _logger.error("configuration_error", error=str(error))
+                await engine.dispose()
+                raise
         await observer.start(engine)
         tune_gc(settings)
         try:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import URL
 
 DEFAULT_JWT_SECRET = "tripquote-development-secret-change-me"
 DEFAULT_CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD", "CHF", "JPY")
@@ -56,6 +53,12 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=0, ge=0, le=200)
     # A burst queues for connections; past this wait a save gets DATABASE_TIMEOUT (retryable).
     db_pool_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    db_pooler: Literal["none", "transaction", "session"] = "none"
+    """What stands between the service and PostgreSQL (``db/engine.py`` ``Pooling``): ``none``
+    (or a pooler in session mode that passes startup parameters through), ``session``
+    (PgBouncer ``pool_mode = session``: the timeouts are SET once per connection) or
+    ``transaction`` (``pool_mode = transaction``: no named prepared statement, the timeouts SET
+    LOCAL in every transaction, every statement inside one)."""
 
     currencies: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CURRENCIES
 
@@ -125,29 +128,10 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
+        if value is not None:
+            from tripquote.db.url import parse_database_url
 
-        try:
-            url = make_url(value)
-        except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-            url = None
-        if url is None or url.drivername != "postgresql+asyncpg":
-            raise ValueError(
-                "TRIPQUOTE_DATABASE_URL must be a PostgreSQL URL for asyncpg "
-                "(postgresql+asyncpg://user@host:5432/db); unset it to run on the embedded "
-                "PostgreSQL"
-            )
-        if url.port is not None and not 0 < url.port < 65536:
-            raise ValueError("TRIPQUOTE_DATABASE_URL's port must be a number from 1 to 65535")
-        unknown = _unknown_connect_arguments(url)
-        if unknown:
-            raise ValueError(
-                f"TRIPQUOTE_DATABASE_URL's query has parameters asyncpg does not take or "
-                f"cannot read: {', '.join(unknown)}"
-            )
+            parse_database_url(value)  # ValueError naming the rule broken
         return value
 
     @field_validator("log_level")
@@ -177,6 +161,24 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _refuse_statement_caches_behind_a_transaction_pooler(self) -> Settings:
+        if self.db_pooler == "transaction" and self.database_url is not None:
+            from tripquote.db.url import parse_database_url
+
+            arguments = parse_database_url(self.database_url).connect_args
+            cached = [
+                name
+                for name in ("statement_cache_size", "prepared_statement_cache_size")
+                if arguments.get(name)
+            ]
+            if cached:
+                raise ValueError(
+                    "TRIPQUOTE_DB_POOLER=transaction uses no prepared statement cache: drop "
+                    f"{', '.join(cached)} from TRIPQUOTE_DATABASE_URL's query"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_default_secret_outside_development(self) -> Settings:
         secret = self.jwt_secret.get_secret_value()
         if self.environment != "development" and (secret == DEFAULT_JWT_SECRET or len(secret) < 32):
@@ -194,24 +196,6 @@ class Settings(BaseSettings):
                 "(it runs the embedded PostgreSQL) or set it"
             )
         return self.database_url
-
-
-def _unknown_connect_arguments(url: URL) -> list[str]:
-    """The names in ``url``'s query that the engine could not pass to asyncpg's ``connect()``
-    (unknown to it, or a value SQLAlchemy's dialect cannot read): all of them when unreadable."""
-    import inspect
-
-    import asyncpg
-    from sqlalchemy.dialects.postgresql.asyncpg import dialect
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        _, arguments = dialect().create_connect_args(url)  # type: ignore[no-untyped-call]
-    except (ArgumentError, TypeError, ValueError):  # e.g. prepared_statement_cache_size=abc
-        return sorted(url.query)
-    arguments.pop("prepared_statement_cache_size", None)  # the dialect's own
-    accepted = inspect.signature(asyncpg.connect).parameters
-    return sorted(name for name in arguments if name not in accepted)
 
 
 def configuration_error(exc: ValueError) -> str:

@@ -176,3 +176,27 @@ def test_interrupt_stops_servers_and_drops_databases(tmp_path: Path) -> None:
     assert document["meta"]["aborted"]
     databases, alive = _leftovers(document)
     assert databases == [] and alive == []
+
+
+@requires_pg
+@pytest.mark.pgbouncer
+def test_tiny_run_through_pgbouncer(tmp_path: Path) -> None:
+    from tests.pgbouncer.conftest import require_pgbouncer
+
+    require_pgbouncer()
+    out = tmp_path / "bench.json"
+    argv = [*_tiny(out, "--through-pgbouncer"), "--scenarios", "burst"]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    document = json.loads(out.read_text())
+    bounced = [r for r in document["runs"] if r["target"] == "tripquote-pgbouncer"]
+    assert sorted(r["round"] for r in bounced) == [0, 1]  # one burst per round
+    for run in bounced:
+        assert run["summary"]["ok"] == 20, run["summary"]
+        assert run["verify"]["passed"] is True, run["verify"]
+    ratios = [r for r in document["ratios"] if r["target"] == "tripquote-pgbouncer"]
+    assert [r["versus"] for r in ratios] == ["tripquote"]
+    assert ratios[0]["throughput_ratio"] is not None
+    assert "tripquote-pgbouncer/tripquote" in proc.stdout
+    names, alive = _leftovers(document)
+    assert names == [] and alive == []

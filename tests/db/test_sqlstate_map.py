@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from tests.api.test_errors_api import assert_envelope
 from tests.conftest import World, make_settings, quote_body
-from tripquote.db.errors import is_retryable, map_db_error
+from tripquote.db.errors import describe, is_retryable, map_db_error
 
 # SQLSTATE -> (errorCode, HTTP status, retryable by the client, retried by the server).
 # Written from the brief ("Saves: atomic and version-checked") and PostgreSQL Appendix A.
@@ -43,6 +43,10 @@ EXPECTED: dict[str, tuple[str, int, bool, bool]] = {
     "53300": ("QUOTE_PERSISTENCE_FAILED", 503, True, False),  # too_many_connections
     "53100": ("QUOTE_PERSISTENCE_FAILED", 503, True, False),  # disk_full
     "58030": ("QUOTE_PERSISTENCE_FAILED", 503, True, False),  # io_error
+    # a named prepared statement missing / already there: a transaction pooler the settings do
+    # not name (TRIPQUOTE_DB_POOLER); no retry can succeed, so none is offered
+    "26000": ("INTERNAL_ERROR", 500, False, False),  # invalid_sql_statement_name
+    "42P05": ("INTERNAL_ERROR", 500, False, False),  # duplicate_prepared_statement
     # anything else: a persistence failure, never a 500 or a validation error
     "XX000": ("QUOTE_PERSISTENCE_FAILED", 503, True, False),  # internal_error
     "42P01": ("QUOTE_PERSISTENCE_FAILED", 503, True, False),  # undefined_table
@@ -69,6 +73,16 @@ def test_each_sqlstate_maps_to_its_code(sqlstate: str, wrapped: bool) -> None:
     assert "INSERT" not in str(mapped.details)
     if status == 503:
         assert int(mapped.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize("sqlstate", ["26000", "42P05"])
+def test_prepared_statement_errors_have_their_own_cause_and_name_the_setting(
+    sqlstate: str,
+) -> None:
+    error = DBAPIError("SELECT …", None, _driver_error(sqlstate))
+    assert map_db_error(error).details == {"cause": "prepared_statements_unsupported"}
+    assert "set TRIPQUOTE_DB_POOLER=transaction" in describe(error)["hint"]
+    assert "hint" not in describe(DBAPIError("SELECT …", None, _driver_error("57014")))
 
 
 # --- a real lock timeout through HTTP -----------------------------------------------------

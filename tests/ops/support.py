@@ -110,7 +110,8 @@ def metric_names_in(text: str) -> set[str]:
 # --- promtool ---------------------------------------------------------------------------------
 
 
-def _ci() -> bool:
+def in_ci() -> bool:
+    """True when the CI environment variable is set (to anything but 0, false, no)."""
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
@@ -123,7 +124,7 @@ def require_promtool() -> str:
         "promtool not found: install it (Debian/Ubuntu: apt-get install prometheus) "
         "or set PROMTOOL=/path/to/promtool"
     )
-    if _ci():
+    if in_ci():
         pytest.fail(f"{reason}; it is required when CI is set")
     pytest.skip(reason)
 

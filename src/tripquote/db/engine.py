@@ -6,31 +6,118 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import event
+from sqlalchemy import URL, event
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util.concurrency import greenlet_spawn
 
 from tripquote.config import Settings
+from tripquote.db.url import parse_database_url
 
 WRITE_OPTION = "tripquote_write"
 """Execution option marking a write transaction; PostgreSQL needs no such mark (nothing reads
 it): it goes when ``db/transaction.py`` stops setting it."""
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    """An engine with the transaction timeouts applied per session (``statement_timeout``,
-    ``lock_timeout``) and a fixed pool."""
+def session_parameters(settings: Settings) -> dict[str, str]:
+    """The PostgreSQL settings every session of the service runs with (name -> value): the
+    transaction timeouts and the plan cache mode. Sent as startup parameters, SET once per
+    connection, or SET LOCAL in every transaction, by ``Pooling``."""
     timeout_ms = int(settings.tx_timeout_seconds * 1000)
     # Below statement_timeout, or that always fires first (both timers run, the statement's
     # started earlier) and a wait on a held lock reads as a slow statement, 57014, instead of
     # lock_not_available, 55P03: the operator is told which one it was.
     lock_timeout_ms = max(1, timeout_ms * 9 // 10)
+    return {
+        "statement_timeout": str(timeout_ms),
+        "lock_timeout": str(lock_timeout_ms),
+        "idle_in_transaction_session_timeout": str(timeout_ms * 3),
+        # Every prepared statement here looks rows up by key: the generic plan is right from
+        # the first run, so skip the five custom plans PostgreSQL would otherwise build first
+        # on each connection (a cold pool's first burst).
+        "plan_cache_mode": "force_generic_plan",
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Pooling:
+    """How the service's sessions meet ``TRIPQUOTE_DB_POOLER`` (PgBouncer's pool modes,
+    https://www.pgbouncer.org/features.html): the one place that differs between them.
+
+    - ``none``: the session parameters are startup parameters (no round trip at all);
+      asyncpg's named prepared statements are cached per connection.
+    - ``session``: PgBouncer refuses startup parameters it does not know ("unsupported startup
+      parameter", SQLSTATE 08P01), so they are SET once when a connection opens (PgBouncer's
+      ``server_reset_query``, ``DISCARD ALL``, drops them with the client).
+    - ``transaction``: a server connection is the client's only inside a transaction block.
+      So no named prepared statement (asyncpg's and SQLAlchemy's caches off: asyncpg then
+      prepares each statement unnamed, in the same transaction as it runs), every statement
+      runs inside ``BEGIN … COMMIT`` (a statement alone would be prepared on one server
+      connection and bound on another), and the timeouts are SET LOCAL by the ``BEGIN`` text
+      itself: one simple-query round trip, as a bare ``BEGIN``.
+    """
+
+    mode: Literal["none", "transaction", "session"]
+    begin: str
+    """What opens a transaction on the asyncpg connection (a simple query)."""
+    set_local: str | None
+    """A statement that applies the session parameters to the current transaction, for
+    SQLAlchemy connections (transaction mode only)."""
+    server_settings: dict[str, str]
+    """Startup parameters."""
+    on_connect: str | None
+    """Run once on each new connection (session mode)."""
+    connect_args: dict[str, Any]
+    """Extra ``connect()`` arguments (the statement caches' sizes)."""
+
+    @property
+    def autocommit(self) -> bool:
+        """A statement may run outside a transaction block (its own implicit one)."""
+        return self.mode != "transaction"
+
+    @property
+    def keeps_prepared_statements(self) -> bool:
+        """Statements prepared on a connection stay there for its later transactions."""
+        return self.mode != "transaction"
+
+
+def pooling(settings: Settings) -> Pooling:
+    """The ``Pooling`` of ``settings.db_pooler``."""
+    parameters = session_parameters(settings)
+    startup = {"application_name": "tripquote"}  # PgBouncer passes this one through
+    if settings.db_pooler == "none":
+        return Pooling("none", "BEGIN", None, {**startup, **parameters}, None, {})
+    if settings.db_pooler == "session":
+        sets = "; ".join(f"SET {name} = '{value}'" for name, value in parameters.items())
+        return Pooling("session", "BEGIN", None, startup, sets, {})
+    local = {k: v for k, v in parameters.items() if k != "plan_cache_mode"}  # unnamed: moot
+    begin = "BEGIN; " + "; ".join(f"SET LOCAL {name} = '{value}'" for name, value in local.items())
+    set_local = "SELECT " + ", ".join(
+        f"set_config('{name}', '{value}', true)" for name, value in local.items()
+    )
+    caches = {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+    return Pooling("transaction", begin, set_local, startup, None, caches)
+
+
+def connect_target(settings: Settings) -> tuple[URL, dict[str, Any]]:
+    """``TRIPQUOTE_DATABASE_URL`` (parsed by ``db/url.py``) and the ``connect()`` arguments
+    the pooler needs (the statement caches' sizes) and the URL's query gives, typed: what
+    the service's engine and the migrations' connect with."""
+    target = parse_database_url(settings.require_database_url())
+    return target.url, {**pooling(settings).connect_args, **target.connect_args}
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An engine for ``connect_target(settings)`` with a fixed pool, the session parameters
+    applied as ``pooling(settings)`` says."""
+    url, arguments = connect_target(settings)
+    policy = pooling(settings)
     engine = create_async_engine(
-        settings.require_database_url(),
+        url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
@@ -38,20 +125,18 @@ def create_engine(settings: Settings) -> AsyncEngine:
         json_deserializer=_loads,
         connect_args={
             "timeout": min(settings.tx_timeout_seconds, 10.0),
-            "server_settings": {
-                "application_name": "tripquote",
-                # Per session, so no extra round trip per transaction.
-                "statement_timeout": str(timeout_ms),
-                "lock_timeout": str(lock_timeout_ms),
-                "idle_in_transaction_session_timeout": str(timeout_ms * 3),
-                # Every prepared statement here looks rows up by key: the generic plan is
-                # right from the first run, so skip the five custom plans PostgreSQL would
-                # otherwise build first on each connection (a cold pool's first burst).
-                "plan_cache_mode": "force_generic_plan",
-            },
+            "server_settings": policy.server_settings,
+            **arguments,
         },
     )
     event.listen(engine.sync_engine, "checkout", _replace_closed)
+    if policy.on_connect is not None:
+        statement = policy.on_connect
+
+        def set_once(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.run_async(lambda driver: driver.execute(statement))
+
+        event.listen(engine.sync_engine, "connect", set_once)
     return engine
 
 
@@ -67,11 +152,11 @@ def _replace_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
 
 async def warm_pool(
     engine: AsyncEngine, size: int, *, prepare: Callable[[Any], Awaitable[None]] | None = None
-) -> None:
+) -> BaseException | None:
     """Open up to ``size`` pooled connections before serving, so a first burst does not pay
     for connection set-up; ``prepare(driver_connection)`` then runs on each (the save path
     prepares its statements there). A database that is down only delays readiness, never
-    start-up."""
+    start-up: the first failure to connect is returned (for ``check_pooler``), not raised."""
     import asyncio
 
     from sqlalchemy.exc import SQLAlchemyError
@@ -86,11 +171,15 @@ async def warm_pool(
         return conn
 
     results = await asyncio.gather(*(one() for _ in range(size)), return_exceptions=True)
+    failure = None
     for conn in results:
         if not isinstance(conn, BaseException):
             await conn.close()
         elif not isinstance(conn, SQLAlchemyError | OSError | TimeoutError):
             raise conn
+        else:
+            failure = failure or conn
+    return failure
 
 
 @asynccontextmanager
@@ -134,3 +223,38 @@ def _dumps(value: Any) -> str:
     from tripquote.json import dumps
 
     return dumps(value).decode()
+
+
+class PoolerMisconfigured(ValueError):
+    """A pooler stands in front of PostgreSQL and ``TRIPQUOTE_DB_POOLER`` does not say so."""
+
+
+async def check_pooler(engine: AsyncEngine, settings: Settings, failure: BaseException) -> None:
+    """Start-up, after ``failure`` to connect: raise ``PoolerMisconfigured`` when the server
+    refused the session parameters ``TRIPQUOTE_DB_POOLER=none`` sends at connect (SQLSTATE
+    08P01, protocol_violation: what PgBouncer answers, "unsupported startup parameter") yet
+    accepts the same connection without them. Any other outcome lets start-up go on: an
+    unreachable database only delays readiness."""
+    import asyncpg
+
+    from tripquote.db.errors import sqlstate_of
+
+    if pooling(settings).mode != "none" or sqlstate_of(failure) != "08P01":
+        return
+    url, typed = connect_target(settings)
+    _, arguments = engine.dialect.create_connect_args(url)
+    arguments.update(typed)
+    arguments.pop("prepared_statement_cache_size", None)
+    try:
+        connection = await asyncpg.connect(
+            **arguments, timeout=10, server_settings={"application_name": "tripquote"}
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return
+    await connection.close()
+    raise PoolerMisconfigured(
+        "TRIPQUOTE_DB_POOLER: the database refused the session parameters sent at connect "
+        "(SQLSTATE 08P01) and accepts the connection without them: a pooler (PgBouncer) "
+        "stands in front of PostgreSQL; set TRIPQUOTE_DB_POOLER=transaction (pool_mode = "
+        "transaction) or session (README, Running beyond one machine)"
+    )

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from tripquote.errors import (
     DatabaseTimeout,
     DatabaseTransactionAborted,
+    InternalError,
     QuotePersistenceFailed,
     QuoteValidationFailed,
     TripquoteError,
@@ -35,7 +36,21 @@ PG_SQLSTATE_ERRORS: dict[str, type[TripquoteError]] = {
     "57P02": QuotePersistenceFailed,  # crash_shutdown
     "57P03": QuotePersistenceFailed,  # cannot_connect_now (starting up / shutting down)
     "53300": QuotePersistenceFailed,  # too_many_connections
+    # A named prepared statement missing or already there: a pooler in transaction mode
+    # (PgBouncer before 1.21) hands the connection's transactions to several server
+    # connections. A configuration error no retry can cure (PG_SQLSTATE_CAUSES).
+    "26000": InternalError,  # invalid_sql_statement_name
+    "42P05": InternalError,  # duplicate_prepared_statement
 }
+PG_SQLSTATE_CAUSES: dict[str, tuple[str, str]] = {
+    state: (
+        "prepared_statements_unsupported",
+        "a pooler in transaction mode stands in front of PostgreSQL: set "
+        "TRIPQUOTE_DB_POOLER=transaction (README, Running beyond one machine)",
+    )
+    for state in ("26000", "42P05")
+}
+"""SQLSTATE -> (``details.cause`` for the client, ``hint`` for the operator's log line)."""
 PG_SQLSTATE_CLASSES: dict[str, type[TripquoteError]] = {
     "22": QuoteValidationFailed,  # data_exception: NUL in text, int4 overflow (asyncpg: 22000)
     "08": QuotePersistenceFailed,  # connection_exception
@@ -74,8 +89,10 @@ def describe(error: BaseException) -> dict[str, Any]:
     driver = _driver_error(error)
     innermost = driver.__cause__ if isinstance(driver.__cause__, asyncpg.PostgresError) else driver
     message = str(innermost).strip().splitlines()
+    state = sqlstate_of(error)
     described: dict[str, Any] = {
-        "sqlstate": sqlstate_of(error),
+        "sqlstate": state,
+        "hint": PG_SQLSTATE_CAUSES[state][1] if state in PG_SQLSTATE_CAUSES else None,
         "driver_error": type(innermost).__name__,
         "driver_message": message[0][:300] if message else "",
     }
@@ -121,7 +138,8 @@ def map_db_error(error: BaseException) -> TripquoteError:
     if state is not None:
         cls = PG_SQLSTATE_ERRORS.get(state) or PG_SQLSTATE_CLASSES.get(state[:2])
         if cls is not None:
-            return _build(cls, state, describe(error))
+            cause = PG_SQLSTATE_CAUSES[state][0] if state in PG_SQLSTATE_CAUSES else state
+            return _build(cls, cause, describe(error))
     if is_disconnect(error):
         return QuotePersistenceFailed(details={"cause": "connection_lost"})
     return QuotePersistenceFailed(details={"cause": "database_error"})

@@ -14,11 +14,19 @@ from tripquote.config import Settings
 SCRIPT_LOCATION = "tripquote:migrations"
 
 
+CONNECT_TARGET = "tripquote.connect_target"
+"""The Alembic config attribute holding ``db.engine.connect_target(settings)``: the parsed URL
+(both multi-host forms) and its typed ``connect()`` arguments, for ``migrations/env.py``."""
+
+
 def alembic_config(settings: Settings) -> Config:
     """An Alembic config whose scripts ship inside the package and whose URL is the settings'."""
+    from tripquote.db.engine import connect_target
+
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
     config.set_main_option("sqlalchemy.url", settings.require_database_url().replace("%", "%%"))
+    config.attributes[CONNECT_TARGET] = connect_target(settings)
     return config
 
 

@@ -27,7 +27,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from tripquote.db.engine import WRITE_OPTION, pooled_driver
+from tripquote.db.engine import WRITE_OPTION, pooled_driver, pooling
 from tripquote.db.errors import (
     DRIVER_ERRORS,
     describe,
@@ -133,6 +133,7 @@ class TransactionRunner:
         self.engine = engine
         self.settings = settings
         self.observer = observer
+        self.pooling = pooling(settings)
 
     async def run(self, work: Work[T], *, write: bool = True) -> T:
         """Run ``work(conn)`` (an ``AsyncConnection``) in one transaction and commit it once;
@@ -192,6 +193,8 @@ class TransactionRunner:
                 await conn.execution_options(**{WRITE_OPTION: write})
                 async with conn.begin():
                     async with asyncio.timeout(budget):
+                        if self.pooling.set_local is not None:
+                            await conn.exec_driver_sql(self.pooling.set_local)
                         result = await work(conn)
                 # COMMIT ran above, outside the timeout: once the database may have
                 # committed, only its answer may decide whether the save happened.
@@ -220,26 +223,26 @@ class TransactionRunner:
             raise mapped from error
 
     async def _on_driver(self, work: Work[T], budget: float, *, atomic: bool) -> T:
-        """One attempt on the asyncpg connection of a pooled connection (see ``Tx``).
+        """One attempt on the asyncpg connection of a pooled connection (see ``Tx``); a
+        one-statement unit runs in a transaction too where the pooler needs one (``Pooling``).
 
         The connection goes back to the pool only outside any transaction and alive; otherwise
         it is invalidated (closed and replaced), so no later unit inherits its state.
         """
         async with pooled_driver(self.engine) as driver:
-            if not atomic:
+            if not atomic and self.pooling.autocommit:
                 async with asyncio.timeout(budget) as deadline:
                     return await work(Tx(driver, atomic=False, deadline=deadline))
-            transaction = driver.transaction()
-            await transaction.start()
+            await driver.execute(self.pooling.begin)
             try:
                 async with asyncio.timeout(budget):
                     result = await work(Tx(driver))
             except BaseException:
                 with contextlib.suppress(Exception):  # a dead connection is invalidated
-                    await transaction.rollback()
+                    await driver.execute("ROLLBACK")
                 raise
             # Outside the timeout: never cancel an in-flight COMMIT.
-            await transaction.commit()
+            await driver.execute("COMMIT")
             return result
 
     def rolled_back(self, reason: str) -> None:

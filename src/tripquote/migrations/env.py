@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from tripquote.db.migrate import CONNECT_TARGET
 from tripquote.db.tables import metadata
 
 config = context.config
@@ -38,9 +39,12 @@ after this long (asyncpg's own default is 60 s), like the service's engine."""
 
 
 async def _run_async() -> None:
-    url = config.get_main_option("sqlalchemy.url") or ""
+    url, arguments = config.attributes.get(CONNECT_TARGET) or (
+        config.get_main_option("sqlalchemy.url") or "",
+        {},
+    )
     engine = create_async_engine(
-        url, poolclass=NullPool, connect_args={"timeout": CONNECT_TIMEOUT_SECONDS}
+        url, poolclass=NullPool, connect_args={"timeout": CONNECT_TIMEOUT_SECONDS, **arguments}
     )
     async with engine.connect() as connection:
         await connection.run_sync(_run)
