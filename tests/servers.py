@@ -555,9 +555,11 @@ class PgBouncer:
 # --- agents, clients, tokens ---------------------------------------------------------------
 
 
-async def provision_actor(database_url: str, *, agency_id: str | None = None) -> Actor:
-    """A new agency (unless given), an agent with one client, and a 1-hour token signed with
-    the tests' JWT secret (the one ``server_env`` passes to servers)."""
+async def provision_actor(
+    database_url: str, *, agency_id: str | None = None, role: str = "agent"
+) -> Actor:
+    """A new agency (unless given), an agent (of ``role``) with one client, and a 1-hour token
+    signed with the tests' JWT secret (the one ``server_env`` passes to servers)."""
     settings = make_settings(database_url)
     engine = create_async_engine(database_url)
     try:
@@ -571,7 +573,7 @@ async def provision_actor(database_url: str, *, agency_id: str | None = None) ->
                 agency_id=agency_id,
                 email=f"{uuid.uuid4().hex}@agents.example",
                 name="Load Agent",
-                role="agent",
+                role=role,
             )
             principal = await agents_repo.load_principal(conn, agent_id)
             assert principal is not None

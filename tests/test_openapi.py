@@ -57,9 +57,18 @@ SUCCESS_HEADERS: dict[tuple[str, str], set[str]] = {
 REQUEST_BODIES = {
     ("post", Q): ("QuoteIn", True),
     ("patch", ID): ("QuotePatch", True),
-    ("delete", ID): ("VersionBody", False),
-    ("post", ID + "/accept"): ("VersionBody", False),
     ("post", C): ("ClientIn", True),
+}
+"""The documented bodies. A transition's optional ``{"version": n}`` and a PATCH body's
+``version`` are not documented: If-Match is the document's one way to name the version (both
+given must agree, a rule across two parts of a request that OpenAPI cannot state)."""
+
+ACTS_ON_VERSION = {
+    ("patch", ID),
+    ("delete", ID),
+    ("post", ID + "/send"),
+    ("post", ID + "/accept"),
+    ("post", ID + "/reject"),
 }
 
 
@@ -165,21 +174,20 @@ def test_request_bodies_come_from_the_body_dependencies(document: dict[str, Any]
         assert schemas[model]["additionalProperties"] is False
     assert "QuoteIn" in schemas and "FlightItemIn" in schemas  # the models items refer to
     assert "required" not in schemas["QuotePatch"]
-    assert schemas["QuotePatch"]["properties"]["version"] == {
-        "type": "integer",
-        "minimum": 1,
-        "description": "The version edited.",
-    }
+    assert "version" not in schemas["QuotePatch"]["properties"]
     assert schemas["QuoteIn"]["properties"]["items"]  # as rich as the validation model
     for method, path in STATUSES:
         if "requestBody" in _operation(document, method, path):
-            assert (method, path) in REQUEST_BODIES or path.endswith(("/send", "/reject"))
+            assert (method, path) in REQUEST_BODIES
 
 
 def test_headers_read_by_dependencies_are_documented(document: dict[str, Any]) -> None:
+    for method, path in ACTS_ON_VERSION:
+        parameters = {p["name"]: p for p in _operation(document, method, path)["parameters"]}
+        # One strong entity tag (RFC 9110 §8.8.3): the one way to name the version acted on.
+        assert parameters["If-Match"]["schema"]["pattern"] == etags.STRONG_TAG_PATTERN
+        assert parameters["If-Match"]["required"] is True, (method, path)
     patch = {p["name"]: p for p in _operation(document, "patch", ID)["parameters"]}
-    assert patch["If-Match"]["schema"]["pattern"] == etags.PATTERN
-    assert patch["If-Match"]["required"] is False
     assert "Idempotency-Key" not in patch
     for path in (Q, C):  # every POST that creates something takes a key
         create = {p["name"]: p for p in _operation(document, "post", path)["parameters"]}
@@ -225,6 +233,38 @@ def test_no_framework_422_and_bearer_on_every_api_operation(document: dict[str, 
     for path, operations in document["paths"].items():
         for operation in operations.values():
             assert (operation.get("security") is not None) is path.startswith("/api/")
+
+
+def test_responses_naming_a_quote_link_to_what_can_be_done_with_it(
+    document: dict[str, Any],
+) -> None:
+    # OpenAPI links: a client (or a stateful fuzzer) goes from a create, read, update or
+    # transition to the quote's read, history and revision, and to each edit of that version.
+    ids = {
+        (method, path): operation["operationId"]
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+    }
+    sources = [("post", Q, "201"), ("get", ID, "200")] + [(m, p, "200") for m, p in ACTS_ON_VERSION]
+    for method, path, status in sources:
+        links = _operation(document, method, path)["responses"][status]["links"]
+        targets = {link["operationId"]: link["parameters"] for link in links.values()}
+        for target in ACTS_ON_VERSION:
+            assert targets[ids[target]] == {
+                "quote_id": "$response.body#/quoteId",
+                "If-Match": "$response.header.ETag",
+            }
+        assert targets[ids[("get", ID)]] == {"quote_id": "$response.body#/quoteId"}
+        assert targets[ids[("get", ID + "/revisions/{version}")]] == {
+            "quote_id": "$response.body#/quoteId",
+            "version": "$response.body#/version",
+        }
+    assert "links" not in _operation(document, "get", Q)["responses"]["200"]
+
+
+def test_the_currencies_are_the_configured_whitelist(document: dict[str, Any]) -> None:
+    currency = document["components"]["schemas"]["QuoteIn"]["properties"]["currency"]
+    assert currency["enum"] == sorted(make_settings("postgresql+asyncpg://x@h/d").currencies)
 
 
 def test_every_query_parameter_may_be_empty(document: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -76,6 +77,9 @@ _logger = structlog.get_logger("tripquote.app")
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
+DOCS_URL = "/docs"
+"""Swagger UI: the page and every file it loads are served by this app."""
+
 
 def create_app(
     settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None
@@ -123,12 +127,17 @@ def create_app(
             await engine.dispose()
             flush_logs()
 
-    app = FastAPI(
+    # /docs from the Swagger UI files of the installed fastapi-offline package (under
+    # /static-offline-docs), never a CDN: the page works on a host without Internet access.
+    # No online validator badge (an image from validator.swagger.io); no ReDoc page.
+    app = FastAPIOffline(
         title="tripquote",
         version=__version__,
         description="Travel quotes saved completely and exactly once, or refused precisely.",
         lifespan=lifespan,
+        docs_url=DOCS_URL,
         redoc_url=None,
+        swagger_ui_parameters={"validatorUrl": None},
         redirect_slashes=False,  # /api/agents/quotes/ is a 404 envelope, not a bare 307
         # Our own Prometheus metrics and JSON logs cover this; FastAPI's OpenTelemetry hooks
         # cost an environment lookup per request for providers nobody configured.
@@ -173,7 +182,11 @@ def create_app(
         built = app.openapi_schema is not None
         document = FastAPI.openapi(app)
         if not built:
-            complete(document, routes=[route for router in ROUTERS for route in router.routes])
+            complete(
+                document,
+                routes=[route for router in ROUTERS for route in router.routes],
+                currencies=settings.currencies,
+            )
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

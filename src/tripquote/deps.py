@@ -24,9 +24,10 @@ from tripquote.agents.auth import Caller, authenticate
 from tripquote.clients.schemas import ClientIn
 from tripquote.db.transaction import TransactionRunner
 from tripquote.errors import QuoteNotFound, UnsupportedMediaType
+from tripquote.idempotency import KEY_PATTERN
 from tripquote.json import loads
 from tripquote.observability.operations import current_operation
-from tripquote.openapi import QuotePatch, VersionBody
+from tripquote.openapi import QuotePatch
 from tripquote.quotes.schemas import QuoteIn
 from tripquote.quotes.service import QuoteService
 from tripquote.validation import path_id
@@ -59,15 +60,20 @@ WritingAgent = Annotated[Caller, Depends(count_write)]
 
 
 def if_match_header() -> Any:
-    """The ``If-Match`` header parameter of a versioned write (parsed by ``parse_if_match``, not
-    by FastAPI: its refusal is ours, in order)."""
+    """The ``If-Match`` header parameter of a versioned write (parsed by ``etags``, not by
+    FastAPI: its refusal is ours, in order). The document gives one strong entity tag
+    (``etags.STRONG_TAG_PATTERN``) and makes it required (``openapi.complete``): the one way it
+    names the version acted on. The parser also takes ``*`` and lists, and the body's
+    ``version`` instead; both given must agree, a rule across header and body no schema
+    states."""
     return Header(
         None,
         alias="If-Match",
-        description='The strong ETag of the version edited, e.g. "5" (RFC 9110 §13.1.1); '
-        "required unless the body carries `version`. A tag that is not the current version's "
-        '(stale, weak, or naming no version like "abc"): 412. `*` names no version.',
-        json_schema_extra={"pattern": etags.PATTERN},
+        description='The strong ETag of the version acted on, as ETag sent it, e.g. "5" (RFC '
+        "9110 §8.8.3, §13.1.1); unquoted is malformed (400). A tag that is not the current "
+        'version\'s (stale, or naming no version like "abc"): 412. Instead of If-Match, the '
+        "JSON body may carry `version`; both given must name the same version (else 400).",
+        json_schema_extra={"pattern": etags.STRONG_TAG_PATTERN},
     )
 
 
@@ -96,8 +102,8 @@ class JsonBody:
     type, RFC 6839); QUOTE_VALIDATION_FAILED when malformed. An optional body may be empty
     (None)."""
 
-    def __init__(self, model: type[BaseModel], *, required: bool = True) -> None:
-        self.model = model
+    def __init__(self, model: type[BaseModel] | None, *, required: bool = True) -> None:
+        self.model = model  # None: not in the OpenAPI document
         self.required = required
 
     async def __call__(self, request: Request) -> Any:
@@ -112,8 +118,11 @@ class JsonBody:
             raise UnsupportedMediaType(details={"contentType": media_type or None})
         return loads(raw)
 
-    def openapi(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The OpenAPI ``requestBody`` and the component schemas it refers to."""
+    def openapi(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The OpenAPI ``requestBody`` and the component schemas it refers to (None when the
+        body is not documented)."""
+        if self.model is None:
+            return None
         schema = self.model.model_json_schema(ref_template="#/components/schemas/{model}")
         components = {**schema.pop("$defs", {}), self.model.__name__: schema}
         reference = {"$ref": f"#/components/schemas/{self.model.__name__}"}
@@ -135,7 +144,7 @@ def idempotency_key_header() -> Any:
         None,
         alias="Idempotency-Key",
         description="Replays the first response for the same key and body (24 h, per agent).",
-        json_schema_extra={"minLength": 1, "maxLength": 255},
+        json_schema_extra={"maxLength": 255, "pattern": KEY_PATTERN},
     )
 
 
@@ -221,7 +230,9 @@ class _Transition(_QuoteWrite):
 
 QuoteCreate = Annotated[QuoteCall, Depends(_Create(JsonBody(QuoteIn)))]
 QuoteEdit = Annotated[QuoteCall, Depends(_Edit(JsonBody(QuotePatch)))]
-QuoteTransition = Annotated[QuoteCall, Depends(_Transition(JsonBody(VersionBody, required=False)))]
+# A transition's optional ``{"version": n}``, checked by the use case, is not documented: the
+# document's one way to name the version is If-Match.
+QuoteTransition = Annotated[QuoteCall, Depends(_Transition(JsonBody(None, required=False)))]
 
 
 async def transaction_runner(request: Request) -> TransactionRunner:

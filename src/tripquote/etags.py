@@ -28,6 +28,9 @@ _VERSION = re.compile(r'"([1-9][0-9]{0,9})"')  # as ETag sends it: no sign, no l
 
 PATTERN = rf"^[ \t]*(\*|[ \t,]*{_TAG}([ \t]*,[ \t,]*{_TAG})*[ \t,]*)[ \t]*$"
 """The grammar as a JSON Schema ``pattern`` (ECMA 262), for the OpenAPI document."""
+STRONG_TAG_PATTERN = f'^"{_ETAGC}*"$'
+"""One strong entity tag as a JSON Schema ``pattern``: what the OpenAPI document asks in
+If-Match (``*``, weak tags and lists, which the grammar also takes, name no single version)."""
 
 
 @dataclass(frozen=True, slots=True)

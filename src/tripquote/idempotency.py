@@ -44,6 +44,9 @@ from tripquote.errors import (
 from tripquote.json import dumps
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as the draft's sf-string allows
+KEY_PATTERN = '^"*[\\x21\\x23-\\x7e](?:[\\x21-\\x7e]*[\\x21\\x23-\\x7e])?"*$'
+"""``parse_key``'s rule as a JSON Schema ``pattern`` (with ``maxLength`` 255): visible ASCII,
+quotes around it dropped."""
 
 
 @dataclass(frozen=True, slots=True)

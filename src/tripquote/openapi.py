@@ -198,28 +198,17 @@ class ClientListEnvelope(BaseModel):
 
 def _patch_schema(schema: dict[str, Any]) -> None:
     schema.pop("required", None)  # any subset of the fields
-    schema["properties"]["version"] = {  # absent, not null: If-Match may name it instead
-        "type": "integer",
-        "minimum": 1,
-        "description": "The version edited.",
-    }
-    schema["examples"] = [{"version": 1, "travelers": 3}]
+    schema["examples"] = [{"travelers": 3}]
 
 
 class QuotePatch(QuoteIn):
-    """A PATCH body: any of a quote's fields, and the version edited unless If-Match names it."""
+    """A PATCH body: any of a quote's fields; the version edited comes in If-Match.
+
+    (The body may instead carry ``version``; both given must name the same version: a rule
+    across two parts of the request that OpenAPI cannot state, so the document shows one way.)
+    """
 
     model_config = ConfigDict(title="QuotePatch", json_schema_extra=_patch_schema)
-
-    version: int | None = Field(default=None, ge=1, description="The version edited.")
-
-
-class VersionBody(BaseModel):
-    """A transition's optional body: the version acted on (or send If-Match)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    version: int = Field(ge=1)
 
 
 Headers = dict[str, dict[str, Any]]
@@ -350,8 +339,12 @@ def _error_headers(classes: list[type[TripquoteError]]) -> Headers:
 _FRAMEWORK_422 = {"$ref": "#/components/schemas/HTTPValidationError"}
 
 
-def complete(document: dict[str, Any], *, routes: Iterable[object]) -> None:
-    """Add the request bodies' models and the bearer scheme; drop FastAPI's 422 (ours is 400);
+def complete(
+    document: dict[str, Any], *, routes: Iterable[object], currencies: Iterable[str]
+) -> None:
+    """Add the request bodies' models, the bearer scheme, the configured currencies (an enum),
+    If-Match as the required way to name the version acted on, and the links from each
+    response naming a quote to what can be done with it next; drop FastAPI's 422 (ours is 400);
     mark every query parameter ``allowEmptyValue``: an empty one is an absent one
     (``middleware.EmptyQueryMiddleware``)."""
     # The models come from each route's body_schemas (routing.TrackedRoute); FastAPI documents a
@@ -363,6 +356,11 @@ def complete(document: dict[str, Any], *, routes: Iterable[object]) -> None:
     components["securitySchemes"] = {
         "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     }
+    for model in ("QuoteIn", "QuotePatch"):
+        currency = schemas.get(model, {}).get("properties", {}).get("currency")
+        if currency is not None:
+            currency.pop("pattern", None)
+            currency["enum"] = sorted(currencies)
     for path, operations in document["paths"].items():
         for operation in operations.values():
             framework = operation["responses"].get("422", {}).get("content", {})
@@ -373,8 +371,53 @@ def complete(document: dict[str, Any], *, routes: Iterable[object]) -> None:
             for parameter in operation.get("parameters", ()):
                 if parameter["in"] == "query":
                     parameter["allowEmptyValue"] = True
+                # Required in the document: the body's `version` is the undocumented alternative
+                # (deps.if_match_header), and without either the edit is refused.
+                if parameter["in"] == "header" and parameter["name"] == "If-Match":
+                    parameter["required"] = True
+    _add_links(document)
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
+
+
+_Q = "/api/agents/quotes"
+_QUOTE = _Q + "/{quote_id}"
+_ACTS_ON_VERSION = (
+    ("patch", _QUOTE),
+    ("delete", _QUOTE),
+    ("post", _QUOTE + "/send"),
+    ("post", _QUOTE + "/accept"),
+    ("post", _QUOTE + "/reject"),
+)
+_READS = (("get", _QUOTE), ("get", _QUOTE + "/revisions"), ("get", _QUOTE + "/revisions/{version}"))
+_NAMES_A_QUOTE = (
+    ("post", _Q, "201"),
+    ("get", _QUOTE, "200"),
+    *((method, path, "200") for method, path in _ACTS_ON_VERSION),
+)
+"""The responses that carry a quote (``quoteId``, ``version``, its ETag)."""
+
+
+def _add_links(document: dict[str, Any]) -> None:
+    """OpenAPI links (3.1 §4.8.20) from each response naming a quote to reading it, its history
+    and its version, and to every edit of that version (If-Match: the response's ETag)."""
+    paths = document["paths"]
+    links: dict[str, Any] = {}
+    for method, path in _READS + _ACTS_ON_VERSION:
+        operation = paths[path][method]
+        parameters: dict[str, str] = {"quote_id": "$response.body#/quoteId"}
+        if path.endswith("{version}"):
+            parameters["version"] = "$response.body#/version"
+        if (method, path) in _ACTS_ON_VERSION:
+            parameters["If-Match"] = "$response.header.ETag"
+        name = operation["operationId"].partition("_api_")[0]  # the route's name: read_quote
+        links[name] = {
+            "operationId": operation["operationId"],
+            "parameters": parameters,
+            "description": operation.get("summary", ""),
+        }
+    for method, path, status in _NAMES_A_QUOTE:
+        paths[path][method]["responses"][status]["links"] = links
 
 
 class HealthOut(BaseModel):

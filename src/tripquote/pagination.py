@@ -1,63 +1,65 @@
-"""Opaque keyset cursors, base64url-encoded: ``(timestamp, id)`` pairs for the lists of quotes
-and clients, a version for a quote's history; and the page size every list takes."""
+"""Keyset cursors and the page size every list takes.
+
+Clients treat a cursor as opaque (they pass ``nextCursor`` back as ``cursor``), but its grammar
+is given in the OpenAPI document and every string it matches names a position, so no
+well-formed cursor is refused; the empty string is no cursor (the first page):
+
+- the lists of quotes and clients: ``(timestamp, id)`` written ``<microseconds since the Unix
+  epoch>.<id>`` (``CURSOR_PATTERN``);
+- a quote's history: the version it resumes after, in decimal (``VERSION_CURSOR_PATTERN``).
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import datetime
+import re
+from datetime import UTC, datetime, timedelta
 
 from tripquote.errors import QUERY_INVALID, QuoteValidationFailed, field_error
 from tripquote.quotes.rules import MAX_VERSION
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+LIMIT_BOUNDS = {"minimum": 1, "maximum": MAX_LIMIT}
+"""``limit``'s range as JSON Schema keywords, for the OpenAPI document (``check_limit``)."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CURSOR = re.compile(r"([0-9]{1,17})\.([A-Za-z0-9_-]{1,64})", re.ASCII)
+# 17 digits of microseconds reach the year 5138; ids are UUIDs (any [A-Za-z0-9_-] id would do).
+CURSOR_PATTERN = rf"^(?:{_CURSOR.pattern})?$"
+"""A list cursor's grammar as a JSON Schema ``pattern`` (empty: no cursor)."""
+_VERSION_CURSOR = re.compile(r"[0-9]{1,10}", re.ASCII)
+VERSION_CURSOR_PATTERN = rf"^(?:{_VERSION_CURSOR.pattern})?$"
+"""A history cursor's grammar as a JSON Schema ``pattern`` (empty: no cursor)."""
 
 
 def encode_cursor(at: datetime, row_id: str) -> str:
-    """The cursor that resumes a listing after the row ``(at, row_id)``."""
-    return _encode(f"{at.isoformat()}|{row_id}")
+    """The cursor that resumes a listing after the row ``(at, row_id)`` (``at`` aware)."""
+    micros = (at - _EPOCH) // timedelta(microseconds=1)
+    cursor = f"{micros}.{row_id}"
+    assert _CURSOR.fullmatch(cursor), cursor  # ids and instants the service makes always fit
+    return cursor
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """The ``(timestamp, id)`` a cursor names; QUOTE_VALIDATION_FAILED if malformed."""
-    at_text, _, row_id = _decode(cursor).partition("|")
-    try:
-        at = datetime.fromisoformat(at_text)
-    except ValueError as exc:
-        raise _malformed() from exc
-    if not row_id or at.tzinfo is None:
+    """The ``(timestamp, id)`` a cursor names; QUOTE_VALIDATION_FAILED at ``cursor`` unless it
+    matches ``CURSOR_PATTERN``."""
+    match = _CURSOR.fullmatch(cursor)
+    if match is None:
         raise _malformed()
-    return at, row_id
+    return _EPOCH + timedelta(microseconds=int(match.group(1))), match.group(2)
 
 
 def encode_version_cursor(version: int) -> str:
     """The cursor that resumes a quote's history after ``version``."""
-    return _encode(f"v{version}")
+    return str(version)
 
 
 def decode_version_cursor(cursor: str) -> int:
-    """The version a history cursor resumes after (1 to ``MAX_VERSION``);
-    QUOTE_VALIDATION_FAILED if malformed."""
-    text = _decode(cursor)
-    digits = text[1:]
-    if not text.startswith("v") or not digits.isascii() or not digits.isdigit():
+    """The version a history cursor resumes after (0 to ``MAX_VERSION``: a larger one is past
+    every version); QUOTE_VALIDATION_FAILED unless it matches ``VERSION_CURSOR_PATTERN``."""
+    if _VERSION_CURSOR.fullmatch(cursor) is None:
         raise _malformed()
-    if len(digits) > len(str(MAX_VERSION)) or not 1 <= int(digits) <= MAX_VERSION:
-        raise _malformed()
-    return int(digits)
-
-
-def _encode(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.urlsafe_b64decode(padded).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise _malformed() from exc
+    return min(int(cursor), MAX_VERSION)
 
 
 def _malformed() -> QuoteValidationFailed:

@@ -60,8 +60,9 @@ class TrackedRoute(APIRoute):
         super().__init__(path, endpoint, **kwargs)
         self.body_schemas = {}
         body = next(_json_bodies(self.dependant), None)
-        if body is not None:
-            request_body, self.body_schemas = body.openapi()
+        documented = body.openapi() if body is not None else None
+        if documented is not None:
+            request_body, self.body_schemas = documented
             self.openapi_extra = {"requestBody": request_body, **(self.openapi_extra or {})}
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

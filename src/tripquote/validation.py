@@ -57,6 +57,10 @@ def path_id(value: str, not_found: type[TripquoteError]) -> str:
     return value
 
 
+NO_NUL = "^[^\\x00]*$"
+"""``query_text``'s rule as a JSON Schema ``pattern``: text without NUL."""
+
+
 def query_text(value: str | None, name: str) -> str | None:
     """A text query parameter, or QUOTE_VALIDATION_FAILED at ``name`` if it holds a NUL byte
     (see ``path_id``)."""

@@ -196,6 +196,15 @@ def test_cross_field_rules_still_run_when_other_fields_fail() -> None:
     }
 
 
+@pytest.mark.parametrize("written", ["4.0", "4E0", "0.4E1"])
+def test_an_integer_written_with_a_fraction_or_exponent_is_that_integer(written: str) -> None:
+    # JSON Schema's integer (what the OpenAPI document says) is a number without a fraction,
+    # however written; tripquote.json.loads gives such numbers as Decimal.
+    data = body(travelers=Decimal(written), expiresInDays=Decimal(written))
+    draft = validate_quote(data, limits=LIMITS)
+    assert (draft.travelers, draft.expires_in_days) == (4, 4)
+
+
 def test_a_shape_error_hides_cross_field_errors_at_the_same_path() -> None:
     _, found = errors_of(body(endDate="2027-13-01"))
     assert found == {"endDate": "invalid_date"}
@@ -207,7 +216,7 @@ def test_a_shape_error_hides_cross_field_errors_at_the_same_path() -> None:
         ({"travelers": 2.5}, "travelers", "invalid_type"),
         ({"travelers": "4"}, "travelers", "invalid_type"),
         ({"travelers": True}, "travelers", "invalid_type"),
-        ({"travelers": Decimal("4.0")}, "travelers", "invalid_type"),
+        ({"travelers": Decimal("4.5")}, "travelers", "invalid_type"),
         ({"expiresInDays": 91}, "expiresInDays", "out_of_range"),
         ({"clientId": ""}, "clientId", "too_short"),
         ({"clientId": "x" * 65}, "clientId", "too_long"),

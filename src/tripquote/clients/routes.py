@@ -39,7 +39,14 @@ from tripquote.openapi import (
     ClientListEnvelope,
     responses,
 )
-from tripquote.pagination import DEFAULT_LIMIT, check_limit, decode_cursor, encode_cursor
+from tripquote.pagination import (
+    CURSOR_PATTERN,
+    DEFAULT_LIMIT,
+    LIMIT_BOUNDS,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+)
 from tripquote.quotes.serialize import fmt_instant
 from tripquote.routing import TrackedRoute, operation
 from tripquote.validation import field_errors, path_id
@@ -127,8 +134,8 @@ async def create_client(
 async def list_clients(
     caller: CurrentAgent,
     runner: Runner,
-    limit: int = Query(DEFAULT_LIMIT),
-    cursor: str | None = Query(None),
+    limit: int = Query(DEFAULT_LIMIT, json_schema_extra=LIMIT_BOUNDS),
+    cursor: str | None = Query(None, json_schema_extra={"pattern": CURSOR_PATTERN}),
 ) -> Response:
     """The caller's clients (an admin: the agency's); ``{success, clients, nextCursor}``."""
     check_limit(limit)

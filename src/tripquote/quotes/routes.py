@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
+from pydantic_core import PydanticCustomError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -66,8 +67,11 @@ from tripquote.openapi import (
     responses,
 )
 from tripquote.pagination import (
+    CURSOR_PATTERN,
     DEFAULT_LIMIT,
+    LIMIT_BOUNDS,
     MAX_LIMIT,
+    VERSION_CURSOR_PATTERN,
     check_limit,
     decode_cursor,
     decode_version_cursor,
@@ -76,10 +80,11 @@ from tripquote.pagination import (
 )
 from tripquote.quotes.lifecycle import Operation, QuoteStatus
 from tripquote.quotes.results import Filters
+from tripquote.quotes.schemas import DATETIME_PATTERN, parse_aware_datetime
 from tripquote.quotes.service import OnSaved
 from tripquote.quotes.service import SavedQuote as Saved
 from tripquote.routing import TrackedRoute, operation
-from tripquote.validation import query_text
+from tripquote.validation import NO_NUL, query_text
 
 router = APIRouter(prefix="/api/agents/quotes", tags=["quotes"], route_class=TrackedRoute)
 
@@ -195,48 +200,55 @@ async def list_quotes(
     request: Request,
     caller: CurrentAgent,
     status: QuoteStatus | None = Query(None),
-    client_id: str | None = Query(None, alias="clientId", max_length=64),
-    updated_since: datetime | None = Query(None, alias="updatedSince"),
-    limit: int = Query(DEFAULT_LIMIT),
-    cursor: str | None = Query(None, max_length=512),
+    client_id: str | None = Query(
+        None, alias="clientId", max_length=64, json_schema_extra={"pattern": NO_NUL}
+    ),
+    updated_since: str | None = Query(
+        None,
+        alias="updatedSince",
+        json_schema_extra={
+            "anyOf": [  # empty is no filter, as absent
+                {"type": "string", "format": "date-time", "pattern": DATETIME_PATTERN},
+                {"type": "string", "maxLength": 0},
+            ]
+        },
+    ),
+    limit: int = Query(DEFAULT_LIMIT, json_schema_extra=LIMIT_BOUNDS),
+    cursor: str | None = Query(None, json_schema_extra={"pattern": CURSOR_PATTERN}),
 ) -> Response:
     """The caller's quotes (an admin: the agency's), newest first;
     ``{success, quotes, nextCursor}``."""
     check_limit(limit)
     client_id = query_text(client_id, "clientId")
-    if updated_since is not None and updated_since.tzinfo is None:
-        raise QuoteValidationFailed(
-            QUERY_INVALID,
-            details={
-                "errors": [field_error("updatedSince", "timezone", "Give an offset, e.g. Z.")]
-            },
-        )
-    if updated_since is not None:
-        try:
-            updated_since = updated_since.astimezone(UTC)
-        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
-            raise QuoteValidationFailed(
-                QUERY_INVALID,
-                details={
-                    "errors": [
-                        field_error(
-                            "updatedSince", "out_of_range", "Give an instant in years 1-9999 UTC."
-                        )
-                    ]
-                },
-            ) from None
+    since = _instant(updated_since, "updatedSince") if updated_since else None
     page, after = await quote_service(request).list(
         caller=caller,
         filters=Filters(
             status=status.value if status else None,
             client_id=client_id,
-            updated_since=updated_since,
+            updated_since=since,
         ),
         before=decode_cursor(cursor) if cursor else None,
         limit=limit,
     )
     next_cursor = encode_cursor(*after) if after is not None else None
     return json_response({"success": True, "quotes": page, "nextCursor": next_cursor})
+
+
+def _instant(text: str, name: str) -> datetime:
+    """A query's ISO 8601 instant with its UTC offset (the body's rule, ``parse_aware_datetime``),
+    in UTC; QUOTE_VALIDATION_FAILED at ``name``. An instant outside years 1-9999 once in UTC
+    (``0001-01-01T00:00:00+01:00``) is the nearest one inside: every quote is later or earlier."""
+    try:
+        at = parse_aware_datetime(text)
+    except PydanticCustomError as exc:
+        raise QuoteValidationFailed(
+            QUERY_INVALID, details={"errors": [field_error(name, exc.type, f"{name} {exc}.")]}
+        ) from None
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if at.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 @router.get(
@@ -361,9 +373,15 @@ _add_transition(
 )
 async def list_revisions(
     call: QuoteRead,
-    limit: int = Query(DEFAULT_LIMIT, description=f"Entries per page, 1 to {MAX_LIMIT}."),
+    limit: int = Query(
+        DEFAULT_LIMIT,
+        description=f"Entries per page, 1 to {MAX_LIMIT}.",
+        json_schema_extra=LIMIT_BOUNDS,
+    ),
     cursor: str | None = Query(
-        None, max_length=512, description="The previous page's nextCursor, as returned."
+        None,
+        description="The previous page's nextCursor, as returned.",
+        json_schema_extra={"pattern": VERSION_CURSOR_PATTERN},
     ),
 ) -> Response:
     """The quote's history, oldest first, one entry per committed version, in pages:

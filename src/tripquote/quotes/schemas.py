@@ -9,8 +9,12 @@ numbers arrive as ``int`` or ``Decimal``, never ``float``. The models also docum
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
 import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -22,11 +26,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     Strict,
     StringConstraints,
+    WithJsonSchema,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
 
 from tripquote.money import decimal_places
 
@@ -160,6 +167,97 @@ def _multi_line(value: str) -> str | None:
     return value or None
 
 
+# --- the same text rules as JSON Schema patterns, for the OpenAPI document ------------------
+# Each pattern matches exactly the raw strings its field accepts: stripped of WHITE_SPACE at both
+# ends (pydantic's strip_whitespace), then the rules above; its maxLength is on the text as sent
+# (``at_most``). tests/quotes/test_text_patterns.py checks each against its validator.
+
+WHITE_SPACE = frozenset(
+    [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029]
+) | {0x202F, 0x205F, 0x3000}
+"""What ``strip_whitespace`` strips: Unicode's White_Space property (PropList.txt)."""
+_CONTROLS = frozenset([*range(0x00, 0x20), *range(0x7F, 0xA0)])
+_LINE_BREAKS = frozenset({0x09, 0x0A, 0x0D})
+
+
+@functools.cache
+def _invisible() -> frozenset[int]:
+    return frozenset(
+        code for code in range(sys.maxunicode + 1) if unicodedata.category(chr(code)) in _INVISIBLE
+    )
+
+
+def _char_class(codes: frozenset[int], *, negate: bool = False) -> str:
+    """A regex character class of ``codes`` that Python, ECMA 262 and Rust read alike: BMP
+    characters as \\uXXXX, others as themselves."""
+    parts: list[str] = []
+    ordered = sorted(codes)
+    start = previous = ordered[0]
+    for code in [*ordered[1:], -1]:
+        if code == previous + 1:
+            previous = code
+            continue
+        parts.append(_char(start) if start == previous else f"{_char(start)}-{_char(previous)}")
+        start = previous = code
+    return f"[{'^' if negate else ''}{''.join(parts)}]"
+
+
+def _char(code: int) -> str:
+    return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
+
+
+@functools.cache
+def single_line_pattern(*, stripped: bool = True) -> str:
+    """``_single_line`` as a pattern: after stripping (``stripped``), no control character and
+    at least one visible one (not Cc, Cf, Zs, Zl, Zp)."""
+    invisible = _invisible()
+    visible = _char_class(invisible, negate=True)
+    invisible_text = _char_class(invisible - _CONTROLS)
+    no_control = _char_class(_CONTROLS, negate=True)
+    if not stripped:
+        return f"^{invisible_text}*{visible}{no_control}*$"
+    edge = _char_class(invisible - WHITE_SPACE - _CONTROLS)  # invisible, kept by strip
+    last = _char_class(WHITE_SPACE | _CONTROLS, negate=True)
+    space = _char_class(WHITE_SPACE)
+    core = f"(?:{edge}{invisible_text}*)?{visible}(?:{no_control}*{last})?"
+    return f"^{space}*{core}{space}*$"
+
+
+@functools.cache
+def multi_line_pattern() -> str:
+    """``_multi_line`` as a pattern: after stripping, no control character but line breaks."""
+    refused = _CONTROLS - _LINE_BREAKS
+    inner = _char_class(refused, negate=True)
+    edge = _char_class(refused | WHITE_SPACE, negate=True)
+    space = _char_class(WHITE_SPACE)
+    return f"^{space}*(?:{edge}(?:{inner}*{edge})?{space}*)?$"
+
+
+@functools.cache
+def stripped_pattern(allowed: str, min_length: int) -> str:
+    """A field stripped, then matching ``^[allowed]+$`` with at least ``min_length`` (>= 2)
+    characters: ``allowed`` is a regex class body (its only white space the space)."""
+    edge = f"[{allowed.replace(' ', '')}]"
+    space = _char_class(WHITE_SPACE)
+    return f"^{space}*{edge}[{allowed}]{{{min_length - 2},}}{edge}{space}*$"
+
+
+@dataclass(frozen=True)
+class DocumentedPattern:
+    """``Annotated`` metadata: the field's JSON Schema ``pattern`` (computed once, when the
+    document is built), replacing ``minLength`` (the pattern has the minimum)."""
+
+    pattern: Callable[[], str]
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema.pop("minLength", None)
+        schema["pattern"] = self.pattern()
+        return schema
+
+
 _FREE_FORM_MAX_NODES = 100
 _FREE_FORM_MAX_DEPTH = 4
 _FREE_FORM_MAX_TEXT = 1000
@@ -213,30 +311,117 @@ def _free_text(text: object) -> None:
 
 # --- reusable field types -----------------------------------------------------------------
 
+
+def at_most(limit: int) -> BeforeValidator:
+    """A text's length limit as sent, before stripping: what the document's ``maxLength``
+    says (a name padded past it with spaces is refused, not trimmed to fit)."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and len(value) > limit:
+            raise PydanticCustomError(
+                "string_too_long",
+                "String should have at most {max_length} characters",
+                {"max_length": limit},
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
 Text200 = Annotated[
     str,
     Strict(),
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
     AfterValidator(_single_line),
+    DocumentedPattern(single_line_pattern),
+    at_most(200),
 ]
 Text500 = Annotated[
     str,
     Strict(),
     StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
     AfterValidator(_single_line),
+    DocumentedPattern(single_line_pattern),
+    at_most(500),
 ]
-IsoDate = Annotated[date, BeforeValidator(parse_iso_date)]
-AwareDateTime = Annotated[datetime, BeforeValidator(parse_aware_datetime)]
-AnyAmount = Annotated[Decimal, BeforeValidator(_to_decimal)]
-Amount = Annotated[Decimal, Field(ge=0), BeforeValidator(_to_decimal)]
+_YEAR = "(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"  # 0001-9999, as Python's
+DATE_PATTERN = f"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}$"
+"""``parse_iso_date``'s text (with ``format: date``: a real calendar date)."""
+DATETIME_PATTERN = (
+    f"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}T(?:[01][0-9]|2[0-3]):[0-5][0-9]"
+    "(?::[0-5][0-9](?:\\.[0-9]{1,6})?)?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+"""``parse_aware_datetime``'s text (with ``format: date-time``: RFC 3339, seconds included)."""
+_DECIMAL = "[0-9]{1,30}(?:\\.[0-9]{1,30})?"
+_ZERO = "-0{1,30}(?:\\.0{1,30})?"  # -0 is zero
+_NUMBER_RANGE = {"exclusiveMinimum": -1e30, "exclusiveMaximum": 1e30}  # _DECIMAL_DIGITS
+AMOUNT_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "exclusiveMaximum": 1e12, "multipleOf": 0.01},
+        {
+            "type": "string",
+            "pattern": f"^(?:0{{0,18}}[0-9]{{1,12}}(?:\\.[0-9]{{1,30}})?|{_ZERO})$",
+        },
+    ]
+}
+"""A price or discount: >= 0 and below 10^12 (money.AMOUNT_LIMIT), a JSON number or a decimal
+string (``_to_decimal``). Its places are the currency's minor units at most (a rule across two
+fields: pricing.py)."""
+ANY_AMOUNT_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "number", **_NUMBER_RANGE, "multipleOf": 0.01},
+        {"type": "string", "pattern": f"^-?{_DECIMAL}$"},
+    ]
+}
+MARKUP_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "maximum": 100, "multipleOf": 0.01},
+        {
+            "type": "string",
+            "pattern": "^(?:0{0,28}[0-9]{1,2}(?:\\.[0-9]{1,2}0{0,28})?"
+            f"|0{{0,27}}100(?:\\.0{{1,30}})?|{_ZERO})$",
+        },
+    ]
+}
+"""0-100 with at most 2 significant decimals (``_at_most_two_places``)."""
+
+IsoDate = Annotated[
+    date,
+    BeforeValidator(parse_iso_date),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN}),
+]
+AwareDateTime = Annotated[
+    datetime,
+    BeforeValidator(parse_aware_datetime),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": DATETIME_PATTERN}),
+]
+AnyAmount = Annotated[Decimal, BeforeValidator(_to_decimal), WithJsonSchema(ANY_AMOUNT_SCHEMA)]
+Amount = Annotated[
+    Decimal, Field(ge=0), BeforeValidator(_to_decimal), WithJsonSchema(AMOUNT_SCHEMA)
+]
 AirportCode = Annotated[str, Strict(), StringConstraints(pattern=r"^[A-Z]{3}$")]
 
 
-Rooms = Annotated[int, Strict(), Field(ge=1, le=100)]
-Quantity = Annotated[int, Strict(), Field(ge=1, le=10_000)]
-Travelers = Annotated[int, Strict(), Field(ge=1, le=50)]
+def _whole(value: object) -> object:
+    # JSON Schema's integer is a number without a fraction, however written: 8.0 and 8E0 are 8
+    # (json.loads gives them as Decimal). Text and booleans stay refused (Strict).
+    if (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and value.adjusted() < 18  # never int() of 1E+999999999: a billion digits
+        and value == value.to_integral_value()
+    ):
+        return int(value)
+    return value
+
+
+Whole = BeforeValidator(_whole)
+"""A JSON integer as JSON Schema counts them: ``8``, ``8.0``, ``8E0``."""
+Rooms = Annotated[int, Strict(), Field(ge=1, le=100), Whole]
+Quantity = Annotated[int, Strict(), Field(ge=1, le=10_000), Whole]
+Travelers = Annotated[int, Strict(), Field(ge=1, le=50), Whole]
 MAX_EXPIRES_IN_DAYS = 90
-ExpiresInDays = Annotated[int, Strict(), Field(ge=1, le=MAX_EXPIRES_IN_DAYS)]
+ExpiresInDays = Annotated[int, Strict(), Field(ge=1, le=MAX_EXPIRES_IN_DAYS), Whole]
 
 
 class _Shape(BaseModel):
@@ -387,7 +572,11 @@ class QuoteIn(_Shape):
     model_config = ConfigDict(json_schema_extra={"examples": [_EXAMPLE]})
 
     client_id: Annotated[
-        str, Strict(), StringConstraints(min_length=1, max_length=64), AfterValidator(_single_line)
+        str,
+        Strict(),
+        StringConstraints(min_length=1, max_length=64),
+        AfterValidator(_single_line),
+        DocumentedPattern(functools.partial(single_line_pattern, stripped=False)),
     ] = Field(description="One of the agent's clients.", examples=["c_7Hq2"])
     trip_name: Text200 = Field(examples=["Iceland ring road"])
     destination: Text200 = Field(examples=["Reykjavik, Iceland"])
@@ -406,6 +595,7 @@ class QuoteIn(_Shape):
         Field(ge=0, le=100),
         BeforeValidator(_to_decimal),
         AfterValidator(_at_most_two_places),
+        WithJsonSchema(MARKUP_SCHEMA),
     ] = Field(default=Decimal(0), description="0-100, at most 2 decimals.", examples=["15"])
     discount: Amount = Field(
         default=Decimal(0),
@@ -421,6 +611,8 @@ class QuoteIn(_Shape):
             Strict(),
             StringConstraints(strip_whitespace=True, max_length=2000),
             AfterValidator(_multi_line),
+            DocumentedPattern(multi_line_pattern),
+            at_most(2000),
         ]
         | None
     ) = Field(default=None, description="Free text; blank or null clears it.")
