@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.api.test_errors_api import assert_envelope
 from tests.conftest import Actor, World, make_settings, quote_body
@@ -68,13 +69,27 @@ async def _admin(url: str) -> asyncpg.Connection:
     )
 
 
-async def _sync_standby(url: str, names: str) -> None:
+async def _sync_standby(url: str, names: str, engine: AsyncEngine | None = None) -> None:
+    """Set ``synchronous_standby_names`` and wait until it holds for every new backend; then
+    drop ``engine``'s pooled connections: ``pg_reload_conf()`` only signals the postmaster,
+    and an idle backend may run its next statement before the setting reaches it."""
     conn = await _admin(url)
     try:
         await conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{names}'")
         await conn.execute("SELECT pg_reload_conf()")
     finally:
         await conn.close()
+
+    async def in_force() -> bool:
+        fresh = await _admin(url)
+        try:
+            return bool(await fresh.fetchval("SHOW synchronous_standby_names") == names)
+        finally:
+            await fresh.close()
+
+    await wait_until(in_force, within=20, what=f"synchronous_standby_names = {names!r}")
+    if engine is not None:
+        await engine.dispose()
 
 
 async def _terminate_when_waiting(url: str) -> int:
@@ -108,7 +123,7 @@ async def test_create_committed_locally_answers_201_and_a_retry_replays(
     world, actor = await _world(world_factory, database)
     body = quote_body("kyoto-autumn-jpy", actor.client_id)
     headers = {**actor.headers, **({"Idempotency-Key": "in-doubt-1"} if keyed else {})}
-    await _sync_standby(database, "nobody")
+    await _sync_standby(database, "nobody", world.engine)
     saving = asyncio.create_task(world.client.post(Q, json=body, headers=headers))
     await _terminate_when_waiting(database)
     response = await asyncio.wait_for(saving, 20)
@@ -141,7 +156,7 @@ async def test_transition_and_edit_committed_locally_answer_200(
     quote_id = created.json()["quoteId"]
     key = {"Idempotency-Key": "in-doubt-send"} if keyed else {}
 
-    await _sync_standby(database, "nobody")
+    await _sync_standby(database, "nobody", world.engine)
     editing = asyncio.create_task(
         world.client.patch(
             f"{Q}/{quote_id}", json={"version": 1, "travelers": 3}, headers=actor.headers
@@ -224,7 +239,7 @@ async def test_server_gone_for_the_whole_budget_is_save_outcome_unknown(
     world, actor = await _world(world_factory, database, save_outcome_timeout_seconds=1.5)
     body = quote_body("kyoto-autumn-jpy", actor.client_id)
     headers = {**actor.headers, "Idempotency-Key": "unknown-1"}
-    await _sync_standby(database, "nobody")
+    await _sync_standby(database, "nobody", world.engine)
     saving = asyncio.create_task(world.client.post(Q, json=body, headers=headers))
     conn = await _admin(database)
     try:
@@ -275,7 +290,7 @@ async def test_expiry_sweep_committed_locally_counts_its_batch(
         )
     finally:
         await conn.close()
-    await _sync_standby(database, "nobody")
+    await _sync_standby(database, "nobody", world.engine)
     sweeping = asyncio.create_task(
         world.app.state.quotes.expire_due(batch_size=10, correlation_id="sweep")
     )
@@ -340,7 +355,7 @@ async def test_a_change_without_a_save_id_says_its_outcome_is_unknown(
     # -- the client was in fact kept.
     world, actor = await _world(world_factory, database)
     before = await _count(database, "SELECT count(*) FROM clients")
-    await _sync_standby(database, "nobody")
+    await _sync_standby(database, "nobody", world.engine)
     saving = asyncio.create_task(
         world.client.post(
             "/api/agents/clients",
