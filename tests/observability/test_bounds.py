@@ -171,3 +171,44 @@ async def test_alerts_carry_bounded_ids(settings_factory: Any, http_recorder: An
     [request] = http_recorder.requests
     assert json.loads(request.body)["quoteId"] == cut("q" * HUGE, ID_CHARS)
     assert len(request.body) < 1024
+
+
+class _Recorder:
+    """A redaction pattern that notes the length of every text it is asked to scan."""
+
+    def __init__(self, pattern: re.Pattern[str], seen: list[int]) -> None:
+        self.pattern, self.seen = pattern, seen
+
+    def sub(self, replacement: Any, text: str) -> str:
+        self.seen.append(len(text))
+        return self.pattern.sub(replacement, text)
+
+
+def test_redaction_scans_only_what_a_line_keeps(monkeypatch: Any) -> None:
+    # The patterns' cost grows with the square of a run they scan: a hostile 60,000-character
+    # URL held the event loop for seconds. They now see at most the kept part and a margin.
+    from tripquote.observability import logging as log_module
+
+    seen: list[int] = []
+    monkeypatch.setattr(
+        log_module,
+        "_VALUE_PATTERNS",
+        tuple((_Recorder(p, seen), r) for p, r in log_module._VALUE_PATTERNS),
+    )
+    monkeypatch.setattr(log_module, "_NATIONAL_PHONE", _Recorder(log_module._NATIONAL_PHONE, seen))
+    hostile = "/" + ("a" * 99 + "@") * (HUGE // 100) + "?token=eyJ" + "b" * HUGE
+    scrubbed = log_module.scrub({"path": hostile, "exception": "06 12 34 56 78 " * 8000})
+    assert seen and max(seen) <= MAX_LINE_BYTES + log_module._SCRUB_MARGIN
+    assert len(scrubbed["path"]) <= FIELD_CHARS and _cut_count(scrubbed["path"]) > HUGE
+    assert len(scrubbed["exception"]) <= MAX_LINE_BYTES
+    assert "06 12 34 56 78" not in scrubbed["exception"]
+
+
+def test_a_secret_the_cut_crosses_is_masked_whole() -> None:
+    from tripquote.observability.logging import REDACTED, scrub
+
+    head = "x" * (FIELD_CHARS - 40)
+    for secret in ("jane.doe@example.com", "Bearer abc.def-ghi", "+33 6 12 34 56 78"):
+        line = scrub({"path": f"{head} {secret} " + "y" * HUGE})["path"]
+        assert secret[:12] not in line and REDACTED[:3] in line, (secret, line[-80:])
+        assert len(line) <= FIELD_CHARS and _cut_count(line) > HUGE - FIELD_CHARS

@@ -20,7 +20,8 @@ CORRELATION_CHARS = 128
 """Bound of a correlation ID (a client's is accepted only if 1-128 characters)."""
 
 
-def _marker(dropped: int) -> str:
+def marker(dropped: int) -> str:
+    """The mark a cut text ends with: ``…[cut N chars]``."""
     return f"…[cut {dropped:,} chars]"
 
 
@@ -30,8 +31,8 @@ def cut(value: str, limit: int) -> str:
     changes nothing)."""
     if len(value) <= limit:
         return value
-    keep = max(limit - len(_marker(len(value))), 0)
-    return value[:keep] + _marker(len(value) - keep)
+    keep = max(limit - len(marker(len(value))), 0)
+    return value[:keep] + marker(len(value) - keep)
 
 
 def cut_tail(value: str, limit: int) -> str:
@@ -39,7 +40,7 @@ def cut_tail(value: str, limit: int) -> str:
     and the tail."""
     if len(value) <= limit:
         return value
-    keep = max(limit - len(_marker(len(value))), 0)
+    keep = max(limit - len(marker(len(value))), 0)
     return f"[cut {len(value) - keep:,} chars]…" + value[len(value) - keep :]
 
 

@@ -26,7 +26,7 @@ import orjson
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
-from tripquote.observability.bounds import FIELD_CHARS, cut, cut_tail
+from tripquote.observability.bounds import FIELD_CHARS, cut, cut_tail, marker
 from tripquote.observability.context import correlation_id_var
 
 if TYPE_CHECKING:
@@ -245,16 +245,46 @@ _SEQUENCES = (list, tuple)  # tuples, not ``list | tuple``: that builds a union 
 _CONTAINERS = (dict, list, tuple)
 
 
-def scrub(value: Any) -> Any:
+_SCRUB_MARGIN = 512
+"""Characters scrubbed past the part of a text a log line keeps: a secret (an e-mail is at
+most 254 characters) that the cut crosses is then masked whole, never left half visible."""
+
+
+def _scrub_text(value: str) -> str:
+    if _may_hold_secret(value):
+        for pattern, replacement in _VALUE_PATTERNS:
+            value = pattern.sub(replacement, value)
+    if _may_hold_phone(value):
+        value = _NATIONAL_PHONE.sub(_mask_national_phone, value)
+    return value
+
+
+def _scrub_long(value: str, limit: int, *, tail: bool) -> str:
+    """A text longer than ``limit + _SCRUB_MARGIN``: only the part a line keeps (the head, or
+    the tail of a stack trace) is scrubbed, then cut to ``limit`` as ``bounds.cut`` /
+    ``cut_tail`` would (N counted on the text as given). The patterns' cost grows with the
+    square of a run of characters they scan (a 60,000-character URL took seconds of the event
+    loop); bounded here, it cannot."""
+    window = value[-(limit + _SCRUB_MARGIN) :] if tail else value[: limit + _SCRUB_MARGIN]
+    scrubbed = _scrub_text(window)
+    keep = max(limit - len(marker(len(value))), 0)
+    if tail:
+        kept = scrubbed[len(scrubbed) - keep :] if len(scrubbed) > keep else scrubbed
+        return f"[cut {len(value) - len(kept):,} chars]…" + kept
+    kept = scrubbed[:keep]
+    return kept + marker(len(value) - len(kept))
+
+
+def scrub(value: Any, *, tail: bool = False) -> Any:
     """``value`` with sensitive keys masked and bearer/JWT/e-mail/phone/credential text
-    replaced."""
+    replaced; a text longer than ``FIELD_CHARS`` (a stack trace, ``tail``: than a whole line,
+    ``MAX_LINE_BYTES``) is cut to it, as ``bound_fields`` and ``_fit_line`` would, only its kept
+    part scrubbed (``_scrub_long``)."""
     if isinstance(value, str):
-        if _may_hold_secret(value):
-            for pattern, replacement in _VALUE_PATTERNS:
-                value = pattern.sub(replacement, value)
-        if _may_hold_phone(value):
-            value = _NATIONAL_PHONE.sub(_mask_national_phone, value)
-        return value
+        limit = MAX_LINE_BYTES if tail else FIELD_CHARS
+        if len(value) > limit + _SCRUB_MARGIN:
+            return _scrub_long(value, limit, tail=tail)
+        return _scrub_text(value)
     if isinstance(value, dict):
         scrubbed = {}
         verdicts = _KEY_VERDICTS
@@ -263,10 +293,10 @@ def scrub(value: Any) -> Any:
                 scrubbed[key] = REDACTED
             elif item is None or type(item) in _PLAIN:
                 scrubbed[key] = item  # numbers, booleans: nothing to hide
-            elif type(item) is str and not _may_hide_anything(item):
+            elif type(item) is str and len(item) <= FIELD_CHARS and not _may_hide_anything(item):
                 scrubbed[key] = item
             else:
-                scrubbed[key] = scrub(item)
+                scrubbed[key] = scrub(item, tail=key in _TAIL_KEYS)
         return scrubbed
     if isinstance(value, _SEQUENCES):
         return type(value)(scrub(item) for item in value)
