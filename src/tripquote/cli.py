@@ -26,7 +26,7 @@ from tripquote.agents.auth import lifetime_allowed, mint_token
 from tripquote.agents.service import AgentRefused, AgentService
 from tripquote.config import Settings, configuration_error
 from tripquote.db import embedded, migrate
-from tripquote.db.engine import create_engine
+from tripquote.db.engine import PoolerMisconfigured, check_pooler, create_engine, warm_pool
 from tripquote.db.tables import agents, clients
 from tripquote.demo import DEMO_QUOTE, demo_curl, demo_lifecycle
 from tripquote.errors import TripquoteError
@@ -127,11 +127,36 @@ def serve(
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         created = tempfile.mkdtemp(prefix="tripquote-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
+    _refuse_a_misconfigured_pooler(settings)
     try:
         _run_uvicorn(settings, host=host, port=port, workers=workers, backlog=backlog)
     finally:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
+
+
+def _refuse_a_misconfigured_pooler(settings: Settings) -> None:
+    """Before any worker starts: TRIPQUOTE_DB_POOLER=none in front of a pooler that refuses its
+    startup parameters (``db.engine.check_pooler``) is one ``configuration_error`` line and
+    exit status 2, as every other configuration error, whatever ``--workers`` (a worker's
+    failed start-up would end a multi-worker ``serve`` with status 0). A database that is down
+    only delays readiness: serving goes on."""
+
+    async def probe() -> str | None:
+        engine = create_engine(settings)
+        try:
+            failure = await warm_pool(engine, 1)
+            if failure is not None:
+                await check_pooler(engine, settings, failure)
+        except PoolerMisconfigured as error:
+            return str(error)
+        finally:
+            await engine.dispose()
+        return None
+
+    problem = asyncio.run(probe())
+    if problem is not None:
+        _refuse("configuration_error", problem, status=2)
 
 
 def _run_uvicorn(settings: Settings, *, host: str, port: int, workers: int, backlog: int) -> None:

@@ -6,6 +6,9 @@ configuration error, never retryable 503s."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,13 @@ import pytest
 
 from tests.api.test_errors_api import assert_envelope
 from tests.conftest import World, make_settings, quote_body
-from tests.servers import Database, PgBouncer, server_env, start_server, wait_until
+from tests.servers import (
+    Database,
+    PgBouncer,
+    free_port,
+    server_env,
+    wait_until,
+)
 from tripquote.db import migrate
 from tripquote.db.engine import PoolerMisconfigured
 from tripquote.observability import metrics
@@ -131,18 +140,20 @@ async def test_pooler_none_behind_pgbouncer_refuses_to_start(
     # PgBouncer refuses the startup parameters (statement_timeout…) the none mode sends.
     with pytest.raises(PoolerMisconfigured, match="set TRIPQUOTE_DB_POOLER=transaction"):
         await world_factory(make_settings(db_url, db_pooler="none"))
-    # `tripquote serve` says so in one configuration_error line and exits, never ready.
-    server = start_server(server_env(db_url, db_pooler="none"), log_dir=tmp_path)
-    try:
-        await wait_until(
-            lambda: asyncio.sleep(0, result=not server.alive()), within=60, what="serve exits"
-        )
-        errors = [e for e in server.log_events() if e.get("event") == "configuration_error"]
-        assert errors, server.log_tail()
-        assert "set TRIPQUOTE_DB_POOLER=transaction" in errors[0]["error"]
-        assert server.process.returncode != 0
-    finally:
-        server.stop()
+    # `tripquote serve` says so in one configuration_error line on stderr and exits with 2
+    # (a configuration error's status), never ready, whatever --workers.
+    for workers in (1, 2):
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("tripquote")), "serve", "--workers", str(workers),
+             "--port", str(free_port())],
+            env=server_env(db_url, db_pooler="none"), capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 2, (workers, done.stderr[-2000:], done.stdout[-2000:])
+        (line,) = done.stderr.strip().splitlines()
+        error = json.loads(line)
+        assert error["event"] == "configuration_error"
+        assert "set TRIPQUOTE_DB_POOLER=transaction" in error["error"]
+        assert "Traceback" not in done.stdout + done.stderr
 
 
 async def test_pooler_none_behind_a_bouncer_ignoring_the_parameters_is_a_configuration_error(
