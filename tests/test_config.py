@@ -160,8 +160,17 @@ COMMANDS = [
             {"TRIPQUOTE_TX_TIMEOUT_SECONDS": "soon", "TRIPQUOTE_ALERT_MAX_ATTEMPTS": "0"},
             ["TRIPQUOTE_TX_TIMEOUT_SECONDS", "TRIPQUOTE_ALERT_MAX_ATTEMPTS"],
         ),
+        ({"TRIPQUOTE_CURRENCIES": "EUR,s3cretC"}, ["TRIPQUOTE_CURRENCIES"]),
+        ({"TRIPQUOTE_RATE_LIMIT": "s3cretD"}, ["TRIPQUOTE_RATE_LIMIT"]),
     ],
-    ids=["weak-jwt-secret", "database-url", "rate-limit-storage", "two-numbers"],
+    ids=[
+        "weak-jwt-secret",
+        "database-url",
+        "rate-limit-storage",
+        "two-numbers",
+        "currency",
+        "rate-limit",
+    ],
 )
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_a_configuration_error_names_each_variable_and_no_secret(
@@ -176,6 +185,10 @@ def test_a_configuration_error_names_each_variable_and_no_secret(
         assert variable in event["error"]
     assert "input_value" not in line
     assert_no_secret(output)
+    for value in broken.values():  # never a value, in whatever case the rule saw it
+        for part in (value, *value.split(",")):
+            if len(part) >= 6:
+                assert part not in output and part.upper() not in output, part
 
 
 def test_the_demo_does_not_print_the_database_password(tmp_path: Path, db_url: str) -> None:

@@ -114,9 +114,13 @@ class Settings(BaseSettings):
     @field_validator("currencies")
     @classmethod
     def _check_currencies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for code in value:
-            if len(code) != 3 or not code.isalpha() or not code.isupper():
-                raise ValueError(f"{code!r} is not an ISO 4217 alphabetic code")
+        for position, code in enumerate(value, start=1):
+            if len(code) != 3 or not code.isalpha() or not code.isascii():
+                # The position, never the value (configuration errors name no value).
+                raise ValueError(
+                    f"TRIPQUOTE_CURRENCIES: code {position} is not an ISO 4217 alphabetic code "
+                    "(three letters, e.g. EUR)"
+                )
         if not value:
             raise ValueError("at least one currency is required")
         return value
@@ -152,7 +156,13 @@ class Settings(BaseSettings):
     def _check_rate_limit(cls, value: str) -> str:
         from limits import parse
 
-        parse(value)  # ValueError "couldn't parse rate limit string ..." (e.g. 120/minute)
+        try:
+            parse(value)
+        except ValueError:  # its message quotes the value: configuration errors name none
+            raise ValueError(
+                "TRIPQUOTE_RATE_LIMIT must be a rate such as 120/minute (N per second, minute, "
+                "hour or day)"
+            ) from None
         return value
 
     @field_validator("rate_limit_storage")

@@ -203,3 +203,17 @@ async def test_migrations_use_the_same_url_forms(two_servers: tuple[Database, in
         assert await asyncio.to_thread(migrate.current, make_settings(url)) == (head,)
     first = _urls(database.name, ro, rw)["commas"] + "?target_session_attrs=any"
     assert await asyncio.to_thread(migrate.current, make_settings(first)) == ()
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("postgresql+asyncpg://u:pw@127.0.0.1:notaport/x", "port must be a number"),
+        ("postgresql+asyncpg://u:pw@127.0.0.1:99999/x", "port must be a number"),
+        ("mysql://u:pw@127.0.0.1/x", "must be a PostgreSQL URL for asyncpg"),
+    ],
+)
+def test_an_unusable_url_names_the_rule_it_breaks(url: str, rule: str) -> None:
+    with pytest.raises(ValueError, match=rule) as refused:
+        parse_database_url(url)
+    assert "pw" not in str(refused.value)

@@ -81,14 +81,15 @@ def parse_database_url(text: str) -> DatabaseUrl:
         "TRIPQUOTE_DATABASE_URL must be a PostgreSQL URL for asyncpg "
         "(postgresql+asyncpg://user@host:5432/db); unset it to run on the embedded PostgreSQL"
     )
+    bad_port = ValueError("TRIPQUOTE_DATABASE_URL's port must be a number from 1 to 65535")
     try:
         url = make_url(_hosts_to_query(text))
-    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-        raise not_a_url from None
+    except (ArgumentError, ValueError) as error:  # ValueError: int() of a port, not a number
+        raise (not_a_url if isinstance(error, ArgumentError) else bad_port) from None
     if url.drivername != DRIVER:
         raise not_a_url
     if url.port is not None and not 0 < url.port < 65536:
-        raise ValueError("TRIPQUOTE_DATABASE_URL's port must be a number from 1 to 65535")
+        raise bad_port
 
     connect_args: dict[str, Any] = {}
     unknown = []
