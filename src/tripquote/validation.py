@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tripquote.db.tables import ID
 from tripquote.errors import QUERY_INVALID, QuoteValidationFailed, TripquoteError, field_error
 
 # Pydantic error types, renamed to the short codes clients see.
@@ -49,10 +50,11 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
 def path_id(value: str, not_found: type[TripquoteError]) -> str:
     """An id taken from the URL, or ``not_found`` (404) when no stored id can equal it.
 
-    A NUL byte (``%00``) is the one character PostgreSQL text cannot hold (SQLSTATE 22021):
-    refusing it here answers 404 with no query.
+    A NUL byte (``%00``) is the one character PostgreSQL text cannot hold (SQLSTATE 22021), and
+    no id is longer than the id columns (``db/tables.py`` ``ID``): either answers 404 with no
+    query, and without echoing the value (a 60,000-character id made a 60 KB 404).
     """
-    if "\x00" in value:
+    if "\x00" in value or len(value) > ID:
         raise not_found()
     return value
 

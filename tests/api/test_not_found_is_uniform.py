@@ -70,3 +70,19 @@ async def test_another_agencys_records_look_missing(world: World) -> None:
         assert _comparable(answer) == _expected(absent, key, existing), (answer.text, absent.text)
         assert _comparable(absent)[1]["details"] == {key: missing}
     assert await world.table_counts() == before
+
+
+async def test_an_id_longer_than_any_is_not_found_without_echo(world: Any) -> None:
+    actor = await world.actor()
+    counts = await world.table_counts()
+    long_id = "q" * 60_000
+    for method in ("GET", "PATCH", "DELETE"):
+        response = await world.client.request(
+            method, f"/api/agents/quotes/{long_id}", headers=actor.headers, json={"version": 1}
+        )
+        assert response.status_code == 404, response.text
+        assert response.json()["errorCode"] == "QUOTE_NOT_FOUND"
+        assert len(response.content) < 2_000  # the id is not sent back
+    response = await world.client.get(f"/api/agents/clients/{long_id}", headers=actor.headers)
+    assert response.status_code == 404 and len(response.content) < 2_000
+    assert await world.table_counts() == counts
