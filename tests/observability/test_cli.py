@@ -84,7 +84,13 @@ def test_summary_command_reads_the_database(
     result = CliRunner().invoke(ops_app, ["summary", "--since", "30m", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
-    assert summary["saves"] == {"count": 5, "avgMs": 21.0, "p95Ms": 40.0, "p99Ms": 40.0}
+    assert summary["saves"] == {
+        "count": 5,
+        "avgMs": 21.0,
+        "p50Ms": 20.0,
+        "p95Ms": 40.0,
+        "p99Ms": 40.0,
+    }
     assert summary["errorRateByCode"] == {"QUOTE_ALREADY_SENT": 0.2}
     assert summary["operations"]["quote.update"]["p50Ms"] == 20.0
 

@@ -42,7 +42,13 @@ def test_stats_of_one_to_hundred() -> None:
 def test_empty_window() -> None:
     summary = RollingWindow().summary()
     assert summary["window"] == {"size": 0, "since": None, "until": None}
-    assert summary["saves"] == {"count": 0, "avgMs": None, "p95Ms": None, "p99Ms": None}
+    assert summary["saves"] == {
+        "count": 0,
+        "avgMs": None,
+        "p50Ms": None,
+        "p95Ms": None,
+        "p99Ms": None,
+    }
     assert (summary["errorRate"], summary["conflictRate"], summary["rollbackRate"]) == (
         0.0,
         0.0,

@@ -67,7 +67,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines += [
         "",
         f"saves {saves['count']}  avg {_cell(saves['avgMs'])} ms  "
-        f"p95 {_cell(saves['p95Ms'])} ms  p99 {_cell(saves['p99Ms'])} ms",
+        f"p50 {_cell(saves['p50Ms'])} ms  p95 {_cell(saves['p95Ms'])} ms  "
+        f"p99 {_cell(saves['p99Ms'])} ms",
         f"error rate {summary['errorRate']:.4f}  conflict rate {summary['conflictRate']:.4f}  "
         f"rollback rate {summary['rollbackRate']:.4f}",
     ]

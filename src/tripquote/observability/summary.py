@@ -148,7 +148,7 @@ def assemble_summary(
             "until": until.isoformat() if until else None,
         },
         "operations": dict(sorted(operations.items())),
-        "saves": {key: saves[key] for key in ("count", "avgMs", "p95Ms", "p99Ms")},
+        "saves": {key: saves[key] for key in ("count", "avgMs", "p50Ms", "p95Ms", "p99Ms")},
         "errorRateByCode": {code: rate(k) for code, k in sorted(save_errors.items())},
         "errorRate": rate(sum(save_errors.values())),
         "conflictRate": rate(save_errors.get(CONFLICT_CODE, 0)),
