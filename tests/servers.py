@@ -466,6 +466,18 @@ class TempCluster:
 # --- PgBouncer --------------------------------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def running_cluster() -> AsyncIterator[TempCluster]:
+    """A ``TempCluster`` initialised and started; stopped and deleted on exit."""
+    cluster = TempCluster()
+    try:
+        await asyncio.to_thread(cluster.init)
+        await asyncio.to_thread(cluster.start)
+        yield cluster
+    finally:
+        await asyncio.to_thread(cluster.destroy)
+
+
 def pgbouncer_program() -> str | None:
     """The ``pgbouncer`` program (Debian installs it in /usr/sbin), or None."""
     return shutil.which("pgbouncer", path=f"{os.environ.get('PATH', '')}:/usr/sbin")

@@ -22,7 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.api.test_errors_api import assert_envelope
 from tests.conftest import Actor, World, make_settings, quote_body
-from tests.servers import TempCluster, create_database, database_name, sqlalchemy_url, wait_until
+from tests.servers import (
+    TempCluster,
+    create_database,
+    database_name,
+    running_cluster,
+    sqlalchemy_url,
+    wait_until,
+)
 from tripquote.db import migrate
 from tripquote.idempotency import Claim
 
@@ -42,13 +49,8 @@ SELECT a.pid FROM pg_stat_activity a
 
 @pytest_asyncio.fixture(scope="module")
 async def cluster() -> AsyncIterator[TempCluster]:
-    cluster = TempCluster()
-    try:
-        await asyncio.to_thread(cluster.init)
-        await asyncio.to_thread(cluster.start)
+    async with running_cluster() as cluster:
         yield cluster
-    finally:
-        await asyncio.to_thread(cluster.destroy)
 
 
 @pytest_asyncio.fixture

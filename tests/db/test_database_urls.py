@@ -61,6 +61,9 @@ def test_asyncpg_query_parameters_get_their_types() -> None:
 @pytest.mark.parametrize(
     ("url", "rule"),
     [
+        ("postgresql+asyncpg://u:pw@127.0.0.1:notaport/x", "port must be a number"),
+        ("postgresql+asyncpg://u:pw@127.0.0.1:99999/x", "port must be a number"),
+        ("mysql://u:pw@127.0.0.1/x", "must be a PostgreSQL URL for asyncpg"),
         ("postgresql+asyncpg://u:pw@h1,h2:5442/db", "must each be host:port"),
         ("postgresql+asyncpg://u:pw@h1:5441,h2:70000/db", "port must be a number"),
         ("postgresql+asyncpg://u:pw@h/db?statement_cache_size=-1", "statement_cache_size"),
@@ -203,17 +206,3 @@ async def test_migrations_use_the_same_url_forms(two_servers: tuple[Database, in
         assert await asyncio.to_thread(migrate.current, make_settings(url)) == (head,)
     first = _urls(database.name, ro, rw)["commas"] + "?target_session_attrs=any"
     assert await asyncio.to_thread(migrate.current, make_settings(first)) == ()
-
-
-@pytest.mark.parametrize(
-    ("url", "rule"),
-    [
-        ("postgresql+asyncpg://u:pw@127.0.0.1:notaport/x", "port must be a number"),
-        ("postgresql+asyncpg://u:pw@127.0.0.1:99999/x", "port must be a number"),
-        ("mysql://u:pw@127.0.0.1/x", "must be a PostgreSQL URL for asyncpg"),
-    ],
-)
-def test_an_unusable_url_names_the_rule_it_breaks(url: str, rule: str) -> None:
-    with pytest.raises(ValueError, match=rule) as refused:
-        parse_database_url(url)
-    assert "pw" not in str(refused.value)

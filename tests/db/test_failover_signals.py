@@ -22,6 +22,7 @@ from tests.servers import (
     _cluster_user,
     create_database,
     database_name,
+    running_cluster,
     sqlalchemy_url,
     wait_until,
 )
@@ -35,13 +36,8 @@ Q = "/api/agents/quotes"
 
 @pytest_asyncio.fixture
 async def cluster() -> AsyncIterator[TempCluster]:
-    cluster = TempCluster()
-    try:
-        await asyncio.to_thread(cluster.init)
-        await asyncio.to_thread(cluster.start)
+    async with running_cluster() as cluster:
         yield cluster
-    finally:
-        await asyncio.to_thread(cluster.destroy)
 
 
 async def _migrated(cluster: TempCluster) -> str:

@@ -22,6 +22,7 @@ from tests.servers import (
     database_name,
     migrate_with_cli,
     provision_actor,
+    running_cluster,
     server_env,
     serving,
     sqlalchemy_url,
@@ -34,13 +35,8 @@ pytestmark = pytest.mark.postgres
 @pytest_asyncio.fixture(scope="module")
 async def cluster() -> AsyncIterator[TempCluster]:
     """A running cluster of this module's own; stopped and deleted afterwards."""
-    cluster = TempCluster()
-    try:
-        await asyncio.to_thread(cluster.init)
-        await asyncio.to_thread(cluster.start)
+    async with running_cluster() as cluster:
         yield cluster
-    finally:
-        await asyncio.to_thread(cluster.destroy)
 
 
 async def _readiness(client: httpx.AsyncClient, status: int) -> httpx.Response | None:
