@@ -61,6 +61,11 @@ class PricingOut(BaseModel):
 class ItemOut(BaseModel):
     """A priced item."""
 
+    id: str = Field(
+        description="The item's id (a UUID), kept from version to version: send it back with "
+        "the item in a PATCH's `items` to edit that item.",
+        examples=["6f1c2d3e-4b5a-4c6d-8e9f-0a1b2c3d4e5f"],
+    )
     type: Literal["FLIGHT", "HOTEL", "ACTIVITY", "TRANSFER", "OTHER"]
     description: str
     quantity: int

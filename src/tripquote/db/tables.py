@@ -129,7 +129,8 @@ quote_items = Table(
     C("unit_price", Money(), nullable=False),
     C("line_total", Money(), nullable=False),
     C("details", JSON(), nullable=False),
-    UniqueConstraint("quote_id", "position"),
+    # Checked at the end of each statement: an edit that moves items swaps their positions.
+    UniqueConstraint("quote_id", "position", deferrable=True, initially="IMMEDIATE"),
     CheckConstraint("quantity >= 1", name="quantity_positive"),
     CheckConstraint("type IN ('FLIGHT', 'HOTEL', 'ACTIVITY', 'TRANSFER', 'OTHER')", name="type"),
 )
@@ -149,6 +150,9 @@ quote_revisions = Table(
     # The save that wrote it (db/transaction.py resolves an unanswered COMMIT by it); NULL on
     # revisions written before migration 0007.
     C("save_id", String(ID), nullable=True),
+    # A merged save's base version, the version it was applied onto and what it took from
+    # each side (quotes/merge.py); NULL for every other revision (and before migration 0008).
+    C("merge", JSON(), nullable=True),
     UniqueConstraint("quote_id", "version"),
     Index("uq_quote_revisions_save_id_quote_id", "save_id", "quote_id", unique=True),
 )

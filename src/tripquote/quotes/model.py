@@ -8,13 +8,14 @@ store read it (its status already as of the read: a SENT quote past ``expiresAt`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from tripquote.errors import TripquoteError
+from tripquote.errors import QuoteValidationFailed, TripquoteError, field_error
 from tripquote.money import fmt_money, plain_decimal
 from tripquote.quotes.lifecycle import (
     Operation,
@@ -38,8 +39,10 @@ from tripquote.quotes.serialize import INPUT_FIELDS, fmt_instant
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One priced item: ``line_total`` = quantity * unit price, in the currency's minor units."""
+    """One priced item: ``line_total`` = quantity * unit price, in the currency's minor units;
+    ``id`` stays the item's from version to version (a UUID, ``with_item_ids``)."""
 
+    id: str
     type: str
     description: str
     quantity: int
@@ -50,6 +53,7 @@ class Item:
     def to_api(self, currency: str) -> dict[str, Any]:
         """The item in API form (amounts as strings in the currency's minor units)."""
         return {
+            "id": self.id,
             "type": self.type,
             "description": self.description,
             "quantity": self.quantity,
@@ -105,8 +109,47 @@ class Draft:
         }
 
 
+def with_item_ids(draft: QuoteDraft, based_on: Sequence[str]) -> QuoteDraft:
+    """``draft`` with an id on every item: one sent must be an id of ``based_on`` (the ids of
+    the version edited, in order; none on a create) and name one item only; one not sent
+    takes the id at its position in ``based_on`` unless an item sends that id, or a new one
+    (UUID 4). QUOTE_VALIDATION_FAILED at ``items[i].id`` for an unknown or repeated id."""
+    known = set(based_on)
+    sent: set[str] = set()
+    errors = []
+    for index, item in enumerate(draft.items):
+        if item.id is None:
+            continue
+        if item.id not in known:
+            errors.append(
+                field_error(
+                    f"items[{index}].id", "unknown_id", "id is not an item of the version edited."
+                )
+            )
+        elif item.id in sent:
+            errors.append(
+                field_error(f"items[{index}].id", "duplicate_id", "id names another item too.")
+            )
+        sent.add(item.id)
+    if errors:
+        raise QuoteValidationFailed(details={"errors": errors})
+    items = tuple(
+        item
+        if item.id is not None
+        else replace(
+            item,
+            id=based_on[index]
+            if index < len(based_on) and based_on[index] not in sent
+            else str(uuid.uuid4()),
+        )
+        for index, item in enumerate(draft.items)
+    )
+    return replace(draft, items=items)
+
+
 def price(draft: QuoteDraft, client_id: str | None) -> Draft:
-    """The priced ``Draft`` of validated input; PRICING_VALIDATION_FAILED, ITEMS_INCONSISTENT."""
+    """The priced ``Draft`` of validated input whose items have ids (``with_item_ids``);
+    PRICING_VALIDATION_FAILED, ITEMS_INCONSISTENT."""
     pricing = price_quote(draft)
     check_client_pricing(draft, pricing)
     return Draft(
@@ -123,6 +166,7 @@ def price(draft: QuoteDraft, client_id: str | None) -> Draft:
         notes=draft.notes,
         items=tuple(
             Item(
+                id=_item_id(item.id),
                 type=item.type.value,
                 description=item.description,
                 quantity=item.quantity,
@@ -136,6 +180,11 @@ def price(draft: QuoteDraft, client_id: str | None) -> Draft:
         markup_amount=pricing.markup_amount,
         total=pricing.total,
     )
+
+
+def _item_id(item_id: str | None) -> str:
+    assert item_id is not None, "an item priced without an id (with_item_ids)"
+    return item_id
 
 
 def priced_or_error(draft: QuoteDraft, client_id: str | None) -> Draft | TripquoteError:
@@ -154,9 +203,10 @@ _FULL_FORM = tuple(name for name in INPUT_FIELDS if name != "clientId")
 
 
 def full_form(patch: dict[str, Any], limits: Limits) -> Draft | TripquoteError | None:
-    """A PATCH that sets every client-settable field (``clientId`` optional) does not depend
-    on the stored quote: its Draft (or its validation or pricing error); None for any other."""
-    if any(name not in patch for name in _FULL_FORM):
+    """A PATCH that sets every client-settable field (``clientId`` optional) and no item does
+    not depend on the stored quote: its Draft (or its validation or pricing error); None for
+    any other (items take the ids of the version edited: ``with_item_ids``)."""
+    if any(name not in patch for name in _FULL_FORM) or patch["items"] != []:
         return None
     client_id = patch.get("clientId")
     try:
@@ -244,6 +294,7 @@ class Quote:
             "notes": d.notes,
             "items": [
                 {
+                    "id": item.id,
                     "type": item.type,
                     "description": item.description,
                     "quantity": item.quantity,
@@ -272,6 +323,8 @@ def changes_between(older: Mapping[str, Any] | None, newer: Mapping[str, Any]) -
 
 
 def apply_patch(quote: Quote, patch: dict[str, Any], limits: Limits) -> QuoteDraft:
-    """The quote with a PATCH applied (top-level replace, ``items`` whole), validated as a
-    whole like a create; QUOTE_VALIDATION_FAILED, CURRENCY_INVALID, QUOTA_EXCEEDED."""
-    return validate_quote(merge_patch(quote.input(), patch), limits=limits)
+    """The quote with a PATCH applied (top-level replace, ``items`` whole, their ids those of
+    ``quote``'s items: ``with_item_ids``), validated as a whole like a create;
+    QUOTE_VALIDATION_FAILED, CURRENCY_INVALID, QUOTA_EXCEEDED."""
+    draft = validate_quote(merge_patch(quote.input(), patch), limits=limits)
+    return with_item_ids(draft, [item.id for item in quote.draft.items])

@@ -57,8 +57,10 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class ItemDraft:
-    """One validated item; ``details`` is JSON-ready (dates and date-times as ISO 8601 text)."""
+    """One validated item; ``details`` is JSON-ready (dates and date-times as ISO 8601 text);
+    ``id`` as sent (None: not sent; ``model.with_item_ids`` gives every item one)."""
 
+    id: str | None
     type: ItemType
     description: str
     quantity: int
@@ -128,6 +130,7 @@ def _invalid(errors: list[FieldError]) -> QuoteValidationFailed:
 def _to_draft(model: QuoteIn) -> QuoteDraft:
     items = tuple(
         ItemDraft(
+            id=item.id,
             type=ItemType(item.type),
             description=item.description,
             quantity=item.quantity,

@@ -481,7 +481,19 @@ class TransferDetailsIn(_Shape):
 # --- items --------------------------------------------------------------------------------
 
 
+ITEM_ID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+"""An item id: a UUID (RFC 9562) in its lower-case text form, as the server gives it."""
+
+
 class _ItemIn(_Shape):
+    id: Annotated[str, Strict(), StringConstraints(pattern=ITEM_ID_PATTERN)] | None = Field(
+        default=None,
+        description="The item's id, as read: an item sent with it is that item of the quote "
+        "edited (an id the quote lacks is refused); one sent without it takes the id of the "
+        "item at its position in the version edited, unless another item names that id, or "
+        "is a new item with a new id.",
+        examples=["6f1c2d3e-4b5a-4c6d-8e9f-0a1b2c3d4e5f"],
+    )
     description: Text500 = Field(examples=["FI 543 CDG-KEF"])
     quantity: Quantity = Field(description="Units priced at unitPrice.", examples=[4])
     unit_price: Amount = Field(

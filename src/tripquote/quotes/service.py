@@ -29,6 +29,7 @@ from tripquote.quotes.model import (
     full_form,
     priced_or_error,
     transition,
+    with_item_ids,
 )
 from tripquote.quotes.refusals import Verdict, access_error, explain, quota_exceeded
 from tripquote.quotes.results import Facts, Filters, Refused, Revision, Saved
@@ -90,7 +91,7 @@ class QuoteService:
         agent_id = caller.agent_id
         now = self.clock()
         try:
-            content = validate_quote(body, limits=self.limits)
+            content = with_item_ids(validate_quote(body, limits=self.limits), ())
         except TripquoteError:
             # A revoked token, then a missing agent first, then the body.
             require_principal(await self.store.caller_facts(caller=caller))

@@ -95,16 +95,17 @@ CLIENT = "client AS (SELECT c.agent_id, c.agency_id FROM clients c WHERE c.id = 
 _FIELDS = "ARRAY[" + ", ".join(f"'{name}'" for name in API_FIELDS) + "]"
 
 
-def revision(snapshot: str) -> str:
+def revision(snapshot: str, merge: str = "NULL") -> str:
     """``revision``: the history row of a write, one per committed version, for each saved row
     ``s``, whose snapshot is ``snapshot`` (a ``json`` expression on ``s``: the version's API
     form, keys in API order; ``json``, not ``jsonb``: every value's text is kept as written),
-    marked with the write's ``:save_id`` (``OUTCOME`` finds it after an unanswered COMMIT)."""
+    marked with the write's ``:save_id`` (``OUTCOME`` finds it after an unanswered COMMIT);
+    ``merge``: what a merged save merged (``quotes/merge.py``), NULL for any other write."""
     return f"""revision AS (
     INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,
-                                 correlation_id, created_at, snapshot, save_id)
+                                 correlation_id, created_at, snapshot, save_id, merge)
     SELECT gen_random_uuid()::text, s.id, s.version, :operation, s.status, :actor,
-           :correlation_id, :now, {snapshot}, :save_id
+           :correlation_id, :now, {snapshot}, :save_id, {merge}
       FROM saved s
     RETURNING snapshot
 )"""
@@ -151,11 +152,13 @@ def snapshot_parts(quote: Mapping[str, Any], from_row: Mapping[str, str]) -> lis
     return [dumps(quote[key]).decode() for key in API_FIELDS if key not in from_row]
 
 
-def versioned_update(sets: str, guard: str, *, status: str, snapshot: str) -> str:
+def versioned_update(
+    sets: str, guard: str, *, status: str, snapshot: str, merge: str = "NULL"
+) -> str:
     """``saved``: the one version-checked UPDATE of the rows in ``target (id, version)`` whose
     status (``status``, an expression on ``q``) is one of ``:from_statuses``, where ``guard``
     holds; it sets ``sets``, the status ``:target``, who and when, and the next version.
-    Then ``revision(snapshot)``."""
+    Then ``revision(snapshot, merge)``."""
     return f"""saved AS (
     UPDATE quotes q
        SET {sets}status = :target, last_modified_by = :actor, last_modified_at = :now,
@@ -164,13 +167,13 @@ def versioned_update(sets: str, guard: str, *, status: str, snapshot: str) -> st
      WHERE q.id = t.id AND q.version = t.version AND {status} = ANY(:from_statuses::text[])
        AND {guard}
     RETURNING q.*
-), {revision(snapshot)}"""
+), {revision(snapshot, merge)}"""
 
 
 ONE_TARGET = "target AS (SELECT :quote_id::varchar AS id, :expected::int AS version)"
 
-ITEMS_JSON = """json_to_recordset(:items::json) AS x(position int, type text, description text,
-           quantity int, unit_price numeric, line_total numeric, details json)"""
+ITEMS_JSON = """json_to_recordset(:items::json) AS x(id text, position int, type text,
+           description text, quantity int, unit_price numeric, line_total numeric, details json)"""
 
 ITEMS_OF = """(SELECT coalesce(json_agg(i ORDER BY i.position), '[]')::text
           FROM quote_items i WHERE i.quote_id = q.id)"""
@@ -192,21 +195,26 @@ def changes(**values: Any) -> dict[str, Any]:
 
 _INSERT_ITEMS = f"""INSERT INTO quote_items (id, quote_id, position, type, description, quantity,
                              unit_price, line_total, details)
-    SELECT gen_random_uuid()::text, s.id, x.position, x.type, x.description, x.quantity,
+    SELECT x.id, s.id, x.position, x.type, x.description, x.quantity,
            x.unit_price, x.line_total, x.details
       FROM saved s, {ITEMS_JSON}"""
 
 _REPLACE_ITEMS = f"""dropped AS (
-    DELETE FROM quote_items WHERE quote_id = (SELECT id FROM saved) AND position >= :item_count
+    DELETE FROM quote_items
+     WHERE quote_id = (SELECT id FROM saved)
+       AND id <> ALL(ARRAY(SELECT x.id FROM {ITEMS_JSON}))
 ), items AS (
     {_INSERT_ITEMS}
-    ON CONFLICT (quote_id, position) DO UPDATE
-       SET type = EXCLUDED.type, description = EXCLUDED.description,
-           quantity = EXCLUDED.quantity, unit_price = EXCLUDED.unit_price,
-           line_total = EXCLUDED.line_total, details = EXCLUDED.details
+    ON CONFLICT (id) DO UPDATE
+       SET position = EXCLUDED.position, type = EXCLUDED.type,
+           description = EXCLUDED.description, quantity = EXCLUDED.quantity,
+           unit_price = EXCLUDED.unit_price, line_total = EXCLUDED.line_total,
+           details = EXCLUDED.details
+     WHERE quote_items.quote_id = EXCLUDED.quote_id
 )"""
-"""The items of ``saved`` become ``:items``: positions from ``:item_count`` on go, the others
-are upserted by position (the row and its indexes stay: HOT updates)."""
+"""The items of ``saved`` become ``:items``, by id: the ids not sent go, the others are
+upserted (an item keeps its id, its row and, in place, its indexes: HOT updates); positions
+swapped by a move are unique again at the statement's end (the constraint is deferrable)."""
 
 
 CREATE = Statement.of(
@@ -270,8 +278,8 @@ _SEEN = f"""seen AS (
             SELECT 1
               FROM (SELECT * FROM quote_items WHERE quote_id = :quote_id) i
               FULL JOIN {ITEMS_JSON} USING (position)
-             WHERE (i.type, i.description, i.quantity, i.unit_price)
-                   IS DISTINCT FROM (x.type, x.description, x.quantity, x.unit_price)
+             WHERE (i.id, i.type, i.description, i.quantity, i.unit_price)
+                   IS DISTINCT FROM (x.id, x.type, x.description, x.quantity, x.unit_price)
                 OR CASE WHEN i.details::text IS NOT DISTINCT FROM x.details::text THEN false
                         -- stored around the API with \\u0000, which jsonb cannot hold
                         WHEN strpos(i.details::text, '\\u0000') > 0 THEN true
@@ -293,7 +301,11 @@ EDIT_FROM_ROW = {
 """The snapshot values of an edit only the row knows (a blind full-form PATCH does not)."""
 
 _EDIT_WRITE = versioned_update(
-    _EDIT_SETS, _EDIT_GUARD, status=status_now("q"), snapshot=composed_snapshot(EDIT_FROM_ROW)
+    _EDIT_SETS,
+    _EDIT_GUARD,
+    status=status_now("q"),
+    snapshot=composed_snapshot(EDIT_FROM_ROW),
+    merge=":merge::json",
 )
 
 EDIT = Statement.of(
@@ -409,7 +421,7 @@ CALLER_FACTS = Statement.of(agents.CALLER_FACTS)
 
 REVISION_PAGE = Statement.of(
     """
-SELECT version, operation, status, actor_id, correlation_id, created_at
+SELECT version, operation, status, actor_id, correlation_id, created_at, merge::text
   FROM quote_revisions
  WHERE quote_id = :quote_id AND version > :after
  ORDER BY version
@@ -420,7 +432,8 @@ SELECT version, operation, status, actor_id, correlation_id, created_at
 
 REVISION = Statement.of(
     """
-SELECT version, operation, status, actor_id, correlation_id, created_at, snapshot::text
+SELECT version, operation, status, actor_id, correlation_id, created_at, merge::text,
+       snapshot::text
   FROM quote_revisions
  WHERE quote_id = :quote_id AND version = :version
 """
@@ -442,6 +455,10 @@ SELECT count(*) AS written, min(snapshot::text) AS snapshot
 )
 """What the save ``:save_id`` wrote, if it committed: its revisions (one, but the sweep's
 batch) and a snapshot."""
+
+LOCK_QUOTE = Statement.of("SELECT version FROM quotes WHERE id = :quote_id FOR UPDATE")
+"""A merged save's first statement: the quote's row locked until its write, so the version
+it merges onto (read next, ``LOAD``) is the one its guarded write finds."""
 
 LOCK_AGENT = Statement.of("SELECT active FROM agents WHERE id = :agent_id FOR UPDATE")
 

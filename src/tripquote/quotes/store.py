@@ -82,11 +82,12 @@ class QuoteStore:
 
     async def edit(
         self, *, caller: Caller, quote_id: str, expected: int, draft: Draft, now: datetime,
-        correlation_id: str, then: Then | None,
+        correlation_id: str, then: Then | None, merge: dict[str, Any] | None = None,
     ) -> Saved | Refused:  # fmt: skip
         """Save ``draft`` over the quote at version ``expected`` if the caller may act on it,
         its status allows an update (REJECTED reopens as a DRAFT, within the owner's bound),
-        the client (if another) is usable, and something changes."""
+        the client (if another) is usable, and something changes. ``merge``: what a merged
+        save merged (``merge.Merged.record``), kept on its revision."""
         known = {
             "id": quote_id,
             **draft.content_api(),
@@ -108,6 +109,7 @@ class QuoteStore:
             "operation": Operation.UPDATE.value,
             "correlation_id": correlation_id,
             "parts": sql.snapshot_parts(known, sql.EDIT_FROM_ROW),
+            "merge": dumps(merge).decode() if merge is not None else None,
         }
         return await self._write(sql.EDIT, values, then, _edited, _edited_as_found)
 
@@ -308,6 +310,7 @@ def _caller(caller: Caller) -> dict[str, Any]:
 def _content(draft: Draft) -> dict[str, Any]:
     items = [
         {
+            "id": item.id,
             "position": position,
             "type": item.type,
             "description": item.description,
@@ -383,6 +386,7 @@ def quote_of(row: Any) -> Quote:
         notes=row["notes"],
         items=tuple(
             Item(
+                id=i["id"],
                 type=i["type"],
                 description=i["description"],
                 quantity=i["quantity"],
