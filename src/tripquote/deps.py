@@ -24,6 +24,7 @@ from tripquote.agents.auth import Caller, authenticate
 from tripquote.clients.schemas import ClientIn
 from tripquote.db.transaction import TransactionRunner
 from tripquote.errors import QuoteNotFound, UnsupportedMediaType
+from tripquote.http import prefers
 from tripquote.idempotency import KEY_PATTERN
 from tripquote.json import loads
 from tripquote.observability.operations import current_operation
@@ -167,6 +168,8 @@ class QuoteCall:
     if_match: int | None = None
     body: Any = None
     idempotency_key: str | None = None
+    merge: bool = False
+    """The request prefers a stale save merged (``Prefer: merge``, RFC 7240)."""
 
 
 async def quote_read(request: Request, quote_id: str) -> QuoteCall:
@@ -207,12 +210,33 @@ class _Create(_QuoteWrite):
         return QuoteCall(caller, "", quote_service(request), None, body, idempotency_key)
 
 
+def prefer_header() -> Any:
+    """The ``Prefer`` header parameter of a PATCH (RFC 7240): ``merge`` asks for a stale save
+    to be merged with what was saved since (``quotes/merge_save.py``)."""
+    return Header(
+        None,
+        alias="Prefer",
+        description="`merge` (RFC 7240 preference): a PATCH made on a version others have "
+        "saved over since is merged with what they saved, field by field and item by item "
+        "(by id), when nothing it changes was changed since; the response then carries "
+        "`Preference-Applied: merge`. A collision is a 409 QUOTE_CONFLICT_VERSION whose "
+        "`details.conflicts` gives each colliding field's or item's `base`, `current` and "
+        "`requested` value. Without it a stale version is refused (409/412) as always.",
+        examples=["merge"],
+    )
+
+
 class _Edit(_QuoteWrite):
     async def __call__(
-        self, request: Request, quote_id: str, if_match: str = if_match_header()
+        self,
+        request: Request,
+        quote_id: str,
+        if_match: str = if_match_header(),
+        prefer: str | None = prefer_header(),
     ) -> QuoteCall:
-        """See ``edit``."""
-        return await self.edit(request, quote_id, if_match)
+        """See ``edit``; ``Prefer: merge`` sets ``merge``."""
+        call = await self.edit(request, quote_id, if_match)
+        return replace(call, merge=prefers(prefer, "merge"))
 
 
 class _Transition(_QuoteWrite):

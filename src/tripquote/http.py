@@ -1,4 +1,5 @@
-"""Writing JSON fast, and a GET's conditional answer (RFC 9110 §13.1.2)."""
+"""Writing JSON fast, a GET's conditional answer (RFC 9110 §13.1.2), and the preferences a
+request states (RFC 7240)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,14 @@ def tagged_response(body: Any, *, etag: str, if_none_match: Condition | None) ->
     if none_match_fails(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})
     return json_response(body, headers={"ETag": etag})
+
+
+def prefers(header: str | None, preference: str) -> bool:
+    """Whether a ``Prefer`` header (RFC 7240 §2: comma-separated ``token [= value]`` each with
+    optional ``;`` parameters; tokens compared without case) states ``preference``."""
+    if not header:
+        return False
+    return any(
+        part.split(";", 1)[0].split("=", 1)[0].strip().lower() == preference
+        for part in header.split(",")
+    )

@@ -128,6 +128,16 @@ class ListEnvelope(BaseModel):
     nextCursor: str | None
 
 
+class MergeOut(BaseModel):
+    """What a merged save merged: fields by name, items as ``items[<id>]``, the items' order
+    as ``items order``."""
+
+    baseVersion: int = Field(description="The version the save was made on.")
+    appliedOntoVersion: int = Field(description="The version it was merged with and written over.")
+    fromRequest: list[str] = Field(examples=[["notes"]])
+    fromCurrent: list[str] = Field(examples=[["items[6f1c2d3e-4b5a-4c6d-8e9f-0a1b2c3d4e5f]"]])
+
+
 class RevisionEntryOut(BaseModel):
     """One committed version in a history page (its snapshot: ``…/revisions/{version}``)."""
 
@@ -141,6 +151,10 @@ class RevisionEntryOut(BaseModel):
         description="The fields a client sets, and `status`, whose values differ from the "
         "version before (sorted; the same rule as a 409's `changedFields`); [] for version 1.",
         examples=[["items", "notes"]],
+    )
+    merge: MergeOut | None = Field(
+        description="For a version written by a merged save (`Prefer: merge`): its base "
+        "version, the version it was applied onto and what came from each side; null otherwise."
     )
 
 
@@ -163,6 +177,7 @@ class RevisionOut(BaseModel):
     actorId: str
     correlationId: str
     createdAt: str
+    merge: MergeOut | None
     snapshot: QuoteOut
 
 
@@ -231,6 +246,15 @@ ETAG: Headers = {
         "edit that version, as If-None-Match to read the quote only if it changed.",
         "required": True,
         "schema": {"type": "string", "pattern": '^"[1-9][0-9]*"$'},
+    }
+}
+MERGED: Headers = {
+    "Preference-Applied": {
+        "description": "`merge` (RFC 7240 §3) when the PATCH, sent with `Prefer: merge` on a "
+        "stale version, was merged with what was saved since (its revision's `merge` says "
+        "what came from each side); absent otherwise.",
+        "required": False,
+        "schema": {"type": "string", "enum": ["merge"]},
     }
 }
 LOCATION: Headers = {

@@ -22,6 +22,7 @@ D = Decimal
 
 def item(unit_price: str | Decimal, quantity: int = 1, line_total: str | None = None) -> ItemDraft:
     return ItemDraft(
+        id=None,
         type=ItemType.OTHER,
         description="item",
         quantity=quantity,

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from typing import Any
 
 from tripquote.quotes.lifecycle import QuoteStatus
-from tripquote.quotes.model import Quote
+from tripquote.quotes.model import Draft, Quote
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +75,19 @@ class Revision:
     correlation_id: str
     created_at: datetime
     snapshot: dict[str, Any] | None = None
+    merge: dict[str, Any] | None = None
+    """A merged save's record (``merge.Merged.record``); None for any other write."""
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """What a merged save decided on the quote it read (``store.merged_edit``): the draft to
+    write over ``current`` (its version the one the write is guarded by) and the merge's
+    record (None when the save was not stale: nothing merged)."""
+
+    draft: Draft
+    current: Quote
+    merge: dict[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)

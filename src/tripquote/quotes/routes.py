@@ -57,6 +57,7 @@ from tripquote.openapi import (
     DATABASE,
     ETAG,
     LOCATION,
+    MERGED,
     REPLAYED,
     ListEnvelope,
     Raised,
@@ -275,18 +276,23 @@ async def read_quote(call: QuoteRead, if_none_match: IfNoneMatch) -> Response:
 @router.patch(
     "/{quote_id}",
     openapi_extra=operation("quote.update"),
-    responses=responses(SaveEnvelope, headers=ETAG, errors=UPDATE_ERRORS),
+    responses=responses(SaveEnvelope, headers={**ETAG, **MERGED}, errors=UPDATE_ERRORS),
 )
 async def update_quote(call: QuoteEdit) -> Response:
-    """Partial update checked against the client's version (body ``version`` or If-Match)."""
+    """Partial update checked against the client's version (body ``version`` or If-Match);
+    with ``Prefer: merge`` a stale version is merged with what was saved since."""
     saved = await call.quotes.update(
         caller=call.caller,
         quote_id=call.quote_id,
         body=call.body,
         if_match=call.if_match,
         correlation_id=get_correlation_id(),
+        merge=call.merge,
     )
-    return to_response(saved_response(saved, status=200))
+    response = to_response(saved_response(saved, status=200))
+    if saved.merge is not None:
+        response.headers["Preference-Applied"] = "merge"
+    return response
 
 
 async def _transition(request: Request, operation_: Operation, call: QuoteCall) -> Response:

@@ -21,6 +21,7 @@ from tripquote.errors import (
 )
 from tripquote.json import loads
 from tripquote.quotes.lifecycle import Operation, QuoteStatus, target_of
+from tripquote.quotes.merge_save import MergeRequest, merged_save
 from tripquote.quotes.model import (
     Draft,
     Quote,
@@ -32,7 +33,7 @@ from tripquote.quotes.model import (
     with_item_ids,
 )
 from tripquote.quotes.refusals import Verdict, access_error, explain, quota_exceeded
-from tripquote.quotes.results import Facts, Filters, Refused, Revision, Saved
+from tripquote.quotes.results import Edit, Facts, Filters, Refused, Revision, Saved
 from tripquote.quotes.rules import Limits, expected_version, patch_version, validate_quote
 from tripquote.quotes.serialize import fmt_instant
 from tripquote.quotes.store import QuoteStore, Then
@@ -40,10 +41,12 @@ from tripquote.quotes.store import QuoteStore, Then
 
 @dataclass(frozen=True, slots=True)
 class SavedQuote:
-    """A committed save: the quote in API form and when it was committed."""
+    """A committed save: the quote in API form and when it was committed; ``merge``: a
+    merged save's record (``merge.Merged.record``), None for any other."""
 
     quote: dict[str, Any]
     saved_at: datetime
+    merge: dict[str, Any] | None = None
 
     @property
     def version(self) -> int:
@@ -136,7 +139,7 @@ class QuoteService:
 
     async def update(
         self, *, caller: Caller, quote_id: str, body: Any, if_match: int | None,
-        correlation_id: str, on_saved: OnSaved | None = None,
+        correlation_id: str, on_saved: OnSaved | None = None, merge: bool = False,
     ) -> SavedQuote:  # fmt: skip
         """Apply a partial update checked against the client's version, atomically.
 
@@ -144,7 +147,9 @@ class QuoteService:
         AUTHENTICATION_FAILED (token revoked), AGENT_NOT_FOUND, QUOTE_NOT_FOUND,
         AUTHORIZATION_FAILED, QUOTE_ALREADY_SENT / QUOTE_STATE_INVALID, QUOTE_CONFLICT_VERSION
         (412 when the version came from If-Match), then the create's checks on the merged
-        quote. Nothing changed: the quote as it is."""
+        quote. Nothing changed: the quote as it is. ``merge`` (``Prefer: merge``): a stale
+        version is merged with what was saved since (``merge_save``): its conflict comes
+        after the PATCH's own validation and carries ``conflicts``."""
         if not isinstance(body, dict):
             raise QuoteValidationFailed(
                 details={"errors": [field_error("", "type", "The body must be a JSON object.")]}
@@ -152,6 +157,13 @@ class QuoteService:
         expected = expected_version(patch_version(body), if_match)
         conflict_status = 412 if if_match is not None else None
         now = self.clock()
+        if merge:
+            request = MergeRequest(
+                caller, quote_id, body, expected, conflict_status, now, correlation_id
+            )
+            # PATCH takes no Idempotency-Key: no response to store in its transaction
+            assert on_saved is None, "a merged save stores no idempotent response"
+            return await self._merged(request)
         draft = full_form(body, self.limits)
         current: Quote | None = None
         if not isinstance(draft, Draft):
@@ -188,20 +200,7 @@ class QuoteService:
             )  # fmt: skip
 
         def quote_of(saved: Saved) -> dict[str, Any]:
-            assert saved.created_at is not None
-            return {
-                "id": quote_id,
-                "agentId": saved.agent_id,
-                "clientId": saved.client_id,
-                **edited.content_api(),
-                "status": target_of(Operation.UPDATE).value,
-                "version": expected + 1,
-                "createdAt": fmt_instant(saved.created_at),
-                "lastModifiedBy": caller.agent_id,
-                "lastModifiedAt": fmt_instant(now),
-                "sentAt": None,
-                "expiresAt": None,
-            }
+            return edited_quote(quote_id, saved, edited, expected + 1, caller.agent_id, now)
 
         saved = await self._settle(
             write, quote_of, on_saved, now=now, agent_id=caller.agent_id, quote_id=quote_id,
@@ -214,6 +213,20 @@ class QuoteService:
         if current is None:
             current = await self._visible(caller, quote_id, now)
         return SavedQuote(quote=current.to_api(), saved_at=now)
+
+    async def _merged(self, request: MergeRequest) -> SavedQuote:
+        """``update`` with ``merge``: ``merge_save.merged_save``."""
+
+        def quote_of(saved: Saved, edit: Edit) -> dict[str, Any]:
+            return edited_quote(
+                request.quote_id, saved, edit.draft, edit.current.version + 1,
+                request.caller.agent_id, request.now,
+            )  # fmt: skip
+
+        outcome = await merged_save(self.store, request, self.limits, quote_of)
+        if outcome.quote is None:
+            return SavedQuote(quote=outcome.current.to_api(), saved_at=request.now)
+        return SavedQuote(quote=outcome.quote, saved_at=request.now, merge=outcome.merge)
 
     async def transition(
         self, *, caller: Caller, quote_id: str, operation: Operation, body: Any,
@@ -464,6 +477,26 @@ class QuoteService:
         return found
 
 
+def edited_quote(
+    quote_id: str, saved: Saved, draft: Draft, version: int, actor: str, now: datetime
+) -> dict[str, Any]:
+    """The API form of an edit written as ``version`` (the row's values from ``saved``)."""
+    assert saved.created_at is not None
+    return {
+        "id": quote_id,
+        "agentId": saved.agent_id,
+        "clientId": saved.client_id,
+        **draft.content_api(),
+        "status": target_of(Operation.UPDATE).value,
+        "version": version,
+        "createdAt": fmt_instant(saved.created_at),
+        "lastModifiedBy": actor,
+        "lastModifiedAt": fmt_instant(now),
+        "sentAt": None,
+        "expiresAt": None,
+    }
+
+
 def revision_entry(revision: Revision) -> dict[str, Any]:
     """One history entry: the version, what made it (operation, status after), who, under
     which correlation ID, and when (ISO 8601 UTC, milliseconds)."""
@@ -474,4 +507,5 @@ def revision_entry(revision: Revision) -> dict[str, Any]:
         "actorId": revision.actor_id,
         "correlationId": revision.correlation_id,
         "createdAt": fmt_instant(revision.created_at),
+        "merge": revision.merge,
     }

@@ -25,13 +25,25 @@ from tripquote.json import dumps, loads
 from tripquote.quotes import sql
 from tripquote.quotes.lifecycle import OPEN, Operation, QuoteStatus, from_statuses, target_of
 from tripquote.quotes.model import Change, Draft, Item, Quote
-from tripquote.quotes.results import Filters, Loaded, Refused, Revision, Saved, facts_of
+from tripquote.quotes.results import (
+    Edit,
+    Filters,
+    Loaded,
+    Refused,
+    Revision,
+    Saved,
+    facts_of,
+)
 from tripquote.quotes.serialize import fmt_instant
 
 SYSTEM_ACTOR = "system"
 
 
 Then = Callable[[Tx, Saved], Awaitable[None]]
+
+Decide = Callable[[Loaded, dict[str, Any] | None], Edit]
+"""A merged save's decision on the quote read and the snapshot of its base version; raises
+the save's error (``merge_save``)."""
 """Runs in the write's transaction once it wrote (e.g. store the idempotent response)."""
 
 
@@ -82,12 +94,23 @@ class QuoteStore:
 
     async def edit(
         self, *, caller: Caller, quote_id: str, expected: int, draft: Draft, now: datetime,
-        correlation_id: str, then: Then | None, merge: dict[str, Any] | None = None,
+        correlation_id: str, then: Then | None,
     ) -> Saved | Refused:  # fmt: skip
         """Save ``draft`` over the quote at version ``expected`` if the caller may act on it,
         its status allows an update (REJECTED reopens as a DRAFT, within the owner's bound),
-        the client (if another) is usable, and something changes. ``merge``: what a merged
-        save merged (``merge.Merged.record``), kept on its revision."""
+        the client (if another) is usable, and something changes."""
+        values = self._edit_values(
+            caller=caller, quote_id=quote_id, expected=expected, draft=draft, now=now,
+            correlation_id=correlation_id, merge=None,
+        )  # fmt: skip
+        return await self._write(sql.EDIT, values, then, _edited, _edited_as_found)
+
+    def _edit_values(
+        self, *, caller: Caller, quote_id: str, expected: int, draft: Draft, now: datetime,
+        correlation_id: str, merge: dict[str, Any] | None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """The parameters of ``sql.EDIT`` but the save id; ``merge``: what a merged save
+        merged (``merge.Merged.record``), kept on its revision."""
         known = {
             "id": quote_id,
             **draft.content_api(),
@@ -95,7 +118,7 @@ class QuoteStore:
                 lastModifiedBy=caller.agent_id, lastModifiedAt=now, sentAt=None, expiresAt=None
             ),
         }
-        values = {
+        return {
             **_content(draft),
             **_caller(caller),
             "quote_id": quote_id,
@@ -111,7 +134,51 @@ class QuoteStore:
             "parts": sql.snapshot_parts(known, sql.EDIT_FROM_ROW),
             "merge": dumps(merge).decode() if merge is not None else None,
         }
-        return await self._write(sql.EDIT, values, then, _edited, _edited_as_found)
+
+    async def merged_edit(
+        self, *, caller: Caller, quote_id: str, base_version: int, now: datetime,
+        correlation_id: str, decide: Decide,
+    ) -> tuple[Saved | Refused, Edit]:  # fmt: skip
+        """A merged save, in one transaction: the quote's row locked (``sql.LOCK_QUOTE``), the
+        quote read (``sql.LOAD``) with its snapshot of ``base_version`` (None unless older
+        than the quote's version, or when it never existed), ``decide`` (may raise: nothing
+        written) says what to write, written by ``edit``'s guarded statement at the version
+        read, which the lock keeps current until COMMIT."""
+        save_id = str(uuid.uuid4())
+        decided: builtins.list[Edit] = []
+
+        async def work(tx: Tx) -> Saved | Refused:
+            decided.clear()
+            await tx.fetchrow(sql.LOCK_QUOTE, {"quote_id": quote_id})
+            row = await tx.fetchrow(
+                sql.LOAD, {**_caller(caller), "quote_id": quote_id, "now": now, "client_id": None}
+            )
+            facts = facts_of(row)
+            visible = row["id"] is not None and facts.visible
+            loaded = Loaded(facts, quote_of(row) if visible else None)
+            base = None
+            if loaded.quote is not None and base_version < loaded.quote.version:
+                found = await tx.fetchrow(
+                    sql.REVISION, {"quote_id": quote_id, "version": base_version}
+                )
+                base = loads(found["snapshot"].encode()) if found is not None else None
+            edit = decide(loaded, base)
+            decided.append(edit)
+            values = self._edit_values(
+                caller=caller, quote_id=quote_id, expected=edit.current.version,
+                draft=edit.draft, now=now, correlation_id=correlation_id, merge=edit.merge,
+            )  # fmt: skip
+            row = await tx.write(sql.EDIT, {**values, "save_id": save_id})
+            if not row["written"]:
+                return Refused(facts_of(row))
+            return _edited(row)
+
+        async def found(tx: Tx) -> Saved | None:
+            row = await tx.fetchrow(sql.OUTCOME, {"save_id": save_id})
+            return _edited_as_found(row) if row["written"] else None
+
+        result = await self.runner.run_store(work, atomic=True, outcome=found)
+        return result, decided[-1]
 
     async def transition(
         self, *, caller: Caller, quote_id: str, expected: int, change: Change, now: datetime,
@@ -299,6 +366,7 @@ def _revision(row: Any) -> Revision:
         actor_id=row["actor_id"],
         correlation_id=row["correlation_id"],
         created_at=row["created_at"],
+        merge=loads(row["merge"].encode()) if row["merge"] is not None else None,
     )
 
 
