@@ -69,8 +69,19 @@ async def test_items_have_ids_kept_across_edits(world: World) -> None:
     ]
     # Sent without ids, items take the ids at their positions: nothing changes.
     same = [{k: v for k, v in i.items() if k != "id"} for i in moved]
-    unchanged = await _patch(world, actor, quote["id"], {"version": 2, "items": same})
+    body = {"version": 2, "items": same}
+    unchanged = await _patch(world, actor, quote["id"], body, merge=False)
     assert unchanged.status_code == 200 and unchanged.json()["version"] == 2
+    # One sent with an id another item has at its position: that one gets a new id.
+    same[1]["id"], same[1]["description"] = ids[5], "was first"
+    changed = await _patch(world, actor, quote["id"], body, merge=False)
+    saved = changed.json()["quote"]["items"]
+    assert saved[1]["id"] == ids[5] and saved[0]["id"] not in ids
+    assert [i["id"] for i in saved[2:]] == ids[1:5]
+    # With Prefer: merge an item sent without an id is a new item.
+    fresh = [{k: v for k, v in i.items() if k != "id"} for i in saved]
+    response = await _patch(world, actor, quote["id"], {"version": 3, "items": fresh})
+    assert not {i["id"] for i in response.json()["quote"]["items"]} & set(ids)
 
 
 @pytest.mark.parametrize(

@@ -40,9 +40,10 @@ from tripquote.quotes.serialize import INPUT_FIELDS, fmt_instant
 @dataclass(frozen=True, slots=True)
 class Item:
     """One priced item: ``line_total`` = quantity * unit price, in the currency's minor units;
-    ``id`` stays the item's from version to version (a UUID, ``with_item_ids``)."""
+    ``id`` stays the item's from version to version (a UUID; None on an edit's item sent
+    without one: the store gives it its id, ``sql.ITEMS_IN``)."""
 
-    id: str
+    id: str | None
     type: str
     description: str
     quantity: int
@@ -109,23 +110,20 @@ class Draft:
         }
 
 
-def with_item_ids(draft: QuoteDraft, based_on: Sequence[str]) -> QuoteDraft:
-    """``draft`` with an id on every item: one sent must be an id of ``based_on`` (the ids of
-    the version edited, in order; none on a create) and name one item only; one not sent
-    takes the id at its position in ``based_on`` unless an item sends that id, or a new one
-    (UUID 4). QUOTE_VALIDATION_FAILED at ``items[i].id`` for an unknown or repeated id."""
-    known = set(based_on)
+def with_item_ids(draft: QuoteDraft, known: Sequence[str] | None) -> QuoteDraft:
+    """``draft`` with its item ids checked: none names two items; with ``known`` (a create:
+    none; a merged save: the ids of the version it was made on) each is one of them, and an
+    item sent without one gets a new one (UUID 4). ``known`` None (an edit): the ids sent
+    are the store's to check and complete (``sql.ITEMS_IN``). QUOTE_VALIDATION_FAILED at
+    ``items[i].id`` (``unknown_id``, ``duplicate_id``)."""
+    allowed = None if known is None else set(known)
     sent: set[str] = set()
     errors = []
     for index, item in enumerate(draft.items):
         if item.id is None:
             continue
-        if item.id not in known:
-            errors.append(
-                field_error(
-                    f"items[{index}].id", "unknown_id", "id is not an item of the version edited."
-                )
-            )
+        if allowed is not None and item.id not in allowed:
+            errors.append(unknown_item_id(index))
         elif item.id in sent:
             errors.append(
                 field_error(f"items[{index}].id", "duplicate_id", "id names another item too.")
@@ -133,23 +131,24 @@ def with_item_ids(draft: QuoteDraft, based_on: Sequence[str]) -> QuoteDraft:
         sent.add(item.id)
     if errors:
         raise QuoteValidationFailed(details={"errors": errors})
+    if known is None:
+        return draft
     items = tuple(
-        item
-        if item.id is not None
-        else replace(
-            item,
-            id=based_on[index]
-            if index < len(based_on) and based_on[index] not in sent
-            else str(uuid.uuid4()),
-        )
-        for index, item in enumerate(draft.items)
+        item if item.id is not None else replace(item, id=str(uuid.uuid4())) for item in draft.items
     )
     return replace(draft, items=items)
 
 
+def unknown_item_id(index: int) -> dict[str, str]:
+    """The error entry of item ``index`` sent with an id the version edited has no item of."""
+    return field_error(
+        f"items[{index}].id", "unknown_id", "id is not an item of the version edited."
+    )
+
+
 def price(draft: QuoteDraft, client_id: str | None) -> Draft:
-    """The priced ``Draft`` of validated input whose items have ids (``with_item_ids``);
-    PRICING_VALIDATION_FAILED, ITEMS_INCONSISTENT."""
+    """The priced ``Draft`` of validated input (``with_item_ids``); PRICING_VALIDATION_FAILED,
+    ITEMS_INCONSISTENT."""
     pricing = price_quote(draft)
     check_client_pricing(draft, pricing)
     return Draft(
@@ -166,7 +165,7 @@ def price(draft: QuoteDraft, client_id: str | None) -> Draft:
         notes=draft.notes,
         items=tuple(
             Item(
-                id=_item_id(item.id),
+                id=item.id,
                 type=item.type.value,
                 description=item.description,
                 quantity=item.quantity,
@@ -180,11 +179,6 @@ def price(draft: QuoteDraft, client_id: str | None) -> Draft:
         markup_amount=pricing.markup_amount,
         total=pricing.total,
     )
-
-
-def _item_id(item_id: str | None) -> str:
-    assert item_id is not None, "an item priced without an id (with_item_ids)"
-    return item_id
 
 
 def priced_or_error(draft: QuoteDraft, client_id: str | None) -> Draft | TripquoteError:
@@ -203,14 +197,14 @@ _FULL_FORM = tuple(name for name in INPUT_FIELDS if name != "clientId")
 
 
 def full_form(patch: dict[str, Any], limits: Limits) -> Draft | TripquoteError | None:
-    """A PATCH that sets every client-settable field (``clientId`` optional) and no item does
-    not depend on the stored quote: its Draft (or its validation or pricing error); None for
-    any other (items take the ids of the version edited: ``with_item_ids``)."""
-    if any(name not in patch for name in _FULL_FORM) or patch["items"] != []:
+    """A PATCH that sets every client-settable field (``clientId`` optional) does not depend
+    on the stored quote: its Draft (or its validation or pricing error); None for any other."""
+    if any(name not in patch for name in _FULL_FORM):
         return None
     client_id = patch.get("clientId")
     try:
         draft = validate_quote(merge_patch({"clientId": _KEPT_CLIENT}, patch), limits=limits)
+        draft = with_item_ids(draft, None)
     except TripquoteError as error:
         return error
     return priced_or_error(draft, draft.client_id if client_id is not None else None)
@@ -323,8 +317,8 @@ def changes_between(older: Mapping[str, Any] | None, newer: Mapping[str, Any]) -
 
 
 def apply_patch(quote: Quote, patch: dict[str, Any], limits: Limits) -> QuoteDraft:
-    """The quote with a PATCH applied (top-level replace, ``items`` whole, their ids those of
-    ``quote``'s items: ``with_item_ids``), validated as a whole like a create;
+    """The quote with a PATCH applied (top-level replace, ``items`` whole), validated as a
+    whole like a create (``with_item_ids``: the ids the store checks and completes);
     QUOTE_VALIDATION_FAILED, CURRENCY_INVALID, QUOTA_EXCEEDED."""
     draft = validate_quote(merge_patch(quote.input(), patch), limits=limits)
-    return with_item_ids(draft, [item.id for item in quote.draft.items])
+    return with_item_ids(draft, None)

@@ -14,11 +14,13 @@ from tripquote.errors import (
     QuotaExceeded,
     QuoteConflictVersion,
     QuoteNotFound,
+    QuoteValidationFailed,
     TripAlreadyStarted,
     TripquoteError,
     field_error,
 )
 from tripquote.quotes.lifecycle import Operation, check_sendable, check_transition
+from tripquote.quotes.model import unknown_item_id
 from tripquote.quotes.results import Facts
 from tripquote.quotes.serialize import fmt_instant
 
@@ -84,6 +86,8 @@ def explain(
                 },
                 http_status=conflict_status,
             )
+        if facts.unknown_item is not None:
+            return QuoteValidationFailed(details={"errors": [unknown_item_id(facts.unknown_item)]})
         if operation is Operation.SEND and facts.trip_started:
             return trip_already_started(quote_id, facts)
         if facts.item_count is not None and operation is Operation.SEND:

@@ -36,6 +36,8 @@ class Facts:
     item_count: int | None = None
     trip_started: bool = False
     start_date: date | None = None
+    unknown_item: int | None = None
+    """An edit's first item sent with an id the quote has no item of (its position)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,8 @@ class Saved:
     client_id: str | None = None
     created_at: datetime | None = None
     snapshot: str | None = None
+    item_ids: tuple[str, ...] | None = None
+    """An edit's item ids, in order (the store completes those sent without one)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,4 +125,5 @@ def facts_of(row: Any) -> Facts:
         item_count=row["item_count"] if "item_count" in keys else None,
         trip_started=bool(row["trip_started"]) if "trip_started" in keys else False,
         start_date=row["fact_start"] if "fact_start" in keys else None,
+        unknown_item=row["unknown_item"] if "unknown_item" in keys else None,
     )

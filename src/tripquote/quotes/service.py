@@ -480,13 +480,17 @@ class QuoteService:
 def edited_quote(
     quote_id: str, saved: Saved, draft: Draft, version: int, actor: str, now: datetime
 ) -> dict[str, Any]:
-    """The API form of an edit written as ``version`` (the row's values from ``saved``)."""
-    assert saved.created_at is not None
+    """The API form of an edit written as ``version`` (the row's values and the item ids
+    from ``saved``)."""
+    assert saved.created_at is not None and saved.item_ids is not None
+    content = draft.content_api()
+    for item, item_id in zip(content["items"], saved.item_ids, strict=True):
+        item["id"] = item_id
     return {
         "id": quote_id,
         "agentId": saved.agent_id,
         "clientId": saved.client_id,
-        **draft.content_api(),
+        **content,
         "status": target_of(Operation.UPDATE).value,
         "version": version,
         "createdAt": fmt_instant(saved.created_at),

@@ -193,18 +193,41 @@ def changes(**values: Any) -> dict[str, Any]:
     return {k: fmt_instant(v) if k.endswith("At") else v for k, v in values.items()}
 
 
-_INSERT_ITEMS = f"""INSERT INTO quote_items (id, quote_id, position, type, description, quantity,
+def _insert_items(source: str, item_id: str) -> str:
+    return f"""INSERT INTO quote_items (id, quote_id, position, type, description, quantity,
                              unit_price, line_total, details)
-    SELECT x.id, s.id, x.position, x.type, x.description, x.quantity,
+    SELECT {item_id}, s.id, x.position, x.type, x.description, x.quantity,
            x.unit_price, x.line_total, x.details
-      FROM saved s, {ITEMS_JSON}"""
+      FROM saved s, {source}"""
+
+
+_SENT_IDS = """ARRAY(SELECT y.id FROM json_to_recordset(:items::json) AS y(id text)
+                WHERE y.id IS NOT NULL)"""
+
+ITEMS_IN = f"""items_in AS (
+    -- The items an edit sends, each with its id: the one sent, else the id of the quote's
+    -- item at its position unless an item sends that id, else a new one (the one place
+    -- this rule is written).
+    SELECT x.*, coalesce(x.id, p.id, gen_random_uuid()::text) AS item_id
+      FROM {ITEMS_JSON}
+      LEFT JOIN quote_items p
+        ON x.id IS NULL AND p.quote_id = :quote_id AND p.position = x.position
+       AND p.id <> ALL({_SENT_IDS})
+), unknown AS (
+    -- The first item sent with an id that is none of the quote's items (nor of
+    -- :fresh_ids, the new items a merged save names): the edit is refused.
+    SELECT min(x.position) AS position FROM items_in x
+     WHERE x.id IS NOT NULL AND x.id <> ALL(:fresh_ids::text[])
+       AND NOT EXISTS (SELECT 1 FROM quote_items i WHERE i.quote_id = :quote_id AND i.id = x.id)
+)"""
+"""``items_in``: the edit's items with their ``item_id``; ``unknown``: an id it may not send."""
 
 _REPLACE_ITEMS = f"""dropped AS (
     DELETE FROM quote_items
      WHERE quote_id = (SELECT id FROM saved)
-       AND id <> ALL(ARRAY(SELECT x.id FROM {ITEMS_JSON}))
+       AND id <> ALL(ARRAY(SELECT item_id FROM items_in))
 ), items AS (
-    {_INSERT_ITEMS}
+    {_insert_items("items_in x", "x.item_id")}
     ON CONFLICT (id) DO UPDATE
        SET position = EXCLUDED.position, type = EXCLUDED.type,
            description = EXCLUDED.description, quantity = EXCLUDED.quantity,
@@ -239,7 +262,7 @@ WITH {agents.CALLER}, {CLIENT}, cur AS (SELECT NULL::varchar AS id, NULL::varcha
       FROM bound b
     RETURNING *
 ), items AS (
-    {_INSERT_ITEMS}
+    {_insert_items(ITEMS_JSON, "x.id")}
 ), {revision(":snapshot::json")}
 SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
        (SELECT open_quote_bound >= :open_limit FROM agents WHERE id = :agent_id) AS at_bound
@@ -277,9 +300,9 @@ _SEEN = f"""seen AS (
         OR EXISTS (
             SELECT 1
               FROM (SELECT * FROM quote_items WHERE quote_id = :quote_id) i
-              FULL JOIN {ITEMS_JSON} USING (position)
+              FULL JOIN items_in x USING (position)
              WHERE (i.id, i.type, i.description, i.quantity, i.unit_price)
-                   IS DISTINCT FROM (x.id, x.type, x.description, x.quantity, x.unit_price)
+                   IS DISTINCT FROM (x.item_id, x.type, x.description, x.quantity, x.unit_price)
                 OR CASE WHEN i.details::text IS NOT DISTINCT FROM x.details::text THEN false
                         -- stored around the API with \\u0000, which jsonb cannot hold
                         WHEN strpos(i.details::text, '\\u0000') > 0 THEN true
@@ -288,7 +311,7 @@ _SEEN = f"""seen AS (
       FROM caller, cur
 )"""
 _EDIT_GUARD = """(SELECT allowed AND changed AND (NOT reopening OR EXISTS (SELECT 1 FROM owner))
-          FROM seen)"""
+          FROM seen) AND (SELECT position IS NULL FROM unknown)"""
 EDIT_FROM_ROW = {
     "agentId": "to_json(s.agent_id)",
     "clientId": "to_json(s.client_id)",
@@ -297,6 +320,12 @@ EDIT_FROM_ROW = {
     # immutable: the previous version's (one key read, no merge)
     "createdAt": """(SELECT r.snapshot -> 'createdAt' FROM quote_revisions r
                        WHERE r.quote_id = s.id AND r.version = s.version - 1)""",
+    # each item's API form from :item_texts (its JSON text without the id), its id spliced in
+    "items": """(SELECT ('[' || coalesce(string_agg('{"id":' || to_json(x.item_id)::text || ','
+                                           || substr(t.body, 2), ',' ORDER BY t.n), '')
+                  || ']')::json
+                  FROM unnest(:item_texts::text[]) WITH ORDINALITY AS t(body, n)
+                  JOIN items_in x ON x.position = t.n - 1)""",
 }
 """The snapshot values of an edit only the row knows (a blind full-form PATCH does not)."""
 
@@ -310,7 +339,7 @@ _EDIT_WRITE = versioned_update(
 
 EDIT = Statement.of(
     f"""
-WITH {agents.CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, {_SEEN}, owner AS (
+WITH {agents.CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, {ITEMS_IN}, {_SEEN}, owner AS (
     -- A quote opened again (REJECTED -> DRAFT) counts against its owner's bound.
     UPDATE agents a SET open_quote_bound = a.open_quote_bound + 1
       FROM seen
@@ -324,7 +353,8 @@ SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
        coalesce({_REOPENING} AND (SELECT a.open_quote_bound >= :open_limit
                                     FROM agents a WHERE a.id = cur.agent_id), false) AS at_bound,
        saved.agent_id AS saved_agent_id, saved.client_id AS saved_client_id,
-       saved.created_at AS saved_created_at
+       saved.created_at AS saved_created_at, (SELECT position FROM unknown) AS unknown_item,
+       (SELECT array_agg(item_id ORDER BY position) FROM items_in) AS item_ids
   FROM {FACTS_FROM} LEFT JOIN saved ON true
 """
 )

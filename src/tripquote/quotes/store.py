@@ -101,16 +101,17 @@ class QuoteStore:
         the client (if another) is usable, and something changes."""
         values = self._edit_values(
             caller=caller, quote_id=quote_id, expected=expected, draft=draft, now=now,
-            correlation_id=correlation_id, merge=None,
+            correlation_id=correlation_id, merge=None, fresh_ids=[],
         )  # fmt: skip
         return await self._write(sql.EDIT, values, then, _edited, _edited_as_found)
 
     def _edit_values(
         self, *, caller: Caller, quote_id: str, expected: int, draft: Draft, now: datetime,
-        correlation_id: str, merge: dict[str, Any] | None,
+        correlation_id: str, merge: dict[str, Any] | None, fresh_ids: builtins.list[str],
     ) -> dict[str, Any]:  # fmt: skip
         """The parameters of ``sql.EDIT`` but the save id; ``merge``: what a merged save
-        merged (``merge.Merged.record``), kept on its revision."""
+        merged (``merge.Merged.record``), kept on its revision; ``fresh_ids``: the ids of
+        the new items it names (``sql.ITEMS_IN``)."""
         known = {
             "id": quote_id,
             **draft.content_api(),
@@ -133,6 +134,7 @@ class QuoteStore:
             "correlation_id": correlation_id,
             "parts": sql.snapshot_parts(known, sql.EDIT_FROM_ROW),
             "merge": dumps(merge).decode() if merge is not None else None,
+            "fresh_ids": fresh_ids,
         }
 
     async def merged_edit(
@@ -164,9 +166,12 @@ class QuoteStore:
                 base = loads(found["snapshot"].encode()) if found is not None else None
             edit = decide(loaded, base)
             decided.append(edit)
+            stored = {item.id for item in edit.current.draft.items}
+            fresh = [i.id for i in edit.draft.items if i.id is not None and i.id not in stored]
             values = self._edit_values(
                 caller=caller, quote_id=quote_id, expected=edit.current.version,
                 draft=edit.draft, now=now, correlation_id=correlation_id, merge=edit.merge,
+                fresh_ids=fresh,
             )  # fmt: skip
             row = await tx.write(sql.EDIT, {**values, "save_id": save_id})
             if not row["written"]:
@@ -405,6 +410,11 @@ def _content(draft: Draft) -> dict[str, Any]:
         "total": draft.total,
         "item_count": len(items),
         "items": dumps(items).decode(),
+        # each item's API form without its id (the edit's snapshot splices it in)
+        "item_texts": [
+            dumps({k: v for k, v in item.to_api(draft.currency).items() if k != "id"}).decode()
+            for item in draft.items
+        ],
     }
 
 
@@ -417,6 +427,7 @@ def _edited(row: Any) -> Saved:
         agent_id=row["saved_agent_id"],
         client_id=row["saved_client_id"],
         created_at=row["saved_created_at"],
+        item_ids=tuple(row["item_ids"] or ()),
     )
 
 
@@ -433,6 +444,7 @@ def _edited_as_found(row: Any) -> Saved:
         client_id=snapshot["clientId"],
         created_at=datetime.fromisoformat(snapshot["createdAt"]),
         snapshot=row["snapshot"],
+        item_ids=tuple(item["id"] for item in snapshot["items"]),
     )
 
 
