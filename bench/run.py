@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from bench import procs
+from bench import merge_mode, procs
 from bench.session import Bench
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,6 +39,14 @@ def _names(text: str) -> list[str]:
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown scenario(s) {sorted(unknown)}")
     return names
+
+
+def _modes(text: str) -> list[str]:
+    modes = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = set(modes) - set(merge_mode.MODES)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown contention mode(s) {sorted(unknown)}")
+    return modes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -87,6 +95,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--contention-agents", type=int, default=8, help="K")
     parser.add_argument("--contention-quotes", type=int, default=8, help="M")
     parser.add_argument("--contention-seconds", type=float, default=10.0, help="T")
+    parser.add_argument(
+        "--contention-modes",
+        type=_modes,
+        default=list(merge_mode.MODES),
+        help="item modes run after the notes run (issue 17): "
+        f"{','.join(merge_mode.MODES)}; empty for none",
+    )
     parser.add_argument(
         "--notes-limit",
         type=int,
@@ -172,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         r
         for r in bench.runs
         if (r.get("checks") or {}).get("passed") is False
-        or (r["scenario"] == "contention" and not r["summary"].get("passed"))
+        or (r["scenario"].startswith("contention") and not r["summary"].get("passed"))
         or (r.get("verify") or {}).get("passed") is False
     ]
     for run in failed:

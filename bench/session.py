@@ -388,6 +388,7 @@ class Bench:
                 "quotes": args.contention_quotes,
                 "seconds": args.contention_seconds,
                 "notes_limit": args.notes_limit,
+                "modes": ["notes", *args.contention_modes],
             },
             "pool_per_worker": args.pool_per_worker,
             "request_timeout_s": args.timeout,

@@ -8,7 +8,8 @@ import shutil
 import time
 from typing import TYPE_CHECKING
 
-from bench import procs, scenarios, service
+from bench import merge_mode, procs, scenarios, service
+from bench.loadgen import HttpClient
 from bench.targets import TripquoteTarget
 from bench.world import QuotePool
 
@@ -111,6 +112,39 @@ async def run_tripquote(
             server.stop()
 
 
+async def contention_items(
+    bench: Bench, w: str, target: TripquoteTarget, client: HttpClient, mode: str
+) -> None:
+    """The contention run in an item mode (``merge_mode.MODES``) on M fresh quotes."""
+    pool = QuotePool()
+    bench.seq = await scenarios.preload(
+        target, client, pool, count=bench.args.contention_quotes, agents=1,
+        fixtures=len(bench.fixtures), seq=bench.seq,
+    )  # fmt: skip
+    outcome = await merge_mode.contention_items(
+        target, client, pool.quotes, mode=mode, agents=bench.args.contention_agents,
+        seconds=bench.args.contention_seconds,
+    )  # fmt: skip
+    bench.runs.append(
+        {
+            "workers": w,
+            "target": "tripquote",
+            "scenario": f"contention-{mode}",
+            "round": bench.round,
+            "summary": outcome,
+        }
+    )
+    bench.note(
+        f"contention {mode} w={w}: {'PASS' if outcome['passed'] else 'FAIL'} "
+        f"K={outcome['agents']} M={outcome['quotes']} landed={outcome['landed']} "
+        f"({outcome['landed_per_s']}/s) conflict rate={outcome['conflict_rate']} "
+        f"retries/save={outcome['retries_per_save_mean']} (max "
+        f"{outcome['retries_per_save_max']}) lost={outcome['lost_updates']} "
+        f"dup={outcome['duplicated_markers']} phantom={outcome['phantom_markers']} "
+        f"version mismatches={len(outcome['version_mismatches'])} errors={outcome['errors']}"
+    )
+
+
 def tq_target(bench: Bench, base_url: str, *, admin: bool = False) -> TripquoteTarget:
     """The tripquote target; ``admin`` makes admin 0 the owner (contention quotes)."""
     world = bench.tq_world
@@ -151,6 +185,8 @@ async def contention(bench: Bench, w: str, base_url: str) -> None:
             seconds=bench.args.contention_seconds,
             notes_limit=bench.args.notes_limit,
         )
+        for mode in bench.args.contention_modes:
+            await contention_items(bench, w, target, client, mode)
     finally:
         await client.aclose()
     bench.runs.append(

@@ -118,7 +118,8 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
     targets = ("limit", "peer", *(() if document["skipped"] else ("tripquote",)))
     for target in targets:  # bursts in every round, the other scenarios once
         rounds = [r["round"] for r in document["runs"] if r["target"] == target]
-        once = {"limit": 0, "peer": 1, "tripquote": 2}[target]  # hot; contention
+        # hot; contention, in its notes and three item modes (issue 17)
+        once = {"limit": 0, "peer": 1, "tripquote": 5}[target]
         assert sorted(rounds) == [0] * (1 + once) + [1], (target, rounds)
     for record in document["ratios"]:
         assert [r["round"] for r in record["rounds"]] == [0, 1], record
@@ -138,6 +139,13 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
         assert hot["successes"] == 1 and hot["conflicts"] == 19
         contention = runs[("tripquote", "contention")]["summary"]
         assert contention["passed"] and contention["lost_updates"] == 0, contention
+        for mode in ("items", "items-merge", "overlap-merge"):
+            summary = runs[("tripquote", f"contention-{mode}")]["summary"]
+            assert summary["mode"] == mode
+            assert summary["passed"] and summary["lost_updates"] == 0, summary
+            assert summary["phantom_markers"] == summary["duplicated_markers"] == 0, summary
+        # Each agent editing its own item with merge: no stale save is refused.
+        assert runs[("tripquote", "contention-items-merge")]["summary"]["conflicts"] == 0
 
     databases, alive = _leftovers(document)
     assert databases == [] and alive == []
