@@ -45,7 +45,7 @@ STATUSES: dict[tuple[str, str], set[str]] = {
 SUCCESS_HEADERS: dict[tuple[str, str], set[str]] = {
     ("post", Q): {"ETag", "Location", "Idempotent-Replayed"},
     ("get", ID): {"ETag"},
-    ("patch", ID): {"ETag"},
+    ("patch", ID): {"ETag", "Preference-Applied"},
     ("delete", ID): {"ETag", "Idempotent-Replayed"},
     ("post", ID + "/send"): {"ETag", "Idempotent-Replayed"},
     ("post", ID + "/accept"): {"ETag", "Idempotent-Replayed"},

@@ -14,7 +14,7 @@ from tests.conftest import Actor, World, quote_body
 from tripquote.pagination import encode_cursor
 
 URL = "/api/agents/quotes"
-ENTRY_KEYS = {"version", "operation", "status", "actorId", "correlationId", "createdAt"}
+ENTRY_KEYS = {"version", "operation", "status", "actorId", "correlationId", "createdAt", "merge"}
 
 
 async def new_quote(world: World, actor: Actor, items: int | None = None) -> str:
