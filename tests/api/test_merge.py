@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Actor, World, quote_body
+from tripquote.quotes.serialize import INPUT_FIELDS
 
 MERGE = {"Prefer": "merge"}
 
@@ -86,7 +87,7 @@ async def test_items_have_ids_kept_across_edits(world: World) -> None:
 
 @pytest.mark.parametrize(
     ("sent_id", "code"),
-    [("00000000-0000-4000-8000-000000000000", "unknown_id"), ("not-a-uuid", "string_pattern")],
+    [("00000000-0000-4000-8000-000000000000", "unknown_id"), ("not-a-uuid", "invalid_format")],
 )
 async def test_an_unknown_or_malformed_item_id_is_refused_at_its_path(
     world: World, sent_id: str, code: str
@@ -100,10 +101,32 @@ async def test_an_unknown_or_malformed_item_id_is_refused_at_its_path(
     assert response.status_code == 400, response.text
     assert response.json()["errorCode"] == "QUOTE_VALIDATION_FAILED"
     errors = response.json()["details"]["errors"]
-    assert [(e["path"], e["code"]) for e in errors if e["path"] == "items[1].id"] == [
-        ("items[1].id", code)
-    ] or any(e["path"] == "items[1].id" for e in errors)
+    assert [(e["path"], e["code"]) for e in errors] == [("items[1].id", code)]
     assert await world.snapshot(quote["id"]) == before
+
+
+async def test_an_id_on_a_create_or_another_quotes_item_id_is_refused(world: World) -> None:
+    actor = await world.actor()
+    other = await _create(world, actor)
+    before = await world.table_counts()
+    body = quote_body("iceland-ring-road-eur", actor.client_id)
+    body["items"][2]["id"] = other["items"][2]["id"]
+    response = await world.client.post("/api/agents/quotes", json=body, headers=actor.headers)
+    assert response.status_code == 400, response.text
+    errors = response.json()["details"]["errors"]
+    assert [(e["path"], e["code"]) for e in errors] == [("items[2].id", "unknown_id")]
+    assert await world.table_counts() == before
+    # A full-form save (one statement, the store checks the ids) naming another quote's item.
+    quote = await _create(world, actor)
+    before = await world.table_counts()
+    full = {k: quote[k] for k in INPUT_FIELDS if k not in ("clientId", "items")}
+    full["items"] = [_edited(i) for i in quote["items"]]
+    full["items"][4]["id"] = other["items"][4]["id"]
+    response = await _patch(world, actor, quote["id"], {**full, "version": 1}, merge=False)
+    assert response.status_code == 400, response.text
+    errors = response.json()["details"]["errors"]
+    assert [(e["path"], e["code"]) for e in errors] == [("items[4].id", "unknown_id")]
+    assert await world.table_counts() == before
 
 
 async def test_a_repeated_item_id_is_refused(world: World) -> None:
