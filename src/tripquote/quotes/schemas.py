@@ -488,10 +488,11 @@ ITEM_ID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 class _ItemIn(_Shape):
     id: Annotated[str, Strict(), StringConstraints(pattern=ITEM_ID_PATTERN)] | None = Field(
         default=None,
-        description="The item's id, as read: an item sent with it is that item of the quote "
-        "edited (an id the quote lacks is refused); one sent without it takes the id of the "
-        "item at its position in the version edited, unless another item names that id, or "
-        "is a new item with a new id.",
+        description="The item's id, as read (none on a create): an item sent with it is that "
+        "item of the quote edited (an id it has no item of is refused); one sent without it "
+        "takes the id of the item at its position in the quote, unless another item names "
+        "that id, or is a new item with a new id. With `Prefer: merge` an item sent without "
+        "an id is a new item.",
         examples=["6f1c2d3e-4b5a-4c6d-8e9f-0a1b2c3d4e5f"],
     )
     description: Text500 = Field(examples=["FI 543 CDG-KEF"])
