@@ -408,7 +408,6 @@ def _content(draft: Draft) -> dict[str, Any]:
         "subtotal": draft.subtotal,
         "markup_amount": draft.markup_amount,
         "total": draft.total,
-        "item_count": len(items),
         "items": dumps(items).decode(),
         # each item's API form without its id (the edit's snapshot splices it in)
         "item_texts": [
