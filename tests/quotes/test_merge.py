@@ -9,7 +9,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tripquote.quotes.merge import MERGED_FIELDS, ORDER, Collision, Merged, merge
+from tripquote.quotes.merge import (
+    MERGED_FIELDS,
+    ORDER,
+    Collision,
+    Merged,
+    has_item_ids,
+    input_form,
+    merge,
+)
 
 FIELDS = [name for name in MERGED_FIELDS if name != "clientId"]
 
@@ -235,3 +243,16 @@ def test_a_merge_with_nothing_changed_since_is_the_request() -> None:
     merged = merge(base, base, requested)
     assert isinstance(merged, Merged)
     assert merged.content == {name: requested[name] for name in [*MERGED_FIELDS, "items"]}
+
+
+def test_a_snapshot_written_before_item_ids_cannot_be_merged_on() -> None:
+    assert has_item_ids(_base(2))
+    assert has_item_ids(_base(0))
+    old = {**_base(2), "items": [{"type": "OTHER", "description": "x", "quantity": 1}]}
+    assert not has_item_ids(old)
+
+
+def test_the_input_form_drops_line_totals_and_what_no_client_sets() -> None:
+    form = {**_base(1), "pricing": {"total": "1.00"}, "version": 3}
+    form["items"] = [{**_item("b0"), "lineTotal": "1.00"}]
+    assert input_form(form) == {**_base(0), "items": [_item("b0")]}
