@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from tests.conftest import Actor, World, quote_body
 from tripquote.quotes.serialize import INPUT_FIELDS
@@ -341,4 +342,26 @@ async def test_delete_and_transitions_never_merge(world: World) -> None:
         )
         assert response.status_code == 409, response.text
         assert "conflicts" not in response.json()["details"]
+    assert await world.snapshot(quote["id"]) == before
+
+
+async def test_a_version_saved_before_item_ids_is_not_merged_on(world: World) -> None:
+    actor = await world.actor()
+    quote = await _create(world, actor)
+    assert (await _patch(world, actor, quote["id"], {"version": 1, "travelers": 3})).is_success
+    async with world.engine.begin() as conn:  # version 1 as written before migration 0008
+        await conn.execute(
+            text(
+                "UPDATE quote_revisions SET snapshot = json_build_object('items', "
+                "(SELECT json_agg(i::jsonb - 'id') FROM json_array_elements(snapshot->'items') i))"
+                "::jsonb || (snapshot::jsonb - 'items') WHERE quote_id = :id AND version = 1"
+            ),
+            {"id": quote["id"]},
+        )
+    before = await world.snapshot(quote["id"])
+    response = await _patch(world, actor, quote["id"], {"version": 1, "notes": "merge me"})
+    assert response.status_code == 409, response.text
+    details = response.json()["details"]
+    # the old snapshot's items lack their ids: they differ from the current ones' too
+    assert "conflicts" not in details and details["changedFields"] == ["items", "travelers"]
     assert await world.snapshot(quote["id"]) == before
