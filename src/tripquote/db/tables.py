@@ -122,6 +122,9 @@ quote_items = Table(
     metadata,
     C("id", String(ID), primary_key=True),
     C("quote_id", String(ID), ForeignKey("quotes.id", ondelete="CASCADE"), nullable=False),
+    # The item's id in the API, kept from version to version (the row is the position's);
+    # NULL on rows written before migration 0008 or by an older release: then the row's id.
+    C("item_id", String(ID), nullable=True),
     C("position", Integer(), nullable=False),
     C("type", String(16), nullable=False),
     C("description", String(500), nullable=False),
@@ -129,8 +132,7 @@ quote_items = Table(
     C("unit_price", Money(), nullable=False),
     C("line_total", Money(), nullable=False),
     C("details", JSON(), nullable=False),
-    # Checked at the end of each statement: an edit that moves items swaps their positions.
-    UniqueConstraint("quote_id", "position", deferrable=True, initially="IMMEDIATE"),
+    UniqueConstraint("quote_id", "position"),
     CheckConstraint("quantity >= 1", name="quantity_positive"),
     CheckConstraint("type IN ('FLIGHT', 'HOTEL', 'ACTIVITY', 'TRANSFER', 'OTHER')", name="type"),
 )

@@ -175,8 +175,16 @@ ONE_TARGET = "target AS (SELECT :quote_id::varchar AS id, :expected::int AS vers
 ITEMS_JSON = """json_to_recordset(:items::json) AS x(id text, position int, type text,
            description text, quantity int, unit_price numeric, line_total numeric, details json)"""
 
-ITEMS_OF = """(SELECT coalesce(json_agg(i ORDER BY i.position), '[]')::text
-          FROM quote_items i WHERE i.quote_id = q.id)"""
+
+def item_id(i: str) -> str:
+    """The id (API) of item row ``i``: its ``item_id``, or its row id when it has none (a row
+    written before migration 0008, or by an older release); the one place this is read."""
+    return f"coalesce({i}.item_id, {i}.id)"
+
+
+ITEMS_OF = f"""(SELECT coalesce(json_agg(i ORDER BY i.position), '[]')::text
+          FROM (SELECT {item_id("r")} AS api_id, r.* FROM quote_items r
+                 WHERE r.quote_id = q.id) i)"""
 
 CONTENT_COLUMNS = (
     "trip_name, destination, start_date, end_date, travelers, currency, markup_percent, "
@@ -193,11 +201,11 @@ def changes(**values: Any) -> dict[str, Any]:
     return {k: fmt_instant(v) if k.endswith("At") else v for k, v in values.items()}
 
 
-def _insert_items(source: str, item_id: str) -> str:
-    return f"""INSERT INTO quote_items (id, quote_id, position, type, description, quantity,
-                             unit_price, line_total, details)
-    SELECT {item_id}, s.id, x.position, x.type, x.description, x.quantity,
-           x.unit_price, x.line_total, x.details
+def _insert_items(source: str, api_id: str) -> str:
+    return f"""INSERT INTO quote_items (id, item_id, quote_id, position, type, description,
+                             quantity, unit_price, line_total, details)
+    SELECT gen_random_uuid()::text, {api_id}, s.id, x.position, x.type, x.description,
+           x.quantity, x.unit_price, x.line_total, x.details
       FROM saved s, {source}"""
 
 
@@ -208,36 +216,36 @@ ITEMS_IN = f"""items_in AS (
     -- The items an edit sends, each with its id: the one sent, else the id of the quote's
     -- item at its position unless an item sends that id, else a new one (the one place
     -- this rule is written).
-    SELECT x.*, coalesce(x.id, p.id, gen_random_uuid()::text) AS item_id
+    SELECT x.*, coalesce(x.id, {item_id("p")}, gen_random_uuid()::text) AS item_id
       FROM {ITEMS_JSON}
       LEFT JOIN quote_items p
         ON x.id IS NULL AND p.quote_id = :quote_id AND p.position = x.position
-       AND p.id <> ALL({_SENT_IDS})
+       AND {item_id("p")} <> ALL({_SENT_IDS})
 ), unknown AS (
     -- The first item sent with an id that is none of the quote's items (nor of
     -- :fresh_ids, the new items a merged save names): the edit is refused.
     SELECT min(x.position) AS position FROM items_in x
      WHERE x.id IS NOT NULL AND x.id <> ALL(:fresh_ids::text[])
-       AND NOT EXISTS (SELECT 1 FROM quote_items i WHERE i.quote_id = :quote_id AND i.id = x.id)
+       AND NOT EXISTS (SELECT 1 FROM quote_items i
+                        WHERE i.quote_id = :quote_id AND {item_id("i")} = x.id)
 )"""
 """``items_in``: the edit's items with their ``item_id``; ``unknown``: an id it may not send."""
 
 _REPLACE_ITEMS = f"""dropped AS (
     DELETE FROM quote_items
      WHERE quote_id = (SELECT id FROM saved)
-       AND id <> ALL(ARRAY(SELECT item_id FROM items_in))
+       AND position >= (SELECT count(*) FROM items_in)
 ), items AS (
     {_insert_items("items_in x", "x.item_id")}
-    ON CONFLICT (id) DO UPDATE
-       SET position = EXCLUDED.position, type = EXCLUDED.type,
+    ON CONFLICT (quote_id, position) DO UPDATE
+       SET item_id = EXCLUDED.item_id, type = EXCLUDED.type,
            description = EXCLUDED.description, quantity = EXCLUDED.quantity,
            unit_price = EXCLUDED.unit_price, line_total = EXCLUDED.line_total,
            details = EXCLUDED.details
-     WHERE quote_items.quote_id = EXCLUDED.quote_id
 )"""
-"""The items of ``saved`` become ``:items``, by id: the ids not sent go, the others are
-upserted (an item keeps its id, its row and, in place, its indexes: HOT updates); positions
-swapped by a move are unique again at the statement's end (the constraint is deferrable)."""
+"""The items of ``saved`` become ``items_in``: positions from their count on go, the others
+are upserted by position with their item's id (a moved item's id moves with it; the row and
+its indexes stay: HOT updates)."""
 
 
 CREATE = Statement.of(
@@ -301,7 +309,7 @@ _SEEN = f"""seen AS (
             SELECT 1
               FROM (SELECT * FROM quote_items WHERE quote_id = :quote_id) i
               FULL JOIN items_in x USING (position)
-             WHERE (i.id, i.type, i.description, i.quantity, i.unit_price)
+             WHERE ({item_id("i")}, i.type, i.description, i.quantity, i.unit_price)
                    IS DISTINCT FROM (x.item_id, x.type, x.description, x.quantity, x.unit_price)
                 OR CASE WHEN i.details::text IS NOT DISTINCT FROM x.details::text THEN false
                         -- stored around the API with \\u0000, which jsonb cannot hold

@@ -465,7 +465,7 @@ def quote_of(row: Any) -> Quote:
         notes=row["notes"],
         items=tuple(
             Item(
-                id=i["id"],
+                id=i["api_id"],
                 type=i["type"],
                 description=i["description"],
                 quantity=i["quantity"],
