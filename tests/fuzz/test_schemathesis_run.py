@@ -58,6 +58,11 @@ CROSS_FIELD_CODES = {
     "exceeds_total": "discount at most the subtotal plus markup",
     "overflow": "quantity x unitPrice and their sums below 10^12",
     "mismatch": "client-sent lineTotal and pricing totals equal the server's computation",
+    "duplicate_id": "no two items send one id",
+    "too_large": "an OTHER item's free-form details hold at most 100 values nested at most 4 "
+    "deep (a count over a free-form object no JSON Schema keyword states)",
+    "unknown_id": "an item's id names an item of the quote edited (the stored state; a quote "
+    "being created has none)",
 }
 """QUOTE_VALIDATION_FAILED / PRICING_VALIDATION_FAILED / ITEMS_INCONSISTENT codes of rules that
 relate two fields of a body (``details.errors[].code``): rules.py, pricing.py."""
