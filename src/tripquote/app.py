@@ -52,8 +52,9 @@ from tripquote.ratelimit import WriteRateLimiter
 from tripquote.rendering import error_response
 from tripquote.routing import validation_failed
 from tripquote.runtime import tune_gc
+from tripquote.webhooks.routes import router as webhooks_router
 
-ROUTERS = (quotes_router, clients_router, health_router, observability_router)
+ROUTERS = (quotes_router, clients_router, webhooks_router, health_router, observability_router)
 """In matching order: the quote routes, the most requested, first."""
 
 

@@ -86,6 +86,23 @@ class Settings(BaseSettings):
     alert_dedup_window_seconds: float = Field(default=300.0, ge=0)
     alert_max_attempts: int = Field(default=5, ge=1, le=20)
 
+    # Webhooks (webhooks/): delivery on the Standard Webhooks spec, retried with exponential
+    # backoff and jitter: attempt n waits min(BASE * 4^(n-1), MAX) seconds, +-20 %; after
+    # MAX_ATTEMPTS attempts the delivery is dead-lettered (replayable).
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(default=10, ge=1, le=100)
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
+    webhook_retry_max_seconds: float = Field(default=36_000.0, gt=0, le=7 * 86_400)
+    webhook_secret_overlap_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    """After a rotation the previous secret signs too (both signatures sent) for this long."""
+    webhook_retention_hours: float = Field(default=168.0, gt=0)
+    """Delivered deliveries (and events none of whose deliveries remain) older than this are
+    purged (``tripquote webhooks purge``, and the worker once an hour)."""
+    webhook_worker_concurrency: int = Field(default=4, ge=1, le=64)
+    """Deliveries one worker process sends at once (each on its own connection)."""
+    webhook_worker_in_serve: bool = False
+    """``tripquote serve`` also runs a delivery worker in each of its processes."""
+
     # Observability.
     log_level: str = "INFO"
     metrics_token: SecretStr | None = None
@@ -201,6 +218,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "TRIPQUOTE_JWT_SECRET must be set to a random value of 32+ characters "
                 "outside development"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_attempt_within_a_transaction(self) -> Settings:
+        # A delivery is sent inside the transaction that holds its row (FOR UPDATE SKIP LOCKED).
+        if self.webhook_timeout_seconds >= self.tx_timeout_seconds:
+            raise ValueError(
+                "TRIPQUOTE_WEBHOOK_TIMEOUT_SECONDS must be below TRIPQUOTE_TX_TIMEOUT_SECONDS "
+                "(a delivery is sent inside the transaction that holds it)"
             )
         return self
 

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Literal, get_args
 
-EVENT_TYPES: Mapping[str, str] = MappingProxyType(
+EventType = Literal[
+    "quote.created",
+    "quote.updated",
+    "quote.sent",
+    "quote.accepted",
+    "quote.rejected",
+    "quote.expired",
+    "quote.cancelled",
+]
+"""Every event type, as a subscription's ``eventTypes`` names them."""
+
+ALL_TYPES: tuple[str, ...] = get_args(EventType)
+
+EVENT_TYPES: Mapping[str, EventType] = MappingProxyType(
     {
         "CREATE": "quote.created",
         "UPDATE": "quote.updated",
@@ -18,8 +32,7 @@ EVENT_TYPES: Mapping[str, str] = MappingProxyType(
 )
 """A revision's ``operation`` -> the type of the event its statement writes."""
 
-ALL_TYPES: tuple[str, ...] = tuple(EVENT_TYPES.values())
-"""Every event type a subscription may name in ``eventTypes``."""
+assert set(EVENT_TYPES.values()) == set(ALL_TYPES)  # every operation has its type, and back
 
 
 def event_type_sql(operation: str) -> str:
