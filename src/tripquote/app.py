@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -82,6 +84,29 @@ DOCS_URL = "/docs"
 """Swagger UI: the page and every file it loads are served by this app."""
 
 
+def _start_delivery_worker(
+    runner: TransactionRunner, settings: Settings
+) -> Callable[[], Awaitable[None]] | None:
+    """With ``TRIPQUOTE_WEBHOOK_WORKER_IN_SERVE``, a webhook delivery worker in this process
+    (``webhooks/worker.py``); the function that stops it (its in-flight deliveries finish)."""
+    if not settings.webhook_worker_in_serve:
+        return None
+    from tripquote.webhooks.worker import DeliveryWorker, http_client
+
+    stop = asyncio.Event()
+    client = http_client(settings)
+    worker = DeliveryWorker(runner=runner, settings=settings, client=client)
+    task = asyncio.create_task(worker.run(stop))
+
+    async def stopped() -> None:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await task
+        await client.aclose()
+
+    return stopped
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Callable[[], datetime] | None = None
 ) -> FastAPI:
@@ -119,10 +144,13 @@ def create_app(
                 await engine.dispose()
                 raise
         await observer.start(engine)
+        deliveries = _start_delivery_worker(runner, settings)
         tune_gc(settings)
         try:
             yield
         finally:
+            if deliveries is not None:
+                await deliveries()
             await app.state.idempotency.stop()
             await observer.stop()
             await engine.dispose()

@@ -31,6 +31,7 @@ from tripquote.db.tables import agents, clients
 from tripquote.demo import DEMO_QUOTE, demo_curl, demo_lifecycle
 from tripquote.errors import TripquoteError
 from tripquote.observability.cli import ops_app
+from tripquote.webhooks.cli import webhooks_app
 
 T = TypeVar("T")
 
@@ -498,6 +499,7 @@ def idempotency_purge(as_json: JsonFlag = False) -> None:
 
 
 app.add_typer(ops_app, name="ops")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 def main() -> None:
