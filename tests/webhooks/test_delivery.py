@@ -15,7 +15,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from tests.api.test_lifecycle import URL, act, create
 from tests.conftest import World
 from tests.servers import wait_until
-from tests.webhooks.conftest import W, Receiver, drain, subscribe, worker_of
+from tests.webhooks.conftest import Receiver, W, drain, subscribe, worker_of
 from tripquote.quotes.lifecycle import Operation
 
 

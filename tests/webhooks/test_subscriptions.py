@@ -64,7 +64,7 @@ async def test_an_admin_creates_reads_changes_rotates_and_deletes_a_subscription
     assert rotated.status_code == 200, rotated.text
     assert rotated.json()["secret"] != secret
     assert rotated.json()["webhook"]["previousSecretExpiresAt"] is not None
-    stored = [r for r in await rows(world) if r["id"] == webhook_id][0]
+    stored = next(r for r in await rows(world) if r["id"] == webhook_id)
     assert (stored["secret"], stored["previous_secret"]) == (rotated.json()["secret"], secret)
 
     deleted = await world.client.delete(f"{W}/{webhook_id}", headers=admin.headers)
