@@ -55,7 +55,10 @@ def run(
     from tripquote.cli import _with_runner, cli_settings
     from tripquote.webhooks.worker import DeliveryWorker, http_client
 
+    from tripquote.observability.logging import configure_logging
+
     settings = cli_settings()
+    configure_logging(settings)  # one JSON line per attempt, as a serving process logs
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
