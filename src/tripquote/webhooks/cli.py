@@ -53,9 +53,8 @@ def run(
     of hosts, may run at once); delivered rows past TRIPQUOTE_WEBHOOK_RETENTION_HOURS are
     purged once an hour."""
     from tripquote.cli import _with_runner, cli_settings
-    from tripquote.webhooks.worker import DeliveryWorker, http_client
-
     from tripquote.observability.logging import configure_logging
+    from tripquote.webhooks.worker import DeliveryWorker, http_client
 
     settings = cli_settings()
     configure_logging(settings)  # one JSON line per attempt, as a serving process logs
