@@ -268,3 +268,24 @@ async def test_several_workers_deliver_each_event_exactly_once(
     assert {r.payload["data"]["quoteId"] for r in receiver.received} == {
         r.json()["quoteId"] for r in created
     }
+
+
+async def test_a_secret_that_cannot_sign_is_a_failed_attempt_not_a_dead_worker(
+    world: World, receiver: Receiver
+) -> None:
+    from sqlalchemy import text
+
+    admin = await world.actor(role="admin")
+    webhook_id, receiver.secret = await subscribe(world, admin, receiver.url, "quote.created")
+    async with world.engine.begin() as conn:  # edited by hand: not base64
+        await conn.execute(
+            text("UPDATE webhook_subscriptions SET secret = 'whsec_a' WHERE id = :id"),
+            {"id": webhook_id},
+        )
+    await create(world, admin)
+    async with httpx.AsyncClient() as client:
+        assert await drain(worker_of(world, client)) == 1
+    page = await world.client.get(f"{W}/{webhook_id}/deliveries", headers=admin.headers)
+    delivery = page.json()["deliveries"][0]
+    assert (delivery["status"], delivery["lastError"]) == ("pending", "invalid_secret")
+    assert receiver.received == []

@@ -159,15 +159,19 @@ class DeliveryWorker:
     async def _send(self, row: Any) -> Attempt:
         body = payload(row)
         started = time.perf_counter()
+        at = self.clock()
+        try:
+            signed = signature(row, body, at)
+        except (ValueError, RuntimeError):  # a secret that is not whsec_ base64 (edited by hand)
+            return Attempt(None, "invalid_secret", _ms_since(started))
         try:
             target = await urls.target(row["url"], production=self.production)
-            at = self.clock()
             headers = {
                 "content-type": "application/json",
                 "user-agent": "tripquote-webhooks",
                 "webhook-id": row["event_id"],
                 "webhook-timestamp": str(int(at.timestamp())),
-                "webhook-signature": signature(row, body, at),
+                "webhook-signature": signed,
             }
             if target.host_header is not None:
                 headers["host"] = target.host_header
@@ -234,6 +238,9 @@ class DeliveryWorker:
                 delivered = await self.deliver_one()
             except TripquoteError as error:
                 _logger.warning("webhook_worker_database_error", error_code=error.code)
+                delivered = False
+            except Exception:  # a bug: logged, and this task goes on with the next delivery
+                _logger.exception("webhook_worker_error")
                 delivered = False
             if not delivered:
                 with contextlib.suppress(TimeoutError):
