@@ -289,3 +289,50 @@ async def test_a_secret_that_cannot_sign_is_a_failed_attempt_not_a_dead_worker(
     delivery = page.json()["deliveries"][0]
     assert (delivery["status"], delivery["lastError"]) == ("pending", "invalid_secret")
     assert receiver.received == []
+
+
+async def test_the_worker_inside_serve_delivers(
+    db_url: str, world_factory: Any, receiver: Receiver
+) -> None:
+    from tests.conftest import make_settings
+
+    world: World = await world_factory(make_settings(db_url, webhook_worker_in_serve=True))
+    admin = await world.actor(role="admin")
+    _, receiver.secret = await subscribe(world, admin, receiver.url, "quote.created")
+    quote_id = (await create(world, admin)).json()["quoteId"]
+
+    async def arrived() -> bool:
+        return any(r.payload["data"]["quoteId"] == quote_id for r in receiver.received)
+
+    await wait_until(arrived, within=30, what="the delivery by the app's own worker")
+
+
+async def test_the_deliveries_come_in_pages_and_by_status(world: World, receiver: Receiver) -> None:
+    from tests.api.test_errors_api import assert_envelope
+
+    admin = await world.actor(role="admin")
+    webhook_id, receiver.secret = await subscribe(world, admin, receiver.url, "quote.created")
+    for _ in range(3):
+        await create(world, admin)
+    async with httpx.AsyncClient() as client:
+        await drain(worker_of(world, client))
+    await create(world, admin)  # pending
+    deliveries = f"{W}/{webhook_id}/deliveries"
+    first = (await world.client.get(deliveries, params={"limit": 3}, headers=admin.headers)).json()
+    assert [d["status"] for d in first["deliveries"]] == ["pending", "delivered", "delivered"]
+    assert first["deliveries"][0]["nextAttemptAt"] is not None
+    rest = await world.client.get(
+        deliveries, params={"limit": 3, "cursor": first["nextCursor"]}, headers=admin.headers
+    )
+    assert [d["status"] for d in rest.json()["deliveries"]] == ["delivered"]
+    assert rest.json()["nextCursor"] is None
+    done = await world.client.get(deliveries, params={"status": "delivered"}, headers=admin.headers)
+    assert len(done.json()["deliveries"]) == 3
+    for params, path in (({"limit": 0}, "limit"), ({"cursor": "x"}, "cursor")):
+        refused = await world.client.get(deliveries, params=params, headers=admin.headers)
+        errors = assert_envelope(refused, "QUOTE_VALIDATION_FAILED", 400)["details"]["errors"]
+        assert [e["path"] for e in errors] == [path]
+    refused = await world.client.post(
+        f"{W}/{webhook_id}/replay", json={"since": "yesterday"}, headers=admin.headers
+    )
+    assert_envelope(refused, "QUOTE_VALIDATION_FAILED", 400)
