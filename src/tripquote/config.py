@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     # backoff and jitter: attempt n waits min(BASE * 4^(n-1), MAX) seconds, +-20 %; after
     # MAX_ATTEMPTS attempts the delivery is dead-lettered (replayable).
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    """A delivery attempt's whole time (connect, send, answer); at most half of
+    ``tx_timeout_seconds`` is used: the attempt runs inside the transaction that holds it."""
     webhook_max_attempts: int = Field(default=10, ge=1, le=100)
     webhook_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
     webhook_retry_max_seconds: float = Field(default=36_000.0, gt=0, le=7 * 86_400)
@@ -221,16 +223,6 @@ class Settings(BaseSettings):
             )
         return self
 
-    @model_validator(mode="after")
-    def _webhook_attempt_within_a_transaction(self) -> Settings:
-        # A delivery is sent inside the transaction that holds its row (FOR UPDATE SKIP LOCKED).
-        if self.webhook_timeout_seconds >= self.tx_timeout_seconds:
-            raise ValueError(
-                "TRIPQUOTE_WEBHOOK_TIMEOUT_SECONDS must be below TRIPQUOTE_TX_TIMEOUT_SECONDS "
-                "(a delivery is sent inside the transaction that holds it)"
-            )
-        return self
-
     def require_database_url(self) -> str:
         """The database URL; ValueError when unset (``db/embedded.py`` resolves it first)."""
         if self.database_url is None:
@@ -252,3 +244,9 @@ def configuration_error(exc: ValueError) -> str:
         variable = f"TRIPQUOTE_{str(error['loc'][0]).upper()}" if error["loc"] else ""
         problems.append(rule if variable in rule else f"{variable}: {rule}")
     return "; ".join(problems)
+
+
+def webhook_attempt_seconds(settings: Settings) -> float:
+    """The time one webhook delivery attempt may take: ``webhook_timeout_seconds``, at most
+    half the transaction budget it runs in (the claim and the record need the rest)."""
+    return min(settings.webhook_timeout_seconds, settings.tx_timeout_seconds / 2)

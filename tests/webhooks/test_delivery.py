@@ -336,3 +336,26 @@ async def test_the_deliveries_come_in_pages_and_by_status(world: World, receiver
         f"{W}/{webhook_id}/replay", json={"since": "yesterday"}, headers=admin.headers
     )
     assert_envelope(refused, "QUOTE_VALIDATION_FAILED", 400)
+
+
+async def test_a_receiver_that_does_not_answer_in_time_is_a_timeout(
+    world: World, receiver: Receiver
+) -> None:
+    admin = await world.actor(role="admin")
+    webhook_id, receiver.secret = await subscribe(world, admin, receiver.url, "quote.created")
+    release = asyncio.Event()
+
+    async def hangs(request: Any) -> int:
+        await release.wait()
+        return 200
+
+    receiver.answer = hangs
+    await create(world, admin)
+    try:
+        async with httpx.AsyncClient() as client:
+            assert await drain(worker_of(world, client, webhook_timeout_seconds=0.3)) == 1
+    finally:
+        release.set()
+    page = await world.client.get(f"{W}/{webhook_id}/deliveries", headers=admin.headers)
+    delivery = page.json()["deliveries"][0]
+    assert (delivery["status"], delivery["lastError"]) == ("pending", "timeout")

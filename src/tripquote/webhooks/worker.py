@@ -29,7 +29,7 @@ import orjson
 import structlog
 from standardwebhooks import Webhook
 
-from tripquote.config import Settings
+from tripquote.config import Settings, webhook_attempt_seconds
 from tripquote.db.transaction import TransactionRunner, Tx
 from tripquote.errors import TripquoteError, WebhookUrlRefused
 from tripquote.json import dumps
@@ -179,12 +179,13 @@ class DeliveryWorker:
             request = self.client.build_request(
                 "POST", target.url, content=body, headers=headers, extensions=extensions
             )
-            response = await self.client.send(request, stream=True)  # the body is never read
-            await response.aclose()
+            async with asyncio.timeout(webhook_attempt_seconds(self.settings)):
+                response = await self.client.send(request, stream=True)  # body never read
+                await response.aclose()
             return Attempt(response.status_code, None, _ms_since(started))
         except WebhookUrlRefused:
             return Attempt(None, "url_refused", _ms_since(started))
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             return Attempt(None, "timeout", _ms_since(started))
         except httpx.HTTPError as error:
             return Attempt(None, type(error).__name__, _ms_since(started))
@@ -252,11 +253,11 @@ def _ms_since(started: float) -> float:
 
 
 def http_client(settings: Settings) -> httpx.AsyncClient:
-    """The worker's HTTP client: ``TRIPQUOTE_WEBHOOK_TIMEOUT_SECONDS`` for connect, each read
-    and write, no redirects followed (a 3xx is a failed attempt), no proxies from the
-    environment."""
+    """The worker's HTTP client: ``webhook_attempt_seconds`` for connect, each read and write
+    (and for the whole attempt, ``DeliveryWorker._send``), no redirects followed (a 3xx is a
+    failed attempt), no proxies from the environment."""
     return httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+        timeout=httpx.Timeout(webhook_attempt_seconds(settings)),
         follow_redirects=False,
         trust_env=False,
     )
