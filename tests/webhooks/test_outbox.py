@@ -23,8 +23,11 @@ async def events_of(world: World, quote_id: str) -> list[dict[str, Any]]:
     async with world.engine.connect() as conn:
         rows = await conn.execute(
             text(
-                "SELECT id, type, agency_id, quote_id, version, actor, correlation_id,"
-                " data::text AS data FROM events WHERE quote_id = :q ORDER BY version"
+                "SELECT e.id, e.type, e.agency_id, e.quote_id, e.version, e.actor,"
+                " e.correlation_id, r.snapshot::text AS data"
+                " FROM events e JOIN quote_revisions r"
+                " ON r.quote_id = e.quote_id AND r.version = e.version"
+                " WHERE e.quote_id = :q ORDER BY e.version"
             ),
             {"q": quote_id},
         )
@@ -69,7 +72,7 @@ async def test_each_committed_change_writes_its_event_with_the_version_snapshot(
     assert {e["actor"] for e in events} == {actor.agent_id}
     assert events[0]["correlation_id"] == "corr-create-1"
     assert len({e["id"] for e in events}) == 6 and all(e["id"].startswith("evt_") for e in events)
-    # The event's data is the revision's snapshot of that version, text for text.
+    # One event per revision, the quote as it was at that version (the revision's snapshot).
     assert [e["data"] for e in events] == await snapshots_of(world, quote_id)
     assert json.loads(events[2]["data"])["status"] == "SENT"
 
@@ -134,7 +137,7 @@ async def killed_after_its_event(pg_url: str) -> AsyncIterator[str]:
     async with admin.begin() as conn:
         await conn.exec_driver_sql(
             f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            f"IF NEW.data::jsonb ->> 'tripName' = '{marker}' THEN "
+            f"IF (SELECT trip_name FROM quotes WHERE id = NEW.quote_id) = '{marker}' THEN "
             f"PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5); END IF; "
             f"RETURN NEW; END $$"
         )

@@ -201,7 +201,7 @@ events = Table(
     C("version", Integer(), nullable=False),
     C("actor", String(ID), nullable=False),
     C("correlation_id", String(128), nullable=False),
-    C("data", JSON(), nullable=False),
+    # The snapshot is the revision's of (quote_id, version): read by the worker, not copied.
     UniqueConstraint("quote_id", "version"),
 )
 

@@ -98,10 +98,10 @@ _FIELDS = "ARRAY[" + ", ".join(f"'{name}'" for name in API_FIELDS) + "]"
 
 OUTBOX = f"""event AS (
     INSERT INTO events (id, type, occurred_at, agency_id, quote_id, version, actor,
-                        correlation_id, data)
+                        correlation_id)
     SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), {event_type_sql(":operation")},
-           :now, s.agency_id, s.id, s.version, :actor, :correlation_id, r.snapshot
-      FROM saved s JOIN revision r ON r.quote_id = s.id
+           :now, s.agency_id, s.id, s.version, :actor, :correlation_id
+      FROM saved s
     RETURNING id, type, agency_id, quote_id, version
 ), delivery AS (
     INSERT INTO webhook_deliveries (event_id, subscription_id, quote_id, version, status,
@@ -111,9 +111,10 @@ OUTBOX = f"""event AS (
         ON w.agency_id = e.agency_id AND w.enabled AND e.type = ANY(w.event_types)
 )"""
 """The transactional outbox, part of every write's statement (``revision``): the event of
-each revision written (its type from ``:operation``, ``webhooks/events.py``; the snapshot of
-that version) and one pending delivery per enabled subscription of the quote's agency that
-names its type. Written by the change's own statement: a change rolled back has none."""
+each saved row (its type from ``:operation``, ``webhooks/events.py``; its quote snapshot is
+the revision's of that version, not copied) and one pending delivery per enabled
+subscription of the quote's agency that names its type. Written by the change's own
+statement: a change rolled back has none."""
 
 
 def revision(snapshot: str) -> str:
@@ -128,7 +129,7 @@ def revision(snapshot: str) -> str:
     SELECT gen_random_uuid()::text, s.id, s.version, :operation, s.status, :actor,
            :correlation_id, :now, {snapshot}, :save_id
       FROM saved s
-    RETURNING quote_id, snapshot
+    RETURNING snapshot
 ), {OUTBOX}"""
 
 

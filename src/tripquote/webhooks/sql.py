@@ -30,14 +30,16 @@ WITH due AS (
 )
 SELECT d.id, d.attempts, d.subscription_id, w.url, w.secret, w.previous_secret,
        w.previous_secret_expires_at, e.id AS event_id, e.type, e.occurred_at, e.agency_id,
-       e.quote_id, e.version, e.actor, e.correlation_id, e.data::text AS data
+       e.quote_id, e.version, e.actor, e.correlation_id, r.snapshot::text AS data
   FROM due
   JOIN webhook_deliveries d ON d.id = due.id
   JOIN webhook_subscriptions w ON w.id = d.subscription_id
   JOIN events e ON e.id = d.event_id
+  JOIN quote_revisions r ON r.quote_id = e.quote_id AND r.version = e.version
 """
 )
-"""One due delivery, locked, with its subscription's URL and secrets and its event."""
+"""One due delivery, locked, with its subscription's URL and secrets, its event and the
+quote's snapshot at the event's version (its revision)."""
 
 RECORD = Statement.of(
     """

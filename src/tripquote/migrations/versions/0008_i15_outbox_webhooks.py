@@ -5,11 +5,13 @@ Revises: 0007
 Create Date: 2026-12-05
 
 ``events``: one row per committed quote change, written by the change's own statement
-(``quotes/sql.py`` ``revision``), so a rolled-back save never has one. ``webhook_subscriptions``:
-an agency's endpoints, with the signing secret (Standard Webhooks ``whsec_``) and, during a
-rotation, the previous one until ``previous_secret_expires_at``. ``webhook_deliveries``: one row
-per (event, subscription) whose types match, fanned out by the same statement; the delivery
-worker claims them with ``FOR UPDATE SKIP LOCKED`` (``webhooks/sql.py``).
+(``quotes/sql.py`` ``revision``), so a rolled-back save never has one; its quote snapshot is
+the revision's of the same (quote, version), read by the worker, not copied.
+``webhook_subscriptions``: an agency's endpoints, with the signing secret (Standard Webhooks
+``whsec_``) and, during a rotation, the previous one until ``previous_secret_expires_at``.
+``webhook_deliveries``: one row per (event, subscription) whose types match, fanned out by the
+same statement; the delivery worker claims them with ``FOR UPDATE SKIP LOCKED``
+(``webhooks/sql.py``).
 
 New tables only: the downgrade drops them (their events and deliveries with them).
 """
@@ -41,7 +43,6 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("actor", sa.String(36), nullable=False),
         sa.Column("correlation_id", sa.String(128), nullable=False),
-        sa.Column("data", sa.JSON(), nullable=False),
         sa.UniqueConstraint("quote_id", "version", name=op.f("uq_events_quote_id_version")),
     )
     op.create_index("ix_events_occurred_at", "events", ["occurred_at"])
