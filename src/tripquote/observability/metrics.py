@@ -81,8 +81,9 @@ WEBHOOK_LAG = Histogram(
 )
 OUTBOX_DEPTH = "tripquote_webhook_outbox_depth"
 OUTBOX_OLDEST_AGE = "tripquote_webhook_oldest_pending_age_seconds"
+DATABASE_GAUGES = frozenset({OUTBOX_DEPTH, OUTBOX_OLDEST_AGE})
 """Gauges read from the database at each scrape (``outbox_exposition``): the same figure
-whichever process answers, however many workers run."""
+whichever process answers, however many workers run; absent when it cannot be read."""
 
 EXPORTED_METRIC_NAMES: frozenset[str] = frozenset(
     {

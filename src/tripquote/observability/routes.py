@@ -54,8 +54,11 @@ async def _outbox(request: Request) -> bytes:
     async def work(conn: AsyncConnection) -> tuple[int, float]:
         return await outbox_backlog(conn, now=datetime.now(UTC))
 
+    runner = getattr(request.app.state, "runner", None)
+    if runner is None:  # the app not started (no database): nothing to read
+        return b""
     try:
-        depth, oldest = await request.app.state.runner.run(work, write=False)
+        depth, oldest = await runner.run(work, write=False)
     except TripquoteError:
         return b""
     return outbox_exposition(depth, oldest)
