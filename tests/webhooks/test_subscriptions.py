@@ -197,3 +197,10 @@ async def test_development_takes_loopback_urls(world: World) -> None:
     admin = await admin_of(world)
     for url in ("http://127.0.0.1:8080/hook", "http://localhost:8080/hook"):
         assert (await subscribe(world, admin, url=url)).status_code == 201
+
+
+async def test_who_may_act_is_decided_before_the_url(db_url: str, world_factory: Any) -> None:
+    world: World = await world_factory(make_settings(db_url, environment="production"))
+    agent = await world.actor()
+    refused = await subscribe(world, agent, url="https://127.0.0.1/hook")
+    assert_envelope(refused, "AUTHORIZATION_FAILED", 403)

@@ -76,6 +76,15 @@ async def update_subscription(
     return updated
 
 
+async def resume_deliveries(conn: AsyncConnection, *, subscription_id: str, now: datetime) -> None:
+    """Make the subscription's pending deliveries due at ``now`` (it was enabled again)."""
+    await conn.execute(
+        update(D)
+        .where(D.c.subscription_id == subscription_id, D.c.status == "pending")
+        .values(next_attempt_at=now)
+    )
+
+
 async def delete_subscription(
     conn: AsyncConnection, *, agency_id: str, subscription_id: str
 ) -> bool:

@@ -118,11 +118,11 @@ async def create_webhook(
     ``{success, webhook, secret}``: the secret (``whsec_…``, Standard Webhooks) is shown this
     once. WEBHOOK_URL_REFUSED when the URL is not allowed (``webhooks/urls.py``)."""
     wanted = _parsed(SubscriptionIn, body)
-    await urls.check(wanted.url, production=_production(request))
     secret = new_secret()
 
     async def work(conn: AsyncConnection) -> Any:
-        principal = await _admin(conn, caller)
+        principal = await _admin(conn, caller)  # before the URL: its check may resolve it
+        await urls.check(wanted.url, production=_production(request))
         return await repository.insert_subscription(
             conn,
             agency_id=principal.agency_id,
@@ -179,12 +179,11 @@ async def update_webhook(
     request: Request, caller: WritingAgent, webhook_id: str, body: PatchBody, runner: Runner
 ) -> Response:
     """Change ``url``, ``eventTypes`` or ``enabled`` (the fields sent); enabling clears
-    ``disabledReason``. ``{success, webhook}``."""
+    ``disabledReason`` and makes its pending deliveries due now. ``{success, webhook}``."""
     checked = _webhook_id(webhook_id)
     patch = _parsed(SubscriptionPatch, body)
     values: dict[str, Any] = {}
     if patch.url is not None:
-        await urls.check(patch.url, production=_production(request))
         values["url"] = patch.url
     if patch.eventTypes is not None:
         values["event_types"] = distinct(list(patch.eventTypes))
@@ -194,15 +193,17 @@ async def update_webhook(
 
     async def work(conn: AsyncConnection) -> Any:
         principal = await _admin(conn, caller)
+        await _subscription(conn, principal, checked)  # before the URL: its check may resolve it
+        if patch.url is not None:
+            await urls.check(patch.url, production=_production(request))
+        now = datetime.now(UTC)
         row = await repository.update_subscription(
-            conn,
-            agency_id=principal.agency_id,
-            subscription_id=checked,
-            values=values,
-            now=datetime.now(UTC),
+            conn, agency_id=principal.agency_id, subscription_id=checked, values=values, now=now
         )
         if row is None:
             raise WebhookNotFound(details={"webhookId": checked})
+        if patch.enabled:  # what waited while it was disabled (e.g. after a 410) goes now
+            await repository.resume_deliveries(conn, subscription_id=checked, now=now)
         return row
 
     row = await runner.run(work)
