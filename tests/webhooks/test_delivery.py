@@ -358,3 +358,33 @@ async def test_a_receiver_that_does_not_answer_in_time_is_a_timeout(
     page = await world.client.get(f"{W}/{webhook_id}/deliveries", headers=admin.headers)
     delivery = page.json()["deliveries"][0]
     assert (delivery["status"], delivery["lastError"]) == ("pending", "timeout")
+
+
+async def test_1000_concurrent_saves_leave_1000_events_and_1000_verified_deliveries(
+    world: World, receiver: Receiver
+) -> None:
+    from sqlalchemy import text
+
+    admin = await world.actor(role="admin")
+    _, receiver.secret = await subscribe(world, admin, receiver.url, "quote.created")
+    actors = [admin, *[await world.actor(agency_id=admin.agency_id) for _ in range(3)]]
+    saves = 1000
+    created = await asyncio.gather(*(create(world, actors[n % 4]) for n in range(saves)))
+    assert [r.status_code for r in created] == [201] * saves
+    ids = [r.json()["quoteId"] for r in created]
+    async with world.engine.connect() as conn:
+        events = await conn.execute(
+            text("SELECT count(*) FROM events WHERE quote_id = ANY(:ids)"), {"ids": ids}
+        )
+        assert events.scalar_one() == saves
+
+    stop = asyncio.Event()
+    async with httpx.AsyncClient() as client:
+        running = asyncio.gather(
+            *(worker_of(world, client).run(stop, concurrency=2) for _ in range(4))
+        )
+        await wait_until(lambda: _all_arrived(receiver, saves), within=180, what="1,000 deliveries")
+        stop.set()
+        await running
+    assert len(receiver.received) == saves and receiver.refused == []
+    assert {r.payload["data"]["quoteId"] for r in receiver.received} == set(ids)
