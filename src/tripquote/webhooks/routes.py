@@ -43,10 +43,16 @@ from tripquote.routing import TrackedRoute, operation
 from tripquote.validation import field_errors, path_id
 from tripquote.webhooks import repository, urls
 from tripquote.webhooks.schemas import (
+    DeliveryListEnvelope,
+    ReplayEnvelope,
     ReplayIn,
     RotationIn,
     SubscriptionIn,
     SubscriptionPatch,
+    WebhookDeleted,
+    WebhookEnvelope,
+    WebhookListEnvelope,
+    WebhookWithSecret,
     delivery_to_api,
     distinct,
     new_secret,
@@ -109,7 +115,9 @@ async def _subscription(conn: AsyncConnection, principal: Principal, webhook_id:
     "",
     status_code=201,
     openapi_extra=operation("webhook.create"),
-    responses=responses(None, 201, errors=(*_ADMIN, *BODY, WebhookUrlRefused, *_WRITE)),
+    responses=responses(
+        WebhookWithSecret, 201, errors=(*_ADMIN, *BODY, WebhookUrlRefused, *_WRITE)
+    ),
 )
 async def create_webhook(
     request: Request, caller: WritingAgent, body: SubscriptionBody, runner: Runner
@@ -141,7 +149,7 @@ async def create_webhook(
 @router.get(
     "",
     openapi_extra=operation("webhook.list"),
-    responses=responses(None, errors=(*_ADMIN, *DATABASE)),
+    responses=responses(WebhookListEnvelope, errors=(*_ADMIN, *DATABASE)),
 )
 async def list_webhooks(caller: CurrentAgent, runner: Runner) -> Response:
     """The agency's subscriptions, oldest first; ``{success, webhooks}`` (no secrets)."""
@@ -157,7 +165,7 @@ async def list_webhooks(caller: CurrentAgent, runner: Runner) -> Response:
 @router.get(
     "/{webhook_id}",
     openapi_extra=operation("webhook.read"),
-    responses=responses(None, errors=(*_ONE, *DATABASE)),
+    responses=responses(WebhookEnvelope, errors=(*_ONE, *DATABASE)),
 )
 async def get_webhook(caller: CurrentAgent, webhook_id: str, runner: Runner) -> Response:
     """One subscription; ``{success, webhook}``."""
@@ -173,7 +181,7 @@ async def get_webhook(caller: CurrentAgent, webhook_id: str, runner: Runner) -> 
 @router.patch(
     "/{webhook_id}",
     openapi_extra=operation("webhook.update"),
-    responses=responses(None, errors=(*_ONE, *BODY, WebhookUrlRefused, *_WRITE)),
+    responses=responses(WebhookEnvelope, errors=(*_ONE, *BODY, WebhookUrlRefused, *_WRITE)),
 )
 async def update_webhook(
     request: Request, caller: WritingAgent, webhook_id: str, body: PatchBody, runner: Runner
@@ -213,7 +221,7 @@ async def update_webhook(
 @router.delete(
     "/{webhook_id}",
     openapi_extra=operation("webhook.delete"),
-    responses=responses(None, errors=(*_ONE, *_WRITE)),
+    responses=responses(WebhookDeleted, errors=(*_ONE, *_WRITE)),
 )
 async def delete_webhook(caller: WritingAgent, webhook_id: str, runner: Runner) -> Response:
     """Delete the subscription and its deliveries (pending ones are not sent);
@@ -235,7 +243,7 @@ async def delete_webhook(caller: WritingAgent, webhook_id: str, runner: Runner) 
 @router.post(
     "/{webhook_id}/rotate-secret",
     openapi_extra=operation("webhook.rotate_secret"),
-    responses=responses(None, errors=(*_ONE, *BODY, *_WRITE)),
+    responses=responses(WebhookWithSecret, errors=(*_ONE, *BODY, *_WRITE)),
 )
 async def rotate_secret(
     request: Request, caller: WritingAgent, webhook_id: str, body: RotationBody, runner: Runner
@@ -281,7 +289,7 @@ DeliveryStatus = Literal["pending", "delivered", "dead"]
 @router.get(
     "/{webhook_id}/deliveries",
     openapi_extra=operation("webhook.deliveries"),
-    responses=responses(None, errors=(*_ONE, QuoteValidationFailed, *DATABASE)),
+    responses=responses(DeliveryListEnvelope, errors=(*_ONE, QuoteValidationFailed, *DATABASE)),
 )
 async def list_deliveries(
     caller: CurrentAgent,
@@ -319,7 +327,7 @@ async def list_deliveries(
 @router.post(
     "/{webhook_id}/replay",
     openapi_extra=operation("webhook.replay"),
-    responses=responses(None, errors=(*_ONE, *BODY, *_WRITE)),
+    responses=responses(ReplayEnvelope, errors=(*_ONE, *BODY, *_WRITE)),
 )
 async def replay_deliveries(
     caller: WritingAgent, webhook_id: str, body: ReplayBody, runner: Runner

@@ -5,10 +5,19 @@ from __future__ import annotations
 import base64
 import secrets
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StringConstraints,
+)
 
+from tripquote.quotes.schemas import Whole
 from tripquote.quotes.serialize import fmt_instant
 from tripquote.webhooks.events import EventType
 
@@ -24,20 +33,29 @@ def new_secret() -> str:
 
 EventTypes = list[EventType]
 
+URL_PATTERN = r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][!-~]*)?$"
+"""An endpoint's form: ``http(s)://`` and a host (a name or an IPv4 address; an IPv6 endpoint
+by its name), an optional port, then visible ASCII (RFC 3986 characters, percent-encoded
+beyond them); no user or password. In production ``urls.check`` further takes only ``https``
+and public addresses (WEBHOOK_URL_REFUSED)."""
+
+Url = Annotated[
+    str, Strict(), StringConstraints(min_length=1, max_length=2048, pattern=URL_PATTERN)
+]
+OverlapSeconds = Annotated[int, Strict(), Field(ge=0, le=30 * 86_400), Whole]
+
 
 class SubscriptionIn(BaseModel):
     """``POST /api/agents/webhooks`` body; unknown fields are rejected."""
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(
-        min_length=1,
-        max_length=2048,
+    url: Url = Field(
         description="The endpoint: https in production (http too in development).",
         examples=["https://crm.example.com/hooks/tripquote"],
     )
     eventTypes: EventTypes = Field(min_length=1, max_length=32, examples=[["quote.accepted"]])
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class SubscriptionPatch(BaseModel):
@@ -46,9 +64,9 @@ class SubscriptionPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(default=None, min_length=1, max_length=2048)
+    url: Url | None = None
     eventTypes: EventTypes | None = Field(default=None, min_length=1, max_length=32)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class RotationIn(BaseModel):
@@ -56,10 +74,8 @@ class RotationIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    overlapSeconds: int | None = Field(
+    overlapSeconds: OverlapSeconds | None = Field(
         default=None,
-        ge=0,
-        le=30 * 86_400,
         description="How long the previous secret still signs (both signatures sent); "
         "default TRIPQUOTE_WEBHOOK_SECRET_OVERLAP_SECONDS.",
     )
@@ -74,7 +90,7 @@ class ReplayIn(BaseModel):
         description="Deliveries created at or after this instant (ISO 8601)."
     )
     until: AwareDatetime | None = Field(default=None, description="... and before this one.")
-    includeDelivered: bool = Field(
+    includeDelivered: StrictBool = Field(
         default=False, description="Also those delivered already (else the dead-lettered only)."
     )
 
@@ -125,3 +141,82 @@ def delivery_to_api(row: Any) -> dict[str, Any]:
         "nextAttemptAt": instant(row["next_attempt_at"]) if row["status"] == "pending" else None,
         "deliveredAt": instant(row["delivered_at"]),
     }
+
+
+# --- the answers, as the OpenAPI document shows them ------------------------------------
+
+
+class WebhookOut(BaseModel):
+    """A subscription (never its secret)."""
+
+    id: str
+    url: str
+    eventTypes: list[str]
+    enabled: bool
+    disabledReason: Literal["disabled", "gone"] | None
+    previousSecretExpiresAt: str | None
+    createdAt: str
+    updatedAt: str
+
+
+class WebhookEnvelope(BaseModel):
+    """One subscription."""
+
+    success: Literal[True]
+    webhook: WebhookOut
+
+
+class WebhookWithSecret(WebhookEnvelope):
+    """A subscription and its new signing secret, shown this once (``whsec_…``)."""
+
+    secret: str
+
+
+class WebhookListEnvelope(BaseModel):
+    """The agency's subscriptions."""
+
+    success: Literal[True]
+    webhooks: list[WebhookOut]
+
+
+class WebhookDeleted(BaseModel):
+    """A subscription deleted."""
+
+    success: Literal[True]
+    webhookId: str
+
+
+class DeliveryOut(BaseModel):
+    """A delivery of one event to one subscription."""
+
+    id: str
+    eventId: str
+    eventType: str
+    quoteId: str
+    version: int
+    status: Literal["pending", "delivered", "dead"]
+    attempts: int
+    createdAt: str
+    lastAttemptAt: str | None
+    lastStatusCode: int | None
+    lastDurationMs: float | None
+    lastError: str | None
+    nextAttemptAt: str | None
+    deliveredAt: str | None
+
+
+class DeliveryListEnvelope(BaseModel):
+    """A page of a subscription's deliveries, newest first."""
+
+    success: Literal[True]
+    deliveries: list[DeliveryOut]
+    nextCursor: str | None
+
+
+class ReplayEnvelope(BaseModel):
+    """How many deliveries were queued again."""
+
+    success: Literal[True]
+    webhookId: str
+    replayed: int
+    since: str
