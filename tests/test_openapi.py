@@ -71,7 +71,7 @@ REQUEST_BODIES = {
     ("post", C): ("ClientIn", True),
     ("post", W): ("SubscriptionIn", True),
     ("patch", WID): ("SubscriptionPatch", True),
-    ("post", WID + "/rotate-secret"): ("RotationIn", False),
+    ("post", WID + "/rotate-secret"): ("RotationIn", True),
     ("post", WID + "/replay"): ("ReplayIn", True),
 }
 """The documented bodies. A transition's optional ``{"version": n}`` and a PATCH body's

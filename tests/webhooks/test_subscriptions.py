@@ -102,7 +102,9 @@ async def test_another_agencys_subscription_is_not_found(world: World) -> None:
             f"{W}/{webhook_id}", json={"enabled": False}, headers=stranger.headers
         ),
         await world.client.delete(f"{W}/{webhook_id}", headers=stranger.headers),
-        await world.client.post(f"{W}/{webhook_id}/rotate-secret", headers=stranger.headers),
+        await world.client.post(
+            f"{W}/{webhook_id}/rotate-secret", json={}, headers=stranger.headers
+        ),
         await world.client.get(f"{W}/{webhook_id}/deliveries", headers=stranger.headers),
     ):
         body = assert_envelope(response, "WEBHOOK_NOT_FOUND", 404)

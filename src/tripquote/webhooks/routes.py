@@ -71,7 +71,7 @@ _WRITE: tuple[type[TripquoteError], ...] = (RateLimitExceeded, *DATABASE)
 
 SubscriptionBody = Annotated[Any, Depends(JsonBody(SubscriptionIn))]
 PatchBody = Annotated[Any, Depends(JsonBody(SubscriptionPatch))]
-RotationBody = Annotated[Any, Depends(JsonBody(RotationIn, required=False))]
+RotationBody = Annotated[Any, Depends(JsonBody(RotationIn))]
 ReplayBody = Annotated[Any, Depends(JsonBody(ReplayIn))]
 
 
@@ -80,7 +80,7 @@ M = TypeVar("M", bound=BaseModel)
 
 def _parsed(model: type[M], body: Any) -> M:
     try:
-        return model.model_validate(body if body is not None else {})
+        return model.model_validate(body)
     except ValidationError as exc:
         raise QuoteValidationFailed(
             "The request body is invalid.", details={"errors": field_errors(exc)}

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -17,7 +16,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from tripquote.quotes.schemas import Whole
+from tripquote.quotes.schemas import AwareDateTime, Whole
 from tripquote.quotes.serialize import fmt_instant
 from tripquote.webhooks.events import EventType
 
@@ -70,7 +69,7 @@ class SubscriptionPatch(BaseModel):
 
 
 class RotationIn(BaseModel):
-    """``POST /api/agents/webhooks/{id}/rotate-secret`` body (optional)."""
+    """``POST /api/agents/webhooks/{id}/rotate-secret`` body: ``{}`` for the default overlap."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -86,10 +85,10 @@ class ReplayIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    since: AwareDatetime = Field(
+    since: AwareDateTime = Field(
         description="Deliveries created at or after this instant (ISO 8601)."
     )
-    until: AwareDatetime | None = Field(default=None, description="... and before this one.")
+    until: AwareDateTime | None = Field(default=None, description="... and before this one.")
     includeDelivered: StrictBool = Field(
         default=False, description="Also those delivered already (else the dead-lettered only)."
     )
