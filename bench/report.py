@@ -136,7 +136,11 @@ def _rounds_text(values: Sequence[float | None]) -> str:
     return "" if len(values) < 2 else " (" + " ".join(f"x{v}" for v in values) + ")"
 
 
-_BASES = {"tripquote": ("limit", "peer"), "tripquote-pgbouncer": ("tripquote",)}
+_BASES = {
+    "tripquote": ("limit", "peer"),
+    "tripquote-pgbouncer": ("tripquote",),
+    "tripquote-webhooks": ("tripquote",),
+}
 """What each target's throughput and P99 are compared with."""
 
 

@@ -131,6 +131,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "mode (TRIPQUOTE_DB_POOLER=transaction), reported as tripquote-pgbouncer against "
         "tripquote (needs the pgbouncer program)",
     )
+    parser.add_argument(
+        "--with-webhooks",
+        action="store_true",
+        help="after each tripquote run, the same bursts with one webhook subscription and a "
+        "delivery worker running, reported as tripquote-webhooks against tripquote, and the "
+        "delivery lag P50/P95/P99 (bench/webhooks.py)",
+    )
     return parser.parse_args(argv)
 
 

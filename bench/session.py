@@ -31,6 +31,7 @@ from bench.report import (
 )
 from bench.targets import PeerTarget, Target
 from bench.tq_side import run_through_pgbouncer, run_tripquote
+from bench.webhooks import run_with_webhooks
 from bench.world import QuotePool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -337,6 +338,8 @@ class Bench:
                         await run_tripquote(self, workers)
                         if self.args.through_pgbouncer:
                             await run_through_pgbouncer(self, workers)
+                        if self.args.with_webhooks:
+                            await run_with_webhooks(self, workers)
                 self.round = 0
         except BaseException as exc:
             failure = exc
@@ -357,7 +360,8 @@ class Bench:
         ratio_text, ratios = ratio_lines(self.runs)
         self.document["ratios"] = ratios
         print_table(
-            "tripquote / limit, tripquote / peer, tripquote-pgbouncer / tripquote "
+            "tripquote / limit, tripquote / peer, tripquote-pgbouncer / tripquote, "
+            "tripquote-webhooks / tripquote "
             "(throughput = ok saves/s; P99 over every save)",
             ratio_text or ["(no pair to compare)"],
         )
@@ -379,6 +383,7 @@ class Bench:
             "workers": args.workers,
             "rounds": args.rounds,
             "through_pgbouncer": args.through_pgbouncer,
+            "with_webhooks": args.with_webhooks,
             "url": args.url,
             "client": self.client_name,
             "ceiling_clients": self.ceiling_clients,

@@ -33,7 +33,11 @@ def test_demo_command_loads_data_once_and_writes_the_body(embedded_home: Path) -
     data = embedded_home / ".tripquote" / "pgdata"
     assert (data / "PG_VERSION").exists()
     assert not (data / "postmaster.pid").exists()  # each run stopped the server it started
-    assert (first["agentId"], first["clientId"]) == (second["agentId"], second["clientId"])
+    assert (first["agencyId"], first["agentId"], first["clientId"]) == (
+        second["agencyId"],
+        second["agentId"],
+        second["clientId"],
+    )  # the agency named: the README's webhook steps create its admin
     body = json.loads(Path(first["quoteBody"]).read_text())
     assert body == {**DEMO_QUOTE, "clientId": first["clientId"]}
     assert first["token"] in first["curl"] and first["quoteBody"] in first["curl"]

@@ -18,6 +18,8 @@ from tripquote.errors import QuoteValidationFailed
 Q = "/api/agents/quotes"
 C = "/api/agents/clients"
 ID = Q + "/{quote_id}"
+W = "/api/agents/webhooks"
+WID = W + "/{webhook_id}"
 
 _DB = {"500", "503"}  # a bug; the database refused, lost or timed out
 _WRITE = {"400", "401", "403", "404", "409", "413", "415", "429"} | _DB
@@ -36,6 +38,15 @@ STATUSES: dict[tuple[str, str], set[str]] = {
     ("post", C): {"201", "400", "401", "404", "409", "413", "415", "422", "429"} | _DB,
     ("get", C): {"200", "400", "401", "404"} | _DB,
     ("get", C + "/{client_id}"): {"200", "401", "403", "404"} | _DB,
+    ("post", W): {"201", "400", "401", "403", "404", "413", "415", "422", "429"} | _DB,
+    ("get", W): {"200", "401", "403", "404"} | _DB,
+    ("get", WID): {"200", "401", "403", "404"} | _DB,
+    ("patch", WID): {"200", "400", "401", "403", "404", "413", "415", "422", "429"} | _DB,
+    ("delete", WID): {"200", "401", "403", "404", "429"} | _DB,
+    ("post", WID + "/rotate-secret"): {"200", "400", "401", "403", "404", "413", "415", "429"}
+    | _DB,
+    ("get", WID + "/deliveries"): {"200", "400", "401", "403", "404"} | _DB,
+    ("post", WID + "/replay"): {"200", "400", "401", "403", "404", "413", "415", "429"} | _DB,
     ("get", "/api/ops/summary"): {"200", "401", "403", "404"} | _DB,
     ("get", "/health/live"): {"200"},
     ("get", "/health/ready"): {"200", "503"},
@@ -58,6 +69,10 @@ REQUEST_BODIES = {
     ("post", Q): ("QuoteIn", True),
     ("patch", ID): ("QuotePatch", True),
     ("post", C): ("ClientIn", True),
+    ("post", W): ("SubscriptionIn", True),
+    ("patch", WID): ("SubscriptionPatch", True),
+    ("post", WID + "/rotate-secret"): ("RotationIn", True),
+    ("post", WID + "/replay"): ("ReplayIn", True),
 }
 """The documented bodies. A transition's optional ``{"version": n}`` and a PATCH body's
 ``version`` are not documented: If-Match is the document's one way to name the version (both

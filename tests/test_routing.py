@@ -14,6 +14,7 @@ from tripquote.observability.summary import OperationRecord
 
 Q = "/api/agents/quotes"
 C = "/api/agents/clients"
+W = "/api/agents/webhooks"
 
 OPERATIONS = {
     ("POST", Q): "quote.create",
@@ -29,6 +30,14 @@ OPERATIONS = {
     ("POST", C): "client.create",
     ("GET", C): "client.list",
     ("GET", C + "/{client_id}"): "client.read",
+    ("POST", W): "webhook.create",
+    ("GET", W): "webhook.list",
+    ("GET", W + "/{webhook_id}"): "webhook.read",
+    ("PATCH", W + "/{webhook_id}"): "webhook.update",
+    ("DELETE", W + "/{webhook_id}"): "webhook.delete",
+    ("POST", W + "/{webhook_id}/rotate-secret"): "webhook.rotate_secret",
+    ("GET", W + "/{webhook_id}/deliveries"): "webhook.deliveries",
+    ("POST", W + "/{webhook_id}/replay"): "webhook.replay",
 }
 """Every tracked route and its operation; the rest (health, metrics, the ops summary, the
 document) is not an operation: its refusals count under ``request``."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,8 +54,9 @@ from tripquote.ratelimit import WriteRateLimiter
 from tripquote.rendering import error_response
 from tripquote.routing import validation_failed
 from tripquote.runtime import tune_gc
+from tripquote.webhooks.routes import router as webhooks_router
 
-ROUTERS = (quotes_router, clients_router, health_router, observability_router)
+ROUTERS = (quotes_router, clients_router, webhooks_router, health_router, observability_router)
 """In matching order: the quote routes, the most requested, first."""
 
 
@@ -79,6 +82,29 @@ _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 DOCS_URL = "/docs"
 """Swagger UI: the page and every file it loads are served by this app."""
+
+
+def _start_delivery_worker(
+    runner: TransactionRunner, settings: Settings
+) -> Callable[[], Awaitable[None]] | None:
+    """With ``TRIPQUOTE_WEBHOOK_WORKER_IN_SERVE``, a webhook delivery worker in this process
+    (``webhooks/worker.py``); the function that stops it (its in-flight deliveries finish)."""
+    if not settings.webhook_worker_in_serve:
+        return None
+    from tripquote.webhooks.worker import DeliveryWorker, http_client
+
+    stop = asyncio.Event()
+    client = http_client(settings)
+    worker = DeliveryWorker(runner=runner, settings=settings, client=client)
+    task = asyncio.create_task(worker.run(stop))
+
+    async def stopped() -> None:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await task
+        await client.aclose()
+
+    return stopped
 
 
 def create_app(
@@ -118,10 +144,13 @@ def create_app(
                 await engine.dispose()
                 raise
         await observer.start(engine)
+        deliveries = _start_delivery_worker(runner, settings)
         tune_gc(settings)
         try:
             yield
         finally:
+            if deliveries is not None:
+                await deliveries()
             await app.state.idempotency.stop()
             await observer.stop()
             await engine.dispose()

@@ -31,6 +31,7 @@ from tripquote.db.tables import agents, clients
 from tripquote.demo import DEMO_QUOTE, demo_curl, demo_lifecycle
 from tripquote.errors import TripquoteError
 from tripquote.observability.cli import ops_app
+from tripquote.webhooks.cli import webhooks_app
 
 T = TypeVar("T")
 
@@ -346,10 +347,14 @@ def demo(
     migrate.upgrade(settings)
     email = "demo.agent@tripquote.example"
 
-    async def work(conn: AsyncConnection) -> tuple[str, str]:
+    async def work(conn: AsyncConnection) -> tuple[str, str, str]:
         # Two demos at once: the second waits for the first's commit, then finds its data.
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DEMO_LOCK})
-        row = (await conn.execute(select(agents.c.id).where(agents.c.email == email))).first()
+        row = (
+            await conn.execute(
+                select(agents.c.id, agents.c.agency_id).where(agents.c.email == email)
+            )
+        ).first()
         if row is None:
             agency_id = await agents_repo.insert_agency(
                 conn, name="Demo Travel", timezone="Europe/Paris"
@@ -358,12 +363,12 @@ def demo(
                 conn, agency_id=agency_id, email=email, name="Demo Agent", role="agent"
             )
         else:
-            agent_id = row.id
+            agent_id, agency_id = row.id, row.agency_id
         client = (
             await conn.execute(select(clients.c.id).where(clients.c.agent_id == agent_id))
         ).first()
         if client is not None:
-            return agent_id, client.id
+            return agency_id, agent_id, client.id
         from tripquote.agents.repository import load_principal
         from tripquote.clients.repository import insert_client
 
@@ -379,15 +384,16 @@ def demo(
             phone=None,
             now=datetime.now(UTC),
         )
-        return agent_id, str(created["id"])
+        return agency_id, agent_id, str(created["id"])
 
-    agent_id, client_id = _in_transaction(settings, work)
+    agency_id, agent_id, client_id = _in_transaction(settings, work)
     ttl = min(7 * 24 * 3600, settings.token_max_ttl_seconds)
     minted = mint_token(settings, agent_id=agent_id, ttl_seconds=ttl)
     body_path = Path("tripquote-demo-quote.json").resolve()
     body_path.write_text(json.dumps({**DEMO_QUOTE, "clientId": client_id}, indent=1))
     base_url = f"http://{host}:{port}"
     payload = {
+        "agencyId": agency_id,
         "agentId": agent_id,
         "clientId": client_id,
         "token": minted,
@@ -400,7 +406,7 @@ def demo(
     else:
         typer.echo(
             f"\nDemo data ready (database: {make_url(settings.require_database_url())}).\n"
-            f"  agent  {agent_id}\n  client {client_id}\n\n"
+            f"  agency {agency_id}\n  agent  {agent_id}\n  client {client_id}\n\n"
             f"Bearer token (valid {ttl // 3600} h):\n  {minted}\n\n"
             f"Create the Kyoto quote (in another terminal, from this folder):\n"
             f"  {payload['curl']}\n\n"
@@ -498,6 +504,7 @@ def idempotency_purge(as_json: JsonFlag = False) -> None:
 
 
 app.add_typer(ops_app, name="ops")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 def main() -> None:

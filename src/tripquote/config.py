@@ -86,6 +86,25 @@ class Settings(BaseSettings):
     alert_dedup_window_seconds: float = Field(default=300.0, ge=0)
     alert_max_attempts: int = Field(default=5, ge=1, le=20)
 
+    # Webhooks (webhooks/): delivery on the Standard Webhooks spec, retried with exponential
+    # backoff and jitter: attempt n waits min(BASE * 4^(n-1), MAX) seconds, +-20 %; after
+    # MAX_ATTEMPTS attempts the delivery is dead-lettered (replayable).
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    """A delivery attempt's whole time (connect, send, answer); at most half of
+    ``tx_timeout_seconds`` is used: the attempt runs inside the transaction that holds it."""
+    webhook_max_attempts: int = Field(default=10, ge=1, le=100)
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
+    webhook_retry_max_seconds: float = Field(default=36_000.0, gt=0, le=7 * 86_400)
+    webhook_secret_overlap_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
+    """After a rotation the previous secret signs too (both signatures sent) for this long."""
+    webhook_retention_hours: float = Field(default=168.0, gt=0)
+    """Delivered deliveries (and events none of whose deliveries remain) older than this are
+    purged (``tripquote webhooks purge``, and the worker once an hour)."""
+    webhook_worker_concurrency: int = Field(default=4, ge=1, le=64)
+    """Deliveries one worker process sends at once (each on its own connection)."""
+    webhook_worker_in_serve: bool = False
+    """``tripquote serve`` also runs a delivery worker in each of its processes."""
+
     # Observability.
     log_level: str = "INFO"
     metrics_token: SecretStr | None = None
@@ -225,3 +244,9 @@ def configuration_error(exc: ValueError) -> str:
         variable = f"TRIPQUOTE_{str(error['loc'][0]).upper()}" if error["loc"] else ""
         problems.append(rule if variable in rule else f"{variable}: {rule}")
     return "; ".join(problems)
+
+
+def webhook_attempt_seconds(settings: Settings) -> float:
+    """The time one webhook delivery attempt may take: ``webhook_timeout_seconds``, at most
+    half the transaction budget it runs in (the claim and the record need the rest)."""
+    return min(settings.webhook_timeout_seconds, settings.tx_timeout_seconds / 2)

@@ -275,6 +275,25 @@ class SaveOutcomeUnknown(TripquoteError):
     )
 
 
+class WebhookNotFound(TripquoteError):
+    code = "WEBHOOK_NOT_FOUND"
+    http_status = 404
+    severity = Severity.HIGH
+    caused_by = "caller"
+    default_message = "The webhook subscription does not exist or is not your agency's."
+
+
+class WebhookUrlRefused(TripquoteError):
+    code = "WEBHOOK_URL_REFUSED"
+    http_status = 422
+    severity = Severity.HIGH
+    caused_by = "caller"
+    default_message = (
+        "The webhook URL is not allowed: in production an https URL whose host resolves only "
+        "to public addresses. See details.errors."
+    )
+
+
 class NotFound(TripquoteError):
     code = "NOT_FOUND"
     http_status = 404
@@ -331,6 +350,8 @@ ERROR_CLASSES: tuple[type[TripquoteError], ...] = (
     IdempotencyKeyInUse,
     ServiceNotReady,
     SaveOutcomeUnknown,
+    WebhookNotFound,
+    WebhookUrlRefused,
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,

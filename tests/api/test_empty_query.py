@@ -48,7 +48,7 @@ LISTS = ["/api/agents/quotes", "/api/agents/clients", "/api/agents/quotes/{quote
 
 
 async def _world_with_data(world: World) -> tuple[Actor, dict[str, str]]:
-    actor = await world.actor()
+    actor = await world.actor(role="admin")  # an admin: the webhook routes are theirs
     ids: dict[str, str] = {"client_id": actor.client_id}
     for fixture in ("edinburgh-weekend-gbp", "iceland-ring-road-eur"):
         created = await world.client.post(
@@ -62,6 +62,13 @@ async def _world_with_data(world: World) -> tuple[Actor, dict[str, str]]:
     )  # fmt: skip
     assert edited.status_code == 200, edited.text
     ids["version"] = "1"
+    subscribed = await world.client.post(
+        "/api/agents/webhooks",
+        json={"url": "http://127.0.0.1:9/hooks", "eventTypes": ["quote.sent"]},
+        headers=actor.headers,
+    )
+    assert subscribed.status_code == 201, subscribed.text
+    ids["webhook_id"] = subscribed.json()["webhook"]["id"]
     return actor, ids
 
 

@@ -208,3 +208,33 @@ def test_tiny_run_through_pgbouncer(tmp_path: Path) -> None:
     assert "tripquote-pgbouncer/tripquote" in proc.stdout
     names, alive = _leftovers(document)
     assert names == [] and alive == []
+
+
+@requires_pg
+def test_tiny_run_with_webhooks(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    argv = [*_tiny(out, "--with-webhooks"), "--scenarios", "burst"]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    document = json.loads(out.read_text())
+    if document["skipped"]:
+        pytest.skip("tripquote is not installed")
+    with_hooks = [
+        r
+        for r in document["runs"]
+        if r["target"] == "tripquote-webhooks" and r["scenario"] == "burst"
+    ]
+    assert sorted(r["round"] for r in with_hooks) == [0, 1]  # one burst per round
+    for run in with_hooks:
+        assert run["summary"]["ok"] == 20, run["summary"]
+        assert run["verify"]["passed"] is True, run["verify"]
+    lags = [r["summary"] for r in document["runs"] if r["scenario"] == "delivery-lag"]
+    assert len(lags) == 2
+    for lag in lags:  # every save of the round's bursts (and its warm-up) delivered once
+        assert lag["delivered"] >= 20 and lag["not_delivered"] == 0, lag
+        assert lag["p50_ms"] <= lag["p99_ms"] <= lag["max_ms"], lag
+    ratios = [r for r in document["ratios"] if r["target"] == "tripquote-webhooks"]
+    assert [r["versus"] for r in ratios] == ["tripquote"]
+    assert "tripquote-webhooks/tripquote" in proc.stdout
+    names, alive = _leftovers(document)
+    assert names == [] and alive == []

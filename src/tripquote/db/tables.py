@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -17,9 +19,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
     true,
 )
 from sqlalchemy import Column as C
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from tripquote.db.types import Money, Percent, UTCDateTime
 
@@ -188,4 +192,84 @@ idempotency_keys = Table(
     C("response_body", Text(), nullable=True),
     C("response_headers", JSON(), nullable=True),
     CheckConstraint("state IN ('in_flight', 'done')", name="state"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    # The transactional outbox: one row per committed quote change, written by the change's
+    # own statement (quotes/sql.py ``revision``); its id is the webhook-id of its deliveries.
+    C("id", String(40), primary_key=True),
+    C("type", String(32), nullable=False),
+    C("occurred_at", UTCDateTime(), nullable=False, index=True),
+    C("agency_id", String(ID), ForeignKey("agencies.id"), nullable=False),
+    C("quote_id", String(ID), nullable=False),
+    C("version", Integer(), nullable=False),
+    C("actor", String(ID), nullable=False),
+    C("correlation_id", String(128), nullable=False),
+    # The snapshot is the revision's of (quote_id, version): read by the worker, not copied.
+    UniqueConstraint("quote_id", "version"),
+)
+
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    C("id", String(ID), primary_key=True),
+    C("agency_id", String(ID), ForeignKey("agencies.id"), nullable=False),
+    C("url", String(2048), nullable=False),
+    C("event_types", ARRAY(String(32)), nullable=False),
+    C("enabled", Boolean(), nullable=False),
+    C("disabled_reason", String(32), nullable=True),
+    C("secret", String(128), nullable=False),
+    # During a rotation the previous secret signs too, until this instant (both signatures).
+    C("previous_secret", String(128), nullable=True),
+    C("previous_secret_expires_at", UTCDateTime(), nullable=True),
+    C("created_at", UTCDateTime(), nullable=False),
+    C("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_webhook_subscriptions_agency_id", "agency_id", "created_at"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    C("id", BigInteger(), Identity(), primary_key=True),
+    C("event_id", String(40), ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    C(
+        "subscription_id",
+        String(ID),
+        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    C("quote_id", String(ID), nullable=False),
+    C("version", Integer(), nullable=False),
+    C("status", String(16), nullable=False),
+    C("attempts", Integer(), nullable=False, server_default="0"),
+    C("next_attempt_at", UTCDateTime(), nullable=False),
+    C("created_at", UTCDateTime(), nullable=False),
+    C("last_attempt_at", UTCDateTime(), nullable=True),
+    C("last_status_code", Integer(), nullable=True),
+    C("last_duration_ms", Float(), nullable=True),
+    C("last_error", String(64), nullable=True),
+    C("delivered_at", UTCDateTime(), nullable=True),
+    CheckConstraint("status IN ('pending', 'delivered', 'dead')", name="status"),
+    UniqueConstraint("event_id", "subscription_id"),
+    Index(
+        "ix_webhook_deliveries_pending",
+        "next_attempt_at",
+        "id",
+        postgresql_where=text("status = 'pending'"),
+    ),
+    Index(
+        "ix_webhook_deliveries_pending_order",
+        "subscription_id",
+        "quote_id",
+        "version",
+        postgresql_where=text("status = 'pending'"),
+    ),
+    Index("ix_webhook_deliveries_subscription_id_id", "subscription_id", "id"),
+    Index(
+        "ix_webhook_deliveries_delivered_at",
+        "delivered_at",
+        postgresql_where=text("status = 'delivered'"),
+    ),
 )

@@ -8,6 +8,7 @@ its own memory-mapped files and ``render_metrics`` merges them with ``MultiProce
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +19,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -60,8 +63,35 @@ RATE_LIMIT_STORAGE_ERRORS = Counter(
     "Rate-limit checks that could not reach their storage (Redis); writes then fail open/closed.",
 )
 
+WEBHOOK_ATTEMPTS = Counter(
+    "tripquote_webhook_attempts_total",
+    "Webhook delivery attempts by result (delivered|retry|dead|gone).",
+    ["result"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "tripquote_webhook_deliveries_total",
+    "Webhook deliveries finished, by result (delivered|dead).",
+    ["result"],
+)
+LAG_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
+WEBHOOK_LAG = Histogram(
+    "tripquote_webhook_delivery_lag_seconds",
+    "From a change's commit (its event) to its webhook's 2xx, seconds.",
+    buckets=LAG_BUCKETS,
+)
+OUTBOX_DEPTH = "tripquote_webhook_outbox_depth"
+OUTBOX_OLDEST_AGE = "tripquote_webhook_oldest_pending_age_seconds"
+DATABASE_GAUGES = frozenset({OUTBOX_DEPTH, OUTBOX_OLDEST_AGE})
+"""Gauges read from the database at each scrape (``outbox_exposition``): the same figure
+whichever process answers, however many workers run; absent when it cannot be read."""
+
 EXPORTED_METRIC_NAMES: frozenset[str] = frozenset(
     {
+        "tripquote_webhook_attempts_total",
+        "tripquote_webhook_deliveries_total",
+        "tripquote_webhook_delivery_lag_seconds",
+        OUTBOX_DEPTH,
+        OUTBOX_OLDEST_AGE,
         "tripquote_operations_total",
         "tripquote_operation_duration_seconds",
         "tripquote_db_retries_total",
@@ -87,6 +117,32 @@ def render_metrics() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class _Outbox(Collector):
+    def __init__(self, depth: int, oldest_age_seconds: float) -> None:
+        self.depth, self.oldest_age_seconds = depth, oldest_age_seconds
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            OUTBOX_DEPTH,
+            "Webhook deliveries pending (due or waiting to be retried).",
+            value=self.depth,
+        )
+        yield GaugeMetricFamily(
+            OUTBOX_OLDEST_AGE,
+            "Age of the oldest pending webhook delivery, seconds (0 when none).",
+            value=self.oldest_age_seconds,
+        )
+
+
+def outbox_exposition(depth: int, oldest_age_seconds: float) -> bytes:
+    """The outbox gauges in the text exposition format (appended to ``render_metrics``'s);
+    plain metric families, not ``Gauge`` objects: nothing is written to the multi-process
+    files, the figure is the database's."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Outbox(depth, oldest_age_seconds))
+    return generate_latest(registry)
 
 
 def multiprocess_child_exit(pid: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, Response
@@ -12,7 +13,7 @@ from tripquote.errors import (
     AuthenticationFailed,
     AuthorizationFailed,
 )
-from tripquote.observability.metrics import render_metrics
+from tripquote.observability.metrics import outbox_exposition, render_metrics
 from tripquote.observability.summary import is_operator, scoped_summary
 from tripquote.openapi import DATABASE, responses
 
@@ -39,7 +40,28 @@ async def metrics_endpoint(request: Request) -> Response:
     _check_metrics_token(request)
     # Off the event loop: multi-process collection reads one file per worker.
     body, content_type = await run_in_threadpool(render_metrics)
-    return Response(content=body, media_type=content_type)
+    return Response(content=body + await _outbox(request), media_type=content_type)
+
+
+async def _outbox(request: Request) -> bytes:
+    """The outbox gauges, read from the database now (nothing when it cannot be read: the
+    scrape still answers, and ``absent()`` shows the gap)."""
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
+    from tripquote.errors import TripquoteError
+    from tripquote.webhooks.repository import outbox_backlog
+
+    async def work(conn: AsyncConnection) -> tuple[int, float]:
+        return await outbox_backlog(conn, now=datetime.now(UTC))
+
+    runner = getattr(request.app.state, "runner", None)
+    if runner is None:  # the app not started (no database): nothing to read
+        return b""
+    try:
+        depth, oldest = await runner.run(work, write=False)
+    except TripquoteError:
+        return b""
+    return outbox_exposition(depth, oldest)
 
 
 @router.get(

@@ -24,6 +24,7 @@ from typing import Any
 from tripquote.agents import repository as agents
 from tripquote.json import dumps
 from tripquote.quotes.serialize import API_FIELDS, fmt_instant
+from tripquote.webhooks.events import event_type_sql
 
 _NAME = re.compile(r"(?<![:\w]):([a-z_]+)")
 
@@ -95,12 +96,34 @@ CLIENT = "client AS (SELECT c.agent_id, c.agency_id FROM clients c WHERE c.id = 
 _FIELDS = "ARRAY[" + ", ".join(f"'{name}'" for name in API_FIELDS) + "]"
 
 
+OUTBOX = f"""event AS (
+    INSERT INTO events (id, type, occurred_at, agency_id, quote_id, version, actor,
+                        correlation_id)
+    SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), {event_type_sql(":operation")},
+           :now, s.agency_id, s.id, s.version, :actor, :correlation_id
+      FROM saved s
+    RETURNING id, type, agency_id, quote_id, version
+), delivery AS (
+    INSERT INTO webhook_deliveries (event_id, subscription_id, quote_id, version, status,
+                                    next_attempt_at, created_at)
+    SELECT e.id, w.id, e.quote_id, e.version, 'pending', :now, :now
+      FROM event e JOIN webhook_subscriptions w
+        ON w.agency_id = e.agency_id AND w.enabled AND e.type = ANY(w.event_types)
+)"""
+"""The transactional outbox, part of every write's statement (``revision``): the event of
+each saved row (its type from ``:operation``, ``webhooks/events.py``; its quote snapshot is
+the revision's of that version, not copied) and one pending delivery per enabled
+subscription of the quote's agency that names its type. Written by the change's own
+statement: a change rolled back has none."""
+
+
 def revision(snapshot: str, merge: str = "NULL") -> str:
     """``revision``: the history row of a write, one per committed version, for each saved row
     ``s``, whose snapshot is ``snapshot`` (a ``json`` expression on ``s``: the version's API
     form, keys in API order; ``json``, not ``jsonb``: every value's text is kept as written),
     marked with the write's ``:save_id`` (``OUTCOME`` finds it after an unanswered COMMIT);
-    ``merge``: what a merged save merged (``quotes/merge.py``), NULL for any other write."""
+    ``merge``: what a merged save merged (``quotes/merge.py``), NULL for any other write;
+    then its event and deliveries (``OUTBOX``)."""
     return f"""revision AS (
     INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,
                                  correlation_id, created_at, snapshot, save_id, merge)
@@ -108,7 +131,7 @@ def revision(snapshot: str, merge: str = "NULL") -> str:
            :correlation_id, :now, {snapshot}, :save_id, {merge}
       FROM saved s
     RETURNING snapshot
-)"""
+), {OUTBOX}"""
 
 
 def merged_snapshot(expires_at: str = "") -> str:

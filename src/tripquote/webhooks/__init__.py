@@ -1,0 +1,1 @@
+"""Lifecycle events (the transactional outbox) and their signed webhooks (Standard Webhooks)."""

@@ -1,0 +1,263 @@
+"""The delivery worker: sends the outbox's pending deliveries on the Standard Webhooks spec.
+
+Each delivery is one transaction (``TransactionRunner.run_store``): claim it (``sql.CLAIM``,
+``FOR UPDATE SKIP LOCKED``), POST it, record the attempt (``sql.RECORD``). Headers
+(standardwebhooks.com): ``webhook-id`` (the event id: the same on every attempt and replay,
+so receivers de-duplicate), ``webhook-timestamp`` (the attempt, Unix seconds) and
+``webhook-signature`` (``v1,<base64 HMAC-SHA256>`` by the PyPI ``standardwebhooks`` library;
+during a secret rotation, space-separated signatures by both secrets).
+
+A 2xx is delivered; 410 Gone disables the subscription (its deliveries wait until it is
+enabled again); anything else — another status, a timeout, a refused connection, a URL no
+longer allowed — is retried after ``retry_delay`` and dead-lettered after
+``TRIPQUOTE_WEBHOOK_MAX_ATTEMPTS`` attempts. The response body is never read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+import structlog
+from standardwebhooks import Webhook
+
+from tripquote.config import Settings, webhook_attempt_seconds
+from tripquote.db.transaction import TransactionRunner, Tx
+from tripquote.errors import TripquoteError, WebhookUrlRefused
+from tripquote.json import dumps
+from tripquote.observability import metrics
+from tripquote.quotes.serialize import fmt_instant
+from tripquote.webhooks import sql, urls
+
+_logger = structlog.get_logger("tripquote.webhooks")
+
+IDLE_POLL_SECONDS = 0.5
+"""How long a worker task waits before looking again when nothing was due."""
+
+
+def retry_delay(attempts: int, settings: Settings, jitter: float | None = None) -> float:
+    """Seconds before the next attempt after ``attempts`` failed ones (1, 2, …):
+    ``min(BASE * 4^(attempts-1), MAX)`` times a jitter in [0.8, 1.2) (``jitter``: that factor,
+    else random). With the defaults (5 s, 10 h): 5 s, 20 s, 80 s, 5.3 min, 21 min, 85 min,
+    5.7 h, then 10 h."""
+    exponent = min(attempts - 1, 64)
+    delay = min(
+        settings.webhook_retry_base_seconds * 4**exponent, settings.webhook_retry_max_seconds
+    )
+    factor = jitter if jitter is not None else random.uniform(0.8, 1.2)  # noqa: S311 (not crypto)
+    return float(delay * factor)
+
+
+def payload(row: Any) -> bytes:
+    """The request body of the event in ``row``: ``{type, timestamp, data: {eventId, agencyId,
+    quoteId, version, actor, correlationId, quote}}``, ``quote`` the version's snapshot as
+    stored (its text kept: amounts stay exact decimal strings)."""
+    return dumps(
+        {
+            "type": row["type"],
+            "timestamp": fmt_instant(row["occurred_at"]),
+            "data": {
+                "eventId": row["event_id"],
+                "agencyId": row["agency_id"],
+                "quoteId": row["quote_id"],
+                "version": row["version"],
+                "actor": row["actor"],
+                "correlationId": row["correlation_id"],
+                "quote": orjson.Fragment(row["data"]),
+            },
+        }
+    )
+
+
+def signature(row: Any, body: bytes, at: datetime) -> str:
+    """``webhook-signature``: ``v1,<base64>`` by the secret, and by the previous one while
+    its overlap lasts (space-separated, as the spec allows)."""
+    signatures = [Webhook(row["secret"]).sign(row["event_id"], at, body)]
+    previous, until = row["previous_secret"], row["previous_secret_expires_at"]
+    if previous is not None and until is not None and at < until:
+        signatures.append(Webhook(previous).sign(row["event_id"], at, body))
+    return " ".join(signatures)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one attempt got: an HTTP status (None if none came) or the error's name."""
+
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+    @property
+    def delivered(self) -> bool:
+        """A 2xx answer."""
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def gone(self) -> bool:
+        """410 Gone: the endpoint is gone for good."""
+        return self.status_code == 410
+
+
+class DeliveryWorker:
+    """Delivers pending webhooks; any number of these may run, in any number of processes."""
+
+    def __init__(
+        self,
+        *,
+        runner: TransactionRunner,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.runner = runner
+        self.settings = settings
+        self.client = client
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.production = settings.environment == "production"
+
+    async def deliver_one(self) -> bool:
+        """Claim one due delivery, send it and record the attempt, in one transaction; False
+        when none was due."""
+
+        async def work(tx: Tx) -> bool:
+            now = self.clock()
+            row = await tx.fetchrow(sql.CLAIM, {"now": now})
+            if row is None:
+                return False
+            attempt = await self._send(row)
+            after = row["attempts"] + 1
+            status = (
+                await tx.fetchrow(
+                    sql.RECORD,
+                    {
+                        "delivery_id": row["id"],
+                        "now": self.clock(),
+                        "status_code": attempt.status_code,
+                        "duration_ms": attempt.duration_ms,
+                        "error": attempt.error,
+                        "delivered": attempt.delivered,
+                        "gone": attempt.gone,
+                        "max_attempts": self.settings.webhook_max_attempts,
+                        "next_attempt_at": self.clock()
+                        + timedelta(seconds=retry_delay(after, self.settings)),
+                    },
+                )
+            )["status"]
+            self._observe(row, attempt, status)
+            return True
+
+        return await self.runner.run_store(work, atomic=True)
+
+    async def _send(self, row: Any) -> Attempt:
+        body = payload(row)
+        started = time.perf_counter()
+        at = self.clock()
+        try:
+            signed = signature(row, body, at)
+        except (ValueError, RuntimeError):  # a secret that is not whsec_ base64 (edited by hand)
+            return Attempt(None, "invalid_secret", _ms_since(started))
+        try:
+            target = await urls.target(row["url"], production=self.production)
+            headers = {
+                "content-type": "application/json",
+                "user-agent": "tripquote-webhooks",
+                "webhook-id": row["event_id"],
+                "webhook-timestamp": str(int(at.timestamp())),
+                "webhook-signature": signed,
+            }
+            if target.host_header is not None:
+                headers["host"] = target.host_header
+            extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None
+            request = self.client.build_request(
+                "POST", target.url, content=body, headers=headers, extensions=extensions
+            )
+            async with asyncio.timeout(webhook_attempt_seconds(self.settings)):
+                response = await self.client.send(request, stream=True)  # body never read
+                await response.aclose()
+            return Attempt(response.status_code, None, _ms_since(started))
+        except WebhookUrlRefused:
+            return Attempt(None, "url_refused", _ms_since(started))
+        except (httpx.TimeoutException, TimeoutError):
+            return Attempt(None, "timeout", _ms_since(started))
+        except httpx.HTTPError as error:
+            return Attempt(None, type(error).__name__, _ms_since(started))
+
+    def _observe(self, row: Any, attempt: Attempt, status: str) -> None:
+        result = (
+            "delivered"
+            if attempt.delivered
+            else "gone"
+            if attempt.gone
+            else "dead"
+            if status == "dead"
+            else "retry"
+        )
+        metrics.WEBHOOK_ATTEMPTS.labels(result=result).inc()
+        if status != "pending":
+            metrics.WEBHOOK_DELIVERIES.labels(result=status).inc()
+        if attempt.delivered:
+            lag = (self.clock() - row["occurred_at"]).total_seconds()
+            metrics.WEBHOOK_LAG.observe(max(lag, 0.0))
+        _logger.info(
+            "webhook_attempt",
+            delivery_id=row["id"],
+            event_id=row["event_id"],
+            subscription_id=row["subscription_id"],
+            quote_id=row["quote_id"],
+            version=row["version"],
+            attempt=row["attempts"] + 1,
+            result=result,
+            status_code=attempt.status_code,
+            error=attempt.error,
+            duration_ms=round(attempt.duration_ms, 1),
+        )
+
+    async def run(self, stop: asyncio.Event, *, concurrency: int | None = None) -> None:
+        """Deliver until ``stop`` is set, ``concurrency`` deliveries at once (default
+        ``TRIPQUOTE_WEBHOOK_WORKER_CONCURRENCY``); a database error is logged and waited out."""
+        tasks = [
+            asyncio.create_task(self._loop(stop))
+            for _ in range(concurrency or self.settings.webhook_worker_concurrency)
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                delivered = await self.deliver_one()
+            except TripquoteError as error:
+                _logger.warning("webhook_worker_database_error", error_code=error.code)
+                delivered = False
+            except Exception:  # a bug: logged, and this task goes on with the next delivery
+                _logger.exception("webhook_worker_error")
+                delivered = False
+            if not delivered:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), IDLE_POLL_SECONDS)
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+def http_client(settings: Settings) -> httpx.AsyncClient:
+    """The worker's HTTP client: ``webhook_attempt_seconds`` for connect, each read and write
+    (and for the whole attempt, ``DeliveryWorker._send``), no redirects followed (a 3xx is a
+    failed attempt), no proxies from the environment."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(webhook_attempt_seconds(settings)),
+        follow_redirects=False,
+        trust_env=False,
+    )

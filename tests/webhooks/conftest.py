@@ -1,0 +1,121 @@
+"""Webhook receivers: real HTTP servers (aiohttp) on loopback that verify every request with
+the PyPI ``standardwebhooks`` library, and a delivery worker on the test's app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest_asyncio
+from aiohttp import web
+from sqlalchemy import text
+from standardwebhooks import Webhook
+
+from tests.conftest import Actor, World
+from tests.servers import free_port
+from tripquote.webhooks.worker import DeliveryWorker
+
+W = "/api/agents/webhooks"
+
+
+@dataclass
+class Received:
+    """One request as the receiver got it, verified (``payload``) or not (``error``)."""
+
+    headers: dict[str, str]
+    body: bytes
+    payload: Any
+
+
+@dataclass
+class Receiver:
+    """An aiohttp server on 127.0.0.1 answering ``status`` (or ``answer(request)``'s status);
+    each request is verified with ``standardwebhooks.Webhook(secret)`` once ``secret`` is set,
+    and kept in ``received`` (a request that fails verification is answered 400)."""
+
+    port: int = field(default_factory=free_port)
+    status: int = 200
+    secret: str | None = None
+    answer: Callable[[web.Request], Any] | None = None
+    received: list[Received] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hooks", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        assert self.secret is not None
+        try:
+            payload = Webhook(self.secret).verify(body, headers)
+        except Exception as error:  # the library's WebhookVerificationError
+            self.refused.append(type(error).__name__)
+            return web.Response(status=400)
+        self.received.append(Received(headers, body, payload))
+        self.arrived.set()
+        if self.answer is not None:
+            status = await self.answer(request)
+            return web.Response(status=status)
+        return web.Response(status=self.status)
+
+    def ids(self) -> list[str]:
+        return [r.headers["webhook-id"] for r in self.received]
+
+
+@pytest_asyncio.fixture
+async def receiver(world: World) -> AsyncIterator[Receiver]:
+    """A started receiver; its subscriptions are deleted afterwards (so no later test's
+    worker tries them)."""
+    started = Receiver()
+    await started.start()
+    yield started
+    await started.stop()
+    await forget_subscriptions(world, started.url)
+
+
+async def forget_subscriptions(world: World, url: str) -> None:
+    async with world.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM webhook_subscriptions WHERE url = :u"), {"u": url})
+
+
+async def subscribe(world: World, admin: Actor, url: str, *types: str) -> tuple[str, str]:
+    """A subscription of ``admin``'s agency to ``types`` at ``url``: (id, secret)."""
+    response = await world.client.post(
+        W,
+        json={"url": url, "eventTypes": list(types) or ["quote.sent", "quote.accepted"]},
+        headers=admin.headers,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["webhook"]["id"], response.json()["secret"]
+
+
+def worker_of(world: World, client: httpx.AsyncClient, **overrides: Any) -> DeliveryWorker:
+    settings = world.settings.model_copy(update=overrides) if overrides else world.settings
+    return DeliveryWorker(runner=world.app.state.runner, settings=settings, client=client)
+
+
+async def drain(worker: DeliveryWorker) -> int:
+    """Deliver until nothing is due; how many attempts were made."""
+    attempts = 0
+    while await worker.deliver_one():
+        attempts += 1
+    return attempts

@@ -1,0 +1,157 @@
+"""What an operator relies on: the address checked again at delivery (production), the outbox
+figures on /metrics from the database, the retention purge, replay from the command line."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from tests.api.test_lifecycle import act, create
+from tests.conftest import World, cli_error, make_settings
+from tests.servers import metric_value, run_cli, server_env
+from tests.webhooks.conftest import Receiver, drain, forget_subscriptions, subscribe, worker_of
+from tripquote.quotes.lifecycle import Operation
+from tripquote.webhooks.cli import purge_expired
+
+
+async def deliveries_of(world: World, url: str) -> list[dict[str, Any]]:
+    async with world.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT d.* FROM webhook_deliveries d JOIN webhook_subscriptions w"
+                " ON w.id = d.subscription_id WHERE w.url = :u ORDER BY d.id"
+            ),
+            {"u": url},
+        )
+        return [dict(row._mapping) for row in rows]
+
+
+async def test_production_checks_the_address_again_at_delivery_and_connects_nowhere(
+    db_url: str, world_factory: Any
+) -> None:
+    world: World = await world_factory(make_settings(db_url, environment="production"))
+    admin = await world.actor(role="admin")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        # A name that resolved to a public address when subscribed and to loopback now (DNS
+        # rebinding): written directly, as the creation check would have passed it then.
+        url = f"https://localhost:{listener.getsockname()[1]}/hooks"
+        async with world.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO webhook_subscriptions (id, agency_id, url, event_types, enabled,"
+                    " secret, created_at, updated_at) VALUES (gen_random_uuid()::text, :a, :u,"
+                    " ARRAY['quote.created'], true, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',"
+                    " now(), now())"
+                ),
+                {"a": admin.agency_id, "u": url},
+            )
+        try:
+            assert (await create(world, admin)).status_code == 201
+            async with httpx.AsyncClient() as client:
+                assert await drain(worker_of(world, client)) == 1
+            [delivery] = await deliveries_of(world, url)
+            assert (delivery["status"], delivery["attempts"]) == ("pending", 1)
+            assert (delivery["last_error"], delivery["last_status_code"]) == ("url_refused", None)
+            with pytest.raises(BlockingIOError):
+                listener.accept()
+        finally:
+            await forget_subscriptions(world, url)
+
+
+async def test_metrics_show_the_outbox_from_the_database_and_the_attempts(
+    world: World, receiver: Receiver
+) -> None:
+    admin = await world.actor(role="admin")
+    _, receiver.secret = await subscribe(world, admin, receiver.url, "quote.created")
+    before = (await world.client.get("/metrics")).text
+    for _ in range(3):
+        assert (await create(world, admin)).status_code == 201
+    async with world.engine.connect() as conn:
+        pending = (
+            await conn.execute(
+                text("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
+            )
+        ).scalar_one()
+    waiting = (await world.client.get("/metrics")).text
+    assert metric_value(waiting, "tripquote_webhook_outbox_depth") == pending >= 3
+    assert metric_value(waiting, "tripquote_webhook_oldest_pending_age_seconds") > 0
+
+    async with httpx.AsyncClient() as client:
+        await drain(worker_of(world, client))
+    after = (await world.client.get("/metrics")).text
+    delivered = {"result": "delivered"}
+    for name in ("tripquote_webhook_attempts_total", "tripquote_webhook_deliveries_total"):
+        assert metric_value(after, name, delivered) - metric_value(before, name, delivered) >= 3
+    assert metric_value(after, "tripquote_webhook_delivery_lag_seconds_count") >= 3
+    assert metric_value(after, "tripquote_webhook_outbox_depth") <= pending - 3
+
+
+async def test_the_purge_deletes_delivered_rows_past_the_retention_only(
+    world: World, receiver: Receiver
+) -> None:
+    admin = await world.actor(role="admin")
+    _, receiver.secret = await subscribe(world, admin, receiver.url, "quote.created")
+    for _ in range(2):
+        await create(world, admin)
+    async with httpx.AsyncClient() as client:
+        await drain(worker_of(world, client))
+    receiver.status = 500
+    await create(world, admin)  # stays pending
+    async with httpx.AsyncClient() as client:
+        await drain(worker_of(world, client))
+    rows = await deliveries_of(world, receiver.url)
+    assert [r["status"] for r in rows] == ["delivered", "delivered", "pending"]
+    old, recent = rows[0], rows[1]
+    async with world.engine.begin() as conn:  # delivered (and happened) 8 days ago
+        await conn.execute(
+            text(
+                "UPDATE webhook_deliveries SET delivered_at = now() - interval '8 days'"
+                " WHERE id = :id"
+            ),
+            {"id": old["id"]},
+        )
+        await conn.execute(
+            text("UPDATE events SET occurred_at = now() - interval '8 days' WHERE id = :id"),
+            {"id": old["event_id"]},
+        )
+    deliveries, events = await purge_expired(world.app.state.runner, world.settings)
+    assert deliveries >= 1 and events >= 1
+    left = await deliveries_of(world, receiver.url)
+    assert [r["id"] for r in left] == [recent["id"], rows[2]["id"]]
+    assert await world.count("events", "id = :id", id=old["event_id"]) == 0
+    assert await world.count("events", "id = :id", id=recent["event_id"]) == 1
+
+
+async def test_replay_from_the_command_line(
+    world: World, receiver: Receiver, tmp_path: Path
+) -> None:
+    admin = await world.actor(role="admin")
+    webhook_id, receiver.secret = await subscribe(world, admin, receiver.url, "quote.sent")
+    quote_id = (await create(world, admin)).json()["quoteId"]
+    await act(world, admin, quote_id, Operation.SEND, 1)
+    async with httpx.AsyncClient() as client:
+        await drain(worker_of(world, client))
+    env = server_env(world.settings.require_database_url())
+    args = ["webhooks", "replay", webhook_id, "--since", "2000-01-01T00:00:00Z", "--json"]
+    assert run_cli(args, env, cwd=tmp_path) == {"webhookId": webhook_id, "replayed": 0}
+    assert run_cli([*args, "--include-delivered"], env, cwd=tmp_path) == {
+        "webhookId": webhook_id,
+        "replayed": 1,
+    }
+    async with httpx.AsyncClient() as client:
+        assert await drain(worker_of(world, client)) == 1
+    assert len(receiver.ids()) == 2 and len(set(receiver.ids())) == 1
+
+    missing = cli_error(
+        world.settings.require_database_url(),
+        "webhooks", "replay", "no-such-id", "--since", "2000-01-01T00:00:00Z",
+    )  # fmt: skip
+    assert missing["event"] == "webhook_not_found"

@@ -1,0 +1,220 @@
+"""``/api/agents/webhooks``: an agency admin's subscriptions; every refusal with its code, its
+status, and the database unchanged."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+from tests.api.test_errors_api import assert_envelope
+from tests.conftest import Actor, World, make_settings
+
+W = "/api/agents/webhooks"
+
+
+async def admin_of(world: World, agency_id: str | None = None) -> Actor:
+    return await world.actor(agency_id=agency_id, role="admin")
+
+
+async def subscribe(world: World, admin: Actor, **body: Any) -> Any:
+    payload = {"url": "http://127.0.0.1:9/hook", "eventTypes": ["quote.sent"], **body}
+    return await world.client.post(W, json=payload, headers=admin.headers)
+
+
+async def rows(world: World) -> list[dict[str, Any]]:
+    from sqlalchemy import text
+
+    async with world.engine.connect() as conn:
+        result = await conn.execute(text("SELECT * FROM webhook_subscriptions ORDER BY id"))
+        return [dict(row._mapping) for row in result]
+
+
+async def test_an_admin_creates_reads_changes_rotates_and_deletes_a_subscription(
+    world: World,
+) -> None:
+    admin = await admin_of(world)
+    created = await subscribe(
+        world, admin, eventTypes=["quote.sent", "quote.accepted", "quote.sent"]
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    secret, webhook = body["secret"], body["webhook"]
+    assert secret.startswith("whsec_") and len(secret) > 40
+    assert webhook["eventTypes"] == ["quote.sent", "quote.accepted"]
+    assert webhook["enabled"] is True
+    webhook_id = webhook["id"]
+
+    read = await world.client.get(f"{W}/{webhook_id}", headers=admin.headers)
+    listed = await world.client.get(W, headers=admin.headers)
+    assert read.json()["webhook"] == webhook
+    assert [w["id"] for w in listed.json()["webhooks"]] == [webhook_id]
+    assert secret not in read.text + listed.text
+
+    changed = await world.client.patch(
+        f"{W}/{webhook_id}", json={"enabled": False}, headers=admin.headers
+    )
+    assert changed.json()["webhook"]["enabled"] is False
+    assert changed.json()["webhook"]["disabledReason"] == "disabled"
+
+    rotated = await world.client.post(
+        f"{W}/{webhook_id}/rotate-secret", json={"overlapSeconds": 60}, headers=admin.headers
+    )
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.json()["secret"] != secret
+    assert rotated.json()["webhook"]["previousSecretExpiresAt"] is not None
+    stored = next(r for r in await rows(world) if r["id"] == webhook_id)
+    assert (stored["secret"], stored["previous_secret"]) == (rotated.json()["secret"], secret)
+
+    deleted = await world.client.delete(f"{W}/{webhook_id}", headers=admin.headers)
+    assert deleted.json() == {"success": True, "webhookId": webhook_id}
+    assert_envelope(
+        await world.client.get(f"{W}/{webhook_id}", headers=admin.headers),
+        "WEBHOOK_NOT_FOUND",
+        404,
+    )
+
+
+async def test_an_agent_who_is_no_admin_is_refused(world: World) -> None:
+    admin = await admin_of(world)
+    webhook_id = (await subscribe(world, admin)).json()["webhook"]["id"]
+    agent = await world.actor(agency_id=admin.agency_id)
+    before = await rows(world)
+    assert_envelope(await subscribe(world, agent), "AUTHORIZATION_FAILED", 403)
+    assert_envelope(await world.client.get(W, headers=agent.headers), "AUTHORIZATION_FAILED", 403)
+    assert_envelope(
+        await world.client.delete(f"{W}/{webhook_id}", headers=agent.headers),
+        "AUTHORIZATION_FAILED",
+        403,
+    )
+    assert await rows(world) == before
+
+
+async def test_another_agencys_subscription_is_not_found(world: World) -> None:
+    admin = await admin_of(world)
+    webhook_id = (await subscribe(world, admin)).json()["webhook"]["id"]
+    stranger = await admin_of(world)
+    before = await rows(world)
+    for response in (
+        await world.client.get(f"{W}/{webhook_id}", headers=stranger.headers),
+        await world.client.patch(
+            f"{W}/{webhook_id}", json={"enabled": False}, headers=stranger.headers
+        ),
+        await world.client.delete(f"{W}/{webhook_id}", headers=stranger.headers),
+        await world.client.post(
+            f"{W}/{webhook_id}/rotate-secret", json={}, headers=stranger.headers
+        ),
+        await world.client.get(f"{W}/{webhook_id}/deliveries", headers=stranger.headers),
+    ):
+        body = assert_envelope(response, "WEBHOOK_NOT_FOUND", 404)
+        assert body["details"] == {"webhookId": webhook_id}
+    assert await world.client.get(W, headers=stranger.headers) is not None
+    assert (await world.client.get(W, headers=stranger.headers)).json()["webhooks"] == []
+    assert await rows(world) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "code"),
+    [
+        ({"eventTypes": ["quote.sent"]}, "url", "required"),
+        *(
+            ({"url": url, "eventTypes": ["quote.sent"]}, "url", "string_pattern_mismatch")
+            for url in (
+                "not a url",
+                "ftp://example.com/hook",
+                "https://user:pw@example.com/hook",
+                "https://[::1]/hook",
+                "https://example.com/\u00e4",
+            )
+        ),
+        (
+            {"url": "http://127.0.0.1:9/", "eventTypes": ["quote.sent"], "enabled": 0},
+            "enabled",
+            None,
+        ),
+        ({"url": "http://127.0.0.1:9/", "eventTypes": []}, "eventTypes", "too_short"),
+        ({"url": "http://127.0.0.1:9/", "eventTypes": ["quote.paid"]}, "eventTypes[0]", None),
+        ({"url": "http://127.0.0.1:9/", "eventTypes": ["quote.sent"], "x": 1}, "x", None),
+    ],
+)
+async def test_an_invalid_body_is_refused_and_nothing_is_written(
+    world: World, body: dict[str, Any], path: str, code: str | None
+) -> None:
+    admin = await admin_of(world)
+    before = await rows(world)
+    refused = await world.client.post(W, json=body, headers=admin.headers)
+    errors = assert_envelope(refused, "QUOTE_VALIDATION_FAILED", 400)["details"]["errors"]
+    assert [e["path"] for e in errors] == [path]
+    if code is not None:
+        assert errors[0]["code"] == code
+    assert await rows(world) == before
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("http://127.0.0.1/hook", "scheme_not_allowed"),
+        ("http://10.0.0.1/hook", "scheme_not_allowed"),
+        ("http://localhost/hook", "scheme_not_allowed"),
+        ("https://127.0.0.1:{port}/hook", "address_not_allowed"),
+        ("https://localhost:{port}/hook", "address_not_allowed"),
+        ("https://10.0.0.1/hook", "address_not_allowed"),
+        ("https://169.254.169.254/latest", "address_not_allowed"),
+        ("https://100.64.0.1/hook", "address_not_allowed"),
+        ("https://0.0.0.0:{port}/hook", "address_not_allowed"),
+    ],
+)
+async def test_production_refuses_urls_into_its_own_network_without_connecting(
+    db_url: str, world_factory: Any, url: str, code: str
+) -> None:
+    world: World = await world_factory(make_settings(db_url, environment="production"))
+    admin = await admin_of(world)
+    with socket.socket() as listener:  # a loopback port the refused URL names: never called
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        before = await rows(world)
+        refused = await subscribe(world, admin, url=url.format(port=listener.getsockname()[1]))
+        errors = assert_envelope(refused, "WEBHOOK_URL_REFUSED", 422)["details"]["errors"]
+        assert [(e["path"], e["code"]) for e in errors] == [("url", code)]
+        assert await rows(world) == before
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+
+
+async def test_a_patch_to_a_refused_url_changes_nothing(db_url: str, world_factory: Any) -> None:
+    world: World = await world_factory(make_settings(db_url, environment="production"))
+    admin = await admin_of(world)
+    async with world.engine.begin() as conn:
+        from sqlalchemy import text
+
+        await conn.execute(
+            text(
+                "INSERT INTO webhook_subscriptions (id, agency_id, url, event_types, enabled,"
+                " secret, created_at, updated_at) VALUES (gen_random_uuid()::text, :a,"
+                " 'https://crm.example.com/hook', ARRAY['quote.sent'], true, 'whsec_AAAA',"
+                " now(), now())"
+            ),
+            {"a": admin.agency_id},
+        )
+    webhook_id = (await world.client.get(W, headers=admin.headers)).json()["webhooks"][0]["id"]
+    before = await rows(world)
+    refused = await world.client.patch(
+        f"{W}/{webhook_id}", json={"url": "https://127.0.0.1/x"}, headers=admin.headers
+    )
+    assert_envelope(refused, "WEBHOOK_URL_REFUSED", 422)
+    assert await rows(world) == before
+
+
+async def test_development_takes_loopback_urls(world: World) -> None:
+    admin = await admin_of(world)
+    for url in ("http://127.0.0.1:8080/hook", "http://localhost:8080/hook"):
+        assert (await subscribe(world, admin, url=url)).status_code == 201
+
+
+async def test_who_may_act_is_decided_before_the_url(db_url: str, world_factory: Any) -> None:
+    world: World = await world_factory(make_settings(db_url, environment="production"))
+    agent = await world.actor()
+    refused = await subscribe(world, agent, url="https://127.0.0.1/hook")
+    assert_envelope(refused, "AUTHORIZATION_FAILED", 403)
