@@ -454,6 +454,7 @@ def expire(
 ) -> None:
     """Write EXPIRED on every SENT quote past its expiresAt (safe to run on several hosts)."""
     from tripquote.observability.context import new_correlation_id
+    from tripquote.proposals.links import LinkKeys
     from tripquote.quotes.rules import Limits
     from tripquote.quotes.service import QuoteService
     from tripquote.quotes.store import QuoteStore
@@ -465,6 +466,7 @@ def expire(
         quotes = QuoteService(
             store=QuoteStore(runner, open_limit=settings.max_open_quotes_per_agent),
             limits=Limits.from_settings(settings),
+            links=LinkKeys(settings.jwt_secret.get_secret_value()),
         )
         return await quotes.expire_due(batch_size=batch_size, correlation_id=correlation_id)
 

@@ -49,7 +49,7 @@ from tripquote.errors import (
 from tripquote.etags import etag
 from tripquote.http import json_response, tagged_response
 from tripquote.idempotency import Record, StoredResponse, idempotent, to_response
-from tripquote.json import dumps
+from tripquote.json import dumps, loads
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.operations import current_operation
 from tripquote.openapi import (
@@ -301,7 +301,7 @@ async def _transition(request: Request, operation_: Operation, call: QuoteCall) 
             on_saved=on_saved,
         )
 
-    return await _idempotent_save(
+    response = await _idempotent_save(
         request,
         idempotency_key=call.idempotency_key,
         caller=call.caller,
@@ -309,6 +309,21 @@ async def _transition(request: Request, operation_: Operation, call: QuoteCall) 
         status=200,
         save=save,
     )
+    if operation_ is Operation.SEND and response.status_code == 200:
+        return await _with_proposal(request, call, response)
+    return response
+
+
+async def _with_proposal(request: Request, call: QuoteCall, response: Response) -> Response:
+    """A send's response with ``proposal`` (its link: ``proposals.service.proposal_json``),
+    added here, never stored with an idempotent response (the token is kept nowhere)."""
+    proposal = await request.app.state.proposals.agent_view(
+        caller=call.caller, quote_id=call.quote_id
+    )
+    body = loads(bytes(response.body))
+    body["proposal"] = proposal
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return json_response(body, status=response.status_code, headers=headers)
 
 
 def _add_transition(
