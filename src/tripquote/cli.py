@@ -28,7 +28,7 @@ from tripquote.config import Settings, configuration_error
 from tripquote.db import embedded, migrate
 from tripquote.db.engine import PoolerMisconfigured, check_pooler, create_engine, warm_pool
 from tripquote.db.tables import agents, clients
-from tripquote.demo import DEMO_QUOTE, demo_curl, demo_lifecycle
+from tripquote.demo import DEMO_QUOTE, demo_curl, demo_lifecycle, send_demo_quote
 from tripquote.errors import TripquoteError
 from tripquote.observability.cli import ops_app
 
@@ -387,6 +387,20 @@ def demo(
     body_path = Path("tripquote-demo-quote.json").resolve()
     body_path.write_text(json.dumps({**DEMO_QUOTE, "clientId": client_id}, indent=1))
     base_url = f"http://{host}:{port}"
+    if "public_base_url" not in settings.model_fields_set:
+        # The client's link points at the server this demo starts (serve reads it too).
+        os.environ["TRIPQUOTE_PUBLIC_BASE_URL"] = base_url
+        settings = settings.model_copy(update={"public_base_url": base_url})
+    from tripquote.observability.context import new_correlation_id
+
+    correlation_id = new_correlation_id()
+    sent = _with_runner(
+        settings,
+        lambda runner: send_demo_quote(
+            runner, settings, agent_id=agent_id, client_id=client_id,
+            correlation_id=correlation_id,
+        ),
+    )  # fmt: skip
     payload = {
         "agentId": agent_id,
         "clientId": client_id,
@@ -394,6 +408,7 @@ def demo(
         "baseUrl": base_url,
         "quoteBody": str(body_path),
         "curl": demo_curl(base_url, minted, body_path),
+        "proposal": sent,
     }
     if as_json:
         typer.echo(json.dumps(payload))
@@ -406,6 +421,10 @@ def demo(
             f"  {payload['curl']}\n\n"
             f"Then its life, with QUOTE=<quoteId from the answer> and TOKEN=<the token above>:\n"
             f"{demo_lifecycle(base_url)}\n"
+            f"The Kyoto quote, sent to the client: open its proposal in a browser, accept it,\n"
+            f"then GET /api/agents/quotes/{sent['quoteId']}/proposal shows the signer:\n"
+            f"  {sent['url']}\n"
+            f"  (PDF: {sent['url']}/pdf)\n\n"
             f"OpenAPI: {base_url}/docs   Health: {base_url}/health/ready\n"
         )
     if serve_after:
