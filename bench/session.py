@@ -34,7 +34,7 @@ from bench.tq_side import run_through_pgbouncer, run_tripquote
 from bench.world import QuotePool
 
 REPO = Path(__file__).resolve().parent.parent
-TRIPQUOTE_SCENARIOS = {"burst", "hot", "contention"}
+TRIPQUOTE_SCENARIOS = {"burst", "hot", "contention", "proposal"}
 
 
 class Bench:

@@ -200,3 +200,29 @@ def test_tiny_run_through_pgbouncer(tmp_path: Path) -> None:
     assert "tripquote-pgbouncer/tripquote" in proc.stdout
     names, alive = _leftovers(document)
     assert names == [] and alive == []
+
+
+@requires_pg
+def test_tiny_proposal_scenario(tmp_path: Path) -> None:
+    # The client's pages beside a save burst: views and accepts all answered, every save too.
+    out = tmp_path / "bench.json"
+    argv = [
+        *_tiny(out, "--proposal-views", "20", "--proposal-accepts", "5"),
+        "--scenarios",
+        "proposal",
+        "--rounds",
+        "1",
+    ]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    document = json.loads(out.read_text())
+    (run,) = [r for r in document["runs"] if r["scenario"] == "proposal"]
+    summary = run["summary"]
+    assert summary["passed"], summary
+    assert (summary["views"], summary["accepts"]) == (20, 5)
+    assert summary["pages_ok"] == 25 and summary["saves_ok_beside"] == 20
+    assert summary["view_latency"]["count"] == 20 and summary["accept_latency"]["count"] == 5
+    assert summary["save_throughput_ratio"] is not None
+    assert "proposal w=1: PASS" in proc.stdout
+    databases, alive = _leftovers(document)
+    assert databases == [] and alive == []
