@@ -73,13 +73,18 @@ async def revoke_proposal(request: Request, call: QuoteRead) -> Response:
     return json_response({"success": True, "quoteId": call.quote_id, "proposal": proposal})
 
 
+_PDF_RESPONSES = responses(None, errors=_READ_ERRORS)
+_PDF_RESPONSES[200] = {
+    **_PDF_RESPONSES[200],
+    "description": "The proposal as sent, an A4 PDF.",
+    "content": {"application/pdf": {}},
+}
+
+
 @router.get(
     "/{quote_id}/proposal.pdf",
     openapi_extra=operation("proposal.pdf"),
-    responses={
-        **responses(None, errors=_READ_ERRORS),
-        200: {"description": "The proposal as sent, A4 PDF.", "content": {"application/pdf": {}}},
-    },
+    responses=_PDF_RESPONSES,
     response_class=Response,
 )
 async def proposal_pdf(request: Request, call: QuoteRead) -> Response:
