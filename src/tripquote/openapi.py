@@ -390,6 +390,11 @@ _ACTS_ON_VERSION = (
     ("post", _QUOTE + "/reject"),
 )
 _READS = (("get", _QUOTE), ("get", _QUOTE + "/revisions"), ("get", _QUOTE + "/revisions/{version}"))
+_PROPOSAL = (
+    ("get", _QUOTE + "/proposal"),
+    ("get", _QUOTE + "/proposal.pdf"),
+    ("post", _QUOTE + "/proposal/revoke"),
+)
 _NAMES_A_QUOTE = (
     ("post", _Q, "201"),
     ("get", _QUOTE, "200"),
@@ -399,11 +404,12 @@ _NAMES_A_QUOTE = (
 
 
 def _add_links(document: dict[str, Any]) -> None:
-    """OpenAPI links (3.1 §4.8.20) from each response naming a quote to reading it, its history
-    and its version, and to every edit of that version (If-Match: the response's ETag)."""
+    """OpenAPI links (3.1 §4.8.20) from each response naming a quote to reading it, its history,
+    its version and its proposal, and to every edit of that version (If-Match: the response's
+    ETag)."""
     paths = document["paths"]
     links: dict[str, Any] = {}
-    for method, path in _READS + _ACTS_ON_VERSION:
+    for method, path in _READS + _PROPOSAL + _ACTS_ON_VERSION:
         operation = paths[path][method]
         parameters: dict[str, str] = {"quote_id": "$response.body#/quoteId"}
         if path.endswith("{version}"):
