@@ -135,7 +135,7 @@ def _page(
         answered=answered_of(link, view.timezone),
         link=f"{service.base_url}/p/{token}",
         assets=f"{service.base_url}/assets",
-        csrf=service.csrf(link, token),
+        csrf=service.csrf(token),
         proposal_hash=link.proposal_hash,
         errors=errors or {},
         form=form or {},

@@ -20,6 +20,7 @@ from tripquote.errors import (
     ProposalNotFound,
     QuoteStateInvalid,
 )
+from tripquote.json import loads
 from tripquote.proposals.links import TOKEN, LinkKeys, token_hash
 from tripquote.proposals.render import valid_until
 from tripquote.proposals.store import Answer, Link, ProposalStore
@@ -67,9 +68,7 @@ def state_of(link: Link, now: datetime) -> PageState:
 
 
 def _zone(link: Link) -> str:
-    # The agency's zone as sent, read without parsing the whole proposal.
-    from tripquote.json import loads
-
+    """The agency's time zone, as sent with the proposal."""
     return str(loads(link.proposal.encode())["agency"]["timeZone"])
 
 
@@ -119,8 +118,8 @@ class ProposalService:
             raise ProposalNotFound()
         return link, state_of(link, self.clock())
 
-    def csrf(self, link: Link, token: str) -> str:
-        """The form token bound to this link."""
+    def csrf(self, token: str) -> str:
+        """The form token bound to the link of ``token``."""
         return self.links.csrf(token_hash(token))
 
     async def answer(
