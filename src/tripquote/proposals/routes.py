@@ -20,7 +20,7 @@ from tripquote.errors import (
     RateLimitExceeded,
 )
 from tripquote.http import json_response
-from tripquote.openapi import DATABASE, responses
+from tripquote.openapi import DATABASE, ProposalEnvelope, responses
 from tripquote.proposals.render import answered_of, pdf, view_of
 from tripquote.proposals.service import ProposalService
 from tripquote.routing import TrackedRoute, operation
@@ -46,7 +46,7 @@ def proposal_service(request: Request) -> ProposalService:
 @router.get(
     "/{quote_id}/proposal",
     openapi_extra=operation("proposal.read"),
-    responses=responses(None, errors=_READ_ERRORS),
+    responses=responses(ProposalEnvelope, errors=_READ_ERRORS),
 )
 async def read_proposal(request: Request, call: QuoteRead) -> Response:
     """The quote's latest proposal: ``{success, quoteId, proposal: {url, version,
@@ -62,7 +62,9 @@ async def read_proposal(request: Request, call: QuoteRead) -> Response:
 @router.post(
     "/{quote_id}/proposal/revoke",
     openapi_extra=operation("proposal.revoke"),
-    responses=responses(None, errors=(*_READ_ERRORS, QuoteStateInvalid, RateLimitExceeded)),
+    responses=responses(
+        ProposalEnvelope, errors=(*_READ_ERRORS, QuoteStateInvalid, RateLimitExceeded)
+    ),
 )
 async def revoke_proposal(request: Request, call: QuoteRead) -> Response:
     """End the quote's proposal link: its page answers the uniform 404 from now on. Revoking
@@ -77,7 +79,7 @@ _PDF_RESPONSES = responses(None, errors=_READ_ERRORS)
 _PDF_RESPONSES[200] = {
     **_PDF_RESPONSES[200],
     "description": "The proposal as sent, an A4 PDF.",
-    "content": {"application/pdf": {}},
+    "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
 }
 
 

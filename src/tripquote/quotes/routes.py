@@ -64,6 +64,7 @@ from tripquote.openapi import (
     RevisionEnvelope,
     RevisionsEnvelope,
     SaveEnvelope,
+    SendEnvelope,
     responses,
 )
 from tripquote.pagination import (
@@ -332,6 +333,7 @@ def _add_transition(
     operation_: Operation,
     summary: str,
     errors: tuple[Raised, ...] = TRANSITION_ERRORS,
+    model: type[SaveEnvelope] = SaveEnvelope,
 ) -> None:
     """Register the route of one lifecycle transition (``quote.<operation>``); all four take
     the same inputs and differ only by the operation (and a send's own refusal, ``errors``)."""
@@ -348,7 +350,7 @@ def _add_transition(
         methods=[method],
         name=f"{name}_quote",
         openapi_extra=operation(f"quote.{name}"),
-        responses=responses(SaveEnvelope, headers=_SAVED, errors=errors),
+        responses=responses(model, headers=_SAVED, errors=errors),
     )
 
 
@@ -366,6 +368,7 @@ _add_transition(
     "TRIP_ALREADY_STARTED); sets ``sentAt`` and ``expiresAt``: the end of the last valid "
     "day (agency zone), and never after the trip starts.",
     SEND_ERRORS,
+    SendEnvelope,
 )
 _add_transition(
     "POST",
