@@ -178,3 +178,21 @@ async def test_the_public_pages_are_rate_limited_per_ip(db_url: str, world_facto
     limited = await world.client.get("/p/" + "B" * 43)
     assert int(limited.headers["retry-after"]) >= 1
     assert "Too many requests" in limited.text
+
+
+async def test_the_public_pages_are_rate_limited_per_link(
+    db_url: str, world_factory: object
+) -> None:
+    import httpx
+
+    from tests.conftest import make_settings
+
+    world: World = await world_factory(make_settings(db_url, public_rate_limit="3/minute"))  # type: ignore[operator]
+    actor = await world.actor()
+    sent = await send_quote(world, actor)
+    statuses = []
+    for n in range(4):  # four client addresses, one link: the link's own limit
+        transport = httpx.ASGITransport(app=world.app, client=(f"192.0.2.{n + 1}", 4000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t.test") as client:
+            statuses.append((await client.get(sent.path)).status_code)
+    assert statuses == [200, 200, 200, 429]
