@@ -118,7 +118,7 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
     targets = ("limit", "peer", *(() if document["skipped"] else ("tripquote",)))
     for target in targets:  # bursts in every round, the other scenarios once
         rounds = [r["round"] for r in document["runs"] if r["target"] == target]
-        once = {"limit": 0, "peer": 1, "tripquote": 2}[target]  # hot; contention
+        once = {"limit": 0, "peer": 1, "tripquote": 3}[target]  # hot; contention; proposal
         assert sorted(rounds) == [0] * (1 + once) + [1], (target, rounds)
     for record in document["ratios"]:
         assert [r["round"] for r in record["rounds"]] == [0, 1], record
@@ -138,6 +138,7 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
         assert hot["successes"] == 1 and hot["conflicts"] == 19
         contention = runs[("tripquote", "contention")]["summary"]
         assert contention["passed"] and contention["lost_updates"] == 0, contention
+        assert runs[("tripquote", "proposal")]["summary"]["passed"]
 
     databases, alive = _leftovers(document)
     assert databases == [] and alive == []
