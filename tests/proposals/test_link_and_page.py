@@ -66,7 +66,7 @@ async def test_the_page_shows_the_proposal_and_counts_views_without_a_new_versio
         "Kyoto in autumn colours",
         "¥1,346,125",  # the API's total, JPY without decimals
         "¥1,351,125",  # subtotal with the markup folded in
-        "JL JL5",
+        ">JL5<",
         "Hotel Kanra Kyoto",
         "Tea ceremony in Uji",
         "Window seats requested",

@@ -86,12 +86,17 @@ def _day_of(item: dict[str, Any]) -> date | None:
     return None
 
 
+def _flight(carrier: str, number: str) -> str:
+    """``JL5`` (a number with its airline prefix as given), else ``JL 5``."""
+    return number if number.startswith(carrier) else f"{carrier} {number}"
+
+
 def _facts(item: dict[str, Any]) -> list[tuple[str, str]]:
     details = item.get("details") or {}
     kind = item["type"]
     if kind == "FLIGHT":
         return [
-            ("Flight", f"{details['carrier']} {details['flightNumber']}"),
+            ("Flight", _flight(details["carrier"], details["flightNumber"])),
             ("Departs", f"{details['from']} {_local_time(details['departAt'])}"),
             ("Arrives", f"{details['to']} {_local_time(details['arriveAt'])}"),
         ]
