@@ -1,6 +1,7 @@
 """The tripquote benchmark: ``python -m bench.run`` (see bench/README.md).
 
-Scenarios: ``burst``, ``hot``, ``contention`` (tripquote over HTTP), ``limit`` (the same save
+Scenarios: ``burst``, ``hot``, ``contention``, ``proposal`` (tripquote over HTTP; ``proposal``:
+the client's pages and accepts beside a save burst, bench/proposals.py), ``limit`` (the same save
 straight through asyncpg), ``peer`` (a bare FastAPI + asyncpg service doing the same save)
 and ``ceiling`` (the load generator against a trivial endpoint). Every server it starts runs
 in its own process group and is stopped on exit, Ctrl-C or error; every database it creates
@@ -23,7 +24,7 @@ from bench import merge_mode, procs
 from bench.session import Bench
 
 REPO = Path(__file__).resolve().parent.parent
-ALL_SCENARIOS = ("burst", "hot", "contention", "limit", "peer", "ceiling")
+ALL_SCENARIOS = ("burst", "hot", "contention", "proposal", "limit", "peer", "ceiling")
 
 
 def _ints(text: str) -> list[int]:
@@ -92,6 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="clients measured by the ceiling (default: every one installed)",
     )
     parser.add_argument("--agents", type=int, default=8, help="regular agents (burst)")
+    parser.add_argument(
+        "--proposal-views", type=int, default=1000, help="page views beside the proposal burst"
+    )
+    parser.add_argument(
+        "--proposal-accepts", type=int, default=200, help="accepts (links) beside it"
+    )
     parser.add_argument("--contention-agents", type=int, default=8, help="K")
     parser.add_argument("--contention-quotes", type=int, default=8, help="M")
     parser.add_argument("--contention-seconds", type=float, default=10.0, help="T")

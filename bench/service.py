@@ -48,6 +48,7 @@ def service_env(database_url: str, extra: dict[str, str] | None = None) -> dict[
         TRIPQUOTE_DATABASE_URL=database_url,
         TRIPQUOTE_JWT_SECRET=secrets.token_urlsafe(48),
         TRIPQUOTE_RATE_LIMIT="1000000/minute",
+        TRIPQUOTE_PUBLIC_RATE_LIMIT="1000000/minute",
         TRIPQUOTE_MAX_OPEN_QUOTES_PER_AGENT="1000000",
     )
     env.update(extra or {})
@@ -97,6 +98,7 @@ def start(env: dict[str, str], *, workers: int, log_dir: Path) -> procs.Server:
     assert exe is not None
     port = procs.free_port()
     argv = [exe, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    env = {"TRIPQUOTE_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", **env}  # its own links
     return procs.start(f"tripquote-w{workers}", argv, env=env, port=port, log_dir=log_dir)
 
 

@@ -35,7 +35,7 @@ from bench.webhooks import run_with_webhooks
 from bench.world import QuotePool
 
 REPO = Path(__file__).resolve().parent.parent
-TRIPQUOTE_SCENARIOS = {"burst", "hot", "contention"}
+TRIPQUOTE_SCENARIOS = {"burst", "hot", "contention", "proposal"}
 
 
 class Bench:

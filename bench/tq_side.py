@@ -107,6 +107,8 @@ async def run_tripquote(
             await bench.hot(w, target, bench.tq_pool)
         if "contention" in bench.scenarios and first:
             await contention(bench, w, base_url)
+        if "proposal" in bench.scenarios and first:
+            await proposal(bench, w, base_url)
     finally:
         if server is not None:
             server.stop()
@@ -208,4 +210,59 @@ async def contention(bench: Bench, w: str, base_url: str) -> None:
         f"dup={outcome['duplicated_markers']} phantom={outcome['phantom_markers']} "
         f"version mismatches={len(outcome['version_mismatches'])} "
         f"save p50/p99={lat.get('p50_ms')}/{lat.get('p99_ms')} ms errors={outcome['errors']}"
+    )
+
+
+async def proposal(bench: Bench, w: str, base_url: str) -> None:
+    """The client's pages (views, accepts) released with a save burst; the saves' throughput
+    beside them over alone (bench/proposals.py)."""
+    from bench import proposals
+
+    target = tq_target(bench, base_url)
+    size = bench.max_burst
+    client = bench.client(connections=size + bench.args.proposal_views + 64)
+    try:
+        sendable = [i for i, f in enumerate(bench.fixtures) if f.request.get("items")]
+        pool = QuotePool()
+        bench.seq = await scenarios.preload(
+            target,
+            client,
+            pool,
+            # fixtures are taken in turn: enough rounds for ``proposal_accepts`` sendable ones
+            count=-(-bench.args.proposal_accepts * len(bench.fixtures) // len(sendable))
+            + len(bench.fixtures),
+            agents=bench.args.agents,
+            fixtures=len(bench.fixtures),
+            seq=bench.seq,
+        )
+        pool.quotes[:] = [q for q in pool.quotes if q.fixture in sendable][
+            : bench.args.proposal_accepts
+        ]
+        pages = await proposals.links(target, client, pool, base_url=base_url)
+        outcome, bench.seq = await proposals.scenario(
+            target,
+            client,
+            bench.tq_pool,
+            pages,
+            views=bench.args.proposal_views,
+            burst_size=size,
+            agents=bench.args.agents,
+            fixtures=len(bench.fixtures),
+            seq=bench.seq,
+        )
+    finally:
+        await client.aclose()
+    bench.runs.append(
+        {"workers": w, "target": "tripquote", "scenario": "proposal", "round": bench.round,
+         "summary": outcome}
+    )  # fmt: skip
+    views, accepts = outcome["view_latency"], outcome["accept_latency"]
+    bench.note(
+        f"proposal w={w}: {'PASS' if outcome['passed'] else 'FAIL'} {outcome['views']} views "
+        f"p50/p95/p99={views.get('p50_ms')}/{views.get('p95_ms')}/{views.get('p99_ms')} ms, "
+        f"{outcome['accepts']} accepts p50/p95/p99={accepts.get('p50_ms')}/"
+        f"{accepts.get('p95_ms')}/{accepts.get('p99_ms')} ms, pages "
+        f"{outcome['pages']['ok_per_s']}/s; saves beside/alone "
+        f"{outcome['saves_per_s_beside_pages']}/{outcome['saves_per_s_alone']} per s = "
+        f"x{outcome['save_throughput_ratio']}"
     )

@@ -201,11 +201,13 @@ def start_server(
     name: str = "tripquote",
     metrics_dir: bool = True,
     args: Iterable[str] = (),
+    port: int | None = None,
 ) -> Server:
     """Start ``tripquote serve`` (with ``args`` added) on a free port (not yet ready: see
     ``wait_ready``); with several workers their metrics go to a folder of ``log_dir`` unless
-    ``metrics_dir`` is False (then ``serve`` makes its own)."""
-    port = free_port()
+    ``metrics_dir`` is False (then ``serve`` makes its own); ``port``: a free one of the
+    caller's (when its URL must be known first, e.g. ``TRIPQUOTE_PUBLIC_BASE_URL``)."""
+    port = port or free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{port}.log"
     env = dict(env)

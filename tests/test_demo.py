@@ -41,3 +41,8 @@ def test_demo_command_loads_data_once_and_writes_the_body(embedded_home: Path) -
     body = json.loads(Path(first["quoteBody"]).read_text())
     assert body == {**DEMO_QUOTE, "clientId": first["clientId"]}
     assert first["token"] in first["curl"] and first["quoteBody"] in first["curl"]
+    # Each run sends a Kyoto quote: its client's link, on the address the demo serves.
+    for run_ in (first, second):
+        proposal: dict[str, str] = run_["proposal"]  # type: ignore[assignment]
+        assert proposal["url"].startswith("http://127.0.0.1:8000/p/")
+        assert proposal["expiresAt"] and proposal["proposalHash"]

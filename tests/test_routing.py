@@ -27,6 +27,9 @@ OPERATIONS = {
     ("POST", Q + "/{quote_id}/reject"): "quote.reject",
     ("GET", Q + "/{quote_id}/revisions"): "quote.revisions",
     ("GET", Q + "/{quote_id}/revisions/{version}"): "quote.revisions",
+    ("GET", Q + "/{quote_id}/proposal"): "proposal.read",
+    ("GET", Q + "/{quote_id}/proposal.pdf"): "proposal.pdf",
+    ("POST", Q + "/{quote_id}/proposal/revoke"): "proposal.revoke",
     ("POST", C): "client.create",
     ("GET", C): "client.list",
     ("GET", C + "/{client_id}"): "client.read",
@@ -39,8 +42,10 @@ OPERATIONS = {
     ("GET", W + "/{webhook_id}/deliveries"): "webhook.deliveries",
     ("POST", W + "/{webhook_id}/replay"): "webhook.replay",
 }
-"""Every tracked route and its operation; the rest (health, metrics, the ops summary, the
-document) is not an operation: its refusals count under ``request``."""
+"""Every tracked route of the document and its operation; the rest (health, metrics, the ops
+summary, the document) is not an operation: its refusals count under ``request``. The client's
+pages (``/p/…``, not in the document) are operations too: ``proposal.view``, ``.view_pdf``,
+``.accept``, ``.decline``, ``.asset`` (tests/proposals)."""
 
 
 def test_each_api_route_names_its_operation_once() -> None:

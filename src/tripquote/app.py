@@ -46,6 +46,11 @@ from tripquote.observability.logging import configure_logging, flush_logs
 from tripquote.observability.operations import Observer
 from tripquote.observability.routes import router as observability_router
 from tripquote.openapi import complete
+from tripquote.proposals.links import LinkKeys
+from tripquote.proposals.public import router as public_router
+from tripquote.proposals.routes import router as proposals_router
+from tripquote.proposals.service import ProposalService
+from tripquote.proposals.store import ProposalStore
 from tripquote.quotes.routes import router as quotes_router
 from tripquote.quotes.rules import Limits
 from tripquote.quotes.service import QuoteService
@@ -56,7 +61,15 @@ from tripquote.routing import validation_failed
 from tripquote.runtime import tune_gc
 from tripquote.webhooks.routes import router as webhooks_router
 
-ROUTERS = (quotes_router, clients_router, webhooks_router, health_router, observability_router)
+ROUTERS = (
+    quotes_router,
+    proposals_router,
+    clients_router,
+    webhooks_router,
+    public_router,
+    health_router,
+    observability_router,
+)
 """In matching order: the quote routes, the most requested, first."""
 
 
@@ -129,10 +142,18 @@ def create_app(
             ttl=timedelta(hours=settings.idempotency_ttl_hours),
             abandon_after=timedelta(seconds=3 * settings.tx_timeout_seconds),
         )
+        links = LinkKeys(settings.jwt_secret.get_secret_value())
         app.state.quotes = QuoteService(
             store=QuoteStore(runner, open_limit=settings.max_open_quotes_per_agent),
             limits=Limits.from_settings(settings),
+            links=links,
             clock=clock,
+        )
+        app.state.proposals = ProposalService(
+            store=ProposalStore(runner), links=links, settings=settings, clock=clock
+        )
+        app.state.public_limiter = WriteRateLimiter(
+            settings, rate=settings.public_rate_limit, namespace="public"
         )
         warm_up = prepare_statements if runner.pooling.keeps_prepared_statements else None
         failure = await warm_pool(engine, settings.db_pool_size, prepare=warm_up)

@@ -28,7 +28,7 @@ from tripquote.config import Settings, configuration_error
 from tripquote.db import embedded, migrate
 from tripquote.db.engine import PoolerMisconfigured, check_pooler, create_engine, warm_pool
 from tripquote.db.tables import agents, clients
-from tripquote.demo import DEMO_QUOTE, demo_curl, demo_lifecycle
+from tripquote.demo import DEMO_QUOTE, demo_curl, demo_lifecycle, send_demo_quote
 from tripquote.errors import TripquoteError
 from tripquote.observability.cli import ops_app
 from tripquote.webhooks.cli import webhooks_app
@@ -392,6 +392,20 @@ def demo(
     body_path = Path("tripquote-demo-quote.json").resolve()
     body_path.write_text(json.dumps({**DEMO_QUOTE, "clientId": client_id}, indent=1))
     base_url = f"http://{host}:{port}"
+    if "public_base_url" not in settings.model_fields_set:
+        # The client's link points at the server this demo starts (serve reads it too).
+        os.environ["TRIPQUOTE_PUBLIC_BASE_URL"] = base_url
+        settings = settings.model_copy(update={"public_base_url": base_url})
+    from tripquote.observability.context import new_correlation_id
+
+    correlation_id = new_correlation_id()
+    sent = _with_runner(
+        settings,
+        lambda runner: send_demo_quote(
+            runner, settings, agent_id=agent_id, client_id=client_id,
+            correlation_id=correlation_id,
+        ),
+    )  # fmt: skip
     payload = {
         "agencyId": agency_id,
         "agentId": agent_id,
@@ -400,6 +414,7 @@ def demo(
         "baseUrl": base_url,
         "quoteBody": str(body_path),
         "curl": demo_curl(base_url, minted, body_path),
+        "proposal": sent,
     }
     if as_json:
         typer.echo(json.dumps(payload))
@@ -412,6 +427,10 @@ def demo(
             f"  {payload['curl']}\n\n"
             f"Then its life, with QUOTE=<quoteId from the answer> and TOKEN=<the token above>:\n"
             f"{demo_lifecycle(base_url)}\n"
+            f"The Kyoto quote, sent to the client: open its proposal in a browser, accept it,\n"
+            f"then GET /api/agents/quotes/{sent['quoteId']}/proposal shows the signer:\n"
+            f"  {sent['url']}\n"
+            f"  (PDF: {sent['url']}/pdf)\n\n"
             f"OpenAPI: {base_url}/docs   Health: {base_url}/health/ready\n"
         )
     if serve_after:
@@ -460,6 +479,7 @@ def expire(
 ) -> None:
     """Write EXPIRED on every SENT quote past its expiresAt (safe to run on several hosts)."""
     from tripquote.observability.context import new_correlation_id
+    from tripquote.proposals.links import LinkKeys
     from tripquote.quotes.rules import Limits
     from tripquote.quotes.service import QuoteService
     from tripquote.quotes.store import QuoteStore
@@ -471,6 +491,7 @@ def expire(
         quotes = QuoteService(
             store=QuoteStore(runner, open_limit=settings.max_open_quotes_per_agent),
             limits=Limits.from_settings(settings),
+            links=LinkKeys(settings.jwt_secret.get_secret_value()),
         )
         return await quotes.expire_due(batch_size=batch_size, correlation_id=correlation_id)
 

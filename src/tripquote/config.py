@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "tripquote-development-secret-change-me"
@@ -72,6 +79,14 @@ class Settings(BaseSettings):
     rate_limit: str = "120/minute"
     rate_limit_storage: str = "memory://"
     rate_limit_fail_open: bool = True
+    public_rate_limit: str = "60/minute"
+    """Requests to the client's proposal pages (``/p/…``), counted per client IP and, apart,
+    per link (the same limiter and storage as the writes')."""
+
+    # The client's side (issue 16): the origin the proposal links are built on.
+    public_base_url: str = "http://127.0.0.1:8000"
+    """The absolute origin (and optional path prefix) the client reaches the service at; a
+    link is ``<public_base_url>/p/<token>``."""
     # Compared in SQL with agents.open_quote_bound, a 32-bit integer column.
     max_open_quotes_per_agent: int = Field(default=1000, ge=1, le=2**31 - 1)
     max_items_per_quote: int = Field(default=100, ge=1, le=10_000)
@@ -170,17 +185,30 @@ class Settings(BaseSettings):
             raise ValueError(f"TRIPQUOTE_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
         return value.upper()
 
-    @field_validator("rate_limit")
+    @field_validator("public_base_url")
     @classmethod
-    def _check_rate_limit(cls, value: str) -> str:
+    def _check_public_base_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError(
+                "TRIPQUOTE_PUBLIC_BASE_URL must be an absolute http(s) URL without a query, "
+                "e.g. https://quotes.example.com"
+            )
+        return value.rstrip("/")
+
+    @field_validator("rate_limit", "public_rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str, info: ValidationInfo) -> str:
         from limits import parse
 
         try:
             parse(value)
         except ValueError:  # its message quotes the value: configuration errors name none
             raise ValueError(
-                "TRIPQUOTE_RATE_LIMIT must be a rate such as 120/minute (N per second, minute, "
-                "hour or day)"
+                f"TRIPQUOTE_{str(info.field_name).upper()} must be a rate such as 120/minute "
+                "(N per second, minute, hour or day)"
             ) from None
         return value
 

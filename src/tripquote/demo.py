@@ -104,3 +104,38 @@ def demo_lifecycle(base_url: str) -> str:
         ("the history, one entry per version", f"curl -sS {quote}/revisions {auth}"),
     ]
     return "".join(f"  # {title}\n  {command}\n" for title, command in steps)
+
+
+async def send_demo_quote(
+    runner: Any, settings: Any, *, agent_id: str, client_id: str, correlation_id: str
+) -> dict[str, Any]:
+    """Create the Kyoto quote for the demo agent and send it, through the use cases (the
+    same writes as the API); its proposal for the agent (``url``: the client's link)."""
+    from datetime import UTC, datetime
+
+    from tripquote.agents.auth import Caller
+    from tripquote.proposals.links import LinkKeys
+    from tripquote.proposals.service import ProposalService
+    from tripquote.proposals.store import ProposalStore
+    from tripquote.quotes.lifecycle import Operation
+    from tripquote.quotes.rules import Limits
+    from tripquote.quotes.service import QuoteService
+    from tripquote.quotes.store import QuoteStore
+
+    links = LinkKeys(settings.jwt_secret.get_secret_value())
+    quotes = QuoteService(
+        store=QuoteStore(runner, open_limit=settings.max_open_quotes_per_agent),
+        limits=Limits.from_settings(settings),
+        links=links,
+    )
+    caller = Caller(agent_id=agent_id, issued_at=datetime.now(UTC))
+    created = await quotes.create(
+        caller=caller, body={**DEMO_QUOTE, "clientId": client_id}, correlation_id=correlation_id
+    )
+    quote_id = created.quote["id"]
+    await quotes.transition(
+        caller=caller, quote_id=quote_id, operation=Operation.SEND,
+        body={"version": created.version}, if_match=None, correlation_id=correlation_id,
+    )  # fmt: skip
+    proposals = ProposalService(store=ProposalStore(runner), links=links, settings=settings)
+    return {"quoteId": quote_id, **await proposals.agent_view(caller=caller, quote_id=quote_id)}

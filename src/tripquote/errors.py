@@ -326,6 +326,52 @@ class UnsupportedMediaType(TripquoteError):
     default_message = "Send the body as JSON: Content-Type: application/json."
 
 
+# --- the client's proposal page (issue 16): rendered as pages on /p/…, as envelopes on the
+# agent's /proposal routes ----------------------------------------------------------------
+
+
+class ProposalNotFound(TripquoteError):
+    code = "PROPOSAL_NOT_FOUND"
+    http_status = 404
+    severity = Severity.LOW
+    caused_by = "caller"
+    default_message = "This proposal link is not valid. Ask your travel agent for a new one."
+
+
+class ProposalExpired(TripquoteError):
+    code = "PROPOSAL_EXPIRED"
+    http_status = 410
+    severity = Severity.LOW
+    caused_by = "caller"
+    default_message = "This offer has expired. Ask your travel agent for a new one."
+
+
+class ProposalClosed(TripquoteError):
+    code = "PROPOSAL_CLOSED"
+    http_status = 409
+    severity = Severity.LOW
+    caused_by = "caller"
+    default_message = (
+        "This proposal can no longer be answered: the quote changed since it was sent."
+    )
+
+
+class ProposalAlreadyAnswered(TripquoteError):
+    code = "PROPOSAL_ALREADY_ANSWERED"
+    http_status = 409
+    severity = Severity.LOW
+    caused_by = "caller"
+    default_message = "This proposal was already answered."
+
+
+class ProposalFormInvalid(TripquoteError):
+    code = "PROPOSAL_FORM_INVALID"
+    http_status = 400
+    severity = Severity.LOW
+    caused_by = "caller"
+    default_message = "The form is incomplete. See the fields marked."
+
+
 ERROR_CLASSES: tuple[type[TripquoteError], ...] = (
     QuoteValidationFailed,
     QuoteStateInvalid,
@@ -356,6 +402,11 @@ ERROR_CLASSES: tuple[type[TripquoteError], ...] = (
     MethodNotAllowed,
     PayloadTooLarge,
     UnsupportedMediaType,
+    ProposalNotFound,
+    ProposalExpired,
+    ProposalClosed,
+    ProposalAlreadyAnswered,
+    ProposalFormInvalid,
 )
 """Every code, in the order of the documented table (docs/errors.md)."""
 

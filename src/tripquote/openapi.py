@@ -111,6 +111,46 @@ class SaveEnvelope(BaseModel):
     quote: QuoteOut
 
 
+class ProposalAnswerOut(BaseModel):
+    """The client's answer on the link."""
+
+    status: Literal["ACCEPTED", "REJECTED"]
+    signerName: str | None
+    answeredAt: str
+    declineReason: str | None
+    proposalHash: str = Field(description="SHA-256 of the proposal the page showed.")
+
+
+class ProposalOut(BaseModel):
+    """A quote's proposal as sent: its client link and what became of it."""
+
+    url: str | None = Field(description="The client's link; null once it ended.")
+    version: int = Field(description="The quote's version sent.")
+    proposalHash: str = Field(description="SHA-256 (hex) of the proposal's JSON text.")
+    createdAt: str
+    expiresAt: str
+    endedAt: str | None
+    endedReason: Literal["REVOKED", "SUPERSEDED", "CANCELLED"] | None
+    views: int
+    firstViewedAt: str | None
+    lastViewedAt: str | None
+    answer: ProposalAnswerOut | None
+
+
+class ProposalEnvelope(BaseModel):
+    """A quote's latest proposal."""
+
+    success: Literal[True]
+    quoteId: str
+    proposal: ProposalOut
+
+
+class SendEnvelope(SaveEnvelope):
+    """A committed send, with the proposal it made (its client link)."""
+
+    proposal: ProposalOut
+
+
 class ReadEnvelope(BaseModel):
     """One quote."""
 
@@ -419,6 +459,17 @@ _ACTS_ON_VERSION = (
     ("post", _QUOTE + "/reject"),
 )
 _READS = (("get", _QUOTE), ("get", _QUOTE + "/revisions"), ("get", _QUOTE + "/revisions/{version}"))
+_PROPOSAL = (
+    ("get", _QUOTE + "/proposal"),
+    ("get", _QUOTE + "/proposal.pdf"),
+    ("post", _QUOTE + "/proposal/revoke"),
+)
+_SENT = (
+    ("post", _QUOTE + "/send", "200"),
+    ("post", _QUOTE + "/accept", "200"),
+    ("post", _QUOTE + "/reject", "200"),
+)
+"""The responses that name a quote with a proposal."""
 _NAMES_A_QUOTE = (
     ("post", _Q, "201"),
     ("get", _QUOTE, "200"),
@@ -429,7 +480,8 @@ _NAMES_A_QUOTE = (
 
 def _add_links(document: dict[str, Any]) -> None:
     """OpenAPI links (3.1 §4.8.20) from each response naming a quote to reading it, its history
-    and its version, and to every edit of that version (If-Match: the response's ETag)."""
+    and its version, and to every edit of that version (If-Match: the response's ETag); from a
+    send, accept or reject to its proposal too."""
     paths = document["paths"]
     links: dict[str, Any] = {}
     for method, path in _READS + _ACTS_ON_VERSION:
@@ -447,6 +499,16 @@ def _add_links(document: dict[str, Any]) -> None:
         }
     for method, path, status in _NAMES_A_QUOTE:
         paths[path][method]["responses"][status]["links"] = links
+    proposal_links = {
+        paths[path][method]["operationId"].partition("_api_")[0]: {
+            "operationId": paths[path][method]["operationId"],
+            "parameters": {"quote_id": "$response.body#/quoteId"},
+            "description": paths[path][method].get("summary", ""),
+        }
+        for method, path in _PROPOSAL
+    }
+    for method, path, status in _SENT:  # a quote that was sent has a proposal
+        paths[path][method]["responses"][status]["links"] = {**links, **proposal_links}
 
 
 class HealthOut(BaseModel):

@@ -34,10 +34,21 @@ def _async_uri(uri: str) -> str:
 
 
 class WriteRateLimiter:
-    """``check(agent_id)`` counts one write and raises RATE_LIMIT_EXCEEDED past the limit."""
+    """``check(agent_id)`` counts one write and raises RATE_LIMIT_EXCEEDED past the limit.
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.item: RateLimitItem = parse(settings.rate_limit)
+    ``rate`` and ``namespace`` make another limit on the same storage (the proposal pages':
+    ``settings.public_rate_limit``, namespace ``public``, keyed by client IP and by link)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rate: str | None = None,
+        namespace: str = "writes",
+    ) -> None:
+        self.item: RateLimitItem = parse(rate or settings.rate_limit)
+        self.namespace = namespace
         self._clock = clock
         self._skip_until = 0.0
         self._probing = False
@@ -67,11 +78,11 @@ class WriteRateLimiter:
             self._probing = probe = True
         try:
             async with asyncio.timeout(self.timeout):
-                allowed = await self.limiter.hit(self.item, "writes", agent_id)
+                allowed = await self.limiter.hit(self.item, self.namespace, agent_id)
                 if allowed:
                     self._skip_until = 0.0
                     return
-                stats = await self.limiter.get_window_stats(self.item, "writes", agent_id)
+                stats = await self.limiter.get_window_stats(self.item, self.namespace, agent_id)
         except Exception as exc:  # storage down: redis errors, timeouts, refused connections
             if self.timeout is not None:  # a remote store: pause it
                 self._skip_until = self._clock() + _STORAGE_PAUSE_SECONDS

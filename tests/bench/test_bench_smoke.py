@@ -118,8 +118,8 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
     targets = ("limit", "peer", *(() if document["skipped"] else ("tripquote",)))
     for target in targets:  # bursts in every round, the other scenarios once
         rounds = [r["round"] for r in document["runs"] if r["target"] == target]
-        # hot; contention, in its notes and three item modes (issue 17)
-        once = {"limit": 0, "peer": 1, "tripquote": 5}[target]
+        # hot; contention, in its notes and three item modes (issue 17); proposal
+        once = {"limit": 0, "peer": 1, "tripquote": 6}[target]
         assert sorted(rounds) == [0] * (1 + once) + [1], (target, rounds)
     for record in document["ratios"]:
         assert [r["round"] for r in record["rounds"]] == [0, 1], record
@@ -146,6 +146,7 @@ def test_tiny_run_end_to_end(tmp_path: Path) -> None:
             assert summary["phantom_markers"] == summary["duplicated_markers"] == 0, summary
         # Each agent editing its own item with merge: no stale save is refused.
         assert runs[("tripquote", "contention-items-merge")]["summary"]["conflicts"] == 0
+        assert runs[("tripquote", "proposal")]["summary"]["passed"]
 
     databases, alive = _leftovers(document)
     assert databases == [] and alive == []
@@ -238,3 +239,28 @@ def test_tiny_run_with_webhooks(tmp_path: Path) -> None:
     assert "tripquote-webhooks/tripquote" in proc.stdout
     names, alive = _leftovers(document)
     assert names == [] and alive == []
+
+
+def test_tiny_proposal_scenario(tmp_path: Path) -> None:
+    # The client's pages beside a save burst: views and accepts all answered, every save too.
+    out = tmp_path / "bench.json"
+    argv = [
+        *_tiny(out, "--proposal-views", "20", "--proposal-accepts", "5"),
+        "--scenarios",
+        "proposal",
+        "--rounds",
+        "1",
+    ]
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    document = json.loads(out.read_text())
+    (run,) = [r for r in document["runs"] if r["scenario"] == "proposal"]
+    summary = run["summary"]
+    assert summary["passed"], summary
+    assert (summary["views"], summary["accepts"]) == (20, 5)
+    assert summary["pages_ok"] == 25 and summary["saves_ok_beside"] == 20
+    assert summary["view_latency"]["count"] == 20 and summary["accept_latency"]["count"] == 5
+    assert summary["save_throughput_ratio"] is not None
+    assert "proposal w=1: PASS" in proc.stdout
+    databases, alive = _leftovers(document)
+    assert databases == [] and alive == []

@@ -159,7 +159,11 @@ def _gaps(document: dict[str, Any]) -> list[str]:
             ]
             responses = operation.get("responses", {})
             for status, response in responses.items():
-                schema = response.get("content", {}).get("application/json", {}).get("schema")
+                # JSON, or the one other type a route sends (the proposal's application/pdf)
+                content = response.get("content", {})
+                schema = (
+                    content.get("application/json") or content.get("application/pdf") or {}
+                ).get("schema")
                 if status.startswith("2") and not schema:
                     gaps.append(f"{label}: {status} response has no schema")
             needed = {"503"} if path == "/health/ready" else set()

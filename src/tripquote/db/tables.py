@@ -273,3 +273,32 @@ webhook_deliveries = Table(
         postgresql_where=text("status = 'delivered'"),
     ),
 )
+
+proposals = Table(
+    "proposals",
+    metadata,
+    C("id", String(ID), primary_key=True),
+    C("quote_id", String(ID), ForeignKey("quotes.id", ondelete="CASCADE"), nullable=False),
+    C("version", Integer(), nullable=False),  # the version sent
+    C("token_hash", String(64), nullable=False, unique=True),  # SHA-256 of the link's token
+    C("link_nonce", String(64), nullable=False),  # the token is HMAC(service key, nonce)
+    C("proposal", JSON(), nullable=False),  # {agency: {name, timeZone}, quote: snapshot}
+    C("proposal_hash", String(64), nullable=False),  # SHA-256 of the proposal's JSON text
+    C("created_at", UTCDateTime(), nullable=False),
+    C("expires_at", UTCDateTime(), nullable=False),
+    C("ended_at", UTCDateTime(), nullable=True),
+    C("ended_reason", String(16), nullable=True),
+    C("views", Integer(), nullable=False, server_default="0"),
+    C("first_viewed_at", UTCDateTime(), nullable=True),
+    C("last_viewed_at", UTCDateTime(), nullable=True),
+    C("answer", String(16), nullable=True),
+    C("answered_at", UTCDateTime(), nullable=True),
+    C("signer_name", String(200), nullable=True),
+    C("decline_reason", Text(), nullable=True),
+    C("answer_ip", String(64), nullable=True),
+    C("answer_user_agent", String(512), nullable=True),
+    C("answered_hash", String(64), nullable=True),
+    CheckConstraint("ended_reason IN ('REVOKED', 'SUPERSEDED', 'CANCELLED')", name="ended_reason"),
+    CheckConstraint("answer IN ('ACCEPTED', 'REJECTED')", name="answer"),
+    Index("ix_proposals_quote_id_created_at", "quote_id", "created_at"),
+)

@@ -303,6 +303,16 @@ def scrub(value: Any, *, tail: bool = False) -> Any:
     return value
 
 
+_LINK_PATH = re.compile(r"^(/p/)[^/?]+")
+LINK_PLACEHOLDER = "[link]"
+
+
+def redact_path(path: str) -> str:
+    """A request path as logged: a proposal link's token (``/p/<token>…``, a bearer secret
+    in the URL) replaced by ``[link]``, the rest kept."""
+    return _LINK_PATH.sub(rf"\g<1>{LINK_PLACEHOLDER}", path) if path.startswith("/p/") else path
+
+
 def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """Processor: mask sensitive keys and secret-looking text anywhere in the event."""
     scrubbed: EventDict = scrub(event_dict)
@@ -364,7 +374,7 @@ def _uvicorn_access_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> 
             event="http_request",
             client_addr=client,
             method=method,
-            path=path,
+            path=redact_path(path) if isinstance(path, str) else path,
             http_version=http_version,
             status=status,
         )

@@ -55,6 +55,13 @@ OPEN: tuple[str, ...] = (QuoteStatus.DRAFT.value, QuoteStatus.SENT.value)
 """The statuses counted against an agent's open-quote quota (a SENT quote until it expires)."""
 
 
+LINK_ENDED_BY: Mapping[Operation, str] = MappingProxyType(
+    {Operation.SEND: "SUPERSEDED", Operation.DELETE: "CANCELLED"}
+)
+"""The operations that end a quote's open proposal links, and the reason recorded: a re-send
+(its new link replaces them) and a cancel. A send also makes the new link."""
+
+
 def from_statuses(operation: Operation) -> list[str]:
     """The statuses TRANSITIONS lets ``operation`` leave, for a statement's guard."""
     return [status.value for status, op in TRANSITIONS if op is operation]

@@ -167,3 +167,25 @@ def _overflow(path: str) -> dict[str, str]:
 
 def _label(path: str) -> str:
     return path.rsplit(".", 1)[-1]
+
+
+def fold_markup(
+    line_totals: tuple[Decimal, ...], markup_amount: Decimal, currency: str
+) -> tuple[Decimal, ...]:
+    """Each line total with its share of ``markup_amount`` folded in, as an agency shows prices
+    to its client: shares proportional to the line totals, each rounded down to the currency's
+    minor units, the minor units left over given to the largest remainders (Hamilton's
+    largest-remainder method), so the folded lines sum exactly to subtotal + markupAmount."""
+    subtotal = sum(line_totals, Decimal(0))
+    if not line_totals or subtotal == 0 or markup_amount == 0:
+        return line_totals
+    unit = Decimal(1).scaleb(-minor_units(currency))
+    exact = [markup_amount * line / subtotal for line in line_totals]
+    floors = [(share // unit) * unit for share in exact]
+    left = int((markup_amount - sum(floors, Decimal(0))) / unit)
+    by_remainder = sorted(range(len(exact)), key=lambda i: (exact[i] - floors[i], -i), reverse=True)
+    for i in by_remainder[:left]:
+        floors[i] += unit
+    return tuple(
+        quantize(line + share, currency) for line, share in zip(line_totals, floors, strict=True)
+    )

@@ -49,7 +49,7 @@ from tripquote.errors import (
 from tripquote.etags import etag
 from tripquote.http import json_response, tagged_response
 from tripquote.idempotency import Record, StoredResponse, idempotent, to_response
-from tripquote.json import dumps
+from tripquote.json import dumps, loads
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.operations import current_operation
 from tripquote.openapi import (
@@ -65,6 +65,7 @@ from tripquote.openapi import (
     RevisionEnvelope,
     RevisionsEnvelope,
     SaveEnvelope,
+    SendEnvelope,
     responses,
 )
 from tripquote.pagination import (
@@ -307,7 +308,7 @@ async def _transition(request: Request, operation_: Operation, call: QuoteCall) 
             on_saved=on_saved,
         )
 
-    return await _idempotent_save(
+    response = await _idempotent_save(
         request,
         idempotency_key=call.idempotency_key,
         caller=call.caller,
@@ -315,6 +316,21 @@ async def _transition(request: Request, operation_: Operation, call: QuoteCall) 
         status=200,
         save=save,
     )
+    if operation_ is Operation.SEND and response.status_code == 200:
+        return await _with_proposal(request, call, response)
+    return response
+
+
+async def _with_proposal(request: Request, call: QuoteCall, response: Response) -> Response:
+    """A send's response with ``proposal`` (its link: ``proposals.service.proposal_json``),
+    added here, never stored with an idempotent response (the token is kept nowhere)."""
+    proposal = await request.app.state.proposals.agent_view(
+        caller=call.caller, quote_id=call.quote_id
+    )
+    body = loads(bytes(response.body))
+    body["proposal"] = proposal
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return json_response(body, status=response.status_code, headers=headers)
 
 
 def _add_transition(
@@ -323,6 +339,7 @@ def _add_transition(
     operation_: Operation,
     summary: str,
     errors: tuple[Raised, ...] = TRANSITION_ERRORS,
+    model: type[SaveEnvelope] = SaveEnvelope,
 ) -> None:
     """Register the route of one lifecycle transition (``quote.<operation>``); all four take
     the same inputs and differ only by the operation (and a send's own refusal, ``errors``)."""
@@ -339,7 +356,7 @@ def _add_transition(
         methods=[method],
         name=f"{name}_quote",
         openapi_extra=operation(f"quote.{name}"),
-        responses=responses(SaveEnvelope, headers=_SAVED, errors=errors),
+        responses=responses(model, headers=_SAVED, errors=errors),
     )
 
 
@@ -357,6 +374,7 @@ _add_transition(
     "TRIP_ALREADY_STARTED); sets ``sentAt`` and ``expiresAt``: the end of the last valid "
     "day (agency zone), and never after the trip starts.",
     SEND_ERRORS,
+    SendEnvelope,
 )
 _add_transition(
     "POST",

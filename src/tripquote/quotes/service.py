@@ -20,6 +20,7 @@ from tripquote.errors import (
     field_error,
 )
 from tripquote.json import loads
+from tripquote.proposals.links import LinkKeys
 from tripquote.quotes.lifecycle import Operation, QuoteStatus, target_of
 from tripquote.quotes.merge_save import MergeRequest, merged_save
 from tripquote.quotes.model import (
@@ -73,9 +74,11 @@ class QuoteService:
     """The quote use cases over a ``QuoteStore``; keyword-only methods."""
 
     def __init__(
-        self, *, store: QuoteStore, limits: Limits, clock: Callable[[], datetime] | None = None
-    ) -> None:
+        self, *, store: QuoteStore, limits: Limits, links: LinkKeys,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:  # fmt: skip
         self.store = store
+        self.links = links
         self.limits = limits
         self.clock = clock or _utc_now
         # changedFields of (quote, expected, actual): revisions are immutable, so the answer
@@ -269,10 +272,12 @@ class QuoteService:
 
         async def write(then: Then | None) -> Saved | Refused:
             zone = self._zones.get(agent_id) if operation is Operation.SEND else None
+            # A send stores the proposal behind a new link (its token given by GET …/proposal)
+            link = self.links.mint() if operation is Operation.SEND else None
             return await self.store.transition(
                 caller=caller, quote_id=quote_id, expected=expected,
                 change=transition(operation, now, zone), now=now, timezone=zone,
-                correlation_id=correlation_id, then=then,
+                correlation_id=correlation_id, then=then, link=link,
             )  # fmt: skip
 
         def quote_of(saved: Saved) -> dict[str, Any]:

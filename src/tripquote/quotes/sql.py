@@ -423,9 +423,31 @@ _TRANSITION_WRITE = versioned_update(
     snapshot=merged_snapshot(_send_expiry("s")),
 )
 
+_LINKS = """ended AS (
+    -- A re-send or a cancel ends the quote's open links (lifecycle.LINK_ENDED_BY).
+    UPDATE proposals p SET ended_at = :now, ended_reason = :end_reason::text
+      FROM saved s
+     WHERE p.quote_id = s.id AND p.ended_at IS NULL AND :end_reason::text IS NOT NULL
+), proposal AS (
+    -- A send freezes what it sent behind a new link (its token's hash, never the token): the
+    -- revision's snapshot with the agency's name and time zone, and the SHA-256 of that JSON
+    -- text (``json`` keeps it byte for byte: the page shows and hashes exactly these bytes).
+    INSERT INTO proposals (id, quote_id, version, token_hash, link_nonce, proposal,
+                           proposal_hash, created_at, expires_at)
+    SELECT gen_random_uuid()::text, s.id, s.version, :link_hash::text, :link_nonce::text, d.doc,
+           encode(sha256(convert_to(d.doc::text, 'UTF8')), 'hex'), :now, s.expires_at
+      FROM saved s JOIN agencies g ON g.id = s.agency_id CROSS JOIN revision r
+     CROSS JOIN LATERAL (
+           SELECT json_build_object('agency', json_build_object('name', g.name,
+                                                                'timeZone', g.timezone),
+                                    'quote', r.snapshot) AS doc) d
+     WHERE :link_hash::text IS NOT NULL
+)"""
+"""What a transition does to the quote's proposal links (issue 16), in the same statement."""
+
 TRANSITION = Statement.of(
     f"""
-WITH {agents.CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, {_TRANSITION_WRITE}
+WITH {agents.CALLER}, {QUOTE_FACTS}, {CLIENT}, {ONE_TARGET}, {_TRANSITION_WRITE}, {_LINKS}
 SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
        (SELECT count(*) FROM quote_items i WHERE i.quote_id = cur.id) AS item_count,
        coalesce({trip_started("cur")}, false) AS trip_started, cur.start_date AS fact_start,
@@ -436,7 +458,8 @@ SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
 """Send, accept, reject, delete: the status of a visible quote, at the version expected; a
 send (``:today`` set) also needs ``:items_needed`` items and a trip that has not started,
 and sets ``expires_at`` from ``:expiries`` (the expiry instant, ISO 8601, by the days the
-offer is valid, ``offer_days``, for the caller's agency ``:timezone``)."""
+offer is valid, ``offer_days``, for the caller's agency ``:timezone``); it stores the proposal
+behind the link ``:link_hash``. ``:end_reason`` (a re-send, a cancel) ends the open links."""
 
 EXPIRE = Statement.of(
     f"""

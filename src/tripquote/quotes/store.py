@@ -22,8 +22,16 @@ from tripquote.agents.auth import Caller
 from tripquote.agents.repository import CallerFacts, caller_facts
 from tripquote.db.transaction import TransactionRunner, Tx
 from tripquote.json import dumps, loads
+from tripquote.proposals.links import NewLink
 from tripquote.quotes import sql
-from tripquote.quotes.lifecycle import OPEN, Operation, QuoteStatus, from_statuses, target_of
+from tripquote.quotes.lifecycle import (
+    LINK_ENDED_BY,
+    OPEN,
+    Operation,
+    QuoteStatus,
+    from_statuses,
+    target_of,
+)
 from tripquote.quotes.model import Change, Draft, Item, Quote
 from tripquote.quotes.results import (
     Edit,
@@ -188,11 +196,13 @@ class QuoteStore:
     async def transition(
         self, *, caller: Caller, quote_id: str, expected: int, change: Change, now: datetime,
         timezone: str | None, correlation_id: str, then: Then | None,
+        link: NewLink | None = None,
     ) -> Saved | Refused:  # fmt: skip
         """Move the quote at version ``expected`` to ``change.status`` if the caller may act
         on it, its status allows ``change.operation`` and it has the items that needs; a send
         (``change.expiries`` made for ``timezone``) only in the caller's agency ``timezone``
-        and before its trip starts (``sql.trip_started``), expiring by then (``offer_days``)."""
+        and before its trip starts (``sql.trip_started``), expiring by then (``offer_days``),
+        storing the proposal behind ``link``; a re-send or a cancel ends the open links."""
         changes = sql.changes(lastModifiedBy=caller.agent_id, lastModifiedAt=now)
         expiries = None
         if change.expiries is not None:
@@ -214,6 +224,9 @@ class QuoteStore:
             "operation": change.operation.value,
             "correlation_id": correlation_id,
             "changes": dumps(changes).decode(),
+            "end_reason": LINK_ENDED_BY.get(change.operation),
+            "link_hash": link.hash if link is not None else None,
+            "link_nonce": link.nonce if link is not None else None,
         }
         return await self._write(sql.TRANSITION, values, then, _transitioned, _transitioned)
 

@@ -1,0 +1,140 @@
+"""The ``proposal`` scenario (issue 16): the client's side under load, beside the save burst.
+
+Set-up (not measured): ``accepts`` quotes created and sent, each page read once for its form.
+Then, in the same run: a save burst alone, and the same burst released at the same instant
+as ``views`` page views (``GET /p/<token>``, round robin over the links) and ``accepts``
+accepts (``POST /p/<token>/accept``, one per link; a client following the 303 as a browser
+does). Reported: P50/P95/P99 and throughput of the views and the accepts, and the saves'
+throughput beside the pages over the saves' throughput alone (the issue's bound: at most
+10 % slower, a ratio of at least 0.9).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from bench.loadgen import Burst, Call, HttpClient, Outcome, Result, fire, run_bounded
+from bench.report import latency_stats, summarize
+from bench.targets import TripquoteTarget
+from bench.world import QuotePool, absorb, plan_burst
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+_HIDDEN = re.compile(rb'name="(csrf|proposal_hash)" value="([^"]*)"')
+
+
+def _page_call(client: HttpClient, url: str) -> Call:
+    async def call() -> Outcome:
+        status, _ = await client.send("GET", url, None, {})
+        return Outcome(status)
+
+    return call
+
+
+def _accept_call(client: HttpClient, url: str, form: dict[str, str], n: int) -> Call:
+    body = urlencode({**form, "signer_name": f"Bench Client {n}", "consent": "yes"}).encode()
+
+    async def call() -> Outcome:
+        status, _ = await client.send("POST", f"{url}/accept", body, FORM)
+        return Outcome(status)
+
+    return call
+
+
+async def links(
+    target: TripquoteTarget, client: HttpClient, pool: QuotePool, *, base_url: str
+) -> list[tuple[str, dict[str, str]]]:
+    """Send every quote of ``pool`` and read its page once: (link URL on ``base_url``, the
+    form's hidden fields) per quote."""
+    sends = await run_bounded(
+        [
+            ("send", _send_call(target, client, q.id, q.version, target.tokens[q.owner]))
+            for q in pool.quotes
+        ],
+        concurrency=16,
+    )
+    urls = []
+    for result in sends.results:
+        if result.status != 200 or not isinstance(result.body, dict):
+            raise RuntimeError(f"proposal set-up: a send answered {result.status} {result.code}")
+        urls.append(base_url + urlsplit(result.body["proposal"]["url"]).path)
+    found: list[tuple[str, dict[str, str]]] = []
+    for url in urls:
+        status, raw = await client.send("GET", url, None, {})
+        if status != 200:
+            raise RuntimeError(f"proposal set-up: a page answered {status}")
+        form = {k.decode(): v.decode() for k, v in _HIDDEN.findall(raw)}
+        found.append((url, form))
+    return found
+
+
+def _send_call(
+    target: TripquoteTarget, client: HttpClient, quote_id: str, version: int, token: str
+) -> Call:
+    from bench.loadgen import http_call
+
+    return http_call(
+        client,
+        "POST",
+        f"{target.base_url}/api/agents/quotes/{quote_id}/send",
+        json={"version": version},
+        token=token,
+        keep_body=True,
+    )
+
+
+def _saves_per_s(results: list[Result]) -> float | None:
+    ok = [r for r in results if r.status in (200, 201)]
+    last = max((r.latency for r in ok), default=0.0)
+    return round(len(ok) / last, 2) if last > 0 else None
+
+
+async def scenario(
+    target: TripquoteTarget,
+    client: HttpClient,
+    pool: QuotePool,
+    pages: list[tuple[str, dict[str, str]]],
+    *,
+    views: int,
+    burst_size: int,
+    agents: int,
+    fixtures: int,
+    seq: int,
+) -> tuple[dict[str, Any], int]:
+    """The saves alone, then beside ``views`` views and one accept per link of ``pages``;
+    the summary and the next plan sequence number."""
+    plan, seq = plan_burst(pool, size=burst_size, agents=agents, fixtures=fixtures, seq=seq)
+    alone = await fire([(item.kind, target.save_call(client, item)) for item in plan])
+    absorb(pool, plan, alone)
+    plan, seq = plan_burst(pool, size=burst_size, agents=agents, fixtures=fixtures, seq=seq)
+    saves = [(item.kind, target.save_call(client, item)) for item in plan]
+    looks = [("view", _page_call(client, pages[i % len(pages)][0])) for i in range(views)]
+    answers = [
+        ("accept", _accept_call(client, url, form, n)) for n, (url, form) in enumerate(pages)
+    ]
+    beside = await fire([*saves, *looks, *answers])
+    save_results = beside.results[: len(saves)]
+    absorb(pool, plan, Burst(save_results, beside.wall))
+    page_results = beside.results[len(saves) :]
+    alone_rate, beside_rate = _saves_per_s(alone.results), _saves_per_s(save_results)
+    summary = {
+        "views": views,
+        "accepts": len(answers),
+        "burst": burst_size,
+        "saves_alone": summarize(alone),
+        "pages": summarize(Burst(page_results, beside.wall), ok_statuses=(200, 303)),
+        "view_latency": latency_stats(r.latency for r in page_results if r.op == "view"),
+        "accept_latency": latency_stats(r.latency for r in page_results if r.op == "accept"),
+        "saves_per_s_alone": alone_rate,
+        "saves_per_s_beside_pages": beside_rate,
+        "save_throughput_ratio": round(beside_rate / alone_rate, 3)
+        if alone_rate and beside_rate
+        else None,
+        "saves_ok_beside": sum(1 for r in save_results if r.status in (200, 201)),
+        "pages_ok": sum(1 for r in page_results if r.status in (200, 303)),
+    }
+    summary["passed"] = (
+        summary["pages_ok"] == len(page_results) and summary["saves_ok_beside"] == burst_size
+    )
+    return summary, seq

@@ -1,0 +1,232 @@
+"""The client's pages, public behind the private link: ``/p/{token}`` (the proposal, its
+answer form), ``/p/{token}/pdf``, ``POST /p/{token}/accept`` · ``/decline``, and the one
+stylesheet ``/assets/proposal.css``. Server-rendered HTML, no script; every response carries
+the security headers; every refusal is a page with its status (never the JSON envelope):
+PROPOSAL_NOT_FOUND 404 (one page for an unknown, malformed or ended token), PROPOSAL_EXPIRED
+410, PROPOSAL_CLOSED / PROPOSAL_ALREADY_ANSWERED 409, PROPOSAL_FORM_INVALID 400 / 403,
+RATE_LIMIT_EXCEEDED 429 with Retry-After. Each request is one tracked operation (metrics,
+operation record) named in its decorator; the token is in none of them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import APIRouter, Form
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from tripquote.errors import (
+    ProposalAlreadyAnswered,
+    ProposalClosed,
+    ProposalExpired,
+    ProposalFormInvalid,
+    ProposalNotFound,
+    RateLimitExceeded,
+    TripquoteError,
+)
+from tripquote.observability.context import get_correlation_id
+from tripquote.observability.operations import Observer, current_operation
+from tripquote.proposals.links import token_hash
+from tripquote.proposals.render import answered_of, pdf, render, stylesheet, view_of
+from tripquote.proposals.service import AnswerForm, ProposalService
+from tripquote.proposals.store import Link
+from tripquote.routing import OPERATION, operation
+
+SECURITY_HEADERS = {
+    # No script at all, nothing from elsewhere, never framed, forms post only here.
+    "Content-Security-Policy": "default-src 'self'; base-uri 'none'; object-src 'none'; "
+    "form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    # The URL holds the token: never sent on as a Referer, never kept by a shared cache.
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+_TITLES: dict[type[TripquoteError], str] = {
+    ProposalNotFound: "This link is not valid",
+    ProposalExpired: "This offer has expired",
+    ProposalClosed: "This proposal is closed",
+    ProposalAlreadyAnswered: "Already answered",
+    ProposalFormInvalid: "This form is not valid",
+    RateLimitExceeded: "Too many requests",
+}
+
+
+def _service(request: Request) -> ProposalService:
+    service: ProposalService = request.app.state.proposals
+    return service
+
+
+def _base(request: Request) -> str:
+    return _service(request).base_url
+
+
+def error_page(request: Request, error: TripquoteError) -> Response:
+    """A refusal as a page with its status and headers (Retry-After on a 429). The 404 is
+    the same page for every token it refuses."""
+    title = _TITLES.get(type(error), "Temporarily unavailable")
+    if isinstance(error, ProposalNotFound):
+        message = ProposalNotFound.default_message  # uniform: never what was wrong
+    elif isinstance(error, RateLimitExceeded):
+        wait = error.headers.get("Retry-After", "a few")
+        message = f"Please wait {wait} seconds, then reload the page."
+    elif type(error) in _TITLES:
+        message = error.message
+    else:
+        message = "The service could not answer just now. Please reload the page in a moment."
+    html = render("message.html", assets=f"{_base(request)}/assets", title=title, message=message)
+    return HTMLResponse(
+        html, status_code=error.status, headers={**SECURITY_HEADERS, **error.headers}
+    )
+
+
+class PageRoute(APIRoute):
+    """A public page route: each request one tracked operation (``openapi_extra`` names
+    it), a refusal rendered by ``error_page``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler inside the tracked operation, errors as pages."""
+        handler = super().get_route_handler()
+        name = (self.openapi_extra or {})[OPERATION]
+
+        async def tracked(request: Request) -> Response:
+            observer: Observer = request.app.state.observer
+            try:
+                async with observer.track(name) as op:
+                    response = await handler(request)
+                    op.http_status = response.status_code
+                    return response
+            except TripquoteError as error:
+                return error_page(request, error)
+
+        return tracked
+
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+
+async def _limit(request: Request, token: str) -> None:
+    """Count the request per client IP and per link (its hash: a token is never a storage
+    key); RATE_LIMIT_EXCEEDED."""
+    limiter = request.app.state.public_limiter
+    await limiter.check(f"ip:{request.client.host if request.client else '-'}")
+    await limiter.check(f"link:{token_hash(token)[:32]}")
+
+
+def _note_quote(link: Link) -> None:
+    tracked = current_operation()
+    if tracked is not None:
+        tracked.quote_id = link.quote_id
+
+
+def _page(
+    request: Request, link: Link, token: str, *, status: int = 200,
+    errors: dict[str, str] | None = None, form: dict[str, str] | None = None,
+) -> Response:  # fmt: skip
+    service = _service(request)
+    view = view_of(link.proposal, link.proposal_hash, link.expires_at)
+    html = render(
+        "proposal.html",
+        p=view,
+        answered=answered_of(link, view.timezone),
+        link=f"{service.base_url}/p/{token}",
+        assets=f"{service.base_url}/assets",
+        csrf=service.csrf(token),
+        proposal_hash=link.proposal_hash,
+        errors=errors or {},
+        form=form or {},
+    )
+    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+
+
+@router.get("/p/{token}", openapi_extra=operation("proposal.view"))
+async def proposal_page(request: Request, token: str) -> Response:
+    """The proposal as sent, with its answer form (or the answer given); a view counted."""
+    await _limit(request, token)
+    link, _ = await _service(request).open(token=token, count_view=True)
+    _note_quote(link)
+    return _page(request, link, token)
+
+
+@router.get("/p/{token}/pdf", openapi_extra=operation("proposal.view_pdf"))
+async def proposal_pdf(request: Request, token: str) -> Response:
+    """The proposal as a PDF (the refusals of the page)."""
+    await _limit(request, token)
+    link, _ = await _service(request).open(token=token, count_view=False)
+    _note_quote(link)
+    view = view_of(link.proposal, link.proposal_hash, link.expires_at)
+    content = await asyncio.to_thread(pdf, view, answered_of(link, view.timezone))
+    return Response(
+        content,
+        media_type="application/pdf",
+        headers={**SECURITY_HEADERS, "Content-Disposition": 'inline; filename="proposal.pdf"'},
+    )
+
+
+async def _answer(request: Request, token: str, form: AnswerForm) -> Response:
+    await _limit(request, token)
+    service = _service(request)
+    try:
+        link = await service.answer(
+            token=token,
+            form=form,
+            ip=request.client.host if request.client else None,
+            user_agent=request.headers.get("user-agent"),
+            correlation_id=get_correlation_id(),
+        )
+    except ProposalFormInvalid as error:
+        if error.status != 400:
+            raise
+        link, _ = await service.open(token=token, count_view=False)
+        _note_quote(link)
+        values = {"signer_name": form.signer_name, "reason": form.reason}
+        return _page(request, link, token, status=400, errors=error.details["errors"], form=values)
+    _note_quote(link)
+    # POST-redirect-GET: a reload shows the answer, never posts again.
+    return RedirectResponse(
+        f"{service.base_url}/p/{token}#answer", status_code=303, headers=SECURITY_HEADERS
+    )
+
+
+@router.post("/p/{token}/accept", openapi_extra=operation("proposal.accept"))
+async def accept(
+    request: Request,
+    token: str,
+    csrf: str = Form(""),
+    proposal_hash: str = Form(""),
+    signer_name: str = Form(""),
+    consent: str = Form(""),
+) -> Response:
+    """Accept: the signer's full name and the consent box; 303 to the page."""
+    form = AnswerForm(
+        accept=True, csrf=csrf, proposal_hash=proposal_hash, signer_name=signer_name,
+        consent=consent == "yes",
+    )  # fmt: skip
+    return await _answer(request, token, form)
+
+
+@router.post("/p/{token}/decline", openapi_extra=operation("proposal.decline"))
+async def decline(
+    request: Request,
+    token: str,
+    csrf: str = Form(""),
+    proposal_hash: str = Form(""),
+    reason: str = Form(""),
+) -> Response:
+    """Decline, with an optional reason; 303 to the page."""
+    form = AnswerForm(accept=False, csrf=csrf, proposal_hash=proposal_hash, reason=reason)
+    return await _answer(request, token, form)
+
+
+@router.get("/assets/proposal.css", openapi_extra=operation("proposal.asset"))
+async def proposal_css() -> Response:
+    """The pages' stylesheet."""
+    return Response(
+        stylesheet(),
+        media_type="text/css",
+        headers={**SECURITY_HEADERS, "Cache-Control": "public, max-age=3600"},
+    )
