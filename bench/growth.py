@@ -62,12 +62,18 @@ async def run(bench: Bench) -> None:
         bench.note(f"history loaded in {time.monotonic() - started:.0f}s: {counts}")
         results["large"] = await measure(bench, conn, ctx, "large")
         table, slow = ratios(results, threshold=args.growth_threshold)
+        passed = all(
+            phase["burst"]["verify"]["passed"] and phase["hot"]["checks"]["passed"]
+            for phase in results.values()
+        )
         bench.runs.append(
             {
                 "scenario": "growth",
+                "round": 0,
                 "workers": str(args.workers[0]),
                 "target": "tripquote",
                 "summary": {"results": results, "ratios": table, "history": counts},
+                "checks": {"passed": passed},
             }
         )
         print_ratios(table)
@@ -259,7 +265,8 @@ async def measure(bench: Bench, conn: Any, ctx: dict[str, Any], label: str) -> d
                 meter=bench.meter(),
             )
             out["burst"] = summarize(result)
-            out["burst"]["verify"] = (await bench.verify_burst(plan, result))["summary"]
+            verify = await bench.verify_burst(plan, result)
+            out["burst"]["verify"] = {"passed": verify["passed"], "summary": verify["summary"]}
             out["rss_kib"] = worker_rss(server.process.pid)
             hot, checks = await scenarios.hot(
                 target, client, bench.tq_pool.quotes[-1], n=args.hot, meter=bench.meter()
