@@ -30,7 +30,7 @@ import asyncpg
 
 from bench import growth_load as gl
 from bench import pg, procs, scenarios, service
-from bench.growth_report import explain_slow, print_ratios, print_sizes, ratios
+from bench.growth_report import explain_slow, history_line, print_ratios, print_sizes, ratios
 from bench.loadgen import HttpClient, http_call, run_bounded
 from bench.report import summarize
 from bench.tq_side import tq_target
@@ -77,6 +77,7 @@ async def run(bench: Bench) -> None:
             }
         )
         print_ratios(table)
+        print(history_line(results))
         await print_sizes(conn)
         await explain_slow(bench, conn, ctx, slow)
     finally:
@@ -148,10 +149,11 @@ async def set_up(bench: Bench, conn: Any) -> dict[str, Any]:
     long_id = await gl.add_long_history(
         conn, owner, versions=args.growth_versions, now=now, draft=drafts[0]
     )
+    short_id = await gl.add_long_history(conn, owner, versions=1, now=now, draft=drafts[0])
     await conn.execute(
         "UPDATE agents SET open_quote_bound = open_quote_bound + $2 WHERE id = $1",
         owner.agent_id,
-        rows + 1,
+        rows + 2,
     )
     await conn.execute("VACUUM ANALYZE")
     bench.note(f"working set: {rows} quotes of agent 0, one of {args.growth_versions} versions")
@@ -160,6 +162,7 @@ async def set_up(bench: Bench, conn: Any) -> dict[str, Any]:
         for a, c in zip(world.agent_ids, world.client_ids, strict=True)
     ]
     return {
+        "short_id": short_id,
         "owner": owner,
         "owners": owners,
         "long_id": long_id,
@@ -282,7 +285,8 @@ async def measure(bench: Bench, conn: Any, ctx: dict[str, Any], label: str) -> d
                         out[f"{name} p{args.growth_pages}"] = await reads(
                             client, deep, token, args.growth_reads
                         )
-            out["edit long quote"] = await edit_long(client, base, ctx, bench)
+            out["edit long quote"] = await edits(client, base, ctx["long_id"], bench)
+            out["edit short quote"] = await edits(client, base, ctx["short_id"], bench)
         finally:
             await client.aclose()
     finally:
@@ -293,11 +297,12 @@ async def measure(bench: Bench, conn: Any, ctx: dict[str, Any], label: str) -> d
     return out
 
 
-async def edit_long(client: HttpClient, base: str, ctx: dict[str, Any], bench: Bench) -> Any:
-    """``LONG_EDITS`` PATCHes of the long quote, one after the other, each from its version."""
+async def edits(client: HttpClient, base: str, quote_id: str, bench: Bench) -> Any:
+    """``LONG_EDITS`` PATCHes of a quote of agent 0, one after the other, each from its
+    version (the long quote's against a 1-version quote's: does history make edits dearer?)."""
     world = bench.tq_world
     assert world is not None
-    url = f"{base}/api/agents/quotes/{ctx['long_id']}"
+    url = f"{base}/api/agents/quotes/{quote_id}"
     read = await http_call(client, "GET", url, token=world.tokens[0], keep_body=True)()
     version = int(read.body["version"])
     results = []
@@ -315,7 +320,7 @@ async def edit_long(client: HttpClient, base: str, ctx: dict[str, Any], bench: B
         outcome = await call()
         results.append(time.perf_counter() - began)
         if outcome.status != 200:
-            raise RuntimeError(f"edit of the long quote: {outcome.status} {outcome.code}")
+            raise RuntimeError(f"edit of {quote_id}: {outcome.status} {outcome.code}")
         version = int(outcome.body["version"])
     wall = time.perf_counter() - started
     from bench.report import latency_stats

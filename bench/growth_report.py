@@ -63,6 +63,16 @@ def ratios(
     return table, slow
 
 
+def history_line(results: dict[str, dict[str, Any]]) -> str:
+    """Whether a long history makes an edit dearer: edits/s of the 500-version quote over
+    those of a 1-version quote, in each phase (1.0: no dearer)."""
+    parts = []
+    for phase, out in results.items():
+        long, short = out["edit long quote"]["ok_per_s"], out["edit short quote"]["ok_per_s"]
+        parts.append(f"{phase} {long / short:.3f}")
+    return "edits of the long quote / of a 1-version quote: " + ", ".join(parts)
+
+
 def print_ratios(table: list[dict[str, Any]]) -> None:
     """The ratio table (throughput: large / empty, >= 0.8 wanted; RSS: <= 1.2 wanted)."""
     print("\ngrowth: large / empty (throughput in ok/s; RSS: large / empty)")
@@ -200,20 +210,13 @@ async def _probe(
                 client, PlanItem("update", quote.owner, quote.fixture, 0, quote, quote.version)
             ),
         ]
-    elif name in ("hot", "edit long quote"):
-        quote_id = ctx["long_id"] if name != "hot" else quote.id
+    elif name in ("hot", "edit long quote", "edit short quote"):
+        quote_id = {"hot": quote.id, "edit long quote": ctx["long_id"]}.get(name, ctx["short_id"])
         url = f"{base}/api/agents/quotes/{quote_id}"
-        token = world.tokens[0] if name != "hot" else world.tokens[quote.owner]
+        token = world.tokens[quote.owner] if name == "hot" else world.tokens[0]
         got = await http_call(client, "GET", url, token=token, keep_body=True)()
-        calls = [
-            http_call(
-                client,
-                "PATCH",
-                url,
-                json={"version": got.body["version"], "notes": "probe"},
-                token=token,
-            )
-        ]
+        patch = {"version": got.body["version"], "notes": "probe"}
+        calls = [http_call(client, "PATCH", url, json=patch, token=token)]
     elif head in requests:
         _, path, token = requests[head]
         url = base + path

@@ -21,7 +21,7 @@ OPERATIONS = {
     "burst", "hot", "get", "list", "list p2", "list status", "list status p2",
     "list clientId", "list clientId p2", "list updatedSince", "list updatedSince p2",
     "admin list", "admin list p2", "revisions", "revisions p2", "revision",
-    "edit long quote", "expire", "idempotency purge",
+    "edit long quote", "edit short quote", "expire", "idempotency purge",
 }  # fmt: skip
 
 
@@ -54,6 +54,7 @@ def test_tiny_growth_run(tmp_path: Path) -> None:
     text = proc.stdout
     assert "need ~" in text and "free in" in text  # the disk check, before the load
     assert "growth: large / empty" in text and "database size:" in text
+    assert "edits of the long quote / of a 1-version quote: empty " in text
     assert "index ix_quotes_agent_id_created_at_id" in text
     for name in OPERATIONS:  # every operation below the threshold: its plans are shown
         assert f"=== {name}: " in text, name
