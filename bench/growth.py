@@ -198,10 +198,13 @@ def read_requests(bench: Bench, ctx: dict[str, Any]) -> dict[str, tuple[str, str
     return requests
 
 
-async def deep_cursor(client: HttpClient, url: str, token: str, pages: int) -> str | None:
-    """The cursor of page ``pages`` (walked from the first), or None if there are fewer."""
-    cursor = None
-    for _ in range(pages - 1):
+async def deep_cursor(
+    client: HttpClient, url: str, token: str, pages: int
+) -> tuple[str | None, int]:
+    """The cursor of page ``pages`` walked from the first, or of the last page when there
+    are fewer; and that page's number (1: no cursor)."""
+    cursor, page = None, 1
+    while page < pages:
         outcome = await http_call(
             client,
             "GET",
@@ -209,10 +212,11 @@ async def deep_cursor(client: HttpClient, url: str, token: str, pages: int) -> s
             token=token,
             keep_body=True,
         )()
-        cursor = (outcome.body or {}).get("nextCursor") if outcome.status == 200 else None
-        if cursor is None:
-            return None
-    return cursor
+        following = (outcome.body or {}).get("nextCursor") if outcome.status == 200 else None
+        if following is None:
+            break
+        cursor, page = following, page + 1
+    return cursor, page
 
 
 async def reads(client: HttpClient, url: str, token: str, count: int) -> dict[str, Any]:
@@ -279,12 +283,10 @@ async def measure(bench: Bench, conn: Any, ctx: dict[str, Any], label: str) -> d
             for name, (_, path, token) in read_requests(bench, ctx).items():
                 out[name] = await reads(client, base + path, token, args.growth_reads)
                 if "list" in name or name == "revisions":
-                    cursor = await deep_cursor(client, base + path, token, args.growth_pages)
+                    cursor, page = await deep_cursor(client, base + path, token, args.growth_pages)
                     if cursor is not None:
                         deep = f"{base}{path}&cursor={cursor}"
-                        out[f"{name} p{args.growth_pages}"] = await reads(
-                            client, deep, token, args.growth_reads
-                        )
+                        out[f"{name} p{page}"] = await reads(client, deep, token, args.growth_reads)
             out["edit long quote"] = await edits(client, base, ctx["long_id"], bench)
             out["edit short quote"] = await edits(client, base, ctx["short_id"], bench)
         finally:

@@ -28,8 +28,8 @@ QUOTES_PER_AGENCY = 5_000
 QUOTES_PER_AGENT = 500
 CLIENTS_PER_AGENT = 10
 BYTES_PER_QUOTE = 12_000
-"""Disk per history quote with its items, 2 revisions, 2 operation records, 1 idempotency
-key and their indexes (measured at 20,000 quotes: see README); the disk check uses it."""
+"""Disk reckoned per history quote with its items, 2 revisions, 2 operation records, 1
+idempotency key and their indexes (~10 KB measured at 20,000 quotes, see README)."""
 CHUNK = 2_000
 
 QUOTE_COLUMNS = (

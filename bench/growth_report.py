@@ -198,7 +198,9 @@ async def _probe(
     read = await target.read_call(client, quote, actor=None)()
     quote.version = int(read.body["version"])
     requests = read_requests(bench, ctx)
-    head = name.rsplit(" p", 1)[0]
+    head, _, page = name.rpartition(" p")
+    if not (head and page.isdigit()):
+        head, page = name, "1"
     if name == "burst":
         fixture = bench.fixtures[0]
         body = create_body(fixture, client_id=world.client_ids[0], seq=0)
@@ -220,8 +222,8 @@ async def _probe(
     elif head in requests:
         _, path, token = requests[head]
         url = base + path
-        if head != name:
-            cursor = await deep_cursor(client, url, token, bench.args.growth_pages)
+        if page != "1":
+            cursor, _ = await deep_cursor(client, url, token, int(page))
             url += f"&cursor={cursor}"
         calls = [http_call(client, "GET", url, token=token)]
     else:
