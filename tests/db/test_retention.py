@@ -133,6 +133,42 @@ def test_maintenance_makes_days_ahead_and_drops_old_partitions_whole(fresh_url: 
     assert again["operation_records"] == {"created": [], "dropped": []}
 
 
+def test_a_detach_left_pending_by_a_cancelled_run_is_finished(fresh_url: str) -> None:
+    migrate.upgrade(make_settings(fresh_url))
+    first = f"operation_records_before_{_midnight(1):%Y%m%d}"
+
+    async def cancel_a_detach() -> None:
+        reader = await asyncpg.connect(_dsn(fresh_url))
+        detacher = await asyncpg.connect(_dsn(fresh_url))
+        try:  # an open transaction that read the table: the detach's second phase waits
+            async with reader.transaction():
+                await reader.fetch("SELECT count(*) FROM operation_records")
+                await detacher.execute("SET statement_timeout = 300")
+                with pytest.raises(asyncpg.QueryCanceledError):
+                    await detacher.execute(
+                        f"ALTER TABLE operation_records DETACH PARTITION {first} CONCURRENTLY"
+                    )
+        finally:
+            await reader.close()
+            await detacher.close()
+
+    asyncio.run(cancel_a_detach())
+    (pending,) = asyncio.run(
+        _fetch(
+            fresh_url,
+            f"SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = '{first}'::regclass",
+        )
+    )
+    assert pending["inhdetachpending"] is True
+
+    report = asyncio.run(_maintain(fresh_url, now=datetime.now(UTC) + timedelta(days=31)))
+
+    assert first in report["operation_records"]["dropped"]
+    names = [r["relname"] for r in asyncio.run(_fetch(fresh_url, PARTITIONS))]
+    assert first not in names
+    assert asyncio.run(_fetch(fresh_url, f"SELECT to_regclass('{first}') AS t"))[0]["t"] is None
+
+
 def test_a_run_started_while_another_holds_the_lock_is_skipped(fresh_url: str) -> None:
     migrate.upgrade(make_settings(fresh_url))
     before = asyncio.run(_fetch(fresh_url, PARTITIONS))

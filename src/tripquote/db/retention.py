@@ -119,17 +119,22 @@ async def keep_partitions(
         ):
             created.append(name)
     for name, bound in sorted(existing.items(), key=lambda item: str(item[1])):
-        if (
-            bound is not None
-            and bound <= horizon
-            and await _ddl(
-                conn,
-                f'ALTER TABLE "{table}" DETACH PARTITION "{name}" CONCURRENTLY',
-                f'DROP TABLE "{name}"',
-            )
-        ):
+        if bound is not None and bound <= horizon and await _drop(conn, table, name):
             dropped.append(name)
     return {"created": created, "dropped": dropped}
+
+
+async def _drop(conn: AsyncConnection, table: str, name: str) -> bool:
+    """Detach partition ``name`` concurrently and drop it. A detach an earlier run began and
+    did not end (cancelled while it waited for older transactions: SQLSTATE 55000, the
+    partition "pending detach") is finished with ``FINALIZE``."""
+    detach = f'ALTER TABLE "{table}" DETACH PARTITION "{name}"'
+    try:
+        return await _ddl(conn, f"{detach} CONCURRENTLY", f'DROP TABLE "{name}"')
+    except DBAPIError as exc:
+        if sqlstate_of(exc) != "55000":
+            raise
+    return await _ddl(conn, f"{detach} FINALIZE", f'DROP TABLE "{name}"')
 
 
 def _midnight(day: date) -> datetime:
