@@ -188,7 +188,8 @@ def read_requests(bench: Bench, ctx: dict[str, Any]) -> dict[str, tuple[str, str
         "list clientId": f"&clientId={world.client_ids[0]}",
         "list updatedSince": f"&updatedSince={since}",
     }
-    requests = {"get": ("GET", f"/api/agents/quotes/{bench.tq_pool.quotes[0].id}", token)}
+    read = bench.tq_pool.quotes[0]
+    requests = {"get": ("GET", f"/api/agents/quotes/{read.id}", world.tokens[read.owner])}
     for name, query in lists.items():
         requests[name] = ("GET", f"/api/agents/quotes?limit={size}{query}", token)
     requests["admin list"] = ("GET", f"/api/agents/quotes?limit={size}", admin)
