@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from bench import growth_load as gl
+from bench import growth_sets as gs
 from bench import pg, procs, scenarios, service
 from bench.growth_report import explain_slow, history_line, print_ratios, print_sizes, ratios
 from bench.loadgen import HttpClient, http_call, run_bounded
@@ -144,12 +145,12 @@ async def set_up(bench: Bench, conn: Any) -> dict[str, Any]:
     owner = gl.Owner(world.agency_id, world.agent_ids[0], (world.client_ids[0], second_client))
     drafts = gl.templates()
     rows = 2 * args.growth_pages * args.growth_page_size + args.growth_page_size
-    for chunk, _ in gl.owner_quotes(owner, rows, now=now, drafts=drafts, spread=_days(40)):
+    for chunk, _ in gs.owner_quotes(owner, rows, now=now, drafts=drafts, spread=_days(40)):
         await chunk.copy(conn)
-    long_id = await gl.add_long_history(
+    long_id = await gs.add_long_history(
         conn, owner, versions=args.growth_versions, now=now, draft=drafts[0]
     )
-    short_id = await gl.add_long_history(conn, owner, versions=1, now=now, draft=drafts[0])
+    short_id = await gs.add_long_history(conn, owner, versions=1, now=now, draft=drafts[0])
     await conn.execute(
         "UPDATE agents SET open_quote_bound = open_quote_bound + $2 WHERE id = $1",
         owner.agent_id,
@@ -343,10 +344,10 @@ async def timed_command(bench: Bench, conn: Any, which: str, ctx: dict[str, Any]
     count = bench.args.growth_due
     now = gl.utcnow()
     if which == "expire":
-        await gl.add_due(conn, ctx["owners"], count, now=now, drafts=ctx["drafts"])
+        await gs.add_due(conn, ctx["owners"], count, now=now, drafts=ctx["drafts"])
         argv, key = ("expire", "--json"), "expired"
     else:
-        await gl.add_expired_keys(conn, [o.agent_id for o in ctx["owners"]], count, now=now)
+        await gs.add_expired_keys(conn, [o.agent_id for o in ctx["owners"]], count, now=now)
         argv, key = ("idempotency", "purge", "--json"), "purged"
     await conn.execute("ANALYZE quotes; ANALYZE idempotency_keys")
     started = time.perf_counter()

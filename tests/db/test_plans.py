@@ -23,6 +23,7 @@ import asyncpg
 import pytest
 
 from bench import growth_load as gl
+from bench import growth_sets as gs
 from bench import plans
 from tests.conftest import PINNED_NOW, _run_admin, database_url, load_fixture, make_settings
 from tripquote.db import migrate
@@ -70,7 +71,7 @@ async def _every_request_path(world: Any) -> None:
     conn = await asyncpg.connect(world.dsn)
     try:  # the agent's own quotes, so that its lists have later pages
         owner = gl.Owner(agent.agency_id, agent.agent_id, (agent.client_id,))
-        for rows, _ in gl.owner_quotes(
+        for rows, _ in gs.owner_quotes(
             owner, 120, now=PINNED_NOW, drafts=gl.templates(), spread=timedelta(days=30)
         ):
             await rows.copy(conn)
