@@ -25,6 +25,8 @@ from bench.session import Bench
 
 REPO = Path(__file__).resolve().parent.parent
 ALL_SCENARIOS = ("burst", "hot", "contention", "proposal", "limit", "peer", "ceiling")
+OWN_RUN = ("growth",)
+"""Scenarios run only when named (``--scenarios growth``): not part of the default run."""
 
 
 def _ints(text: str) -> list[int]:
@@ -36,7 +38,7 @@ def _ints(text: str) -> list[int]:
 
 def _names(text: str) -> list[str]:
     names = [part.strip() for part in text.split(",") if part.strip()]
-    unknown = set(names) - set(ALL_SCENARIOS)
+    unknown = set(names) - set(ALL_SCENARIOS) - set(OWN_RUN)
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown scenario(s) {sorted(unknown)}")
     return names
@@ -130,6 +132,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="KEY=VALUE",
         help="extra environment for the tripquote service (repeatable)",
     )
+    growth = parser.add_argument_group("growth (--scenarios growth, see bench/growth.py)")
+    growth.add_argument(
+        "--growth-quotes",
+        type=int,
+        default=1_000_000,
+        help="history quotes (agencies, agents, revisions, operation records in proportion)",
+    )
+    growth.add_argument("--growth-pages", type=int, default=100, help="deepest list page read")
+    growth.add_argument("--growth-page-size", type=int, default=20, help="list limit")
+    growth.add_argument("--growth-versions", type=int, default=500, help="the long quote")
+    growth.add_argument(
+        "--growth-due",
+        type=int,
+        default=None,
+        help="due quotes for tripquote expire, expired keys for the purge (default quotes/10)",
+    )
+    growth.add_argument(
+        "--growth-threshold",
+        type=float,
+        default=0.8,
+        help="plans are shown for every operation whose large/empty ratio is below this",
+    )
+    growth.add_argument("--growth-reads", type=int, default=500, help="GETs per read measured")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the databases")
     parser.add_argument(
         "--through-pgbouncer",
@@ -145,7 +170,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "delivery worker running, reported as tripquote-webhooks against tripquote, and the "
         "delivery lag P50/P95/P99 (bench/webhooks.py)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.growth_due is None:
+        args.growth_due = max(1, args.growth_quotes // 10)
+    return args
 
 
 async def _run_cancellable(bench: Bench) -> dict[str, Any]:

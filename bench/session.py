@@ -35,7 +35,8 @@ from bench.webhooks import run_with_webhooks
 from bench.world import QuotePool
 
 REPO = Path(__file__).resolve().parent.parent
-TRIPQUOTE_SCENARIOS = {"burst", "hot", "contention", "proposal"}
+TRIPQUOTE_SCENARIOS = {"burst", "hot", "contention", "proposal", "growth"}
+ROUND_SCENARIOS = {"burst", "hot", "contention", "proposal"}
 
 
 class Bench:
@@ -329,12 +330,16 @@ class Bench:
             await self.setup_databases()
             meta["settings"] = self.settings()
             print(HEADER, flush=True)
+            if "growth" in self.scenarios:
+                from bench import growth
+
+                await growth.run(self)
             for workers in self.args.workers:
                 # Alternated, so a drift of this shared machine hits both sides of a ratio.
                 for number in range(self.args.rounds):
                     self.round = number
                     await self.bare_side(workers)
-                    if self.scenarios & TRIPQUOTE_SCENARIOS:
+                    if self.scenarios & ROUND_SCENARIOS:
                         await run_tripquote(self, workers)
                         if self.args.through_pgbouncer:
                             await run_through_pgbouncer(self, workers)

@@ -505,23 +505,52 @@ app.add_typer(idempotency_app, name="idempotency")
 
 @idempotency_app.command("purge")
 def idempotency_purge(as_json: JsonFlag = False) -> None:
-    """Delete idempotency keys older than their 24 h retention."""
-    from datetime import UTC, datetime, timedelta
-
-    from tripquote.idempotency import IdempotencyStore
+    """Delete idempotency keys older than their 24 h retention, 1,000 per transaction."""
+    from datetime import UTC, datetime
 
     settings = cli_settings()
 
     async def use(runner: Any) -> int:
-        store = IdempotencyStore(
-            runner=runner,
-            ttl=timedelta(hours=settings.idempotency_ttl_hours),
-            abandon_after=timedelta(seconds=3 * settings.tx_timeout_seconds),
-        )
-        return await store.purge(now=datetime.now(UTC))
+        purged: int = await _idempotency_store(settings, runner).purge(now=datetime.now(UTC))
+        return purged
 
     count = _with_runner(settings, use)
     _emit({"purged": count}, as_json, f"purged {count} idempotency keys")
+
+
+def _idempotency_store(settings: Settings, runner: Any) -> Any:
+    from datetime import timedelta
+
+    from tripquote.idempotency import IdempotencyStore
+
+    return IdempotencyStore(
+        runner=runner,
+        ttl=timedelta(hours=settings.idempotency_ttl_hours),
+        abandon_after=timedelta(seconds=3 * settings.tx_timeout_seconds),
+    )
+
+
+@app.command()
+def maintenance(as_json: JsonFlag = False) -> None:
+    """Retention: operation-record partitions made ahead, those past the retention dropped,
+    expired idempotency keys purged; one run at a time (safe to start on several hosts)."""
+    from datetime import UTC, datetime
+
+    from tripquote.db.retention import run_maintenance
+
+    settings = cli_settings()
+
+    async def use(runner: Any) -> dict[str, Any]:
+        store = _idempotency_store(settings, runner)
+        return await run_maintenance(
+            runner.engine,
+            settings,
+            now=datetime.now(UTC),
+            purge=lambda now: store.purge(now=now),
+        )
+
+    report = _with_runner(settings, use)
+    _emit(report, as_json, f"maintenance: {report}")
 
 
 app.add_typer(ops_app, name="ops")

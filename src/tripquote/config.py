@@ -131,6 +131,10 @@ class Settings(BaseSettings):
 
     # Idempotency keys are kept this long (hours).
     idempotency_ttl_hours: float = Field(default=24.0, gt=0)
+    # Retention (``tripquote maintenance``, db/retention.py): operation records are kept this
+    # many days, in daily partitions created this many days ahead and dropped whole when old.
+    operation_records_retention_days: int = Field(default=30, ge=1, le=3650)
+    partitions_ahead_days: int = Field(default=7, ge=1, le=365)
 
     # Python's cyclic garbage collector, per serving process (see runtime.tune_gc): the objects
     # alive once the app has started are frozen out of every collection, and the youngest

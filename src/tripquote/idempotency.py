@@ -104,6 +104,17 @@ _CLAIM_ROUNDS = 5
 claimed the key and released it between the claim's statements, or took it over first."""
 
 
+PURGE_BATCH = 1000
+"""Keys deleted per transaction by ``IdempotencyStore.purge``."""
+
+_PURGE = """
+DELETE FROM idempotency_keys
+ WHERE ctid = ANY(ARRAY(SELECT ctid FROM idempotency_keys WHERE expires_at <= :now
+                         ORDER BY expires_at LIMIT :batch_size FOR UPDATE SKIP LOCKED))
+"""
+"""One batch of the purge: the oldest expired keys, by their row address (a TID scan)."""
+
+
 class IdempotencyStore:
     """Claims, completes, releases and replays keys through the transaction runner."""
 
@@ -248,16 +259,22 @@ class IdempotencyStore:
             task.cancel()
         await asyncio.gather(*self._releasing, return_exceptions=True)
 
-    async def purge(self, *, now: datetime) -> int:
-        """Delete every key past its expiry; returns how many."""
+    async def purge(self, *, now: datetime, batch_size: int = PURGE_BATCH) -> int:
+        """Delete every key past its expiry, ``batch_size`` keys per transaction (oldest
+        first, by ``ix_idempotency_keys_expires_at``; a key locked by a claim taking it over
+        is skipped, then re-checked): short locks, no long transaction holding back VACUUM;
+        returns how many."""
 
         async def work(conn: AsyncConnection) -> int:
-            result = await conn.execute(
-                delete(idempotency_keys).where(idempotency_keys.c.expires_at <= now)
-            )
+            result = await conn.execute(text(_PURGE), {"now": now, "batch_size": batch_size})
             return int(result.rowcount or 0)
 
-        return await self.runner.run(work)
+        total = 0
+        while True:
+            deleted = await self.runner.run(work)
+            total += deleted
+            if deleted < batch_size:
+                return total
 
 
 _COMPLETE = """

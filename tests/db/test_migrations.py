@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import cli_error, make_settings
 from tripquote.db import migrate
+from tripquote.db.retention import include_object, is_partition
 from tripquote.db.tables import metadata
 
 
@@ -26,9 +27,16 @@ def _inspect(url: str) -> tuple[set[str], list[Any]]:
             async with engine.connect() as conn:
 
                 def look(sync_conn: Any) -> tuple[set[str], list[Any]]:
-                    tables = set(inspect(sync_conn).get_table_names())
+                    tables = {
+                        t for t in inspect(sync_conn).get_table_names() if not is_partition(t)
+                    }
                     context = MigrationContext.configure(
-                        sync_conn, opts={"compare_type": True, "compare_server_default": True}
+                        sync_conn,
+                        opts={
+                            "compare_type": True,
+                            "compare_server_default": True,
+                            "include_object": include_object,
+                        },
                     )
                     return tables, compare_metadata(context, metadata)
 
@@ -148,6 +156,16 @@ def test_money_keeps_four_decimals_and_the_downgrade_will_not_round_them(empty_d
     ]
 
 
+def _partitioned(url: str) -> dict[str, str]:
+    """The partitioned tables and their strategy (``r``: by range)."""
+    rows = _sql(
+        url,
+        "SELECT c.relname, p.partstrat::text FROM pg_partitioned_table p"
+        " JOIN pg_class c ON c.oid = p.partrelid",
+    )[0]
+    return {name: strategy for name, strategy in rows}
+
+
 def test_upgrade_downgrade_upgrade_and_no_drift(empty_db: str) -> None:
     settings = make_settings(empty_db)
     expected = set(metadata.tables)
@@ -161,7 +179,12 @@ def test_upgrade_downgrade_upgrade_and_no_drift(empty_db: str) -> None:
     if postgres:
         assert _fillfactors(empty_db) == {"quotes": 80, "quote_items": 80}
         assert _money_types(empty_db) == {"numeric(18,4)"}
-    migrate.downgrade(settings, "-1")  # one step back (0010: proposals), then each before it
+    if postgres:
+        assert _partitioned(empty_db) == {"operation_records": "r"}
+    migrate.downgrade(settings, "-1")  # one step back (0011: operation records partitioned)
+    if postgres:
+        assert _partitioned(empty_db) == {}
+    migrate.downgrade(settings, "-1")  # and 0010 (proposals)
     assert "proposals" not in _inspect(empty_db)[0]
     migrate.downgrade(settings, "-1")  # and 0009 (the outbox)
     tables, _ = _inspect(empty_db)

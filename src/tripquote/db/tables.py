@@ -166,8 +166,10 @@ quote_revisions = Table(
 operation_records = Table(
     "operation_records",
     metadata,
+    # Partitioned by day on recorded_at (migration 0008): the partition key is in the primary
+    # key; partitions are made and dropped by `tripquote maintenance` (db/retention.py).
     C("id", Integer(), primary_key=True, autoincrement=True),
-    C("recorded_at", UTCDateTime(), nullable=False, index=True),
+    C("recorded_at", UTCDateTime(), primary_key=True, index=True),
     C("correlation_id", String(128), nullable=False),
     C("operation", String(64), nullable=False),
     C("agent_id", String(ID), nullable=True),

@@ -53,9 +53,17 @@ class Statement:
         return tuple(values[name] for name in self.names)
 
 
+def past_expiry(q: str) -> str:
+    """Whether the offer of quote alias ``q`` has ended as of ``:now`` (the one place this
+    instant comparison is written; an index condition on ``expires_at`` in the sweep)."""
+    return f"{q}.expires_at <= :now"
+
+
 def status_now(q: str) -> str:
     """The status of quote alias ``q`` as of ``:now``: a SENT quote past expiry is EXPIRED."""
-    return f"(CASE WHEN {q}.status = 'SENT' AND {q}.expires_at <= :now THEN 'EXPIRED' ELSE {q}.status END)"  # noqa: E501
+    return (
+        f"(CASE WHEN {q}.status = 'SENT' AND {past_expiry(q)} THEN 'EXPIRED' ELSE {q}.status END)"
+    )
 
 
 def may_act(a: str, o: str) -> str:
@@ -464,9 +472,13 @@ behind the link ``:link_hash``. ``:end_reason`` (a re-send, a cancel) ends the o
 EXPIRE = Statement.of(
     f"""
 WITH target AS (
+    -- In the order of ix_quotes_status_expires_at, longest overdue first: even a generic
+    -- plan reads the due rows of that index only, never every quote (a scan stopped by
+    -- LIMIT) nor every SENT quote (to sort them).
     SELECT q.id, q.version FROM quotes q
-     WHERE q.status = ANY(:from_statuses::text[]) AND {status_now("q")} = :target
-     ORDER BY q.expires_at, q.id
+     WHERE q.status = ANY(:from_statuses::text[]) AND {past_expiry("q")}
+       AND {status_now("q")} = :target
+     ORDER BY q.status, q.expires_at
      LIMIT :batch_size
        FOR UPDATE SKIP LOCKED
 ), {versioned_update("", "true", status="q.status", snapshot=merged_snapshot())}
@@ -484,17 +496,31 @@ SELECT {FACT_COLUMNS}, q.*, {ITEMS_OF} AS items
 )
 """A quote with its items and the facts about its caller (and a client, if one is named)."""
 
-LIST = Statement.of(
-    f"""
-WITH {agents.CALLER}
-SELECT q.*, {status_now("q")} AS fact_status, {ITEMS_OF} AS items
-  FROM quotes q, caller a
- WHERE {may_act("a", "q")}
+_LISTED = f"""{may_act("a", "q")}
    AND (:status::text IS NULL OR {status_now("q")} = :status)
    AND (:client_id::varchar IS NULL OR q.client_id = :client_id)
    AND (:updated_since::timestamptz IS NULL OR q.last_modified_at >= :updated_since)
-   AND (:before_at::timestamptz IS NULL
-        OR (q.created_at, q.id) < (:before_at, :before_id::varchar))
+   AND (q.created_at, q.id) < (coalesce(:before_at::timestamptz, 'infinity'),
+                               coalesce(:before_id::varchar, ''))
+ ORDER BY q.created_at DESC, q.id DESC
+ LIMIT :limit"""
+"""What a list shows, in its order; the keyset bound is always a row comparison (no cursor:
+before ``infinity``), so that even a generic plan reads the index from the cursor on."""
+
+LIST = Statement.of(
+    f"""
+WITH {agents.CALLER}, listed AS (
+    -- One branch per index: an agent's quotes by ix_quotes_agent_id_created_at_id, an
+    -- admin's agency's by ix_quotes_agency_id_created_at_id, each read from the cursor on
+    -- in index order (no sort, whatever the depth); the caller's role picks the branch.
+    (SELECT q.* FROM quotes q, caller a WHERE q.agent_id = a.id AND a.role <> 'admin'
+        AND {_LISTED})
+    UNION ALL
+    (SELECT q.* FROM quotes q, caller a WHERE q.agency_id = a.agency_id AND a.role = 'admin'
+        AND {_LISTED})
+)
+SELECT q.*, {status_now("q")} AS fact_status, {ITEMS_OF} AS items
+  FROM listed q
  ORDER BY q.created_at DESC, q.id DESC
  LIMIT :limit
 """
