@@ -210,7 +210,8 @@ events = Table(
     C("actor", String(ID), nullable=False),
     C("correlation_id", String(128), nullable=False),
     # The snapshot is the revision's of (quote_id, version): read by the worker, not copied.
-    UniqueConstraint("quote_id", "version"),
+    # One event of each type per version: its change's, and the first view of its link.
+    UniqueConstraint("quote_id", "version", "type"),
 )
 
 webhook_subscriptions = Table(

@@ -147,7 +147,9 @@ def _page(
 async def proposal_page(request: Request, token: str) -> Response:
     """The proposal as sent, with its answer form (or the answer given); a view counted."""
     await _limit(request, token)
-    link, _ = await _service(request).open(token=token, count_view=True)
+    link, _ = await _service(request).open(
+        token=token, count_view=True, correlation_id=get_correlation_id()
+    )
     _note_quote(link)
     return _page(request, link, token)
 
@@ -156,7 +158,9 @@ async def proposal_page(request: Request, token: str) -> Response:
 async def proposal_pdf(request: Request, token: str) -> Response:
     """The proposal as a PDF (the refusals of the page)."""
     await _limit(request, token)
-    link, _ = await _service(request).open(token=token, count_view=False)
+    link, _ = await _service(request).open(
+        token=token, count_view=False, correlation_id=get_correlation_id()
+    )
     _note_quote(link)
     view = view_of(link.proposal, link.proposal_hash, link.expires_at)
     content = await asyncio.to_thread(pdf, view, answered_of(link, view.timezone))
@@ -181,7 +185,9 @@ async def _answer(request: Request, token: str, form: AnswerForm) -> Response:
     except ProposalFormInvalid as error:
         if error.status != 400:
             raise
-        link, _ = await service.open(token=token, count_view=False)
+        link, _ = await service.open(
+            token=token, count_view=False, correlation_id=get_correlation_id()
+        )
         _note_quote(link)
         values = {"signer_name": form.signer_name, "reason": form.reason}
         return _page(request, link, token, status=400, errors=error.details["errors"], form=values)

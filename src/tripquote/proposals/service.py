@@ -105,14 +105,20 @@ class ProposalService:
         """The stored hash of a well-formed ``token``; None for a malformed one."""
         return token_hash(token) if TOKEN.fullmatch(token) else None
 
-    async def open(self, *, token: str, count_view: bool) -> tuple[Link, PageState]:
-        """The link of ``token`` (its view counted when ``count_view``) and its page; raises
+    async def open(
+        self, *, token: str, count_view: bool, correlation_id: str
+    ) -> tuple[Link, PageState]:
+        """The link of ``token`` (its view counted when ``count_view``: the first one is a
+        ``quote.viewed`` event with ``correlation_id``) and its page; raises
         PROPOSAL_NOT_FOUND (unknown, malformed, ended), PROPOSAL_EXPIRED, PROPOSAL_CLOSED."""
         link_hash = self.link_hash(token)
         link = None
         if link_hash is not None:
             link = await self.store.by_token(
-                link_hash=link_hash, now=self.clock(), count_view=count_view
+                link_hash=link_hash,
+                now=self.clock(),
+                count_view=count_view,
+                correlation_id=correlation_id,
             )
         if link is None:
             raise ProposalNotFound()
@@ -146,7 +152,10 @@ class ProposalService:
         )
         for _ in range(_ATTEMPTS):
             link = await self.store.by_token(
-                link_hash=link_hash, now=self.clock(), count_view=False
+                link_hash=link_hash,
+                now=self.clock(),
+                count_view=False,
+                correlation_id=correlation_id,
             )
             if link is None or link.ended_at is not None:
                 raise ProposalNotFound()  # uniform: before anything else is looked at
@@ -170,7 +179,10 @@ class ProposalService:
             )  # fmt: skip
             if written is not None:
                 found = await self.store.by_token(
-                    link_hash=link_hash, now=self.clock(), count_view=False
+                    link_hash=link_hash,
+                    now=self.clock(),
+                    count_view=False,
+                    correlation_id=correlation_id,
                 )
                 assert found is not None
                 return found

@@ -16,9 +16,11 @@ from tripquote.quotes.sql import (
     Statement,
     may_act,
     merged_snapshot,
+    outbox,
     status_now,
     versioned_update,
 )
+from tripquote.webhooks.events import VIEWED
 
 _LINK_COLUMNS = """p.id AS link_id, p.quote_id, p.version AS link_version, p.link_nonce,
        p.proposal::text AS proposal, p.proposal_hash, p.created_at AS link_created_at,
@@ -33,14 +35,21 @@ WITH counted AS (
     UPDATE proposals p SET views = p.views + 1, last_viewed_at = :now,
                            first_viewed_at = coalesce(p.first_viewed_at, :now)
      WHERE p.token_hash = :link_hash AND p.ended_at IS NULL AND :count_view
-)
+    RETURNING p.quote_id, p.version, p.views
+), first_view AS (
+    -- The link's first view is the quote's event (the version sent; the quote unchanged).
+    SELECT q.agency_id, q.id, c.version
+      FROM counted c JOIN quotes q ON q.id = c.quote_id
+     WHERE c.views = 1
+), {outbox("first_view", f"'{VIEWED}'", actor="'client'")}
 SELECT {_LINK_COLUMNS}, q.version AS quote_version, {status_now("q")} AS quote_status
   FROM proposals p JOIN quotes q ON q.id = p.quote_id
  WHERE p.token_hash = :link_hash
 """
 )
 """The link ``:link_hash`` with its proposal and its quote's version and status as of ``:now``;
-a view counted when ``:count_view`` and the link is open."""
+a view counted when ``:count_view`` and the link is open, its first one a ``quote.viewed``
+event (with ``:correlation_id``) in the same statement."""
 
 _ANSWER_WRITE = versioned_update("", "true", status=status_now("q"), snapshot=merged_snapshot())
 

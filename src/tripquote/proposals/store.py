@@ -104,13 +104,20 @@ class ProposalStore:
     def __init__(self, runner: TransactionRunner) -> None:
         self.runner = runner
 
-    async def by_token(self, *, link_hash: str, now: datetime, count_view: bool) -> Link | None:
+    async def by_token(
+        self, *, link_hash: str, now: datetime, count_view: bool, correlation_id: str
+    ) -> Link | None:
         """The link whose token hashes to ``link_hash`` (None: no such link), its view
-        counted when ``count_view`` and it is open."""
+        counted when ``count_view`` and it is open (the first: a ``quote.viewed`` event)."""
 
         async def work(tx: Tx) -> Link | None:
             # A view count lost with a connection is harmless: no outcome to look for.
-            values = {"link_hash": link_hash, "now": now, "count_view": count_view}
+            values = {
+                "link_hash": link_hash,
+                "now": now,
+                "count_view": count_view,
+                "correlation_id": correlation_id,
+            }
             return _link(await tx.fetchrow(sql.VIEW, values))
 
         return await self.runner.run_store(work, atomic=False, write=count_view)

@@ -104,12 +104,19 @@ CLIENT = "client AS (SELECT c.agent_id, c.agency_id FROM clients c WHERE c.id = 
 _FIELDS = "ARRAY[" + ", ".join(f"'{name}'" for name in API_FIELDS) + "]"
 
 
-OUTBOX = f"""event AS (
+def outbox(source: str, event_type: str, actor: str = ":actor") -> str:
+    """The transactional outbox, part of a write's own statement: ``event``, one event per row
+    of CTE ``source`` (columns ``agency_id``, ``id``: the quote's, ``version``), of type
+    ``event_type`` (an SQL expression) by ``actor``, with ``:now`` and ``:correlation_id``
+    (its quote snapshot is the revision's of that version, not copied), and ``delivery``, one
+    pending delivery per enabled subscription of the quote's agency that names its type.
+    Written by the change's own statement: a change rolled back has none."""
+    return f"""event AS (
     INSERT INTO events (id, type, occurred_at, agency_id, quote_id, version, actor,
                         correlation_id)
-    SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), {event_type_sql(":operation")},
-           :now, s.agency_id, s.id, s.version, :actor, :correlation_id
-      FROM saved s
+    SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), {event_type},
+           :now, s.agency_id, s.id, s.version, {actor}, :correlation_id
+      FROM {source} s
     RETURNING id, type, agency_id, quote_id, version
 ), delivery AS (
     INSERT INTO webhook_deliveries (event_id, subscription_id, quote_id, version, status,
@@ -118,11 +125,11 @@ OUTBOX = f"""event AS (
       FROM event e JOIN webhook_subscriptions w
         ON w.agency_id = e.agency_id AND w.enabled AND e.type = ANY(w.event_types)
 )"""
-"""The transactional outbox, part of every write's statement (``revision``): the event of
-each saved row (its type from ``:operation``, ``webhooks/events.py``; its quote snapshot is
-the revision's of that version, not copied) and one pending delivery per enabled
-subscription of the quote's agency that names its type. Written by the change's own
-statement: a change rolled back has none."""
+
+
+OUTBOX = outbox("saved", event_type_sql(":operation"))
+"""The outbox of every quote write (``revision``): each saved row's event, its type from
+``:operation`` (``webhooks/events.py``)."""
 
 
 def revision(snapshot: str, merge: str = "NULL") -> str:

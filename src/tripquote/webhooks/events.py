@@ -14,6 +14,7 @@ EventType = Literal[
     "quote.rejected",
     "quote.expired",
     "quote.cancelled",
+    "quote.viewed",
 ]
 """Every event type, as a subscription's ``eventTypes`` names them."""
 
@@ -32,7 +33,12 @@ EVENT_TYPES: Mapping[str, EventType] = MappingProxyType(
 )
 """A revision's ``operation`` -> the type of the event its statement writes."""
 
-assert set(EVENT_TYPES.values()) == set(ALL_TYPES)  # every operation has its type, and back
+VIEWED: EventType = "quote.viewed"
+"""The client opened the proposal's link for the first time (no revision: the quote's version
+stays; the event carries the version sent, ``proposals/sql.py`` ``VIEW``)."""
+
+# every operation has its type, and every type an operation but the view
+assert set(EVENT_TYPES.values()) | {VIEWED} == set(ALL_TYPES)
 
 
 def event_type_sql(operation: str) -> str:

@@ -1,12 +1,13 @@
 """The delivery worker's statements: claim one due delivery, record its attempt.
 
 ``CLAIM`` takes one pending delivery that is due, of an enabled subscription, whose quote has
-no earlier version still pending for the same subscription (so each subscription gets a
-quote's events in version order), and locks it ``FOR UPDATE SKIP LOCKED``: any number of
-workers claim disjoint rows, and a claimed row stays locked (so an earlier version blocks the
-later ones) until its attempt is recorded in the same transaction. A worker that dies
-mid-delivery releases it with its connection: the delivery is pending again, same event, same
-``webhook-id`` (at least once).
+no earlier event still pending for the same subscription (so each subscription gets a
+quote's events in version order, and a version's own — its ``quote.sent``, then its
+``quote.viewed`` — in the order they were written), and locks it ``FOR UPDATE SKIP LOCKED``:
+any number of workers claim disjoint rows, and a claimed row stays locked (so an earlier
+event blocks the later ones) until its attempt is recorded in the same transaction. A worker
+that dies mid-delivery releases it with its connection: the delivery is pending again, same
+event, same ``webhook-id`` (at least once).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ WITH due AS (
        AND NOT EXISTS (
            SELECT 1 FROM webhook_deliveries p
             WHERE p.subscription_id = d.subscription_id AND p.quote_id = d.quote_id
-              AND p.status = 'pending' AND p.version < d.version)
+              AND p.status = 'pending' AND (p.version, p.id) < (d.version, d.id))
      ORDER BY d.next_attempt_at, d.id
      LIMIT 1
        FOR UPDATE OF d SKIP LOCKED

@@ -43,7 +43,10 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("actor", sa.String(36), nullable=False),
         sa.Column("correlation_id", sa.String(128), nullable=False),
-        sa.UniqueConstraint("quote_id", "version", name=op.f("uq_events_quote_id_version")),
+        # One event of each type per version: its change's, and the first view of its link.
+        sa.UniqueConstraint(
+            "quote_id", "version", "type", name=op.f("uq_events_quote_id_version_type")
+        ),
     )
     op.create_index("ix_events_occurred_at", "events", ["occurred_at"])
     op.create_table(
