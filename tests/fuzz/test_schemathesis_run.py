@@ -94,6 +94,11 @@ ON_A_STORED_QUOTE = (
 )
 """Refusals that only a stored quote can give: a request refused with one reached it."""
 
+NEVER_SENT = (
+    "a quote has a proposal once it is sent: the document links a send, accept or reject to "
+    "its proposal, but schemathesis also infers links from a create (a DRAFT) to it, whose 404 "
+    "PROPOSAL_NOT_FOUND ('never sent') its ensure_resource_availability counts as a failure"
+)
 PRECONDITION_FIRST = (
     "If-Match is decided before the request's content (RFC 9110 §13.2.1): a stale tag with an "
     "invalid body is 412, which schemathesis's negative_data_rejection does not count as a refusal"
@@ -121,6 +126,9 @@ class Failure:
         """The rule that explains this failure, or None."""
         if not isinstance(self.body, dict):
             return None
+        if self.check == "ensure_resource_availability":
+            never_sent = (self.status, self.body.get("errorCode")) == (404, "PROPOSAL_NOT_FOUND")
+            return NEVER_SENT if never_sent and "/proposal" in self.operation else None
         if self.check == "use_after_free":
             return SOFT_DELETE if self.operation.startswith(f"GET {QUOTE}") else None
         if self.check == "negative_data_rejection":
