@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.loadgen import HttpClient, Outcome, http_call
 from bench.report import latency_stats
-from bench.scenarios import CONFLICT, _safe, _Tally
+from bench.scenarios import _safe, _Tally
 from bench.targets import TripquoteTarget
 from bench.world import Quote
 
@@ -121,26 +121,13 @@ async def contention_items(
             body = {"version": int(read.body["version"]), "items": items}
             sent = time.perf_counter()
             outcome = await _safe(_patch(target, client, quote, k, body, merge))
-            tally.patch_latency.append(time.perf_counter() - sent)
-            tally.attempts += 1
-            if outcome.status == 200:
-                tally.landed[quote.id].append(marker)
-                tally.retries_per_save.append(conflicts_here)
-                tally.save_latency.append(time.perf_counter() - began)
+            verdict = await tally.judge(
+                outcome, quote_id=quote.id, marker=marker, sent=sent, began=began,
+                conflicts=conflicts_here,
+            )  # fmt: skip
+            if verdict == "done":
                 return
-            if outcome.code == CONFLICT:
-                tally.conflicts += 1
-                conflicts_here += 1
-                continue
-            tally.errors[f"{outcome.status}:{outcome.code}"] += 1
-            if outcome.status == 0:
-                tally.unknown.append(marker)
-                return
-            if outcome.status in (429, 503):
-                await asyncio.sleep(0.05)
-                continue
-            tally.refused.append(marker)
-            return
+            conflicts_here += verdict == "conflict"
         tally.errors["MAX_ATTEMPTS"] += 1
         tally.refused.append(marker)
 

@@ -171,6 +171,33 @@ class _Tally:
     patch_latency: list[float] = field(default_factory=list)  # each PATCH attempt
     notes_full: int = 0
 
+    async def judge(
+        self, outcome: Outcome, *, quote_id: str, marker: str, sent: float, began: float,
+        conflicts: int,
+    ) -> str:  # fmt: skip
+        """Count one contention save's ``outcome`` (its PATCH sent at ``sent``, its first read
+        at ``began``, after ``conflicts`` conflicts): ``done`` (landed, refused or unknown),
+        ``conflict`` (read again and retry) or ``again`` (throttled: retry after a pause)."""
+        self.patch_latency.append(time.perf_counter() - sent)
+        self.attempts += 1
+        if outcome.status == 200:
+            self.landed[quote_id].append(marker)
+            self.retries_per_save.append(conflicts)
+            self.save_latency.append(time.perf_counter() - began)
+            return "done"
+        if outcome.code == CONFLICT:
+            self.conflicts += 1
+            return "conflict"
+        self.errors[f"{outcome.status}:{outcome.code}"] += 1
+        if outcome.status == 0:
+            self.unknown.append(marker)
+            return "done"
+        if outcome.status in (429, 503):
+            await asyncio.sleep(0.05)
+            return "again"
+        self.refused.append(marker)
+        return "done"
+
 
 async def contention(
     target: Target,
@@ -221,26 +248,13 @@ async def contention(
             outcome = await _safe(
                 target.notes_call(client, quote, version=version, notes=notes + marker, actor=k)
             )
-            tally.patch_latency.append(time.perf_counter() - sent)
-            tally.attempts += 1
-            if outcome.status == 200:
-                tally.landed[quote.id].append(marker)
-                tally.retries_per_save.append(conflicts_here)
-                tally.save_latency.append(time.perf_counter() - began)
+            verdict = await tally.judge(
+                outcome, quote_id=quote.id, marker=marker, sent=sent, began=began,
+                conflicts=conflicts_here,
+            )  # fmt: skip
+            if verdict == "done":
                 return
-            if outcome.code == CONFLICT:
-                tally.conflicts += 1
-                conflicts_here += 1
-                continue
-            tally.errors[f"{outcome.status}:{outcome.code}"] += 1
-            if outcome.status == 0:
-                tally.unknown.append(marker)
-                return
-            if outcome.status in (429, 503):
-                await asyncio.sleep(0.05)
-                continue
-            tally.refused.append(marker)
-            return
+            conflicts_here += verdict == "conflict"
         tally.errors["MAX_ATTEMPTS"] += 1
         tally.refused.append(marker)
 

@@ -114,15 +114,16 @@ class ProposalService:
         link_hash = self.link_hash(token)
         link = None
         if link_hash is not None:
-            link = await self.store.by_token(
-                link_hash=link_hash,
-                now=self.clock(),
-                count_view=count_view,
-                correlation_id=correlation_id,
-            )
+            link = await self._by_token(link_hash, count_view, correlation_id)
         if link is None:
             raise ProposalNotFound()
         return link, state_of(link, self.clock())
+
+    async def _by_token(self, link_hash: str, count_view: bool, correlation_id: str) -> Link | None:
+        return await self.store.by_token(
+            link_hash=link_hash, now=self.clock(), count_view=count_view,
+            correlation_id=correlation_id,
+        )  # fmt: skip
 
     def csrf(self, token: str) -> str:
         """The form token bound to the link of ``token``."""
@@ -151,12 +152,7 @@ class ProposalService:
             user_agent=(user_agent or "")[:USER_AGENT_MAX] or None,
         )
         for _ in range(_ATTEMPTS):
-            link = await self.store.by_token(
-                link_hash=link_hash,
-                now=self.clock(),
-                count_view=False,
-                correlation_id=correlation_id,
-            )
+            link = await self._by_token(link_hash, False, correlation_id)
             if link is None or link.ended_at is not None:
                 raise ProposalNotFound()  # uniform: before anything else is looked at
             if not self.links.csrf_ok(link_hash, form.csrf):
@@ -178,12 +174,7 @@ class ProposalService:
                 correlation_id=correlation_id,
             )  # fmt: skip
             if written is not None:
-                found = await self.store.by_token(
-                    link_hash=link_hash,
-                    now=self.clock(),
-                    count_view=False,
-                    correlation_id=correlation_id,
-                )
+                found = await self._by_token(link_hash, False, correlation_id)
                 assert found is not None
                 return found
         raise RuntimeError("an answer was refused without a reason on every attempt")
