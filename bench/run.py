@@ -170,6 +170,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "delivery worker running, reported as tripquote-webhooks against tripquote, and the "
         "delivery lag P50/P95/P99 (bench/webhooks.py)",
     )
+    parser.add_argument(
+        "--webhooks-nice",
+        type=int,
+        default=19,
+        choices=range(0, 20),
+        metavar="0..19",
+        help="the delivery worker's and the receiver's nice value with --with-webhooks "
+        "(19: deliveries take the CPU the saves leave, as an operator runs them on a shared "
+        "host; 0: they compete as equals)",
+    )
     args = parser.parse_args(argv)
     if args.growth_due is None:
         args.growth_due = max(1, args.growth_quotes // 10)

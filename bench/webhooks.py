@@ -9,7 +9,10 @@ read from the database once every delivery of the run arrived.
 
 Both sides write the event row (every save does: the outbox is not optional); what differs
 is the delivery rows fanned out by the same statement, and the worker's queries and HTTP
-requests running beside the burst on the same machine.
+requests running beside the burst on the same machine. The worker and the receiver (which
+stands for the agency's systems, elsewhere in real life) run at ``--webhooks-nice`` (19 by
+default: the priority an operator gives deliveries on a host shared with the service, so
+they take the CPU the saves leave; 0 measures them competing as equals).
 """
 
 from __future__ import annotations
@@ -59,9 +62,10 @@ async def run_with_webhooks(bench: Bench, workers: int) -> None:
     assert world is not None, "run_tripquote sets the world up first"
     dsn = pg.asyncpg_dsn_from_sqlalchemy(bench.tq_env["TRIPQUOTE_DATABASE_URL"])
     port = procs.free_port()
+    nice = ["nice", "-n", str(bench.args.webhooks_nice)]
     receiver = procs.start(
         "webhook-receiver",
-        [sys.executable, "-m", "bench.receiver", "--port", str(port)],
+        [*nice, sys.executable, "-m", "bench.receiver", "--port", str(port)],
         env=bench.tq_env,
         port=port,
         log_dir=bench.log_dir,
@@ -69,7 +73,11 @@ async def run_with_webhooks(bench: Bench, workers: int) -> None:
     exe = service.executable()
     assert exe is not None
     worker = procs.start(
-        "webhooks-worker", [exe, "webhooks", "run"], env=bench.tq_env, port=0, log_dir=bench.log_dir
+        "webhooks-worker",
+        [*nice, exe, "webhooks", "run"],
+        env=bench.tq_env,
+        port=0,
+        log_dir=bench.log_dir,
     )
     subscription = str(uuid.uuid4())
     conn = await asyncpg.connect(dsn)
@@ -84,7 +92,10 @@ async def run_with_webhooks(bench: Bench, workers: int) -> None:
             EVENT_TYPES,
             new_secret(),
         )
-        bench.note(f"with webhooks: 1 subscription, a delivery worker ({worker.name})")
+        bench.note(
+            f"with webhooks: 1 subscription, a delivery worker ({worker.name}) and the receiver"
+            f" at nice {bench.args.webhooks_nice}"
+        )
         await run_tripquote(bench, workers, env=bench.tq_env, name=WEBHOOKS_TARGET)
         started = time.monotonic()
         await _drained(conn, subscription, worker, until=started + DRAIN_SECONDS)
