@@ -253,6 +253,36 @@ async def test_a_merge_that_makes_an_invalid_quote_is_refused_naming_the_fields(
     assert await world.snapshot(quote["id"]) == before
 
 
+async def test_a_save_valid_only_once_merged_lands(world: World) -> None:
+    # The rules between fields are the merged quote's, not the stale version's: B's discount
+    # exceeds version 1's total but not the merged one's; B's activity is after version 1's
+    # trip but inside the merged one's.
+    actor = await world.actor()
+    quote = await _create(world, actor, items=2)  # 20.00 + markup
+    items = [_edited(i) for i in quote["items"]]
+    items[0]["quantity"] = 10  # A: 100.00 + 10.00
+    longer = {"version": 1, "endDate": "2027-06-30", "items": items}
+    assert (await _patch(world, actor, quote["id"], longer)).is_success
+    stale_discount = await _patch(world, actor, quote["id"], {"version": 1, "discount": "60.00"})
+    assert stale_discount.status_code == 200, stale_discount.text
+    merged = stale_discount.json()["quote"]
+    assert (merged["discount"], merged["items"][0]["quantity"]) == ("60.00", 10)
+    activity = {
+        "type": "ACTIVITY",
+        "description": "Late hike",
+        "quantity": 1,
+        "unitPrice": "50",
+        "details": {"name": "Late hike", "date": "2027-06-29"},
+    }
+    late = [*(_edited(i) for i in quote["items"]), activity]
+    stale_item = await _patch(world, actor, quote["id"], {"version": 1, "items": late})
+    assert stale_item.status_code == 200, stale_item.text
+    saved = stale_item.json()["quote"]
+    assert saved["version"] == 4 and saved["endDate"] == "2027-06-30"
+    assert [i["description"] for i in saved["items"]][-1] == "Late hike"
+    assert saved == await _read(world, actor, quote["id"])
+
+
 async def test_client_pricing_is_checked_against_the_merged_totals(world: World) -> None:
     actor = await world.actor()
     quote = await _create(world, actor, items=2)

@@ -72,9 +72,16 @@ def decide(request: MergeRequest, limits: Limits) -> Callable[[Loaded, Any], Edi
             raise _conflict(request, current, base, None)
         base_form = base if base is not None and stale else current_form
         mine = {key: value for key, value in request.body.items() if key != "pricing"}
-        content = validate_quote(merge_patch(input_form(base_form), mine), limits=limits)
+        # The PATCH's own faults, on the base it was made on; the rules between fields wait
+        # for the merged quote, whose other fields may come from the current version.
+        content = validate_quote(
+            merge_patch(input_form(base_form), mine), limits=limits, whole=False
+        )
         content = with_item_ids(content, [item["id"] for item in base_form["items"]])
-        requested = {"clientId": content.client_id, **price(content, None).content_api()}
+        requested = {
+            "clientId": content.client_id,
+            **price(content, None, whole=False).content_api(),
+        }
         merged = merge(base_form, current_form, requested)
         if not isinstance(merged, Merged):
             raise _conflict(request, current, base_form, [c.to_api() for c in merged])

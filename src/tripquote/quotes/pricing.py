@@ -52,8 +52,10 @@ class Pricing:
         return [format_amount(amount) for amount in self.line_totals]
 
 
-def price_quote(draft: QuoteDraft) -> Pricing:
-    """Price a validated draft; raises PricingValidationFailed listing every pricing problem."""
+def price_quote(draft: QuoteDraft, *, whole: bool = True) -> Pricing:
+    """Price a validated draft; raises PricingValidationFailed listing every pricing problem.
+    ``whole=False`` leaves out the rules between fields (an amount's places in the currency,
+    the discount within the total): see ``rules.validate_quote``."""
     currency = draft.currency
     places = minor_units(currency)
     errors: list[dict[str, str]] = []
@@ -65,7 +67,7 @@ def price_quote(draft: QuoteDraft) -> Pricing:
         if amount.copy_abs() >= AMOUNT_LIMIT:
             errors.append(_overflow(path))
             inputs_overflow = True
-        elif decimal_places(amount) > places:
+        elif whole and decimal_places(amount) > places:
             errors.append(
                 field_error(
                     path,
@@ -88,7 +90,7 @@ def price_quote(draft: QuoteDraft) -> Pricing:
         errors.extend(
             _overflow(path) for path, amount in computed if amount.copy_abs() >= AMOUNT_LIMIT
         )
-        if draft.discount > subtotal + markup:
+        if whole and draft.discount > subtotal + markup:
             errors.append(
                 field_error(
                     "discount",

@@ -91,8 +91,13 @@ class QuoteDraft:
 # --- validation ---------------------------------------------------------------------------
 
 
-def validate_quote(data: Any, *, limits: Limits) -> QuoteDraft:
-    """camelCase input dict → QuoteDraft; QuoteValidationFailed, CurrencyInvalid, QuotaExceeded."""
+def validate_quote(data: Any, *, limits: Limits, whole: bool = True) -> QuoteDraft:
+    """camelCase input dict → QuoteDraft; QuoteValidationFailed, CurrencyInvalid, QuotaExceeded.
+
+    ``whole=False`` leaves out the rules between top-level fields (``endDate`` after
+    ``startDate``, the trip's length, every item's dates inside the trip): a merged save's
+    requested side, whose other fields may yet come from the current version, is checked for
+    them as a whole once merged."""
     if not isinstance(data, dict):
         raise _invalid([field_error("", "invalid_type", "The body must be a JSON object.")])
     model: QuoteIn | None = None
@@ -103,7 +108,7 @@ def validate_quote(data: Any, *, limits: Limits) -> QuoteDraft:
         errors = _shape_errors(exc)
     # Cross-field rules run on whatever parses, so one response lists every fault.
     seen = {error["path"] for error in errors}
-    for error in _cross_field_errors(data, limits):
+    for error in _cross_field_errors(data, limits, whole=whole):
         if error["path"] not in seen:
             seen.add(error["path"])
             errors.append(error)
@@ -190,7 +195,7 @@ def _maybe(parse: Callable[[object], _T], value: object) -> _T | None:
         return None
 
 
-def _cross_field_errors(data: dict[str, Any], limits: Limits) -> list[FieldError]:
+def _cross_field_errors(data: dict[str, Any], limits: Limits, *, whole: bool) -> list[FieldError]:
     errors: list[FieldError] = []
     currency = data.get("currency")
     if isinstance(currency, str):
@@ -210,7 +215,7 @@ def _cross_field_errors(data: dict[str, Any], limits: Limits) -> list[FieldError
     start = _maybe(parse_iso_date, data.get("startDate"))
     end = _maybe(parse_iso_date, data.get("endDate"))
     trip: tuple[date, date] | None = None
-    if start is not None and end is not None:
+    if whole and start is not None and end is not None:
         if end <= start:
             errors.append(field_error("endDate", "date_order", "endDate must be after startDate."))
         else:
