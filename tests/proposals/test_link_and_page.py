@@ -82,6 +82,8 @@ async def test_the_page_shows_the_proposal_and_counts_views_without_a_new_versio
     assert headers["referrer-policy"] == "no-referrer"
     assert "<script" not in html
     await world.client.get(sent.path)
+    head = await world.client.head(sent.path)  # a link checker's HEAD: no one read it
+    assert head.status_code == 200
     after = await stored(world, sent.quote_id)
     assert after["quote"] == before["quote"] and after["revisions"] == before["revisions"]
     figures = (

@@ -27,6 +27,7 @@ from tripquote.errors import (
     RateLimitExceeded,
     TripquoteError,
 )
+from tripquote.middleware import HEAD_AS_GET
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.operations import Observer, current_operation
 from tripquote.proposals.links import token_hash
@@ -145,10 +146,13 @@ def _page(
 
 @router.get("/p/{token}", openapi_extra=operation("proposal.view"))
 async def proposal_page(request: Request, token: str) -> Response:
-    """The proposal as sent, with its answer form (or the answer given); a view counted."""
+    """The proposal as sent, with its answer form (or the answer given); a view counted, but
+    for a HEAD (a link checker or a preview asks, no one reads)."""
     await _limit(request, token)
     link, _ = await _service(request).open(
-        token=token, count_view=True, correlation_id=get_correlation_id()
+        token=token,
+        count_view=not request.scope.get(HEAD_AS_GET),
+        correlation_id=get_correlation_id(),
     )
     _note_quote(link)
     return _page(request, link, token)

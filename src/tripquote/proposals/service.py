@@ -26,6 +26,7 @@ from tripquote.proposals.render import valid_until
 from tripquote.proposals.store import Answer, Link, ProposalStore
 from tripquote.quotes.lifecycle import Operation, QuoteStatus, target_of
 from tripquote.quotes.refusals import access_error
+from tripquote.quotes.schemas import has_control
 from tripquote.quotes.serialize import fmt_instant
 
 SIGNER_MAX = 200
@@ -281,9 +282,13 @@ def _check_form(form: AnswerForm) -> None:
             errors["signer_name"] = "Enter your full name to sign."
         elif len(name) > SIGNER_MAX:
             errors["signer_name"] = f"Your name can be at most {SIGNER_MAX} characters."
+        elif has_control(name):
+            errors["signer_name"] = "Your name can hold letters and punctuation only."
         if not form.consent:
             errors["consent"] = "Tick the box to confirm that you accept the proposal."
     elif len(form.reason.strip()) > REASON_MAX:
         errors["reason"] = f"The reason can be at most {REASON_MAX} characters."
+    elif has_control(form.reason, line_breaks=True):
+        errors["reason"] = "The reason can hold text and line breaks only."
     if errors:
         raise ProposalFormInvalid(details={"errors": errors})

@@ -143,6 +143,12 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _CONTROL_BUT_BREAKS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
+def has_control(value: str, *, line_breaks: bool = False) -> bool:
+    """Whether ``value`` holds a control character (Unicode Cc), TAB, LF and CR allowed when
+    ``line_breaks``: the rule of every text field, the API's and the proposal form's."""
+    return (_CONTROL_BUT_BREAKS if line_breaks else _CONTROL).search(value) is not None
+
+
 def _single_line(value: str) -> str:
     if value.isascii():
         # The same two checks, for ASCII only: its unprintable characters are exactly its
@@ -152,7 +158,7 @@ def _single_line(value: str) -> str:
         if value and not value.strip(" "):
             raise PydanticCustomError("blank", "must contain a visible character")
         return value
-    if _CONTROL.search(value):
+    if has_control(value):
         raise PydanticCustomError("invalid_character", "must not contain control characters")
     if value and all(unicodedata.category(char) in _INVISIBLE for char in value):
         raise PydanticCustomError("blank", "must contain a visible character")
@@ -160,7 +166,7 @@ def _single_line(value: str) -> str:
 
 
 def _multi_line(value: str) -> str | None:
-    if _CONTROL_BUT_BREAKS.search(value):
+    if has_control(value, line_breaks=True):
         raise PydanticCustomError(
             "invalid_character", "must not contain control characters other than line breaks"
         )
