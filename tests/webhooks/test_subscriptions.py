@@ -125,6 +125,8 @@ async def test_another_agencys_subscription_is_not_found(world: World) -> None:
                 "ftp://example.com/hook",
                 "https://user:pw@example.com/hook",
                 "https://[::1]/hook",
+                "https://example.com:99999/hook",
+                "https://example.com:0/hook",
                 "https://example.com/\u00e4",
             )
         ),
