@@ -27,8 +27,9 @@ lock:
 	$(BIN)/uv pip compile $(LOCK_FLAGS) -o requirements.txt pyproject.toml
 	$(BIN)/uv pip compile $(LOCK_FLAGS) --extra dev -o requirements-dev.txt pyproject.toml
 
+# make demo DEMO_ARGS="--port 8100" (any of tripquote demo --help)
 demo: install
-	$(BIN)/tripquote demo
+	$(BIN)/tripquote demo $(DEMO_ARGS)
 
 serve: install
 	$(BIN)/tripquote serve

@@ -124,6 +124,7 @@ def serve(
     # The app (each worker: a process of its own) reads its settings from the environment:
     # this process resolved the database once, the embedded one included.
     os.environ["TRIPQUOTE_DATABASE_URL"] = settings.require_database_url()
+    settings = _links_to(settings, host=host, port=port)
     created: str | None = None  # the workers' metrics files, removed when serving ends
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         created = tempfile.mkdtemp(prefix="tripquote-metrics-")
@@ -134,6 +135,18 @@ def serve(
     finally:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
+
+
+def _links_to(settings: Settings, *, host: str, port: int) -> Settings:
+    """``settings`` whose client links (``TRIPQUOTE_PUBLIC_BASE_URL``) point at the server
+    about to listen on ``host``:``port`` when the setting is unset (a wildcard address: at
+    127.0.0.1), also for the workers, which read the environment."""
+    if "public_base_url" in settings.model_fields_set:
+        return settings
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    base_url = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    os.environ["TRIPQUOTE_PUBLIC_BASE_URL"] = base_url
+    return settings.model_copy(update={"public_base_url": base_url})
 
 
 def _refuse_a_misconfigured_pooler(settings: Settings) -> None:
@@ -392,10 +405,7 @@ def demo(
     body_path = Path("tripquote-demo-quote.json").resolve()
     body_path.write_text(json.dumps({**DEMO_QUOTE, "clientId": client_id}, indent=1))
     base_url = f"http://{host}:{port}"
-    if "public_base_url" not in settings.model_fields_set:
-        # The client's link points at the server this demo starts (serve reads it too).
-        os.environ["TRIPQUOTE_PUBLIC_BASE_URL"] = base_url
-        settings = settings.model_copy(update={"public_base_url": base_url})
+    settings = _links_to(settings, host=host, port=port)
     from tripquote.observability.context import new_correlation_id
 
     correlation_id = new_correlation_id()

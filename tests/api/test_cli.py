@@ -22,7 +22,8 @@ from sqlalchemy import insert, text
 from tests.api.test_lifecycle import quote_in
 from tests.conftest import World, cli_error
 from tests.test_config import run_cli
-from tripquote.cli import _unavailable_hint
+from tripquote.cli import _links_to, _unavailable_hint
+from tripquote.config import Settings
 from tripquote.db import migrate
 from tripquote.db.tables import idempotency_keys
 from tripquote.quotes.lifecycle import QuoteStatus
@@ -246,3 +247,24 @@ def test_an_unavailable_database_hint_names_what_to_check(
     )
     monkeypatch.setenv("TRIPQUOTE_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:1/x")
     assert _unavailable_hint().startswith("Check TRIPQUOTE_DATABASE_URL")
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("127.0.0.1", 8101, "http://127.0.0.1:8101"),
+        ("0.0.0.0", 8102, "http://127.0.0.1:8102"),
+        ("::1", 8103, "http://[::1]:8103"),
+        ("quotes.local", 80, "http://quotes.local:80"),
+    ],
+)
+def test_client_links_follow_the_address_served_unless_set(
+    monkeypatch: pytest.MonkeyPatch, host: str, port: int, expected: str
+) -> None:
+    # `serve --port 8101` without TRIPQUOTE_PUBLIC_BASE_URL: links point at 8101, not 8000.
+    monkeypatch.delenv("TRIPQUOTE_PUBLIC_BASE_URL", raising=False)
+    linked = _links_to(Settings(jwt_secret="x" * 32), host=host, port=port)
+    assert linked.public_base_url == expected
+    assert os.environ["TRIPQUOTE_PUBLIC_BASE_URL"] == expected  # the workers read it
+    chosen = Settings(jwt_secret="x" * 32, public_base_url="https://quotes.example.com")
+    assert _links_to(chosen, host=host, port=port).public_base_url == "https://quotes.example.com"

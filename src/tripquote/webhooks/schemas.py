@@ -35,9 +35,9 @@ EventTypes = list[EventType]
 _PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 URL_PATTERN = rf"^https?://[A-Za-z0-9.-]+(?::{_PORT})?(?:[/?#][!-~]*)?$"
 """An endpoint's form: ``http(s)://`` and a host (a name or an IPv4 address; an IPv6 endpoint
-by its name), an optional port (1 to 65535), then visible ASCII (RFC 3986 characters, percent-encoded
-beyond them); no user or password. In production ``urls.check`` further takes only ``https``
-and public addresses (WEBHOOK_URL_REFUSED)."""
+by its name), an optional port (1 to 65535), then visible ASCII (RFC 3986 characters,
+percent-encoded beyond them); no user or password. In production ``urls.check`` further
+takes only ``https`` and public addresses (WEBHOOK_URL_REFUSED)."""
 
 Url = Annotated[
     str, Strict(), StringConstraints(min_length=1, max_length=2048, pattern=URL_PATTERN)
