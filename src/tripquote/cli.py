@@ -560,7 +560,22 @@ def maintenance(as_json: JsonFlag = False) -> None:
         )
 
     report = _with_runner(settings, use)
-    _emit(report, as_json, f"maintenance: {report}")
+    _emit(report, as_json, _maintenance_text(report))
+
+
+def _maintenance_text(report: dict[str, Any]) -> str:
+    """One line per table of a maintenance ``report`` (``--json`` gives it whole)."""
+    if "skipped" in report:
+        return f"maintenance: skipped ({report['skipped']})"
+    lines = []
+    for table, done in report.items():
+        parts = [
+            f"{what} {len(names) if isinstance(names, list) else names}"
+            + (f" ({', '.join(names)})" if isinstance(names, list) and names else "")
+            for what, names in done.items()
+        ]
+        lines.append(f"maintenance: {table}: {'; '.join(parts)}")
+    return "\n".join(lines)
 
 
 app.add_typer(ops_app, name="ops")

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import event
 
 from tests.conftest import _run_admin, database_url, make_settings
+from tripquote.cli import _maintenance_text
 from tripquote.db import migrate
 from tripquote.db.engine import create_engine
 from tripquote.db.retention import MAINTENANCE_LOCK, partition_name, run_maintenance
@@ -252,3 +253,19 @@ def test_the_command_prints_its_report(fresh_url: str) -> None:
         },
         "idempotency_keys": {"purged": 0},
     }
+
+
+def test_the_command_without_json_prints_a_line_per_table() -> None:
+    created = [partition_name("operation_records", _midnight(d).date()) for d in (8, 9)]
+    report = {
+        "operation_records": {"created": created, "dropped": []},
+        "idempotency_keys": {"purged": 3},
+    }
+    assert _maintenance_text(report).splitlines() == [
+        f"maintenance: operation_records: created 2 ({', '.join(created)}); dropped 0",
+        "maintenance: idempotency_keys: purged 3",
+    ]
+    held = {"skipped": "another maintenance run holds the lock"}
+    assert (
+        _maintenance_text(held) == "maintenance: skipped (another maintenance run holds the lock)"
+    )
