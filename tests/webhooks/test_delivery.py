@@ -340,6 +340,12 @@ async def test_the_deliveries_come_in_pages_and_by_status(world: World, receiver
         f"{W}/{webhook_id}/replay", json={"since": "yesterday"}, headers=admin.headers
     )
     assert_envelope(refused, "QUOTE_VALIDATION_FAILED", 400)
+    backwards = {"since": "2026-12-05T10:00:00Z", "until": "2026-12-05T09:00:00Z"}
+    refused = await world.client.post(
+        f"{W}/{webhook_id}/replay", json=backwards, headers=admin.headers
+    )
+    errors = assert_envelope(refused, "QUOTE_VALIDATION_FAILED", 400)["details"]["errors"]
+    assert [(e["path"], e["code"]) for e in errors] == [("until", "date_order")]
 
 
 async def test_a_receiver_that_does_not_answer_in_time_is_a_timeout(

@@ -14,7 +14,10 @@ from pydantic import (
     Strict,
     StrictBool,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from tripquote.quotes.schemas import AwareDateTime, Whole
 from tripquote.quotes.serialize import fmt_instant
@@ -93,6 +96,14 @@ class ReplayIn(BaseModel):
     includeDelivered: StrictBool = Field(
         default=False, description="Also those delivered already (else the dead-lettered only)."
     )
+
+    @field_validator("until")
+    @classmethod
+    def _after_since(cls, until: datetime | None, info: ValidationInfo) -> datetime | None:
+        since = info.data.get("since")
+        if until is not None and since is not None and until <= since:
+            raise PydanticCustomError("date_order", "until must be after since")
+        return until
 
 
 def distinct(types: list[str]) -> list[str]:
