@@ -59,10 +59,11 @@ def capture() -> Iterator[list[Captured]]:
         event.remove(Engine, "before_cursor_execute", before)
 
 
-async def plan(conn: Any, statement: Captured, *, generic: bool) -> Any:
+async def plan(conn: Any, statement: Captured, *, generic: bool, before: str = "") -> Any:
     """The plan (JSON: its ``Plan`` object) PostgreSQL makes for ``statement`` prepared and
     executed with its arguments, custom or generic, without running it: each argument becomes
-    a literal of the parameter's type (its text from the server), then ``EXPLAIN EXECUTE``."""
+    a literal of the parameter's type (its text from the server), then ``EXPLAIN EXECUTE``;
+    ``before``: SQL run first in the same transaction (what the service runs before it)."""
     parameters = (await conn.prepare(statement.text)).get_parameters()
     types = [_type_name(t) for t in parameters]
     literals = [
@@ -73,6 +74,8 @@ async def plan(conn: Any, statement: Captured, *, generic: bool) -> Any:
     transaction = conn.transaction()
     await transaction.start()
     try:
+        if before:
+            await conn.execute(before)
         signature = f"({', '.join(types)})" if types else ""
         await conn.execute(f"PREPARE {name} {signature} AS {statement.text}")
         try:
@@ -120,6 +123,11 @@ async def analyzed(conn: Any, statement: Captured, *, generic: bool) -> str:
         conn.remove_log_listener(listen)
     logged = next(m for m in reversed(messages) if "plan:" in m)
     return logged.split("plan:", 1)[1].split(statement.text.strip(), 1)[-1].strip()
+
+
+def nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every node of a JSON plan, depth first."""
+    return [node] + [n for child in node.get("Plans", ()) for n in nodes(child)]
 
 
 def seq_scans(node: dict[str, Any]) -> list[str]:

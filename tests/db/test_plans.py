@@ -27,6 +27,7 @@ from bench import growth_sets as gs
 from bench import plans
 from tests.conftest import PINNED_NOW, _run_admin, database_url, load_fixture, make_settings
 from tripquote.db import migrate
+from tripquote.quotes import sql
 
 pytestmark = pytest.mark.postgres
 
@@ -170,3 +171,35 @@ async def test_no_request_path_statement_scans_a_large_table(
     for table in ("quote_revisions", "idempotency_keys", "quote_items", "clients"):
         assert table in texts  # the capture saw the statements that touch every large table
     assert await _plans(seeded_url, captured) == {}
+
+
+async def test_list_pages_walk_their_index_in_order(seeded_url: str, world_factory: Any) -> None:
+    """Every list page (each filter, first and later pages, an agent's and an admin's) is
+    planned as the service runs it (``KEYSET_PLANS`` first in its transaction): its caller's
+    index read backwards from the cursor, no bitmap of the caller's whole range, no sort."""
+    with plans.capture() as captured:
+        world = await world_factory(make_settings(seeded_url))
+        captured.clear()
+        await _every_request_path(world)
+    texts = [s.text for s in captured]
+    lists = {role: sql.LIST[role].text for role in sql.ROLES}
+    pages = [s for s in captured if s.text in lists.values()]
+    assert {s.text for s in pages} == set(lists.values())  # both roles' pages were read
+    for index, text in enumerate(texts):
+        if text in lists.values():  # the service pinned the plan just before
+            assert sql.KEYSET_PLANS.text in texts[index - 2 : index], index
+    walks = {
+        "agent": "ix_quotes_agent_id_created_at_id",
+        "admin": "ix_quotes_agency_id_created_at_id",
+    }
+    conn = await asyncpg.connect(seeded_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        for page in {(s.text, s.args): s for s in pages}.values():
+            role = next(r for r, t in lists.items() if t == page.text)
+            for generic in (False, True):
+                plan = await plans.plan(conn, page, generic=generic, before=sql.KEYSET_PLANS.text)
+                kinds = [(n["Node Type"], n.get("Index Name")) for n in plans.nodes(plan)]
+                assert ("Index Scan", walks[role]) in kinds, (role, generic, kinds)
+                assert not [k for k in kinds if k[0] in ("Sort", "Bitmap Heap Scan")], kinds
+    finally:
+        await conn.close()

@@ -322,12 +322,15 @@ class QuoteStore:
 
         async def work(tx: Tx) -> tuple[CallerFacts, builtins.list[Quote]]:
             facts = caller_facts(await tx.fetchrow(sql.CALLER_FACTS, _caller(caller)))
-            if facts.principal is None:
+            principal = facts.principal
+            if principal is None:
                 return facts, []
+            await tx.fetch(sql.KEYSET_PLANS, {})
             rows = await tx.fetch(
-                sql.LIST,
+                sql.LIST[principal.role],
                 {
-                    **_caller(caller),
+                    "agent_id": principal.agent_id,
+                    "agency_id": principal.agency_id,
                     "now": now,
                     "status": filters.status,
                     "client_id": filters.client_id,
