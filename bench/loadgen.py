@@ -38,7 +38,8 @@ class Outcome:
 
 @dataclass(slots=True)
 class Result:
-    """One operation as measured: latency and start lag in seconds from the release."""
+    """One operation as measured, in seconds: its latency (from the release; in a bounded
+    run, from its send) and its start lag (from the release)."""
 
     op: str
     status: int
@@ -70,22 +71,30 @@ class Meter(Protocol):
     def stop(self) -> None: ...
 
 
-async def fire(ops: Sequence[tuple[str, Call]], *, meter: Meter | None = None) -> Burst:
-    """Run every operation concurrently, all released at the same instant."""
+async def fire(
+    ops: Sequence[tuple[str, Call]], *, meter: Meter | None = None, concurrency: int | None = None
+) -> Burst:
+    """Run every operation concurrently, all released at the same instant; with
+    ``concurrency``, at most that many in flight, each one's latency timed from when it is
+    sent (not from the release: its wait for a slot is the generator's queue, not the
+    service's time)."""
     gate = asyncio.Event()
+    slots = asyncio.Semaphore(concurrency) if concurrency is not None else None
     results: list[Result | None] = [None] * len(ops)
     t0 = 0.0
 
     async def one(index: int, op: str, call: Call) -> None:
         await gate.wait()
-        start = time.perf_counter()
-        try:
-            outcome = await call()
-        except Exception as exc:  # every failure is a data point, not a crash
-            outcome = Outcome(0, type(exc).__name__)
-        end = time.perf_counter()
+        async with slots if slots is not None else contextlib.nullcontext():
+            start = time.perf_counter()
+            try:
+                outcome = await call()
+            except Exception as exc:  # every failure is a data point, not a crash
+                outcome = Outcome(0, type(exc).__name__)
+            end = time.perf_counter()
+        sent = start if slots is not None else t0
         results[index] = Result(
-            op, outcome.status, outcome.code, end - t0, start - t0, outcome.body
+            op, outcome.status, outcome.code, end - sent, start - t0, outcome.body
         )
 
     with collector_paused():
@@ -126,21 +135,8 @@ def collector_paused() -> Iterator[None]:
 
 
 async def run_bounded(ops: Sequence[tuple[str, Call]], *, concurrency: int) -> Burst:
-    """Run operations with at most ``concurrency`` in flight (set-up and loading, not measured)."""
-    semaphore = asyncio.Semaphore(concurrency)
-
-    async def gated(call: Call) -> Outcome:
-        async with semaphore:
-            return await call()
-
-    return await fire([(op, _bind(gated, call)) for op, call in ops])
-
-
-def _bind(wrapper: Callable[[Call], Awaitable[Outcome]], call: Call) -> Call:
-    async def bound() -> Outcome:
-        return await wrapper(call)
-
-    return bound
+    """Run operations with at most ``concurrency`` in flight, each timed from its send."""
+    return await fire(ops, concurrency=concurrency)
 
 
 class HttpClient(Protocol):
