@@ -54,11 +54,22 @@ async def run(bench: Bench) -> None:
         results = {"empty": await measure(bench, conn, ctx, "empty")}
         started = time.monotonic()
 
+        shown = [0]
+
         def progress(done: int, total: int) -> None:
-            if done == total or done % (total // 10 or 1) < gl.CHUNK:
+            tenth = done * 10 // (total or 1)
+            if tenth > shown[0]:
+                shown[0] = tenth
                 bench.note(f"history: {done:,}/{total:,} quotes, {time.monotonic() - started:.0f}s")
 
-        counts = await gl.load_history(conn, size, now=gl.utcnow(), progress=progress)
+        counts = await gl.load_history(
+            conn,
+            size,
+            now=gl.utcnow(),
+            progress=progress,
+            dsn=dsn,
+            parts=args.growth_load_processes,
+        )
         await conn.execute("VACUUM ANALYZE")
         bench.note(f"history loaded in {time.monotonic() - started:.0f}s: {counts}")
         results["large"] = await measure(bench, conn, ctx, "large")

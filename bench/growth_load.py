@@ -11,12 +11,17 @@ Used by the growth scenario (``bench/growth.py``) and by the plan test
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import random
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import asyncpg
 
 from bench.payloads import load_fixtures
 from tripquote.json import dumps
@@ -326,19 +331,113 @@ async def load_history(
     days: int = 730,
     seed: int = 18,
     progress: Any = None,
+    dsn: str | None = None,
+    parts: int = 1,
 ) -> dict[str, int]:
     """The history: agencies, agents, clients, ``size.quotes`` quotes created over ``days``
     days (SENT ones still valid, the others closed), 2 operation records and 1 live
-    idempotency key per quote; returns the rows written by table."""
-    rng = random.Random(seed)
+    idempotency key per quote; returns the rows written by table.
+
+    ``parts`` > 1 (with ``dsn``, the database's asyncpg DSN): the quotes are written by that
+    many processes at once, each on its own connection, quote ``i`` by process
+    ``i % parts``: one's Python builds rows while another's ``COPY`` runs on the server (one
+    process leaves one core idle most of the time: it builds, then waits)."""
+    owners = await add_agencies(conn, size, now=now, rng=random.Random(seed))
+    if parts > 1:
+        if dsn is None:
+            raise ValueError("parts > 1 needs the dsn")
+        await _in_processes(dsn, size, owners, now=now, days=days, seed=seed, parts=parts,
+                            progress=progress)  # fmt: skip
+    else:
+        await load_quotes(conn, size, owners, now=now, days=days, seed=seed, progress=progress)
+    await _raise_bounds(conn)
+    return {
+        "quotes": size.quotes,
+        "quote_revisions": size.revisions,
+        "operation_records": 2 * size.quotes,
+        "idempotency_keys": size.quotes,
+    }
+
+
+async def _in_processes(
+    dsn: str, size: Size, owners: list[Owner], *, now: datetime, days: int, seed: int,
+    parts: int, progress: Any,
+) -> None:  # fmt: skip
+    context = multiprocessing.get_context("spawn")
+    done = context.Value("q", 0)
+    with ProcessPoolExecutor(
+        parts, mp_context=context, initializer=_share, initargs=(done,)
+    ) as pool:
+        loop = asyncio.get_running_loop()
+        futures = [
+            loop.run_in_executor(
+                pool, _load_part, dsn, size, owners, now, days, seed, (part, parts)
+            )
+            for part in range(parts)
+        ]
+        waiting = asyncio.gather(*futures)
+        while not waiting.done():
+            await asyncio.wait([waiting], timeout=1.0)
+            if progress is not None:
+                progress(done.value, size.quotes)
+        await waiting
+
+
+_DONE: Any = None
+
+
+def _share(done: Any) -> None:
+    global _DONE
+    _DONE = done
+
+
+def _load_part(
+    dsn: str, size: Size, owners: list[Owner], now: datetime, days: int, seed: int,
+    part: tuple[int, int],
+) -> None:  # fmt: skip
+    async def run() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+
+            def count(n: int, _total: int) -> None:
+                with _DONE.get_lock():
+                    _DONE.value += n
+
+            await load_quotes(
+                conn, size, owners, now=now, days=days, seed=seed, part=part, progress=count,
+                delta=True,
+            )  # fmt: skip
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+async def load_quotes(
+    conn: Any,
+    size: Size,
+    owners: Sequence[Owner],
+    *,
+    now: datetime,
+    days: int,
+    seed: int,
+    part: tuple[int, int] = (0, 1),
+    progress: Any = None,
+    delta: bool = False,
+) -> None:
+    """Quote ``i`` of the history for every ``i`` of ``part`` (``(k, n)``: ``i % n == k``),
+    in chunks of ``CHUNK``; ``progress(done, total)`` after each (``delta``: the chunk's
+    count instead of the running total)."""
+    k, n = part
+    rng = random.Random(seed * 1_000 + k)
     drafts = templates()
-    owners = await add_agencies(conn, size, now=now, rng=rng)
     rows = Rows()
     records: list[tuple[Any, ...]] = []
     keys: list[tuple[Any, ...]] = []
-    counts = {"quotes": 0, "quote_revisions": 0, "operation_records": 0, "idempotency_keys": 0}
     span = timedelta(days=days).total_seconds()
-    for i in range(size.quotes):
+    mine = range(k, size.quotes, n)
+    written = 0
+    for i in mine:
         owner = owners[i % len(owners)]
         operations = _HISTORY[i % len(_HISTORY)]
         created_at = now - timedelta(seconds=span * (1 - i / size.quotes) + 3600)
@@ -356,13 +455,12 @@ async def load_history(
             step=timedelta(minutes=30),
             expires_at=expires_at,
         )
-        counts["quote_revisions"] += len(operations)
-        for k in range(2):
+        for r in range(2):
             recorded = now - timedelta(seconds=rng.random() * 60 * 86400)
             records.append(
                 (
                     recorded,
-                    f"growth-{i}-{k}",
+                    f"growth-{i}-{r}",
                     "quote.update",
                     owner.agent_id,
                     quote_id,
@@ -370,13 +468,14 @@ async def load_history(
                     None,
                     200,
                     5.0 + rng.random() * 20,
-                    1000 + k,
+                    1000 + r,
                 )
             )
         keys.append(
             (owner.agent_id, str(uuid.uuid4()), "0" * 64, "done", now, now + timedelta(hours=24))
         )
-        if len(rows.quotes) >= CHUNK or i == size.quotes - 1:
+        if len(rows.quotes) >= CHUNK or i == mine[-1]:
+            chunk = len(rows.quotes)
             await rows.copy(conn)
             await conn.copy_records_to_table(
                 "operation_records", records=records, columns=RECORD_COLUMNS
@@ -384,13 +483,9 @@ async def load_history(
             await conn.copy_records_to_table("idempotency_keys", records=keys, columns=KEY_COLUMNS)
             records.clear()
             keys.clear()
+            written += chunk
             if progress is not None:
-                progress(i + 1, size.quotes)
-    counts["quotes"] = size.quotes
-    counts["operation_records"] = 2 * size.quotes
-    counts["idempotency_keys"] = size.quotes
-    await _raise_bounds(conn)
-    return counts
+                progress(chunk if delta else written, size.quotes)
 
 
 async def _raise_bounds(conn: Any) -> None:

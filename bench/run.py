@@ -155,6 +155,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="plans are shown for every operation whose large/empty ratio is below this",
     )
     growth.add_argument("--growth-reads", type=int, default=500, help="GETs per read measured")
+    growth.add_argument(
+        "--growth-load-processes",
+        type=int,
+        default=2,
+        help="processes writing the history at once (each builds rows while another COPYs)",
+    )
     parser.add_argument("--keep-db", action="store_true", help="do not drop the databases")
     parser.add_argument(
         "--through-pgbouncer",
