@@ -211,3 +211,34 @@ async def test_revocation_is_exact_to_the_microsecond(world: World) -> None:
         listed = await world.client.get(URL, headers=headers)
         expected = (201, 200) if valid else (401, 401)
         assert (created.status_code, listed.status_code) == expected, created.text
+
+
+async def test_a_revoked_token_is_found_by_the_database_after_the_request_is_parsed(
+    world: World,
+) -> None:
+    """docs/errors.md: a token's signature and expiry are checked before anything else; its
+    revocation by the request's database work, so a malformed request (query, path, headers,
+    JSON) is refused 400 first, whatever its token; a well-formed one gets the 401."""
+    admin = await world.actor(role="admin")
+    status, output = await _cli(world, "token", "revoke", "--agent", admin.agent_id)
+    assert status == 0, output
+    malformed = [
+        f"{URL}?limit=0",
+        f"{URL}?cursor=bad",
+        f"{URL}?status=FOO",
+        f"{URL}?updatedSince=yesterday",
+        f"{URL}/00000000-0000-0000-0000-000000000000/revisions?limit=0",
+        f"{CLIENTS}?limit=0",
+    ]
+    garbage = {"Authorization": "Bearer not-a-token"}
+    answers = []
+    for path in malformed:
+        revoked = await world.client.get(path, headers=admin.headers)
+        unsigned = await world.client.get(path, headers=garbage)
+        answers.append((path, revoked.json()["errorCode"], unsigned.status_code))
+    assert answers == [(path, "QUOTE_VALIDATION_FAILED", 401) for path in malformed]
+    well_formed = await world.client.get(f"{URL}?limit=5", headers=admin.headers)
+    assert (well_formed.status_code, well_formed.json()["errorCode"]) == (
+        401,
+        "AUTHENTICATION_FAILED",
+    )
