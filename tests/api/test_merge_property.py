@@ -55,12 +55,21 @@ def _new(tag: str) -> dict[str, Any]:
     return {"type": "OTHER", "description": f"added by {tag}", "quantity": 1, "unitPrice": "5"}
 
 
+def _place(anchor: int, removed: set[int]) -> int:
+    """Where an addition after base item ``anchor`` lands: after the nearest base item at or
+    before it that the same edit keeps (-1: first), as the merge places it."""
+    while anchor in removed:
+        anchor -= 1
+    return anchor
+
+
 @st.composite
 def _edits(draw: st.DrawFn, *, disjoint: bool) -> tuple[_Edit, _Edit]:
     edits = []
     free = list(range(_ITEM_COUNT))
     taken_fields: set[str] = set()
     anchors = [-1, *range(_ITEM_COUNT)]
+    taken_places: set[int] = set()
     for tag in ("A", "B"):
         edit = _Edit(tag)
         names = sorted(set(_FIELDS) - taken_fields) if disjoint else sorted(_FIELDS)
@@ -68,12 +77,13 @@ def _edits(draw: st.DrawFn, *, disjoint: bool) -> tuple[_Edit, _Edit]:
         touched = draw(st.lists(st.sampled_from(free), unique=True, max_size=2))
         split = draw(st.integers(0, len(touched)))
         edit.changed, edit.removed = set(touched[:split]), set(touched[split:])
-        edit.add_after = draw(st.none() | st.sampled_from(anchors))
+        places = [a for a in anchors if _place(a, edit.removed) not in taken_places]
+        edit.add_after = draw(st.none() | st.sampled_from(places)) if places else None
         if disjoint:
             taken_fields |= edit.fields
             free = [i for i in free if i not in edit.changed | edit.removed]
-            if edit.add_after is not None:  # additions at one place: ordered by their ids
-                anchors.remove(edit.add_after)
+            if edit.add_after is not None:  # additions at one place: ordered by their ids,
+                taken_places.add(_place(edit.add_after, edit.removed))  # new on each copy
         edits.append(edit)
     return edits[0], edits[1]
 
