@@ -220,7 +220,8 @@ async def proposal(bench: Bench, w: str, base_url: str) -> None:
 
     target = tq_target(bench, base_url)
     size = bench.max_burst
-    client = bench.client(connections=size + bench.args.proposal_views + 64)
+    connections = size + bench.args.proposal_views + bench.args.proposal_accepts + 64
+    client = bench.client(connections=connections)  # set-up
     try:
         sendable = [i for i, f in enumerate(bench.fixtures) if f.request.get("items")]
         pool = QuotePool()
@@ -250,6 +251,7 @@ async def proposal(bench: Bench, w: str, base_url: str) -> None:
             fixtures=len(bench.fixtures),
             seq=bench.seq,
             meter=bench.meter,
+            fresh=lambda: bench.client(connections=connections),
         )
     finally:
         await client.aclose()
