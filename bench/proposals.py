@@ -104,35 +104,23 @@ async def scenario(
     fixtures: int,
     seq: int,
     meter: Callable[[], CpuMeter] | None = None,
-    fresh: Callable[[], HttpClient] | None = None,
 ) -> tuple[dict[str, Any], int]:
     """The saves alone, then beside ``views`` views and one accept per link of ``pages``
-    (each batch's CPU split by a fresh ``meter()``, each batch on a ``fresh()`` client: cold
-    connections, as every burst, never one the server closed while idle); the summary and
-    the next plan sequence number."""
+    (each batch's CPU split by a fresh ``meter()``); the summary and the next plan
+    sequence number."""
     plan, seq = plan_burst(pool, size=burst_size, agents=agents, fixtures=fixtures, seq=seq)
-    first = fresh() if fresh else client
-    try:
-        alone = await fire(
-            [(item.kind, target.save_call(first, item)) for item in plan],
-            meter=meter() if meter else None,
-        )
-    finally:
-        if first is not client:
-            await first.aclose()
+    alone = await fire(
+        [(item.kind, target.save_call(client, item)) for item in plan],
+        meter=meter() if meter else None,
+    )
     absorb(pool, plan, alone)
     plan, seq = plan_burst(pool, size=burst_size, agents=agents, fixtures=fixtures, seq=seq)
-    second = fresh() if fresh else client
-    saves = [(item.kind, target.save_call(second, item)) for item in plan]
-    looks = [("view", _page_call(second, pages[i % len(pages)][0])) for i in range(views)]
+    saves = [(item.kind, target.save_call(client, item)) for item in plan]
+    looks = [("view", _page_call(client, pages[i % len(pages)][0])) for i in range(views)]
     answers = [
-        ("accept", _accept_call(second, url, form, n)) for n, (url, form) in enumerate(pages)
+        ("accept", _accept_call(client, url, form, n)) for n, (url, form) in enumerate(pages)
     ]
-    try:
-        beside = await fire([*saves, *looks, *answers], meter=meter() if meter else None)
-    finally:
-        if second is not client:
-            await second.aclose()
+    beside = await fire([*saves, *looks, *answers], meter=meter() if meter else None)
     save_results = beside.results[: len(saves)]
     absorb(pool, plan, Burst(save_results, beside.wall))
     page_results = beside.results[len(saves) :]

@@ -220,8 +220,7 @@ async def proposal(bench: Bench, w: str, base_url: str) -> None:
 
     target = tq_target(bench, base_url)
     size = bench.max_burst
-    connections = size + bench.args.proposal_views + bench.args.proposal_accepts + 64
-    client = bench.client(connections=connections)  # set-up
+    client = bench.client(connections=size + bench.args.proposal_views + 64)
     try:
         sendable = [i for i, f in enumerate(bench.fixtures) if f.request.get("items")]
         pool = QuotePool()
@@ -251,7 +250,6 @@ async def proposal(bench: Bench, w: str, base_url: str) -> None:
             fixtures=len(bench.fixtures),
             seq=bench.seq,
             meter=bench.meter,
-            fresh=lambda: bench.client(connections=connections),
         )
     finally:
         await client.aclose()
