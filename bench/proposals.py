@@ -12,9 +12,11 @@ throughput beside the pages over the saves' throughput alone (the issue's bound:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from bench.cpu import CpuMeter
 from bench.loadgen import Burst, Call, HttpClient, Outcome, Result, fire, run_bounded
 from bench.report import latency_stats, summarize
 from bench.targets import TripquoteTarget
@@ -101,11 +103,16 @@ async def scenario(
     agents: int,
     fixtures: int,
     seq: int,
+    meter: Callable[[], CpuMeter] | None = None,
 ) -> tuple[dict[str, Any], int]:
-    """The saves alone, then beside ``views`` views and one accept per link of ``pages``;
-    the summary and the next plan sequence number."""
+    """The saves alone, then beside ``views`` views and one accept per link of ``pages``
+    (each batch's CPU split by a fresh ``meter()``); the summary and the next plan
+    sequence number."""
     plan, seq = plan_burst(pool, size=burst_size, agents=agents, fixtures=fixtures, seq=seq)
-    alone = await fire([(item.kind, target.save_call(client, item)) for item in plan])
+    alone = await fire(
+        [(item.kind, target.save_call(client, item)) for item in plan],
+        meter=meter() if meter else None,
+    )
     absorb(pool, plan, alone)
     plan, seq = plan_burst(pool, size=burst_size, agents=agents, fixtures=fixtures, seq=seq)
     saves = [(item.kind, target.save_call(client, item)) for item in plan]
@@ -113,7 +120,7 @@ async def scenario(
     answers = [
         ("accept", _accept_call(client, url, form, n)) for n, (url, form) in enumerate(pages)
     ]
-    beside = await fire([*saves, *looks, *answers])
+    beside = await fire([*saves, *looks, *answers], meter=meter() if meter else None)
     save_results = beside.results[: len(saves)]
     absorb(pool, plan, Burst(save_results, beside.wall))
     page_results = beside.results[len(saves) :]
@@ -124,6 +131,8 @@ async def scenario(
         "burst": burst_size,
         "saves_alone": summarize(alone),
         "pages": summarize(Burst(page_results, beside.wall), ok_statuses=(200, 303)),
+        "cpu_alone": alone.cpu,
+        "cpu_beside": beside.cpu,
         "view_latency": latency_stats(r.latency for r in page_results if r.op == "view"),
         "accept_latency": latency_stats(r.latency for r in page_results if r.op == "accept"),
         "saves_per_s_alone": alone_rate,

@@ -249,6 +249,7 @@ async def proposal(bench: Bench, w: str, base_url: str) -> None:
             agents=bench.args.agents,
             fixtures=len(bench.fixtures),
             seq=bench.seq,
+            meter=bench.meter,
         )
     finally:
         await client.aclose()
@@ -266,3 +267,12 @@ async def proposal(bench: Bench, w: str, base_url: str) -> None:
         f"{outcome['saves_per_s_beside_pages']}/{outcome['saves_per_s_alone']} per s = "
         f"x{outcome['save_throughput_ratio']}"
     )
+    for name in ("alone", "beside"):
+        cpu = outcome.get(f"cpu_{name}") or {}
+        if cpu.get("machine_busy_s") is not None:
+            bench.note(
+                f"proposal w={w} cpu s ({name}): gen={cpu['generator_s']} "
+                f"srv={cpu.get('server_s')} pg={cpu.get('postgres_s')} "
+                f"irq={cpu.get('kernel_irq_s')} foreign={cpu.get('foreign_s')} "
+                f"busy={cpu['machine_utilisation']:.0%}"
+            )

@@ -46,6 +46,7 @@ from tripquote.observability.logging import configure_logging, flush_logs
 from tripquote.observability.operations import Observer
 from tripquote.observability.routes import router as observability_router
 from tripquote.openapi import complete
+from tripquote.proposals.bulkhead import PublicBulkhead
 from tripquote.proposals.links import LinkKeys
 from tripquote.proposals.public import router as public_router
 from tripquote.proposals.routes import router as proposals_router
@@ -245,8 +246,9 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_request_validation)
 
-    # Outermost last: HEAD as GET, the correlation ID, the catch-all, the body limit, then
-    # empty query parameters dropped (the access line keeps the query as sent).
+    # Outermost last: the client's pages' bulkhead, HEAD as GET, the correlation ID, the
+    # catch-all, the body limit, then empty query parameters dropped (the access line keeps
+    # the query as sent).
     app.add_middleware(EmptyQueryMiddleware)
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=observer.error_rendered
@@ -254,4 +256,11 @@ def create_app(
     app.add_middleware(CatchAllMiddleware, on_error=observer.error_rendered)
     app.add_middleware(CorrelationMiddleware)
     app.add_middleware(HeadMiddleware)
+    app.add_middleware(
+        PublicBulkhead,
+        limit=settings.public_concurrency,
+        queue=settings.public_queue,
+        busy=settings.public_defer_at,
+        max_wait=settings.public_defer_max_seconds,
+    )
     return app

@@ -82,6 +82,19 @@ class Settings(BaseSettings):
     public_rate_limit: str = "60/minute"
     """Requests to the client's proposal pages (``/p/…``), counted per client IP and, apart,
     per link (the same limiter and storage as the writes')."""
+    public_concurrency: int = Field(default=2, ge=1, le=10_000)
+    """Requests to the proposal links (``/p/…``) served at once per worker process; the
+    others wait their turn (``proposals/bulkhead.py``): the agents' saves keep the rest of the
+    process and its database connections."""
+    public_queue: int = Field(default=1000, ge=0, le=1_000_000)
+    """Proposal-link requests that may wait for a turn per worker process; one more is
+    served at once (never refused)."""
+    public_defer_at: int = Field(default=15, ge=0, le=1_000_000)
+    """Agent requests in flight in a worker process (default: its database pool, 15) from
+    which the proposal-link requests wait for them to drop below it; 0: never."""
+    public_defer_max_seconds: float = Field(default=2.0, ge=0, le=60)
+    """The longest a proposal-link request waits for the agents' requests before taking its
+    turn anyway."""
 
     # The client's side (issue 16): the origin the proposal links are built on.
     public_base_url: str = "http://127.0.0.1:8000"

@@ -31,7 +31,7 @@ from tripquote.middleware import HEAD_AS_GET
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.operations import Observer, current_operation
 from tripquote.proposals.links import token_hash
-from tripquote.proposals.render import answered_of, pdf, render, stylesheet, view_of
+from tripquote.proposals.render import answered_of, pdf, render, rendered, stylesheet
 from tripquote.proposals.service import AnswerForm, ProposalService
 from tripquote.proposals.store import Link
 from tripquote.routing import OPERATION, operation
@@ -87,7 +87,8 @@ def error_page(request: Request, error: TripquoteError) -> Response:
 
 class PageRoute(APIRoute):
     """A public page route: each request one tracked operation (``openapi_extra`` names
-    it), a refusal rendered by ``error_page``."""
+    it), counted by the rate limits first when it is a link's (``_limit``), a refusal
+    rendered by ``error_page``."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """FastAPI's handler inside the tracked operation, errors as pages."""
@@ -98,6 +99,9 @@ class PageRoute(APIRoute):
             observer: Observer = request.app.state.observer
             try:
                 async with observer.track(name) as op:
+                    token = request.path_params.get("token")
+                    if token is not None:  # every route of a link (not the stylesheet)
+                        await _limit(request, token)
                     response = await handler(request)
                     op.http_status = response.status_code
                     return response
@@ -118,10 +122,10 @@ async def _limit(request: Request, token: str) -> None:
     await limiter.check(f"link:{token_hash(token)[:32]}")
 
 
-def _note_quote(link: Link) -> None:
+def _note_quote(quote_id: str) -> None:
     tracked = current_operation()
     if tracked is not None:
-        tracked.quote_id = link.quote_id
+        tracked.quote_id = quote_id
 
 
 def _page(
@@ -129,11 +133,12 @@ def _page(
     errors: dict[str, str] | None = None, form: dict[str, str] | None = None,
 ) -> Response:  # fmt: skip
     service = _service(request)
-    view = view_of(link.proposal, link.proposal_hash, link.expires_at)
+    proposal = rendered(link)  # rendered once per proposal; the link's state is this request's
     html = render(
         "proposal.html",
-        p=view,
-        answered=answered_of(link, view.timezone),
+        p=proposal.view,
+        content=proposal.content,
+        answered=answered_of(link, proposal.view.timezone),
         link=f"{service.base_url}/p/{token}",
         assets=f"{service.base_url}/assets",
         csrf=service.csrf(token),
@@ -148,25 +153,23 @@ def _page(
 async def proposal_page(request: Request, token: str) -> Response:
     """The proposal as sent, with its answer form (or the answer given); a view counted, but
     for a HEAD (a link checker or a preview asks, no one reads)."""
-    await _limit(request, token)
     link, _ = await _service(request).open(
         token=token,
         count_view=not request.scope.get(HEAD_AS_GET),
         correlation_id=get_correlation_id(),
     )
-    _note_quote(link)
+    _note_quote(link.quote_id)
     return _page(request, link, token)
 
 
 @router.get("/p/{token}/pdf", openapi_extra=operation("proposal.view_pdf"))
 async def proposal_pdf(request: Request, token: str) -> Response:
     """The proposal as a PDF (the refusals of the page)."""
-    await _limit(request, token)
     link, _ = await _service(request).open(
         token=token, count_view=False, correlation_id=get_correlation_id()
     )
-    _note_quote(link)
-    view = view_of(link.proposal, link.proposal_hash, link.expires_at)
+    _note_quote(link.quote_id)
+    view = rendered(link).view
     content = await asyncio.to_thread(pdf, view, answered_of(link, view.timezone))
     return Response(
         content,
@@ -176,10 +179,9 @@ async def proposal_pdf(request: Request, token: str) -> Response:
 
 
 async def _answer(request: Request, token: str, form: AnswerForm) -> Response:
-    await _limit(request, token)
     service = _service(request)
     try:
-        link = await service.answer(
+        quote_id = await service.answer(
             token=token,
             form=form,
             ip=request.client.host if request.client else None,
@@ -192,10 +194,10 @@ async def _answer(request: Request, token: str, form: AnswerForm) -> Response:
         link, _ = await service.open(
             token=token, count_view=False, correlation_id=get_correlation_id()
         )
-        _note_quote(link)
+        _note_quote(link.quote_id)
         values = {"signer_name": form.signer_name, "reason": form.reason}
         return _page(request, link, token, status=400, errors=error.details["errors"], form=values)
-    _note_quote(link)
+    _note_quote(quote_id)
     # POST-redirect-GET: a reload shows the answer, never posts again.
     return RedirectResponse(
         f"{service.base_url}/p/{token}#answer", status_code=303, headers=SECURITY_HEADERS

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from tripquote.json import loads
 from tripquote.proposals.store import Link
@@ -179,6 +180,34 @@ def view_of(proposal_text: str, proposal_hash: str, expires_at: datetime) -> Pro
     )
 
 
+RENDERED_MAX = 512
+"""Rendered proposals kept per process (least recently used first out): a few MB at most."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A proposal rendered once: its view, and its HTML (``_content.html``: everything the
+    page shows of the proposal, the same for every view of it)."""
+
+    view: ProposalView
+    content: Markup
+
+
+@lru_cache(maxsize=RENDERED_MAX)
+def _rendered(proposal_text: str, proposal_hash: str, expires_at: datetime) -> Rendered:
+    view = view_of(proposal_text, proposal_hash, expires_at)
+    html = render("_content.html", p=view)  # autoescaped: every value from the proposal escaped
+    return Rendered(view, Markup(html))  # noqa: S704  (the template's output, escaped above)
+
+
+def rendered(link: Link) -> Rendered:
+    """The view and the HTML of ``link``'s proposal, rendered on its first view and kept (it
+    is frozen at send, its expiry with it: nothing of the link's state is in it, so a revoked
+    or answered link is decided on each request, never by this cache). Keyed by the text
+    itself, in the page's one locale (``LOCALE``)."""
+    return _rendered(link.proposal, link.proposal_hash, link.expires_at)
+
+
 def answered_of(link: Link, timezone: str) -> dict[str, Any] | None:
     """The client's answer as the page and the PDF show it (None: unanswered): accepted or
     not, the signer, when (agency zone) and the banner's text."""
@@ -200,6 +229,7 @@ def _environment() -> Environment:
         autoescape=select_autoescape(default=True),
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # templates ship with the package: no stat of each file per page
     )
 
 

@@ -21,7 +21,7 @@ from tripquote.errors import (
 )
 from tripquote.http import json_response
 from tripquote.openapi import DATABASE, ProposalEnvelope, responses
-from tripquote.proposals.render import answered_of, pdf, view_of
+from tripquote.proposals.render import answered_of, pdf, rendered
 from tripquote.proposals.service import ProposalService
 from tripquote.routing import TrackedRoute, operation
 
@@ -93,7 +93,7 @@ async def proposal_pdf(request: Request, call: QuoteRead) -> Response:
     """The quote's latest proposal as a PDF (A4, page numbers; ended links too: it is what
     was sent)."""
     link = await proposal_service(request).latest_link(caller=call.caller, quote_id=call.quote_id)
-    view = view_of(link.proposal, link.proposal_hash, link.expires_at)
+    view = rendered(link).view
     content = await asyncio.to_thread(pdf, view, answered_of(link, view.timezone))
     return Response(
         content,

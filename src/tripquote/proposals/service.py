@@ -20,9 +20,8 @@ from tripquote.errors import (
     ProposalNotFound,
     QuoteStateInvalid,
 )
-from tripquote.json import loads
 from tripquote.proposals.links import TOKEN, LinkKeys, token_hash
-from tripquote.proposals.render import valid_until
+from tripquote.proposals.render import rendered, valid_until
 from tripquote.proposals.store import Answer, Link, ProposalStore
 from tripquote.quotes.lifecycle import Operation, QuoteStatus, target_of
 from tripquote.quotes.refusals import access_error
@@ -70,7 +69,7 @@ def state_of(link: Link, now: datetime) -> PageState:
 
 def _zone(link: Link) -> str:
     """The agency's time zone, as sent with the proposal."""
-    return str(loads(link.proposal.encode())["agency"]["timeZone"])
+    return rendered(link).view.timezone
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,13 +132,20 @@ class ProposalService:
     async def answer(
         self, *, token: str, form: AnswerForm, ip: str | None, user_agent: str | None,
         correlation_id: str,
-    ) -> Link:  # fmt: skip
+    ) -> str:  # fmt: skip
         """Record the client's answer on the link of ``token``: the quote moves SENT →
-        ACCEPTED (``form.accept``) or REJECTED in the quotes' versioned write, by ``client``.
-        The same answer again is no change (the link as answered). Raises PROPOSAL_NOT_FOUND,
+        ACCEPTED (``form.accept``) or REJECTED in the quotes' versioned write, by ``client``;
+        returns the quote's id. The same answer again is no change. Raises PROPOSAL_NOT_FOUND,
         PROPOSAL_FORM_INVALID (403: a form token not this link's), PROPOSAL_ALREADY_ANSWERED
         (the other answer), PROPOSAL_EXPIRED, PROPOSAL_CLOSED (the quote moved on, or the
-        form shows another proposal), PROPOSAL_FORM_INVALID (400: name, consent, reason)."""
+        form shows another proposal), PROPOSAL_FORM_INVALID (400: name, consent, reason), in
+        that order.
+
+        A form that is right in itself (its token this link's, the fields valid) is written
+        at once: the statement checks everything else (the link open and unanswered, the
+        proposal shown the one sent, the quote SENT at the version sent and not expired), so
+        an answer that stands is one statement. When it writes nothing, the link is read to
+        tell why, in the order above."""
         link_hash = self.link_hash(token)
         if link_hash is None:
             raise ProposalNotFound()
@@ -152,6 +158,10 @@ class ProposalService:
             ip=ip,
             user_agent=(user_agent or "")[:USER_AGENT_MAX] or None,
         )
+        if self.links.csrf_ok(link_hash, form.csrf) and not _form_errors(form):
+            written = await self._write(link_hash, answer, correlation_id)
+            if written is not None:
+                return written
         for _ in range(_ATTEMPTS):
             link = await self._by_token(link_hash, False, correlation_id)
             if link is None or link.ended_at is not None:
@@ -162,23 +172,25 @@ class ProposalService:
                     http_status=403,
                 )
             if self._answered(link, operation):
-                return link
+                return link.quote_id
             state_of(link, self.clock())
             if form.proposal_hash != link.proposal_hash:
                 raise ProposalClosed(
                     "The proposal you answered is not the one on record. Reload the page.",
                     details={"shownHash": form.proposal_hash},
                 )
-            _check_form(form)
-            written = await self.store.answer(
-                link_hash=link_hash, answer=answer, now=self.clock(),
-                correlation_id=correlation_id,
-            )  # fmt: skip
+            errors = _form_errors(form)
+            if errors:
+                raise ProposalFormInvalid(details={"errors": errors})
+            written = await self._write(link_hash, answer, correlation_id)
             if written is not None:
-                found = await self._by_token(link_hash, False, correlation_id)
-                assert found is not None
-                return found
+                return written
         raise RuntimeError("an answer was refused without a reason on every attempt")
+
+    async def _write(self, link_hash: str, answer: Answer, correlation_id: str) -> str | None:
+        return await self.store.answer(
+            link_hash=link_hash, answer=answer, now=self.clock(), correlation_id=correlation_id
+        )
 
     @staticmethod
     def _answered(link: Link, operation: Operation) -> bool:
@@ -273,8 +285,9 @@ def _never_sent(quote_id: str) -> ProposalNotFound:
     )
 
 
-def _check_form(form: AnswerForm) -> None:
-    """PROPOSAL_FORM_INVALID naming each field wrong (``details.errors``)."""
+def _form_errors(form: AnswerForm) -> dict[str, str]:
+    """What is wrong with the form's fields, by field (PROPOSAL_FORM_INVALID's
+    ``details.errors``); empty when nothing is."""
     errors = {}
     if form.accept:
         name = form.signer_name.strip()
@@ -290,5 +303,4 @@ def _check_form(form: AnswerForm) -> None:
         errors["reason"] = f"The reason can be at most {REASON_MAX} characters."
     elif has_control(form.reason, line_breaks=True):
         errors["reason"] = "The reason can hold text and line breaks only."
-    if errors:
-        raise ProposalFormInvalid(details={"errors": errors})
+    return errors

@@ -70,7 +70,7 @@ WITH link AS (
       FROM saved s
      WHERE p.id = (SELECT id FROM link)
 )
-SELECT EXISTS (SELECT 1 FROM saved) AS written, (SELECT snapshot::text FROM revision) AS snapshot
+SELECT EXISTS (SELECT 1 FROM saved) AS written, (SELECT quote_id FROM link) AS quote_id
 """
 )
 """The client's answer on link ``:link_hash``, showing ``:shown_hash``: the quote at the

@@ -125,8 +125,9 @@ class ProposalStore:
     async def answer(
         self, *, link_hash: str, answer: Answer, now: datetime, correlation_id: str
     ) -> str | None:
-        """Write the client's ``answer`` (ANSWER); the revision's snapshot, None when nothing
-        was written (the link ended or answered, the quote moved on or expired)."""
+        """Write the client's ``answer`` (ANSWER); the quote's id, None when nothing was
+        written (no such link, the link ended or answered, another proposal shown, the quote
+        moved on or expired)."""
         target = target_of(answer.operation)
         save_id = str(uuid.uuid4())
         values = {
@@ -148,13 +149,13 @@ class ProposalStore:
 
         async def work(tx: Tx) -> str | None:
             row = await tx.write(sql.ANSWER, values)
-            return str(row["snapshot"]) if row["written"] else None
+            return str(row["quote_id"]) if row["written"] else None
 
         async def found(tx: Tx) -> str | None:
             from tripquote.quotes.sql import OUTCOME
 
             row = await tx.fetchrow(OUTCOME, {"save_id": save_id})
-            return str(row["snapshot"]) if row["written"] else None
+            return str(row["quote_id"]) if row["written"] else None
 
         return await self.runner.run_store(work, atomic=False, outcome=found)
 

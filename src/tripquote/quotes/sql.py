@@ -583,12 +583,12 @@ SELECT version, snapshot::text FROM quote_revisions
 
 OUTCOME = Statement.of(
     """
-SELECT count(*) AS written, min(snapshot::text) AS snapshot
+SELECT count(*) AS written, min(snapshot::text) AS snapshot, min(quote_id) AS quote_id
   FROM quote_revisions WHERE save_id = :save_id
 """
 )
 """What the save ``:save_id`` wrote, if it committed: its revisions (one, but the sweep's
-batch) and a snapshot."""
+batch), a snapshot and a quote's id."""
 
 LOCK_QUOTE = Statement.of("SELECT version FROM quotes WHERE id = :quote_id FOR UPDATE")
 """A merged save's first statement: the quote's row locked until its write, so the version
