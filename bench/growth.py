@@ -354,6 +354,7 @@ async def timed_command(bench: Bench, conn: Any, which: str, ctx: dict[str, Any]
     purge`` over as many expired keys, loaded just before: rows/s."""
     count = bench.args.growth_due
     now = gl.utcnow()
+    argv: tuple[str, ...]
     if which == "expire":
         await gs.add_due(conn, ctx["owners"], count, now=now, drafts=ctx["drafts"])
         argv, key = ("expire", "--json"), "expired"

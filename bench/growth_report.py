@@ -153,7 +153,7 @@ async def explain_slow(bench: Bench, conn: Any, ctx: dict[str, Any], slow: list[
             if name in ("expire", "idempotency purge"):
                 await asyncio.to_thread(_command, name)
             else:
-                app = create_app(Settings(_env_file=None))  # type: ignore[call-arg]
+                app = create_app(Settings(_env_file=None))
                 async with LifespanManager(app):
                     client = AsgiClient(app)
                     try:

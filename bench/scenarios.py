@@ -11,6 +11,7 @@ from typing import Any
 
 from bench.loadgen import (
     Burst,
+    Call,
     HttpClient,
     Meter,
     Outcome,
@@ -284,7 +285,7 @@ async def contention(
     )
 
 
-async def _safe(call: Any) -> Outcome:
+async def _safe(call: Call) -> Outcome:
     try:
         return await call()
     except Exception as exc:  # a failed request is a data point
