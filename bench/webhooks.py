@@ -51,7 +51,7 @@ SELECT count(*) AS delivered,
            extract(epoch FROM d.delivered_at - e.occurred_at)::float8) AS lag,
        max(extract(epoch FROM d.delivered_at - e.occurred_at))::float8 AS lag_max,
        sum(d.attempts) AS attempts
-  FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
+  FROM webhook_deliveries d JOIN events e ON e.id = d.event_id AND e.occurred_at = d.created_at
  WHERE d.subscription_id = $1 AND d.status = 'delivered'
 """
 
@@ -106,6 +106,10 @@ async def run_with_webhooks(bench: Bench, workers: int) -> None:
             subscription,
         )
     finally:
+        # Its deliveries too: no cascade (the partitioned outbox has no foreign key).
+        await conn.execute(
+            "DELETE FROM webhook_deliveries WHERE subscription_id = $1", subscription
+        )
         await conn.execute("DELETE FROM webhook_subscriptions WHERE id = $1", subscription)
         await conn.close()
         worker.stop()

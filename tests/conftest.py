@@ -42,6 +42,7 @@ from tripquote.app import create_app
 from tripquote.clients.repository import insert_client
 from tripquote.config import Settings
 from tripquote.db import migrate
+from tripquote.db.retention import partitions
 from tripquote.observability.logging import flush_logs
 
 EMBEDDED = os.environ.get("TRIPQUOTE_TEST_EMBEDDED") == "1"
@@ -117,8 +118,30 @@ def pg_url() -> Iterator[str]:
     asyncio.run(_run_admin(f'CREATE DATABASE "{name}"'))
     url = database_url(name)
     migrate.upgrade(make_settings(url))
+    asyncio.run(outbox_beyond(url))
     yield url
     asyncio.run(_run_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def outbox_beyond(url: str) -> None:
+    """One more partition of each outbox table (``events``, ``webhook_deliveries``), taking
+    every instant past the migration's days ahead: saves write their events at the quote
+    clock's ``now``, which tests move years ahead (``PinnedClock.advance``). In production
+    ``tripquote maintenance`` keeps days ahead of the real clock instead."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for table in ("events", "webhook_deliveries"):
+                ends = (await partitions(conn, table)).values()
+                last = max(end for end in ends if end is not None)
+                await conn.execute(
+                    text(
+                        f"CREATE TABLE {table}_tests_beyond PARTITION OF {table}"
+                        f" FOR VALUES FROM ('{last.isoformat()}') TO (MAXVALUE)"
+                    )
+                )
+    finally:
+        await engine.dispose()
 
 
 def make_settings(url: str, **overrides: Any) -> Settings:

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import make_url
 
-from tripquote.config import DEFAULT_CURRENCIES, Settings
+from tripquote.config import DEFAULT_CURRENCIES, Settings, webhook_retry_schedule_seconds
 
 
 def test_defaults_run_anywhere(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,6 +82,30 @@ def test_settings_the_server_would_crash_on_are_refused_at_start_up(
         Settings(_env_file=None)  # type: ignore[call-arg]
     monkeypatch.setenv(name, good)
     Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_the_webhook_retention_outlasts_the_retry_schedule_by_a_day(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A delivery still pending goes with its day: the defaults retry for 33.1 h at most
+    # (10 attempts, waits of 5 s x 4^n up to 10 h, +20 % jitter, 5 s each).
+    assert webhook_retry_schedule_seconds(Settings(_env_file=None)) == pytest.approx(  # type: ignore[call-arg]
+        1.2 * (5 + 20 + 80 + 320 + 1280 + 5120 + 20480 + 36000 + 36000) + 10 * 5
+    )
+    monkeypatch.setenv("TRIPQUOTE_WEBHOOK_RETENTION_DAYS", "2")
+    with pytest.raises(ValidationError, match="at least 3 with these"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("TRIPQUOTE_WEBHOOK_RETENTION_DAYS", "3")
+    assert Settings(_env_file=None).webhook_retention_days == 3  # type: ignore[call-arg]
+    monkeypatch.setenv("TRIPQUOTE_WEBHOOK_MAX_ATTEMPTS", "30")  # 20 more waits of 12 h
+    with pytest.raises(ValidationError, match="at least 13 with these"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_the_retention_in_hours_is_refused_not_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIPQUOTE_WEBHOOK_RETENTION_HOURS", "168")
+    with pytest.raises(ValidationError, match="replaced by TRIPQUOTE_WEBHOOK_RETENTION_DAYS"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
 
 
 def test_every_setting_has_its_row_in_the_readme_configuration_table() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -125,9 +126,13 @@ class Settings(BaseSettings):
     webhook_retry_max_seconds: float = Field(default=36_000.0, gt=0, le=7 * 86_400)
     webhook_secret_overlap_seconds: int = Field(default=86_400, ge=0, le=30 * 86_400)
     """After a rotation the previous secret signs too (both signatures sent) for this long."""
-    webhook_retention_hours: float = Field(default=168.0, gt=0)
-    """Delivered deliveries (and events none of whose deliveries remain) older than this are
-    purged (``tripquote webhooks purge``, and the worker once an hour)."""
+    webhook_retention_days: int = Field(default=7, ge=1, le=3650)
+    """Events and their deliveries are kept at least this many days, in daily partitions that
+    ``tripquote maintenance`` drops whole (db/retention.py): a delivery still pending or
+    dead-lettered goes with its day, so this must outlast the whole retry schedule by a day
+    (``_retention_outlasts_the_retries``), and a replay reaches back this far at most."""
+    webhook_retention_hours: float | None = None
+    """Replaced by ``webhook_retention_days``: refused when set (never silently ignored)."""
     webhook_worker_concurrency: int = Field(default=4, ge=1, le=64)
     """Deliveries one worker process sends at once (each on its own connection)."""
     webhook_worker_in_serve: bool = False
@@ -259,6 +264,23 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _retention_outlasts_the_retries(self) -> Settings:
+        if self.webhook_retention_hours is not None:
+            raise ValueError(
+                "TRIPQUOTE_WEBHOOK_RETENTION_HOURS is replaced by TRIPQUOTE_WEBHOOK_RETENTION_DAYS"
+                " (whole days: events and deliveries are kept in daily partitions)"
+            )
+        schedule = webhook_retry_schedule_seconds(self)
+        if self.webhook_retention_days * 86_400 < schedule + 86_400:
+            raise ValueError(
+                "TRIPQUOTE_WEBHOOK_RETENTION_DAYS must outlast the retry schedule by a day (a "
+                "delivery still pending goes with its day): at least "
+                f"{math.ceil(schedule / 86_400) + 1} with these TRIPQUOTE_WEBHOOK_MAX_ATTEMPTS, "
+                "RETRY_BASE_SECONDS, RETRY_MAX_SECONDS and TIMEOUT_SECONDS"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_default_secret_outside_development(self) -> Settings:
         secret = self.jwt_secret.get_secret_value()
         if self.environment != "development" and (secret == DEFAULT_JWT_SECRET or len(secret) < 32):
@@ -289,6 +311,19 @@ def configuration_error(exc: ValueError) -> str:
         variable = f"TRIPQUOTE_{str(error['loc'][0]).upper()}" if error["loc"] else ""
         problems.append(rule if variable in rule else f"{variable}: {rule}")
     return "; ".join(problems)
+
+
+def webhook_retry_schedule_seconds(settings: Settings) -> float:
+    """The longest a delivery can stay pending while it is retried, in seconds: every wait
+    between its ``webhook_max_attempts`` attempts at its longest (``retry_delay`` with the
+    +20 % jitter) and every attempt at ``webhook_attempt_seconds``. The defaults: 33.1 h."""
+    from tripquote.webhooks.worker import retry_delay
+
+    waits = sum(
+        retry_delay(attempts, settings, jitter=1.2)
+        for attempts in range(1, settings.webhook_max_attempts)
+    )
+    return waits + settings.webhook_max_attempts * webhook_attempt_seconds(settings)
 
 
 def webhook_attempt_seconds(settings: Settings) -> float:

@@ -180,8 +180,15 @@ def test_upgrade_downgrade_upgrade_and_no_drift(empty_db: str) -> None:
         assert _fillfactors(empty_db) == {"quotes": 80, "quote_items": 80}
         assert _money_types(empty_db) == {"numeric(18,4)"}
     if postgres:
+        assert _partitioned(empty_db) == {
+            "operation_records": "r",
+            "events": "r",
+            "webhook_deliveries": "r",
+        }
+    migrate.downgrade(settings, "-1")  # one step back (0012: the webhook outbox partitioned)
+    if postgres:
         assert _partitioned(empty_db) == {"operation_records": "r"}
-    migrate.downgrade(settings, "-1")  # one step back (0011: operation records partitioned)
+    migrate.downgrade(settings, "-1")  # and 0011 (operation records partitioned)
     if postgres:
         assert _partitioned(empty_db) == {}
     migrate.downgrade(settings, "-1")  # and 0010 (proposals)

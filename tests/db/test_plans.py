@@ -25,7 +25,14 @@ import pytest
 from bench import growth_load as gl
 from bench import growth_sets as gs
 from bench import plans
-from tests.conftest import PINNED_NOW, _run_admin, database_url, load_fixture, make_settings
+from tests.conftest import (
+    PINNED_NOW,
+    _run_admin,
+    database_url,
+    load_fixture,
+    make_settings,
+    outbox_beyond,
+)
 from tripquote.db import migrate
 from tripquote.quotes import sql
 
@@ -42,6 +49,7 @@ def seeded_url() -> Iterator[str]:
     asyncio.run(_run_admin(f'CREATE DATABASE "{name}"'))
     url = database_url(name)
     migrate.upgrade(make_settings(url))
+    asyncio.run(outbox_beyond(url))  # the clock goes 400 days ahead below
 
     async def seed() -> None:
         conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))

@@ -93,7 +93,15 @@ async def receiver(world: World) -> AsyncIterator[Receiver]:
 
 
 async def forget_subscriptions(world: World, url: str) -> None:
+    """Delete the subscriptions to ``url`` and their deliveries (no cascade: migration 0012)."""
     async with world.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "DELETE FROM webhook_deliveries WHERE subscription_id IN"
+                " (SELECT id FROM webhook_subscriptions WHERE url = :u)"
+            ),
+            {"u": url},
+        )
         await conn.execute(text("DELETE FROM webhook_subscriptions WHERE url = :u"), {"u": url})
 
 

@@ -1,5 +1,6 @@
 """What an operator relies on: the address checked again at delivery (production), the outbox
-figures on /metrics from the database, the retention purge, replay from the command line."""
+figures on /metrics from the database, replay from the command line (the retention:
+``tests/db/test_retention.py``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from tests.conftest import World, cli_error, make_settings
 from tests.servers import metric_value, run_cli, server_env
 from tests.webhooks.conftest import Receiver, drain, forget_subscriptions, subscribe, worker_of
 from tripquote.quotes.lifecycle import Operation
-from tripquote.webhooks.cli import purge_expired
 
 
 async def deliveries_of(world: World, url: str) -> list[dict[str, Any]]:
@@ -92,42 +92,6 @@ async def test_metrics_show_the_outbox_from_the_database_and_the_attempts(
         assert metric_value(after, name, delivered) - metric_value(before, name, delivered) >= 3
     assert metric_value(after, "tripquote_webhook_delivery_lag_seconds_count") >= 3
     assert metric_value(after, "tripquote_webhook_outbox_depth") <= pending - 3
-
-
-async def test_the_purge_deletes_delivered_rows_past_the_retention_only(
-    world: World, receiver: Receiver
-) -> None:
-    admin = await world.actor(role="admin")
-    _, receiver.secret = await subscribe(world, admin, receiver.url, "quote.created")
-    for _ in range(2):
-        await create(world, admin)
-    async with httpx.AsyncClient() as client:
-        await drain(worker_of(world, client))
-    receiver.status = 500
-    await create(world, admin)  # stays pending
-    async with httpx.AsyncClient() as client:
-        await drain(worker_of(world, client))
-    rows = await deliveries_of(world, receiver.url)
-    assert [r["status"] for r in rows] == ["delivered", "delivered", "pending"]
-    old, recent = rows[0], rows[1]
-    async with world.engine.begin() as conn:  # delivered (and happened) 8 days ago
-        await conn.execute(
-            text(
-                "UPDATE webhook_deliveries SET delivered_at = now() - interval '8 days'"
-                " WHERE id = :id"
-            ),
-            {"id": old["id"]},
-        )
-        await conn.execute(
-            text("UPDATE events SET occurred_at = now() - interval '8 days' WHERE id = :id"),
-            {"id": old["event_id"]},
-        )
-    deliveries, events = await purge_expired(world.app.state.runner, world.settings)
-    assert deliveries >= 1 and events >= 1
-    left = await deliveries_of(world, receiver.url)
-    assert [r["id"] for r in left] == [recent["id"], rows[2]["id"]]
-    assert await world.count("events", "id = :id", id=old["event_id"]) == 0
-    assert await world.count("events", "id = :id", id=recent["event_id"]) == 1
 
 
 async def test_replay_from_the_command_line(

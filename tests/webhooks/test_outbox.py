@@ -7,6 +7,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest_asyncio
@@ -16,6 +17,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.api.test_errors_api import assert_envelope
 from tests.api.test_lifecycle import URL, act, create, expire_in_db
 from tests.conftest import World, quote_body
+from tests.webhooks.conftest import Receiver, subscribe
+from tripquote.db.retention import partitions
 from tripquote.quotes.lifecycle import Operation
 
 
@@ -177,3 +180,45 @@ async def test_concurrent_saves_write_exactly_one_event_each(world: World) -> No
     assert await world.count("events") == before + saves
     ids = [r.json()["quoteId"] for r in responses]
     assert await world.count("events", "quote_id = ANY(:ids)", ids=ids) == saves
+
+
+async def test_a_save_writes_its_event_and_deliveries_into_the_partitions_of_its_day(
+    world: World, receiver: Receiver
+) -> None:
+    admin = await world.actor(role="admin")
+    for _ in range(2):
+        await subscribe(world, admin, receiver.url, "quote.created")
+    quote_id = (await create(world, admin)).json()["quoteId"]
+    async with world.engine.connect() as conn:
+        event = (
+            await conn.execute(
+                text(
+                    "SELECT id, occurred_at, tableoid::regclass::text AS part FROM events"
+                    " WHERE quote_id = :q"
+                ),
+                {"q": quote_id},
+            )
+        ).one()
+        deliveries = (
+            await conn.execute(
+                text(
+                    "SELECT created_at, tableoid::regclass::text AS part FROM webhook_deliveries"
+                    " WHERE event_id = :e"
+                ),
+                {"e": event.id},
+            )
+        ).all()
+        ends = {**await partitions(conn, "events"), **await partitions(conn, "webhook_deliveries")}
+    # The partition of its instant: the day's (ending at the next midnight, UTC), or the
+    # first one (every instant before the migration's next day: the tests' quote clock is
+    # pinned in the past).
+    end = ends[event.part]
+    day_end = datetime.combine(
+        event.occurred_at.astimezone(UTC).date() + timedelta(days=1), time(), tzinfo=UTC
+    )
+    assert end == day_end or (event.part.startswith("events_before_") and end > day_end)
+    assert len(deliveries) == 2
+    for delivery in deliveries:
+        assert delivery.created_at == event.occurred_at  # the event's key: (id, occurred_at)
+        assert delivery.part.startswith("webhook_deliveries_")
+        assert ends[delivery.part] == end

@@ -31,6 +31,29 @@ async def rows(world: World) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in result]
 
 
+async def test_deleting_a_subscription_deletes_its_deliveries_and_no_other(world: World) -> None:
+    # No cascade does it (the partitioned deliveries have no foreign key: migration 0012).
+    from tests.api.test_lifecycle import create
+
+    admin = await admin_of(world)
+    ids = []
+    for _ in range(2):
+        created = await subscribe(world, admin, eventTypes=["quote.created"])
+        ids.append(created.json()["webhook"]["id"])
+    try:
+        assert (await create(world, admin)).status_code == 201
+        for webhook_id in ids:
+            assert (
+                await world.count("webhook_deliveries", "subscription_id = :s", s=webhook_id) == 1
+            )
+        deleted = await world.client.delete(f"{W}/{ids[0]}", headers=admin.headers)
+        assert deleted.status_code == 200, deleted.text
+        assert await world.count("webhook_deliveries", "subscription_id = :s", s=ids[0]) == 0
+        assert await world.count("webhook_deliveries", "subscription_id = :s", s=ids[1]) == 1
+    finally:
+        await world.client.delete(f"{W}/{ids[1]}", headers=admin.headers)
+
+
 async def test_an_admin_creates_reads_changes_rotates_and_deletes_a_subscription(
     world: World,
 ) -> None:

@@ -10,9 +10,14 @@ partitioned (idempotency keys) are deleted in small batches (``IdempotencyStore.
 ``run_maintenance`` does it all under one advisory lock, taken without waiting: a second run
 (another host's cron) finds it held and reports it skipped. ``tripquote maintenance`` runs it.
 
-To retain another table (the webhook outbox's delivered events, say): partition it by day
-on its instant column in its migration, and add a ``Retained`` to ``RETAINED`` naming the
-``Settings`` field of its retention in days.
+To retain another table: partition it by day on its instant column in its migration, and
+add a ``Retained`` to ``RETAINED`` naming the ``Settings`` field of its retention in days.
+Give it no foreign key, to or from it: a partition's key locks the table it names whenever a
+day is attached (SHARE ROW EXCLUSIVE) or dropped (ACCESS EXCLUSIVE), and every write (or, for
+a drop, every read) of that table queues behind the wait (migration 0012 says what was
+measured). A table whose rows another table's rows name (a delivery its event) comes after
+that table in ``RETAINED`` and names it in ``referenced_by``: its day is dropped only once
+every day of the other table up to its end is gone.
 """
 
 from __future__ import annotations
@@ -43,10 +48,21 @@ class Retained:
 
     table: str
     retention_days: str
+    referenced_by: str | None = None
+    """A retained table (earlier in ``RETAINED``) whose rows name this one's by its key:
+    no partition of this table is dropped while a partition of that one ending no later
+    remains."""
 
 
-RETAINED = (Retained("operation_records", "operation_records_retention_days"),)
-"""Every retained table (the hook: a new one is one more entry)."""
+RETAINED = (
+    Retained("operation_records", "operation_records_retention_days"),
+    # A delivery's day goes before its event's; pending and dead-lettered ones go with it
+    # (the retention outlasts the retry schedule: config.Settings checks it).
+    Retained("webhook_deliveries", "webhook_retention_days"),
+    Retained("events", "webhook_retention_days", referenced_by="webhook_deliveries"),
+)
+"""Every retained table, in the order maintenance keeps them (the hook: a new one is one
+more entry)."""
 
 
 def is_partition(name: str) -> bool:
@@ -92,11 +108,12 @@ async def keep_partitions(
     retention: timedelta,
     ahead_days: int,
     now: datetime,
+    until: datetime | None = None,
 ) -> dict[str, list[str]]:
     """Create the daily partitions of ``table`` (partitioned by range on an instant) up to
     ``ahead_days`` after ``now``'s day, from the last one's end (or the retention's start);
     detach and drop every partition whose upper bound is at least ``retention`` before
-    ``now``. ``conn`` in autocommit (a concurrent
+    ``now`` (and, given ``until``, before it). ``conn`` in autocommit (a concurrent
     detach cannot run in a transaction). Returns the partitions created and dropped; one
     whose lock was not granted within ``LOCK_TIMEOUT_MS`` is left to the next run."""
     existing = await partitions(conn, table)
@@ -112,14 +129,17 @@ async def keep_partitions(
         low, high = _midnight(day), _midnight(day + timedelta(days=1))
         if await _ddl(
             conn,
-            # A table left unattached by an interrupted run is attached now.
-            f'CREATE TABLE IF NOT EXISTS "{name}" (LIKE "{table}" INCLUDING DEFAULTS)',
+            # A table left unattached by an interrupted run is attached now; the parent's
+            # CHECK constraints copied (ATTACH requires them).
+            f'CREATE TABLE IF NOT EXISTS "{name}"'
+            f' (LIKE "{table}" INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
             f"""ALTER TABLE "{table}" ATTACH PARTITION "{name}"
                 FOR VALUES FROM ('{low.isoformat()}') TO ('{high.isoformat()}')""",
         ):
             created.append(name)
     for name, bound in sorted(existing.items(), key=lambda item: str(item[1])):
-        if bound is not None and bound <= horizon and await _drop(conn, table, name):
+        kept = bound is None or bound > horizon or (until is not None and bound >= until)
+        if not kept and await _drop(conn, table, name):
             dropped.append(name)
     return {"created": created, "dropped": dropped}
 
@@ -135,6 +155,16 @@ async def _drop(conn: AsyncConnection, table: str, name: str) -> bool:
         if sqlstate_of(exc) != "55000":
             raise
     return await _ddl(conn, f"{detach} FINALIZE", f'DROP TABLE "{name}"')
+
+
+async def _oldest_end(conn: AsyncConnection, table: str | None) -> datetime | None:
+    """The earliest upper bound among ``table``'s partitions (None: no table, or none)."""
+    if table is None:
+        return None
+    return min(
+        (bound for bound in (await partitions(conn, table)).values() if bound is not None),
+        default=None,
+    )
 
 
 def _midnight(day: date) -> datetime:
@@ -177,6 +207,7 @@ async def run_maintenance(
                     retention=timedelta(days=getattr(settings, retained.retention_days)),
                     ahead_days=settings.partitions_ahead_days,
                     now=now,
+                    until=await _oldest_end(conn, retained.referenced_by),
                 )
             report["idempotency_keys"] = {"purged": await purge(now)}
             return report

@@ -166,7 +166,7 @@ quote_revisions = Table(
 operation_records = Table(
     "operation_records",
     metadata,
-    # Partitioned by day on recorded_at (migration 0008): the partition key is in the primary
+    # Partitioned by day on recorded_at (migration 0011): the partition key is in the primary
     # key; partitions are made and dropped by `tripquote maintenance` (db/retention.py).
     C("id", Integer(), primary_key=True, autoincrement=True),
     C("recorded_at", UTCDateTime(), primary_key=True, index=True),
@@ -200,18 +200,19 @@ events = Table(
     "events",
     metadata,
     # The transactional outbox: one row per committed quote change, written by the change's
-    # own statement (quotes/sql.py ``revision``); its id is the webhook-id of its deliveries.
+    # own statement (quotes/sql.py ``outbox``); its id is the webhook-id of its deliveries.
+    # Partitioned by day on occurred_at (migration 0012): the partition key is in the primary
+    # key; partitions are made and dropped by `tripquote maintenance` (db/retention.py). One
+    # event per (quote, version, type) is kept by the writes (0012's docstring says how).
     C("id", String(40), primary_key=True),
     C("type", String(32), nullable=False),
-    C("occurred_at", UTCDateTime(), nullable=False, index=True),
-    C("agency_id", String(ID), ForeignKey("agencies.id"), nullable=False),
+    C("occurred_at", UTCDateTime(), primary_key=True),
+    C("agency_id", String(ID), nullable=False),  # its quote's (no foreign key: 0012)
     C("quote_id", String(ID), nullable=False),
     C("version", Integer(), nullable=False),
     C("actor", String(ID), nullable=False),
     C("correlation_id", String(128), nullable=False),
     # The snapshot is the revision's of (quote_id, version): read by the worker, not copied.
-    # One event of each type per version: its change's, and the first view of its link.
-    UniqueConstraint("quote_id", "version", "type"),
 )
 
 webhook_subscriptions = Table(
@@ -235,27 +236,27 @@ webhook_subscriptions = Table(
 webhook_deliveries = Table(
     "webhook_deliveries",
     metadata,
+    # Partitioned by day on created_at (migration 0012), dropped with its event's day: a
+    # delivery is written by its event's statement, so created_at IS the event's occurred_at,
+    # and (event_id, created_at) is its event's key (joined on both). No foreign keys (a
+    # partition's would lock the table it names whenever a day is made or dropped: 0012);
+    # deleting a subscription deletes its deliveries (webhooks/repository.py).
     C("id", BigInteger(), Identity(), primary_key=True),
-    C("event_id", String(40), ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
-    C(
-        "subscription_id",
-        String(ID),
-        ForeignKey("webhook_subscriptions.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    C("event_id", String(40), nullable=False),
+    C("subscription_id", String(ID), nullable=False),
     C("quote_id", String(ID), nullable=False),
     C("version", Integer(), nullable=False),
     C("status", String(16), nullable=False),
     C("attempts", Integer(), nullable=False, server_default="0"),
     C("next_attempt_at", UTCDateTime(), nullable=False),
-    C("created_at", UTCDateTime(), nullable=False),
+    C("created_at", UTCDateTime(), primary_key=True),
     C("last_attempt_at", UTCDateTime(), nullable=True),
     C("last_status_code", Integer(), nullable=True),
     C("last_duration_ms", Float(), nullable=True),
     C("last_error", String(64), nullable=True),
     C("delivered_at", UTCDateTime(), nullable=True),
     CheckConstraint("status IN ('pending', 'delivered', 'dead')", name="status"),
-    UniqueConstraint("event_id", "subscription_id"),
+    UniqueConstraint("event_id", "subscription_id", "created_at"),
     Index(
         "ix_webhook_deliveries_pending",
         "next_attempt_at",
@@ -270,11 +271,6 @@ webhook_deliveries = Table(
         postgresql_where=text("status = 'pending'"),
     ),
     Index("ix_webhook_deliveries_subscription_id_id", "subscription_id", "id"),
-    Index(
-        "ix_webhook_deliveries_delivered_at",
-        "delivered_at",
-        postgresql_where=text("status = 'delivered'"),
-    ),
 )
 
 proposals = Table(

@@ -1,12 +1,12 @@
-"""``tripquote webhooks …``: the delivery worker, replay and the retention purge."""
+"""``tripquote webhooks …``: the delivery worker and replay (old deliveries and events go a
+day at a time with ``tripquote maintenance``)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -14,9 +14,6 @@ import typer
 webhooks_app = typer.Typer(help="Webhook deliveries (Standard Webhooks).")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-
-PURGE_EVERY_SECONDS = 3600.0
-"""How often a running worker purges delivered rows past their retention."""
 
 
 @webhooks_app.callback()
@@ -50,8 +47,7 @@ def run(
     ] = None,
 ) -> None:
     """Deliver pending webhooks until SIGTERM or SIGINT (any number of workers, on any number
-    of hosts, may run at once); delivered rows past TRIPQUOTE_WEBHOOK_RETENTION_HOURS are
-    purged once an hour."""
+    of hosts, may run at once)."""
     from tripquote.cli import _with_runner, cli_settings
     from tripquote.observability.logging import configure_logging
     from tripquote.webhooks.worker import DeliveryWorker, http_client
@@ -70,58 +66,9 @@ def run(
             loop.add_signal_handler(signum, stop.set)
         async with http_client(settings) as client:
             worker = DeliveryWorker(runner=runner, settings=settings, client=client)
-            purger = asyncio.create_task(_purge_hourly(runner, settings, stop))
-            try:
-                await worker.run(stop, concurrency=concurrency)
-            finally:
-                purger.cancel()
+            await worker.run(stop, concurrency=concurrency)
 
     _with_runner(settings, use)
-
-
-async def _purge_hourly(runner: Any, settings: Any, stop: asyncio.Event) -> None:
-    from tripquote.errors import TripquoteError
-
-    while not stop.is_set():
-        with contextlib.suppress(TripquoteError):  # the next hour tries again
-            await purge_expired(runner, settings)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), PURGE_EVERY_SECONDS)
-
-
-async def purge_expired(runner: Any, settings: Any, batch_size: int = 5000) -> tuple[int, int]:
-    """Delete delivered deliveries older than the retention, and the events older than it
-    that have no delivery left, in batches; (deliveries, events) deleted."""
-    from sqlalchemy.ext.asyncio import AsyncConnection
-
-    from tripquote.webhooks import repository
-
-    before = datetime.now(UTC) - timedelta(hours=settings.webhook_retention_hours)
-    total = [0, 0]
-    while True:
-
-        async def work(conn: AsyncConnection) -> tuple[int, int]:
-            return await repository.purge(conn, before=before, batch_size=batch_size)
-
-        deliveries, events = await runner.run(work)
-        total[0] += deliveries
-        total[1] += events
-        if deliveries < batch_size and events < batch_size:
-            return total[0], total[1]
-
-
-@webhooks_app.command("purge")
-def purge(as_json: JsonFlag = False) -> None:
-    """Delete delivered webhooks (and their events) older than TRIPQUOTE_WEBHOOK_RETENTION_HOURS."""
-    from tripquote.cli import _emit, _with_runner, cli_settings
-
-    settings = cli_settings()
-    deliveries, events = _with_runner(settings, lambda runner: purge_expired(runner, settings))
-    _emit(
-        {"purgedDeliveries": deliveries, "purgedEvents": events},
-        as_json,
-        f"purged {deliveries} deliveries and {events} events",
-    )
 
 
 @webhooks_app.command("replay")

@@ -1,4 +1,5 @@
-"""SQL for webhook subscriptions and the deliveries an admin reads, replays and purges.
+"""SQL for webhook subscriptions and the deliveries an admin reads and replays (old ones go a
+day at a time: ``tripquote maintenance``, ``db/retention.py``).
 
 Every query is scoped by the caller's agency: another agency's subscription is not found.
 """
@@ -9,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -88,9 +89,14 @@ async def resume_deliveries(conn: AsyncConnection, *, subscription_id: str, now:
 async def delete_subscription(
     conn: AsyncConnection, *, agency_id: str, subscription_id: str
 ) -> bool:
-    """Delete the agency's subscription and its deliveries; whether it existed."""
+    """Delete the agency's subscription and its deliveries; whether it existed. The
+    deliveries are deleted here, not by a cascade: their partitions have no foreign key
+    (migration 0012)."""
     query = delete(S).where(S.c.id == subscription_id, S.c.agency_id == agency_id).returning(S.c.id)
-    return (await conn.execute(query)).first() is not None
+    if (await conn.execute(query)).first() is None:
+        return False
+    await conn.execute(delete(D).where(D.c.subscription_id == subscription_id))
+    return True
 
 
 async def deliveries_page(
@@ -100,7 +106,8 @@ async def deliveries_page(
     """Up to ``limit`` of the subscription's deliveries, newest first, before ``before_id``."""
     query = (
         select(D, events.c.type)
-        .join(events, events.c.id == D.c.event_id)
+        # The event's whole key (its partition's): a delivery's created_at is its occurred_at.
+        .join(events, (events.c.id == D.c.event_id) & (events.c.occurred_at == D.c.created_at))
         .where(D.c.subscription_id == subscription_id)
         .order_by(D.c.id.desc())
         .limit(limit)
@@ -136,31 +143,15 @@ async def replay(
     return (await conn.execute(query)).rowcount
 
 
-async def purge(conn: AsyncConnection, *, before: datetime, batch_size: int) -> tuple[int, int]:
-    """Delete up to ``batch_size`` deliveries delivered before ``before``, then the events
-    that occurred before it and have no delivery left; (deliveries, events) deleted."""
-    done = (
-        select(D.c.id)
-        .where(D.c.status == "delivered", D.c.delivered_at < before)
-        .limit(batch_size)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    deliveries = (await conn.execute(delete(D).where(D.c.id.in_(done)))).rowcount
-    orphans = (
-        select(events.c.id)
-        .where(events.c.occurred_at < before, ~exists().where(D.c.event_id == events.c.id))
-        .limit(batch_size)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    gone = (await conn.execute(delete(events).where(events.c.id.in_(orphans)))).rowcount
-    return deliveries, gone
-
-
 async def outbox_backlog(conn: AsyncConnection, *, now: datetime) -> tuple[int, float]:
     """(pending deliveries, age in seconds of the oldest one's event; 0 when none): from the
-    database, so the same for every process that asks."""
-    query = select(func.count(), func.min(D.c.created_at)).where(D.c.status == "pending")
+    database, so the same for every process that asks. Only those of a subscription that
+    exists: a save that fanned out to one deleted meanwhile left a delivery nobody sends (no
+    foreign key serializes them: migration 0012); it goes with its day."""
+    query = (
+        select(func.count(), func.min(D.c.created_at))
+        .join(S, S.c.id == D.c.subscription_id)
+        .where(D.c.status == "pending")
+    )
     count, oldest = (await conn.execute(query)).one()
     return int(count), (now - oldest).total_seconds() if oldest is not None else 0.0

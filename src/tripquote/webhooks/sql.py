@@ -17,7 +17,7 @@ from tripquote.quotes.sql import Statement
 CLAIM = Statement.of(
     """
 WITH due AS (
-    SELECT d.id
+    SELECT d.id, d.created_at
       FROM webhook_deliveries d
       JOIN webhook_subscriptions w ON w.id = d.subscription_id AND w.enabled
      WHERE d.status = 'pending' AND d.next_attempt_at <= :now
@@ -29,18 +29,19 @@ WITH due AS (
      LIMIT 1
        FOR UPDATE OF d SKIP LOCKED
 )
-SELECT d.id, d.attempts, d.subscription_id, w.url, w.secret, w.previous_secret,
+SELECT d.id, d.created_at, d.attempts, d.subscription_id, w.url, w.secret, w.previous_secret,
        w.previous_secret_expires_at, e.id AS event_id, e.type, e.occurred_at, e.agency_id,
        e.quote_id, e.version, e.actor, e.correlation_id, r.snapshot::text AS data
   FROM due
-  JOIN webhook_deliveries d ON d.id = due.id
+  JOIN webhook_deliveries d ON d.id = due.id AND d.created_at = due.created_at
   JOIN webhook_subscriptions w ON w.id = d.subscription_id
-  JOIN events e ON e.id = d.event_id
+  JOIN events e ON e.id = d.event_id AND e.occurred_at = d.created_at
   JOIN quote_revisions r ON r.quote_id = e.quote_id AND r.version = e.version
 """
 )
 """One due delivery, locked, with its subscription's URL and secrets, its event and the
-quote's snapshot at the event's version (its revision)."""
+quote's snapshot at the event's version (its revision). A delivery and its event are found by
+their whole key, partition key included (migration 0012): one partition probed each."""
 
 RECORD = Statement.of(
     """
@@ -54,7 +55,7 @@ WITH attempt AS (
            delivered_at = CASE WHEN :delivered THEN :now::timestamptz END,
            next_attempt_at = CASE WHEN :delivered THEN next_attempt_at
                                   ELSE :next_attempt_at END
-     WHERE id = :delivery_id
+     WHERE id = :delivery_id AND created_at = :created_at
     RETURNING status, subscription_id
 ), disabled AS (
     -- 410 Gone: the receiver says the endpoint is gone for good; its deliveries wait.
@@ -66,5 +67,6 @@ WITH attempt AS (
 SELECT status FROM attempt
 """
 )
-"""An attempt's result on its delivery: delivered, pending again at ``:next_attempt_at``, or
-dead once ``:max_attempts`` attempts failed; ``:gone`` also disables the subscription."""
+"""An attempt's result on delivery (``:delivery_id``, ``:created_at``): delivered, pending
+again at ``:next_attempt_at``, or dead once ``:max_attempts`` attempts failed; ``:gone`` also
+disables the subscription."""

@@ -139,6 +139,7 @@ class DeliveryWorker:
                     sql.RECORD,
                     {
                         "delivery_id": row["id"],
+                        "created_at": row["created_at"],
                         "now": self.clock(),
                         "status_code": attempt.status_code,
                         "duration_ms": attempt.duration_ms,
