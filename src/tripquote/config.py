@@ -116,7 +116,10 @@ class Settings(BaseSettings):
     """Delivered deliveries (and events none of whose deliveries remain) older than this are
     purged (``tripquote webhooks purge``, and the worker once an hour)."""
     webhook_worker_concurrency: int = Field(default=4, ge=1, le=64)
-    """Deliveries one worker process sends at once (each on its own connection)."""
+    """Delivery tasks of one worker process (each on its own database connection)."""
+    webhook_worker_batch_size: int = Field(default=32, ge=1, le=500)
+    """Deliveries one task claims in a transaction, sends at once and records in one
+    statement."""
     webhook_worker_in_serve: bool = False
     """``tripquote serve`` also runs a delivery worker in each of its processes."""
 

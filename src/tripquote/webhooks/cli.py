@@ -40,9 +40,7 @@ def _instant(value: str, option: str) -> datetime:
 def run(
     concurrency: Annotated[
         int | None,
-        typer.Option(
-            min=1, max=64, help="Deliveries at once (TRIPQUOTE_WEBHOOK_WORKER_CONCURRENCY)."
-        ),
+        typer.Option(min=1, max=64, help="Delivery tasks (TRIPQUOTE_WEBHOOK_WORKER_CONCURRENCY)."),
     ] = None,
     metrics_port: Annotated[
         int | None,

@@ -9,11 +9,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy import case, delete, exists, func, insert, literal_column, select, union_all, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tripquote.db.tables import events, webhook_deliveries, webhook_subscriptions
+from tripquote.db.tables import NEXT_XACT, events, webhook_deliveries, webhook_subscriptions
 
 S = webhook_subscriptions
 D = webhook_deliveries
@@ -65,7 +65,16 @@ async def update_subscription(
     conn: AsyncConnection, *, agency_id: str, subscription_id: str, values: dict[str, Any],
     now: datetime,
 ) -> RowMapping | None:  # fmt: skip
-    """Set ``values`` (column names) on the agency's subscription; its new row, or None."""
+    """Set ``values`` (column names) on the agency's subscription; its new row, or None. A
+    subscription enabled again gets the events of changes made from then on (its fan-out mark
+    moves past what happened while it was disabled)."""
+    if values.get("enabled"):
+        values = {
+            **values,
+            "fanned_out_to": case(
+                (S.c.enabled, S.c.fanned_out_to), else_=literal_column(NEXT_XACT)
+            ),
+        }
     query = (
         update(S)
         .where(S.c.id == subscription_id, S.c.agency_id == agency_id)
@@ -138,7 +147,8 @@ async def replay(
 
 async def purge(conn: AsyncConnection, *, before: datetime, batch_size: int) -> tuple[int, int]:
     """Delete up to ``batch_size`` deliveries delivered before ``before``, then the events
-    that occurred before it and have no delivery left; (deliveries, events) deleted."""
+    that occurred before it, have no delivery left and are not waiting to be fanned out to an
+    enabled subscription; (deliveries, events) deleted."""
     done = (
         select(D.c.id)
         .where(D.c.status == "delivered", D.c.delivered_at < before)
@@ -147,9 +157,16 @@ async def purge(conn: AsyncConnection, *, before: datetime, batch_size: int) -> 
         .scalar_subquery()
     )
     deliveries = (await conn.execute(delete(D).where(D.c.id.in_(done)))).rowcount
+    not_fanned_out = exists().where(
+        S.c.enabled, S.c.agency_id == events.c.agency_id, S.c.fanned_out_to <= events.c.xact
+    )
     orphans = (
         select(events.c.id)
-        .where(events.c.occurred_at < before, ~exists().where(D.c.event_id == events.c.id))
+        .where(
+            events.c.occurred_at < before,
+            ~exists().where(D.c.event_id == events.c.id),
+            ~not_fanned_out,
+        )
         .limit(batch_size)
         .with_for_update(skip_locked=True)
         .scalar_subquery()
@@ -159,8 +176,19 @@ async def purge(conn: AsyncConnection, *, before: datetime, batch_size: int) -> 
 
 
 async def outbox_backlog(conn: AsyncConnection, *, now: datetime) -> tuple[int, float]:
-    """(pending deliveries, age in seconds of the oldest one's event; 0 when none): from the
-    database, so the same for every process that asks."""
-    query = select(func.count(), func.min(D.c.created_at)).where(D.c.status == "pending")
-    count, oldest = (await conn.execute(query)).one()
+    """(deliveries waiting: the pending ones and those of events not fanned out yet, age in
+    seconds of the oldest one's event; 0 when none): from the database, so the same for every
+    process that asks."""
+    pending = select(D.c.created_at.label("at")).where(D.c.status == "pending")
+    unfanned = (
+        select(events.c.occurred_at.label("at"))
+        .select_from(S.join(events, events.c.agency_id == S.c.agency_id))
+        .where(
+            S.c.enabled,
+            events.c.xact >= S.c.fanned_out_to,
+            events.c.type == S.c.event_types.any_(),
+        )
+    )
+    waiting = union_all(pending, unfanned).subquery()
+    count, oldest = (await conn.execute(select(func.count(), func.min(waiting.c.at)))).one()
     return int(count), (now - oldest).total_seconds() if oldest is not None else 0.0

@@ -1,11 +1,15 @@
-"""The delivery worker: sends the outbox's pending deliveries on the Standard Webhooks spec.
+"""The delivery worker: sends the outbox's events on the Standard Webhooks spec.
 
-Each delivery is one transaction (``TransactionRunner.run_store``): claim it (``sql.CLAIM``,
-``FOR UPDATE SKIP LOCKED``), POST it, record the attempt (``sql.RECORD``). Headers
-(standardwebhooks.com): ``webhook-id`` (the event id: the same on every attempt and replay,
-so receivers de-duplicate), ``webhook-timestamp`` (the attempt, Unix seconds) and
-``webhook-signature`` (``v1,<base64 HMAC-SHA256>`` by the PyPI ``standardwebhooks`` library;
-during a secret rotation, space-separated signatures by both secrets).
+Each pass of a worker task: fan the committed events out to deliveries (``sql.FAN_OUT``, its
+own statement: the saves write only their event), then one transaction
+(``TransactionRunner.run_store``) that claims up to ``TRIPQUOTE_WEBHOOK_WORKER_BATCH_SIZE``
+due deliveries (``sql.CLAIM``, ``FOR UPDATE SKIP LOCKED``, at most one per quote and
+subscription), POSTs them all at once (the HTTP client keeps its connections alive) and
+records every attempt in one statement (``sql.RECORD``). Headers (standardwebhooks.com):
+``webhook-id`` (the event id: the same on every attempt and replay, so receivers
+de-duplicate), ``webhook-timestamp`` (the attempt, Unix seconds) and ``webhook-signature``
+(``v1,<base64 HMAC-SHA256>`` by the PyPI ``standardwebhooks`` library; during a secret
+rotation, space-separated signatures by both secrets).
 
 A 2xx is delivered; 410 Gone disables the subscription (its deliveries wait until it is
 enabled again); anything else — another status, a timeout, a refused connection, a URL no
@@ -41,6 +45,10 @@ _logger = structlog.get_logger("tripquote.webhooks")
 
 IDLE_POLL_SECONDS = 0.5
 """How long a worker task waits before looking again when nothing was due."""
+
+LINGER_SECONDS = 0.2
+"""How long a worker task waits after a batch that was not full: what comes meanwhile goes in
+the next batch (fewer, larger transactions beside a burst of saves; the lag grows by it)."""
 
 
 def retry_delay(attempts: int, settings: Settings, jitter: float | None = None) -> float:
@@ -123,36 +131,51 @@ class DeliveryWorker:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.production = settings.environment == "production"
 
-    async def deliver_one(self) -> bool:
-        """Claim one due delivery, send it and record the attempt, in one transaction; False
-        when none was due."""
+    async def fan_out(self) -> int:
+        """One fan-out pass (``sql.FAN_OUT``): the deliveries of the events committed since
+        the last, for every enabled subscription no other worker is fanning out; how many
+        deliveries it wrote."""
 
-        async def work(tx: Tx) -> bool:
+        async def work(tx: Tx) -> int:
+            row = await tx.fetchrow(sql.FAN_OUT, {"now": self.clock()})
+            return int(row["deliveries"])
+
+        return await self.runner.run_store(work, atomic=False)
+
+    async def deliver_batch(self) -> int:
+        """Claim up to ``webhook_worker_batch_size`` due deliveries, send them at once and
+        record their attempts, in one transaction; how many attempts (0: none was due)."""
+
+        async def work(tx: Tx) -> int:
+            rows = await tx.fetch(
+                sql.CLAIM,
+                {"now": self.clock(), "batch": self.settings.webhook_worker_batch_size},
+            )
+            if not rows:
+                return 0
+            attempts = await asyncio.gather(*(self._send(row) for row in rows))
             now = self.clock()
-            row = await tx.fetchrow(sql.CLAIM, {"now": now})
-            if row is None:
-                return False
-            attempt = await self._send(row)
-            after = row["attempts"] + 1
-            status = (
-                await tx.fetchrow(
-                    sql.RECORD,
-                    {
-                        "delivery_id": row["id"],
-                        "now": self.clock(),
-                        "status_code": attempt.status_code,
-                        "duration_ms": attempt.duration_ms,
-                        "error": attempt.error,
-                        "delivered": attempt.delivered,
-                        "gone": attempt.gone,
-                        "max_attempts": self.settings.webhook_max_attempts,
-                        "next_attempt_at": self.clock()
-                        + timedelta(seconds=retry_delay(after, self.settings)),
-                    },
-                )
-            )["status"]
-            self._observe(row, attempt, status)
-            return True
+            recorded = await tx.fetch(
+                sql.RECORD,
+                {
+                    "delivery_ids": [row["id"] for row in rows],
+                    "status_codes": [a.status_code for a in attempts],
+                    "durations_ms": [a.duration_ms for a in attempts],
+                    "errors": [a.error for a in attempts],
+                    "delivered": [a.delivered for a in attempts],
+                    "gone": [a.gone for a in attempts],
+                    "next_attempts_at": [
+                        now + timedelta(seconds=retry_delay(row["attempts"] + 1, self.settings))
+                        for row in rows
+                    ],
+                    "now": now,
+                    "max_attempts": self.settings.webhook_max_attempts,
+                },
+            )
+            statuses = {r["id"]: r["status"] for r in recorded}
+            for row, attempt in zip(rows, attempts, strict=True):
+                self._observe(row, attempt, statuses[row["id"]], now)
+            return len(rows)
 
         return await self.runner.run_store(work, atomic=True)
 
@@ -190,7 +213,7 @@ class DeliveryWorker:
         except httpx.HTTPError as error:
             return Attempt(None, type(error).__name__, _ms_since(started))
 
-    def _observe(self, row: Any, attempt: Attempt, status: str) -> None:
+    def _observe(self, row: Any, attempt: Attempt, status: str, now: datetime) -> None:
         result = (
             "delivered"
             if attempt.delivered
@@ -204,7 +227,7 @@ class DeliveryWorker:
         if status != "pending":
             metrics.WEBHOOK_DELIVERIES.labels(result=status).inc()
         if attempt.delivered:
-            lag = (self.clock() - row["occurred_at"]).total_seconds()
+            lag = (now - row["occurred_at"]).total_seconds()
             metrics.WEBHOOK_LAG.observe(max(lag, 0.0))
         _logger.info(
             "webhook_attempt",
@@ -221,8 +244,9 @@ class DeliveryWorker:
         )
 
     async def run(self, stop: asyncio.Event, *, concurrency: int | None = None) -> None:
-        """Deliver until ``stop`` is set, ``concurrency`` deliveries at once (default
-        ``TRIPQUOTE_WEBHOOK_WORKER_CONCURRENCY``); a database error is logged and waited out."""
+        """Deliver until ``stop`` is set, with ``concurrency`` tasks (default
+        ``TRIPQUOTE_WEBHOOK_WORKER_CONCURRENCY``; one database connection each, each sending a
+        batch at once); a database error is logged and waited out."""
         tasks = [
             asyncio.create_task(self._loop(stop))
             for _ in range(concurrency or self.settings.webhook_worker_concurrency)
@@ -236,16 +260,18 @@ class DeliveryWorker:
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                delivered = await self.deliver_one()
+                await self.fan_out()
+                sent = await self.deliver_batch()
             except TripquoteError as error:
                 _logger.warning("webhook_worker_database_error", error_code=error.code)
-                delivered = False
-            except Exception:  # a bug: logged, and this task goes on with the next delivery
+                sent = 0
+            except Exception:  # a bug: logged, and this task goes on with the next batch
                 _logger.exception("webhook_worker_error")
-                delivered = False
-            if not delivered:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), IDLE_POLL_SECONDS)
+                sent = 0
+            if sent >= self.settings.webhook_worker_batch_size:
+                continue  # more may be due now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), LINGER_SECONDS if sent else IDLE_POLL_SECONDS)
 
 
 def _ms_since(started: float) -> float:

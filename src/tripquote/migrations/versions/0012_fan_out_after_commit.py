@@ -1,0 +1,77 @@
+"""Webhook deliveries fanned out by the workers after the commit, not by the save's statement
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-05
+
+``events.xact``: the id of the transaction that wrote the event (the column's default,
+``pg_current_xact_id()``), with a BRIN index (it grows with the table's physical order: almost
+nothing to maintain on a save). ``webhook_subscriptions.fanned_out_to``: the subscription's
+high-water mark; every event with a lower ``xact`` has been considered for it (default: the
+first transaction id not yet assigned when the row is written, so a new subscription gets the
+events of changes made after it). The workers' ``FAN_OUT`` (``webhooks/sql.py``) writes the
+deliveries.
+
+Upgrade: existing events get the migration's transaction id and existing subscriptions a mark
+above it (their deliveries were written by the saves). Downgrade: the events not yet fanned
+out (the table locked first, so none is in flight) get their deliveries as the previous
+release's saves would have written them, then the columns go.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "events",
+        sa.Column(
+            "xact",
+            sa.BigInteger(),
+            nullable=False,
+            server_default=sa.text("(pg_current_xact_id()::text::bigint)"),
+        ),
+    )
+    op.create_index(
+        "ix_events_xact",
+        "events",
+        ["xact"],
+        postgresql_using="brin",
+        postgresql_with={"autosummarize": "on"},
+    )
+    op.add_column(
+        "webhook_subscriptions",
+        sa.Column(
+            "fanned_out_to",
+            sa.BigInteger(),
+            nullable=False,
+            server_default=sa.text("(pg_snapshot_xmax(pg_current_snapshot())::text::bigint)"),
+        ),
+    )
+
+
+def downgrade() -> None:
+    op.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+    op.execute(
+        """
+INSERT INTO webhook_deliveries (event_id, subscription_id, quote_id, version, status,
+                                next_attempt_at, created_at)
+SELECT e.id, w.id, e.quote_id, e.version, 'pending', now(), now()
+  FROM webhook_subscriptions w
+  JOIN events e ON e.agency_id = w.agency_id AND e.xact >= w.fanned_out_to
+               AND e.type = ANY(w.event_types)
+ WHERE w.enabled
+ ORDER BY w.id, e.quote_id, e.version, e.xact
+    ON CONFLICT (event_id, subscription_id) DO NOTHING
+"""
+    )
+    op.drop_column("webhook_subscriptions", "fanned_out_to")
+    op.drop_index("ix_events_xact", table_name="events")
+    op.drop_column("events", "xact")
