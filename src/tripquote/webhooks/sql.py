@@ -5,17 +5,17 @@ batch, record a batch's attempts.
 ``FAN_OUT`` turns committed events into delivery rows after the saves' commits, so a save
 writes its event and nothing else. Each event carries ``xact``, its writing transaction's id;
 each enabled subscription a high-water mark ``fanned_out_to``: every event with a lower
-``xact`` has been considered for it. A pass takes the horizon, the lowest transaction id running for its
-own snapshot in this database (``HORIZON``: every transaction below it has ended, its events
-all visible now, and no new one can appear below it), inserts a delivery for each matching event in
-[``fanned_out_to``, horizon) and moves the mark to the horizon, in one statement. The
-subscription's row is locked ``FOR UPDATE SKIP LOCKED``, so of several workers one fans out a
-given subscription at a time, each event once (the unique (event, subscription) key and
-``ON CONFLICT DO NOTHING`` besides). A transaction id is taken before the change commits, so
-a quote's later version can have the lower ``xact`` (its transaction got its id, then waited
-for the earlier version's lock): an event's earlier versions of the same quote that are past
-the horizon (committed, since the later version was built on them) are fanned out with it,
-so the claim's version order holds.
+``xact`` has been considered for it. A pass locks the subscriptions
+(``LOCK_SUBSCRIPTIONS``, ``FOR UPDATE SKIP LOCKED``: of several workers one fans a given
+subscription out at a time) and takes the ``HORIZON``, the lowest transaction id still running
+in this database: every transaction below it has ended, its events are all visible, and no new
+one can get an id below it. It inserts a delivery for each matching event in
+[``fanned_out_to``, horizon) and moves the mark to the horizon, in the same transaction: each
+event once (the unique (event, subscription) key and ``ON CONFLICT DO NOTHING`` besides). A
+transaction takes its id before it commits, so a quote's later version can have the lower
+``xact`` (its transaction got its id, then waited for the earlier version's lock): an event's
+earlier versions of the same quote that are past the horizon (committed, since the later
+version was built on them) are fanned out with it, so the claim's version order holds.
 
 ``CLAIM`` takes up to ``:batch`` pending deliveries that are due, of enabled subscriptions,
 whose quote has no earlier event still pending for the same subscription (so each
@@ -49,54 +49,85 @@ A transaction the snapshot saw running counts unless it is known to run in anoth
 (a transaction writes in one database only): another database's long transaction on the same
 server does not hold the fan-out back; one in this database does, until it ends."""
 
-FAN_OUT = Statement.of(
+LOCK_SUBSCRIPTIONS = Statement.of(
     f"""
 WITH horizon AS ({HORIZON}
-), sub AS (
+)
+SELECT w.id, w.fanned_out_to, h.xmin AS horizon
+  FROM webhook_subscriptions w, horizon h
+ WHERE w.enabled AND w.fanned_out_to < h.xmin
+   FOR UPDATE OF w SKIP LOCKED
+"""
+)
+"""The enabled subscriptions with events below the horizon not yet considered that no other
+worker is fanning out, locked until the fan-out's commit; each with its mark and the
+horizon."""
+
+FAN_OUT = Statement.of(
+    """
+WITH sub AS (
     SELECT w.id, w.agency_id, w.event_types, w.fanned_out_to
-      FROM webhook_subscriptions w, horizon h
-     WHERE w.enabled AND w.fanned_out_to < h.xmin
-       FOR UPDATE OF w SKIP LOCKED
+      FROM webhook_subscriptions w
+     WHERE w.id = ANY(:subscription_ids::text[])
 ), moved AS (
-    UPDATE webhook_subscriptions w SET fanned_out_to = h.xmin
-      FROM sub s, horizon h
-     WHERE w.id = s.id
+    UPDATE webhook_subscriptions w SET fanned_out_to = :horizon
+     WHERE w.id = ANY(:subscription_ids::text[])
+), recent AS MATERIALIZED (
+    SELECT e.id, e.agency_id, e.type, e.quote_id, e.version, e.xact
+      FROM events e
+     WHERE e.xact >= :low AND e.xact < :horizon
 ), fresh AS (
     SELECT s.id AS subscription_id, s.event_types, e.id, e.quote_id, e.version, e.xact
-      FROM sub s, horizon h, events e
-     WHERE e.agency_id = s.agency_id AND e.xact >= s.fanned_out_to AND e.xact < h.xmin
+      FROM sub s JOIN recent e
+        ON e.agency_id = s.agency_id AND e.xact >= s.fanned_out_to
        AND e.type = ANY(s.event_types)
 ), earlier AS (
     -- A quote's earlier versions whose transaction got its id later: committed (the later
     -- version was built on them), past the horizon; fanned out now, ahead of it.
     SELECT f.subscription_id, p.id, p.quote_id, p.version, p.xact
-      FROM fresh f, horizon h, events p
-     WHERE p.quote_id = f.quote_id AND p.version <= f.version AND p.xact >= h.xmin
+      FROM fresh f JOIN events p
+        ON p.quote_id = f.quote_id AND p.version <= f.version AND p.xact >= :horizon
        AND p.type = ANY(f.event_types)
 ), fanned AS (
     INSERT INTO webhook_deliveries (event_id, subscription_id, quote_id, version, status,
                                     next_attempt_at, created_at)
-    SELECT n.id, n.subscription_id, n.quote_id, n.version, 'pending', :now, :now
+    -- Due now, or with the retry its quote's earlier pending delivery waits for (so the
+    -- deliveries due first are the ones that can go: ``CLAIM``'s window).
+    SELECT n.id, n.subscription_id, n.quote_id, n.version, 'pending',
+           greatest(:now::timestamptz,
+                    (SELECT max(p.next_attempt_at) FROM webhook_deliveries p
+                      WHERE p.subscription_id = n.subscription_id
+                        AND p.quote_id = n.quote_id AND p.status = 'pending')),
+           :now
       FROM (SELECT subscription_id, id, quote_id, version, xact FROM fresh
             UNION SELECT subscription_id, id, quote_id, version, xact FROM earlier) n
      ORDER BY n.subscription_id, n.quote_id, n.version, n.xact
         ON CONFLICT (event_id, subscription_id) DO NOTHING
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM sub) AS subscriptions, (SELECT count(*) FROM fanned) AS deliveries
+SELECT count(*) AS deliveries FROM fanned
 """
 )
-"""One fan-out pass over every enabled subscription no other worker is fanning out: its new
-events' deliveries (pending, due ``:now``), its mark moved to the horizon. ``(subscriptions,
-deliveries)``: how many of each it handled."""
+"""The locked subscriptions ``:subscription_ids`` (``LOCK_SUBSCRIPTIONS``): a delivery for
+each of their events in [their mark, ``:horizon``) (``:low``: the lowest mark; the bounds are
+values, so the plan scans only that range of ``ix_events_xact``), pending from ``:now``,
+their marks moved to ``:horizon``. ``deliveries``: how many were written."""
 
 CLAIM = Statement.of(
     """
-WITH due AS (
+WITH candidate AS (
+    -- The first due ones in order (a sort of the due index entries only, no per-row check).
     SELECT d.id
       FROM webhook_deliveries d
       JOIN webhook_subscriptions w ON w.id = d.subscription_id AND w.enabled
      WHERE d.status = 'pending' AND d.next_attempt_at <= :now
+     ORDER BY d.next_attempt_at, d.id
+     LIMIT :window
+), due AS (
+    SELECT d.id
+      FROM candidate c
+      JOIN webhook_deliveries d ON d.id = c.id
+     WHERE d.status = 'pending'
        AND NOT EXISTS (
            SELECT 1 FROM webhook_deliveries p
             WHERE p.subscription_id = d.subscription_id AND p.quote_id = d.quote_id
@@ -117,7 +148,9 @@ SELECT d.id, d.attempts, d.subscription_id, w.url, w.secret, w.previous_secret,
 """
 )
 """Up to ``:batch`` due deliveries, locked, each with its subscription's URL and secrets, its
-event and the quote's snapshot at the event's version (its revision)."""
+event and the quote's snapshot at the event's version (its revision); looked for among the
+first ``:window`` due ones (a delivery waiting behind its quote's earlier one is due no
+sooner than it: ``FAN_OUT`` and ``RECORD`` keep it so)."""
 
 RECORD = Statement.of(
     """
@@ -139,7 +172,15 @@ WITH result AS (
                                   ELSE r.next_attempt_at END
       FROM result r
      WHERE d.id = r.id
-    RETURNING d.id, d.status, d.subscription_id, r.gone
+    RETURNING d.id, d.status, d.subscription_id, d.quote_id, d.version, d.next_attempt_at,
+              r.gone
+), behind AS (
+    -- A quote's later deliveries wait at least as long as its earlier one's retry.
+    UPDATE webhook_deliveries f SET next_attempt_at = a.next_attempt_at
+      FROM attempt a
+     WHERE a.status = 'pending' AND f.subscription_id = a.subscription_id
+       AND f.quote_id = a.quote_id AND f.status = 'pending'
+       AND (f.version, f.id) > (a.version, a.id) AND f.next_attempt_at < a.next_attempt_at
 ), disabled AS (
     -- 410 Gone: the receiver says the endpoint is gone for good; its deliveries wait.
     UPDATE webhook_subscriptions w

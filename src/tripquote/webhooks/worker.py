@@ -46,6 +46,10 @@ _logger = structlog.get_logger("tripquote.webhooks")
 IDLE_POLL_SECONDS = 0.5
 """How long a worker task waits before looking again when nothing was due."""
 
+CLAIM_WINDOW = 8
+"""A claim looks for its batch among the first ``CLAIM_WINDOW`` times batch size due ones
+(those other workers hold, or that wait behind their quote's earlier one, are passed over)."""
+
 LINGER_SECONDS = 0.2
 """How long a worker task waits after a batch that was not full: what comes meanwhile goes in
 the next batch (fewer, larger transactions beside a burst of saves; the lag grows by it)."""
@@ -132,15 +136,26 @@ class DeliveryWorker:
         self.production = settings.environment == "production"
 
     async def fan_out(self) -> int:
-        """One fan-out pass (``sql.FAN_OUT``): the deliveries of the events committed since
-        the last, for every enabled subscription no other worker is fanning out; how many
-        deliveries it wrote."""
+        """One fan-out pass (``sql.LOCK_SUBSCRIPTIONS``, then ``sql.FAN_OUT``, one
+        transaction): the deliveries of the events committed since the last, for every enabled
+        subscription no other worker is fanning out; how many deliveries it wrote."""
 
         async def work(tx: Tx) -> int:
-            row = await tx.fetchrow(sql.FAN_OUT, {"now": self.clock()})
+            locked = await tx.fetch(sql.LOCK_SUBSCRIPTIONS, {})
+            if not locked:
+                return 0
+            row = await tx.fetchrow(
+                sql.FAN_OUT,
+                {
+                    "subscription_ids": [w["id"] for w in locked],
+                    "low": min(w["fanned_out_to"] for w in locked),
+                    "horizon": locked[0]["horizon"],
+                    "now": self.clock(),
+                },
+            )
             return int(row["deliveries"])
 
-        return await self.runner.run_store(work, atomic=False)
+        return await self.runner.run_store(work, atomic=True)
 
     async def deliver_batch(self) -> int:
         """Claim up to ``webhook_worker_batch_size`` due deliveries, send them at once and
@@ -149,7 +164,11 @@ class DeliveryWorker:
         async def work(tx: Tx) -> int:
             rows = await tx.fetch(
                 sql.CLAIM,
-                {"now": self.clock(), "batch": self.settings.webhook_worker_batch_size},
+                {
+                    "now": self.clock(),
+                    "batch": self.settings.webhook_worker_batch_size,
+                    "window": self.settings.webhook_worker_batch_size * CLAIM_WINDOW,
+                },
             )
             if not rows:
                 return 0
@@ -246,10 +265,11 @@ class DeliveryWorker:
     async def run(self, stop: asyncio.Event, *, concurrency: int | None = None) -> None:
         """Deliver until ``stop`` is set, with ``concurrency`` tasks (default
         ``TRIPQUOTE_WEBHOOK_WORKER_CONCURRENCY``; one database connection each, each sending a
-        batch at once); a database error is logged and waited out."""
+        batch at once; the first also fans out before each of its batches); a database error is
+        logged and waited out."""
         tasks = [
-            asyncio.create_task(self._loop(stop))
-            for _ in range(concurrency or self.settings.webhook_worker_concurrency)
+            asyncio.create_task(self._loop(stop, fans_out=n == 0))
+            for n in range(concurrency or self.settings.webhook_worker_concurrency)
         ]
         try:
             await asyncio.gather(*tasks)
@@ -257,10 +277,11 @@ class DeliveryWorker:
             for task in tasks:
                 task.cancel()
 
-    async def _loop(self, stop: asyncio.Event) -> None:
+    async def _loop(self, stop: asyncio.Event, *, fans_out: bool) -> None:
         while not stop.is_set():
             try:
-                await self.fan_out()
+                if fans_out:  # one task of each process: the others would find them locked
+                    await self.fan_out()
                 sent = await self.deliver_batch()
             except TripquoteError as error:
                 _logger.warning("webhook_worker_database_error", error_code=error.code)

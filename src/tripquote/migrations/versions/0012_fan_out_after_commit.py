@@ -5,8 +5,8 @@ Revises: 0011
 Create Date: 2026-12-05
 
 ``events.xact``: the id of the transaction that wrote the event (the column's default,
-``pg_current_xact_id()``), with a BRIN index (it grows with the table's physical order: almost
-nothing to maintain on a save). ``webhook_subscriptions.fanned_out_to``: the subscription's
+``pg_current_xact_id()``), with an index (an increasing key: each save adds its entry at the
+right end). ``webhook_subscriptions.fanned_out_to``: the subscription's
 high-water mark; every event with a lower ``xact`` has been considered for it (default: the
 first transaction id not yet assigned when the row is written, so a new subscription gets the
 events of changes made after it). The workers' ``FAN_OUT`` (``webhooks/sql.py``) writes the
@@ -39,13 +39,7 @@ def upgrade() -> None:
             server_default=sa.text("(pg_current_xact_id()::text::bigint)"),
         ),
     )
-    op.create_index(
-        "ix_events_xact",
-        "events",
-        ["xact"],
-        postgresql_using="brin",
-        postgresql_with={"autosummarize": "on"},
-    )
+    op.create_index("ix_events_xact", "events", ["xact"])
     op.add_column(
         "webhook_subscriptions",
         sa.Column(
