@@ -216,7 +216,8 @@ events = Table(
     C("correlation_id", String(128), nullable=False),
     # The writing transaction's id: the delivery workers fan events out by it after the
     # commit (webhooks/sql.py FAN_OUT), a range of ix_events_xact at a time.
-    C("xact", BigInteger(), nullable=False, server_default=text(f"({XACT})")),
+    # NULL on events written before migration 0012 (their saves wrote their deliveries).
+    C("xact", BigInteger(), nullable=True, server_default=text(f"({XACT})")),
     # The snapshot is the revision's of (quote_id, version): read by the worker, not copied.
     # One event of each type per version: its change's, and the first view of its link.
     UniqueConstraint("quote_id", "version", "type"),

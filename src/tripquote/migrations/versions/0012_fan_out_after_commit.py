@@ -12,8 +12,12 @@ first transaction id not yet assigned when the row is written, so a new subscrip
 events of changes made after it). The workers' ``FAN_OUT`` (``webhooks/sql.py``) writes the
 deliveries.
 
-Upgrade: existing events get the migration's transaction id and existing subscriptions a mark
-above it (their deliveries were written by the saves). Downgrade: the events not yet fanned
+Upgrade: existing events keep a NULL ``xact`` (their deliveries were written by their saves;
+no rewrite of the table) and existing subscriptions get a mark above every transaction id
+assigned so far. The index on ``events.xact`` is built in the upgrade's transaction: saves
+wait while it builds on a large table. A previous release still running writes its
+deliveries in its saves as before; the workers' fan-out then finds them written
+(``ON CONFLICT DO NOTHING``). Downgrade: the events not yet fanned
 out (the table locked first, so none is in flight) get their deliveries as the previous
 release's saves would have written them, then the columns go.
 """
@@ -23,6 +27,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+XACT = "pg_current_xact_id()::text::bigint"
+NEXT_XACT = "pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+
 revision = "0012"
 down_revision = "0011"
 branch_labels = None
@@ -30,15 +37,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column(
-        "events",
-        sa.Column(
-            "xact",
-            sa.BigInteger(),
-            nullable=False,
-            server_default=sa.text("(pg_current_xact_id()::text::bigint)"),
-        ),
-    )
+    # Added without a default, then given one: no rewrite of the table, no long lock. The
+    # events written before stay NULL: their deliveries were written by their saves.
+    op.add_column("events", sa.Column("xact", sa.BigInteger(), nullable=True))
+    op.alter_column("events", "xact", server_default=sa.text(f"({XACT})"))
     op.create_index("ix_events_xact", "events", ["xact"])
     op.add_column(
         "webhook_subscriptions",
@@ -46,7 +48,7 @@ def upgrade() -> None:
             "fanned_out_to",
             sa.BigInteger(),
             nullable=False,
-            server_default=sa.text("(pg_snapshot_xmax(pg_current_snapshot())::text::bigint)"),
+            server_default=sa.text(f"({NEXT_XACT})"),
         ),
     )
 
