@@ -7,9 +7,10 @@ agency (every event type) to a local receiver (``bench/receiver.py``) and a deli
 (a change's commit, ``events.occurred_at``, to its 2xx, ``delivered_at``) P50/P95/P99/max
 read from the database once every delivery of the run arrived.
 
-Both sides write the event row (every save does: the outbox is not optional); what differs
-is the delivery rows fanned out by the same statement, and the worker's queries and HTTP
-requests running beside the burst on the same machine. The worker and the receiver (which
+Both sides run the same saves, each writing its event row (every save does: the outbox is not
+optional; the deliveries are fanned out after the commit by the worker); what differs is the
+worker's fan-out, claims, records and HTTP requests running beside the burst on the same
+machine. The worker and the receiver (which
 stands for the agency's systems, elsewhere in real life) run at ``--webhooks-nice`` (19 by
 default: the priority an operator gives deliveries on a host shared with the service, so
 they take the CPU the saves leave; 0 measures them competing as equals).
