@@ -302,9 +302,12 @@ def _ms_since(started: float) -> float:
 def http_client(settings: Settings) -> httpx.AsyncClient:
     """The worker's HTTP client: ``webhook_attempt_seconds`` for connect, each read and write
     (and for the whole attempt, ``DeliveryWorker._send``), no redirects followed (a 3xx is a
-    failed attempt), no proxies from the environment."""
+    failed attempt), no proxies from the environment; as many connections, kept alive, as the
+    process has requests in flight (its tasks times the batch size)."""
+    in_flight = settings.webhook_worker_concurrency * settings.webhook_worker_batch_size
     return httpx.AsyncClient(
         timeout=httpx.Timeout(webhook_attempt_seconds(settings)),
+        limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
         follow_redirects=False,
         trust_env=False,
     )
