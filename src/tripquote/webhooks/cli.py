@@ -55,6 +55,8 @@ def run(
     from tripquote.webhooks.worker import DeliveryWorker, http_client
 
     settings = cli_settings()
+    if concurrency is not None:  # the HTTP client's connections follow it
+        settings = settings.model_copy(update={"webhook_worker_concurrency": concurrency})
     configure_logging(settings)  # one JSON line per attempt, as a serving process logs
     if metrics_port is not None:
         from prometheus_client import start_http_server
@@ -70,7 +72,7 @@ def run(
             worker = DeliveryWorker(runner=runner, settings=settings, client=client)
             purger = asyncio.create_task(_purge_hourly(runner, settings, stop))
             try:
-                await worker.run(stop, concurrency=concurrency)
+                await worker.run(stop)
             finally:
                 purger.cancel()
 
