@@ -13,15 +13,19 @@ worker's fan-out, claims, records and HTTP requests running beside the burst on 
 machine. The worker and the receiver (which
 stands for the agency's systems, elsewhere in real life) run at ``--webhooks-nice`` (19 by
 default: the priority an operator gives deliveries on a host shared with the service, so
-they take the CPU the saves leave; 0 measures them competing as equals).
+they take the CPU the saves leave; 0 measures them competing as equals), their autogroups too
+(``_autogroup_nice``: without it a server alone in its session competes as an equal whatever
+its nice value).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -80,6 +84,8 @@ async def run_with_webhooks(bench: Bench, workers: int) -> None:
         port=0,
         log_dir=bench.log_dir,
     )
+    for server in (receiver, worker):
+        _autogroup_nice(server, bench.args.webhooks_nice)
     subscription = str(uuid.uuid4())
     conn = await asyncpg.connect(dsn)
     try:
@@ -127,6 +133,16 @@ async def run_with_webhooks(bench: Bench, workers: int) -> None:
         f"{summary['p50_ms']}/{summary['p95_ms']}/{summary['p99_ms']}/{summary['max_ms']} ms; "
         f"drained {summary['drained_after_bursts_s']} s after the bursts"
     )
+
+
+def _autogroup_nice(server: procs.Server, nice: int) -> None:
+    """Give ``server``'s autogroup the nice value its process has. With Linux's autogroup
+    scheduling (``/proc/sys/kernel/sched_autogroup_enabled``), a nice value only ranks a
+    process against the others of its session, and each server runs in a session of its own:
+    ``nice -n 19`` alone changes nothing against the service and PostgreSQL. (Nothing to do
+    where autogroups do not exist.)"""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{server.process.pid}/autogroup").write_text(str(nice))
 
 
 async def _drained(
