@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     purged (``tripquote webhooks purge``, and the worker once an hour)."""
     webhook_worker_concurrency: int = Field(default=4, ge=1, le=64)
     """Delivery tasks of one worker process (each on its own database connection)."""
+    webhook_worker_yield_seconds: float = Field(default=30.0, ge=0, le=3600)
+    """While the database is busy with other work (saves), a worker waits up to this long in a
+    row before delivering beside it (``0``: never waits)."""
     webhook_worker_batch_size: int = Field(default=32, ge=1, le=500)
     """Deliveries one task claims in a transaction, sends at once and records in one
     statement."""

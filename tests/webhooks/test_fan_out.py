@@ -12,6 +12,7 @@ import httpx
 
 from tests.api.test_lifecycle import act, create
 from tests.conftest import World
+from tests.servers import wait_until
 from tests.webhooks.conftest import Receiver, W, drain, subscribe, worker_of
 from tripquote.quotes.lifecycle import Operation
 from tripquote.webhooks.worker import DeliveryWorker
@@ -150,3 +151,39 @@ async def test_a_transaction_running_in_this_database_holds_the_fan_out_back_ano
             await create(world, admin)
             assert await drain(worker) == 0
         assert await drain(worker) == 1
+
+
+async def test_the_worker_yields_while_other_statements_run_then_delivers(
+    world: World, receiver: Receiver
+) -> None:
+    """Two statements of other connections running: the database is busy, a worker waits (at
+    most ``webhook_worker_yield_seconds`` in a row, then delivers beside them); once they
+    end it is quiet again and nothing waits."""
+    admin = await world.actor(role="admin")
+    _, receiver.secret = await subscribe(world, admin, receiver.url, "quote.created")
+    await create(world, admin)
+    conns = [await asyncpg.connect(world.dsn) for _ in range(2)]
+    sleeps = [asyncio.create_task(c.execute("SELECT pg_sleep(60)")) for c in conns]
+    stop = asyncio.Event()
+    try:
+        async with httpx.AsyncClient() as client:
+            worker = worker_of(world, client, webhook_worker_yield_seconds=0.3)
+            await wait_until(lambda: worker._busy(), within=10, what="the database busy")
+            await worker.yield_to_other_work(stop)  # returns once it waited 0.3 s
+            assert worker._yielding_since is not None  # still busy: it goes on beside it
+            assert await drain(worker) == 1
+    finally:
+        canceller = await asyncpg.connect(world.dsn)
+        for conn in conns:
+            await canceller.execute("SELECT pg_cancel_backend($1)", conn.get_server_pid())
+        await canceller.close()
+        await asyncio.gather(*sleeps, return_exceptions=True)
+        for conn in conns:
+            await conn.close(timeout=5)
+
+    async def quiet() -> bool:
+        return not await worker._busy()
+
+    await wait_until(quiet, within=10, what="the database quiet")
+    await worker.yield_to_other_work(stop)
+    assert worker._yielding_since is None

@@ -193,3 +193,21 @@ SELECT id, status FROM attempt
 """A batch's results on its deliveries (arrays, one element per delivery): each delivered,
 pending again at its ``next_attempts_at``, or dead once ``:max_attempts`` attempts failed; a
 ``gone`` one also disables its subscription. ``(id, status)`` per delivery."""
+
+WORKER_APPLICATION = "tripquote-webhooks"
+
+WORKER_SESSION = f"SET LOCAL application_name = '{WORKER_APPLICATION}'"
+"""The first statement of each delivery worker's transaction: its connection shows as the
+worker's in ``pg_stat_activity`` until the transaction ends."""
+
+OTHERS_ACTIVE = Statement.of(
+    f"""
+SELECT count(*) AS active
+  FROM pg_stat_activity
+ WHERE datname = current_database() AND backend_type = 'client backend'
+   AND state = 'active' AND pid <> pg_backend_pid()
+   AND application_name IS DISTINCT FROM '{WORKER_APPLICATION}'
+"""
+)
+"""How many statements of connections to this database other than the delivery workers' are
+running now."""

@@ -46,6 +46,15 @@ _logger = structlog.get_logger("tripquote.webhooks")
 IDLE_POLL_SECONDS = 0.5
 """How long a worker task waits before looking again when nothing was due."""
 
+BUSY_CHECK_SECONDS = 0.1
+"""How often a worker process looks whether the database is busy with other work."""
+
+QUIET_SECONDS = 0.5
+"""How long no other work must have been seen for the database to count as quiet again."""
+
+BUSY_ACTIVE = 2
+"""Statements of other connections running at once that make the database busy."""
+
 CLAIM_WINDOW = 8
 """A claim looks for its batch among the first ``CLAIM_WINDOW`` times batch size due ones
 (those other workers hold, or that wait behind their quote's earlier one, are passed over)."""
@@ -134,6 +143,10 @@ class DeliveryWorker:
         self.client = client
         self.clock = clock or (lambda: datetime.now(UTC))
         self.production = settings.environment == "production"
+        self._checked_at = -1e9
+        self._busy_at = -1e9
+        self._yielding_since: float | None = None
+        self._checking = asyncio.Lock()
 
     async def fan_out(self) -> int:
         """One fan-out pass (``sql.LOCK_SUBSCRIPTIONS``, then ``sql.FAN_OUT``, one
@@ -141,6 +154,7 @@ class DeliveryWorker:
         subscription no other worker is fanning out; how many deliveries it wrote."""
 
         async def work(tx: Tx) -> int:
+            await tx.driver.execute(sql.WORKER_SESSION)
             locked = await tx.fetch(sql.LOCK_SUBSCRIPTIONS, {})
             if not locked:
                 return 0
@@ -162,6 +176,7 @@ class DeliveryWorker:
         record their attempts, in one transaction; how many attempts (0: none was due)."""
 
         async def work(tx: Tx) -> int:
+            await tx.driver.execute(sql.WORKER_SESSION)
             rows = await tx.fetch(
                 sql.CLAIM,
                 {
@@ -277,9 +292,45 @@ class DeliveryWorker:
             for task in tasks:
                 task.cancel()
 
+    async def yield_to_other_work(self, stop: asyncio.Event) -> None:
+        """Wait while the database is busy with other work (saves): at least ``BUSY_ACTIVE``
+        statements running on connections that are not a delivery worker's (``sql.OTHERS_ACTIVE``),
+        seen within ``QUIET_SECONDS``; at most
+        ``webhook_worker_yield_seconds`` in a row (then deliveries go on beside it until it
+        is quiet once). Deliveries are asynchronous: under a burst of saves their lag grows
+        instead of the saves' time. ``0`` seconds: never waits."""
+        limit = self.settings.webhook_worker_yield_seconds
+        while limit > 0 and not stop.is_set():
+            if not await self._busy():
+                self._yielding_since = None
+                return
+            now = time.monotonic()
+            if self._yielding_since is None:
+                self._yielding_since = now
+            if now - self._yielding_since >= limit:
+                return  # waited long enough: deliver beside the load until it is quiet
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), BUSY_CHECK_SECONDS)
+
+    async def _busy(self) -> bool:
+        """Whether other work was seen running in the database within ``QUIET_SECONDS``."""
+        async with self._checking:  # one look per process at a time, at most every 0.1 s
+            now = time.monotonic()
+            if now - self._checked_at >= BUSY_CHECK_SECONDS:
+                self._checked_at = now
+
+                async def work(tx: Tx) -> int:
+                    row = await tx.fetchrow(sql.OTHERS_ACTIVE, {})
+                    return int(row["active"])
+
+                if await self.runner.run_store(work, atomic=False, write=False) >= BUSY_ACTIVE:
+                    self._busy_at = now
+            return now - self._busy_at < QUIET_SECONDS
+
     async def _loop(self, stop: asyncio.Event, *, fans_out: bool) -> None:
         while not stop.is_set():
             try:
+                await self.yield_to_other_work(stop)
                 if fans_out:  # one task of each process: the others would find them locked
                     await self.fan_out()
                 sent = await self.deliver_batch()
