@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     db_connect_retry_seconds: float = Field(default=5.0, ge=0, le=60)
     # A burst queues for connections; past this wait a save gets DATABASE_TIMEOUT (retryable).
     db_pool_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    db_application_name: str = Field(default="tripquote", min_length=1, max_length=63)
+    """The connections' ``application_name`` (``tripquote webhooks run`` uses
+    ``tripquote-webhooks``, so the delivery workers tell their own connections apart)."""
     db_pooler: Literal["none", "transaction", "session"] = "none"
     """What stands between the service and PostgreSQL (``db/engine.py`` ``Pooling``): ``none``
     (or a pooler in session mode that passes startup parameters through), ``session``

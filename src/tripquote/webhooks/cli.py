@@ -52,9 +52,10 @@ def run(
     purged once an hour."""
     from tripquote.cli import _with_runner, cli_settings
     from tripquote.observability.logging import configure_logging
+    from tripquote.webhooks.sql import WORKER_APPLICATION
     from tripquote.webhooks.worker import DeliveryWorker, http_client
 
-    settings = cli_settings()
+    settings = cli_settings().model_copy(update={"db_application_name": WORKER_APPLICATION})
     if concurrency is not None:  # the HTTP client's connections follow it
         settings = settings.model_copy(update={"webhook_worker_concurrency": concurrency})
     configure_logging(settings)  # one JSON line per attempt, as a serving process logs

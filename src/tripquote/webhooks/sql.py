@@ -195,19 +195,18 @@ pending again at its ``next_attempts_at``, or dead once ``:max_attempts`` attemp
 ``gone`` one also disables its subscription. ``(id, status)`` per delivery."""
 
 WORKER_APPLICATION = "tripquote-webhooks"
-
-WORKER_SESSION = f"SET LOCAL application_name = '{WORKER_APPLICATION}'"
-"""The first statement of each delivery worker's transaction: its connection shows as the
-worker's in ``pg_stat_activity`` until the transaction ends."""
+"""The ``application_name`` of ``tripquote webhooks run``'s connections."""
 
 OTHERS_ACTIVE = Statement.of(
     f"""
 SELECT count(*) AS active
   FROM pg_stat_activity
  WHERE datname = current_database() AND backend_type = 'client backend'
-   AND state = 'active' AND pid <> pg_backend_pid()
+   AND pid <> pg_backend_pid() AND NOT (pid = ANY(:own::int[]))
    AND application_name IS DISTINCT FROM '{WORKER_APPLICATION}'
+   AND (state = 'active' OR state_change > clock_timestamp() - interval '0.5 seconds')
 """
 )
-"""How many statements of connections to this database other than the delivery workers' are
-running now."""
+"""How many connections to this database other than the delivery workers' (``:own``: this
+worker's; ``WORKER_APPLICATION``: the ``webhooks run`` processes') run a statement now or
+ran one in the last half second."""

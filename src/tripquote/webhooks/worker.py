@@ -53,7 +53,7 @@ QUIET_SECONDS = 0.5
 """How long no other work must have been seen for the database to count as quiet again."""
 
 BUSY_ACTIVE = 2
-"""Statements of other connections running at once that make the database busy."""
+"""Other connections at work at once that make the database busy."""
 
 CLAIM_WINDOW = 8
 """A claim looks for its batch among the first ``CLAIM_WINDOW`` times batch size due ones
@@ -143,6 +143,7 @@ class DeliveryWorker:
         self.client = client
         self.clock = clock or (lambda: datetime.now(UTC))
         self.production = settings.environment == "production"
+        self._own_pids: set[int] = set()  # the connections this worker used
         self._checked_at = -1e9
         self._busy_at = -1e9
         self._yielding_since: float | None = None
@@ -154,7 +155,7 @@ class DeliveryWorker:
         subscription no other worker is fanning out; how many deliveries it wrote."""
 
         async def work(tx: Tx) -> int:
-            await tx.driver.execute(sql.WORKER_SESSION)
+            self._own_pids.add(tx.driver.get_server_pid())
             locked = await tx.fetch(sql.LOCK_SUBSCRIPTIONS, {})
             if not locked:
                 return 0
@@ -176,7 +177,7 @@ class DeliveryWorker:
         record their attempts, in one transaction; how many attempts (0: none was due)."""
 
         async def work(tx: Tx) -> int:
-            await tx.driver.execute(sql.WORKER_SESSION)
+            self._own_pids.add(tx.driver.get_server_pid())
             rows = await tx.fetch(
                 sql.CLAIM,
                 {
@@ -294,8 +295,8 @@ class DeliveryWorker:
 
     async def yield_to_other_work(self, stop: asyncio.Event) -> None:
         """Wait while the database is busy with other work (saves): at least ``BUSY_ACTIVE``
-        statements running on connections that are not a delivery worker's (``sql.OTHERS_ACTIVE``),
-        seen within ``QUIET_SECONDS``; at most
+        connections that are not a delivery worker's running statements now or in the last
+        half second (``sql.OTHERS_ACTIVE``), seen within ``QUIET_SECONDS``; at most
         ``webhook_worker_yield_seconds`` in a row (then deliveries go on beside it until it
         is quiet once). Deliveries are asynchronous: under a burst of saves their lag grows
         instead of the saves' time. ``0`` seconds: never waits."""
@@ -320,7 +321,8 @@ class DeliveryWorker:
                 self._checked_at = now
 
                 async def work(tx: Tx) -> int:
-                    row = await tx.fetchrow(sql.OTHERS_ACTIVE, {})
+                    self._own_pids.add(tx.driver.get_server_pid())
+                    row = await tx.fetchrow(sql.OTHERS_ACTIVE, {"own": list(self._own_pids)})
                     return int(row["active"])
 
                 if await self.runner.run_store(work, atomic=False, write=False) >= BUSY_ACTIVE:
