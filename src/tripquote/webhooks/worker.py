@@ -5,7 +5,9 @@ own statement: the saves write only their event), then one transaction
 (``TransactionRunner.run_store``) that claims up to ``TRIPQUOTE_WEBHOOK_WORKER_BATCH_SIZE``
 due deliveries (``sql.CLAIM``, ``FOR UPDATE SKIP LOCKED``, at most one per quote and
 subscription), POSTs them all at once (the HTTP client keeps its connections alive) and
-records every attempt in one statement (``sql.RECORD``). Headers (standardwebhooks.com):
+records every attempt in one statement (``sql.RECORD``). Before each pass a worker yields to
+the database's other work (``yield_to_other_work``: while saves run, it waits, at most
+``TRIPQUOTE_WEBHOOK_WORKER_YIELD_SECONDS`` in a row). Headers (standardwebhooks.com):
 ``webhook-id`` (the event id: the same on every attempt and replay, so receivers
 de-duplicate), ``webhook-timestamp`` (the attempt, Unix seconds) and ``webhook-signature``
 (``v1,<base64 HMAC-SHA256>`` by the PyPI ``standardwebhooks`` library; during a secret
