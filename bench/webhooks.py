@@ -7,20 +7,25 @@ agency (every event type) to a local receiver (``bench/receiver.py``) and a deli
 (a change's commit, ``events.occurred_at``, to its 2xx, ``delivered_at``) P50/P95/P99/max
 read from the database once every delivery of the run arrived.
 
-Both sides write the event row (every save does: the outbox is not optional); what differs
-is the delivery rows fanned out by the same statement, and the worker's queries and HTTP
-requests running beside the burst on the same machine. The worker and the receiver (which
+Both sides run the same saves, each writing its event row (every save does: the outbox is not
+optional; the deliveries are fanned out after the commit by the worker); what differs is the
+worker's fan-out, claims, records and HTTP requests running beside the burst on the same
+machine. The worker and the receiver (which
 stands for the agency's systems, elsewhere in real life) run at ``--webhooks-nice`` (19 by
 default: the priority an operator gives deliveries on a host shared with the service, so
-they take the CPU the saves leave; 0 measures them competing as equals).
+they take the CPU the saves leave; 0 measures them competing as equals), their autogroups too
+(``_autogroup_nice``: without it a server alone in its session competes as an equal whatever
+its nice value).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -56,6 +61,23 @@ SELECT count(*) AS delivered,
 """
 
 
+UNFANNED = """
+SELECT count(*) FROM webhook_subscriptions w
+  JOIN events e ON e.agency_id = w.agency_id AND e.xact >= w.fanned_out_to
+               AND e.type = ANY(w.event_types)
+ WHERE w.id = $1"""
+"""The subscription's events not fanned out yet (no delivery row: the worker yields to the
+burst, so right after it most events may have none)."""
+
+WAITING = f"""
+SELECT (SELECT count(*) FROM webhook_deliveries WHERE subscription_id = $1
+           AND status = 'pending') + ({UNFANNED})"""
+
+NOT_DELIVERED = f"""
+SELECT (SELECT count(*) FROM webhook_deliveries WHERE subscription_id = $1
+           AND status <> 'delivered') + ({UNFANNED})"""
+
+
 async def run_with_webhooks(bench: Bench, workers: int) -> None:
     """The bursts with a subscription and a delivery worker; the lag from the database."""
     world = bench.tq_world
@@ -79,6 +101,8 @@ async def run_with_webhooks(bench: Bench, workers: int) -> None:
         port=0,
         log_dir=bench.log_dir,
     )
+    for server in (receiver, worker):
+        _autogroup_nice(server, bench.args.webhooks_nice)
     subscription = str(uuid.uuid4())
     conn = await asyncpg.connect(dsn)
     try:
@@ -100,11 +124,7 @@ async def run_with_webhooks(bench: Bench, workers: int) -> None:
         started = time.monotonic()
         await _drained(conn, subscription, worker, until=started + DRAIN_SECONDS)
         row = await conn.fetchrow(LAG, subscription)
-        pending = await conn.fetchval(
-            "SELECT count(*) FROM webhook_deliveries WHERE subscription_id = $1"
-            " AND status <> 'delivered'",
-            subscription,
-        )
+        pending = await conn.fetchval(NOT_DELIVERED, subscription)
     finally:
         # Its deliveries too: no cascade (the partitioned outbox has no foreign key).
         await conn.execute(
@@ -132,17 +152,24 @@ async def run_with_webhooks(bench: Bench, workers: int) -> None:
     )
 
 
+def _autogroup_nice(server: procs.Server, nice: int) -> None:
+    """Give ``server``'s autogroup the nice value its process has. With Linux's autogroup
+    scheduling (``/proc/sys/kernel/sched_autogroup_enabled``), a nice value only ranks a
+    process against the others of its session, and each server runs in a session of its own:
+    ``nice -n 19`` alone changes nothing against the service and PostgreSQL. (Nothing to do
+    where autogroups do not exist.)"""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{server.process.pid}/autogroup").write_text(str(nice))
+
+
 async def _drained(
     conn: asyncpg.Connection, subscription: str, worker: procs.Server, *, until: float
 ) -> None:
-    """Wait until no delivery of ``subscription`` is pending (or the worker died, or time is
-    up: what is left is reported as not delivered)."""
+    """Wait until no delivery of ``subscription`` is pending and no event waits to be fanned
+    out to it (or the worker died, or time is up: what is left is reported as not
+    delivered)."""
     while True:
-        pending = await conn.fetchval(
-            "SELECT count(*) FROM webhook_deliveries WHERE subscription_id = $1"
-            " AND status = 'pending'",
-            subscription,
-        )
+        pending = await conn.fetchval(WAITING, subscription)
         if not pending or time.monotonic() > until or not worker.alive():
             return
         await asyncio.sleep(0.2)

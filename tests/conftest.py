@@ -156,6 +156,9 @@ def make_settings(url: str, **overrides: Any) -> Settings:
         # earlier test's garbage forever (tests/test_runtime.py covers the freeze).
         "gc_freeze_at_startup": False,
         "gc_gen0_threshold": 700,
+        # A worker in a test delivers at once, whatever else the test runs meanwhile
+        # (tests/webhooks/test_fan_out.py shows the yield on its own).
+        "webhook_worker_yield_seconds": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

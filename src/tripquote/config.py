@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     db_connect_retry_seconds: float = Field(default=5.0, ge=0, le=60)
     # A burst queues for connections; past this wait a save gets DATABASE_TIMEOUT (retryable).
     db_pool_timeout_seconds: float = Field(default=30.0, gt=0, le=300)
+    db_application_name: str = Field(default="tripquote", min_length=1, max_length=63)
+    """The connections' ``application_name`` (``tripquote webhooks run`` uses
+    ``tripquote-webhooks``, so the delivery workers tell their own connections apart)."""
     db_pooler: Literal["none", "transaction", "session"] = "none"
     """What stands between the service and PostgreSQL (``db/engine.py`` ``Pooling``): ``none``
     (or a pooler in session mode that passes startup parameters through), ``session``
@@ -134,7 +137,13 @@ class Settings(BaseSettings):
     webhook_retention_hours: float | None = None
     """Replaced by ``webhook_retention_days``: refused when set (never silently ignored)."""
     webhook_worker_concurrency: int = Field(default=4, ge=1, le=64)
-    """Deliveries one worker process sends at once (each on its own connection)."""
+    """Delivery tasks of one worker process (each on its own database connection)."""
+    webhook_worker_yield_seconds: float = Field(default=30.0, ge=0, le=3600)
+    """While the database is busy with other work (saves), a worker waits up to this long in a
+    row before delivering beside it (``0``: never waits)."""
+    webhook_worker_batch_size: int = Field(default=32, ge=1, le=500)
+    """Deliveries one task claims in a transaction, sends at once and records in one
+    statement."""
     webhook_worker_in_serve: bool = False
     """``tripquote serve`` also runs a delivery worker in each of its processes."""
 

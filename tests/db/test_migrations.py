@@ -185,7 +185,10 @@ def test_upgrade_downgrade_upgrade_and_no_drift(empty_db: str) -> None:
             "events": "r",
             "webhook_deliveries": "r",
         }
-    migrate.downgrade(settings, "-1")  # one step back (0012: the webhook outbox partitioned)
+    migrate.downgrade(settings, "-1")  # one step back (0013: deliveries fanned out after commit)
+    assert "xact" not in _columns(empty_db, "events")
+    assert "fanned_out_to" not in _columns(empty_db, "webhook_subscriptions")
+    migrate.downgrade(settings, "-1")  # 0012: the webhook outbox partitioned
     if postgres:
         assert _partitioned(empty_db) == {"operation_records": "r"}
     migrate.downgrade(settings, "-1")  # and 0011 (operation records partitioned)

@@ -122,8 +122,10 @@ def worker_of(world: World, client: httpx.AsyncClient, **overrides: Any) -> Deli
 
 
 async def drain(worker: DeliveryWorker) -> int:
-    """Deliver until nothing is due; how many attempts were made."""
+    """Fan the committed events out, then deliver batch after batch until nothing is due;
+    how many attempts were made."""
+    await worker.fan_out()
     attempts = 0
-    while await worker.deliver_one():
-        attempts += 1
+    while sent := await worker.deliver_batch():
+        attempts += sent
     return attempts

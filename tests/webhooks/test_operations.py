@@ -74,18 +74,25 @@ async def test_metrics_show_the_outbox_from_the_database_and_the_attempts(
     before = (await world.client.get("/metrics")).text
     for _ in range(3):
         assert (await create(world, admin)).status_code == 201
-    async with world.engine.connect() as conn:
-        pending = (
-            await conn.execute(
-                text("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
-            )
-        ).scalar_one()
+    # Not fanned out yet (no worker ran): the events count, each for its subscription.
     waiting = (await world.client.get("/metrics")).text
-    assert metric_value(waiting, "tripquote_webhook_outbox_depth") == pending >= 3
+    depth = metric_value(waiting, "tripquote_webhook_outbox_depth")
+    assert depth >= 3
     assert metric_value(waiting, "tripquote_webhook_oldest_pending_age_seconds") > 0
 
     async with httpx.AsyncClient() as client:
-        await drain(worker_of(world, client))
+        worker = worker_of(world, client)
+        assert await worker.fan_out() >= 3
+        async with world.engine.connect() as conn:
+            pending = (
+                await conn.execute(
+                    text("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
+                )
+            ).scalar_one()
+        fanned = (await world.client.get("/metrics")).text
+        # Fanned out: the same deliveries, now rows of their own, counted once.
+        assert metric_value(fanned, "tripquote_webhook_outbox_depth") == pending == depth
+        await drain(worker)
     after = (await world.client.get("/metrics")).text
     delivered = {"result": "delivered"}
     for name in ("tripquote_webhook_attempts_total", "tripquote_webhook_deliveries_total"):

@@ -20,7 +20,12 @@ from tripquote.quotes.lifecycle import Operation
 
 
 def start_worker(world: World, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    env = server_env(world.settings.require_database_url(), webhook_retry_base_seconds=0.05)
+    # Batches of 2: two processes share 150 deliveries (with 32 the first one up may take all)
+    env = server_env(
+        world.settings.require_database_url(),
+        webhook_retry_base_seconds=0.05,
+        webhook_worker_batch_size=2,
+    )
     with log.open("ab") as out:
         return subprocess.Popen(
             [str(TRIPQUOTE), "webhooks", "run", *args],

@@ -93,7 +93,7 @@ class Pooling:
 def pooling(settings: Settings) -> Pooling:
     """The ``Pooling`` of ``settings.db_pooler``."""
     parameters = session_parameters(settings)
-    startup = {"application_name": "tripquote"}  # PgBouncer passes this one through
+    startup = {"application_name": settings.db_application_name}  # PgBouncer passes it through
     if settings.db_pooler == "none":
         return Pooling("none", "BEGIN", None, {**startup, **parameters}, None, {})
     if settings.db_pooler == "session":

@@ -196,6 +196,11 @@ idempotency_keys = Table(
     CheckConstraint("state IN ('in_flight', 'done')", name="state"),
 )
 
+XACT = "pg_current_xact_id()::text::bigint"
+"""The current transaction's id (one is assigned if it had none)."""
+NEXT_XACT = "pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+"""The first transaction id not yet assigned when the statement's snapshot was taken."""
+
 events = Table(
     "events",
     metadata,
@@ -212,7 +217,15 @@ events = Table(
     C("version", Integer(), nullable=False),
     C("actor", String(ID), nullable=False),
     C("correlation_id", String(128), nullable=False),
+    # The writing transaction's id: the delivery workers fan events out by it after the
+    # commit (webhooks/sql.py FAN_OUT), a range of ix_events_xact at a time.
+    # NULL on events written before migration 0013 (their saves wrote their deliveries).
+    C("xact", BigInteger(), nullable=True, server_default=text(f"({XACT})")),
     # The snapshot is the revision's of (quote_id, version): read by the worker, not copied.
+    Index("ix_events_xact", "xact"),
+    # A quote's events by version: the fan-out takes a quote's earlier versions along
+    # (webhooks/sql.py FAN_OUT ``earlier``).
+    Index("ix_events_quote_id_version", "quote_id", "version"),
 )
 
 webhook_subscriptions = Table(
@@ -230,6 +243,9 @@ webhook_subscriptions = Table(
     C("previous_secret_expires_at", UTCDateTime(), nullable=True),
     C("created_at", UTCDateTime(), nullable=False),
     C("updated_at", UTCDateTime(), nullable=False),
+    # Every event with a lower xact has been fanned out to it (or was before it existed):
+    # by default the first transaction id not yet assigned when the row is written.
+    C("fanned_out_to", BigInteger(), nullable=False, server_default=text(f"({NEXT_XACT})")),
     Index("ix_webhook_subscriptions_agency_id", "agency_id", "created_at"),
 )
 

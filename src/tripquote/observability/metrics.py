@@ -126,12 +126,14 @@ class _Outbox(Collector):
     def collect(self) -> Iterable[Metric]:
         yield GaugeMetricFamily(
             OUTBOX_DEPTH,
-            "Webhook deliveries pending (due or waiting to be retried).",
+            "Webhook deliveries pending (due or waiting to be retried), and those of events"
+            " not fanned out yet.",
             value=self.depth,
         )
         yield GaugeMetricFamily(
             OUTBOX_OLDEST_AGE,
-            "Age of the oldest pending webhook delivery, seconds (0 when none).",
+            "Age of the oldest pending webhook delivery (of its event when not fanned out"
+            " yet), seconds (0 when none).",
             value=self.oldest_age_seconds,
         )
 

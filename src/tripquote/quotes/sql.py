@@ -114,22 +114,16 @@ def outbox(source: str, event_type: str, actor: str = ":actor") -> str:
     """The transactional outbox, part of a write's own statement: ``event``, one event per row
     of CTE ``source`` (columns ``agency_id``, ``id``: the quote's, ``version``), of type
     ``event_type`` (an SQL expression) by ``actor``, with ``:now`` and ``:correlation_id``
-    (its quote snapshot is the revision's of that version, not copied), and ``delivery``, one
-    pending delivery per enabled subscription of the quote's agency that names its type.
-    Written by the change's own statement: a change rolled back has none."""
+    (its quote snapshot is the revision's of that version, not copied; its ``xact``, the
+    writing transaction's id, is the column's default). Written by the change's own
+    statement: a change rolled back has none. Its deliveries are fanned out after the commit
+    by the delivery workers (``webhooks/sql.py`` ``FAN_OUT``), not by this statement."""
     return f"""event AS (
     INSERT INTO events (id, type, occurred_at, agency_id, quote_id, version, actor,
                         correlation_id)
     SELECT 'evt_' || replace(gen_random_uuid()::text, '-', ''), {event_type},
            :now, s.agency_id, s.id, s.version, {actor}, :correlation_id
       FROM {source} s
-    RETURNING id, type, agency_id, quote_id, version
-), delivery AS (
-    INSERT INTO webhook_deliveries (event_id, subscription_id, quote_id, version, status,
-                                    next_attempt_at, created_at)
-    SELECT e.id, w.id, e.quote_id, e.version, 'pending', :now, :now
-      FROM event e JOIN webhook_subscriptions w
-        ON w.agency_id = e.agency_id AND w.enabled AND e.type = ANY(w.event_types)
 )"""
 
 
@@ -144,7 +138,7 @@ def revision(snapshot: str, merge: str = "NULL") -> str:
     form, keys in API order; ``json``, not ``jsonb``: every value's text is kept as written),
     marked with the write's ``:save_id`` (``OUTCOME`` finds it after an unanswered COMMIT);
     ``merge``: what a merged save merged (``quotes/merge.py``), NULL for any other write;
-    then its event and deliveries (``OUTBOX``)."""
+    then its event (``OUTBOX``)."""
     return f"""revision AS (
     INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,
                                  correlation_id, created_at, snapshot, save_id, merge)

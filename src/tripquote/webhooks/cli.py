@@ -37,9 +37,7 @@ def _instant(value: str, option: str) -> datetime:
 def run(
     concurrency: Annotated[
         int | None,
-        typer.Option(
-            min=1, max=64, help="Deliveries at once (TRIPQUOTE_WEBHOOK_WORKER_CONCURRENCY)."
-        ),
+        typer.Option(min=1, max=64, help="Delivery tasks (TRIPQUOTE_WEBHOOK_WORKER_CONCURRENCY)."),
     ] = None,
     metrics_port: Annotated[
         int | None,
@@ -50,9 +48,12 @@ def run(
     of hosts, may run at once)."""
     from tripquote.cli import _with_runner, cli_settings
     from tripquote.observability.logging import configure_logging
+    from tripquote.webhooks.sql import WORKER_APPLICATION
     from tripquote.webhooks.worker import DeliveryWorker, http_client
 
-    settings = cli_settings()
+    settings = cli_settings().model_copy(update={"db_application_name": WORKER_APPLICATION})
+    if concurrency is not None:  # the HTTP client's connections follow it
+        settings = settings.model_copy(update={"webhook_worker_concurrency": concurrency})
     configure_logging(settings)  # one JSON line per attempt, as a serving process logs
     if metrics_port is not None:
         from prometheus_client import start_http_server
@@ -66,7 +67,7 @@ def run(
             loop.add_signal_handler(signum, stop.set)
         async with http_client(settings) as client:
             worker = DeliveryWorker(runner=runner, settings=settings, client=client)
-            await worker.run(stop, concurrency=concurrency)
+            await worker.run(stop)
 
     _with_runner(settings, use)
 

@@ -10,11 +10,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, literal_column, select, union_all, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tripquote.db.tables import events, webhook_deliveries, webhook_subscriptions
+from tripquote.db.tables import NEXT_XACT, events, webhook_deliveries, webhook_subscriptions
 
 S = webhook_subscriptions
 D = webhook_deliveries
@@ -66,7 +66,16 @@ async def update_subscription(
     conn: AsyncConnection, *, agency_id: str, subscription_id: str, values: dict[str, Any],
     now: datetime,
 ) -> RowMapping | None:  # fmt: skip
-    """Set ``values`` (column names) on the agency's subscription; its new row, or None."""
+    """Set ``values`` (column names) on the agency's subscription; its new row, or None. A
+    subscription enabled again gets the events of changes made from then on (its fan-out mark
+    moves past what happened while it was disabled)."""
+    if values.get("enabled"):
+        values = {
+            **values,
+            "fanned_out_to": case(
+                (S.c.enabled, S.c.fanned_out_to), else_=literal_column(NEXT_XACT)
+            ),
+        }
     query = (
         update(S)
         .where(S.c.id == subscription_id, S.c.agency_id == agency_id)
@@ -144,14 +153,25 @@ async def replay(
 
 
 async def outbox_backlog(conn: AsyncConnection, *, now: datetime) -> tuple[int, float]:
-    """(pending deliveries, age in seconds of the oldest one's event; 0 when none): from the
-    database, so the same for every process that asks. Only those of a subscription that
-    exists: a save that fanned out to one deleted meanwhile left a delivery nobody sends (no
-    foreign key serializes them: migration 0012); it goes with its day."""
-    query = (
-        select(func.count(), func.min(D.c.created_at))
-        .join(S, S.c.id == D.c.subscription_id)
+    """(deliveries waiting: the pending ones and those of events not fanned out yet, age in
+    seconds of the oldest one's event; 0 when none): from the database, so the same for every
+    process that asks. Only those of a subscription that exists: a save racing its
+    subscription's deletion may leave a delivery nobody sends (no foreign key serializes them:
+    migration 0012); it goes with its day."""
+    pending = (
+        select(D.c.created_at.label("at"))
+        .select_from(D.join(S, S.c.id == D.c.subscription_id))
         .where(D.c.status == "pending")
     )
-    count, oldest = (await conn.execute(query)).one()
+    unfanned = (
+        select(events.c.occurred_at.label("at"))
+        .select_from(S.join(events, events.c.agency_id == S.c.agency_id))
+        .where(
+            S.c.enabled,
+            events.c.xact >= S.c.fanned_out_to,
+            events.c.type == S.c.event_types.any_(),
+        )
+    )
+    waiting = union_all(pending, unfanned).subquery()
+    count, oldest = (await conn.execute(select(func.count(), func.min(waiting.c.at)))).one()
     return int(count), (now - oldest).total_seconds() if oldest is not None else 0.0

@@ -1,11 +1,17 @@
-"""The delivery worker: sends the outbox's pending deliveries on the Standard Webhooks spec.
+"""The delivery worker: sends the outbox's events on the Standard Webhooks spec.
 
-Each delivery is one transaction (``TransactionRunner.run_store``): claim it (``sql.CLAIM``,
-``FOR UPDATE SKIP LOCKED``), POST it, record the attempt (``sql.RECORD``). Headers
-(standardwebhooks.com): ``webhook-id`` (the event id: the same on every attempt and replay,
-so receivers de-duplicate), ``webhook-timestamp`` (the attempt, Unix seconds) and
-``webhook-signature`` (``v1,<base64 HMAC-SHA256>`` by the PyPI ``standardwebhooks`` library;
-during a secret rotation, space-separated signatures by both secrets).
+Each pass of a worker task: fan the committed events out to deliveries (``sql.FAN_OUT``, its
+own statement: the saves write only their event), then one transaction
+(``TransactionRunner.run_store``) that claims up to ``TRIPQUOTE_WEBHOOK_WORKER_BATCH_SIZE``
+due deliveries (``sql.CLAIM``, ``FOR UPDATE SKIP LOCKED``, at most one per quote and
+subscription), POSTs them all at once (the HTTP client keeps its connections alive) and
+records every attempt in one statement (``sql.RECORD``). Before each pass a worker yields to
+the database's other work (``yield_to_other_work``: while saves run, it waits, at most
+``TRIPQUOTE_WEBHOOK_WORKER_YIELD_SECONDS`` in a row). Headers (standardwebhooks.com):
+``webhook-id`` (the event id: the same on every attempt and replay, so receivers
+de-duplicate), ``webhook-timestamp`` (the attempt, Unix seconds) and ``webhook-signature``
+(``v1,<base64 HMAC-SHA256>`` by the PyPI ``standardwebhooks`` library; during a secret
+rotation, space-separated signatures by both secrets).
 
 A 2xx is delivered; 410 Gone disables the subscription (its deliveries wait until it is
 enabled again); anything else — another status, a timeout, a refused connection, a URL no
@@ -41,6 +47,23 @@ _logger = structlog.get_logger("tripquote.webhooks")
 
 IDLE_POLL_SECONDS = 0.5
 """How long a worker task waits before looking again when nothing was due."""
+
+BUSY_CHECK_SECONDS = 0.1
+"""How often a worker process looks whether the database is busy with other work."""
+
+QUIET_SECONDS = 0.5
+"""How long no other work must have been seen for the database to count as quiet again."""
+
+BUSY_ACTIVE = 2
+"""Other connections at work at once that make the database busy."""
+
+CLAIM_WINDOW = 8
+"""A claim looks for its batch among the first ``CLAIM_WINDOW`` times batch size due ones
+(those other workers hold, or that wait behind their quote's earlier one, are passed over)."""
+
+LINGER_SECONDS = 0.2
+"""How long a worker task waits after a batch that was not full: what comes meanwhile goes in
+the next batch (fewer, larger transactions beside a burst of saves; the lag grows by it)."""
 
 
 def retry_delay(attempts: int, settings: Settings, jitter: float | None = None) -> float:
@@ -122,38 +145,75 @@ class DeliveryWorker:
         self.client = client
         self.clock = clock or (lambda: datetime.now(UTC))
         self.production = settings.environment == "production"
+        self._own_pids: set[int] = set()  # the connections this worker used
+        self._checked_at = -1e9
+        self._busy_at = -1e9
+        self._yielding_since: float | None = None
+        self._checking = asyncio.Lock()
 
-    async def deliver_one(self) -> bool:
-        """Claim one due delivery, send it and record the attempt, in one transaction; False
-        when none was due."""
+    async def fan_out(self) -> int:
+        """One fan-out pass (``sql.LOCK_SUBSCRIPTIONS``, then ``sql.FAN_OUT``, one
+        transaction): the deliveries of the events committed since the last, for every enabled
+        subscription no other worker is fanning out; how many deliveries it wrote."""
 
-        async def work(tx: Tx) -> bool:
+        async def work(tx: Tx) -> int:
+            self._own_pids.add(tx.driver.get_server_pid())
+            locked = await tx.fetch(sql.LOCK_SUBSCRIPTIONS, {})
+            if not locked:
+                return 0
+            row = await tx.fetchrow(
+                sql.FAN_OUT,
+                {
+                    "subscription_ids": [w["id"] for w in locked],
+                    "low": min(w["fanned_out_to"] for w in locked),
+                    "horizon": locked[0]["horizon"],
+                    "now": self.clock(),
+                },
+            )
+            return int(row["deliveries"])
+
+        return await self.runner.run_store(work, atomic=True)
+
+    async def deliver_batch(self) -> int:
+        """Claim up to ``webhook_worker_batch_size`` due deliveries, send them at once and
+        record their attempts, in one transaction; how many attempts (0: none was due)."""
+
+        async def work(tx: Tx) -> int:
+            self._own_pids.add(tx.driver.get_server_pid())
+            rows = await tx.fetch(
+                sql.CLAIM,
+                {
+                    "now": self.clock(),
+                    "batch": self.settings.webhook_worker_batch_size,
+                    "window": self.settings.webhook_worker_batch_size * CLAIM_WINDOW,
+                },
+            )
+            if not rows:
+                return 0
+            attempts = await asyncio.gather(*(self._send(row) for row in rows))
             now = self.clock()
-            row = await tx.fetchrow(sql.CLAIM, {"now": now})
-            if row is None:
-                return False
-            attempt = await self._send(row)
-            after = row["attempts"] + 1
-            status = (
-                await tx.fetchrow(
-                    sql.RECORD,
-                    {
-                        "delivery_id": row["id"],
-                        "created_at": row["created_at"],
-                        "now": self.clock(),
-                        "status_code": attempt.status_code,
-                        "duration_ms": attempt.duration_ms,
-                        "error": attempt.error,
-                        "delivered": attempt.delivered,
-                        "gone": attempt.gone,
-                        "max_attempts": self.settings.webhook_max_attempts,
-                        "next_attempt_at": self.clock()
-                        + timedelta(seconds=retry_delay(after, self.settings)),
-                    },
-                )
-            )["status"]
-            self._observe(row, attempt, status)
-            return True
+            recorded = await tx.fetch(
+                sql.RECORD,
+                {
+                    "delivery_ids": [row["id"] for row in rows],
+                    "created_ats": [row["created_at"] for row in rows],
+                    "status_codes": [a.status_code for a in attempts],
+                    "durations_ms": [a.duration_ms for a in attempts],
+                    "errors": [a.error for a in attempts],
+                    "delivered": [a.delivered for a in attempts],
+                    "gone": [a.gone for a in attempts],
+                    "next_attempts_at": [
+                        now + timedelta(seconds=retry_delay(row["attempts"] + 1, self.settings))
+                        for row in rows
+                    ],
+                    "now": now,
+                    "max_attempts": self.settings.webhook_max_attempts,
+                },
+            )
+            statuses = {r["id"]: r["status"] for r in recorded}
+            for row, attempt in zip(rows, attempts, strict=True):
+                self._observe(row, attempt, statuses[row["id"]], now)
+            return len(rows)
 
         return await self.runner.run_store(work, atomic=True)
 
@@ -191,7 +251,7 @@ class DeliveryWorker:
         except httpx.HTTPError as error:
             return Attempt(None, type(error).__name__, _ms_since(started))
 
-    def _observe(self, row: Any, attempt: Attempt, status: str) -> None:
+    def _observe(self, row: Any, attempt: Attempt, status: str, now: datetime) -> None:
         result = (
             "delivered"
             if attempt.delivered
@@ -205,7 +265,7 @@ class DeliveryWorker:
         if status != "pending":
             metrics.WEBHOOK_DELIVERIES.labels(result=status).inc()
         if attempt.delivered:
-            lag = (self.clock() - row["occurred_at"]).total_seconds()
+            lag = (now - row["occurred_at"]).total_seconds()
             metrics.WEBHOOK_LAG.observe(max(lag, 0.0))
         _logger.info(
             "webhook_attempt",
@@ -222,11 +282,13 @@ class DeliveryWorker:
         )
 
     async def run(self, stop: asyncio.Event, *, concurrency: int | None = None) -> None:
-        """Deliver until ``stop`` is set, ``concurrency`` deliveries at once (default
-        ``TRIPQUOTE_WEBHOOK_WORKER_CONCURRENCY``); a database error is logged and waited out."""
+        """Deliver until ``stop`` is set, with ``concurrency`` tasks (default
+        ``TRIPQUOTE_WEBHOOK_WORKER_CONCURRENCY``; one database connection each, each sending a
+        batch at once; the first also fans out before each of its batches); a database error is
+        logged and waited out."""
         tasks = [
-            asyncio.create_task(self._loop(stop))
-            for _ in range(concurrency or self.settings.webhook_worker_concurrency)
+            asyncio.create_task(self._loop(stop, fans_out=n == 0))
+            for n in range(concurrency or self.settings.webhook_worker_concurrency)
         ]
         try:
             await asyncio.gather(*tasks)
@@ -234,19 +296,59 @@ class DeliveryWorker:
             for task in tasks:
                 task.cancel()
 
-    async def _loop(self, stop: asyncio.Event) -> None:
+    async def yield_to_other_work(self, stop: asyncio.Event) -> None:
+        """Wait while the database is busy with other work (saves): at least ``BUSY_ACTIVE``
+        connections that are not a delivery worker's running statements now or in the last
+        half second (``sql.OTHERS_ACTIVE``), seen within ``QUIET_SECONDS``; at most
+        ``webhook_worker_yield_seconds`` in a row (then deliveries go on beside it until it
+        is quiet once). Deliveries are asynchronous: under a burst of saves their lag grows
+        instead of the saves' time. ``0`` seconds: never waits."""
+        limit = self.settings.webhook_worker_yield_seconds
+        while limit > 0 and not stop.is_set():
+            if not await self._busy():
+                self._yielding_since = None
+                return
+            now = time.monotonic()
+            if self._yielding_since is None:
+                self._yielding_since = now
+            if now - self._yielding_since >= limit:
+                return  # waited long enough: deliver beside the load until it is quiet
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), BUSY_CHECK_SECONDS)
+
+    async def _busy(self) -> bool:
+        """Whether other work was seen running in the database within ``QUIET_SECONDS``."""
+        async with self._checking:  # one look per process at a time, at most every 0.1 s
+            now = time.monotonic()
+            if now - self._checked_at >= BUSY_CHECK_SECONDS:
+                self._checked_at = now
+
+                async def work(tx: Tx) -> int:
+                    self._own_pids.add(tx.driver.get_server_pid())
+                    row = await tx.fetchrow(sql.OTHERS_ACTIVE, {"own": list(self._own_pids)})
+                    return int(row["active"])
+
+                if await self.runner.run_store(work, atomic=False, write=False) >= BUSY_ACTIVE:
+                    self._busy_at = now
+            return now - self._busy_at < QUIET_SECONDS
+
+    async def _loop(self, stop: asyncio.Event, *, fans_out: bool) -> None:
         while not stop.is_set():
             try:
-                delivered = await self.deliver_one()
+                await self.yield_to_other_work(stop)
+                if fans_out:  # one task of each process: the others would find them locked
+                    await self.fan_out()
+                sent = await self.deliver_batch()
             except TripquoteError as error:
                 _logger.warning("webhook_worker_database_error", error_code=error.code)
-                delivered = False
-            except Exception:  # a bug: logged, and this task goes on with the next delivery
+                sent = 0
+            except Exception:  # a bug: logged, and this task goes on with the next batch
                 _logger.exception("webhook_worker_error")
-                delivered = False
-            if not delivered:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), IDLE_POLL_SECONDS)
+                sent = 0
+            if sent >= self.settings.webhook_worker_batch_size:
+                continue  # more may be due now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), LINGER_SECONDS if sent else IDLE_POLL_SECONDS)
 
 
 def _ms_since(started: float) -> float:
@@ -256,9 +358,12 @@ def _ms_since(started: float) -> float:
 def http_client(settings: Settings) -> httpx.AsyncClient:
     """The worker's HTTP client: ``webhook_attempt_seconds`` for connect, each read and write
     (and for the whole attempt, ``DeliveryWorker._send``), no redirects followed (a 3xx is a
-    failed attempt), no proxies from the environment."""
+    failed attempt), no proxies from the environment; as many connections, kept alive, as the
+    process has requests in flight (its tasks times the batch size)."""
+    in_flight = settings.webhook_worker_concurrency * settings.webhook_worker_batch_size
     return httpx.AsyncClient(
         timeout=httpx.Timeout(webhook_attempt_seconds(settings)),
+        limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
         follow_redirects=False,
         trust_env=False,
     )
