@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+import httpx
 import pytest_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from tests.api.test_errors_api import assert_envelope
 from tests.api.test_lifecycle import URL, act, create, expire_in_db
 from tests.conftest import World, quote_body
-from tests.webhooks.conftest import Receiver, subscribe
+from tests.webhooks.conftest import Receiver, subscribe, worker_of
 from tripquote.db.retention import partitions
 from tripquote.quotes.lifecycle import Operation
 
@@ -182,13 +183,17 @@ async def test_concurrent_saves_write_exactly_one_event_each(world: World) -> No
     assert await world.count("events", "quote_id = ANY(:ids)", ids=ids) == saves
 
 
-async def test_a_save_writes_its_event_and_deliveries_into_the_partitions_of_its_day(
+async def test_an_event_and_its_deliveries_go_into_the_partitions_of_its_day(
     world: World, receiver: Receiver
 ) -> None:
+    """The save writes its event; the worker's fan-out its deliveries, each at its event's
+    ``occurred_at`` (their shared partition key), whenever it runs."""
     admin = await world.actor(role="admin")
     for _ in range(2):
         await subscribe(world, admin, receiver.url, "quote.created")
     quote_id = (await create(world, admin)).json()["quoteId"]
+    async with httpx.AsyncClient() as client:  # the worker's clock: now, not the event's
+        assert await worker_of(world, client).fan_out() == 2
     async with world.engine.connect() as conn:
         event = (
             await conn.execute(

@@ -6,10 +6,12 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.api.test_errors_api import assert_envelope
 from tests.conftest import Actor, World, make_settings
+from tests.webhooks.conftest import worker_of
 
 W = "/api/agents/webhooks"
 
@@ -42,6 +44,8 @@ async def test_deleting_a_subscription_deletes_its_deliveries_and_no_other(world
         ids.append(created.json()["webhook"]["id"])
     try:
         assert (await create(world, admin)).status_code == 201
+        async with httpx.AsyncClient() as client:  # its deliveries, fanned out by a worker
+            assert await worker_of(world, client).fan_out() == 2
         for webhook_id in ids:
             assert (
                 await world.count("webhook_deliveries", "subscription_id = :s", s=webhook_id) == 1

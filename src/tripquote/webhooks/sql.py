@@ -11,7 +11,8 @@ subscription out at a time) and takes the ``HORIZON``, the lowest transaction id
 in this database: every transaction below it has ended, its events are all visible, and no new
 one can get an id below it. It inserts a delivery for each matching event in
 [``fanned_out_to``, horizon) and moves the mark to the horizon, in the same transaction: each
-event once (the unique (event, subscription) key and ``ON CONFLICT DO NOTHING`` besides). A
+event once (the unique (event, subscription, created_at) key and ``ON CONFLICT DO
+NOTHING`` besides). A
 transaction takes its id before it commits, so a quote's later version can have the lower
 ``xact`` (its transaction got its id, then waited for the earlier version's lock): an event's
 earlier versions of the same quote that are past the horizon (committed, since the later
@@ -99,11 +100,12 @@ WITH sub AS (
                     (SELECT max(p.next_attempt_at) FROM webhook_deliveries p
                       WHERE p.subscription_id = n.subscription_id
                         AND p.quote_id = n.quote_id AND p.status = 'pending')),
-           :now
-      FROM (SELECT subscription_id, id, quote_id, version, xact FROM fresh
-            UNION SELECT subscription_id, id, quote_id, version, xact FROM earlier) n
+           n.occurred_at  -- its event's: the partition key both share (migration 0012)
+      FROM (SELECT subscription_id, id, quote_id, version, xact, occurred_at FROM fresh
+            UNION SELECT subscription_id, id, quote_id, version, xact, occurred_at
+                    FROM earlier) n
      ORDER BY n.subscription_id, n.quote_id, n.version, n.xact
-        ON CONFLICT (event_id, subscription_id) DO NOTHING
+        ON CONFLICT (event_id, subscription_id, created_at) DO NOTHING
     RETURNING 1
 )
 SELECT count(*) AS deliveries FROM fanned
@@ -162,7 +164,8 @@ WITH result AS (
                   :status_codes::int[], :durations_ms::float8[],
                   :errors::text[], :delivered::bool[], :gone::bool[],
                   :next_attempts_at::timestamptz[])
-           AS r(id, status_code, duration_ms, error, delivered, gone, next_attempt_at)
+           AS r(id, created_at, status_code, duration_ms, error, delivered, gone,
+                next_attempt_at)
 ), attempt AS (
     UPDATE webhook_deliveries d
        SET attempts = d.attempts + 1, last_attempt_at = :now, last_status_code = r.status_code,
