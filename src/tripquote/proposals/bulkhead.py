@@ -33,7 +33,6 @@ class PublicBulkhead:
         self, app: ASGIApp, *, limit: int, queue: int, busy: int = 0, max_wait: float = 0.0
     ) -> None:
         self.app = app
-        self.limit = limit
         self.queue = queue
         self.busy = busy  # 0: no precedence
         self.max_wait = max_wait
