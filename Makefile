@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The locked set: every runtime and dev dependency pinned with its hashes (requirements-dev.txt;
 # requirements.txt: the runtime alone), installed by plain pip; the package itself on top.
 UV_VERSION := 0.13.9
-LOCK_FLAGS := --quiet --universal --generate-hashes --python-version 3.11 --upgrade
+LOCK_FLAGS := --quiet --universal --generate-hashes --no-strip-extras --python-version 3.11 --upgrade
 
 .PHONY: install lock demo serve test lint bench
 
