@@ -25,7 +25,7 @@ def _pins(lock: str) -> dict[str, list[tuple[str, Requirement]]]:
             assert lines[n + 1].strip().startswith("--hash=sha256:"), line  # hashed, every one
             name, pinned, marker = match.groups()
             requirement = Requirement(f"{name}=={pinned}" + (f"; {marker}" if marker else ""))
-            pins.setdefault(canonicalize_name(name), []).append((pinned, requirement))
+            pins.setdefault(canonicalize_name(requirement.name), []).append((pinned, requirement))
     return pins
 
 
