@@ -13,7 +13,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-_PIN = re.compile(r"^(\S+)==(\S+)(?: ; (.+?))? \\$")
+_PIN = re.compile(r"^([^=\s][^=]*?)==(\S+)(?: ; (.+?))? \\$")
 
 
 def _pins(lock: str) -> dict[str, list[tuple[str, Requirement]]]:

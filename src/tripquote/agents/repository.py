@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tripquote.db.tables import agencies, agents
+from tripquote.ids import new_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +103,7 @@ async def load_principal(conn: AsyncConnection, agent_id: str) -> Principal | No
 
 async def insert_agency(conn: AsyncConnection, *, name: str, timezone: str) -> str:
     """Create an agency; returns its id."""
-    agency_id = str(uuid.uuid4())
+    agency_id = new_id()
     await conn.execute(
         insert(agencies).values(
             id=agency_id, name=name, timezone=timezone, created_at=datetime.now(UTC)
@@ -121,7 +121,7 @@ async def insert_agent(
 ) -> str:
     """Create an active agent in ``agency_id``; returns its id. EmailTaken if another agent
     has ``email`` in any case (the unique index on ``lower(email)`` decides, race-free)."""
-    agent_id = str(uuid.uuid4())
+    agent_id = new_id()
     statement = (
         insert(agents)
         .values(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tripquote.agents.repository import Principal
 from tripquote.db.tables import clients
+from tripquote.ids import new_id
 
 
 async def insert_client(
@@ -25,7 +25,7 @@ async def insert_client(
 ) -> dict[str, Any]:
     """Create a client owned by the calling agent; returns the stored row as a dict."""
     row = {
-        "id": str(uuid.uuid4()),
+        "id": new_id(),
         "agency_id": principal.agency_id,
         "agent_id": principal.agent_id,
         "name": name,

@@ -3,13 +3,13 @@ through the transaction runner."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from tripquote.agents.auth import Caller
 from tripquote.db.transaction import TransactionRunner, Tx
+from tripquote.ids import new_id
 from tripquote.json import dumps
 from tripquote.proposals import sql
 from tripquote.quotes.lifecycle import Operation, QuoteStatus, from_statuses, target_of
@@ -129,7 +129,7 @@ class ProposalStore:
         written (no such link, the link ended or answered, another proposal shown, the quote
         moved on or expired)."""
         target = target_of(answer.operation)
-        save_id = str(uuid.uuid4())
+        save_id = new_id()
         values = {
             "link_hash": link_hash,
             "shown_hash": answer.shown_hash,

@@ -8,7 +8,6 @@ store read it (its status already as of the read: a SENT quote past ``expiresAt`
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -16,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from tripquote.errors import QuoteValidationFailed, TripquoteError, field_error
+from tripquote.ids import new_id
 from tripquote.money import fmt_money, plain_decimal
 from tripquote.quotes.lifecycle import (
     Operation,
@@ -134,7 +134,7 @@ def with_item_ids(draft: QuoteDraft, known: Sequence[str] | None) -> QuoteDraft:
     if known is None:
         return draft
     items = tuple(
-        item if item.id is not None else replace(item, id=str(uuid.uuid4())) for item in draft.items
+        item if item.id is not None else replace(item, id=new_id()) for item in draft.items
     )
     return replace(draft, items=items)
 

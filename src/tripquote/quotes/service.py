@@ -5,7 +5,6 @@ Nothing here knows the HTTP layer or the connection kind; nothing here commits."
 from __future__ import annotations
 
 import builtins
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from tripquote.errors import (
     TripquoteError,
     field_error,
 )
+from tripquote.ids import new_id
 from tripquote.json import loads
 from tripquote.proposals.links import LinkKeys
 from tripquote.quotes.lifecycle import Operation, QuoteStatus, target_of
@@ -109,7 +109,7 @@ class QuoteService:
             )
             raise self._refused(explain(loaded.facts, operation=None, quote_id="", pending=draft))
         quote = Quote(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             agent_id=agent_id,
             client_id=content.client_id,
             draft=draft,

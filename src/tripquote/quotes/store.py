@@ -9,7 +9,6 @@ transaction; without it the write is one statement without BEGIN/COMMIT.
 from __future__ import annotations
 
 import builtins
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
@@ -21,6 +20,7 @@ import asyncpg
 from tripquote.agents.auth import Caller
 from tripquote.agents.repository import CallerFacts, caller_facts
 from tripquote.db.transaction import TransactionRunner, Tx
+from tripquote.ids import new_id
 from tripquote.json import dumps, loads
 from tripquote.proposals.links import NewLink
 from tripquote.quotes import sql
@@ -154,7 +154,7 @@ class QuoteStore:
         than the quote's version, or when it never existed), ``decide`` (may raise: nothing
         written) says what to write, written by ``edit``'s guarded statement at the version
         read, which the lock keeps current until COMMIT."""
-        save_id = str(uuid.uuid4())
+        save_id = new_id()
         decided: builtins.list[Edit] = []
 
         async def work(tx: Tx) -> Saved | Refused:
@@ -240,7 +240,7 @@ class QuoteStore:
     ) -> Saved | Refused:
         """Run ``statement`` as one save, under a fresh save id; ``saved_of`` reads its row,
         ``found_of`` the ``sql.OUTCOME`` row of the save found after an unanswered COMMIT."""
-        save_id = str(uuid.uuid4())
+        save_id = new_id()
 
         async def work(tx: Tx) -> Saved | Refused:
             row = await tx.write(statement, {**values, "save_id": save_id})
@@ -290,7 +290,7 @@ class QuoteStore:
 
         total = 0
         while True:
-            save_id = str(uuid.uuid4())
+            save_id = new_id()
 
             async def work(tx: Tx, save_id: str = save_id) -> tuple[int, int]:
                 row = await tx.fetchrow(sql.EXPIRE, {**values, "save_id": save_id})

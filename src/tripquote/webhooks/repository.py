@@ -6,7 +6,6 @@ Every query is scoped by the caller's agency: another agency's subscription is n
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +14,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tripquote.db.tables import NEXT_XACT, events, webhook_deliveries, webhook_subscriptions
+from tripquote.ids import new_id
 
 S = webhook_subscriptions
 D = webhook_deliveries
@@ -29,7 +29,7 @@ async def insert_subscription(
         await conn.execute(
             insert(S)
             .values(
-                id=str(uuid.uuid4()),
+                id=new_id(),
                 agency_id=agency_id,
                 url=url,
                 event_types=event_types,
