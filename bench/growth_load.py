@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from bench.payloads import load_fixtures
+from tripquote.ids import new_id
 from tripquote.json import dumps
 from tripquote.quotes.lifecycle import QuoteStatus
 from tripquote.quotes.model import Draft, Quote, price
@@ -48,10 +49,10 @@ QUOTE_COLUMNS = _words(
     "status version created_at last_modified_by last_modified_at sent_at expires_at"
 )
 ITEM_COLUMNS = _words(
-    "id quote_id position type description quantity unit_price line_total details"
+    "item_id quote_id position type description quantity unit_price line_total details"
 )
 REVISION_COLUMNS = _words(
-    "id quote_id version operation status actor_id correlation_id created_at snapshot save_id"
+    "quote_id version operation status actor_id correlation_id created_at snapshot save_id"
 )
 RECORD_COLUMNS = _words(
     "recorded_at correlation_id operation agent_id quote_id outcome error_code "
@@ -173,7 +174,7 @@ def add_quote(
 ) -> str:
     """One quote whose history is ``operations`` (one revision each, ``step`` apart), its
     items and revisions, each snapshot the API form the service writes; returns its id."""
-    quote_id = str(uuid.uuid4())
+    quote_id = new_id(created_at)
     version = len(operations)
     modified_at = created_at + step * (version - 1)
     sent_index = operations.index("SEND") if "SEND" in operations else None
@@ -228,7 +229,7 @@ def add_quote(
     for position, item in enumerate(d.items):
         rows.items.append(
             (
-                str(uuid.uuid4()),
+                new_id(created_at),
                 quote_id,
                 position,
                 item.type,
@@ -254,7 +255,6 @@ def add_quote(
         }
         rows.revisions.append(
             (
-                str(uuid.uuid4()),
                 quote_id,
                 index + 1,
                 operation,
@@ -263,7 +263,7 @@ def add_quote(
                 f"growth-{quote_id[:8]}-{index + 1}",
                 at,
                 dumps(snapshot).decode(),
-                str(uuid.uuid4()),
+                new_id(at),
             )
         )
     return quote_id
@@ -278,7 +278,7 @@ def _instant(value: datetime) -> str:
 async def add_agencies(conn: Any, size: Size, *, now: datetime, rng: random.Random) -> list[Owner]:
     """``size.agencies`` agencies and ``size.agents`` agents with their clients; the owners."""
     agencies = [
-        (str(uuid.uuid4()), f"Growth agency {i}", "Europe/Paris", now) for i in range(size.agencies)
+        (new_id(now), f"Growth agency {i}", "Europe/Paris", now) for i in range(size.agencies)
     ]
     await conn.copy_records_to_table(
         "agencies", records=agencies, columns=("id", "name", "timezone", "created_at")
@@ -287,12 +287,12 @@ async def add_agencies(conn: Any, size: Size, *, now: datetime, rng: random.Rand
     tag = uuid.uuid4().hex[:8]
     for i in range(size.agents):
         agency_id = agencies[i % len(agencies)][0]
-        agent_id = str(uuid.uuid4())
+        agent_id = new_id(now)
         role = "admin" if i < len(agencies) else "agent"
         agents.append(
             (agent_id, agency_id, f"g{i}.{tag}@growth.example", f"Agent {i}", role, True, now)
         )
-        ids = tuple(str(uuid.uuid4()) for _ in range(CLIENTS_PER_AGENT))
+        ids = tuple(new_id(now) for _ in range(CLIENTS_PER_AGENT))
         clients += [(c, agency_id, agent_id, f"Client {c[:8]}", None, None, now) for c in ids]
         owners.append(Owner(agency_id, agent_id, ids))
     await conn.copy_records_to_table(

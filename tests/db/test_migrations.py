@@ -104,6 +104,58 @@ def test_open_quote_bound_starts_at_the_draft_and_sent_quotes(empty_db: str) -> 
     assert [tuple(row) for row in rows] == [("a1", 3), ("a2", 0)]
 
 
+def test_0014_rows_written_without_ids_get_them_back_on_downgrade(empty_db: str) -> None:
+    settings = make_settings(empty_db)
+    migrate.upgrade(settings, "0013")
+    before = (
+        "INSERT INTO quote_items (id, item_id, quote_id, position, type, description, quantity,"
+        " unit_price, line_total, details) VALUES ('row-0', {item}, 'q1', {n}, 'HOTEL', 'H', 1,"
+        " 10, 10, '{{}}')"
+    )
+    _sql(
+        empty_db,
+        "INSERT INTO agencies (id, name, timezone, created_at)"
+        " VALUES ('g1', 'A', 'UTC', '2026-11-29 10:00:00')",
+        "INSERT INTO agents (id, agency_id, email, name, role, active, created_at) VALUES"
+        " ('a1', 'g1', 'a1@x.example', 'N', 'agent', true, '2026-11-29 10:00:00')",
+        "INSERT INTO clients (id, agency_id, agent_id, name, created_at)"
+        " VALUES ('c1', 'g1', 'a1', 'C', '2026-11-29 10:00:00')",
+        "INSERT INTO quotes (id, agency_id, agent_id, client_id, trip_name, destination,"
+        " start_date, end_date, travelers, currency, markup_percent, discount,"
+        " expires_in_days, subtotal, markup_amount, total, status, version, created_at,"
+        " last_modified_by, last_modified_at) VALUES ('q1', 'g1', 'a1', 'c1', 'T', 'D',"
+        " '2027-01-01', '2027-01-05', 1, 'EUR', 0, 20, 14, 20, 0, 0, 'DRAFT', 2,"
+        " '2026-11-29 10:00:00', 'a1', '2026-11-29 10:00:00')",
+        before.format(item="NULL", n=0),  # written before 0008: its row id is its API id
+        "INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,"
+        " correlation_id, created_at, snapshot) VALUES ('rev-1', 'q1', 1, 'CREATE', 'DRAFT',"
+        " 'a1', 'c', '2026-11-29 10:00:00', '{}')",
+    )
+    migrate.upgrade(settings)  # 0014: rows written from now on have no row id
+    _sql(
+        empty_db,
+        "INSERT INTO quote_items (item_id, quote_id, position, type, description, quantity,"
+        " unit_price, line_total, details) VALUES ('item-1', 'q1', 1, 'HOTEL', 'H', 1, 10, 10,"
+        " '{}')",
+        "INSERT INTO quote_revisions (quote_id, version, operation, status, actor_id,"
+        " correlation_id, created_at, snapshot) VALUES ('q1', 2, 'UPDATE', 'DRAFT', 'a1', 'c',"
+        " '2026-11-29 11:00:00', '{}')",
+    )
+    with pytest.raises(IntegrityError):  # the key is the quote's position, as before
+        _sql(empty_db, before.format(item="'item-2'", n=1).replace("'row-0', ", "NULL, "))
+
+    migrate.downgrade(settings, "0013")
+    items = _sql(empty_db, "SELECT position, id, item_id FROM quote_items ORDER BY position")[0]
+    assert [tuple(row) for row in items] == [(0, "row-0", None), (1, "item-1", "item-1")]
+    revisions = _sql(empty_db, "SELECT version, id FROM quote_revisions ORDER BY version")[0]
+    assert revisions[0][1] == "rev-1" and len(revisions[1][1]) == 36
+    migrate.upgrade(settings)
+    assert _primary_keys(empty_db) == {
+        "quote_items": ["quote_id", "position"],
+        "quote_revisions": ["quote_id", "version"],
+    }
+
+
 def _fillfactors(url: str) -> dict[str, int | None]:
     rows = _sql(
         url,
@@ -112,6 +164,25 @@ def _fillfactors(url: str) -> dict[str, int | None]:
         " WHERE relname IN ('quotes', 'quote_items') AND relkind = 'r'",
     )[0]
     return {name: int(value) if value else None for name, value in rows}
+
+
+def _primary_keys(url: str) -> dict[str, list[str]]:
+    """The primary key columns of ``quote_items`` and ``quote_revisions``, in key order."""
+
+    async def run() -> dict[str, list[str]]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(
+                    lambda sync_conn: {
+                        table: inspect(sync_conn).get_pk_constraint(table)["constrained_columns"]
+                        for table in ("quote_items", "quote_revisions")
+                    }
+                )
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
 
 
 def _money_types(url: str) -> set[str]:
@@ -185,7 +256,13 @@ def test_upgrade_downgrade_upgrade_and_no_drift(empty_db: str) -> None:
             "events": "r",
             "webhook_deliveries": "r",
         }
-    migrate.downgrade(settings, "-1")  # one step back (0013: deliveries fanned out after commit)
+    assert _primary_keys(empty_db) == {
+        "quote_items": ["quote_id", "position"],
+        "quote_revisions": ["quote_id", "version"],
+    }
+    migrate.downgrade(settings, "-1")  # one step back (0014: keyed by their quote)
+    assert _primary_keys(empty_db) == {"quote_items": ["id"], "quote_revisions": ["id"]}
+    migrate.downgrade(settings, "-1")  # 0013: deliveries fanned out after commit
     assert "xact" not in _columns(empty_db, "events")
     assert "fanned_out_to" not in _columns(empty_db, "webhook_subscriptions")
     migrate.downgrade(settings, "-1")  # 0012: the webhook outbox partitioned

@@ -124,19 +124,25 @@ quotes = Table(
 quote_items = Table(
     "quote_items",
     metadata,
-    C("id", String(ID), primary_key=True),
-    C("quote_id", String(ID), ForeignKey("quotes.id", ondelete="CASCADE"), nullable=False),
+    # Written before migration 0014 (and by a release before it): NULL on the rows written
+    # since. Read only as the API id of a row without ``item_id``.
+    C("id", String(ID), nullable=True),
+    C(
+        "quote_id",
+        String(ID),
+        ForeignKey("quotes.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
     # The item's id in the API, kept from version to version (the row is the position's);
     # NULL on rows written before migration 0008 or by an older release: then the row's id.
     C("item_id", String(ID), nullable=True),
-    C("position", Integer(), nullable=False),
+    C("position", Integer(), primary_key=True),
     C("type", String(16), nullable=False),
     C("description", String(500), nullable=False),
     C("quantity", Integer(), nullable=False),
     C("unit_price", Money(), nullable=False),
     C("line_total", Money(), nullable=False),
     C("details", JSON(), nullable=False),
-    UniqueConstraint("quote_id", "position"),
     CheckConstraint("quantity >= 1", name="quantity_positive"),
     CheckConstraint("type IN ('FLIGHT', 'HOTEL', 'ACTIVITY', 'TRANSFER', 'OTHER')", name="type"),
 )
@@ -144,9 +150,15 @@ quote_items = Table(
 quote_revisions = Table(
     "quote_revisions",
     metadata,
-    C("id", String(ID), primary_key=True),
-    C("quote_id", String(ID), ForeignKey("quotes.id", ondelete="CASCADE"), nullable=False),
-    C("version", Integer(), nullable=False),
+    # Written before migration 0014 (and by a release before it); NULL since, never read.
+    C("id", String(ID), nullable=True),
+    C(
+        "quote_id",
+        String(ID),
+        ForeignKey("quotes.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    C("version", Integer(), primary_key=True),
     C("operation", String(16), nullable=False),
     C("status", String(16), nullable=False),
     C("actor_id", String(ID), nullable=False),
@@ -159,7 +171,6 @@ quote_revisions = Table(
     # A merged save's base version, the version it was applied onto and what it took from
     # each side (quotes/merge.py); NULL for every other revision (and before migration 0008).
     C("merge", JSON(), nullable=True),
-    UniqueConstraint("quote_id", "version"),
     Index("uq_quote_revisions_save_id_quote_id", "save_id", "quote_id", unique=True),
 )
 

@@ -140,9 +140,9 @@ def revision(snapshot: str, merge: str = "NULL") -> str:
     ``merge``: what a merged save merged (``quotes/merge.py``), NULL for any other write;
     then its event (``OUTBOX``)."""
     return f"""revision AS (
-    INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,
+    INSERT INTO quote_revisions (quote_id, version, operation, status, actor_id,
                                  correlation_id, created_at, snapshot, save_id, merge)
-    SELECT gen_random_uuid()::text, s.id, s.version, :operation, s.status, :actor,
+    SELECT s.id, s.version, :operation, s.status, :actor,
            :correlation_id, :now, {snapshot}, :save_id, {merge}
       FROM saved s
     RETURNING snapshot
@@ -240,9 +240,9 @@ def changes(**values: Any) -> dict[str, Any]:
 
 
 def _insert_items(source: str, api_id: str) -> str:
-    return f"""INSERT INTO quote_items (id, item_id, quote_id, position, type, description,
+    return f"""INSERT INTO quote_items (item_id, quote_id, position, type, description,
                              quantity, unit_price, line_total, details)
-    SELECT gen_random_uuid()::text, {api_id}, s.id, x.position, x.type, x.description,
+    SELECT {api_id}, s.id, x.position, x.type, x.description,
            x.quantity, x.unit_price, x.line_total, x.details
       FROM saved s, {source}"""
 
