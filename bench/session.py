@@ -8,6 +8,7 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -313,6 +314,18 @@ class Bench:
             self.tq_env = service.service_env(pg.sqlalchemy_url(self.args.pg, self.tq_db), extra)
             await service.upgrade(self.tq_env)
 
+    def sides(self, workers: int) -> list[Callable[[], Awaitable[None]]]:
+        """What one round runs, in its first order: the bare side, then tripquote and the
+        ways beside it (through PgBouncer, with webhooks)."""
+        sides: list[Callable[[], Awaitable[None]]] = [lambda: self.bare_side(workers)]
+        if self.scenarios & ROUND_SCENARIOS:
+            sides.append(lambda: run_tripquote(self, workers))
+            if self.args.through_pgbouncer:
+                sides.append(lambda: run_through_pgbouncer(self, workers))
+            if self.args.with_webhooks:
+                sides.append(lambda: run_with_webhooks(self, workers))
+        return sides
+
     async def run(self) -> dict[str, Any]:
         """Everything, in order; servers stopped and databases dropped whatever happens."""
         facts.raise_open_files_limit(4 * max(self.max_burst, self.args.hot) + 1024)
@@ -335,16 +348,15 @@ class Bench:
 
                 await growth.run(self)
             for workers in self.args.workers:
-                # Alternated, so a drift of this shared machine hits both sides of a ratio.
+                # Alternated, so a drift of this shared machine hits both sides of a ratio;
+                # and in the opposite order every other round (the first round sets the world
+                # up), so that no side always runs after another's writes (its autovacuum,
+                # its checkpoint) or always first.
                 for number in range(self.args.rounds):
                     self.round = number
-                    await self.bare_side(workers)
-                    if self.scenarios & ROUND_SCENARIOS:
-                        await run_tripquote(self, workers)
-                        if self.args.through_pgbouncer:
-                            await run_through_pgbouncer(self, workers)
-                        if self.args.with_webhooks:
-                            await run_with_webhooks(self, workers)
+                    sides = self.sides(workers)
+                    for side in sides if number % 2 == 0 else reversed(sides):
+                        await side()
                 self.round = 0
         except BaseException as exc:
             failure = exc

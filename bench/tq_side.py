@@ -264,7 +264,8 @@ async def proposal(bench: Bench, w: str, base_url: str) -> None:
         f"{outcome['accepts']} accepts p50/p95/p99={accepts.get('p50_ms')}/"
         f"{accepts.get('p95_ms')}/{accepts.get('p99_ms')} ms, pages "
         f"{outcome['pages']['ok_per_s']}/s; saves beside/alone "
-        f"{outcome['saves_per_s_beside_pages']}/{outcome['saves_per_s_alone']} per s = "
+        f"{outcome['saves_per_s_beside_pages']}/{outcome['saves_per_s_alone']} per s "
+        f"(alone before/after: {outcome['saves_per_s_alone_before_after']}) = "
         f"x{outcome['save_throughput_ratio']}"
     )
     for name in ("alone", "beside"):
