@@ -127,3 +127,45 @@ async def test_a_page_waits_for_the_agents_at_most_max_wait() -> None:
         assert page.status_code == 200 and not agent.done()
         inner.agents_done.set()
         assert (await agent).status_code == 200
+
+
+class Gated:
+    """``/p/first`` held until ``first_done``, agent paths until ``agents_done``, other link
+    paths answered at once (counted)."""
+
+    def __init__(self) -> None:
+        self.first_done = asyncio.Event()
+        self.agents_done = asyncio.Event()
+        self.links_served = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"] == "/p/first":
+            await self.first_done.wait()
+        elif scope["path"].startswith("/p/"):
+            self.links_served += 1
+        else:
+            await self.agents_done.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def test_pages_queued_before_a_burst_wait_for_it_when_their_turn_comes() -> None:
+    inner = Gated()
+    bulkhead = PublicBulkhead(inner, limit=1, queue=10, busy=2, max_wait=60)
+    async with _client(bulkhead) as client:
+        first = asyncio.create_task(client.get("/p/first"))
+        await _settle()
+        # Pages that came while all was quiet, waiting for the one slot...
+        pages = [asyncio.create_task(client.get(f"/p/{n}")) for n in range(3)]
+        await _settle()
+        assert (bulkhead.running, bulkhead.waiting) == (1, 3)
+        # ...then a burst of agent requests; the slot frees while it runs.
+        agents = [asyncio.create_task(client.patch(f"/api/agents/quotes/{n}")) for n in range(2)]
+        await _settle()
+        inner.first_done.set()
+        await _settle()
+        assert inner.links_served == 0 and bulkhead.agents == 2  # the agents first
+        inner.agents_done.set()
+        responses = await asyncio.gather(first, *pages, *agents)
+    assert [r.status_code for r in responses] == [200] * 6
+    assert inner.links_served == 3 and (bulkhead.running, bulkhead.waiting) == (0, 0)

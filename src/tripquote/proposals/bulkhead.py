@@ -3,9 +3,11 @@ precedence over the proposal links' (``/p/…``), which never take more than ``l
 process at once.
 
 - **Precedence.** While ``busy`` or more agent requests (any other path) are in flight in the
-  process — a save burst: its database pool is taken — a link request waits for them to
-  drop below it, at most ``max_wait`` seconds, then takes its turn anyway (pages are delayed
-  by a burst, never starved by one).
+  process — a save burst: its database pool is taken — a link request whose turn comes waits
+  for them to drop below it, until ``max_wait`` seconds after it arrived, then runs anyway
+  (pages are delayed by a burst, never starved by one). Looked at when its turn comes, not
+  only when it arrives: pages that came in the same instant as a burst (before its requests
+  were counted) wait for it too.
 - **Bounded concurrency.** At most ``limit`` link requests run at once; the others wait their
   turn, first come first served.
 - **Bounded queue, no refusal.** At most ``queue`` link requests wait; one that finds the queue
@@ -67,11 +69,18 @@ class PublicBulkhead:
 
     async def _link(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.waiting += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
         try:
-            if not self._quiet.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._quiet.wait(), self.max_wait)
             await self._slots.acquire()
+            try:  # its turn: the agents first, until its deadline
+                remaining = deadline - loop.time()
+                if not self._quiet.is_set() and remaining > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._quiet.wait(), remaining)
+            except BaseException:
+                self._slots.release()
+                raise
         finally:
             self.waiting -= 1
         self.running += 1
