@@ -169,3 +169,53 @@ async def test_pages_queued_before_a_burst_wait_for_it_when_their_turn_comes() -
         responses = await asyncio.gather(first, *pages, *agents)
     assert [r.status_code for r in responses] == [200] * 6
     assert inner.links_served == 3 and (bulkhead.running, bulkhead.waiting) == (0, 0)
+
+
+class Releasable:
+    """Each agent path held until its own event is set; link paths answered at once."""
+
+    def __init__(self) -> None:
+        self.done: dict[str, asyncio.Event] = {}
+        self.links_served = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["path"].startswith("/p/"):
+            self.links_served += 1
+        else:
+            await self.done.setdefault(scope["path"], asyncio.Event()).wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def test_once_busy_pages_wait_until_the_burst_is_nearly_over() -> None:
+    inner = Releasable()
+    bulkhead = PublicBulkhead(inner, limit=2, queue=10, busy=10, max_wait=60)
+    async with _client(bulkhead) as client:
+        paths = [f"/api/agents/quotes/{n}" for n in range(10)]
+        agents = [asyncio.create_task(client.patch(path)) for path in paths]
+        await _settle()
+        page = asyncio.create_task(client.get("/p/x"))
+        await _settle()
+        assert bulkhead.agents == 10 and inner.links_served == 0
+        for path in paths[:7]:  # below busy (10) but above its fifth (2): still the burst's
+            inner.done.setdefault(path, asyncio.Event()).set()
+        await _settle()
+        assert bulkhead.agents == 3 and inner.links_served == 0
+        inner.done.setdefault(paths[7], asyncio.Event()).set()  # 2 left: the burst is over
+        assert (await page).status_code == 200 and bulkhead.agents == 2
+        for path in paths[8:]:
+            inner.done.setdefault(path, asyncio.Event()).set()
+        responses = await asyncio.gather(*agents)
+    assert [r.status_code for r in responses] == [200] * 10
+
+
+async def test_a_steady_load_below_busy_never_defers_a_page() -> None:
+    inner = Releasable()
+    bulkhead = PublicBulkhead(inner, limit=2, queue=10, busy=10, max_wait=60)
+    async with _client(bulkhead) as client:
+        agents = [asyncio.create_task(client.patch(f"/api/agents/quotes/{n}")) for n in range(9)]
+        await _settle()
+        assert (await client.get("/p/x")).status_code == 200  # nine in flight: not a burst
+        for event in inner.done.values():
+            event.set()
+        await asyncio.gather(*agents)

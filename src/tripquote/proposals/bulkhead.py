@@ -2,12 +2,14 @@
 precedence over the proposal links' (``/p/…``), which never take more than ``limit`` of the
 process at once.
 
-- **Precedence.** While ``busy`` or more agent requests (any other path) are in flight in the
+- **Precedence.** Once ``busy`` or more agent requests (any other path) are in flight in the
   process — a save burst: its database pool is taken — a link request whose turn comes waits
-  for them to drop below it, until ``max_wait`` seconds after it arrived, then runs anyway
-  (pages are delayed by a burst, never starved by one). Looked at when its turn comes, not
-  only when it arrives: pages that came in the same instant as a burst (before its requests
-  were counted) wait for it too.
+  until the burst is over: until at most ``busy // 5`` remain (a low-water mark: the burst's
+  last requests, which decide when it ends, are not left to compete with the pages it held
+  back; a steady load below ``busy`` never defers a page). It waits until ``max_wait``
+  seconds after it arrived at most, then runs anyway (pages are delayed by a burst, never
+  starved by one). Looked at when its turn comes, not only when it arrives: pages that came
+  in the same instant as a burst (before its requests were counted) wait for it too.
 - **Bounded concurrency.** At most ``limit`` link requests run at once; the others wait their
   turn, first come first served.
 - **Bounded queue, no refusal.** At most ``queue`` link requests wait; one that finds the queue
@@ -37,6 +39,7 @@ class PublicBulkhead:
         self.app = app
         self.queue = queue
         self.busy = busy  # 0: no precedence
+        self.quiet_at = busy // 5  # busy again from ``busy``, quiet again at this many
         self.max_wait = max_wait
         self.agents = 0  # agent requests in flight
         self.running = 0  # link requests running
@@ -64,7 +67,7 @@ class PublicBulkhead:
             await self.app(scope, receive, send)
         finally:
             self.agents -= 1
-            if self.agents < self.busy:
+            if self.agents <= self.quiet_at:
                 self._quiet.set()
 
     async def _link(self, scope: Scope, receive: Receive, send: Send) -> None:
