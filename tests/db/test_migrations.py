@@ -74,30 +74,44 @@ def _sql(url: str, *statements: str) -> list[Any]:
     return asyncio.run(run())
 
 
-def test_open_quote_bound_starts_at_the_draft_and_sent_quotes(empty_db: str) -> None:
-    settings = make_settings(empty_db)
-    migrate.upgrade(settings, "0002")
-    quote = (
-        "INSERT INTO quotes (id, agency_id, agent_id, client_id, trip_name, destination,"
-        " start_date, end_date, travelers, currency, markup_percent, discount,"
-        " expires_in_days, subtotal, markup_amount, total, status, version, created_at,"
-        " last_modified_by, last_modified_at) VALUES ('{id}', 'g1', '{agent}', 'c1', 'T', 'D',"
-        " '2027-01-01', '2027-01-05', 1, 'EUR', 0, 0, 14, 0, 0, 0, '{status}', 1,"
-        " '2026-11-29 10:00:00', '{agent}', '2026-11-29 10:00:00')"
-    )
-    statuses = ["DRAFT", "DRAFT", "SENT", "ACCEPTED", "REJECTED", "EXPIRED", "CANCELLED"]
-    _sql(
-        empty_db,
+QUOTE = (
+    "INSERT INTO quotes (id, agency_id, agent_id, client_id, trip_name, destination,"
+    " start_date, end_date, travelers, currency, markup_percent, discount,"
+    " expires_in_days, subtotal, markup_amount, total, status, version, created_at,"
+    " last_modified_by, last_modified_at) VALUES ('{id}', 'g1', '{agent}', 'c1', 'T', 'D',"
+    " '2027-01-01', '2027-01-05', 1, 'EUR', 0, 0, 14, 0, 0, 0, '{status}', {version},"
+    " '2026-11-29 10:00:00', '{agent}', '2026-11-29 10:00:00')"
+)
+"""A quote of agency ``g1``, client ``c1`` (``_owners``): format with id, agent, status,
+version."""
+
+
+def _owners(*agents: str) -> list[str]:
+    """The INSERTs of agency ``g1``, its ``agents`` and client ``c1`` of the first."""
+    return [
         "INSERT INTO agencies (id, name, timezone, created_at)"
         " VALUES ('g1', 'A', 'UTC', '2026-11-29 10:00:00')",
         *(
             f"INSERT INTO agents (id, agency_id, email, name, role, active, created_at) VALUES"
             f" ('{agent}', 'g1', '{agent}@x.example', 'N', 'agent', true, '2026-11-29 10:00:00')"
-            for agent in ("a1", "a2")
+            for agent in agents
         ),
         "INSERT INTO clients (id, agency_id, agent_id, name, created_at)"
-        " VALUES ('c1', 'g1', 'a1', 'C', '2026-11-29 10:00:00')",
-        *(quote.format(id=f"q{n}", agent="a1", status=status) for n, status in enumerate(statuses)),
+        f" VALUES ('c1', 'g1', '{agents[0]}', 'C', '2026-11-29 10:00:00')",
+    ]
+
+
+def test_open_quote_bound_starts_at_the_draft_and_sent_quotes(empty_db: str) -> None:
+    settings = make_settings(empty_db)
+    migrate.upgrade(settings, "0002")
+    statuses = ["DRAFT", "DRAFT", "SENT", "ACCEPTED", "REJECTED", "EXPIRED", "CANCELLED"]
+    _sql(
+        empty_db,
+        *_owners("a1", "a2"),
+        *(
+            QUOTE.format(id=f"q{n}", agent="a1", status=status, version=1)
+            for n, status in enumerate(statuses)
+        ),
     )
     migrate.upgrade(settings)
     rows = _sql(empty_db, "SELECT id, open_quote_bound FROM agents ORDER BY id")[0]
@@ -114,18 +128,8 @@ def test_0014_rows_written_without_ids_get_them_back_on_downgrade(empty_db: str)
     )
     _sql(
         empty_db,
-        "INSERT INTO agencies (id, name, timezone, created_at)"
-        " VALUES ('g1', 'A', 'UTC', '2026-11-29 10:00:00')",
-        "INSERT INTO agents (id, agency_id, email, name, role, active, created_at) VALUES"
-        " ('a1', 'g1', 'a1@x.example', 'N', 'agent', true, '2026-11-29 10:00:00')",
-        "INSERT INTO clients (id, agency_id, agent_id, name, created_at)"
-        " VALUES ('c1', 'g1', 'a1', 'C', '2026-11-29 10:00:00')",
-        "INSERT INTO quotes (id, agency_id, agent_id, client_id, trip_name, destination,"
-        " start_date, end_date, travelers, currency, markup_percent, discount,"
-        " expires_in_days, subtotal, markup_amount, total, status, version, created_at,"
-        " last_modified_by, last_modified_at) VALUES ('q1', 'g1', 'a1', 'c1', 'T', 'D',"
-        " '2027-01-01', '2027-01-05', 1, 'EUR', 0, 20, 14, 20, 0, 0, 'DRAFT', 2,"
-        " '2026-11-29 10:00:00', 'a1', '2026-11-29 10:00:00')",
+        *_owners("a1"),
+        QUOTE.format(id="q1", agent="a1", status="DRAFT", version=2),
         before.format(item="NULL", n=0),  # written before 0008: its row id is its API id
         "INSERT INTO quote_revisions (id, quote_id, version, operation, status, actor_id,"
         " correlation_id, created_at, snapshot) VALUES ('rev-1', 'q1', 1, 'CREATE', 'DRAFT',"

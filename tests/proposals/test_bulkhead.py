@@ -84,24 +84,42 @@ async def test_a_burst_of_views_through_one_slot_is_served_and_counted(
     assert proposal["views"] == 30
 
 
-class Routed:
-    """Agent paths held until ``agents_done``, link paths answered at once."""
+class Gates:
+    """An ASGI app answering 200: an agent path (any but ``/p/…``) once its gate is open
+    (``gate(path).set()``, or ``open_agents()`` for every one), a link path at once
+    (counted in ``links_served``) unless ``hold(path)`` gave it a gate too."""
 
     def __init__(self) -> None:
-        self.agents_done = asyncio.Event()
+        self.gates: dict[str, asyncio.Event] = {}
+        self.held_links: set[str] = set()
+        self.agents_open = False
         self.links_served = 0
 
+    def gate(self, path: str) -> asyncio.Event:
+        return self.gates.setdefault(path, asyncio.Event())
+
+    def hold(self, path: str) -> asyncio.Event:
+        self.held_links.add(path)
+        return self.gate(path)
+
+    def open_agents(self) -> None:
+        self.agents_open = True
+        for path, gate in self.gates.items():
+            if not path.startswith("/p/"):
+                gate.set()
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["path"].startswith("/p/"):
+        path = scope["path"]
+        if path.startswith("/p/") and path not in self.held_links:
             self.links_served += 1
-        else:
-            await self.agents_done.wait()
+        elif not (self.agents_open and not path.startswith("/p/")):
+            await self.gate(path).wait()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
 
 async def test_the_agents_requests_take_precedence_over_the_pages() -> None:
-    inner = Routed()
+    inner = Gates()
     bulkhead = PublicBulkhead(inner, limit=2, queue=10, busy=3, max_wait=60)
     async with _client(bulkhead) as client:
         agents = [asyncio.create_task(client.patch(f"/api/agents/quotes/{n}")) for n in range(3)]
@@ -111,48 +129,29 @@ async def test_the_agents_requests_take_precedence_over_the_pages() -> None:
         await _settle()
         # Three agent requests in flight (busy): the pages wait, none is served yet.
         assert (bulkhead.waiting, inner.links_served) == (4, 0)
-        inner.agents_done.set()
+        inner.open_agents()
         responses = await asyncio.gather(*agents, *pages)
     assert [r.status_code for r in responses] == [200] * 7
     assert inner.links_served == 4 and bulkhead.waiting == 0
 
 
 async def test_a_page_waits_for_the_agents_at_most_max_wait() -> None:
-    inner = Routed()
+    inner = Gates()
     bulkhead = PublicBulkhead(inner, limit=2, queue=10, busy=1, max_wait=0.05)
     async with _client(bulkhead) as client:
         agent = asyncio.create_task(client.get("/api/agents/quotes"))
         await _settle()
         page = await client.get("/p/x")  # served although the agent's request still runs
         assert page.status_code == 200 and not agent.done()
-        inner.agents_done.set()
+        inner.open_agents()
         assert (await agent).status_code == 200
 
 
-class Gated:
-    """``/p/first`` held until ``first_done``, agent paths until ``agents_done``, other link
-    paths answered at once (counted)."""
-
-    def __init__(self) -> None:
-        self.first_done = asyncio.Event()
-        self.agents_done = asyncio.Event()
-        self.links_served = 0
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["path"] == "/p/first":
-            await self.first_done.wait()
-        elif scope["path"].startswith("/p/"):
-            self.links_served += 1
-        else:
-            await self.agents_done.wait()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-
 async def test_pages_queued_before_a_burst_wait_for_it_when_their_turn_comes() -> None:
-    inner = Gated()
+    inner = Gates()
     bulkhead = PublicBulkhead(inner, limit=1, queue=10, busy=2, max_wait=60)
     async with _client(bulkhead) as client:
+        first_gate = inner.hold("/p/first")
         first = asyncio.create_task(client.get("/p/first"))
         await _settle()
         # Pages that came while all was quiet, waiting for the one slot...
@@ -162,33 +161,17 @@ async def test_pages_queued_before_a_burst_wait_for_it_when_their_turn_comes() -
         # ...then a burst of agent requests; the slot frees while it runs.
         agents = [asyncio.create_task(client.patch(f"/api/agents/quotes/{n}")) for n in range(2)]
         await _settle()
-        inner.first_done.set()
+        first_gate.set()
         await _settle()
         assert inner.links_served == 0 and bulkhead.agents == 2  # the agents first
-        inner.agents_done.set()
+        inner.open_agents()
         responses = await asyncio.gather(first, *pages, *agents)
     assert [r.status_code for r in responses] == [200] * 6
     assert inner.links_served == 3 and (bulkhead.running, bulkhead.waiting) == (0, 0)
 
 
-class Releasable:
-    """Each agent path held until its own event is set; link paths answered at once."""
-
-    def __init__(self) -> None:
-        self.done: dict[str, asyncio.Event] = {}
-        self.links_served = 0
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["path"].startswith("/p/"):
-            self.links_served += 1
-        else:
-            await self.done.setdefault(scope["path"], asyncio.Event()).wait()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-
 async def test_once_busy_pages_wait_until_the_burst_is_nearly_over() -> None:
-    inner = Releasable()
+    inner = Gates()
     bulkhead = PublicBulkhead(inner, limit=2, queue=10, busy=10, max_wait=60)
     async with _client(bulkhead) as client:
         paths = [f"/api/agents/quotes/{n}" for n in range(10)]
@@ -198,24 +181,23 @@ async def test_once_busy_pages_wait_until_the_burst_is_nearly_over() -> None:
         await _settle()
         assert bulkhead.agents == 10 and inner.links_served == 0
         for path in paths[:7]:  # below busy (10) but above its fifth (2): still the burst's
-            inner.done.setdefault(path, asyncio.Event()).set()
+            inner.gate(path).set()
         await _settle()
         assert bulkhead.agents == 3 and inner.links_served == 0
-        inner.done.setdefault(paths[7], asyncio.Event()).set()  # 2 left: the burst is over
+        inner.gate(paths[7]).set()  # 2 left: the burst is over
         assert (await page).status_code == 200 and bulkhead.agents == 2
         for path in paths[8:]:
-            inner.done.setdefault(path, asyncio.Event()).set()
+            inner.gate(path).set()
         responses = await asyncio.gather(*agents)
     assert [r.status_code for r in responses] == [200] * 10
 
 
 async def test_a_steady_load_below_busy_never_defers_a_page() -> None:
-    inner = Releasable()
+    inner = Gates()
     bulkhead = PublicBulkhead(inner, limit=2, queue=10, busy=10, max_wait=60)
     async with _client(bulkhead) as client:
         agents = [asyncio.create_task(client.patch(f"/api/agents/quotes/{n}")) for n in range(9)]
         await _settle()
         assert (await client.get("/p/x")).status_code == 200  # nine in flight: not a burst
-        for event in inner.done.values():
-            event.set()
+        inner.open_agents()
         await asyncio.gather(*agents)

@@ -28,37 +28,32 @@ branch_labels = None
 depends_on = None
 
 
+KEYS = {
+    "quote_revisions": ("version", "gen_random_uuid()::text"),
+    "quote_items": ("position", "item_id"),
+}
+"""Each table: the column that keys a row within its quote, and the ``id`` a row written
+without one gets back on downgrade."""
+
+
 def upgrade() -> None:
-    op.execute(
-        """ALTER TABLE quote_revisions
-             DROP CONSTRAINT pk_quote_revisions,
-             DROP CONSTRAINT uq_quote_revisions_quote_id_version,
-             ALTER COLUMN id DROP NOT NULL,
-             ADD CONSTRAINT pk_quote_revisions PRIMARY KEY (quote_id, version)"""
-    )
-    op.execute(
-        """ALTER TABLE quote_items
-             DROP CONSTRAINT pk_quote_items,
-             DROP CONSTRAINT uq_quote_items_quote_id_position,
-             ALTER COLUMN id DROP NOT NULL,
-             ADD CONSTRAINT pk_quote_items PRIMARY KEY (quote_id, position)"""
-    )
+    for table, (within, _) in KEYS.items():
+        op.execute(
+            f"""ALTER TABLE {table}
+                  DROP CONSTRAINT pk_{table},
+                  DROP CONSTRAINT uq_{table}_quote_id_{within},
+                  ALTER COLUMN id DROP NOT NULL,
+                  ADD CONSTRAINT pk_{table} PRIMARY KEY (quote_id, {within})"""
+        )
 
 
 def downgrade() -> None:
-    op.execute("UPDATE quote_items SET id = item_id WHERE id IS NULL")
-    op.execute(
-        """ALTER TABLE quote_items
-             DROP CONSTRAINT pk_quote_items,
-             ALTER COLUMN id SET NOT NULL,
-             ADD CONSTRAINT pk_quote_items PRIMARY KEY (id),
-             ADD CONSTRAINT uq_quote_items_quote_id_position UNIQUE (quote_id, position)"""
-    )
-    op.execute("UPDATE quote_revisions SET id = gen_random_uuid()::text WHERE id IS NULL")
-    op.execute(
-        """ALTER TABLE quote_revisions
-             DROP CONSTRAINT pk_quote_revisions,
-             ALTER COLUMN id SET NOT NULL,
-             ADD CONSTRAINT pk_quote_revisions PRIMARY KEY (id),
-             ADD CONSTRAINT uq_quote_revisions_quote_id_version UNIQUE (quote_id, version)"""
-    )
+    for table, (within, restored_id) in KEYS.items():
+        op.execute(f"UPDATE {table} SET id = {restored_id} WHERE id IS NULL")  # noqa: S608 (constants)
+        op.execute(
+            f"""ALTER TABLE {table}
+                  DROP CONSTRAINT pk_{table},
+                  ALTER COLUMN id SET NOT NULL,
+                  ADD CONSTRAINT pk_{table} PRIMARY KEY (id),
+                  ADD CONSTRAINT uq_{table}_quote_id_{within} UNIQUE (quote_id, {within})"""
+        )
