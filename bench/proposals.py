@@ -10,6 +10,12 @@ bursts before and after (the issue's bound: at most 10 % slower, a ratio of at l
 Alone, beside, alone: a drift of the machine or of the database during the three (the table
 growing by each burst, an autovacuum or a checkpoint one burst set off) weighs on both sides
 of the ratio alike, where one burst alone then one beside put all of it on the second.
+
+Then a control: the same burst beside as many requests as the pages sent, each a trivial
+``GET /health/live`` (no page, no database). Its ratio to the saves alone is what sending and
+answering that many requests at once costs the burst on these cores (the load generator
+shares them); the saves beside the pages over the saves beside the control is what the pages'
+own work (rendering, their reads and answers) costs it.
 """
 
 from __future__ import annotations
@@ -134,6 +140,17 @@ async def scenario(
     absorb(pool, plan, Burst(save_results, beside.wall))
     page_results = beside.results[len(saves) :]
     after = await saves_alone()
+    plan, seq = plan_burst(pool, size=burst_size, agents=agents, fixtures=fixtures, seq=seq)
+    controls = [
+        ("control", _page_call(client, f"{target.base_url}/health/live"))
+        for _ in range(len(looks) + len(answers))
+    ]
+    control = await fire(
+        [*[(item.kind, target.save_call(client, item)) for item in plan], *controls],
+        meter=meter() if meter else None,
+    )
+    absorb(pool, plan, Burst(control.results[: len(plan)], control.wall))
+    control_rate = _saves_per_s(control.results[: len(plan)])
     rates = [_saves_per_s(before.results), _saves_per_s(after.results)]
     known = [rate for rate in rates if rate is not None]
     alone_rate = sum(known) / 2 if len(known) == 2 else None
@@ -155,6 +172,14 @@ async def scenario(
         "save_throughput_ratio": round(beside_rate / alone_rate, 3)
         if alone_rate and beside_rate
         else None,
+        "saves_per_s_beside_control": control_rate,
+        "control_ratio": round(control_rate / alone_rate, 3)
+        if alone_rate and control_rate
+        else None,
+        "pages_over_control": round(beside_rate / control_rate, 3)
+        if beside_rate and control_rate
+        else None,
+        "cpu_control": control.cpu,
         "saves_ok_beside": sum(1 for r in save_results if r.status in (200, 201)),
         "pages_ok": sum(1 for r in page_results if r.status in (200, 303)),
     }

@@ -266,9 +266,12 @@ async def proposal(bench: Bench, w: str, base_url: str) -> None:
         f"{outcome['pages']['ok_per_s']}/s; saves beside/alone "
         f"{outcome['saves_per_s_beside_pages']}/{outcome['saves_per_s_alone']} per s "
         f"(alone before/after: {outcome['saves_per_s_alone_before_after']}) = "
-        f"x{outcome['save_throughput_ratio']}"
+        f"x{outcome['save_throughput_ratio']}; beside as many trivial requests "
+        f"{outcome['saves_per_s_beside_control']} per s = x{outcome['control_ratio']} of "
+        f"alone; beside the pages / beside the trivial requests "
+        f"x{outcome['pages_over_control']}"
     )
-    for name in ("alone", "beside"):
+    for name in ("alone", "beside", "control"):
         cpu = outcome.get(f"cpu_{name}") or {}
         if cpu.get("machine_busy_s") is not None:
             bench.note(

@@ -261,6 +261,9 @@ def test_tiny_proposal_scenario(tmp_path: Path) -> None:
     assert summary["pages_ok"] == 25 and summary["saves_ok_beside"] == 20
     assert summary["view_latency"]["count"] == 20 and summary["accept_latency"]["count"] == 5
     assert summary["save_throughput_ratio"] is not None
+    # Alone before and after, and the control burst beside as many trivial requests.
+    assert all(rate for rate in summary["saves_per_s_alone_before_after"])
+    assert summary["control_ratio"] is not None and summary["pages_over_control"] is not None
     assert "proposal w=1: PASS" in proc.stdout
     databases, alive = _leftovers(document)
     assert databases == [] and alive == []
