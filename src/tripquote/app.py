@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -46,6 +47,7 @@ from tripquote.observability.logging import configure_logging, flush_logs
 from tripquote.observability.operations import Observer
 from tripquote.observability.routes import router as observability_router
 from tripquote.openapi import complete
+from tripquote.proposals.board import Board
 from tripquote.proposals.bulkhead import PublicBulkhead
 from tripquote.proposals.links import LinkKeys
 from tripquote.proposals.public import router as public_router
@@ -262,5 +264,6 @@ def create_app(
         queue=settings.public_queue,
         busy=settings.public_defer_at,
         max_wait=settings.public_defer_max_seconds,
+        board=Board(Path(settings.worker_board)) if settings.worker_board else None,
     )
     return app

@@ -31,6 +31,7 @@ from tripquote.db.tables import agents, clients
 from tripquote.demo import DEMO_QUOTE, demo_curl, demo_lifecycle, send_demo_quote
 from tripquote.errors import TripquoteError
 from tripquote.observability.cli import ops_app
+from tripquote.proposals.board import create_board
 from tripquote.webhooks.cli import webhooks_app
 
 T = TypeVar("T")
@@ -125,16 +126,21 @@ def serve(
     # this process resolved the database once, the embedded one included.
     os.environ["TRIPQUOTE_DATABASE_URL"] = settings.require_database_url()
     settings = _links_to(settings, host=host, port=port)
-    created: str | None = None  # the workers' metrics files, removed when serving ends
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        created = tempfile.mkdtemp(prefix="tripquote-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
+    created: list[str] = []  # the workers' metrics files and board, removed when serving ends
+    if workers > 1:
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            created.append(tempfile.mkdtemp(prefix="tripquote-metrics-"))
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = created[-1]
+        created.append(tempfile.mkdtemp(prefix="tripquote-board-"))
+        board = Path(created[-1]) / "board"
+        create_board(board)
+        os.environ["TRIPQUOTE_WORKER_BOARD"] = str(board)
     _refuse_a_misconfigured_pooler(settings)
     try:
         _run_uvicorn(settings, host=host, port=port, workers=workers, backlog=backlog)
     finally:
-        if created is not None:
-            shutil.rmtree(created, ignore_errors=True)
+        for folder in created:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _links_to(settings: Settings, *, host: str, port: int) -> Settings:

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     public_defer_max_seconds: float = Field(default=2.0, ge=0, le=60)
     """The longest a proposal-link request waits for the agents' requests before taking its
     turn anyway."""
+    worker_board: str | None = None
+    """The file the worker processes of one ``tripquote serve --workers N`` share to tell each
+    other of a burst (``proposals/board.py``); set by ``serve`` for its workers, not by an
+    operator. Unset: each process sees its own bursts only."""
 
     # The client's side (issue 16): the origin the proposal links are built on.
     public_base_url: str = "http://127.0.0.1:8000"

@@ -225,7 +225,9 @@ def test_several_processes_are_summed(
     assert value(render_metrics()[0].decode(), "tripquote_operations_total", **labels) == 7
 
 
-async def test_serve_removes_the_metrics_folder_it_made(db_url: str, tmp_path: Path) -> None:
+async def test_serve_removes_the_folders_it_made(db_url: str, tmp_path: Path) -> None:
+    import struct
+
     from tests.servers import server_env, start_server, wait_ready
 
     env = {**server_env(db_url), "TMPDIR": str(tmp_path)}
@@ -233,7 +235,11 @@ async def test_serve_removes_the_metrics_folder_it_made(db_url: str, tmp_path: P
     try:
         await wait_ready(server, workers=2)
         assert len(list(tmp_path.glob("tripquote-metrics-*"))) == 1  # the workers' files
+        (board,) = tmp_path.glob("tripquote-board-*/board")  # the workers' board
+        slots = [pid for pid, _ in struct.iter_unpack("=qq", board.read_bytes()) if pid]
+        assert len(set(slots)) == 2 and server.process.pid not in slots  # one per worker
     finally:
         server.stop()
     assert server.process.returncode == 0, server.log_tail()
     assert list(tmp_path.glob("tripquote-metrics-*")) == []
+    assert list(tmp_path.glob("tripquote-board-*")) == []

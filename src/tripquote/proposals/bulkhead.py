@@ -2,14 +2,16 @@
 precedence over the proposal links' (``/p/…``), which never take more than ``limit`` of the
 process at once.
 
-- **Precedence.** Once ``busy`` or more agent requests (any other path) are in flight in the
-  process — a save burst: its database pool is taken — a link request whose turn comes waits
-  until the burst is over: until at most ``busy // 5`` remain (a low-water mark: the burst's
-  last requests, which decide when it ends, are not left to compete with the pages it held
-  back; a steady load below ``busy`` never defers a page). It waits until ``max_wait``
-  seconds after it arrived at most, then runs anyway (pages are delayed by a burst, never
-  starved by one). Looked at when its turn comes, not only when it arrives: pages that came
-  in the same instant as a burst (before its requests were counted) wait for it too.
+- **Precedence.** A process is in a burst from when ``busy`` or more agent requests (any
+  other path) are in flight in it — its database pool is taken — until at most ``busy // 5``
+  remain (a low-water mark: the burst's last requests, which decide when it ends, are not
+  left to compete with the pages it held back; a steady load below ``busy`` never makes
+  one). While this process, or another worker of the same ``serve`` (``board``: the shared
+  ``proposals/board.py``; the cores are shared too), is in a burst, a link request whose turn
+  comes waits, looking again every ``POLL_SECONDS``, until ``max_wait`` seconds after it
+  arrived at most, then runs anyway (pages are delayed by a burst, never starved by one).
+  Looked at when its turn comes, not only when it arrives: pages that came in the same
+  instant as a burst (before its requests were counted) wait for it too.
 - **Bounded concurrency.** At most ``limit`` link requests run at once; the others wait their
   turn, first come first served.
 - **Bounded queue, no refusal.** At most ``queue`` link requests wait; one that finds the queue
@@ -21,32 +23,44 @@ tracked operation and its rate-limit count begin when its turn comes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tripquote.proposals.board import Board
 
 PUBLIC_PREFIX = "/p/"
 """The paths behind the bulkhead: a proposal link's page, PDF and answers (not the
 stylesheet, a static file)."""
 
 
+POLL_SECONDS = 0.01
+"""How often a link request whose turn came looks again whether a burst is over."""
+
+
 class PublicBulkhead:
     """ASGI middleware: the agents' requests first, then ``limit`` link requests at once."""
 
     def __init__(
-        self, app: ASGIApp, *, limit: int, queue: int, busy: int = 0, max_wait: float = 0.0
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        queue: int,
+        busy: int = 0,
+        max_wait: float = 0.0,
+        board: Board | None = None,
     ) -> None:
         self.app = app
         self.queue = queue
         self.busy = busy  # 0: no precedence
-        self.quiet_at = busy // 5  # busy again from ``busy``, quiet again at this many
+        self.quiet_at = busy // 5  # in a burst from ``busy``, out of it at this many
         self.max_wait = max_wait
+        self.board = board
         self.agents = 0  # agent requests in flight
         self.running = 0  # link requests running
         self.waiting = 0  # link requests waiting
+        self.in_burst = False  # this process
         self._slots = asyncio.Semaphore(limit)
-        self._quiet = asyncio.Event()  # set while fewer than ``busy`` agent requests run
-        self._quiet.set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """An agent request at once (counted); a link request in its turn."""
@@ -59,16 +73,32 @@ class PublicBulkhead:
         else:
             await self._link(scope, receive, send)
 
+    def deferring(self) -> bool:
+        """Whether a link request whose turn came waits now: this process or another of the
+        board is in a burst."""
+        return self.in_burst or (self.board is not None and self.board.any_busy())
+
+    def _count(self, delta: int) -> None:
+        self.agents += delta
+        if not self.busy:
+            return
+        if self.agents >= self.busy:
+            in_burst = True
+        elif self.agents <= self.quiet_at:
+            in_burst = False
+        else:
+            return
+        if in_burst != self.in_burst:
+            self.in_burst = in_burst
+            if self.board is not None:
+                self.board.set(in_burst)
+
     async def _agent(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.agents += 1
-        if self.busy and self.agents >= self.busy:
-            self._quiet.clear()
+        self._count(1)
         try:
             await self.app(scope, receive, send)
         finally:
-            self.agents -= 1
-            if self.agents <= self.quiet_at:
-                self._quiet.set()
+            self._count(-1)
 
     async def _link(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.waiting += 1
@@ -77,10 +107,9 @@ class PublicBulkhead:
         try:
             await self._slots.acquire()
             try:  # its turn: the agents first, until its deadline
-                remaining = deadline - loop.time()
-                if not self._quiet.is_set() and remaining > 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._quiet.wait(), remaining)
+                # Polled: another process's burst sets no event here.
+                while self.deferring() and (remaining := deadline - loop.time()) > 0:  # noqa: ASYNC110
+                    await asyncio.sleep(min(POLL_SECONDS, remaining))
             except BaseException:
                 self._slots.release()
                 raise
