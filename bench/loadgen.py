@@ -151,6 +151,13 @@ class HttpClient(Protocol):
     async def aclose(self) -> None: ...
 
 
+KEEPALIVE_SECONDS = 4.0
+"""How long an idle connection is kept for the next request: below the servers' own idle
+timeout (uvicorn's ``timeout_keep_alive``, 5 s), so the generator never sends on a connection
+the server is closing (a request lost to that race is a ``ServerDisconnectedError`` that says
+nothing about the server under test)."""
+
+
 class AiohttpClient:
     """aiohttp with an unbounded-enough connection pool (one connection per in-flight request)."""
 
@@ -161,7 +168,7 @@ class AiohttpClient:
 
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
-                limit=connections, limit_per_host=0, keepalive_timeout=30
+                limit=connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS
             ),
             timeout=aiohttp.ClientTimeout(total=timeout),
             skip_auto_headers=("User-Agent",),
@@ -188,7 +195,11 @@ class HttpxClient:
         import httpx
 
         self._client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            limits=httpx.Limits(
+                max_connections=connections,
+                max_keepalive_connections=connections,
+                keepalive_expiry=KEEPALIVE_SECONDS,
+            ),
             timeout=httpx.Timeout(timeout),
         )
 
