@@ -160,6 +160,39 @@ def test_0014_rows_written_without_ids_get_them_back_on_downgrade(empty_db: str)
     }
 
 
+def test_0014_downgrade_when_a_pre_0008_item_moved_since(empty_db: str) -> None:
+    # An item written before 0008 has its row id as its API id. Moved by this release, the
+    # row at its new position is written without an id and with that API id as item_id,
+    # while the row at its old position keeps the id: the downgrade may not give the new row
+    # its item_id as its id (duplicate primary key; the downgrade failed).
+    settings = make_settings(empty_db)
+    migrate.upgrade(settings, "0013")
+    item = (
+        "INSERT INTO quote_items (id, item_id, quote_id, position, type, description, quantity,"
+        " unit_price, line_total, details) VALUES ({id}, {item}, 'q1', {n}, 'HOTEL', 'H', 1,"
+        " 10, 10, '{{}}')"
+    )
+    _sql(
+        empty_db,
+        *_owners("a1"),
+        QUOTE.format(id="q1", agent="a1", status="DRAFT", version=2),
+        item.format(id="'row-0'", item="NULL", n=0),
+    )
+    migrate.upgrade(settings)
+    _sql(  # an edit by this release: a new item first, the old one moved to position 1
+        empty_db,
+        "UPDATE quote_items SET item_id = 'item-new' WHERE position = 0",
+        item.format(id="NULL", item="'row-0'", n=1),
+    )
+    api_ids = "SELECT position, coalesce(item_id, id) FROM quote_items ORDER BY position"
+    before = _sql(empty_db, api_ids)[0]
+
+    migrate.downgrade(settings, "0013")
+    assert _sql(empty_db, api_ids)[0] == before  # the previous release reads the same ids
+    rows = _sql(empty_db, "SELECT position, id FROM quote_items ORDER BY position")[0]
+    assert rows[0][1] == "row-0" and len(rows[1][1]) == 36
+
+
 def _fillfactors(url: str) -> dict[str, int | None]:
     rows = _sql(
         url,

@@ -14,8 +14,11 @@ theirs as their API id (``sql.item_id``).
 
 Upgrade: each table's new primary key index is built in the upgrade's transaction, under its
 ``ACCESS EXCLUSIVE`` lock: saves wait while it builds (about a second per million rows here).
-Downgrade: rows without an ``id`` get one (an item its API id, a revision a new UUID), then the
-``id`` primary keys and the unique keys come back.
+Downgrade: rows without an ``id`` get one (an item its API id unless a row already holds that
+``id``, else a new UUID; a revision a new UUID), then the ``id`` primary keys and the unique
+keys come back. A row id is taken when an item written before migration 0008 (its API id: its
+row id) is moved to another position: its new row's ``item_id`` is the old row's ``id``, which
+that row keeps at its own position.
 """
 
 from __future__ import annotations
@@ -48,6 +51,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # An API id another row holds as its id (a pre-0008 item moved since): a new UUID (one
+    # hash join, as ``id`` has no index here); then every other row its API id (``KEYS``).
+    op.execute(
+        """UPDATE quote_items SET id = gen_random_uuid()::text
+            WHERE id IS NULL
+              AND item_id IN (SELECT id FROM quote_items WHERE id IS NOT NULL)"""
+    )
     for table, (within, restored_id) in KEYS.items():
         op.execute(f"UPDATE {table} SET id = {restored_id} WHERE id IS NULL")  # noqa: S608 (constants)
         op.execute(
