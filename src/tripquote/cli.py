@@ -555,6 +555,18 @@ def maintenance(as_json: JsonFlag = False) -> None:
     from tripquote.db.retention import run_maintenance
 
     settings = cli_settings()
+    if settings.db_pooler == "transaction":
+        # Its one-run-at-a-time lock is a session advisory lock (a concurrent DETACH cannot run
+        # in a transaction): behind a transaction pooler its lock and unlock land on server
+        # connections it does not own, the lock stays held by a pooled connection (every later
+        # run skipped) and two runs may both take it.
+        _refuse(
+            "configuration_error",
+            "tripquote maintenance needs a session of its own: run it with "
+            "TRIPQUOTE_DATABASE_URL naming PostgreSQL itself (or a session-mode pool) and "
+            "TRIPQUOTE_DB_POOLER unset, not through a transaction pooler",
+            status=2,
+        )
 
     async def use(runner: Any) -> dict[str, Any]:
         store = _idempotency_store(settings, runner)

@@ -27,6 +27,7 @@ from tests.servers import (
 )
 from tripquote.db import migrate
 from tripquote.db.engine import PoolerMisconfigured
+from tripquote.db.retention import MAINTENANCE_LOCK
 from tripquote.observability import metrics
 
 pytestmark = pytest.mark.pgbouncer
@@ -231,3 +232,39 @@ async def test_migrations_read_through_the_bouncer(db_url: str) -> None:
     head, _ = migrate.revisions()
     settings = make_settings(db_url, db_pooler="transaction")
     assert await asyncio.to_thread(migrate.current, settings) == (head,)
+
+
+async def test_maintenance_through_a_transaction_pooler_is_refused(
+    bounced_database: Database, db_url: str
+) -> None:
+    # Its one-run-at-a-time lock is a session advisory lock: through the bouncer two runs at
+    # once (two hosts' cron) left it held by a pooled server connection, and every later run
+    # printed {"skipped": ...} with exit status 0 (partitions never made: saves fail once the
+    # days made ahead are used up). It is refused, and leaves no lock held.
+    runs = [
+        subprocess.Popen(
+            [str(Path(sys.executable).with_name("tripquote")), "maintenance", "--json"],
+            env=server_env(db_url, db_pooler="transaction"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for run in runs:
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 2, (out, err[-2000:])
+        (line,) = err.strip().splitlines()
+        assert json.loads(line)["event"] == "configuration_error"
+        assert "TRIPQUOTE_DB_POOLER" in line
+    conn = await asyncpg.connect(bounced_database.dsn)
+    try:
+        held = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND ((classid::bigint << 32) | objid::bigint) = $1",
+            MAINTENANCE_LOCK,
+        )
+    finally:
+        await conn.close()
+    assert held == 0
