@@ -5,6 +5,7 @@ saves on one quote lose no update, and a refused merge stores nothing."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import pytest
@@ -79,6 +80,7 @@ async def test_items_have_ids_kept_across_edits(world: World) -> None:
     changed = await _patch(world, actor, quote["id"], body, merge=False)
     saved = changed.json()["quote"]["items"]
     assert saved[1]["id"] == ids[5] and saved[0]["id"] not in ids
+    assert uuid.UUID(saved[0]["id"]).version == 7  # made as every id is (tripquote.ids)
     assert [i["id"] for i in saved[2:]] == ids[1:5]
     # With Prefer: merge an item sent without an id is a new item.
     fresh = [{k: v for k, v in i.items() if k != "id"} for i in saved]

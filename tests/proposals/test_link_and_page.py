@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 
 from sqlalchemy import text
 
@@ -40,6 +41,7 @@ async def test_send_stores_the_proposal_and_gives_its_link_once_hashed(world: Wo
         )
     # Only the hash of the token is stored; the proposal's hash is SHA-256 of its text.
     assert row["token_hash"] == hashlib.sha256(sent.token.encode()).hexdigest()
+    assert uuid.UUID(row["id"]).version == 7  # made as every id is (tripquote.ids)
     assert sent.token not in everything
     assert row["proposal_hash"] == hashlib.sha256(row["body"].encode()).hexdigest()
     assert proposal["proposalHash"] == row["proposal_hash"]

@@ -113,7 +113,7 @@ class Draft:
 def with_item_ids(draft: QuoteDraft, known: Sequence[str] | None) -> QuoteDraft:
     """``draft`` with its item ids checked: none names two items; with ``known`` (a create:
     none; a merged save: the ids of the version it was made on) each is one of them, and an
-    item sent without one gets a new one (UUID 4). ``known`` None (an edit): the ids sent
+    item sent without one gets a new one (``ids.new_id``). ``known`` None (an edit): the ids sent
     are the store's to check and complete (``sql.ITEMS_IN``). QUOTE_VALIDATION_FAILED at
     ``items[i].id`` (``unknown_id``, ``duplicate_id``)."""
     allowed = None if known is None else set(known)

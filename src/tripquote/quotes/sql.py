@@ -253,8 +253,9 @@ _SENT_IDS = """ARRAY(SELECT y.id FROM json_to_recordset(:items::json) AS y(id te
 ITEMS_IN = f"""items_in AS (
     -- The items an edit sends, each with its id: the one sent, else the id of the quote's
     -- item at its position unless an item sends that id, else a new one (the one place
-    -- this rule is written).
-    SELECT x.*, coalesce(x.id, {item_id("p")}, gen_random_uuid()::text) AS item_id
+    -- this rule is written): :new_item_ids, one per item sent (ids.new_id).
+    SELECT x.*, coalesce(x.id, {item_id("p")}, (:new_item_ids::text[])[x.position + 1])
+           AS item_id
       FROM {ITEMS_JSON}
       LEFT JOIN quote_items p
         ON x.id IS NULL AND p.quote_id = :quote_id AND p.position = x.position
@@ -449,7 +450,7 @@ _LINKS = """ended AS (
     -- text (``json`` keeps it byte for byte: the page shows and hashes exactly these bytes).
     INSERT INTO proposals (id, quote_id, version, token_hash, link_nonce, proposal,
                            proposal_hash, created_at, expires_at)
-    SELECT gen_random_uuid()::text, s.id, s.version, :link_hash::text, :link_nonce::text, d.doc,
+    SELECT :proposal_id::text, s.id, s.version, :link_hash::text, :link_nonce::text, d.doc,
            encode(sha256(convert_to(d.doc::text, 'UTF8')), 'hex'), :now, s.expires_at
       FROM saved s JOIN agencies g ON g.id = s.agency_id CROSS JOIN revision r
      CROSS JOIN LATERAL (

@@ -119,7 +119,8 @@ class QuoteStore:
     ) -> dict[str, Any]:  # fmt: skip
         """The parameters of ``sql.EDIT`` but the save id; ``merge``: what a merged save
         merged (``merge.Merged.record``), kept on its revision; ``fresh_ids``: the ids of
-        the new items it names (``sql.ITEMS_IN``)."""
+        the new items it names (``sql.ITEMS_IN``); ``new_item_ids``: an id for each item
+        sent, the one an item sent without one takes when it is a new item."""
         known = {
             "id": quote_id,
             **draft.content_api(),
@@ -143,6 +144,7 @@ class QuoteStore:
             "parts": sql.snapshot_parts(known, sql.EDIT_FROM_ROW),
             "merge": dumps(merge).decode() if merge is not None else None,
             "fresh_ids": fresh_ids,
+            "new_item_ids": [new_id() for _ in draft.items],
         }
 
     async def merged_edit(
@@ -227,6 +229,7 @@ class QuoteStore:
             "end_reason": LINK_ENDED_BY.get(change.operation),
             "link_hash": link.hash if link is not None else None,
             "link_nonce": link.nonce if link is not None else None,
+            "proposal_id": new_id() if link is not None else None,
         }
         return await self._write(sql.TRANSITION, values, then, _transitioned, _transitioned)
 
