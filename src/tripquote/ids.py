@@ -1,5 +1,7 @@
 """The ids tripquote gives what it stores: quotes, items, clients, agents, agencies, saves,
-webhook subscriptions.
+proposals, webhook subscriptions. (Not an event's id, ``evt_`` and 32 random hex digits,
+made by the statement that writes its event: it leads the index of one day's partition of
+``events`` only, which the day's writes keep in memory.)
 
 Every id is a UUID version 7 (RFC 9562 §5.7) in its canonical text form (36 characters, lower
 case): 48 bits of Unix time in milliseconds, then random bits. Ids made later sort later (as

@@ -64,7 +64,7 @@ class ItemOut(BaseModel):
     id: str = Field(
         description="The item's id (a UUID), kept from version to version: send it back with "
         "the item in a PATCH's `items` to edit that item.",
-        examples=["6f1c2d3e-4b5a-4c6d-8e9f-0a1b2c3d4e5f"],
+        examples=["01a2493d-90b2-7df8-9a89-0bb96bdcd1e9"],
     )
     type: Literal["FLIGHT", "HOTEL", "ACTIVITY", "TRANSFER", "OTHER"]
     description: str
@@ -175,7 +175,7 @@ class MergeOut(BaseModel):
     baseVersion: int = Field(description="The version the save was made on.")
     appliedOntoVersion: int = Field(description="The version it was merged with and written over.")
     fromRequest: list[str] = Field(examples=[["notes"]])
-    fromCurrent: list[str] = Field(examples=[["items[6f1c2d3e-4b5a-4c6d-8e9f-0a1b2c3d4e5f]"]])
+    fromCurrent: list[str] = Field(examples=[["items[01a2493d-90b2-7df8-9a89-0bb96bdcd1e9]"]])
 
 
 class RevisionEntryOut(BaseModel):

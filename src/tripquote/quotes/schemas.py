@@ -499,7 +499,7 @@ class _ItemIn(_Shape):
         "takes the id of the item at its position in the quote, unless another item names "
         "that id, or is a new item with a new id. With `Prefer: merge` an item sent without "
         "an id is a new item.",
-        examples=["6f1c2d3e-4b5a-4c6d-8e9f-0a1b2c3d4e5f"],
+        examples=["01a2493d-90b2-7df8-9a89-0bb96bdcd1e9"],
     )
     description: Text500 = Field(examples=["FI 543 CDG-KEF"])
     quantity: Quantity = Field(description="Units priced at unitPrice.", examples=[4])
