@@ -180,6 +180,28 @@ async def test_an_invalid_body_is_refused_and_nothing_is_written(
     assert await rows(world) == before
 
 
+@pytest.mark.parametrize("field", ["url", "eventTypes", "enabled"])
+async def test_a_patch_sending_null_is_refused_at_its_field_and_nothing_is_written(
+    world: World, field: str
+) -> None:
+    # A null is no value of these fields: refused as the quotes' PATCH refuses it (not taken
+    # for "not sent", which answered 200 and moved updatedAt).
+    admin = await admin_of(world)
+    created = await subscribe(world, admin, enabled=False)
+    webhook_id = created.json()["webhook"]["id"]
+    try:
+        before = await rows(world)
+        refused = await world.client.patch(
+            f"{W}/{webhook_id}", json={field: None}, headers=admin.headers
+        )
+        errors = assert_envelope(refused, "QUOTE_VALIDATION_FAILED", 400)["details"]["errors"]
+        assert [(e["path"], e["code"]) for e in errors] == [(field, "required")]
+        assert errors[0]["message"] == f"{field} must not be null."
+        assert await rows(world) == before
+    finally:
+        await world.client.delete(f"{W}/{webhook_id}", headers=admin.headers)
+
+
 @pytest.mark.parametrize(
     ("url", "code"),
     [

@@ -61,15 +61,37 @@ class SubscriptionIn(BaseModel):
     enabled: StrictBool = True
 
 
+def _null_not_shown(schema: dict[str, Any]) -> None:
+    """The OpenAPI form of a PATCH body whose fields default to None for "not sent": each
+    field without its ``null`` alternative and default (a null sent is refused, ``_not_null``)."""
+    for field in schema.get("properties", {}).values():
+        if field.get("default", 0) is None:
+            del field["default"]
+        kinds = [kind for kind in field.pop("anyOf", []) if kind != {"type": "null"}]
+        if len(kinds) == 1:
+            field.update(kinds[0])
+        elif kinds:
+            field["anyOf"] = kinds
+
+
 class SubscriptionPatch(BaseModel):
     """``PATCH /api/agents/webhooks/{id}`` body: the fields sent change; unknown ones are
     rejected."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_null_not_shown)
 
     url: Url | None = None
     eventTypes: EventTypes | None = Field(default=None, min_length=1, max_length=32)
     enabled: StrictBool | None = None
+
+    @field_validator("url", "eventTypes", "enabled", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        """A field sent as ``null`` is refused (``required``, "<field> must not be null."), as
+        the quotes' PATCH refuses it: None here means "not sent", never a value."""
+        if value is None:
+            raise PydanticCustomError("required", f"{info.field_name} must not be null.")
+        return value
 
 
 class RotationIn(BaseModel):
