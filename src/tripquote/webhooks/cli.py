@@ -90,6 +90,8 @@ def replay(
 
     start = _instant(since, "--since")
     end = _instant(until, "--until") if until is not None else None
+    if end is not None and end <= start:  # as POST …/replay refuses it (date_order)
+        raise typer.BadParameter("--until: must be after --since")
     settings = cli_settings()
 
     async def use(runner: Any) -> int | None:
