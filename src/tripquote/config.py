@@ -127,8 +127,9 @@ class Settings(BaseSettings):
     # backoff and jitter: attempt n waits min(BASE * 4^(n-1), MAX) seconds, +-20 %; after
     # MAX_ATTEMPTS attempts the delivery is dead-lettered (replayable).
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    """A delivery attempt's whole time (connect, send, answer); at most half of
-    ``tx_timeout_seconds`` is used: the attempt runs inside the transaction that holds it."""
+    """A delivery attempt's whole time (in production the name's resolution, then connect, send,
+    answer: a timeout past it); at most half of ``tx_timeout_seconds`` is used: the attempt
+    runs inside the transaction that holds it."""
     webhook_max_attempts: int = Field(default=10, ge=1, le=100)
     webhook_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
     webhook_retry_max_seconds: float = Field(default=36_000.0, gt=0, le=7 * 86_400)

@@ -126,3 +126,85 @@ async def test_replay_from_the_command_line(
         "webhooks", "replay", "no-such-id", "--since", "2000-01-01T00:00:00Z",
     )  # fmt: skip
     assert missing["event"] == "webhook_not_found"
+
+
+@pytest.mark.parametrize("until", ["2026-12-05T00:00:00Z", "2026-12-06T00:00:00Z"])
+async def test_replay_refuses_an_until_not_after_since_as_the_api_does(
+    world: World, tmp_path: Path, until: str
+) -> None:
+    # POST …/replay answers 400 date_order; the command said "replayed 0 deliveries", exit 0.
+    import json
+    import subprocess
+    import sys
+
+    admin = await world.actor(role="admin")
+    url = "http://127.0.0.1:9/replay-order"
+    webhook_id, _ = await subscribe(world, admin, url, "quote.sent")
+    args = ["webhooks", "replay", webhook_id, "--since", "2026-12-06T00:00:00Z", "--until", until]
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "tripquote.cli", *args],
+            env=server_env(world.settings.require_database_url()),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        await forget_subscriptions(world, url)
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    event = json.loads(line)
+    assert event["event"] == "usage_error"
+    assert "--until: must be after --since" in event["error"]
+
+
+async def test_a_slow_name_resolution_is_a_timed_out_attempt_not_a_stuck_batch(
+    db_url: str, world_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Production resolves the host at each attempt (urls.target). A resolver that hangs (a DNS
+    # server down) must count against the attempt's time like connect and send do: outside
+    # it, the attempt outlived the batch's transaction, which timed out — nothing recorded
+    # (no backoff, no dead letter, every other delivery of the batch sent again each pass).
+    import asyncio
+
+    world: World = await world_factory(
+        make_settings(
+            db_url, environment="production", webhook_timeout_seconds=0.5, tx_timeout_seconds=2
+        )
+    )
+    admin = await world.actor(role="admin")
+    url = "https://localhost:9/slow-dns"  # resolves, after the wait, to loopback: refused
+    async with world.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO webhook_subscriptions (id, agency_id, url, event_types, enabled,"
+                " secret, created_at, updated_at) VALUES (gen_random_uuid()::text, :a, :u,"
+                " ARRAY['quote.created'], true, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',"
+                " now(), now())"
+            ),
+            {"a": admin.agency_id, "u": url},
+        )
+    loop = asyncio.get_running_loop()
+    resolve = loop.getaddrinfo
+    hang = world.settings.tx_timeout_seconds + 2  # longer than the batch's whole budget
+
+    async def slow_getaddrinfo(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(hang)
+        return await resolve(*args, **kwargs)
+
+    try:
+        assert (await create(world, admin)).status_code == 201
+        monkeypatch.setattr(loop, "getaddrinfo", slow_getaddrinfo)
+        async with httpx.AsyncClient() as client:
+            worker = worker_of(world, client)
+            await worker.fan_out()
+            assert await worker.deliver_batch() == 1
+        [delivery] = await deliveries_of(world, url)
+        assert (delivery["status"], delivery["attempts"]) == ("pending", 1)
+        assert delivery["last_error"] == "timeout"
+        assert delivery["last_duration_ms"] < 2000
+    finally:
+        monkeypatch.undo()
+        await forget_subscriptions(world, url)

@@ -226,21 +226,24 @@ class DeliveryWorker:
         except (ValueError, RuntimeError):  # a secret that is not whsec_ base64 (edited by hand)
             return Attempt(None, "invalid_secret", _ms_since(started))
         try:
-            target = await urls.target(row["url"], production=self.production)
-            headers = {
-                "content-type": "application/json",
-                "user-agent": "tripquote-webhooks",
-                "webhook-id": row["event_id"],
-                "webhook-timestamp": str(int(at.timestamp())),
-                "webhook-signature": signed,
-            }
-            if target.host_header is not None:
-                headers["host"] = target.host_header
-            extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None
-            request = self.client.build_request(
-                "POST", target.url, content=body, headers=headers, extensions=extensions
-            )
+            # The whole attempt, the name's resolution included (production: a DNS server that
+            # hangs would otherwise outlive the batch's transaction and nothing be recorded).
             async with asyncio.timeout(webhook_attempt_seconds(self.settings)):
+                target = await urls.target(row["url"], production=self.production)
+                headers = {
+                    "content-type": "application/json",
+                    "user-agent": "tripquote-webhooks",
+                    "webhook-id": row["event_id"],
+                    "webhook-timestamp": str(int(at.timestamp())),
+                    "webhook-signature": signed,
+                }
+                if target.host_header is not None:
+                    headers["host"] = target.host_header
+                sni = target.sni_hostname
+                extensions = {"sni_hostname": sni} if sni else None
+                request = self.client.build_request(
+                    "POST", target.url, content=body, headers=headers, extensions=extensions
+                )
                 response = await self.client.send(request, stream=True)  # body never read
                 await response.aclose()
             return Attempt(response.status_code, None, _ms_since(started))
