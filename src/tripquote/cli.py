@@ -179,11 +179,22 @@ def _refuse_a_misconfigured_pooler(settings: Settings) -> None:
         _refuse("configuration_error", problem, status=2)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
+    raise SystemExit(0)
+
+
 def _run_uvicorn(settings: Settings, *, host: str, port: int, workers: int, backlog: int) -> None:
+    """Serve until SIGTERM or SIGINT. SIGTERM ends the process as SystemExit(0): one worker is
+    uvicorn's own server, which after its graceful shutdown raises the signal again with the
+    handler found before it; SIGTERM's default would kill the process before its exit hooks,
+    leaving the embedded PostgreSQL running (``db/embedded.py``)."""
+    import signal
+
     import uvicorn
 
     from tripquote.observability.logging import uvicorn_log_config
 
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
         "tripquote.app:create_app",
         factory=True,

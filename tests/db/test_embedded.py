@@ -173,3 +173,32 @@ def test_concurrent_first_runs_on_a_new_folder_all_succeed(embedded_home: Path) 
     current = _tripquote("db", "current", "--json", env=env, cwd=embedded_home)
     assert json.loads(current.stdout)["head"] is True, current.stderr
     assert not (embedded_home / ".tripquote" / "pgdata" / "postmaster.pid").exists()
+
+
+async def test_serve_with_one_worker_stopped_by_sigterm_stops_the_server(
+    embedded_home: Path,
+) -> None:
+    # One worker is uvicorn's own server, which after its graceful shutdown raised SIGTERM
+    # again with its default action: the process died of it (-15) before any exit hook, and
+    # the embedded PostgreSQL was left running, its holder recorded (systemd, docker stop).
+    env = _embedded_env()
+    data = embedded_home / ".tripquote" / "pgdata"
+    run_cli(["db", "upgrade"], env, cwd=embedded_home)
+    server = start_server(env, log_dir=embedded_home)
+    try:
+        await wait_ready(server)
+        postmaster = int((data / "postmaster.pid").read_text().split()[0])
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) == 0, server.log_tail()
+    finally:
+        server.stop()
+
+    async def stopped() -> bool:
+        return not _running(postmaster)
+
+    try:
+        await wait_until(stopped, within=30, what="the embedded PostgreSQL to stop")
+    finally:
+        if _running(postmaster):  # the failure this test is about: do not leave it running
+            os.kill(postmaster, signal.SIGTERM)
+    assert not (data / "postmaster.pid").exists()
