@@ -656,7 +656,7 @@ def main() -> None:
 def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
     from sqlalchemy.exc import DBAPIError
 
-    from tripquote.db.errors import sqlstate_of
+    from tripquote.db.errors import sqlstate_of, statement_refused
     from tripquote.observability.logging import scrub
 
     driver = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
@@ -664,13 +664,27 @@ def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
     first_line = text.splitlines()[0] if text else ""
     if isinstance(driver, TimeoutError) and not first_line:
         first_line = "the database did not answer in time"
-    hint = _unavailable_hint()
-    if sqlstate_of(exc) == "42P01":  # undefined_table
+    state = sqlstate_of(exc)
+    refused: dict[str, str] = {}
+    if state == "42P01":  # undefined_table
         event, hint = "database_not_migrated", "Run: tripquote db upgrade"
+    elif state is not None and statement_refused(exc):
+        # It answered, and refused the statement: not an outage to look for.
+        event = "database_error"
+        hint = "The database refused a statement: see sqlstate and detail."
+        refused["sqlstate"] = state
+        detail = getattr(getattr(driver, "__cause__", None), "detail", None) or getattr(
+            driver, "detail", None
+        )
+        if detail:
+            refused["detail"] = scrub(str(detail))
+    else:
+        hint = _unavailable_hint()
     line = {
         "level": "error",
         "event": event,
         "error": scrub(f"{type(driver).__name__}: {first_line}"),
+        **refused,
         "hint": hint,
     }
     typer.echo(json.dumps(line), err=True)

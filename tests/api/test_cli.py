@@ -131,6 +131,28 @@ def test_a_database_url_it_cannot_use_is_a_configuration_error(
     assert "hunter2" not in line
 
 
+def test_a_statement_the_database_refuses_is_told_as_such_not_as_an_outage(
+    empty_db: str,
+) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from tests.conftest import make_settings
+    from tripquote.db import migrate
+
+    migrate.upgrade(make_settings(empty_db))
+
+    async def break_schema() -> None:  # a column the command writes is not there
+        engine = create_async_engine(empty_db)
+        async with engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE agencies RENAME COLUMN timezone TO tz"))
+        await engine.dispose()
+
+    asyncio.run(break_schema())
+    line = cli_error(empty_db, "agencies", "create", "X")
+    assert line["event"] == "database_error" and line["sqlstate"] == "42703"  # undefined_column
+    assert "timezone" in line["error"] and "TRIPQUOTE_DATABASE_URL" not in line["hint"]
+
+
 @pytest.mark.parametrize(
     "command", [("expire",), ("idempotency", "purge"), ("agencies", "create", "X")]
 )

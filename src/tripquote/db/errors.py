@@ -190,3 +190,16 @@ def _build(cls: type[TripquoteError], cause: str, described: dict[str, Any]) -> 
             },
         )
     return cls(details={"cause": cause})
+
+
+UNUSABLE_CLASSES = frozenset({"08", "28", "3D", "53", "57"})
+"""The SQLSTATE classes (PostgreSQL, Appendix A) of a database a command could not use: no
+connection (08), refused credentials (28), no such database (3D), out of resources (53),
+shutting down or its statement cancelled (57)."""
+
+
+def statement_refused(error: BaseException) -> bool:
+    """True when the database answered and refused the statement (an SQLSTATE outside
+    ``UNUSABLE_CLASSES``: a constraint, a syntax error, a missing object…), not an outage."""
+    state = sqlstate_of(error)
+    return state is not None and state[:2] not in UNUSABLE_CLASSES
