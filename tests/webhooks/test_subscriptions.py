@@ -269,3 +269,34 @@ async def test_who_may_act_is_decided_before_the_url(db_url: str, world_factory:
     agent = await world.actor()
     refused = await subscribe(world, agent, url="https://127.0.0.1/hook")
     assert_envelope(refused, "AUTHORIZATION_FAILED", 403)
+
+
+async def test_a_host_that_does_not_resolve_in_time_is_refused_not_a_database_timeout(
+    db_url: str, world_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Production resolves a new URL's host inside the request's transaction: a resolver that
+    # hangs must not hold the connection until the transaction times out (DATABASE_TIMEOUT).
+    import asyncio
+
+    world: World = await world_factory(
+        make_settings(
+            db_url, environment="production", webhook_timeout_seconds=0.2, tx_timeout_seconds=2
+        )
+    )
+    admin = await admin_of(world)
+    loop = asyncio.get_running_loop()
+    resolve = loop.getaddrinfo
+
+    async def slow_getaddrinfo(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(world.settings.tx_timeout_seconds + 2)  # past the transaction
+        return await resolve(*args, **kwargs)
+
+    before = await rows(world)
+    monkeypatch.setattr(loop, "getaddrinfo", slow_getaddrinfo)
+    try:
+        refused = await subscribe(world, admin, url="https://crm.example.com/hook")
+    finally:
+        monkeypatch.undo()
+    errors = assert_envelope(refused, "WEBHOOK_URL_REFUSED", 422)["details"]["errors"]
+    assert [(e["path"], e["code"]) for e in errors] == [("url", "unresolvable")]
+    assert await rows(world) == before

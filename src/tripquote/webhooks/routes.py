@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from tripquote.agents.auth import Caller, principal_of
 from tripquote.agents.repository import Principal
+from tripquote.config import webhook_attempt_seconds
 from tripquote.deps import CurrentAgent, JsonBody, Runner, WritingAgent
 from tripquote.errors import (
     AgentNotFound,
@@ -98,6 +99,11 @@ def _production(request: Request) -> bool:
     return bool(request.app.state.settings.environment == "production")
 
 
+def _lookup(request: Request) -> float:
+    """How long a URL's host may take to resolve: as long as a delivery attempt may take."""
+    return webhook_attempt_seconds(request.app.state.settings)
+
+
 def _webhook_id(webhook_id: str) -> str:
     return path_id(webhook_id, WebhookNotFound)
 
@@ -130,7 +136,7 @@ async def create_webhook(
 
     async def work(conn: AsyncConnection) -> Any:
         principal = await _admin(conn, caller)  # before the URL: its check may resolve it
-        await urls.check(wanted.url, production=_production(request))
+        await urls.check(wanted.url, production=_production(request), within=_lookup(request))
         return await repository.insert_subscription(
             conn,
             agency_id=principal.agency_id,
@@ -203,7 +209,7 @@ async def update_webhook(
         principal = await _admin(conn, caller)
         await _subscription(conn, principal, checked)  # before the URL: its check may resolve it
         if patch.url is not None:
-            await urls.check(patch.url, production=_production(request))
+            await urls.check(patch.url, production=_production(request), within=_lookup(request))
         now = datetime.now(UTC)
         row = await repository.update_subscription(
             conn, agency_id=principal.agency_id, subscription_id=checked, values=values, now=now

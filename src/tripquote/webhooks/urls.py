@@ -82,11 +82,18 @@ async def resolve_public(parsed: httpx.URL) -> str:
     return addresses[0]
 
 
-async def check(url: str, *, production: bool) -> None:
-    """WEBHOOK_URL_REFUSED unless ``url`` may be a subscription's endpoint (see the module)."""
+async def check(url: str, *, production: bool, within: float) -> None:
+    """WEBHOOK_URL_REFUSED unless ``url`` may be a subscription's endpoint (see the module);
+    in production its host resolved within ``within`` seconds, else ``unresolvable`` (the
+    request's database transaction waits on the lookup: a resolver that hangs must not hold
+    its connection until the transaction times out)."""
     parsed = parse(url, production=production)
     if production:
-        await resolve_public(parsed)
+        try:
+            async with asyncio.timeout(within):
+                await resolve_public(parsed)
+        except TimeoutError:
+            raise _refused("unresolvable", "url's host did not resolve in time.") from None
 
 
 async def target(url: str, *, production: bool) -> Target:
