@@ -300,3 +300,12 @@ async def test_a_host_that_does_not_resolve_in_time_is_refused_not_a_database_ti
     errors = assert_envelope(refused, "WEBHOOK_URL_REFUSED", 422)["details"]["errors"]
     assert [(e["path"], e["code"]) for e in errors] == [("url", "unresolvable")]
     assert await rows(world) == before
+
+
+async def test_a_patch_sending_no_field_changes_nothing(world: World) -> None:
+    admin = await admin_of(world)
+    created = (await subscribe(world, admin, url="http://127.0.0.1:8080/hook")).json()["webhook"]
+    before = await rows(world)
+    answer = await world.client.patch(f"{W}/{created['id']}", json={}, headers=admin.headers)
+    assert answer.status_code == 200 and answer.json()["webhook"] == created
+    assert await rows(world) == before

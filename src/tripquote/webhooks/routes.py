@@ -192,8 +192,9 @@ async def get_webhook(caller: CurrentAgent, webhook_id: str, runner: Runner) -> 
 async def update_webhook(
     request: Request, caller: WritingAgent, webhook_id: str, body: PatchBody, runner: Runner
 ) -> Response:
-    """Change ``url``, ``eventTypes`` or ``enabled`` (the fields sent); enabling clears
-    ``disabledReason`` and makes its pending deliveries due now. ``{success, webhook}``."""
+    """Change ``url``, ``eventTypes`` or ``enabled`` (the fields sent; none: nothing changes);
+    enabling clears ``disabledReason`` and makes its pending deliveries due now.
+    ``{success, webhook}``."""
     checked = _webhook_id(webhook_id)
     patch = _parsed(SubscriptionPatch, body)
     values: dict[str, Any] = {}
@@ -207,7 +208,9 @@ async def update_webhook(
 
     async def work(conn: AsyncConnection) -> Any:
         principal = await _admin(conn, caller)
-        await _subscription(conn, principal, checked)  # before the URL: its check may resolve it
+        current = await _subscription(conn, principal, checked)  # before the URL's check
+        if not values:  # nothing sent: nothing changes, updatedAt included
+            return current
         if patch.url is not None:
             await urls.check(patch.url, production=_production(request), within=_lookup(request))
         now = datetime.now(UTC)
