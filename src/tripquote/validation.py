@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,15 +48,24 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
     return out
 
 
+_UUID_TEXT = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
+"""A UUID in its hyphenated text form, hex digits of either case (RFC 9562 §4)."""
+
+
 def path_id(value: str, not_found: type[TripquoteError]) -> str:
     """An id taken from the URL, or ``not_found`` (404) when no stored id can equal it.
 
     A NUL byte (``%00``) is the one character PostgreSQL text cannot hold (SQLSTATE 22021), and
     no id is longer than the id columns (``db/tables.py`` ``ID``): either answers 404 with no
-    query, and without echoing the value (a 60,000-character id made a 60 KB 404).
+    query, and without echoing the value (a 60,000-character id made a 60 KB 404). A UUID's hex
+    digits are case-insensitive on input (RFC 9562 §4) while ids are stored as lower-case text
+    (``ids.new_id``, ``gen_random_uuid()::text``), so one in upper case is looked up lower-cased
+    (``01A2…`` names the quote ``01a2…``; before, a 404).
     """
     if "\x00" in value or len(value) > ID:
         raise not_found()
+    if _UUID_TEXT.fullmatch(value):
+        return value.lower()
     return value
 
 

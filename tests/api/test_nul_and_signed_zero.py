@@ -48,6 +48,31 @@ async def test_a_nul_in_a_quote_id_is_not_found(world: World, method: str, suffi
     assert await world.table_counts() == before
 
 
+async def test_an_upper_case_uuid_in_the_url_names_the_same_quote_and_client(world: World) -> None:
+    """UUID hex digits are case-insensitive on input (RFC 9562 §4): the upper-case form of a
+    quote's or a client's id reads and edits it, where it was a 404 (ids are lower-case text)."""
+    actor = await world.actor()
+    created = await world.client.post(
+        Q, json=quote_body("iceland-ring-road-eur", actor.client_id), headers=actor.headers
+    )
+    assert created.status_code == 201, created.text
+    quote_id = created.json()["quoteId"]
+    read = await world.client.get(f"{Q}/{quote_id.upper()}", headers=actor.headers)
+    assert read.status_code == 200, read.text
+    assert read.json()["quoteId"] == quote_id
+    edited = await world.client.patch(
+        f"{Q}/{quote_id.upper()}", json={"version": 1, "travelers": 3}, headers=actor.headers
+    )
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["version"] == 2
+    history = await world.client.get(f"{Q}/{quote_id.upper()}/revisions", headers=actor.headers)
+    assert [r["version"] for r in history.json()["revisions"]] == [1, 2]
+    client = await world.client.get(
+        f"/api/agents/clients/{actor.client_id.upper()}", headers=actor.headers
+    )
+    assert client.status_code == 200, client.text
+
+
 async def test_a_nul_in_a_client_id_or_filter(world: World) -> None:
     actor = await world.actor()
     missing = await world.client.get("/api/agents/clients/%00", headers=actor.headers)
