@@ -52,6 +52,12 @@ _UUID_TEXT = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 """A UUID in its hyphenated text form, hex digits of either case (RFC 9562 §4)."""
 
 
+def canonical_id(value: str) -> str:
+    """``value`` as ids are stored: a UUID's hex digits lower-cased (they are case-insensitive
+    on input, RFC 9562 §4; ``ids.new_id`` writes them lower-case); any other text as is."""
+    return value.lower() if _UUID_TEXT.fullmatch(value) else value
+
+
 def path_id(value: str, not_found: type[TripquoteError]) -> str:
     """An id taken from the URL, or ``not_found`` (404) when no stored id can equal it.
 
@@ -64,9 +70,7 @@ def path_id(value: str, not_found: type[TripquoteError]) -> str:
     """
     if "\x00" in value or len(value) > ID:
         raise not_found()
-    if _UUID_TEXT.fullmatch(value):
-        return value.lower()
-    return value
+    return canonical_id(value)
 
 
 NO_NUL = "^[^\\x00]*$"

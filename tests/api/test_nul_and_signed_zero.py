@@ -71,6 +71,17 @@ async def test_an_upper_case_uuid_in_the_url_names_the_same_quote_and_client(wor
         f"/api/agents/clients/{actor.client_id.upper()}", headers=actor.headers
     )
     assert client.status_code == 200, client.text
+    # The body's clientId and the list's filter likewise (a 404 CLIENT_NOT_FOUND and an
+    # empty page before).
+    again = await world.client.post(
+        Q, json=quote_body("iceland-ring-road-eur", actor.client_id.upper()), headers=actor.headers
+    )
+    assert again.status_code == 201, again.text
+    assert again.json()["quote"]["clientId"] == actor.client_id
+    listed = await world.client.get(
+        Q, params={"clientId": actor.client_id.upper()}, headers=actor.headers
+    )
+    assert len(listed.json()["quotes"]) == 2
 
 
 async def test_a_nul_in_a_client_id_or_filter(world: World) -> None:

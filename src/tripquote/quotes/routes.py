@@ -86,7 +86,7 @@ from tripquote.quotes.schemas import DATETIME_PATTERN, parse_aware_datetime
 from tripquote.quotes.service import OnSaved
 from tripquote.quotes.service import SavedQuote as Saved
 from tripquote.routing import TrackedRoute, operation
-from tripquote.validation import NO_NUL, query_text
+from tripquote.validation import NO_NUL, canonical_id, query_text
 
 router = APIRouter(prefix="/api/agents/quotes", tags=["quotes"], route_class=TrackedRoute)
 
@@ -222,6 +222,7 @@ async def list_quotes(
     ``{success, quotes, nextCursor}``."""
     check_limit(limit)
     client_id = query_text(client_id, "clientId")
+    client_id = canonical_id(client_id) if client_id else client_id
     since = _instant(updated_since, "updatedSince") if updated_since else None
     page, after = await quote_service(request).list(
         caller=caller,

@@ -36,6 +36,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError
 
 from tripquote.money import decimal_places
+from tripquote.validation import canonical_id
 
 
 class ItemType(StrEnum):
@@ -595,6 +596,7 @@ class QuoteIn(_Shape):
         Strict(),
         StringConstraints(min_length=1, max_length=64),
         AfterValidator(_single_line),
+        AfterValidator(canonical_id),  # a UUID in upper case names the same client
         DocumentedPattern(functools.partial(single_line_pattern, stripped=False)),
     ] = Field(description="One of the agent's clients.", examples=["c_7Hq2"])
     trip_name: Text200 = Field(examples=["Iceland ring road"])
