@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 from aiohttp import web
 from sqlalchemy import text
@@ -114,6 +115,34 @@ async def subscribe(world: World, admin: Actor, url: str, *types: str) -> tuple[
     )
     assert response.status_code == 201, response.text
     return response.json()["webhook"]["id"], response.json()["secret"]
+
+
+async def insert_subscription(world: World, agency_id: str, url: str) -> None:
+    """A subscription of ``agency_id`` to ``quote.created`` at ``url``, written straight to the
+    table (as a creation check would have passed it then: ``url`` is not looked at now)."""
+    async with world.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO webhook_subscriptions (id, agency_id, url, event_types, enabled,"
+                " secret, created_at, updated_at) VALUES (gen_random_uuid()::text, :a, :u,"
+                " ARRAY['quote.created'], true, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',"
+                " now(), now())"
+            ),
+            {"a": agency_id, "u": url},
+        )
+
+
+def hang_resolver(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Every host-name lookup of the running event loop waits ``seconds`` first (a DNS server
+    that hangs), then resolves as before; ``monkeypatch.undo()`` ends it."""
+    loop = asyncio.get_running_loop()
+    resolve = loop.getaddrinfo
+
+    async def slow_getaddrinfo(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(seconds)
+        return await resolve(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", slow_getaddrinfo)
 
 
 def worker_of(world: World, client: httpx.AsyncClient, **overrides: Any) -> DeliveryWorker:

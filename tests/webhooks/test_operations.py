@@ -15,7 +15,15 @@ from sqlalchemy import text
 from tests.api.test_lifecycle import act, create
 from tests.conftest import World, cli_error, make_settings
 from tests.servers import metric_value, run_cli, server_env
-from tests.webhooks.conftest import Receiver, drain, forget_subscriptions, subscribe, worker_of
+from tests.webhooks.conftest import (
+    Receiver,
+    drain,
+    forget_subscriptions,
+    hang_resolver,
+    insert_subscription,
+    subscribe,
+    worker_of,
+)
 from tripquote.quotes.lifecycle import Operation
 
 
@@ -43,16 +51,7 @@ async def test_production_checks_the_address_again_at_delivery_and_connects_nowh
         # A name that resolved to a public address when subscribed and to loopback now (DNS
         # rebinding): written directly, as the creation check would have passed it then.
         url = f"https://localhost:{listener.getsockname()[1]}/hooks"
-        async with world.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "INSERT INTO webhook_subscriptions (id, agency_id, url, event_types, enabled,"
-                    " secret, created_at, updated_at) VALUES (gen_random_uuid()::text, :a, :u,"
-                    " ARRAY['quote.created'], true, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',"
-                    " now(), now())"
-                ),
-                {"a": admin.agency_id, "u": url},
-            )
+        await insert_subscription(world, admin.agency_id, url)
         try:
             assert (await create(world, admin)).status_code == 201
             async with httpx.AsyncClient() as client:
@@ -167,7 +166,6 @@ async def test_a_slow_name_resolution_is_a_timed_out_attempt_not_a_stuck_batch(
     # server down) must count against the attempt's time like connect and send do: outside
     # it, the attempt outlived the batch's transaction, which timed out — nothing recorded
     # (no backoff, no dead letter, every other delivery of the batch sent again each pass).
-    import asyncio
 
     world: World = await world_factory(
         make_settings(
@@ -176,27 +174,11 @@ async def test_a_slow_name_resolution_is_a_timed_out_attempt_not_a_stuck_batch(
     )
     admin = await world.actor(role="admin")
     url = "https://localhost:9/slow-dns"  # resolves, after the wait, to loopback: refused
-    async with world.engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO webhook_subscriptions (id, agency_id, url, event_types, enabled,"
-                " secret, created_at, updated_at) VALUES (gen_random_uuid()::text, :a, :u,"
-                " ARRAY['quote.created'], true, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw',"
-                " now(), now())"
-            ),
-            {"a": admin.agency_id, "u": url},
-        )
-    loop = asyncio.get_running_loop()
-    resolve = loop.getaddrinfo
-    hang = world.settings.tx_timeout_seconds + 2  # longer than the batch's whole budget
-
-    async def slow_getaddrinfo(*args: Any, **kwargs: Any) -> Any:
-        await asyncio.sleep(hang)
-        return await resolve(*args, **kwargs)
-
+    await insert_subscription(world, admin.agency_id, url)
     try:
         assert (await create(world, admin)).status_code == 201
-        monkeypatch.setattr(loop, "getaddrinfo", slow_getaddrinfo)
+        # Longer than the batch's whole budget.
+        hang_resolver(monkeypatch, world.settings.tx_timeout_seconds + 2)
         async with httpx.AsyncClient() as client:
             worker = worker_of(world, client)
             await worker.fan_out()

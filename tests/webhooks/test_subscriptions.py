@@ -11,7 +11,7 @@ import pytest
 
 from tests.api.test_errors_api import assert_envelope
 from tests.conftest import Actor, World, make_settings
-from tests.webhooks.conftest import worker_of
+from tests.webhooks.conftest import hang_resolver, worker_of
 
 W = "/api/agents/webhooks"
 
@@ -276,23 +276,14 @@ async def test_a_host_that_does_not_resolve_in_time_is_refused_not_a_database_ti
 ) -> None:
     # Production resolves a new URL's host inside the request's transaction: a resolver that
     # hangs must not hold the connection until the transaction times out (DATABASE_TIMEOUT).
-    import asyncio
-
     world: World = await world_factory(
         make_settings(
             db_url, environment="production", webhook_timeout_seconds=0.2, tx_timeout_seconds=2
         )
     )
     admin = await admin_of(world)
-    loop = asyncio.get_running_loop()
-    resolve = loop.getaddrinfo
-
-    async def slow_getaddrinfo(*args: Any, **kwargs: Any) -> Any:
-        await asyncio.sleep(world.settings.tx_timeout_seconds + 2)  # past the transaction
-        return await resolve(*args, **kwargs)
-
     before = await rows(world)
-    monkeypatch.setattr(loop, "getaddrinfo", slow_getaddrinfo)
+    hang_resolver(monkeypatch, world.settings.tx_timeout_seconds + 2)  # past the transaction
     try:
         refused = await subscribe(world, admin, url="https://crm.example.com/hook")
     finally:
