@@ -118,39 +118,32 @@ async def scenario(
     then alone again (each batch's CPU split by a fresh ``meter()``); the summary and the
     next plan sequence number."""
 
-    async def saves_alone() -> Burst:
+    async def saves_beside(others: list[tuple[str, Call]]) -> tuple[Burst, list[Result]]:
+        """A burst of saves released at once with ``others``: the whole batch, and the
+        saves' results (absorbed into the pool)."""
         nonlocal seq
         plan, seq = plan_burst(pool, size=burst_size, agents=agents, fixtures=fixtures, seq=seq)
-        alone = await fire(
-            [(item.kind, target.save_call(client, item)) for item in plan],
+        batch = await fire(
+            [*[(item.kind, target.save_call(client, item)) for item in plan], *others],
             meter=meter() if meter else None,
         )
-        absorb(pool, plan, alone)
-        return alone
+        absorb(pool, plan, Burst(batch.results[: len(plan)], batch.wall))
+        return batch, batch.results[: len(plan)]
 
-    before = await saves_alone()
-    plan, seq = plan_burst(pool, size=burst_size, agents=agents, fixtures=fixtures, seq=seq)
-    saves = [(item.kind, target.save_call(client, item)) for item in plan]
     looks = [("view", _page_call(client, pages[i % len(pages)][0])) for i in range(views)]
     answers = [
         ("accept", _accept_call(client, url, form, n)) for n, (url, form) in enumerate(pages)
     ]
-    beside = await fire([*saves, *looks, *answers], meter=meter() if meter else None)
-    save_results = beside.results[: len(saves)]
-    absorb(pool, plan, Burst(save_results, beside.wall))
-    page_results = beside.results[len(saves) :]
-    after = await saves_alone()
-    plan, seq = plan_burst(pool, size=burst_size, agents=agents, fixtures=fixtures, seq=seq)
     controls = [
         ("control", _page_call(client, f"{target.base_url}/health/live"))
         for _ in range(len(looks) + len(answers))
     ]
-    control = await fire(
-        [*[(item.kind, target.save_call(client, item)) for item in plan], *controls],
-        meter=meter() if meter else None,
-    )
-    absorb(pool, plan, Burst(control.results[: len(plan)], control.wall))
-    control_rate = _saves_per_s(control.results[: len(plan)])
+    before, _ = await saves_beside([])
+    beside, save_results = await saves_beside([*looks, *answers])
+    page_results = beside.results[len(save_results) :]
+    after, _ = await saves_beside([])
+    control, control_saves = await saves_beside(controls)
+    control_rate = _saves_per_s(control_saves)
     rates = [_saves_per_s(before.results), _saves_per_s(after.results)]
     known = [rate for rate in rates if rate is not None]
     alone_rate = sum(known) / 2 if len(known) == 2 else None
