@@ -95,6 +95,13 @@ def _send_call(
     )
 
 
+def _answered_during(saves: list[Result], others: list[Result]) -> int:
+    """How many of ``others`` were answered before the last of ``saves`` (latencies from the
+    same release): the link requests the bulkhead did not hold back for the burst."""
+    last = max((r.latency for r in saves), default=0.0)
+    return sum(1 for r in others if r.latency < last)
+
+
 def _saves_per_s(results: list[Result]) -> float | None:
     ok = [r for r in results if r.status in (200, 201)]
     last = max((r.latency for r in ok), default=0.0)
@@ -173,6 +180,7 @@ async def scenario(
         if beside_rate and control_rate
         else None,
         "cpu_control": control.cpu,
+        "pages_during_burst": _answered_during(save_results, page_results),
         "saves_ok_beside": sum(1 for r in save_results if r.status in (200, 201)),
         "pages_ok": sum(1 for r in page_results if r.status in (200, 303)),
     }

@@ -90,9 +90,11 @@ class Settings(BaseSettings):
     """Requests to the proposal links (``/p/…``) served at once per worker process; the
     others wait their turn (``proposals/bulkhead.py``): the agents' saves keep the rest of the
     process and its database connections."""
-    public_queue: int = Field(default=1000, ge=0, le=1_000_000)
+    public_queue: int = Field(default=5000, ge=0, le=1_000_000)
     """Proposal-link requests that may wait for a turn per worker process; one more is
-    served at once (never refused)."""
+    served at once (never refused). More than one burst's worth: the links' requests of a
+    burst can all land on one worker (each connection goes to whichever accepts it first),
+    and those served at once for a full queue run beside the saves."""
     public_defer_at: int = Field(default=15, ge=0, le=1_000_000)
     """Agent requests in flight in a worker process (default: its database pool, 15) from
     which the proposal-link requests wait for them to drop to a fifth of it (the burst

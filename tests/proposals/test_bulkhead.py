@@ -10,6 +10,7 @@ import httpx
 
 from tests.conftest import World, make_settings
 from tests.proposals.support import send_quote
+from tripquote.config import Settings
 from tripquote.proposals.bulkhead import PublicBulkhead
 
 
@@ -82,6 +83,32 @@ async def test_a_burst_of_views_through_one_slot_is_served_and_counted(
         )
     ).json()["proposal"]
     assert proposal["views"] == 30
+
+
+async def test_by_default_a_burst_holds_back_all_the_link_requests_landing_beside_it() -> None:
+    # The bench's proposal scenario: 1,000 views and 200 accepts released with a save burst,
+    # which can all land on one worker process. With the default queue (it was 1,000, and
+    # the 200 accepts found it full) none may be served before the burst is over.
+    defaults = {name: field.default for name, field in Settings.model_fields.items()}
+    inner = Gates()
+    bulkhead = PublicBulkhead(
+        inner,
+        limit=defaults["public_concurrency"],
+        queue=defaults["public_queue"],
+        busy=defaults["public_defer_at"],
+        max_wait=60,  # the default's 2 s bound is tested above; here only the queue counts
+    )
+    async with _client(bulkhead) as client:
+        paths = [f"/api/agents/quotes/{n}" for n in range(defaults["public_defer_at"])]
+        agents = [asyncio.create_task(client.patch(path)) for path in paths]
+        await _settle()
+        pages = [asyncio.create_task(client.get(f"/p/{n}")) for n in range(1200)]
+        await _settle()
+        assert inner.links_served == 0 and bulkhead.waiting == 1200
+        inner.open_agents()
+        responses = await asyncio.gather(*agents, *pages)
+    assert [r.status_code for r in responses] == [200] * (len(paths) + 1200)
+    assert inner.links_served == 1200
 
 
 class Gates:
