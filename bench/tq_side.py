@@ -241,7 +241,7 @@ async def proposal(bench: Bench, w: str, base_url: str) -> None:
         pages = await proposals.links(target, client, pool, base_url=base_url)
         outcome, bench.seq = await proposals.scenario(
             target,
-            client,
+            lambda: bench.client(connections=size + bench.args.proposal_views + 64),
             bench.tq_pool,
             pages,
             views=bench.args.proposal_views,
