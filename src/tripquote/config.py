@@ -97,8 +97,7 @@ class Settings(BaseSettings):
     and those served at once for a full queue run beside the saves."""
     public_defer_at: int = Field(default=15, ge=0, le=1_000_000)
     """Agent requests in flight in a worker process (default: its database pool, 15) from
-    which the proposal-link requests wait for them to drop to a fifth of it (the burst
-    over); 0: never."""
+    which the proposal-link requests wait until none is left (the burst over); 0: never."""
     public_defer_max_seconds: float = Field(default=2.0, ge=0, le=60)
     """The longest a proposal-link request waits for the agents' requests before taking its
     turn anyway."""

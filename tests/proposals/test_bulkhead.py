@@ -197,7 +197,7 @@ async def test_pages_queued_before_a_burst_wait_for_it_when_their_turn_comes() -
     assert inner.links_served == 3 and (bulkhead.running, bulkhead.waiting) == (0, 0)
 
 
-async def test_once_busy_pages_wait_until_the_burst_is_nearly_over() -> None:
+async def test_once_busy_pages_wait_until_the_burst_is_over() -> None:
     inner = Gates()
     bulkhead = PublicBulkhead(inner, limit=2, queue=10, busy=10, max_wait=60)
     async with _client(bulkhead) as client:
@@ -207,14 +207,12 @@ async def test_once_busy_pages_wait_until_the_burst_is_nearly_over() -> None:
         page = asyncio.create_task(client.get("/p/x"))
         await _settle()
         assert bulkhead.agents == 10 and inner.links_served == 0
-        for path in paths[:7]:  # below busy (10) but above its fifth (2): still the burst's
+        for path in paths[:9]:  # below busy (10), one left: still the burst's
             inner.gate(path).set()
         await _settle()
-        assert bulkhead.agents == 3 and inner.links_served == 0
-        inner.gate(paths[7]).set()  # 2 left: the burst is over
-        assert (await page).status_code == 200 and bulkhead.agents == 2
-        for path in paths[8:]:
-            inner.gate(path).set()
+        assert bulkhead.agents == 1 and inner.links_served == 0 and not page.done()
+        inner.gate(paths[9]).set()  # none left: the burst is over
+        assert (await page).status_code == 200 and bulkhead.agents == 0
         responses = await asyncio.gather(*agents)
     assert [r.status_code for r in responses] == [200] * 10
 
