@@ -180,6 +180,33 @@ def ratio_lines(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[st
     return lines, records
 
 
+_PROPOSAL_RATIOS = (
+    ("save_throughput_ratio", "saves beside the pages / alone"),
+    ("control_ratio", "beside as many trivial requests / alone"),
+    ("pages_over_control", "beside the pages / beside the trivial requests"),
+)
+
+
+def proposal_lines(runs: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The proposal scenario's ratios (bench/proposals.py), per workers: one per round (each
+    round its own alone, beside and control bursts, in the same server), and their median."""
+    by_workers: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        if run["scenario"] == "proposal":
+            by_workers.setdefault(run["workers"], []).append(run["summary"])
+    lines, records = [], []
+    for workers, summaries in sorted(by_workers.items()):
+        record: dict[str, Any] = {"workers": workers, "rounds": len(summaries)}
+        for key, label in _PROPOSAL_RATIOS:
+            per_round = [summary.get(key) for summary in summaries]
+            record[key] = {"median": _median(per_round), "rounds": per_round}
+            lines.append(
+                f"workers={workers:<3} {label}: x{_median(per_round)}{_rounds_text(per_round)}"
+            )
+        records.append(record)
+    return lines, records
+
+
 def scaling_lines(runs: Sequence[dict[str, Any]]) -> list[str]:
     """Median ok saves/s and P99 over the rounds, per worker count, for each target and burst
     size; then each target's largest burst against its smallest (queueing collapse)."""

@@ -24,6 +24,7 @@ from bench.report import (
     per_operation_line,
     print_meta,
     print_table,
+    proposal_lines,
     ratio_lines,
     row,
     scaling_lines,
@@ -382,6 +383,14 @@ class Bench:
             "(throughput = ok saves/s; P99 over every save)",
             ratio_text or ["(no pair to compare)"],
         )
+        proposal_text, proposal_ratios = proposal_lines(self.runs)
+        if proposal_ratios:
+            self.document["proposal_ratios"] = proposal_ratios
+            print_table(
+                "the client's pages beside a save burst (saves/s; the issue's bound: beside "
+                "the pages / alone >= 0.9)",
+                proposal_text,
+            )
         print_table(
             "throughput by worker processes (ok saves/s, P99 over every save)",
             scaling_lines(self.runs) or ["(no burst)"],

@@ -107,7 +107,7 @@ async def run_tripquote(
             await bench.hot(w, target, bench.tq_pool)
         if "contention" in bench.scenarios and first:
             await contention(bench, w, base_url)
-        if "proposal" in bench.scenarios and first:
+        if "proposal" in bench.scenarios:  # every round: its ratio is one round's
             await proposal(bench, w, base_url)
     finally:
         if server is not None:

@@ -249,12 +249,18 @@ def test_tiny_proposal_scenario(tmp_path: Path) -> None:
         "--scenarios",
         "proposal",
         "--rounds",
-        "1",
+        "2",
     ]
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     document = json.loads(out.read_text())
-    (run,) = [r for r in document["runs"] if r["scenario"] == "proposal"]
+    # Every round runs it on links of its own: one ratio per round, and their median.
+    first, run = [r for r in document["runs"] if r["scenario"] == "proposal"]
+    assert first["summary"]["passed"] and (first["round"], run["round"]) == (0, 1)
+    (ratios,) = document["proposal_ratios"]
+    throughput = ratios["save_throughput_ratio"]
+    assert ratios["rounds"] == 2 and len(throughput["rounds"]) == 2
+    assert min(throughput["rounds"]) <= throughput["median"] <= max(throughput["rounds"])
     summary = run["summary"]
     assert summary["passed"], summary
     assert (summary["views"], summary["accepts"]) == (20, 5)
