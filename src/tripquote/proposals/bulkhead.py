@@ -6,8 +6,9 @@ process at once.
   other path) are in flight in it — its database pool is taken — until none remains (the
   burst's last requests, which decide when it ends, are not left to compete with the pages
   it held back: measured, pages let in at a fifth of ``busy`` left slowed a 1,000-save
-  burst by 3 to 5 % more; a steady load below ``busy`` never makes one). While this
-  process, or another worker of the same ``serve`` (``board``: the shared
+  burst by 3 to 5 % more; a steady load below ``busy`` never makes one; after a burst, an
+  agent request that runs on, or a steady trickle, keeps pages waiting up to ``max_wait``).
+  While this process, or another worker of the same ``serve`` (``board``: the shared
   ``proposals/board.py``; the cores are shared too), is in a burst, a link request whose turn
   comes waits, looking again every ``POLL_SECONDS``, until ``max_wait`` seconds after it
   arrived at most, then runs anyway (pages are delayed by a burst, never starved by one).
