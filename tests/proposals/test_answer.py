@@ -97,6 +97,12 @@ async def test_refused_forms_write_nothing(world: World) -> None:
          403, ""),
         ({**form, "proposal_hash": "0" * 64, "signer_name": "Ada", "consent": "yes"}, "accept",
          409, "not the one on record"),
+        # A form without the proposal it answers is malformed (400), not a conflict.
+        ({**form, "proposal_hash": "", "signer_name": "Ada", "consent": "yes"}, "accept", 400,
+         "does not say which proposal"),
+        ({"csrf": form["csrf"], "signer_name": "Ada", "consent": "yes"}, "accept", 400,
+         "does not say which proposal"),
+        ({"csrf": form["csrf"]}, "decline", 400, "does not say which proposal"),
     ]  # fmt: skip
     for data, action, status, words in cases:
         response = await world.client.post(f"{sent.path}/{action}", data=data)

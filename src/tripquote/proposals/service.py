@@ -138,8 +138,8 @@ class ProposalService:
         returns the quote's id. The same answer again is no change. Raises PROPOSAL_NOT_FOUND,
         PROPOSAL_FORM_INVALID (403: a form token not this link's), PROPOSAL_ALREADY_ANSWERED
         (the other answer), PROPOSAL_EXPIRED, PROPOSAL_CLOSED (the quote moved on, or the
-        form shows another proposal), PROPOSAL_FORM_INVALID (400: name, consent, reason), in
-        that order.
+        form shows another proposal), PROPOSAL_FORM_INVALID (400: the proposal answered not
+        named, name, consent, reason), in that order.
 
         A form that is right in itself (its token this link's, the fields valid) is written
         at once: the statement checks everything else (the link open and unanswered, the
@@ -174,7 +174,7 @@ class ProposalService:
             if self._answered(link, operation):
                 return link.quote_id
             state_of(link, self.clock())
-            if form.proposal_hash != link.proposal_hash:
+            if form.proposal_hash and form.proposal_hash != link.proposal_hash:
                 raise ProposalClosed(
                     "The proposal you answered is not the one on record. Reload the page.",
                     details={"shownHash": form.proposal_hash},
@@ -289,6 +289,10 @@ def _form_errors(form: AnswerForm) -> dict[str, str]:
     """What is wrong with the form's fields, by field (PROPOSAL_FORM_INVALID's
     ``details.errors``); empty when nothing is."""
     errors = {}
+    if not form.proposal_hash:  # the page's hidden field: a form not made by the page
+        errors["proposal_hash"] = (
+            "This form does not say which proposal it answers. Reload the page and try again."
+        )
     if form.accept:
         name = form.signer_name.strip()
         if not name:
