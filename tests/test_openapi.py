@@ -41,7 +41,7 @@ STATUSES: dict[tuple[str, str], set[str]] = {
     ("post", C): {"201", "400", "401", "404", "409", "413", "415", "422", "429"} | _DB,
     ("get", C): {"200", "400", "401", "404"} | _DB,
     ("get", C + "/{client_id}"): {"200", "401", "403", "404"} | _DB,
-    ("post", W): {"201", "400", "401", "403", "404", "413", "415", "422", "429"} | _DB,
+    ("post", W): {"201", "400", "401", "403", "404", "409", "413", "415", "422", "429"} | _DB,
     ("get", W): {"200", "401", "403", "404"} | _DB,
     ("get", WID): {"200", "401", "403", "404"} | _DB,
     ("patch", WID): {"200", "400", "401", "403", "404", "413", "415", "422", "429"} | _DB,
@@ -65,6 +65,7 @@ SUCCESS_HEADERS: dict[tuple[str, str], set[str]] = {
     ("post", ID + "/accept"): {"ETag", "Idempotent-Replayed"},
     ("post", ID + "/reject"): {"ETag", "Idempotent-Replayed"},
     ("post", C): {"Idempotent-Replayed"},
+    ("post", W): {"Idempotent-Replayed"},
 }
 """Headers a success carries besides X-Correlation-ID (every response has it)."""
 

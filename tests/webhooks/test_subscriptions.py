@@ -300,3 +300,37 @@ async def test_a_patch_sending_no_field_changes_nothing(world: World) -> None:
     answer = await world.client.patch(f"{W}/{created['id']}", json={}, headers=admin.headers)
     assert answer.status_code == 200 and answer.json()["webhook"] == created
     assert await rows(world) == before
+
+
+async def test_a_keyed_create_retried_makes_one_subscription_and_shows_its_secret_again(
+    world: World,
+) -> None:
+    # Idempotency-Key as on every other create (``idempotency.idempotent``): a client whose
+    # answer was lost retries and gets the same subscription and secret, not a second one.
+    admin = await admin_of(world)
+    keyed = {**admin.headers, "Idempotency-Key": "subscribe-1"}
+    payload = {"url": "http://127.0.0.1:9/hook", "eventTypes": ["quote.sent"]}
+    before = {row["id"] for row in await rows(world)}
+    first = await world.client.post(W, json=payload, headers=keyed)
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    again = await world.client.post(W, json=payload, headers=keyed)
+    assert (again.status_code, again.headers["idempotent-replayed"]) == (201, "true")
+    assert again.content == first.content
+    made_ids = {row["id"] for row in await rows(world)} - before
+    assert made_ids == {first.json()["webhook"]["id"]}
+    # Another body under the same key: refused, nothing written.
+    counts = await world.table_counts()
+    other = await world.client.post(
+        W, json={**payload, "eventTypes": ["quote.accepted"]}, headers=keyed
+    )
+    body = assert_envelope(other, "IDEMPOTENCY_KEY_REUSED", 422)
+    assert body["details"] == {"idempotencyKey": "subscribe-1"}
+    assert await world.table_counts() == counts
+    # A refused create releases its key: the same key with a valid body then subscribes.
+    bad = {**admin.headers, "Idempotency-Key": "subscribe-2"}
+    refused = await world.client.post(W, json={"url": "ftp://x", "eventTypes": []}, headers=bad)
+    assert refused.status_code in (400, 422) and await world.table_counts() == counts
+    made = await world.client.post(W, json=payload, headers=bad)
+    assert made.status_code == 201 and "idempotent-replayed" not in made.headers
+    assert len({row["id"] for row in await rows(world)} - before) == 2

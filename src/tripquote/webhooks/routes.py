@@ -19,19 +19,25 @@ from starlette.responses import Response
 from tripquote.agents.auth import Caller, principal_of
 from tripquote.agents.repository import Principal
 from tripquote.config import webhook_attempt_seconds
-from tripquote.deps import CurrentAgent, JsonBody, Runner, WritingAgent
+from tripquote.db.transaction import joined_tx
+from tripquote.deps import CurrentAgent, JsonBody, Runner, WritingAgent, idempotency_key_header
 from tripquote.errors import (
     AgentNotFound,
     AuthenticationFailed,
     AuthorizationFailed,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
     QuoteValidationFailed,
     RateLimitExceeded,
+    SaveOutcomeUnknown,
     TripquoteError,
     WebhookNotFound,
     WebhookUrlRefused,
 )
 from tripquote.http import json_response
-from tripquote.openapi import BODY, DATABASE, responses
+from tripquote.idempotency import Record, StoredResponse, idempotent
+from tripquote.json import dumps
+from tripquote.openapi import BODY, DATABASE, REPLAYED, responses
 from tripquote.pagination import (
     DEFAULT_LIMIT,
     LIMIT_BOUNDS,
@@ -122,34 +128,57 @@ async def _subscription(conn: AsyncConnection, principal: Principal, webhook_id:
     status_code=201,
     openapi_extra=operation("webhook.create"),
     responses=responses(
-        WebhookWithSecret, 201, errors=(*_ADMIN, *BODY, WebhookUrlRefused, *_WRITE)
+        WebhookWithSecret,
+        201,
+        headers=REPLAYED,
+        errors=(
+            *_ADMIN,
+            *BODY,
+            WebhookUrlRefused,
+            IdempotencyKeyReused,
+            IdempotencyKeyInUse,
+            *_WRITE,
+            SaveOutcomeUnknown,  # its COMMIT may go unanswered
+        ),
     ),
 )
 async def create_webhook(
-    request: Request, caller: WritingAgent, body: SubscriptionBody, runner: Runner
+    request: Request,
+    caller: WritingAgent,
+    body: SubscriptionBody,
+    runner: Runner,
+    idempotency_key: str = idempotency_key_header(),
 ) -> Response:
     """Subscribe ``url`` to ``eventTypes`` of the caller's agency (admins only); 201
     ``{success, webhook, secret}``: the secret (``whsec_…``, Standard Webhooks) is shown this
-    once. WEBHOOK_URL_REFUSED when the URL is not allowed (``webhooks/urls.py``)."""
-    wanted = _parsed(SubscriptionIn, body)
-    secret = new_secret()
+    once, and again to a retry under the same ``Idempotency-Key`` (one subscription made).
+    WEBHOOK_URL_REFUSED when the URL is not allowed (``webhooks/urls.py``)."""
 
-    async def work(conn: AsyncConnection) -> Any:
-        principal = await _admin(conn, caller)  # before the URL: its check may resolve it
-        await urls.check(wanted.url, production=_production(request), within=_lookup(request))
-        return await repository.insert_subscription(
-            conn,
-            agency_id=principal.agency_id,
-            url=wanted.url,
-            event_types=distinct(list(wanted.eventTypes)),
-            enabled=wanted.enabled,
-            secret=secret,
-            now=datetime.now(UTC),
-        )
+    async def run(record: Record | None) -> StoredResponse:
+        wanted = _parsed(SubscriptionIn, body)
+        secret = new_secret()
 
-    row = await runner.run(work)
-    answer = {"success": True, "webhook": subscription_to_api(row), "secret": secret}
-    return json_response(answer, status=201)
+        async def work(conn: AsyncConnection) -> StoredResponse:
+            principal = await _admin(conn, caller)  # before the URL: its check may resolve it
+            await urls.check(wanted.url, production=_production(request), within=_lookup(request))
+            row = await repository.insert_subscription(
+                conn,
+                agency_id=principal.agency_id,
+                url=wanted.url,
+                event_types=distinct(list(wanted.eventTypes)),
+                enabled=wanted.enabled,
+                secret=secret,
+                now=datetime.now(UTC),
+            )
+            answer = {"success": True, "webhook": subscription_to_api(row), "secret": secret}
+            response = StoredResponse(status=201, body=dumps(answer), headers={})
+            if record is not None:
+                await record(await joined_tx(conn), response)
+            return response
+
+        return await runner.run(work)
+
+    return await idempotent(request, key=idempotency_key, caller=caller, body=body, run=run)
 
 
 @router.get(
