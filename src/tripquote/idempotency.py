@@ -32,7 +32,7 @@ from tenacity import AsyncRetrying, stop_after_delay, wait_random_exponential
 
 from tripquote.agents.auth import Caller, principal_of
 from tripquote.db.tables import idempotency_keys
-from tripquote.db.transaction import TransactionRunner, Tx
+from tripquote.db.transaction import TransactionRunner, Tx, joined_tx
 from tripquote.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
@@ -298,6 +298,17 @@ async def complete(tx: Tx, claim: Claim, response: StoredResponse) -> None:
 
 Record = Callable[[Tx, StoredResponse], Awaitable[None]]
 """Stores a change's response for replay, in the change's own transaction (``Tx``)."""
+
+
+async def created(
+    conn: AsyncConnection, record: Record | None, payload: dict[str, Any]
+) -> StoredResponse:
+    """A create's answer, 201 with ``payload`` as JSON; for a keyed request (``record``),
+    stored with its key in the transaction of ``conn`` (a ``TransactionRunner.run`` unit)."""
+    response = StoredResponse(status=201, body=dumps(payload), headers={})
+    if record is not None:
+        await record(await joined_tx(conn), response)
+    return response
 
 
 def to_response(stored: StoredResponse, *, replayed: bool = False) -> Response:

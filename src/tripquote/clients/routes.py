@@ -15,7 +15,6 @@ from tripquote.agents.access import check_access
 from tripquote.agents.auth import principal_of
 from tripquote.clients import repository
 from tripquote.clients.schemas import ClientIn
-from tripquote.db.transaction import joined_tx
 from tripquote.deps import ClientBody, CurrentAgent, Runner, WritingAgent, idempotency_key_header
 from tripquote.errors import (
     AgentNotFound,
@@ -29,8 +28,7 @@ from tripquote.errors import (
     SaveOutcomeUnknown,
 )
 from tripquote.http import json_response
-from tripquote.idempotency import Record, StoredResponse, idempotent
-from tripquote.json import dumps
+from tripquote.idempotency import Record, StoredResponse, created, idempotent
 from tripquote.openapi import (
     BODY,
     DATABASE,
@@ -115,11 +113,8 @@ async def create_client(
                 phone=client_in.phone,
                 now=datetime.now(UTC),
             )
-            created = {"success": True, "clientId": row["id"], "client": client_to_api(row)}
-            response = StoredResponse(status=201, body=dumps(created), headers={})
-            if record is not None:
-                await record(await joined_tx(conn), response)
-            return response
+            answer = {"success": True, "clientId": row["id"], "client": client_to_api(row)}
+            return await created(conn, record, answer)
 
         return await runner.run(work)
 

@@ -19,7 +19,6 @@ from starlette.responses import Response
 from tripquote.agents.auth import Caller, principal_of
 from tripquote.agents.repository import Principal
 from tripquote.config import webhook_attempt_seconds
-from tripquote.db.transaction import joined_tx
 from tripquote.deps import CurrentAgent, JsonBody, Runner, WritingAgent, idempotency_key_header
 from tripquote.errors import (
     AgentNotFound,
@@ -35,8 +34,7 @@ from tripquote.errors import (
     WebhookUrlRefused,
 )
 from tripquote.http import json_response
-from tripquote.idempotency import Record, StoredResponse, idempotent
-from tripquote.json import dumps
+from tripquote.idempotency import Record, StoredResponse, created, idempotent
 from tripquote.openapi import BODY, DATABASE, REPLAYED, responses
 from tripquote.pagination import (
     DEFAULT_LIMIT,
@@ -171,10 +169,7 @@ async def create_webhook(
                 now=datetime.now(UTC),
             )
             answer = {"success": True, "webhook": subscription_to_api(row), "secret": secret}
-            response = StoredResponse(status=201, body=dumps(answer), headers={})
-            if record is not None:
-                await record(await joined_tx(conn), response)
-            return response
+            return await created(conn, record, answer)
 
         return await runner.run(work)
 
