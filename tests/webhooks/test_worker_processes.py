@@ -19,12 +19,15 @@ from tests.webhooks.conftest import Receiver, subscribe
 from tripquote.quotes.lifecycle import Operation
 
 
-def start_worker(world: World, log: Path, *args: str) -> subprocess.Popen[bytes]:
+def start_worker(
+    world: World, log: Path, *args: str, **settings: object
+) -> subprocess.Popen[bytes]:
     # Batches of 2: two processes share 150 deliveries (with 32 the first one up may take all)
     env = server_env(
         world.settings.require_database_url(),
         webhook_retry_base_seconds=0.05,
         webhook_worker_batch_size=2,
+        **settings,
     )
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -97,7 +100,27 @@ async def test_two_worker_processes_deliver_each_event_once(
     saves = 150
     created = await asyncio.gather(*(create(world, admin) for _ in range(saves)))
     assert [r.status_code for r in created] == [201] * saves
-    workers = [start_worker(world, tmp_path / f"w{n}.log") for n in range(2)]
+    # Both processes must take part, whichever starts first: the receiver answers nothing
+    # until more requests are in flight than one process may send at once (its concurrency),
+    # so the last of them came from the other process. (Left to the scheduler, the first
+    # process up delivered all 150 once in a CI run before the second had started.)
+    concurrency = 4
+    both_sending = asyncio.Event()
+
+    async def held_until_both_send(request: web.Request) -> int:
+        if len(receiver.received) > concurrency:
+            both_sending.set()
+        await both_sending.wait()
+        return 200
+
+    receiver.answer = held_until_both_send
+    held = {  # an attempt outlasts the wait for the second process; no yielding to the saves
+        "webhook_worker_concurrency": concurrency,
+        "webhook_timeout_seconds": 60,
+        "tx_timeout_seconds": 120,
+        "webhook_worker_yield_seconds": 0,
+    }
+    workers = [start_worker(world, tmp_path / f"w{n}.log", **held) for n in range(2)]
     try:
         await wait_until(
             lambda: delivered(world, receiver.url, saves), within=120, what="every delivery"
