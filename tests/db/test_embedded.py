@@ -147,15 +147,7 @@ async def test_the_last_live_holder_stops_the_server_when_another_was_killed(
         killed.stop()
         last.stop()
 
-    async def stopped() -> bool:
-        return not _running(postmaster)
-
-    try:
-        await wait_until(stopped, within=30, what="the embedded PostgreSQL to stop")
-    finally:
-        if _running(postmaster):  # the failure this test is about: do not leave it running
-            os.kill(postmaster, signal.SIGTERM)
-    assert not (data / "postmaster.pid").exists()
+    await _stops(postmaster, data)
 
 
 def test_concurrent_first_runs_on_a_new_folder_all_succeed(embedded_home: Path) -> None:
@@ -193,12 +185,19 @@ async def test_serve_with_one_worker_stopped_by_sigterm_stops_the_server(
     finally:
         server.stop()
 
+    await _stops(postmaster, data)
+
+
+async def _stops(postmaster: int, data: Path) -> None:
+    """The embedded PostgreSQL of ``data`` (its postmaster's pid) stops and leaves no pid file;
+    stopped here if it does not (the failure the caller is about: never left running)."""
+
     async def stopped() -> bool:
         return not _running(postmaster)
 
     try:
         await wait_until(stopped, within=30, what="the embedded PostgreSQL to stop")
     finally:
-        if _running(postmaster):  # the failure this test is about: do not leave it running
+        if _running(postmaster):
             os.kill(postmaster, signal.SIGTERM)
     assert not (data / "postmaster.pid").exists()
