@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
@@ -29,8 +30,44 @@ one write at a time asks it again while the others keep skipping it: a hung Redi
 write per pause the 1 s timeout, not every write."""
 
 
-def _async_uri(uri: str) -> str:
-    return uri if uri.startswith("async+") else f"async+{uri}"
+SWEEP_SECONDS = 1.0
+"""The in-process storage drops the keys whose window has passed at most this often."""
+
+
+class SweptMemoryStorage(MemoryStorage):
+    """limits' in-process storage (``memory://``), its sweep of expired keys run at most once
+    every ``SWEEP_SECONDS``.
+
+    limits (5.8) starts a sweep of every key after each increment that finds the last sweep
+    done, which it is whenever the event loop ran between two requests: each request paid
+    for every key of the last two windows (every agent that wrote, every link and client IP
+    that was read). Measured per hit, the loop run between hits: 36 µs with 2 keys, 101 µs
+    with 400, 360 µs with 2,000. Here each hit costs the same whatever the number of keys.
+    A key whose window passed still reads as 0 at once (``get`` drops it); the sweep only
+    frees the memory of keys no one asks for again, up to ``SWEEP_SECONDS`` later.
+    ``clock``: seconds, monotonic."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._clock = clock
+        self._next_sweep = 0.0
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:  # the library's hook, renamed
+        now = self._clock()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_SECONDS
+        await MemoryStorage._MemoryStorage__schedule_expiry(self)  # type: ignore[attr-defined]
+
+
+def _storage(uri: str) -> Storage:
+    """The limits storage of ``uri``: ``memory://`` in this process, else limits' own async
+    storage of the scheme (``redis://`` …)."""
+    if uri.startswith("memory://"):
+        return SweptMemoryStorage()
+    storage = storage_from_string(uri if uri.startswith("async+") else f"async+{uri}")
+    assert isinstance(storage, Storage)  # an async+ scheme gives limits' async storage
+    return storage
 
 
 class WriteRateLimiter:
@@ -53,7 +90,7 @@ class WriteRateLimiter:
         self._skip_until = 0.0
         self._probing = False
         self.fail_open = settings.rate_limit_fail_open
-        self.storage = storage_from_string(_async_uri(settings.rate_limit_storage))
+        self.storage = _storage(settings.rate_limit_storage)
         # Only a remote store can hang; in memory a deadline would only measure a busy loop.
         self.timeout: float | None = (
             None if settings.rate_limit_storage.startswith("memory") else _STORAGE_TIMEOUT_SECONDS
