@@ -66,14 +66,16 @@ from tripquote.webhooks.routes import router as webhooks_router
 
 ROUTERS = (
     quotes_router,
+    public_router,
     proposals_router,
     clients_router,
     webhooks_router,
-    public_router,
     health_router,
     observability_router,
 )
-"""In matching order: the quote routes, the most requested, first."""
+"""In matching order (each request is matched against the routes one by one): the quote
+routes, the most requested, first; then the client's pages, the public path with the most
+requests (a view matched past the 24 agent routes cost 30 µs more)."""
 
 
 def allowed_methods(app: FastAPI, scope: Scope) -> str:
