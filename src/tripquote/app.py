@@ -266,6 +266,7 @@ def create_app(
         queue=settings.public_queue,
         busy=settings.public_defer_at,
         max_wait=settings.public_defer_max_seconds,
+        rate=settings.public_burst_rate,
         board=Board(Path(settings.worker_board)) if settings.worker_board else None,
     )
     return app

@@ -98,9 +98,14 @@ class Settings(BaseSettings):
     public_defer_at: int = Field(default=15, ge=0, le=1_000_000)
     """Agent requests in flight in a worker process (default: its database pool, 15) from
     which the proposal-link requests wait until none is left (the burst over); 0: never."""
-    public_defer_max_seconds: float = Field(default=2.0, ge=0, le=60)
+    public_burst_rate: float = Field(default=20.0, ge=0, le=10_000)
+    """Proposal-link requests started per second per worker process while a burst of agent
+    requests lasts (``public_defer_at``); the others wait. 0: none until the burst is over or
+    ``public_defer_max_seconds``."""
+    public_defer_max_seconds: float = Field(default=30.0, ge=0, le=600)
     """The longest a proposal-link request waits for the agents' requests before taking its
-    turn anyway."""
+    turn anyway: a backstop, the pace (``public_burst_rate``) lets link requests through
+    during a burst."""
     worker_board: str | None = None
     """The file the worker processes of one ``tripquote serve --workers N`` share to tell each
     other of a burst (``proposals/board.py``); set by ``serve`` for its workers, not by an

@@ -11,7 +11,7 @@ import httpx
 from tests.conftest import World, make_settings
 from tests.proposals.support import send_quote
 from tripquote.config import Settings
-from tripquote.proposals.bulkhead import PublicBulkhead
+from tripquote.proposals.bulkhead import POLL_SECONDS, PublicBulkhead
 
 
 class Held:
@@ -85,30 +85,84 @@ async def test_a_burst_of_views_through_one_slot_is_served_and_counted(
     assert proposal["views"] == 30
 
 
-async def test_by_default_a_burst_holds_back_all_the_link_requests_landing_beside_it() -> None:
+class Clock:
+    """The bulkhead's clock in a test: still until the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def _looked_at_again() -> None:
+    """Long enough for every waiting link request to look again (the bulkhead polls)."""
+    await asyncio.sleep(5 * POLL_SECONDS)
+
+
+async def _until(condition: Any) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(POLL_SECONDS)
+    raise AssertionError("never happened")
+
+
+async def test_by_default_a_burst_lets_the_link_requests_beside_it_through_at_its_pace() -> None:
     # The bench's proposal scenario: 1,000 views and 200 accepts released with a save burst,
     # which can all land on one worker process. With the default queue (it was 1,000, and
-    # the 200 accepts found it full) none may be served before the burst is over.
+    # the 200 accepts found it full, so they ran at once) they all wait; while the clock
+    # stands still, the pace lets the first one start and no other.
     defaults = {name: field.default for name, field in Settings.model_fields.items()}
     inner = Gates()
+    clock = Clock()
     bulkhead = PublicBulkhead(
         inner,
         limit=defaults["public_concurrency"],
         queue=defaults["public_queue"],
         busy=defaults["public_defer_at"],
-        max_wait=60,  # the default's 2 s bound is tested above; here only the queue counts
+        max_wait=defaults["public_defer_max_seconds"],
+        rate=defaults["public_burst_rate"],
+        clock=clock,
     )
     async with _client(bulkhead) as client:
         paths = [f"/api/agents/quotes/{n}" for n in range(defaults["public_defer_at"])]
         agents = [asyncio.create_task(client.patch(path)) for path in paths]
         await _settle()
         pages = [asyncio.create_task(client.get(f"/p/{n}")) for n in range(1200)]
-        await _settle()
-        assert inner.links_served == 0 and bulkhead.waiting == 1200
+        await _until(lambda: inner.links_served == 1)
+        await _looked_at_again()
+        assert inner.links_served == 1 and bulkhead.waiting == 1199
         inner.open_agents()
         responses = await asyncio.gather(*agents, *pages)
     assert [r.status_code for r in responses] == [200] * (len(paths) + 1200)
     assert inner.links_served == 1200
+
+
+async def test_during_a_burst_link_requests_start_at_the_pace_only() -> None:
+    inner = Gates()
+    clock = Clock()
+    bulkhead = PublicBulkhead(
+        inner, limit=2, queue=10, busy=2, max_wait=60, rate=4, clock=clock
+    )  # one start every 0.25 s
+    async with _client(bulkhead) as client:
+        agents = [asyncio.create_task(client.patch(f"/api/agents/quotes/{n}")) for n in range(2)]
+        await _settle()
+        pages = [asyncio.create_task(client.get(f"/p/{n}")) for n in range(3)]
+        await _until(lambda: inner.links_served == 1)  # the burst's first start: at once
+        await _looked_at_again()
+        assert (inner.links_served, bulkhead.waiting) == (1, 2)
+        clock.now += 0.2  # less than the interval: none
+        await _looked_at_again()
+        assert inner.links_served == 1
+        clock.now += 0.05  # the interval: one more, and only one
+        await _until(lambda: inner.links_served == 2)
+        await _looked_at_again()
+        assert (inner.links_served, bulkhead.waiting) == (2, 1)
+        inner.open_agents()  # the burst is over: the last one at once
+        responses = await asyncio.gather(*agents, *pages)
+    assert [r.status_code for r in responses] == [200] * 5
+    assert inner.links_served == 3
 
 
 class Gates:
