@@ -50,6 +50,7 @@ from tripquote.openapi import complete
 from tripquote.proposals.board import Board
 from tripquote.proposals.bulkhead import PublicBulkhead
 from tripquote.proposals.links import LinkKeys
+from tripquote.proposals.public import is_link_path, refusal_page
 from tripquote.proposals.public import router as public_router
 from tripquote.proposals.routes import router as proposals_router
 from tripquote.proposals.service import ProposalService
@@ -76,6 +77,14 @@ ROUTERS = (
 """In matching order (each request is matched against the routes one by one): the quote
 routes, the most requested, first; then the client's pages, the public path with the most
 requests (a view matched past the 24 agent routes cost 30 µs more)."""
+
+
+def refusal(scope: Scope, error: TripquoteError) -> Response:
+    """A refusal made outside the routes' own handling: a page on a proposal link's path
+    (``proposals/public.py``: the client reads it in a browser), else the error envelope."""
+    if is_link_path(scope["path"]):
+        return refusal_page(Request(scope), error)
+    return error_response(error, correlation_id=get_correlation_id())
 
 
 def allowed_methods(app: FastAPI, scope: Scope) -> str:
@@ -207,7 +216,7 @@ def create_app(
 
     def render(request: Request, error: TripquoteError) -> Response:
         observer.error_rendered(error)
-        return error_response(error, correlation_id=get_correlation_id())
+        return refusal(request.scope, error)
 
     async def on_tripquote_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, TripquoteError)
@@ -255,9 +264,12 @@ def create_app(
     # the query as sent).
     app.add_middleware(EmptyQueryMiddleware)
     app.add_middleware(
-        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_error=observer.error_rendered
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        on_error=observer.error_rendered,
+        respond=refusal,
     )
-    app.add_middleware(CatchAllMiddleware, on_error=observer.error_rendered)
+    app.add_middleware(CatchAllMiddleware, on_error=observer.error_rendered, respond=refusal)
     app.add_middleware(CorrelationMiddleware)
     app.add_middleware(HeadMiddleware)
     app.add_middleware(

@@ -4,9 +4,11 @@ envelope and empty query parameters as absent ones."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tripquote.errors import InternalError, PayloadTooLarge, TripquoteError
@@ -14,6 +16,16 @@ from tripquote.observability.context import get_correlation_id
 from tripquote.rendering import error_response
 
 logger = logging.getLogger("tripquote.errors")
+
+Refusal = Callable[[Scope, TripquoteError], Response]
+"""How a refusal made outside the routes is answered (``app.refusal``: the JSON envelope, or a
+page on a proposal link's path)."""
+
+
+def envelope(scope: Scope, error: TripquoteError) -> Response:
+    """The error envelope (``rendering.error_response``) for ``error``."""
+    return error_response(error, correlation_id=get_correlation_id())
+
 
 HEAD_AS_GET = "tripquote.head_as_get"
 """Scope key set on a HEAD request answered as its GET (the access line still says HEAD)."""
@@ -71,10 +83,13 @@ class BodyLimitMiddleware:
     """Refuse bodies over ``max_bytes`` with 413 PAYLOAD_TOO_LARGE, by Content-Length at once
     or while streaming (chunked bodies), before the route reads them whole."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, on_error: Any = None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, on_error: Any = None, respond: Refusal = envelope
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.on_error = on_error  # counts and logs a refusal made before any route ran
+        self.respond = respond
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,7 +121,7 @@ class BodyLimitMiddleware:
         error = PayloadTooLarge(details={"maxBytes": self.max_bytes})
         if self.on_error is not None:
             self.on_error(error)
-        response = error_response(error, correlation_id=get_correlation_id())
+        response = self.respond(scope, error)
         response.headers["Connection"] = "close"
         await response(scope, receive, send)
 
@@ -116,9 +131,10 @@ class CatchAllMiddleware:
     server-side only), so no client ever sees a plain-text 500. A client that disconnected
     mid-body gets nothing (it is gone) and raises no error."""
 
-    def __init__(self, app: ASGIApp, *, on_error: Any = None) -> None:
+    def __init__(self, app: ASGIApp, *, on_error: Any = None, respond: Refusal = envelope) -> None:
         self.app = app
         self.on_error = on_error
+        self.respond = respond
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -144,5 +160,4 @@ class CatchAllMiddleware:
                 self.on_error(error)
             if started:
                 raise
-            response = error_response(error, correlation_id=get_correlation_id())
-            await response(scope, receive, send)
+            await self.respond(scope, error)(scope, receive, send)

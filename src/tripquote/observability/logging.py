@@ -303,14 +303,25 @@ def scrub(value: Any, *, tail: bool = False) -> Any:
     return value
 
 
-_LINK_PATH = re.compile(r"^(/p/)[^/?]+")
+_LINK_PATH = re.compile(r"/p/.*?(/pdf|/accept|/decline)?/?$", re.DOTALL | re.IGNORECASE)
+_TOKEN_LIKE = re.compile(
+    r"(?<=/)(?![0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"(?:/|$))[A-Za-z0-9_-]{32,64}(?=/|$)"
+)
+"""A path segment of 32 to 64 base64url characters that is no UUID (the API's ids): a
+link's token (43) or most of one, wherever a client put it."""
 LINK_PLACEHOLDER = "[link]"
 
 
 def redact_path(path: str) -> str:
-    """A request path as logged: a proposal link's token (``/p/<token>…``, a bearer secret
-    in the URL) replaced by ``[link]``, the rest kept."""
-    return _LINK_PATH.sub(rf"\g<1>{LINK_PLACEHOLDER}", path) if path.startswith("/p/") else path
+    """A request path as logged: everything after its first ``/p/`` (a proposal link's token,
+    a bearer secret in the URL, however the path around it was mangled: ``//p/<token>``, a
+    trailing slash, an encoded ``/`` inside it) replaced by ``[link]``, but the page's own
+    ending (``/pdf``, ``/accept``, ``/decline``), kept to tell the requests apart; and any
+    other segment that may be a token (``/<token>``: the ``/p`` left out)."""
+    if "/p/" in path or "/P/" in path:
+        path = _LINK_PATH.sub(lambda m: f"/p/{LINK_PLACEHOLDER}{m.group(1) or ''}", path, 1)
+    return _TOKEN_LIKE.sub(LINK_PLACEHOLDER, path) if len(path) > 32 else path
 
 
 def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:

@@ -14,11 +14,16 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Form
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from tripquote.errors import (
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
     ProposalAlreadyAnswered,
     ProposalClosed,
     ProposalExpired,
@@ -30,9 +35,8 @@ from tripquote.errors import (
 from tripquote.middleware import HEAD_AS_GET
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.operations import Observer, current_operation
-from tripquote.proposals.links import token_hash
 from tripquote.proposals.render import answered_of, pdf, render, rendered, stylesheet
-from tripquote.proposals.service import AnswerForm, ProposalService
+from tripquote.proposals.service import REASON_MAX, SIGNER_MAX, AnswerForm, ProposalService
 from tripquote.proposals.store import Link
 from tripquote.routing import OPERATION, operation
 
@@ -54,6 +58,8 @@ _TITLES: dict[type[TripquoteError], str] = {
     ProposalAlreadyAnswered: "Already answered",
     ProposalFormInvalid: "This form is not valid",
     RateLimitExceeded: "Too many requests",
+    MethodNotAllowed: "This page cannot be used this way",
+    PayloadTooLarge: "This form is too large",
 }
 
 
@@ -85,6 +91,20 @@ def error_page(request: Request, error: TripquoteError) -> Response:
     )
 
 
+def is_link_path(path: str) -> bool:
+    """Whether ``path`` is a proposal link's (``/p/…``, however many slashes lead it): its
+    refusals are pages (``refusal_page``), never the API's JSON envelope."""
+    rest = path.lstrip("/")
+    return rest[:2].lower() == "p/" or rest.lower() == "p"
+
+
+def refusal_page(request: Request, error: TripquoteError) -> Response:
+    """``error_page`` for a refusal of a link path made before or around its routes (no
+    such route, a method it does not take, a body too large, an unexpected error): a 404 is
+    the uniform one of an unknown link."""
+    return error_page(request, ProposalNotFound() if isinstance(error, NotFound) else error)
+
+
 class PageRoute(APIRoute):
     """A public page route: each request one tracked operation (``openapi_extra`` names
     it), counted by the rate limits first when it is a link's (``_limit``), a refusal
@@ -102,7 +122,15 @@ class PageRoute(APIRoute):
                     token = request.path_params.get("token")
                     if token is not None:  # every route of a link (not the stylesheet)
                         await _limit(request, token)
-                    response = await handler(request)
+                    try:
+                        response = await handler(request)
+                    except (StarletteHTTPException, RequestValidationError) as error:
+                        # The form's body, read by the framework, could not be: too many
+                        # fields, a multipart body without its boundary, a file for a text
+                        # field.
+                        if getattr(error, "status_code", 400) >= 500:
+                            raise
+                        raise ProposalFormInvalid(_UNREADABLE, details={}) from None
                     op.http_status = response.status_code
                     return response
             except TripquoteError as error:
@@ -113,13 +141,19 @@ class PageRoute(APIRoute):
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
+_UNREADABLE = "This form could not be read. Reload the page and try again."
+
 
 async def _limit(request: Request, token: str) -> None:
-    """Count the request per client IP and per link (its hash: a token is never a storage
-    key); RATE_LIMIT_EXCEEDED."""
+    """Count the request per client IP, then per link (its hash: a token is never a storage
+    key); RATE_LIMIT_EXCEEDED, and PROPOSAL_NOT_FOUND for a malformed token (counted per IP
+    only: it is no link)."""
     limiter = request.app.state.public_limiter
     await limiter.check(f"ip:{request.client.host if request.client else '-'}")
-    await limiter.check(f"link:{token_hash(token)[:32]}")
+    link_hash = ProposalService.link_hash(token)
+    if link_hash is None:
+        raise ProposalNotFound()
+    await limiter.check(f"link:{link_hash[:32]}")
 
 
 def _note_quote(quote_id: str) -> None:
@@ -195,7 +229,8 @@ async def _answer(request: Request, token: str, form: AnswerForm) -> Response:
             token=token, count_view=False, correlation_id=get_correlation_id()
         )
         _note_quote(link.quote_id)
-        values = {"signer_name": form.signer_name, "reason": form.reason}
+        # Shown again in the form, at most what its fields take (maxlength).
+        values = {"signer_name": form.signer_name[:SIGNER_MAX], "reason": form.reason[:REASON_MAX]}
         return _page(request, link, token, status=400, errors=error.details["errors"], form=values)
     _note_quote(quote_id)
     # POST-redirect-GET: a reload shows the answer, never posts again.

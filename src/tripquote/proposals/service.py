@@ -4,6 +4,7 @@ the link. Nothing here knows HTTP; nothing here commits."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from tripquote.proposals.render import rendered, valid_until
 from tripquote.proposals.store import Answer, Link, ProposalStore
 from tripquote.quotes.lifecycle import Operation, QuoteStatus, target_of
 from tripquote.quotes.refusals import access_error
-from tripquote.quotes.schemas import has_control
+from tripquote.quotes.schemas import blank, has_control
 from tripquote.quotes.serialize import fmt_instant
 
 SIGNER_MAX = 200
@@ -295,16 +296,26 @@ def _form_errors(form: AnswerForm) -> dict[str, str]:
         )
     if form.accept:
         name = form.signer_name.strip()
-        if not name:
-            errors["signer_name"] = "Enter your full name to sign."
-        elif len(name) > SIGNER_MAX:
+        if len(name) > SIGNER_MAX:
             errors["signer_name"] = f"Your name can be at most {SIGNER_MAX} characters."
-        elif has_control(name):
+        elif has_control(name) or _UNSHOWABLE.search(name):
             errors["signer_name"] = "Your name can hold letters and punctuation only."
+        elif blank(name):  # nothing, or only invisible characters (zero-width spaces…)
+            errors["signer_name"] = "Enter your full name to sign."
         if not form.consent:
             errors["consent"] = "Tick the box to confirm that you accept the proposal."
     elif len(form.reason.strip()) > REASON_MAX:
         errors["reason"] = f"The reason can be at most {REASON_MAX} characters."
-    elif has_control(form.reason, line_breaks=True):
+    elif has_control(form.reason, line_breaks=True) or REPLACEMENT in form.reason:
         errors["reason"] = "The reason can hold text and line breaks only."
     return errors
+
+
+REPLACEMENT = "\ufffd"
+"""What a form's bytes that were not UTF-8 were read as (U+FFFD): text the client never
+typed, refused."""
+
+_UNSHOWABLE = re.compile("[\u202a-\u202e\u2066-\u2069\ufffd]")
+"""In the signer's name: the bidirectional embeddings, overrides and isolates (Unicode
+Bidi_Control but the marks), which make a name read in another order than typed, and
+``REPLACEMENT``."""

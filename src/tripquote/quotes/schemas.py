@@ -150,6 +150,12 @@ def has_control(value: str, *, line_breaks: bool = False) -> bool:
     return (_CONTROL_BUT_BREAKS if line_breaks else _CONTROL).search(value) is not None
 
 
+def blank(value: str) -> bool:
+    """Whether ``value`` shows nothing: every character invisible (controls, format characters
+    such as zero-width spaces, spaces and separators; Unicode Cc, Cf, Zs, Zl, Zp)."""
+    return all(unicodedata.category(char) in _INVISIBLE for char in value)
+
+
 def _single_line(value: str) -> str:
     if value.isascii():
         # The same two checks, for ASCII only: its unprintable characters are exactly its
@@ -161,7 +167,7 @@ def _single_line(value: str) -> str:
         return value
     if has_control(value):
         raise PydanticCustomError("invalid_character", "must not contain control characters")
-    if value and all(unicodedata.category(char) in _INVISIBLE for char in value):
+    if value and blank(value):
         raise PydanticCustomError("blank", "must contain a visible character")
     return value
 
