@@ -92,6 +92,14 @@ def _flight(carrier: str, number: str) -> str:
     return number if number.startswith(carrier) else f"{carrier} {number}"
 
 
+def _named(label: str, name: str, item: dict[str, Any]) -> list[tuple[str, str]]:
+    """The hotel's or activity's name as a fact, unless the item's description says just
+    that already (the page would show it twice)."""
+    return (
+        [] if name.strip().casefold() == item["description"].strip().casefold() else [(label, name)]
+    )
+
+
 def _facts(item: dict[str, Any]) -> list[tuple[str, str]]:
     details = item.get("details") or {}
     kind = item["type"]
@@ -103,13 +111,13 @@ def _facts(item: dict[str, Any]) -> list[tuple[str, str]]:
         ]
     if kind == "HOTEL":
         return [
-            ("Hotel", details["name"]),
+            *_named("Hotel", details["name"], item),
             ("Check-in", long_date(date.fromisoformat(details["checkIn"]))),
             ("Check-out", long_date(date.fromisoformat(details["checkOut"]))),
             ("Rooms", str(details["rooms"])),
         ]
     if kind == "ACTIVITY":
-        return [("Activity", details["name"])]
+        return _named("Activity", details["name"], item)
     if kind == "TRANSFER":
         route = " → ".join(p for p in (details.get("from"), details.get("to")) if p)
         return [("Route", route)] if route else []
