@@ -195,6 +195,17 @@ PINNED_NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 (the earliest starts 2027-02-13, the longest offer is 30 days), whatever the calendar says."""
 
 
+class StillClock:
+    """A monotonic clock (seconds) for a component that takes one (``clock=``): still until
+    the test moves ``now``."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class PinnedClock:
     """The quote service's clock in tests (``create_app(clock=...)``): ``PINNED_NOW`` when it
     was made, then running with real (monotonic) time, so instants keep their order; ``advance``

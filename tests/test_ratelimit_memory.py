@@ -9,20 +9,12 @@ import asyncio
 import pytest
 from limits.aio.storage import MemoryStorage
 
-from tests.conftest import make_settings
+from tests.conftest import StillClock, make_settings
 from tripquote.errors import RateLimitExceeded
 from tripquote.ratelimit import SWEEP_SECONDS, SweptMemoryStorage, WriteRateLimiter
 
 _GONE = 0.001
 """A key's expiry in the tests, in seconds: passed by the time the next line runs."""
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def _loop_runs() -> None:
@@ -50,7 +42,7 @@ async def test_the_librarys_storage_sweeps_every_key_after_each_hit() -> None:
 
 
 async def test_expired_keys_are_swept_at_most_once_a_sweep_interval() -> None:
-    clock = Clock()
+    clock = StillClock(100.0)
     storage = SweptMemoryStorage(clock=clock)
     await storage.incr("first", 60)  # the first hit sweeps
     await _loop_runs()

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import World, make_settings
+from tests.conftest import StillClock, World, make_settings
 from tests.proposals.support import send_quote
 from tripquote.config import Settings
 from tripquote.proposals.bulkhead import POLL_SECONDS, PublicBulkhead
@@ -85,16 +85,6 @@ async def test_a_burst_of_views_through_one_slot_is_served_and_counted(
     assert proposal["views"] == 30
 
 
-class Clock:
-    """The bulkhead's clock in a test: still until the test moves it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def _looked_at_again() -> None:
     """Long enough for every waiting link request to look again (the bulkhead polls)."""
     await asyncio.sleep(5 * POLL_SECONDS)
@@ -115,7 +105,7 @@ async def test_by_default_a_burst_lets_the_link_requests_beside_it_through_at_it
     # stands still, the pace lets the first one start and no other.
     defaults = {name: field.default for name, field in Settings.model_fields.items()}
     inner = Gates()
-    clock = Clock()
+    clock = StillClock()
     bulkhead = PublicBulkhead(
         inner,
         limit=defaults["public_concurrency"],
@@ -141,7 +131,7 @@ async def test_by_default_a_burst_lets_the_link_requests_beside_it_through_at_it
 
 async def test_during_a_burst_link_requests_start_at_the_pace_only() -> None:
     inner = Gates()
-    clock = Clock()
+    clock = StillClock()
     bulkhead = PublicBulkhead(
         inner, limit=2, queue=10, busy=2, max_wait=60, rate=4, clock=clock
     )  # one start every 0.25 s
