@@ -79,6 +79,7 @@ def if_match_header() -> Any:
 
 
 async def if_none_match(
+    request: Request,
     value: str = Header(  # parsed below, not by FastAPI: its refusal is ours, in order
         None,
         alias="If-None-Match",
@@ -87,9 +88,9 @@ async def if_none_match(
         json_schema_extra={"pattern": etags.PATTERN},
     ),
 ) -> etags.Condition | None:
-    """The ``If-None-Match`` condition, None without one; QUOTE_VALIDATION_FAILED when
-    malformed."""
-    return etags.parse(value, "If-None-Match")
+    """The ``If-None-Match`` condition (every line of it; ``value`` is the first, documented),
+    None without one; QUOTE_VALIDATION_FAILED when malformed."""
+    return etags.parse(etags.field_value(request.headers.getlist("if-none-match")), "If-None-Match")
 
 
 IfNoneMatch = Annotated[etags.Condition | None, Depends(if_none_match)]
@@ -189,13 +190,16 @@ class _QuoteWrite:
     def __init__(self, body: JsonBody) -> None:
         self.body = body
 
-    async def edit(self, request: Request, quote_id: str, if_match: str | None) -> QuoteCall:
+    async def edit(self, request: Request, quote_id: str) -> QuoteCall:
         """AUTHENTICATION_FAILED, QUOTE_NOT_FOUND (id), RATE_LIMIT_EXCEEDED, If-Match's
         QUOTE_VALIDATION_FAILED, then the body's refusals, in this order."""
         caller = await authenticate_agent(request)
         quote_id = path_id(quote_id, QuoteNotFound)
         await request.app.state.limiter.check(caller.agent_id)
-        version = etags.if_match_version(etags.parse(if_match, "If-Match"))
+        # Every line of If-Match (the route's ``if_match`` parameter, which documents it, is
+        # the first): two lines are a list, as one line of two tags is.
+        lines = request.headers.getlist("if-match")
+        version = etags.if_match_version(etags.parse(etags.field_value(lines), "If-Match"))
         body = await self.body(request)
         return QuoteCall(caller, quote_id, quote_service(request), version, body)
 
@@ -235,7 +239,7 @@ class _Edit(_QuoteWrite):
         prefer: str | None = prefer_header(),
     ) -> QuoteCall:
         """See ``edit``; ``Prefer: merge`` sets ``merge``."""
-        call = await self.edit(request, quote_id, if_match)
+        call = await self.edit(request, quote_id)
         return replace(call, merge=prefers(prefer, "merge"))
 
 
@@ -248,7 +252,7 @@ class _Transition(_QuoteWrite):
         idempotency_key: str = idempotency_key_header(),
     ) -> QuoteCall:
         """See ``edit``; the body is optional (``{"version": n}`` or none)."""
-        call = await self.edit(request, quote_id, if_match)
+        call = await self.edit(request, quote_id)
         return replace(call, idempotency_key=idempotency_key)
 
 

@@ -51,6 +51,13 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
+def field_value(lines: list[str]) -> str | None:
+    """A header field sent on several lines, as one value: its lines joined by commas (RFC 9110
+    §5.3), so ``If-Match: "1"`` and ``If-Match: "2"`` is the list ``"1", "2"``; None when it
+    was not sent."""
+    return ", ".join(lines) if lines else None
+
+
 def parse(value: str | None, header: str) -> Condition | None:
     """``value`` of the precondition ``header`` (``If-Match``, ``If-None-Match``); None when
     absent. QUOTE_VALIDATION_FAILED at ``header`` when it is neither ``*`` nor a list of at

@@ -175,3 +175,14 @@ async def test_a_304_through_uvicorn_keeps_the_connection(tmp_path: Path) -> Non
         lines = [json.loads(line) for line in server.log_path.read_text().splitlines()]
         logged = [line for line in lines if line.get("correlation_id") == "inm-1"]
         assert [line["status"] for line in logged if "status" in line] == [304]
+
+
+async def test_if_none_match_on_two_lines_is_the_list_of_both(world: World) -> None:
+    # RFC 9110 §5.3: the current tag on the second line counts as in '"1", "2"'.
+    actor = await world.actor()
+    quote_id = await _edited(world, actor)
+    response = await world.client.get(
+        f"{URL}/{quote_id}",
+        headers=[*actor.headers.items(), ("If-None-Match", '"1"'), ("If-None-Match", '"2"')],
+    )
+    assert response.status_code == 304, response.text

@@ -165,3 +165,20 @@ async def test_50_read_modify_write_clients_lose_no_update(world: World) -> None
         assert f"[m{n}]" in final["quote"]["notes"]
     assert final["version"] == 51
     assert await world.count("quote_revisions", "quote_id = :id", id=quote_id) == 51
+
+
+async def test_if_match_on_two_lines_is_the_list_of_both(world: World) -> None:
+    # RFC 9110 §5.3: a field sent on several lines is its lines joined by commas. The first
+    # line alone was taken: If-Match "1" then "2" saved version 1.
+    actor = await world.actor()
+    quote_id = (await _create(world, actor))["quoteId"]
+    before = await world.snapshot(quote_id)
+    response = await world.client.patch(
+        f"/api/agents/quotes/{quote_id}",
+        json={"tripName": "two lines"},
+        headers=[*actor.headers.items(), ("If-Match", '"1"'), ("If-Match", '"2"')],
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["errorCode"] == "QUOTE_VALIDATION_FAILED"
+    assert [e["path"] for e in response.json()["details"]["errors"]] == ["If-Match"]
+    assert await world.snapshot(quote_id) == before
