@@ -23,7 +23,7 @@ from tripquote.errors import QUERY_INVALID, QuoteValidationFailed, TripquoteErro
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.operations import Observer
 from tripquote.rendering import error_response
-from tripquote.validation import json_path
+from tripquote.validation import is_uuid, json_path
 
 OPERATION = "x-operation"
 """The ``openapi_extra`` key naming a route's operation."""
@@ -75,6 +75,8 @@ class TrackedRoute(APIRoute):
         async def tracked(request: Request) -> Response:
             observer: Observer = request.app.state.observer
             quote_id = request.path_params.get("quote_id")
+            if quote_id is not None and not is_uuid(quote_id):
+                quote_id = None  # no quote has it; it may be anything (a link's token) or huge
             try:
                 async with observer.track(name, quote_id=quote_id) as op:
                     try:

@@ -52,6 +52,11 @@ _UUID_TEXT = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 """A UUID in its hyphenated text form, hex digits of either case (RFC 9562 §4)."""
 
 
+def is_uuid(value: str) -> bool:
+    """Whether ``value`` is a UUID's text (``_UUID_TEXT``), as every stored id is."""
+    return _UUID_TEXT.fullmatch(value) is not None
+
+
 def canonical_id(value: str) -> str:
     """``value`` as ids are stored: a UUID's hex digits lower-cased (they are case-insensitive
     on input, RFC 9562 §4; ``ids.new_id`` writes them lower-case); any other text as is."""

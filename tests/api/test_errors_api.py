@@ -323,3 +323,18 @@ async def test_correlation_id_is_kept_when_well_formed(world: World) -> None:
     assert response.json()["correlationId"] == "agent-ui:42.a_b"
     response = await world.client.get("/no/route", headers={"X-Correlation-ID": "bad id <x>"})
     assert response.json()["correlationId"].startswith("REQ-")
+
+
+@pytest.mark.parametrize("name", ["\u3164", "\uffa0\u2800", " \ufffc "])
+async def test_a_name_of_characters_that_show_nothing_is_blank(world: World, name: str) -> None:
+    # Hangul fillers (letters, Default_Ignorable), blank Braille, object replacement: a client
+    # "named" so was created (201) and listed with no name one could read.
+    actor = await world.actor()
+    before = await world.count("clients")
+    response = await world.client.post(
+        "/api/agents/clients", json={"name": name}, headers=actor.headers
+    )
+    assert response.status_code == 400, response.text
+    (error,) = response.json()["details"]["errors"]
+    assert (error["path"], error["code"]) == ("name", "blank")
+    assert await world.count("clients") == before

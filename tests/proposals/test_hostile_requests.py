@@ -85,6 +85,11 @@ async def test_a_form_body_the_framework_cannot_read_is_a_400_page(world: World)
         ("\u200b\u200b\u00a0", "Enter your full name"),  # zero-width and no-break spaces only
         ("\u202eAiko Tanaka", "letters and punctuation only"),  # read right to left
         ("Ada \u2066Lovelace\u2069", "letters and punctuation only"),
+        ("\u3164", "Enter your full name"),  # a Hangul filler: a letter that shows nothing
+        ("\u2800\ufffc", "Enter your full name"),  # blank Braille, object replacement
+        ("\u0301\u0301", "Enter your full name"),  # marks without a letter
+        ("\ue000", "letters and punctuation only"),  # private use
+        ("Ada\u2028Lovelace", "letters and punctuation only"),  # a line separator
     ],
 )
 async def test_a_name_that_shows_nothing_or_another_name_is_refused(
@@ -174,12 +179,61 @@ async def test_a_mangled_link_path_leaves_no_token_in_the_logs(
         f"/p/{token}/",
         f"/P/{token}",
         f"/p/{token}/accept/x",
+        f"/{token}.html",  # anywhere in a path
+        f"/?t={token}",  # in a query
+        f"/p?{token}",
+        f"/api/agents/quotes?cursor={token}",
     ):
         await world.client.get(path)
+    # Where a quote id goes: logged as the path's id only when it can be one (a UUID).
+    await world.client.get(f"/api/agents/quotes/{token}", headers=actor.headers)
     flush_logs()
     out = capsys.readouterr()
     lines = [json.loads(line) for line in out.out.splitlines() if line.strip()]
     logged = [line.get("path") for line in lines if line.get("path")]
-    assert len([path for path in logged if "[link]" in path]) >= 6, logged
+    assert len([path for path in logged if "[link]" in path]) >= 10, logged
     for part in (token, token[:20], token[20:]):
         assert part not in out.out and part not in out.err
+
+
+async def test_only_the_pages_own_form_encoding_is_read(world: World) -> None:
+    # A multipart body's parts that are not UTF-8 read as Latin-1 ("\xff\xfeAiko" became
+    # "ÿþAiko" and was accepted): the page's forms are urlencoded, and only that is read.
+    actor = await world.actor()
+    sent = await send_quote(world, actor)
+    form = form_of((await world.client.get(sent.path)).text)
+    before = await stored(world, sent.quote_id)
+    fields = {**form, "consent": "yes"}
+    parts = b"".join(
+        b'--b\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (k.encode(), v.encode())
+        for k, v in fields.items()
+    )
+    body = parts + b'--b\r\nContent-Disposition: form-data; name="signer_name"\r\n\r\n'
+    body += b"\xff\xfeAiko\r\n--b--\r\n"
+    response = await world.client.post(
+        f"{sent.path}/accept",
+        content=body,
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    _is_page(response, 400)
+    for content_type in ("application/json", "text/plain", ""):
+        response = await world.client.post(
+            f"{sent.path}/accept", content=b"{}", headers={"content-type": content_type}
+        )
+        _is_page(response, 400)
+    assert await stored(world, sent.quote_id) == before
+
+
+async def test_a_chunked_form_over_the_body_limit_is_the_413_page(world: World) -> None:
+    actor = await world.actor()
+    sent = await send_quote(world, actor)
+    before = await stored(world, sent.quote_id)
+
+    async def chunks() -> Any:
+        yield b"signer_name="
+        for _ in range(40):
+            yield b"A" * 65_536  # 2.5 MiB in all, no Content-Length
+
+    response = await world.client.post(f"{sent.path}/accept", content=chunks(), headers=FORM)
+    _is_page(response, 413)
+    assert await stored(world, sent.quote_id) == before

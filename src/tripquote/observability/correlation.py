@@ -22,7 +22,7 @@ from tripquote.observability.context import (
     request_log_var,
     request_started_var,
 )
-from tripquote.observability.logging import redact_path
+from tripquote.observability.logging import redact_target
 
 HEADER = "X-Correlation-ID"
 ALTERNATE_HEADERS = ("x-correlation-id", "x-request-id")
@@ -49,7 +49,7 @@ def _log_request(scope: Scope, status: int, seconds: float, pending: dict[str, A
     access = {
         "client_addr": f"{client[0]}:{client[1]}" if client else None,
         "method": "HEAD" if scope.get(HEAD_AS_GET) else scope["method"],
-        "path": redact_path(scope["path"]) + ("?" + query.decode("latin-1") if query else ""),
+        "path": redact_target(scope["path"] + ("?" + query.decode("latin-1") if query else "")),
         "http_version": scope.get("http_version"),
         "status": status,
         "request_ms": round(seconds * 1000, 3),

@@ -304,12 +304,13 @@ def scrub(value: Any, *, tail: bool = False) -> Any:
 
 
 _LINK_PATH = re.compile(r"/p/.*?(/pdf|/accept|/decline)?/?$", re.DOTALL | re.IGNORECASE)
+_B64 = "A-Za-z0-9_-"
 _TOKEN_LIKE = re.compile(
-    r"(?<=/)(?![0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"(?:/|$))[A-Za-z0-9_-]{32,64}(?=/|$)"
+    rf"(?<![{_B64}])(?![0-9a-fA-F]{{8}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{4}}-[0-9a-fA-F]{{4}}-"
+    rf"[0-9a-fA-F]{{12}}(?![{_B64}]))[{_B64}]{{32,64}}(?![{_B64}])"
 )
-"""A path segment of 32 to 64 base64url characters that is no UUID (the API's ids): a
-link's token (43) or most of one, wherever a client put it."""
+"""A run of 32 to 64 base64url characters that is no UUID (the API's ids): a link's token (43)
+or most of one, wherever a client put it (``/<token>``, ``/<token>.html``)."""
 LINK_PLACEHOLDER = "[link]"
 
 
@@ -322,6 +323,18 @@ def redact_path(path: str) -> str:
     if "/p/" in path or "/P/" in path:
         path = _LINK_PATH.sub(lambda m: f"/p/{LINK_PLACEHOLDER}{m.group(1) or ''}", path, 1)
     return _TOKEN_LIKE.sub(LINK_PLACEHOLDER, path) if len(path) > 32 else path
+
+
+def redact_query(query: str) -> str:
+    """A query string as logged: what may be a link's token (``_TOKEN_LIKE``) replaced by
+    ``[link]``."""
+    return _TOKEN_LIKE.sub(LINK_PLACEHOLDER, query) if len(query) >= 32 else query
+
+
+def redact_target(target: str) -> str:
+    """A request target (``path?query``) as logged: ``redact_path``, ``redact_query``."""
+    path, mark, query = target.partition("?")
+    return redact_path(path) + mark + redact_query(query)
 
 
 def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -385,7 +398,7 @@ def _uvicorn_access_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> 
             event="http_request",
             client_addr=client,
             method=method,
-            path=redact_path(path) if isinstance(path, str) else path,
+            path=redact_target(path) if isinstance(path, str) else path,
             http_version=http_version,
             status=status,
         )

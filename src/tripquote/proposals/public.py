@@ -122,15 +122,12 @@ class PageRoute(APIRoute):
                     token = request.path_params.get("token")
                     if token is not None:  # every route of a link (not the stylesheet)
                         await _limit(request, token)
+                    if request.method == "POST" and not _urlencoded(request):
+                        raise ProposalFormInvalid(_UNREADABLE, details={})
                     try:
                         response = await handler(request)
                     except (StarletteHTTPException, RequestValidationError) as error:
-                        # The form's body, read by the framework, could not be: too many
-                        # fields, a multipart body without its boundary, a file for a text
-                        # field.
-                        if getattr(error, "status_code", 400) >= 500:
-                            raise
-                        raise ProposalFormInvalid(_UNREADABLE, details={}) from None
+                        raise _unreadable(error) from None
                     op.http_status = response.status_code
                     return response
             except TripquoteError as error:
@@ -142,6 +139,29 @@ class PageRoute(APIRoute):
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 _UNREADABLE = "This form could not be read. Reload the page and try again."
+
+
+def _urlencoded(request: Request) -> bool:
+    """Whether the request's body is the page's form as a browser sends it (the page's forms
+    are ``application/x-www-form-urlencoded``, whose undecodable bytes read as U+FFFD, which
+    the answer refuses; a multipart body's parts read as Latin-1 instead, text the client
+    never typed)."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return media_type == "application/x-www-form-urlencoded"
+
+
+def _unreadable(error: Exception) -> Exception:
+    """What a form the framework could not read is refused with: the body's own refusal when
+    it caused it (PAYLOAD_TOO_LARGE, a chunked body over the limit), else
+    PROPOSAL_FORM_INVALID (too many fields, a file for a text field)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, TripquoteError):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(error, StarletteHTTPException) and error.status_code >= 500:
+        return error
+    return ProposalFormInvalid(_UNREADABLE, details={})
 
 
 async def _limit(request: Request, token: str) -> None:

@@ -5,6 +5,7 @@ the link. Nothing here knows HTTP; nothing here commits."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from tripquote.proposals.render import rendered, valid_until
 from tripquote.proposals.store import Answer, Link, ProposalStore
 from tripquote.quotes.lifecycle import Operation, QuoteStatus, target_of
 from tripquote.quotes.refusals import access_error
-from tripquote.quotes.schemas import blank, has_control
+from tripquote.quotes.schemas import has_control, shows_nothing
 from tripquote.quotes.serialize import fmt_instant
 
 SIGNER_MAX = 200
@@ -298,9 +299,9 @@ def _form_errors(form: AnswerForm) -> dict[str, str]:
         name = form.signer_name.strip()
         if len(name) > SIGNER_MAX:
             errors["signer_name"] = f"Your name can be at most {SIGNER_MAX} characters."
-        elif has_control(name) or _UNSHOWABLE.search(name):
+        elif has_control(name) or _UNSHOWABLE.search(name) or any(map(_not_in_a_name, name)):
             errors["signer_name"] = "Your name can hold letters and punctuation only."
-        elif blank(name):  # nothing, or only invisible characters (zero-width spaces…)
+        elif not any(map(_a_letter, name)):  # nothing to read: zero-width spaces, marks…
             errors["signer_name"] = "Enter your full name to sign."
         if not form.consent:
             errors["consent"] = "Tick the box to confirm that you accept the proposal."
@@ -309,6 +310,16 @@ def _form_errors(form: AnswerForm) -> dict[str, str]:
     elif has_control(form.reason, line_breaks=True) or REPLACEMENT in form.reason:
         errors["reason"] = "The reason can hold text and line breaks only."
     return errors
+
+
+def _a_letter(char: str) -> bool:
+    """A letter one sees (Unicode L*, but the Hangul fillers)."""
+    return unicodedata.category(char)[0] == "L" and not shows_nothing(char)
+
+
+def _not_in_a_name(char: str) -> bool:
+    """Line and paragraph separators, private use, unassigned and surrogate code points."""
+    return unicodedata.category(char) in ("Zl", "Zp", "Co", "Cn", "Cs")
 
 
 REPLACEMENT = "\ufffd"

@@ -15,7 +15,7 @@ import sys
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -92,9 +92,16 @@ def parse_aware_datetime(value: object) -> datetime:
             "missing_offset", "must include a UTC offset, e.g. 2027-06-12T14:10:00+02:00"
         )
     try:
-        return datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         raise PydanticCustomError("invalid_datetime", "is not a real date and time") from None
+    try:
+        parsed.astimezone(UTC)  # 0001-01-01T00:00+01:00 is before year 1 in UTC: no instant
+    except OverflowError:
+        raise PydanticCustomError(
+            "invalid_datetime", "is outside the years 1 to 9999 once in UTC"
+        ) from None
+    return parsed
 
 
 def _to_decimal(value: object) -> Decimal:
@@ -137,6 +144,17 @@ def _at_most_two_places(value: Decimal) -> Decimal:
 
 
 _INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+"""Unicode categories that show nothing: controls, format characters (zero-width spaces…),
+spaces and separators."""
+_BLANK_SIGNS = frozenset({0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0xFFFC})
+"""Characters of a visible category that show nothing all the same: the Hangul fillers (letters
+that are Unicode Default_Ignorable), the blank Braille pattern, the object replacement
+character."""
+
+
+def shows_nothing(char: str) -> bool:
+    """Whether ``char`` shows nothing (``_INVISIBLE``, ``_BLANK_SIGNS``)."""
+    return ord(char) in _BLANK_SIGNS or unicodedata.category(char) in _INVISIBLE
 
 
 # Unicode general category Cc is exactly U+0000-U+001F and U+007F-U+009F.
@@ -152,8 +170,9 @@ def has_control(value: str, *, line_breaks: bool = False) -> bool:
 
 def blank(value: str) -> bool:
     """Whether ``value`` shows nothing: every character invisible (controls, format characters
-    such as zero-width spaces, spaces and separators; Unicode Cc, Cf, Zs, Zl, Zp)."""
-    return all(unicodedata.category(char) in _INVISIBLE for char in value)
+    such as zero-width spaces, spaces and separators; Unicode Cc, Cf, Zs, Zl, Zp; the Hangul
+    fillers, the blank Braille pattern)."""
+    return all(shows_nothing(char) for char in value)
 
 
 def _single_line(value: str) -> str:
@@ -195,9 +214,7 @@ _LINE_BREAKS = frozenset({0x09, 0x0A, 0x0D})
 
 @functools.cache
 def _invisible() -> frozenset[int]:
-    return frozenset(
-        code for code in range(sys.maxunicode + 1) if unicodedata.category(chr(code)) in _INVISIBLE
-    )
+    return frozenset(code for code in range(sys.maxunicode + 1) if shows_nothing(chr(code)))
 
 
 def _char_class(codes: frozenset[int], *, negate: bool = False) -> str:
