@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     public_defer_at: int = Field(default=15, ge=0, le=1_000_000)
     """Agent requests in flight in a worker process (default: its database pool, 15) from
     which the proposal-link requests wait until none is left (the burst over); 0: never."""
-    public_burst_rate: float = Field(default=20.0, ge=0, le=10_000)
+    public_burst_rate: float = Field(default=10.0, ge=0, le=10_000)
     """Proposal-link requests started per second per worker process while a burst of agent
     requests lasts (``public_defer_at``); the others wait. 0: none until the burst is over or
     ``public_defer_max_seconds``."""
