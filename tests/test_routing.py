@@ -124,11 +124,17 @@ async def test_each_route_records_its_operation_agent_quote_and_status(world: Wo
 
 async def test_refusals_by_dependencies_count_under_the_route_operation(world: World) -> None:
     actor = await world.actor()
-    anonymous = await world.client.get(f"{Q}/some-id", headers={"X-Correlation-ID": "routing-401"})
+    unknown = "01a24a93-c7c8-76d3-a632-000000000001"
+    headers = {"X-Correlation-ID": "routing-401"}
+    anonymous = await world.client.get(f"{Q}/{unknown}", headers=headers)
     assert_envelope(anonymous, "AUTHENTICATION_FAILED", 401)
     record = _record(world, "routing-401")
-    assert (record.operation, record.agent_id, record.quote_id) == ("quote.read", None, "some-id")
+    assert (record.operation, record.agent_id, record.quote_id) == ("quote.read", None, unknown)
     assert (record.error_code, record.http_status) == ("AUTHENTICATION_FAILED", 401)
+    # An id no quote can have (not a UUID: junk, or a link's token put there) is not noted.
+    junk = await world.client.get(f"{Q}/some-id", headers={"X-Correlation-ID": "routing-junk"})
+    assert_envelope(junk, "AUTHENTICATION_FAILED", 401)
+    assert _record(world, "routing-junk").quote_id is None
 
     headers = {**actor.headers, "X-Correlation-ID": "routing-400"}
     bad_query = await world.client.get(Q, params={"limit": "many"}, headers=headers)

@@ -44,6 +44,17 @@ class Percent(Money):
         super().__init__(precision, scale)
 
 
+def in_utc(at: datetime) -> datetime:
+    """The aware ``at`` in UTC; one outside years 1-9999 once in UTC
+    (``0001-01-01T00:00:00+01:00``) is the nearest instant inside: as a bound of a range
+    (``updatedSince``, a replay's ``since`` / ``until``) every stored instant is on the same
+    side of it."""
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if at.year == 1 else datetime.max).replace(tzinfo=UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware instant: ``timestamptz``, read back in UTC; a naive datetime is refused."""
 
@@ -55,7 +66,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given for a UTC column")
-        return value.astimezone(UTC)
+        return in_utc(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:

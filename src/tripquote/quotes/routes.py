@@ -4,7 +4,7 @@ render. Each is one tracked operation, named in its decorator (``routing.Tracked
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from tripquote.agents.auth import Caller
 from tripquote.db.transaction import Tx
+from tripquote.db.types import in_utc
 from tripquote.deps import (
     CurrentAgent,
     IfNoneMatch,
@@ -240,18 +241,15 @@ async def list_quotes(
 
 def _instant(text: str, name: str) -> datetime:
     """A query's ISO 8601 instant with its UTC offset (the body's rule, ``parse_aware_datetime``),
-    in UTC; QUOTE_VALIDATION_FAILED at ``name``. An instant outside years 1-9999 once in UTC
-    (``0001-01-01T00:00:00+01:00``) is the nearest one inside: every quote is later or earlier."""
+    in UTC (``db.types.in_utc``: one outside years 1-9999 is the nearest inside);
+    QUOTE_VALIDATION_FAILED at ``name``."""
     try:
         at = parse_aware_datetime(text)
     except PydanticCustomError as exc:
         raise QuoteValidationFailed(
             QUERY_INVALID, details={"errors": [field_error(name, exc.type, f"{name} {exc}.")]}
         ) from None
-    try:
-        return at.astimezone(UTC)
-    except OverflowError:
-        return (datetime.min if at.year == 1 else datetime.max).replace(tzinfo=UTC)
+    return in_utc(at)
 
 
 @router.get(

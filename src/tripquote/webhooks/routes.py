@@ -19,6 +19,7 @@ from starlette.responses import Response
 from tripquote.agents.auth import Caller, principal_of
 from tripquote.agents.repository import Principal
 from tripquote.config import webhook_attempt_seconds
+from tripquote.db.types import in_utc
 from tripquote.deps import CurrentAgent, JsonBody, Runner, WritingAgent, idempotency_key_header
 from tripquote.errors import (
     AgentNotFound,
@@ -370,14 +371,17 @@ async def replay_deliveries(
     ``{success, webhookId, replayed, since}``."""
     checked = _webhook_id(webhook_id)
     wanted = _parsed(ReplayIn, body)
+    # In UTC; before year 1 or after 9999 once there: the nearest instant inside.
+    since = in_utc(wanted.since)
+    until = in_utc(wanted.until) if wanted.until is not None else None
 
     async def work(conn: AsyncConnection) -> int:
         await _subscription(conn, await _admin(conn, caller), checked)
         return await repository.replay(
             conn,
             subscription_id=checked,
-            since=wanted.since,
-            until=wanted.until,
+            since=since,
+            until=until,
             include_delivered=wanted.includeDelivered,
             now=datetime.now(UTC),
         )
@@ -388,6 +392,6 @@ async def replay_deliveries(
             "success": True,
             "webhookId": checked,
             "replayed": count,
-            "since": fmt_instant(wanted.since),
+            "since": fmt_instant(since),
         }
     )
