@@ -42,6 +42,31 @@ async def test_patch_increments_version_and_writes_revision(world: World) -> Non
     assert await world.count("quote_revisions", "quote_id = :id", id=quote_id) == 2
 
 
+async def test_a_version_written_as_a_whole_decimal_is_that_version(world: World) -> None:
+    # 2.0 is the integer 2, as JSON Schema and every other integer field of the body count it.
+    actor = await world.actor()
+    quote_id = (await _create(world, actor))["quoteId"]
+    headers = {**actor.headers, "Content-Type": "application/json"}
+    edited = await world.client.patch(
+        f"/api/agents/quotes/{quote_id}",
+        content=b'{"version": 1.0, "travelers": 3}',
+        headers={**headers, "If-Match": '"1"'},
+    )
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["version"] == 2
+    sent = await world.client.post(
+        f"/api/agents/quotes/{quote_id}/send", content=b'{"version": 2E0}', headers=headers
+    )
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["quote"]["status"] == "SENT"
+    fraction = await world.client.post(
+        f"/api/agents/quotes/{quote_id}/accept", content=b'{"version": 3.5}', headers=headers
+    )
+    assert fraction.status_code == 400, fraction.text
+    assert [e["path"] for e in fraction.json()["details"]["errors"]] == ["version"]
+    assert await world.count("quote_revisions", "quote_id = :id", id=quote_id) == 3
+
+
 async def test_if_match_header_carries_the_version(world: World) -> None:
     actor = await world.actor()
     quote_id = (await _create(world, actor))["quoteId"]

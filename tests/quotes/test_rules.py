@@ -555,13 +555,18 @@ def test_patch_version() -> None:
     assert patch_version({"tripName": "x"}) is None
     assert patch_version({"version": 7}) == 7
     assert patch_version({"version": 2**31 - 1}) == 2**31 - 1
+    # A JSON integer as JSON Schema counts them, as every integer field of the body takes it.
+    assert patch_version({"version": Decimal("7.0")}) == 7
+    assert patch_version({"version": Decimal("7E0")}) == 7
 
 
 @pytest.mark.parametrize(
     ("version", "code"),
     [
         ("7", "invalid_type"),
-        (Decimal("7.0"), "invalid_type"),
+        (Decimal("7.5"), "invalid_type"),
+        (Decimal("Infinity"), "invalid_type"),
+        (Decimal("1E+999999999"), "invalid_type"),
         (True, "invalid_type"),
         (None, "invalid_type"),
         (0, "out_of_range"),

@@ -28,6 +28,7 @@ from tripquote.quotes.schemas import (
     QuoteItemIn,
     parse_aware_datetime,
     parse_iso_date,
+    whole,
 )
 from tripquote.validation import json_path
 
@@ -390,7 +391,7 @@ def patch_version(patch: Any) -> int | None:
     """The ``version`` a PATCH body names (None if absent); QuoteValidationFailed at ``version``."""
     if not isinstance(patch, dict) or "version" not in patch:
         return None
-    version = patch["version"]
+    version = whole(patch["version"])
     if isinstance(version, bool) or not isinstance(version, int):
         raise _invalid(
             [field_error("version", "invalid_type", "version must be a positive integer.")]

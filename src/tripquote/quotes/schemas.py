@@ -425,9 +425,10 @@ Amount = Annotated[
 AirportCode = Annotated[str, Strict(), StringConstraints(pattern=r"^[A-Z]{3}$")]
 
 
-def _whole(value: object) -> object:
-    # JSON Schema's integer is a number without a fraction, however written: 8.0 and 8E0 are 8
-    # (json.loads gives them as Decimal). Text and booleans stay refused (Strict).
+def whole(value: object) -> object:
+    """``value`` as an ``int`` when it is a JSON integer as JSON Schema counts them (a number
+    without a fraction, however written: 8.0 and 8E0 are 8; ``json.loads`` gives them as
+    Decimal); any other value as it is, for the caller to refuse (text and booleans too)."""
     if (
         isinstance(value, Decimal)
         and value.is_finite()
@@ -438,7 +439,7 @@ def _whole(value: object) -> object:
     return value
 
 
-Whole = BeforeValidator(_whole)
+Whole = BeforeValidator(whole)
 """A JSON integer as JSON Schema counts them: ``8``, ``8.0``, ``8E0``."""
 Rooms = Annotated[int, Strict(), Field(ge=1, le=100), Whole]
 Quantity = Annotated[int, Strict(), Field(ge=1, le=10_000), Whole]
