@@ -131,6 +131,13 @@ class ProposalOut(BaseModel):
     expiresAt: str
     endedAt: str | None
     endedReason: Literal["REVOKED", "SUPERSEDED", "CANCELLED"] | None
+    page: Literal[
+        "OPEN", "ANSWERED", "PROPOSAL_NOT_FOUND", "PROPOSAL_EXPIRED", "PROPOSAL_CLOSED"
+    ] = Field(
+        description="What the client's link shows now: the answer form (OPEN), the "
+        "answer's confirmation (ANSWERED), or the refusal page it answers with (its error "
+        "code: ended, expired, or the quote no longer at the version sent)."
+    )
     views: int
     firstViewedAt: str | None
     lastViewedAt: str | None

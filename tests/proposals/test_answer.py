@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import text
 
-from tests.conftest import World
+from tests.conftest import Actor, World
 from tests.proposals.support import URL, accept, decline, form_of, send_quote, stored
 
 
@@ -41,6 +42,7 @@ async def test_accept_moves_the_quote_to_accepted_as_the_client(world: World) ->
     assert proposal["answer"]["status"] == "ACCEPTED"
     assert proposal["answer"]["signerName"] == "Ada Lovelace"
     assert proposal["answer"]["proposalHash"] == proposal["proposalHash"] == form["proposal_hash"]
+    assert proposal["page"] == "ANSWERED"
     async with world.engine.connect() as conn:
         row = (
             await conn.execute(
@@ -126,10 +128,44 @@ async def test_an_expired_offer_is_refused_even_before_the_sweep(world: World) -
     page = await world.client.get(sent.path)
     assert page.status_code == 410
     assert "(Asia/Tokyo)" in page.text and "valid until" in page.text
+    assert await _page(world, actor, sent.quote_id) == "PROPOSAL_EXPIRED"
     response = await accept(world.client, sent.path, form)
     assert response.status_code == 410
     after = await stored(world, sent.quote_id)
     assert after["quote"] == before["quote"] and after["revisions"] == before["revisions"]
+
+
+async def _page(world: World, actor: Actor, quote_id: str) -> str:
+    """What the agent's view says the client's link shows now."""
+    response = await world.client.get(f"{URL}/{quote_id}/proposal", headers=actor.headers)
+    assert response.status_code == 200, response.text
+    page: str = response.json()["proposal"]["page"]
+    return page
+
+
+@pytest.mark.parametrize(
+    ("operation", "says"),
+    [("accept", "has been accepted"), ("reject", "has been declined")],
+)
+async def test_an_answer_the_agent_recorded_closes_the_link_and_says_so(
+    world: World, operation: str, says: str
+) -> None:
+    actor = await world.actor()
+    sent = await send_quote(world, actor)
+    form = form_of((await world.client.get(sent.path)).text)
+    assert await _page(world, actor, sent.quote_id) == "OPEN"
+    recorded = await world.client.post(
+        f"{URL}/{sent.quote_id}/{operation}", json={"version": sent.version}, headers=actor.headers
+    )
+    assert recorded.status_code == 200
+    assert await _page(world, actor, sent.quote_id) == "PROPOSAL_CLOSED"
+    before = await stored(world, sent.quote_id)
+    page = await world.client.get(sent.path)
+    assert page.status_code == 409 and says in page.text
+    assert "changed since it was sent" not in page.text
+    response = await accept(world.client, sent.path, form)
+    assert response.status_code == 409 and says in response.text
+    assert await stored(world, sent.quote_id) == before
 
 
 async def test_a_quote_that_moved_on_is_closed_to_the_link(world: World) -> None:
@@ -140,11 +176,19 @@ async def test_a_quote_that_moved_on_is_closed_to_the_link(world: World) -> None
         f"{URL}/{sent.quote_id}/reject", json={"version": sent.version}, headers=actor.headers
     )
     assert rejected.status_code == 200
+    reopened = await world.client.patch(
+        f"{URL}/{sent.quote_id}",
+        json={"version": sent.version + 1, "travelers": 3},
+        headers=actor.headers,
+    )
+    assert reopened.status_code == 200, reopened.text
+    assert reopened.json()["quote"]["status"] == "DRAFT"
     before = await stored(world, sent.quote_id)
     assert (await world.client.get(sent.path)).status_code == 409
     response = await accept(world.client, sent.path, form)
     assert response.status_code == 409 and "changed since it was sent" in response.text
     assert await stored(world, sent.quote_id) == before
+    assert await _page(world, actor, sent.quote_id) == "PROPOSAL_CLOSED"
 
 
 async def test_a_cancel_ends_the_link(world: World) -> None:
@@ -163,6 +207,7 @@ async def test_a_cancel_ends_the_link(world: World) -> None:
         await world.client.get(f"{URL}/{sent.quote_id}/proposal", headers=actor.headers)
     ).json()["proposal"]
     assert proposal["endedReason"] == "CANCELLED" and proposal["url"] is None
+    assert proposal["page"] == "PROPOSAL_NOT_FOUND"
 
 
 async def test_revoking_an_answered_link_is_refused(world: World) -> None:

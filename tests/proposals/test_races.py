@@ -40,7 +40,7 @@ async def test_accept_against_the_agents_reject(world: World) -> None:
             assert status["quote"]["status"] == "ACCEPTED"
         else:
             assert (client.status_code, agent.status_code) == (409, 200)
-            assert "changed since it was sent" in client.text
+            assert "has been declined: your travel agent recorded it" in client.text
             assert status["quote"]["status"] == "REJECTED"
         assert status["version"] == sent.version + 1  # one winner: one new version
     print("accept vs reject (client, agent):", dict(outcomes))

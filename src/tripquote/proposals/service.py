@@ -21,6 +21,7 @@ from tripquote.errors import (
     ProposalFormInvalid,
     ProposalNotFound,
     QuoteStateInvalid,
+    TripquoteError,
 )
 from tripquote.proposals.links import TOKEN, LinkKeys, token_hash
 from tripquote.proposals.render import rendered, valid_until
@@ -49,24 +50,50 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def state_of(link: Link, now: datetime) -> PageState:
-    """The page a link shows at ``now``, or the error that refuses it, in this order: ended
-    (revoked, superseded, cancelled: the uniform PROPOSAL_NOT_FOUND), answered, expired
-    (agency zone, even before the sweep), the quote moved on from the version sent."""
+def page_at(link: Link, now: datetime) -> PageState | type[TripquoteError]:
+    """What a link shows at ``now``: its page, or the class of the error that refuses it, in
+    this order: ended (revoked, superseded, cancelled: the uniform PROPOSAL_NOT_FOUND),
+    answered, expired (agency zone, even before the sweep), the quote moved on from the
+    version sent (PROPOSAL_CLOSED)."""
     if link.ended_at is not None:
-        raise ProposalNotFound()
+        return ProposalNotFound
     if link.answer is not None:
         return PageState.ANSWERED
-    timezone = _zone(link)
     if now >= link.expires_at or link.quote_status is QuoteStatus.EXPIRED:
+        return ProposalExpired
+    if link.quote_version != link.version or link.quote_status is not QuoteStatus.SENT:
+        return ProposalClosed
+    return PageState.OPEN
+
+
+_CLOSED_BY_AGENT = {
+    QuoteStatus.ACCEPTED: "This proposal has been accepted: your travel agent recorded it.",
+    QuoteStatus.REJECTED: "This proposal has been declined: your travel agent recorded it. "
+    "Ask them for a new one.",
+}
+"""A closed page's message when the agent recorded the client's answer (the quote's status)."""
+
+
+def state_of(link: Link, now: datetime) -> PageState:
+    """The page a link shows at ``now`` (``page_at``), or its refusal raised:
+    PROPOSAL_NOT_FOUND, PROPOSAL_EXPIRED, PROPOSAL_CLOSED (``details.quoteStatus``)."""
+    page = page_at(link, now)
+    if page is ProposalNotFound:
+        raise ProposalNotFound()
+    if page is ProposalExpired:
         raise ProposalExpired(
-            f"This offer was valid until {valid_until(link.expires_at, timezone)}. "
+            f"This offer was valid until {valid_until(link.expires_at, _zone(link))}. "
             "Ask your travel agent for a new one.",
             details={"expiresAt": fmt_instant(link.expires_at)},
         )
-    if link.quote_version != link.version or link.quote_status is not QuoteStatus.SENT:
-        raise ProposalClosed()
-    return PageState.OPEN
+    if page is ProposalClosed:
+        status = link.quote_status
+        raise ProposalClosed(
+            _CLOSED_BY_AGENT.get(status) if status is not None else None,
+            details={"quoteStatus": None if status is None else status.value},
+        )
+    assert isinstance(page, PageState)
+    return page
 
 
 def _zone(link: Link) -> str:
@@ -251,9 +278,11 @@ class ProposalService:
         return self.proposal_json(latest)
 
     def proposal_json(self, link: Link) -> dict[str, Any]:
-        """The agent's view of a link: its URL (while open), expiry, hash, view figures, how
-        it ended and the client's answer; instants ISO 8601 UTC."""
+        """The agent's view of a link: its URL (while open), expiry, hash, what the client's
+        page shows now (``page``: OPEN, ANSWERED or its refusal's code), view figures, how it
+        ended and the client's answer; instants ISO 8601 UTC."""
         ended = link.ended_at is not None
+        page = page_at(link, self.clock())
         return {
             "url": None if ended else self.url(link),
             "version": link.version,
@@ -262,6 +291,7 @@ class ProposalService:
             "expiresAt": fmt_instant(link.expires_at),
             "endedAt": fmt_instant(link.ended_at) if ended else None,
             "endedReason": link.ended_reason,
+            "page": page.value if isinstance(page, PageState) else page.code,
             "views": link.views,
             "firstViewedAt": _instant(link.first_viewed_at),
             "lastViewedAt": _instant(link.last_viewed_at),
