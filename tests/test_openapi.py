@@ -64,8 +64,8 @@ SUCCESS_HEADERS: dict[tuple[str, str], set[str]] = {
     ("post", ID + "/send"): {"ETag", "Idempotent-Replayed"},
     ("post", ID + "/accept"): {"ETag", "Idempotent-Replayed"},
     ("post", ID + "/reject"): {"ETag", "Idempotent-Replayed"},
-    ("post", C): {"Idempotent-Replayed"},
-    ("post", W): {"Idempotent-Replayed"},
+    ("post", C): {"Location", "Idempotent-Replayed"},
+    ("post", W): {"Location", "Idempotent-Replayed"},
 }
 """Headers a success carries besides X-Correlation-ID (every response has it)."""
 

@@ -559,8 +559,9 @@ def _idempotency_store(settings: Settings, runner: Any) -> Any:
 
 @app.command()
 def maintenance(as_json: JsonFlag = False) -> None:
-    """Retention: operation-record partitions made ahead, those past the retention dropped,
-    expired idempotency keys purged; one run at a time (safe to start on several hosts)."""
+    """Retention: daily partitions made ahead and those past their retention dropped
+    (operation records, webhook events and deliveries), expired idempotency keys purged; one
+    run at a time (safe to start on several hosts)."""
     from datetime import UTC, datetime
 
     from tripquote.db.retention import run_maintenance

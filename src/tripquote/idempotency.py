@@ -301,11 +301,12 @@ Record = Callable[[Tx, StoredResponse], Awaitable[None]]
 
 
 async def created(
-    conn: AsyncConnection, record: Record | None, payload: dict[str, Any]
+    conn: AsyncConnection, record: Record | None, payload: dict[str, Any], *, location: str
 ) -> StoredResponse:
-    """A create's answer, 201 with ``payload`` as JSON; for a keyed request (``record``),
-    stored with its key in the transaction of ``conn`` (a ``TransactionRunner.run`` unit)."""
-    response = StoredResponse(status=201, body=dumps(payload), headers={})
+    """A create's answer, 201 with ``payload`` as JSON and ``Location: location`` (the new
+    resource's path, RFC 9110 §10.2.2); for a keyed request (``record``), stored with its key
+    in the transaction of ``conn`` (a ``TransactionRunner.run`` unit)."""
+    response = StoredResponse(status=201, body=dumps(payload), headers={"Location": location})
     if record is not None:
         await record(await joined_tx(conn), response)
     return response

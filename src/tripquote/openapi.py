@@ -306,7 +306,7 @@ MERGED: Headers = {
 }
 LOCATION: Headers = {
     "Location": {
-        "description": "The new quote's URL.",
+        "description": "The new resource's path (RFC 9110 §10.2.2).",
         "required": True,
         "schema": {"type": "string"},
     }

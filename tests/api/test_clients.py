@@ -28,7 +28,8 @@ async def test_create_read_and_list_give_one_representation(world: World) -> Non
     assert client["agentId"] == actor.agent_id
     assert INSTANT.match(client["createdAt"]), client["createdAt"]
 
-    read = await world.client.get(f"{URL}/{client['id']}", headers=actor.headers)
+    assert created.headers["location"] == f"{URL}/{client['id']}"
+    read = await world.client.get(created.headers["location"], headers=actor.headers)
     assert read.status_code == 200
     assert read.json()["client"] == client
     listed = await world.client.get(URL, headers=actor.headers)

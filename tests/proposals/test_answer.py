@@ -232,8 +232,11 @@ async def test_the_public_pages_are_rate_limited_per_ip(db_url: str, world_facto
     statuses = [(await world.client.get("/p/" + "B" * 43)).status_code for _ in range(4)]
     assert statuses == [404, 404, 404, 429]
     limited = await world.client.get("/p/" + "B" * 43)
-    assert int(limited.headers["retry-after"]) >= 1
+    wait = int(limited.headers["retry-after"])
+    assert wait >= 1
     assert "Too many requests" in limited.text
+    unit = "second" if wait == 1 else "seconds"
+    assert f"Please wait {wait} {unit}, then reload the page." in limited.text
 
 
 async def test_the_public_pages_are_rate_limited_per_link(

@@ -58,6 +58,27 @@ def test_every_status_operation_pair(status: QuoteStatus, operation: Operation) 
     }
 
 
+@pytest.mark.parametrize(
+    ("status", "operation", "message"),
+    [
+        (S.ACCEPTED, Op.SEND, "SEND is not allowed on an ACCEPTED quote (allowed: nothing)."),
+        (S.EXPIRED, Op.UPDATE, "UPDATE is not allowed on an EXPIRED quote (allowed: nothing)."),
+        (
+            S.DRAFT,
+            Op.ACCEPT,
+            "ACCEPT is not allowed on a DRAFT quote (allowed: UPDATE, DELETE, SEND).",
+        ),
+        (S.CANCELLED, Op.DELETE, "DELETE is not allowed on a CANCELLED quote (allowed: nothing)."),
+    ],
+)
+def test_a_refusal_reads_as_english(
+    status: QuoteStatus, operation: Operation, message: str
+) -> None:
+    with pytest.raises(QuoteStateInvalid) as caught:
+        check_transition(status, operation)
+    assert caught.value.message == message
+
+
 def test_allowed_operations() -> None:
     assert allowed_operations(S.DRAFT) == [Op.UPDATE, Op.DELETE, Op.SEND]
     assert allowed_operations(S.SENT) == [Op.ACCEPT, Op.REJECT, Op.EXPIRE]

@@ -73,7 +73,8 @@ async def test_an_admin_creates_reads_changes_rotates_and_deletes_a_subscription
     assert webhook["enabled"] is True
     webhook_id = webhook["id"]
 
-    read = await world.client.get(f"{W}/{webhook_id}", headers=admin.headers)
+    assert created.headers["location"] == f"{W}/{webhook_id}"
+    read = await world.client.get(created.headers["location"], headers=admin.headers)
     listed = await world.client.get(W, headers=admin.headers)
     assert read.json()["webhook"] == webhook
     assert [w["id"] for w in listed.json()["webhooks"]] == [webhook_id]

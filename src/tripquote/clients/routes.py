@@ -32,6 +32,7 @@ from tripquote.idempotency import Record, StoredResponse, created, idempotent
 from tripquote.openapi import (
     BODY,
     DATABASE,
+    LOCATION,
     REPLAYED,
     ClientEnvelope,
     ClientListEnvelope,
@@ -73,7 +74,7 @@ def client_to_api(row: Any) -> dict[str, Any]:
     responses=responses(
         ClientEnvelope,
         201,
-        headers=REPLAYED,
+        headers={**LOCATION, **REPLAYED},
         errors=(
             *_AUTH,
             *BODY,
@@ -114,7 +115,7 @@ async def create_client(
                 now=datetime.now(UTC),
             )
             answer = {"success": True, "clientId": row["id"], "client": client_to_api(row)}
-            return await created(conn, record, answer)
+            return await created(conn, record, answer, location=f"{router.prefix}/{row['id']}")
 
         return await runner.run(work)
 

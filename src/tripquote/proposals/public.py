@@ -80,7 +80,7 @@ def error_page(request: Request, error: TripquoteError) -> Response:
         message = ProposalNotFound.default_message  # uniform: never what was wrong
     elif isinstance(error, RateLimitExceeded):
         wait = error.headers.get("Retry-After", "a few")
-        message = f"Please wait {wait} seconds, then reload the page."
+        message = f"Please wait {wait} second{'' if wait == '1' else 's'}, then reload the page."
     elif type(error) in _TITLES:
         message = error.message
     else:

@@ -98,8 +98,9 @@ def check_transition(status: QuoteStatus, operation: Operation) -> QuoteStatus:
             details=details,
         )
     allowed = ", ".join(details["allowedOperations"]) or "nothing"
+    article = "an" if status.value[0] in "AEIOU" else "a"
     raise QuoteStateInvalid(
-        f"{operation.value} is not allowed on a {status.value} quote (allowed: {allowed}).",
+        f"{operation.value} is not allowed on {article} {status.value} quote (allowed: {allowed}).",
         details=details,
     )
 

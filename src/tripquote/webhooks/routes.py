@@ -36,7 +36,7 @@ from tripquote.errors import (
 )
 from tripquote.http import json_response
 from tripquote.idempotency import Record, StoredResponse, created, idempotent
-from tripquote.openapi import BODY, DATABASE, REPLAYED, responses
+from tripquote.openapi import BODY, DATABASE, LOCATION, REPLAYED, responses
 from tripquote.pagination import (
     DEFAULT_LIMIT,
     LIMIT_BOUNDS,
@@ -129,7 +129,7 @@ async def _subscription(conn: AsyncConnection, principal: Principal, webhook_id:
     responses=responses(
         WebhookWithSecret,
         201,
-        headers=REPLAYED,
+        headers={**LOCATION, **REPLAYED},
         errors=(
             *_ADMIN,
             *BODY,
@@ -170,7 +170,7 @@ async def create_webhook(
                 now=datetime.now(UTC),
             )
             answer = {"success": True, "webhook": subscription_to_api(row), "secret": secret}
-            return await created(conn, record, answer)
+            return await created(conn, record, answer, location=f"{router.prefix}/{row['id']}")
 
         return await runner.run(work)
 
