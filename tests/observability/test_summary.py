@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from tripquote.observability.summary import OperationRecord, RollingWindow, rank_index, stats_of
+from tripquote.quotes.serialize import fmt_instant
 
 T0 = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -67,8 +68,10 @@ def test_rates_are_fractions_of_saves_only() -> None:
     window.add_rollback(T0 - timedelta(days=1))  # before the window: not counted
     summary = window.summary()
     assert summary["window"]["size"] == 9
-    assert summary["window"]["since"] == (T0 - timedelta(milliseconds=10)).isoformat()  # 1st start
-    assert summary["window"]["until"] == (T0 + timedelta(seconds=8)).isoformat()
+    # The API's one instant format (ISO 8601 UTC, milliseconds, Z), as every instant it gives.
+    assert summary["window"]["since"] == fmt_instant(T0 - timedelta(milliseconds=10))  # 1st start
+    assert summary["window"]["until"] == fmt_instant(T0 + timedelta(seconds=8))
+    assert summary["window"]["until"].endswith("Z")
     assert summary["saves"]["count"] == 8
     assert summary["saves"]["avgMs"] == 45.0
     assert summary["errorRateByCode"] == {

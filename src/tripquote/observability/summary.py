@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from tripquote.observability.bounds import CORRELATION_CHARS, ID_CHARS, bound_attributes
+from tripquote.quotes.serialize import fmt_instant
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -144,8 +145,8 @@ def assemble_summary(
         "success": True,
         "window": {
             "size": size,
-            "since": since.isoformat() if since else None,
-            "until": until.isoformat() if until else None,
+            "since": fmt_instant(since) if since else None,  # the API's one instant format
+            "until": fmt_instant(until) if until else None,
         },
         "operations": dict(sorted(operations.items())),
         "saves": {key: saves[key] for key in ("count", "avgMs", "p50Ms", "p95Ms", "p99Ms")},
