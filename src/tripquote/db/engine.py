@@ -203,7 +203,7 @@ async def _connecting(acquire: Callable[[], Awaitable[T]], seconds: float) -> T:
     failure is one a moment may cure (``cannot_connect``: refused, no primary yet, starting
     up): no statement was sent, so a switchover costs a delay, not an error."""
     started = time.monotonic()
-    try:  # the common case, without building a retry controller (about 40 us a checkout)
+    try:  # the common case, without building a retry controller (about 23 us a checkout)
         return await acquire()
     except Exception as error:
         if seconds <= 0 or not cannot_connect(error):
