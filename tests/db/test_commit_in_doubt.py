@@ -287,8 +287,12 @@ async def test_expiry_sweep_committed_locally_counts_its_batch(
     assert sent.status_code == 200, sent.text
     conn = await _admin(database)
     try:
+        # A day before the service's clock (tests.conftest.PinnedClock), not the database's:
+        # the sweep finds it due by the clock it runs on, whatever the calendar says.
         await conn.execute(
-            "UPDATE quotes SET expires_at = now() - interval '1 day' WHERE id = $1", quote_id
+            "UPDATE quotes SET expires_at = $2 WHERE id = $1",
+            quote_id,
+            world.clock() - timedelta(days=1),
         )
     finally:
         await conn.close()
