@@ -669,6 +669,10 @@ def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
     refused: dict[str, str] = {}
     if state == "42P01":  # undefined_table
         event, hint = "database_not_migrated", "Run: tripquote db upgrade"
+    elif state == "08P01" and _pooler_mode() == "none":  # PgBouncer: unsupported parameter
+        from tripquote.db.engine import POOLER_HINT
+
+        hint = f"The database refused the session parameters sent at connect: {POOLER_HINT}"
     elif state is not None and statement_refused(exc):
         # It answered, and refused the statement: not an outage to look for.
         event = "database_error"
@@ -690,6 +694,14 @@ def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
     }
     typer.echo(json.dumps(line), err=True)
     raise SystemExit(1)
+
+
+def _pooler_mode() -> str | None:
+    """``TRIPQUOTE_DB_POOLER`` as the command read it (None when the settings are unreadable)."""
+    try:
+        return Settings().db_pooler
+    except ValueError:
+        return None
 
 
 def _unavailable_hint() -> str:

@@ -155,7 +155,11 @@ class ProposalEnvelope(BaseModel):
 class SendEnvelope(SaveEnvelope):
     """A committed send, with the proposal it made (its client link)."""
 
-    proposal: ProposalOut
+    proposal: ProposalOut | None = Field(
+        description="The proposal the send made; null only when it could not be read after "
+        "the send committed (the database went away meanwhile): the send stands, and "
+        "`GET …/proposal` gives it."
+    )
 
 
 class ReadEnvelope(BaseModel):

@@ -155,6 +155,16 @@ async def test_pooler_none_behind_pgbouncer_refuses_to_start(
         assert error["event"] == "configuration_error"
         assert "set TRIPQUOTE_DB_POOLER=transaction" in error["error"]
         assert "Traceback" not in done.stdout + done.stderr
+    # A command says what to set too, not to check the URL (an operator saw that hint).
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("tripquote")), "agencies", "create", "X"],
+        env=server_env(db_url, db_pooler="none"), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, (done.stderr[-2000:], done.stdout[-2000:])
+    (line,) = done.stderr.strip().splitlines()
+    error = json.loads(line)
+    assert error["event"] == "database_unavailable"
+    assert "set TRIPQUOTE_DB_POOLER=transaction" in error["hint"]
 
 
 async def test_pooler_none_behind_a_bouncer_ignoring_the_parameters_is_a_configuration_error(

@@ -9,8 +9,9 @@ import uuid
 
 from sqlalchemy import text
 
-from tests.conftest import World
+from tests.conftest import World, quote_body
 from tests.proposals.support import URL, form_of, resend, send_quote, stored
+from tripquote.errors import QuotePersistenceFailed
 
 
 async def test_send_stores_the_proposal_and_gives_its_link_once_hashed(world: World) -> None:
@@ -53,6 +54,42 @@ async def test_send_stores_the_proposal_and_gives_its_link_once_hashed(world: Wo
     again = await world.client.get(f"{URL}/{sent.quote_id}/proposal", headers=actor.headers)
     assert again.status_code == 200
     assert again.json()["proposal"]["url"] == proposal["url"]
+
+
+async def test_a_send_whose_link_cannot_be_read_after_its_commit_still_answers_the_send(
+    world: World,
+) -> None:
+    # The send commits, then a second read adds its link to the answer. A failover between the
+    # two (an operator saw it: 503 "Nothing was changed" for a committed send) is stood in for
+    # by that read failing as a lost connection makes it fail; nothing else is replaced.
+    actor = await world.actor()
+    created = await world.client.post(
+        URL, json=quote_body("kyoto-autumn-jpy", actor.client_id), headers=actor.headers
+    )
+    quote_id = created.json()["quoteId"]
+    proposals = world.app.state.proposals
+
+    async def connection_lost(**_: object) -> None:
+        raise QuotePersistenceFailed(details={"cause": "08003"})
+
+    proposals.agent_view = connection_lost
+    try:
+        sent = await world.client.post(
+            f"{URL}/{quote_id}/send", json={"version": 1}, headers=actor.headers
+        )
+    finally:
+        del proposals.agent_view  # the class's method again
+    assert sent.status_code == 200, sent.text
+    assert sent.headers["etag"] == '"2"'
+    assert sent.json()["proposal"] is None
+    assert sent.json()["quote"]["status"] == "SENT"
+    assert (
+        await world.count("quote_revisions", "quote_id = :q AND operation = 'SEND'", q=quote_id)
+        == 1
+    )
+    link = await world.client.get(f"{URL}/{quote_id}/proposal", headers=actor.headers)
+    assert link.status_code == 200
+    assert link.json()["proposal"]["version"] == 2 and link.json()["proposal"]["page"] == "OPEN"
 
 
 async def test_the_page_shows_the_proposal_and_counts_views_without_a_new_version(

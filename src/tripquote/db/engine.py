@@ -317,7 +317,12 @@ async def check_pooler(engine: AsyncEngine, settings: Settings, failure: BaseExc
     await connection.close()
     raise PoolerMisconfigured(
         "TRIPQUOTE_DB_POOLER: the database refused the session parameters sent at connect "
-        "(SQLSTATE 08P01) and accepts the connection without them: a pooler (PgBouncer) "
-        "stands in front of PostgreSQL; set TRIPQUOTE_DB_POOLER=transaction (pool_mode = "
-        "transaction) or session (README, Running beyond one machine)"
+        f"(SQLSTATE 08P01) and accepts the connection without them: {POOLER_HINT}"
     )
+
+
+POOLER_HINT = (
+    "a pooler (PgBouncer) stands in front of PostgreSQL; set TRIPQUOTE_DB_POOLER=transaction "
+    "(pool_mode = transaction) or session (README, Running beyond one machine)"
+)
+"""What to do when a pooler refused the session parameters of ``TRIPQUOTE_DB_POOLER=none``."""

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
+import structlog
 from fastapi import APIRouter, Path, Query
 from pydantic_core import PydanticCustomError
 from starlette.requests import Request
@@ -45,6 +46,7 @@ from tripquote.errors import (
     RateLimitExceeded,
     SaveOutcomeUnknown,
     TripAlreadyStarted,
+    TripquoteError,
     field_error,
 )
 from tripquote.etags import etag
@@ -88,6 +90,8 @@ from tripquote.quotes.service import OnSaved
 from tripquote.quotes.service import SavedQuote as Saved
 from tripquote.routing import TrackedRoute, operation
 from tripquote.validation import NO_NUL, canonical_id, query_text
+
+_logger = structlog.get_logger("tripquote.quotes")
 
 router = APIRouter(prefix="/api/agents/quotes", tags=["quotes"], route_class=TrackedRoute)
 
@@ -322,10 +326,20 @@ async def _transition(request: Request, operation_: Operation, call: QuoteCall) 
 
 async def _with_proposal(request: Request, call: QuoteCall, response: Response) -> Response:
     """A send's response with ``proposal`` (its link: ``proposals.service.proposal_json``),
-    added here, never stored with an idempotent response (the token is kept nowhere)."""
-    proposal = await request.app.state.proposals.agent_view(
-        caller=call.caller, quote_id=call.quote_id
-    )
+    added here, never stored with an idempotent response (the token is kept nowhere). The
+    send committed before this read: when the read fails (the database went away meanwhile),
+    the send's answer stands, with ``proposal`` null (``GET …/proposal`` gives it), never the
+    read's error, which would say that nothing was written."""
+    try:
+        proposal = await request.app.state.proposals.agent_view(
+            caller=call.caller, quote_id=call.quote_id
+        )
+    except TripquoteError as error:
+        _logger.warning(
+            "send_proposal_unread", quote_id=call.quote_id, error_code=error.code,
+            details=error.details,
+        )  # fmt: skip
+        proposal = None
     body = loads(bytes(response.body))
     body["proposal"] = proposal
     headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
