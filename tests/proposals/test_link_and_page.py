@@ -143,6 +143,14 @@ async def test_unknown_malformed_revoked_and_superseded_links_get_one_uniform_40
     assert revoke.status_code == 200
     assert revoke.json()["proposal"]["endedReason"] == "REVOKED"
     assert revoke.json()["proposal"]["url"] is None
+    assert revoke.json()["proposal"]["page"] == "PROPOSAL_NOT_FOUND"
+    # The answer is the link as the revoke left it (built from its statement, no read after
+    # its commit): what the agent reads next, and a second revoke answers the same.
+    read = await world.client.get(f"{URL}/{revoked.quote_id}/proposal", headers=actor.headers)
+    again = await world.client.post(
+        f"{URL}/{revoked.quote_id}/proposal/revoke", headers=actor.headers
+    )
+    assert revoke.json()["proposal"] == read.json()["proposal"] == again.json()["proposal"]
     # A re-send after REJECTED -> DRAFT ends the old link.
     old = await send_quote(world, actor)
     rejected = await world.client.post(

@@ -267,8 +267,10 @@ class ProposalService:
             raise error
         if link is None:
             raise _never_sent(quote_id)
+        if written:  # as the statement left it: no read after the commit that could fail
+            return self.proposal_json(link)
         latest = await self.latest_link(caller=caller, quote_id=quote_id)
-        if not written and link.ended_at is None and latest.answer is not None:
+        if link.ended_at is None and latest.answer is not None:
             # Answered before, or by an answer that held the link's lock first.
             raise QuoteStateInvalid(
                 f"The client already answered this proposal ({latest.answer}): its link "

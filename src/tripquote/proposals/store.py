@@ -3,7 +3,7 @@ through the transaction runner."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -173,11 +173,14 @@ class ProposalStore:
     async def revoke(
         self, *, caller: Caller, quote_id: str, now: datetime
     ) -> tuple[bool, Facts, Link | None]:
-        """End the quote's latest link (REVOKE): whether it did, the facts, the link as
-        found."""
+        """End the quote's latest link (REVOKE): whether it did, the facts, and the link as
+        the revoke left it when it did (ended, REVOKED), else as found."""
 
         async def work(tx: Tx) -> tuple[bool, Facts, Link | None]:
             row = await tx.write(sql.REVOKE, _caller(caller, quote_id, now))
-            return bool(row["written"]), facts_of(row), _link(row)
+            link = _link(row)
+            if row["written"] and link is not None:
+                link = replace(link, ended_at=row["revoked_at"], ended_reason="REVOKED")
+            return bool(row["written"]), facts_of(row), link
 
         return await self.runner.run_store(work, atomic=False)
