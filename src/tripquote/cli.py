@@ -669,10 +669,6 @@ def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
     refused: dict[str, str] = {}
     if state == "42P01":  # undefined_table
         event, hint = "database_not_migrated", "Run: tripquote db upgrade"
-    elif state == "08P01" and _pooler_mode() == "none":  # PgBouncer: unsupported parameter
-        from tripquote.db.engine import POOLER_HINT
-
-        hint = f"The database refused the session parameters sent at connect: {POOLER_HINT}"
     elif state is not None and statement_refused(exc):
         # It answered, and refused the statement: not an outage to look for.
         event = "database_error"
@@ -684,7 +680,7 @@ def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
         if detail:
             refused["detail"] = scrub(str(detail))
     else:
-        hint = _unavailable_hint()
+        hint = _unavailable_hint(state)
     line = {
         "level": "error",
         "event": event,
@@ -696,21 +692,19 @@ def _fail_on_database(event: str, exc: BaseException) -> NoReturn:
     raise SystemExit(1)
 
 
-def _pooler_mode() -> str | None:
-    """``TRIPQUOTE_DB_POOLER`` as the command read it (None when the settings are unreadable)."""
-    try:
-        return Settings().db_pooler
-    except ValueError:
-        return None
+def _unavailable_hint(state: str | None = None) -> str:
+    """What to check when the database could not be used: ``TRIPQUOTE_DB_POOLER`` when a
+    pooler refused the session parameters (SQLSTATE ``state`` 08P01, PgBouncer's "unsupported
+    startup parameter"), else the URL, or the embedded server's folder and log when the URL
+    is unset."""
+    from tripquote.db.engine import POOLER_HINT
 
-
-def _unavailable_hint() -> str:
-    """What to check when the database did not answer: the URL, or the embedded server's
-    folder and log when the URL is unset."""
     try:
         settings: Settings | None = Settings()
     except ValueError:  # the command's own settings were readable; a .env edited since is not
         settings = None
+    if state == "08P01" and settings is not None and settings.db_pooler == "none":
+        return f"The database refused the session parameters sent at connect: {POOLER_HINT}"
     if settings is None or settings.database_url is not None:
         return "Check TRIPQUOTE_DATABASE_URL and that its database server is running."
     data_dir = embedded.data_folder(settings)
