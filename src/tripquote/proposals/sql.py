@@ -82,12 +82,7 @@ _LATEST = f"""WITH {agents.CALLER}, {QUOTE_FACTS}, {CLIENT}, latest AS (
      ORDER BY p.created_at DESC, p.id DESC LIMIT 1
 )"""
 
-_LATEST_COLUMNS = (
-    _LINK_COLUMNS.replace("p.", "latest.")
-    + """,
-       cur.version AS quote_version, cur.status AS quote_status"""
-)
-"""The latest link's columns and its quote's version and status (what its page shows)."""
+_LATEST_COLUMNS = _LINK_COLUMNS.replace("p.", "latest.")
 
 PROPOSAL_OF = Statement.of(
     f"""

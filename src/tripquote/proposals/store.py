@@ -88,6 +88,16 @@ def _link(row: Any) -> Link | None:
     )
 
 
+def _latest(row: Any) -> tuple[Facts, Link | None]:
+    """A ``PROPOSAL_OF`` / ``REVOKE`` row: its facts, and the quote's latest link with the
+    quote's version and status as those facts saw them (what its page shows)."""
+    facts = facts_of(row)
+    link = _link(row)
+    if link is not None:
+        link = replace(link, quote_version=facts.version, quote_status=facts.status)
+    return facts, link
+
+
 def _caller(caller: Caller, quote_id: str, now: datetime) -> dict[str, Any]:
     return {
         "agent_id": caller.agent_id,
@@ -165,8 +175,7 @@ class ProposalStore:
         """The facts about the caller and the quote, and the quote's latest link (None)."""
 
         async def work(tx: Tx) -> tuple[Facts, Link | None]:
-            row = await tx.fetchrow(sql.PROPOSAL_OF, _caller(caller, quote_id, now))
-            return facts_of(row), _link(row)
+            return _latest(await tx.fetchrow(sql.PROPOSAL_OF, _caller(caller, quote_id, now)))
 
         return await self.runner.run_store(work, atomic=False, write=False)
 
@@ -178,9 +187,9 @@ class ProposalStore:
 
         async def work(tx: Tx) -> tuple[bool, Facts, Link | None]:
             row = await tx.write(sql.REVOKE, _caller(caller, quote_id, now))
-            link = _link(row)
+            facts, link = _latest(row)
             if row["written"] and link is not None:
                 link = replace(link, ended_at=row["revoked_at"], ended_reason="REVOKED")
-            return bool(row["written"]), facts_of(row), link
+            return bool(row["written"]), facts, link
 
         return await self.runner.run_store(work, atomic=False)
