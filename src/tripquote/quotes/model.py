@@ -133,9 +133,7 @@ def with_item_ids(draft: QuoteDraft, known: Sequence[str] | None) -> QuoteDraft:
         raise QuoteValidationFailed(details={"errors": errors})
     if known is None:
         return draft
-    items = tuple(
-        item if item.id is not None else replace(item, id=new_id()) for item in draft.items
-    )
+    items = tuple(item if item.id is not None else item.with_id(new_id()) for item in draft.items)
     return replace(draft, items=items)
 
 

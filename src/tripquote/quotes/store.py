@@ -130,6 +130,11 @@ class QuoteStore:
         }
         return {
             **_content(draft),
+            # each item's API form without its id (the snapshot splices it in: sql.EDIT)
+            "item_texts": [
+                dumps({k: v for k, v in item.items() if k != "id"}).decode()
+                for item in known["items"]
+            ],
             **_caller(caller),
             "quote_id": quote_id,
             "expected": expected,
@@ -428,11 +433,6 @@ def _content(draft: Draft) -> dict[str, Any]:
         "markup_amount": draft.markup_amount,
         "total": draft.total,
         "items": dumps(items).decode(),
-        # each item's API form without its id (the edit's snapshot splices it in)
-        "item_texts": [
-            dumps({k: v for k, v in item.to_api(draft.currency).items() if k != "id"}).decode()
-            for item in draft.items
-        ],
     }
 
 
