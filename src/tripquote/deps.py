@@ -238,9 +238,12 @@ class _Edit(_QuoteWrite):
         if_match: str = if_match_header(),
         prefer: str | None = prefer_header(),
     ) -> QuoteCall:
-        """See ``edit``; ``Prefer: merge`` sets ``merge``."""
+        """See ``edit``; ``Prefer: merge`` sets ``merge``, on whichever line of the field it
+        comes (``prefer``, which documents it, is the first): RFC 7240 §2 lets a client send
+        its preferences on several lines."""
         call = await self.edit(request, quote_id)
-        return replace(call, merge=prefers(prefer, "merge"))
+        lines = request.headers.getlist("prefer")
+        return replace(call, merge=prefers(etags.field_value(lines), "merge"))
 
 
 class _Transition(_QuoteWrite):

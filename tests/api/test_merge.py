@@ -132,6 +132,24 @@ async def test_an_id_on_a_create_or_another_quotes_item_id_is_refused(world: Wor
     assert await world.table_counts() == before
 
 
+async def test_merge_is_preferred_on_any_line_of_the_prefer_field(world: World) -> None:
+    # RFC 7240 §2: preferences may come on several Prefer lines; merge on the second one counts.
+    actor = await world.actor()
+    quote = await _create(world, actor)
+    first = await _patch(world, actor, quote["id"], {"version": 1, "travelers": 3}, merge=False)
+    assert first.status_code == 200, first.text
+    headers = [*actor.headers.items(), ("Prefer", "return=minimal"), ("Prefer", "merge")]
+    second = await world.client.patch(
+        f"/api/agents/quotes/{quote['id']}",
+        json={"version": 1, "notes": "second line"},
+        headers=headers,
+    )
+    assert second.status_code == 200, second.text
+    assert second.headers["preference-applied"] == "merge"
+    merged = second.json()["quote"]
+    assert (merged["version"], merged["travelers"], merged["notes"]) == (3, 3, "second line")
+
+
 async def test_a_repeated_item_id_is_refused(world: World) -> None:
     actor = await world.actor()
     quote = await _create(world, actor)
