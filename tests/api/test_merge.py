@@ -150,6 +150,47 @@ async def test_merge_is_preferred_on_any_line_of_the_prefer_field(world: World) 
     assert (merged["version"], merged["travelers"], merged["notes"]) == (3, 3, "second line")
 
 
+@pytest.mark.parametrize("merge", [False, True])
+async def test_a_repeated_item_id_is_reported_with_the_other_failing_fields(
+    world: World, merge: bool
+) -> None:
+    # Every failing field at once (the brief): the repeated id beside travelers 0.
+    actor = await world.actor()
+    quote = await _create(world, actor)
+    before = await world.snapshot(quote["id"])
+    items = [_edited(i) for i in quote["items"]]
+    items[1]["id"] = items[0]["id"]
+    body = {"version": 1, "travelers": 0, "items": items}
+    response = await _patch(world, actor, quote["id"], body, merge=merge)
+    assert response.status_code == 400, response.text
+    errors = response.json()["details"]["errors"]
+    assert [(e["path"], e["code"]) for e in errors] == [
+        ("travelers", "out_of_range"),
+        ("items[1].id", "duplicate_id"),
+    ]
+    assert await world.snapshot(quote["id"]) == before
+
+
+async def test_every_unknown_item_id_of_a_full_form_save_is_reported(world: World) -> None:
+    # The store checks a full-form save's ids (one statement): it names each unknown one.
+    actor = await world.actor()
+    other = await _create(world, actor)
+    quote = await _create(world, actor)
+    before = await world.table_counts()
+    full = {k: quote[k] for k in INPUT_FIELDS if k not in ("clientId", "items")}
+    full["items"] = [_edited(i) for i in quote["items"]]
+    full["items"][1]["id"] = other["items"][1]["id"]
+    full["items"][4]["id"] = str(uuid.uuid4())
+    response = await _patch(world, actor, quote["id"], {**full, "version": 1}, merge=False)
+    assert response.status_code == 400, response.text
+    errors = response.json()["details"]["errors"]
+    assert [(e["path"], e["code"]) for e in errors] == [
+        ("items[1].id", "unknown_id"),
+        ("items[4].id", "unknown_id"),
+    ]
+    assert await world.table_counts() == before
+
+
 async def test_a_repeated_item_id_is_refused(world: World) -> None:
     actor = await world.actor()
     quote = await _create(world, actor)

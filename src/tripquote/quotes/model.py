@@ -111,28 +111,21 @@ class Draft:
 
 
 def with_item_ids(draft: QuoteDraft, known: Sequence[str] | None) -> QuoteDraft:
-    """``draft`` with its item ids checked: none names two items; with ``known`` (a create:
-    none; a merged save: the ids of the version it was made on) each is one of them, and an
-    item sent without one gets a new one (``ids.new_id``). ``known`` None (an edit): the ids sent
-    are the store's to check and complete (``sql.ITEMS_IN``). QUOTE_VALIDATION_FAILED at
-    ``items[i].id`` (``unknown_id``, ``duplicate_id``)."""
-    allowed = None if known is None else set(known)
-    sent: set[str] = set()
-    errors = []
-    for index, item in enumerate(draft.items):
-        if item.id is None:
-            continue
-        if allowed is not None and item.id not in allowed:
-            errors.append(unknown_item_id(index))
-        elif item.id in sent:
-            errors.append(
-                field_error(f"items[{index}].id", "duplicate_id", "id names another item too.")
-            )
-        sent.add(item.id)
-    if errors:
-        raise QuoteValidationFailed(details={"errors": errors})
+    """``draft`` (validated: no id names two items, ``rules.validate_quote``) with its item ids
+    checked: with ``known`` (a create: none; a merged save: the ids of the version it was made
+    on) each is one of them, and an item sent without one gets a new one (``ids.new_id``).
+    ``known`` None (an edit): the ids sent are the store's to check and complete
+    (``sql.ITEMS_IN``). QUOTE_VALIDATION_FAILED at each ``items[i].id`` (``unknown_id``)."""
     if known is None:
         return draft
+    allowed = set(known)
+    errors = [
+        unknown_item_id(index)
+        for index, item in enumerate(draft.items)
+        if item.id is not None and item.id not in allowed
+    ]
+    if errors:
+        raise QuoteValidationFailed(details={"errors": errors})
     items = tuple(item if item.id is not None else item.with_id(new_id()) for item in draft.items)
     return replace(draft, items=items)
 

@@ -86,8 +86,9 @@ def explain(
                 },
                 http_status=conflict_status,
             )
-        if facts.unknown_item is not None:
-            return QuoteValidationFailed(details={"errors": [unknown_item_id(facts.unknown_item)]})
+        if facts.unknown_items:
+            errors = [unknown_item_id(position) for position in facts.unknown_items]
+            return QuoteValidationFailed(details={"errors": errors})
         if operation is Operation.SEND and facts.trip_started:
             return trip_already_started(quote_id, facts)
         if facts.item_count is not None and operation is Operation.SEND:

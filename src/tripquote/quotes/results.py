@@ -36,8 +36,8 @@ class Facts:
     item_count: int | None = None
     trip_started: bool = False
     start_date: date | None = None
-    unknown_item: int | None = None
-    """An edit's first item sent with an id the quote has no item of (its position)."""
+    unknown_items: tuple[int, ...] = ()
+    """The positions of an edit's items sent with an id the quote has no item of."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,5 +125,5 @@ def facts_of(row: Any) -> Facts:
         item_count=row["item_count"] if "item_count" in keys else None,
         trip_started=bool(row["trip_started"]) if "trip_started" in keys else False,
         start_date=row["fact_start"] if "fact_start" in keys else None,
-        unknown_item=row["unknown_item"] if "unknown_item" in keys else None,
+        unknown_items=tuple(row["unknown_items"] or ()) if "unknown_items" in keys else (),
     )

@@ -239,8 +239,17 @@ def _cross_field_errors(data: dict[str, Any], limits: Limits, *, whole: bool) ->
                 )
     items = data.get("items")
     if isinstance(items, list):
+        ids: set[str] = set()
         for index, item in enumerate(items):
-            if isinstance(item, dict) and isinstance(item.get("details"), dict):
+            if not isinstance(item, dict):
+                continue
+            item_id = item.get("id")
+            if isinstance(item_id, str):
+                if item_id in ids:
+                    path = f"items[{index}].id"
+                    errors.append(field_error(path, "duplicate_id", "id names another item too."))
+                ids.add(item_id)
+            if isinstance(item.get("details"), dict):
                 errors += _item_errors(
                     f"items[{index}].details", item.get("type"), item["details"], trip
                 )

@@ -261,14 +261,15 @@ ITEMS_IN = f"""items_in AS (
         ON x.id IS NULL AND p.quote_id = :quote_id AND p.position = x.position
        AND {item_id("p")} <> ALL({_SENT_IDS})
 ), unknown AS (
-    -- The first item sent with an id that is none of the quote's items (nor of
-    -- :fresh_ids, the new items a merged save names): the edit is refused.
-    SELECT min(x.position) AS position FROM items_in x
+    -- The items sent with an id that is none of the quote's items (nor of :fresh_ids, the
+    -- new items a merged save names), their positions in order (NULL: none): the edit is
+    -- refused, at each of them.
+    SELECT array_agg(x.position ORDER BY x.position) AS position FROM items_in x
      WHERE x.id IS NOT NULL AND x.id <> ALL(:fresh_ids::text[])
        AND NOT EXISTS (SELECT 1 FROM quote_items i
                         WHERE i.quote_id = :quote_id AND {item_id("i")} = x.id)
 )"""
-"""``items_in``: the edit's items with their ``item_id``; ``unknown``: an id it may not send."""
+"""``items_in``: the edit's items with their ``item_id``; ``unknown``: the ids it may not send."""
 
 _REPLACE_ITEMS = f"""dropped AS (
     DELETE FROM quote_items
@@ -400,7 +401,7 @@ SELECT EXISTS (SELECT 1 FROM saved) AS written, {FACT_COLUMNS},
        coalesce({_REOPENING} AND (SELECT a.open_quote_bound >= :open_limit
                                     FROM agents a WHERE a.id = cur.agent_id), false) AS at_bound,
        saved.agent_id AS saved_agent_id, saved.client_id AS saved_client_id,
-       saved.created_at AS saved_created_at, (SELECT position FROM unknown) AS unknown_item,
+       saved.created_at AS saved_created_at, (SELECT position FROM unknown) AS unknown_items,
        (SELECT array_agg(item_id ORDER BY position) FROM items_in) AS item_ids
   FROM {FACTS_FROM} LEFT JOIN saved ON true
 """
