@@ -108,3 +108,35 @@ async def test_negative_zero_is_stored_and_shown_as_zero(world: World) -> None:
     assert quote["pricing"]["markupAmount"] == "0.00"
     stored = (await world.client.get(f"{Q}/{quote['id']}", headers=actor.headers)).json()
     assert stored["quote"]["markupPercent"] == "0.00"
+
+
+async def test_a_backslash_before_u0000_in_details_is_text_not_a_nul(world: World) -> None:
+    # An OTHER item's details holding the text \u0000 (a backslash, then "u0000"), sent again
+    # with its keys in another order: nothing changed, so nothing is written. Only an unescaped
+    # \u0000 in what is stored (which jsonb cannot compare) counts as a change unread.
+    actor = await world.actor()
+    body = quote_body("iceland-ring-road-eur", actor.client_id)
+    body.pop("pricing", None)
+    text = "x\\u0000y"
+    body["items"].append(
+        {
+            "type": "OTHER",
+            "description": "Note",
+            "quantity": 1,
+            "unitPrice": "1.00",
+            "details": {"a": text, "b": "z"},
+        }
+    )
+    created = await world.client.post(Q, json=body, headers=actor.headers)
+    assert created.status_code == 201, created.text
+    quote = created.json()["quote"]
+    before = await world.snapshot(quote["id"])
+    items = [{k: v for k, v in item.items() if k != "lineTotal"} for item in quote["items"]]
+    items[-1]["details"] = {"b": "z", "a": text}
+    response = await world.client.patch(
+        f"{Q}/{quote['id']}", json={"version": 1, "items": items}, headers=actor.headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["quote"]["version"] == 1
+    assert response.json()["quote"]["items"][-1]["details"] == {"a": text, "b": "z"}
+    assert await world.snapshot(quote["id"]) == before

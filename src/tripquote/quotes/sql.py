@@ -352,8 +352,9 @@ _SEEN = f"""seen AS (
              WHERE ({item_id("i")}, i.type, i.description, i.quantity, i.unit_price)
                    IS DISTINCT FROM (x.item_id, x.type, x.description, x.quantity, x.unit_price)
                 OR CASE WHEN i.details::text IS NOT DISTINCT FROM x.details::text THEN false
-                        -- stored around the API with \\u0000, which jsonb cannot hold
-                        WHEN strpos(i.details::text, '\\u0000') > 0 THEN true
+                        -- stored around the API with \\u0000 (an escape, not a backslash's
+                        -- text: an even run of backslashes before it), which jsonb cannot hold
+                        WHEN i.details::text ~ '(^|[^\\\\])(\\\\\\\\)*\\\\u0000' THEN true
                         ELSE i.details::jsonb IS DISTINCT FROM x.details::jsonb END
         ) AS changed
       FROM caller, cur
