@@ -118,6 +118,8 @@ class JsonBody:
             media_type.startswith("application/") and media_type.endswith("+json")
         ):
             raise UnsupportedMediaType(details={"contentType": media_type or None})
+        if "content-encoding" in request.headers:
+            _identity_only(request.headers.getlist("content-encoding"))
         return loads(raw)
 
     def openapi(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -133,6 +135,20 @@ class JsonBody:
             "content": {"application/json": {"schema": reference}},
         }
         return request_body, components
+
+
+def _identity_only(lines: list[str]) -> None:
+    """Refuse a body sent with a content coding (``Content-Encoding: gzip``…): 415
+    UNSUPPORTED_MEDIA_TYPE with ``Accept-Encoding: identity``, none being accepted (RFC 9110
+    §8.4, §15.5.16, §12.5.3). ``identity`` (or an empty field) is no coding."""
+    codings = [c.strip().lower() for c in ",".join(lines).split(",") if c.strip()]
+    sent = [c for c in codings if c != "identity"]
+    if sent:
+        raise UnsupportedMediaType(
+            "Send the body without a content coding: no Content-Encoding (or identity).",
+            details={"contentEncoding": ", ".join(sent)},
+            headers={"Accept-Encoding": "identity"},
+        )
 
 
 ClientBody = Annotated[Any, Depends(JsonBody(ClientIn))]

@@ -40,6 +40,26 @@ async def test_body_must_be_declared_json(world: World, content_type: str) -> No
     assert ok.status_code == 201
 
 
+@pytest.mark.parametrize("coding", ["gzip", "br", "identity, gzip", "x-unknown"])
+async def test_a_content_coded_body_is_refused_with_the_codings_accepted(
+    world: World, coding: str
+) -> None:
+    """A coded body (RFC 9110 §8.4) is not read as JSON: 415 naming the coding, with
+    ``Accept-Encoding: identity`` (§15.5.16, §12.5.3); nothing written. ``identity`` alone is
+    no coding."""
+    actor = await world.actor()
+    before = await world.table_counts()
+    raw = json.dumps(quote_body("edinburgh-weekend-gbp", actor.client_id)).encode()
+    headers = {**actor.headers, "Content-Type": "application/json", "Content-Encoding": coding}
+    response = await world.client.post(URL, content=raw, headers=headers)
+    body = assert_envelope(response, "UNSUPPORTED_MEDIA_TYPE", 415)
+    assert response.headers["Accept-Encoding"] == "identity"
+    assert body["details"]["contentEncoding"] == coding.removeprefix("identity, ")
+    assert await world.table_counts() == before
+    plain = {**headers, "Content-Encoding": "identity"}
+    assert (await world.client.post(URL, content=raw, headers=plain)).status_code == 201
+
+
 async def test_trailing_slash_is_a_404_envelope_not_a_redirect(world: World) -> None:
     actor = await world.actor()
     response = await world.client.get(f"{URL}/", headers=actor.headers)
