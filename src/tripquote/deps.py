@@ -12,7 +12,9 @@ dependencies. All are ``async``: a plain function would run on a worker thread.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends, Header
@@ -187,6 +189,8 @@ class QuoteCall:
     idempotency_key: str | None = None
     merge: bool = False
     """The request prefers a stale save merged (``Prefer: merge``, RFC 7240)."""
+    none_match: Callable[[int], bool] | None = None
+    """A write's If-None-Match (None without one): whether it names a version's ETag."""
 
 
 async def quote_read(request: Request, quote_id: str) -> QuoteCall:
@@ -216,8 +220,22 @@ class _QuoteWrite:
         # the first): two lines are a list, as one line of two tags is.
         lines = request.headers.getlist("if-match")
         version = etags.if_match_version(etags.parse(etags.field_value(lines), "If-Match"))
+        none_match = None
+        if "if-none-match" in request.headers:
+            excluded = etags.parse(
+                etags.field_value(request.headers.getlist("if-none-match")), "If-None-Match"
+            )
+            none_match = partial(_names, excluded)
         body = await self.body(request)
-        return QuoteCall(caller, quote_id, quote_service(request), version, body)
+        return QuoteCall(
+            caller, quote_id, quote_service(request), version, body, none_match=none_match
+        )
+
+
+def _names(condition: etags.Condition | None, version: int) -> bool:
+    """Whether If-None-Match ``condition`` names ``version``'s ETag (weak comparison, or
+    ``*``: RFC 9110 §13.1.2)."""
+    return etags.none_match_fails(condition, etags.etag(version))
 
 
 class _Create(_QuoteWrite):

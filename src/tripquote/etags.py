@@ -1,11 +1,12 @@
 """Entity tags and the two preconditions that carry them, ``If-Match`` and ``If-None-Match``
 (RFC 9110 §8.8.3, §13.1.1, §13.1.2): the grammar once, for both headers.
 
-A quote version's ETag is strong, its decimal version quoted: ``"5"``. A header is ``*`` or a
-comma-separated list of entity tags (empty list elements are ignored, RFC 9110 §5.6.1); any
-other value is malformed: 400 QUOTE_VALIDATION_FAILED at the header's name. A well-formed tag
-that names no version (``"abc"``, ``"0"``, ``"05"``, ``W/"5"`` under If-Match's strong
-comparison) is not malformed: it simply matches nothing.
+A quote version's ETag is strong, its decimal version quoted: ``"5"`` (``"5-expired"`` once it
+reads EXPIRED: ``etag``). A header is ``*`` or a comma-separated list of entity tags (empty
+list elements are ignored, RFC 9110 §5.6.1); any other value is malformed: 400
+QUOTE_VALIDATION_FAILED at the header's name. A well-formed tag that names no version
+(``"abc"``, ``"0"``, ``"05"``, ``W/"5"`` under If-Match's strong comparison) is not malformed:
+it simply matches nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ _TAG = rf'(W/)?("{_ETAGC}*")'
 _FIRST = re.compile(rf"[ \t,]*{_TAG}")  # OWS and empty list elements, then a tag
 _NEXT = re.compile(rf"[ \t]*,[ \t,]*{_TAG}")  # OWS "," OWS (empty elements too), then a tag
 _END = re.compile(r"[ \t,]*")  # trailing OWS and empty elements
-_VERSION = re.compile(r'"([1-9][0-9]{0,9})"')  # as ETag sends it: no sign, no leading zero
+_VERSION = re.compile(r'"([1-9][0-9]{0,9})(?:-expired)?"')  # as ETag sends it: no sign, no 0…
 
 PATTERN = rf"^[ \t]*(\*|[ \t,]*{_TAG}([ \t]*,[ \t,]*{_TAG})*[ \t,]*)[ \t]*$"
 """The grammar as a JSON Schema ``pattern`` (ECMA 262), for the OpenAPI document."""
@@ -46,9 +47,16 @@ Condition = Literal["*"] | tuple[EntityTag, ...]
 """A parsed precondition header: ``*`` (any current representation) or its tags, in order."""
 
 
-def etag(version: int) -> str:
-    """The strong ETag of a quote version (RFC 9110 §8.8.3): ``"5"``."""
-    return f'"{version}"'
+EXPIRED = "EXPIRED"
+
+
+def etag(version: int, status: str | None = None) -> str:
+    """The strong ETag of a quote version (RFC 9110 §8.8.3): ``"5"``; read EXPIRED
+    (``status``, as of the read), ``"5-expired"``. A SENT quote whose offer has ended reads
+    EXPIRED at the version that sent it until the expiry sweep writes the next one: another
+    representation, so another tag (a cache revalidating its SENT copy gets 200, not 304).
+    Both name version 5 in If-Match."""
+    return f'"{version}-expired"' if status == EXPIRED else f'"{version}"'
 
 
 def field_value(lines: list[str]) -> str | None:

@@ -293,10 +293,11 @@ CORRELATION_ID: Headers = {
 }
 ETAG: Headers = {
     "ETag": {
-        "description": 'The quote version\'s strong ETag, e.g. "5"; send it as If-Match to '
-        "edit that version, as If-None-Match to read the quote only if it changed.",
+        "description": 'The quote version\'s strong ETag, e.g. "5" ("5-expired" once it reads '
+        "EXPIRED); send it as If-Match to edit that version, as If-None-Match to read the "
+        "quote only if it changed.",
         "required": True,
-        "schema": {"type": "string", "pattern": '^"[1-9][0-9]*"$'},
+        "schema": {"type": "string", "pattern": '^"[1-9][0-9]*(-expired)?"$'},
     }
 }
 MERGED: Headers = {

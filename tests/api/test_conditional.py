@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.api.test_errors_api import assert_envelope
+from tests.api.test_lifecycle import expire_in_db
 from tests.conftest import Actor, World, quote_body
 from tests.servers import migrated_database, provision_actor, server_env, serving
 
@@ -186,3 +187,109 @@ async def test_if_none_match_on_two_lines_is_the_list_of_both(world: World) -> N
         headers=[*actor.headers.items(), ("If-None-Match", '"1"'), ("If-None-Match", '"2"')],
     )
     assert response.status_code == 304, response.text
+
+
+@pytest.mark.parametrize("if_none_match", ['"2"', 'W/"2"', "*", '"1", "2"'])
+@pytest.mark.parametrize("write", ["patch", "patch-if-match", "send", "delete"])
+async def test_a_write_whose_if_none_match_names_the_version_is_not_done(
+    world: World, write: str, if_none_match: str
+) -> None:
+    """RFC 9110 §13.1.2: If-None-Match false on a write (it names the current ETag, weakly,
+    or is ``*``) is 412, and nothing is written, the edit's and the transitions' alike."""
+    actor = await world.actor()
+    quote_id = await _edited(world, actor)
+    before = await world.snapshot(quote_id)
+    counts = await world.table_counts()
+    headers = {**actor.headers, "If-None-Match": if_none_match}
+    if write == "patch-if-match":
+        response = await world.client.patch(
+            f"{URL}/{quote_id}", json={"travelers": 4}, headers={**headers, "If-Match": '"2"'}
+        )
+    elif write == "patch":
+        response = await world.client.patch(
+            f"{URL}/{quote_id}", json={"version": 2, "travelers": 4}, headers=headers
+        )
+    elif write == "send":
+        response = await world.client.post(
+            f"{URL}/{quote_id}/send", json={"version": 2}, headers=headers
+        )
+    else:
+        response = await world.client.request(
+            "DELETE", f"{URL}/{quote_id}", json={"version": 2}, headers=headers
+        )
+    body = assert_envelope(response, "QUOTE_CONFLICT_VERSION", 412)
+    assert body["details"]["precondition"] == "If-None-Match"
+    assert (body["details"]["expectedVersion"], body["details"]["actualVersion"]) == (2, 2)
+    assert await world.snapshot(quote_id) == before
+    assert await world.table_counts() == counts
+
+
+async def test_a_write_whose_if_none_match_names_another_version_is_done(world: World) -> None:
+    actor = await world.actor()
+    quote_id = await _edited(world, actor)
+    headers = {**actor.headers, "If-None-Match": '"1", W/"7"'}
+    edited = await world.client.patch(
+        f"{URL}/{quote_id}", json={"version": 2, "travelers": 4}, headers=headers
+    )
+    assert (edited.status_code, edited.headers["etag"]) == (200, '"3"'), edited.text
+    sent = await world.client.post(f"{URL}/{quote_id}/send", json={"version": 3}, headers=headers)
+    assert (sent.status_code, sent.json()["quote"]["status"]) == (200, "SENT"), sent.text
+
+
+async def test_if_none_match_on_a_write_keeps_the_refusals_before_it(world: World) -> None:
+    """A quote the caller cannot see stays a 404 and a stale version its conflict (RFC 9110
+    §13.2.1: preconditions come after what would refuse the request without them)."""
+    actor, stranger = await world.actor(), await world.actor()
+    quote_id = await _edited(world, actor)
+    counts = await world.table_counts()
+    star = {"If-None-Match": "*"}
+    hidden = await world.client.patch(
+        f"{URL}/{quote_id}",
+        json={"version": 2, "travelers": 4},
+        headers={**stranger.headers, **star},
+    )
+    assert hidden.status_code in (403, 404), hidden.text
+    stale = await world.client.patch(
+        f"{URL}/{quote_id}", json={"version": 1, "travelers": 4}, headers={**actor.headers, **star}
+    )
+    body = assert_envelope(stale, "QUOTE_CONFLICT_VERSION", 409)
+    assert "precondition" not in body["details"]
+    malformed = await world.client.patch(
+        f"{URL}/{quote_id}",
+        json={"version": 2, "travelers": 4},
+        headers={**actor.headers, "If-None-Match": "2"},
+    )
+    assert "If-None-Match" in [
+        e["path"]
+        for e in assert_envelope(malformed, "QUOTE_VALIDATION_FAILED", 400)["details"]["errors"]
+    ]
+    assert await world.table_counts() == counts
+
+
+async def test_a_quote_read_expired_has_another_etag_than_the_sent_one(world: World) -> None:
+    """A SENT quote past its expiry reads EXPIRED at the same version until the sweep writes
+    the next: its ETag changes with it (RFC 9110 §8.8.3), so a copy of the SENT quote is not
+    revalidated (200, not 304); the EXPIRED copy is; the tag still names its version in
+    If-Match (the write is then refused for the status)."""
+    actor = await world.actor()
+    quote_id = await _quote(world, actor)
+    sent = await world.client.post(
+        f"{URL}/{quote_id}/send", json={"version": 1}, headers=actor.headers
+    )
+    assert sent.headers["etag"] == '"2"'
+    await expire_in_db(world, quote_id)
+    read = await world.client.get(
+        f"{URL}/{quote_id}", headers={**actor.headers, "If-None-Match": '"2"'}
+    )
+    assert (read.status_code, read.json()["quote"]["status"]) == (200, "EXPIRED")
+    assert read.headers["etag"] == '"2-expired"'
+    cached = {**actor.headers, "If-None-Match": read.headers["etag"]}
+    assert (await world.client.get(f"{URL}/{quote_id}", headers=cached)).status_code == 304
+    before = await world.snapshot(quote_id)
+    accept = await world.client.post(
+        f"{URL}/{quote_id}/accept", json={}, headers={**actor.headers, "If-Match": '"2-expired"'}
+    )
+    assert (
+        assert_envelope(accept, "QUOTE_STATE_INVALID", 409)["details"]["currentStatus"] == "EXPIRED"
+    )
+    assert await world.snapshot(quote_id) == before

@@ -128,7 +128,7 @@ REVISION_ERRORS = (*_VISIBLE, QuoteValidationFailed, *DATABASE)
 def saved_response(saved: Saved, *, status: int) -> StoredResponse:
     """``{success, quoteId, version, savedAt, quote}`` with its ETag (and Location on 201)."""
     quote_id = saved.quote["id"]
-    headers = {"ETag": etag(saved.version)}
+    headers = {"ETag": etag(saved.version, saved.quote["status"])}
     if status == 201:
         headers["Location"] = f"/api/agents/quotes/{quote_id}"
     body = {
@@ -272,7 +272,7 @@ async def read_quote(call: QuoteRead, if_none_match: IfNoneMatch) -> Response:
     quote = await call.quotes.read(caller=call.caller, quote_id=call.quote_id)
     return tagged_response(
         {"success": True, "quoteId": quote["id"], "version": quote["version"], "quote": quote},
-        etag=etag(quote["version"]),
+        etag=etag(quote["version"], quote["status"]),
         if_none_match=if_none_match,
     )
 
@@ -292,6 +292,7 @@ async def update_quote(call: QuoteEdit) -> Response:
         if_match=call.if_match,
         correlation_id=get_correlation_id(),
         merge=call.merge,
+        none_match=call.none_match,
     )
     response = to_response(saved_response(saved, status=200))
     if saved.merge is not None:
@@ -309,6 +310,7 @@ async def _transition(request: Request, operation_: Operation, call: QuoteCall) 
             if_match=call.if_match,
             correlation_id=get_correlation_id(),
             on_saved=on_saved,
+            none_match=call.none_match,
         )
 
     response = await _idempotent_save(

@@ -13,6 +13,7 @@ from typing import Any
 from tripquote.agents.auth import Caller, require_principal
 from tripquote.db.transaction import Tx
 from tripquote.errors import (
+    QuoteConflictVersion,
     QuoteNotFound,
     QuoteValidationFailed,
     TripquoteError,
@@ -56,6 +57,9 @@ class SavedQuote:
 
 
 OnSaved = Callable[[Tx, SavedQuote], Awaitable[None]]
+
+NoneMatch = Callable[[int], bool]
+"""A write's If-None-Match: whether it names the ETag of a version (or is ``*``)."""
 """Runs inside the save's transaction once the change is written (e.g. store the idempotent
 response), so it commits or rolls back with the change."""
 
@@ -143,6 +147,7 @@ class QuoteService:
     async def update(
         self, *, caller: Caller, quote_id: str, body: Any, if_match: int | None,
         correlation_id: str, on_saved: OnSaved | None = None, merge: bool = False,
+        none_match: NoneMatch | None = None,
     ) -> SavedQuote:  # fmt: skip
         """Apply a partial update checked against the client's version, atomically.
 
@@ -152,7 +157,8 @@ class QuoteService:
         (412 when the version came from If-Match), then the create's checks on the merged
         quote. Nothing changed: the quote as it is. ``merge`` (``Prefer: merge``): a stale
         version is merged with what was saved since (``merge_save``): its conflict comes
-        after the PATCH's own validation and carries ``conflicts``."""
+        after the PATCH's own validation and carries ``conflicts``. ``none_match``: the
+        request's If-None-Match (``_unless_named``)."""
         if not isinstance(body, dict):
             raise QuoteValidationFailed(
                 details={"errors": [field_error("", "type", "The body must be a JSON object.")]}
@@ -160,6 +166,10 @@ class QuoteService:
         expected = expected_version(patch_version(body), if_match)
         conflict_status = 412 if if_match is not None else None
         now = self.clock()
+        if none_match is not None and none_match(expected):
+            await self._unless_named(
+                caller, quote_id, Operation.UPDATE, expected, conflict_status, now
+            )
         if merge:
             request = MergeRequest(
                 caller, quote_id, body, expected, conflict_status, now, correlation_id
@@ -234,6 +244,7 @@ class QuoteService:
     async def transition(
         self, *, caller: Caller, quote_id: str, operation: Operation, body: Any,
         if_match: int | None, correlation_id: str, on_saved: OnSaved | None = None,
+        none_match: NoneMatch | None = None,
     ) -> SavedQuote:  # fmt: skip
         """SEND, ACCEPT, REJECT or DELETE (soft: CANCELLED), checked against the client's
         version, as one atomic, revisioned change. ``body`` is None or ``{"version": n}``.
@@ -241,7 +252,8 @@ class QuoteService:
         Raises QUOTE_VALIDATION_FAILED (version missing or ambiguous; sending without items),
         AUTHENTICATION_FAILED (token revoked), AGENT_NOT_FOUND, QUOTE_NOT_FOUND,
         AUTHORIZATION_FAILED, QUOTE_ALREADY_SENT, QUOTE_STATE_INVALID (currentStatus,
-        operation, allowedOperations), QUOTE_CONFLICT_VERSION."""
+        operation, allowedOperations), QUOTE_CONFLICT_VERSION. ``none_match``: the request's
+        If-None-Match (``_unless_named``)."""
         body = {} if body is None else body
         if not isinstance(body, dict) or set(body) - {"version"}:
             raise QuoteValidationFailed(
@@ -260,6 +272,8 @@ class QuoteService:
         expected = expected_version(patch_version(body), if_match)
         conflict_status = 412 if if_match is not None else None
         now = self.clock()
+        if none_match is not None and none_match(expected):
+            await self._unless_named(caller, quote_id, operation, expected, conflict_status, now)
         agent_id = caller.agent_id
         if operation is Operation.SEND and agent_id not in self._zones:
             # The expiry instant needs the agency's time zone: read once per agent and process.
@@ -430,6 +444,36 @@ class QuoteService:
         if isinstance(verdict, TripquoteError):
             raise self._refused(await self._with_changed_fields(verdict))
         return verdict
+
+    async def _unless_named(
+        self, caller: Caller, quote_id: str, operation: Operation, expected: int,
+        conflict_status: int | None, now: datetime,
+    ) -> None:  # fmt: skip
+        """A write whose If-None-Match names the version it acts on (or is ``*``) is never
+        done (RFC 9110 §13.1.2, §13.2.2): the refusal it would meet without the header (the
+        caller's, the quote's access, status or stale version), else 412
+        QUOTE_CONFLICT_VERSION: the quote is at that version, which If-None-Match excludes."""
+        loaded = await self.store.load(caller=caller, quote_id=quote_id, now=now)
+        await self._raise_refusal(
+            loaded.facts, operation=operation, quote_id=quote_id, expected=expected,
+            conflict_status=conflict_status,
+        )  # fmt: skip
+        facts = loaded.facts
+        raise self._refused(
+            QuoteConflictVersion(
+                f'If-None-Match names the quote\'s current ETag "{expected}": nothing was done.',
+                details={
+                    "quoteId": quote_id,
+                    "expectedVersion": expected,
+                    "actualVersion": facts.version,
+                    "lastModifiedBy": facts.last_modified_by,
+                    "lastModifiedAt": fmt_instant(facts.last_modified_at),
+                    "changedFields": [],
+                    "precondition": "If-None-Match",
+                },
+                http_status=412,
+            )
+        )
 
     async def _raise_refusal(
         self, facts: Facts, *, operation: Operation, quote_id: str, expected: int,
