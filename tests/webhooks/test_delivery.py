@@ -62,6 +62,9 @@ async def test_a_sent_and_accepted_quote_reaches_the_receiver_verified_in_order(
         ("delivered", 1, 200),
     ]
     assert all("body" not in str(d.keys()).lower() for d in page["deliveries"])
+    # milliseconds to the microsecond, as measured: no binary-float tail (8.558600000014849)
+    durations = [d["lastDurationMs"] for d in page["deliveries"]]
+    assert all(0 < ms == round(ms, 3) and len(repr(ms).split(".")[1]) <= 3 for ms in durations)
 
 
 async def test_a_wrong_or_stale_signature_fails_the_library(

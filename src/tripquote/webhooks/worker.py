@@ -198,7 +198,7 @@ class DeliveryWorker:
                     "delivery_ids": [row["id"] for row in rows],
                     "created_ats": [row["created_at"] for row in rows],
                     "status_codes": [a.status_code for a in attempts],
-                    "durations_ms": [a.duration_ms for a in attempts],
+                    "durations_ms": [round(a.duration_ms, 3) for a in attempts],  # to the µs
                     "errors": [a.error for a in attempts],
                     "delivered": [a.delivered for a in attempts],
                     "gone": [a.gone for a in attempts],
