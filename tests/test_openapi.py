@@ -27,7 +27,7 @@ _WRITE = {"400", "401", "403", "404", "409", "413", "415", "429"} | _DB
 STATUSES: dict[tuple[str, str], set[str]] = {
     ("post", Q): {"201", "422"} | _WRITE,
     ("get", Q): {"200", "400", "401", "404"} | _DB,
-    ("get", ID): {"200", "304", "400", "401", "403", "404"} | _DB,
+    ("get", ID): {"200", "304", "400", "401", "403", "404", "412"} | _DB,
     ("patch", ID): {"200", "412"} | _WRITE,
     ("delete", ID): {"200", "412", "422"} | _WRITE,
     ("post", ID + "/send"): {"200", "412", "422"} | _WRITE,
@@ -206,6 +206,8 @@ def test_headers_read_by_dependencies_are_documented(document: dict[str, Any]) -
         # One strong entity tag (RFC 9110 §8.8.3): the one way to name the version acted on.
         assert parameters["If-Match"]["schema"]["pattern"] == etags.STRONG_TAG_PATTERN
         assert parameters["If-Match"]["required"] is True, (method, path)
+        assert parameters["If-None-Match"]["schema"]["pattern"] == etags.PATTERN
+        assert parameters["If-None-Match"]["required"] is False, (method, path)
     patch = {p["name"]: p for p in _operation(document, "patch", ID)["parameters"]}
     assert "Idempotency-Key" not in patch
     for path in (Q, C):  # every POST that creates something takes a key
@@ -214,6 +216,10 @@ def test_headers_read_by_dependencies_are_documented(document: dict[str, Any]) -
     read = {p["name"]: p for p in _operation(document, "get", ID)["parameters"]}
     assert read["If-None-Match"]["schema"]["pattern"] == etags.PATTERN
     assert read["If-None-Match"]["required"] is False
+    assert (read["If-Match"]["schema"]["pattern"], read["If-Match"]["required"]) == (
+        etags.PATTERN,
+        False,
+    )
 
 
 @pytest.mark.parametrize(

@@ -191,13 +191,19 @@ class QuoteCall:
     """The request prefers a stale save merged (``Prefer: merge``, RFC 7240)."""
     none_match: Callable[[int], bool] | None = None
     """A write's If-None-Match (None without one): whether it names a version's ETag."""
+    match: etags.Condition | None = None
+    """A read's If-Match (None without one)."""
 
 
 async def quote_read(request: Request, quote_id: str) -> QuoteCall:
-    """A read of one quote: AUTHENTICATION_FAILED, then QUOTE_NOT_FOUND if no quote can have
-    the id."""
+    """A read of one quote: AUTHENTICATION_FAILED, QUOTE_NOT_FOUND if no quote can have the
+    id, then a malformed If-Match's QUOTE_VALIDATION_FAILED (its every line: ``match``;
+    documented by ``openapi.complete``)."""
     caller = await authenticate_agent(request)
-    return QuoteCall(caller, path_id(quote_id, QuoteNotFound), quote_service(request))
+    quote_id = path_id(quote_id, QuoteNotFound)
+    lines = request.headers.getlist("if-match")
+    match = etags.parse(etags.field_value(lines), "If-Match") if lines else None
+    return QuoteCall(caller, quote_id, quote_service(request), match=match)
 
 
 QuoteRead = Annotated[QuoteCall, Depends(quote_read)]

@@ -128,6 +128,15 @@ def if_match_version(condition: Condition | None) -> int | None:
     return versions.pop() if versions else NO_VERSION
 
 
+def match_fails(condition: Condition | None, current: str) -> bool:
+    """Whether If-Match is false for a representation whose ETag is ``current`` (RFC 9110
+    §13.1.1: ``*`` matches any; strong comparison, a weak tag matches nothing): the request is
+    then refused, 412."""
+    if condition is None or condition == ANY:
+        return False
+    return not any(not tag.weak and tag.opaque == current for tag in condition)
+
+
 def none_match_fails(condition: Condition | None, current: str) -> bool:
     """Whether If-None-Match is false for a representation whose ETag is ``current``
     (RFC 9110 §13.1.2: ``*`` matches any; weak comparison, ``W/"5"`` matches ``"5"``): a GET

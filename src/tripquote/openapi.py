@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tripquote import etags
 from tripquote.errors import (
     ERROR_CLASSES,
     AuthenticationFailed,
@@ -419,6 +420,25 @@ def _error_headers(classes: list[type[TripquoteError]]) -> Headers:
 
 _FRAMEWORK_422 = {"$ref": "#/components/schemas/HTTPValidationError"}
 
+_NONE_MATCH_ON_WRITE: dict[str, Any] = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": 'Not if the quote is at these versions, e.g. "5", or `*` (RFC 9110 §13.1.2): '
+    "naming the version acted on, nothing is done (412 QUOTE_CONFLICT_VERSION, "
+    '`details.precondition` "If-None-Match").',
+    "schema": {"type": "string", "pattern": etags.PATTERN},
+}
+_MATCH_ON_READ: dict[str, Any] = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": 'Only if the quote is still at one of these ETags, e.g. "5", or `*` (RFC '
+    "9110 §13.1.1, strong comparison): else 412 QUOTE_CONFLICT_VERSION, "
+    '`details.precondition` "If-Match".',
+    "schema": {"type": "string", "pattern": etags.PATTERN},
+}
+
 
 def complete(
     document: dict[str, Any], *, routes: Iterable[object], currencies: Iterable[str]
@@ -449,6 +469,7 @@ def complete(
                 del operation["responses"]["422"]
             if path.startswith("/api/"):
                 operation["security"] = [{"bearerAuth": []}]
+            headers = set()
             for parameter in operation.get("parameters", ()):
                 if parameter["in"] == "query":
                     parameter["allowEmptyValue"] = True
@@ -456,6 +477,14 @@ def complete(
                 # (deps.if_match_header), and without either the edit is refused.
                 if parameter["in"] == "header" and parameter["name"] == "If-Match":
                     parameter["required"] = True
+                if parameter["in"] == "header":
+                    headers.add(parameter["name"])
+            # The other precondition of each, read with its own (deps: QuoteCall's none_match,
+            # quote_read), documented here rather than as one more parameter solved per request.
+            if "If-Match" in headers and "If-None-Match" not in headers:
+                operation["parameters"].append(_NONE_MATCH_ON_WRITE)
+            if "If-None-Match" in headers and "If-Match" not in headers:
+                operation["parameters"].append(_MATCH_ON_READ)
     _add_links(document)
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)

@@ -293,3 +293,29 @@ async def test_a_quote_read_expired_has_another_etag_than_the_sent_one(world: Wo
         assert_envelope(accept, "QUOTE_STATE_INVALID", 409)["details"]["currentStatus"] == "EXPIRED"
     )
     assert await world.snapshot(quote_id) == before
+
+
+@pytest.mark.parametrize(
+    ("if_match", "status"),
+    [('"1"', 412), ('W/"2"', 412), ('"abc"', 412), ('"2"', 200), ("*", 200), ('"1", "2"', 200)],
+)
+async def test_a_read_whose_if_match_names_not_the_current_etag_is_412(
+    world: World, if_match: str, status: int
+) -> None:
+    """RFC 9110 §13.1.1: If-Match (strong comparison) on a read too; false, 412 with the
+    quote's current version, never its content."""
+    actor = await world.actor()
+    quote_id = await _edited(world, actor)
+    response = await world.client.get(
+        f"{URL}/{quote_id}", headers={**actor.headers, "If-Match": if_match}
+    )
+    if status == 200:
+        assert (response.status_code, response.headers["etag"]) == (200, '"2"'), response.text
+        return
+    body = assert_envelope(response, "QUOTE_CONFLICT_VERSION", 412)
+    assert (body["details"]["precondition"], body["details"]["actualVersion"]) == ("If-Match", 2)
+    assert "quote" not in body
+    malformed = await world.client.get(
+        f"{URL}/{quote_id}", headers={**actor.headers, "If-Match": "2"}
+    )
+    assert_envelope(malformed, "QUOTE_VALIDATION_FAILED", 400)

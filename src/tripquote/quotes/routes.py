@@ -49,7 +49,7 @@ from tripquote.errors import (
     TripquoteError,
     field_error,
 )
-from tripquote.etags import etag
+from tripquote.etags import etag, match_fails
 from tripquote.http import json_response, tagged_response
 from tripquote.idempotency import Record, StoredResponse, idempotent, to_response
 from tripquote.json import dumps, loads
@@ -262,17 +262,33 @@ def _instant(text: str, name: str) -> datetime:
     responses=responses(
         ReadEnvelope,
         headers=ETAG,
-        errors=(*READ_ERRORS, QuoteValidationFailed),  # a malformed If-None-Match
+        # a malformed If-Match or If-None-Match; an If-Match naming another version
+        errors=(*READ_ERRORS, QuoteValidationFailed, (QuoteConflictVersion, 412)),
         not_modified=ETAG,
     ),
 )
 async def read_quote(call: QuoteRead, if_none_match: IfNoneMatch) -> Response:
     """One quote; ``{success, quoteId, version, quote}`` with ``ETag: "<version>"``, or 304
-    without content when ``If-None-Match`` names that ETag (or is ``*``)."""
+    without content when ``If-None-Match`` names that ETag (or is ``*``); 412
+    QUOTE_CONFLICT_VERSION when an ``If-Match`` names it not (RFC 9110 §13.1.1, §13.2.2:
+    If-Match is evaluated first)."""
     quote = await call.quotes.read(caller=call.caller, quote_id=call.quote_id)
+    tag = etag(quote["version"], quote["status"])
+    if match_fails(call.match, tag):
+        raise QuoteConflictVersion(
+            f"If-Match names none of the quote's current ETag {tag}: read it without If-Match.",
+            details={
+                "quoteId": quote["id"],
+                "actualVersion": quote["version"],
+                "lastModifiedBy": quote["lastModifiedBy"],
+                "lastModifiedAt": quote["lastModifiedAt"],
+                "precondition": "If-Match",
+            },
+            http_status=412,
+        )
     return tagged_response(
         {"success": True, "quoteId": quote["id"], "version": quote["version"], "quote": quote},
-        etag=etag(quote["version"], quote["status"]),
+        etag=tag,
         if_none_match=if_none_match,
     )
 
