@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from tests.servers import (
     server_env,
     serving,
 )
+from tripquote import etags
 from tripquote.routing import OPERATION
 
 pytestmark = pytest.mark.postgres
@@ -121,6 +123,7 @@ class Failure:
     body: Any
     request: str
     component_modes: set[str]
+    headers: dict[str, Any] = field(default_factory=dict)
 
     def allowed_because(self) -> str | None:
         """The rule that explains this failure, or None."""
@@ -136,7 +139,7 @@ class Failure:
             return PRECONDITION_FIRST if conflict else None
         if self.check != "positive_data_acceptance":
             return None
-        if "negative" in self.component_modes:
+        if "negative" in self.component_modes or self._sent_an_undocumented_tag():
             return NEGATIVE_COMPONENT
         key = (self.status, self.body.get("errorCode"))
         if key not in ALLOWED:
@@ -151,6 +154,21 @@ class Failure:
         ):
             return ", ".join(sorted({code for _, code in codes}))
         return None
+
+    def _sent_an_undocumented_tag(self) -> bool:
+        # A 400 at a precondition header whose value its documented pattern refuses: a
+        # negative component, however the case's modes were recorded (with two documented
+        # preconditions, one generated negative may leave the headers marked positive).
+        errors = self.body.get("details", {}).get("errors", []) if self.status == 400 else []
+        paths = {e.get("path") for e in errors}
+        if not paths or not paths <= {"If-Match", "If-None-Match"}:
+            return False
+        sent = {name.lower(): values for name, values in self.headers.items()}
+        return any(
+            re.fullmatch(etags.PATTERN, value) is None
+            for name in paths
+            for value in sent.get(name.lower(), [])
+        )
 
     def __str__(self) -> str:
         return f"{self.check}: {self.request} -> {self.status} {json.dumps(self.body)[:600]}"
@@ -216,6 +234,7 @@ def _failures(path: Path) -> list[Failure]:
                         body=_decode(response),
                         request=f"{label} headers={request.get('headers')} "
                         f"body={str(_decode(request))[:300]}",
+                        headers=request.get("headers") or {},
                         component_modes={
                             component.get("mode")
                             for component in case.get("meta", {}).get("components", {}).values()
