@@ -42,6 +42,7 @@ from tripquote.errors import (
     field_error,
 )
 from tripquote.json import dumps
+from tripquote.validation import canonical_id
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as the draft's sf-string allows
 KEY_PATTERN = '^"*[\\x21\\x23-\\x7e](?:[\\x21-\\x7e]*[\\x21\\x23-\\x7e])?"*$'
@@ -83,10 +84,13 @@ def parse_key(value: str | None) -> str | None:
 
 
 def request_fingerprint(method: str, path: str, body: Any, *, if_match: str | None = None) -> str:
-    """SHA-256 hex of method, path, the canonical JSON of the parsed body and, when sent, the
-    ``If-Match`` header: it names the version edited, like a body's ``version``, so another
-    version under the same key is another request (IDEMPOTENCY_KEY_REUSED), not a replay."""
+    """SHA-256 hex of method, path (its ids as stored: ``validation.canonical_id``, so one URL
+    in either case of a UUID's hex digits is one request), the canonical JSON of the parsed body
+    and, when sent, the ``If-Match`` header (every line): it names the version edited, like a
+    body's ``version``, so another version under the same key is another request
+    (IDEMPOTENCY_KEY_REUSED), not a replay."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    path = "/".join(canonical_id(segment) for segment in path.split("/"))
     text = f"{method} {path}\n{canonical}"
     if if_match is not None:
         text += f"\nIf-Match: {if_match.strip()}"
@@ -344,8 +348,9 @@ async def idempotent(
     parsed = parse_key(key)
     if parsed is None:
         return to_response(await run(None))
+    lines = request.headers.getlist("if-match")
     fingerprint = request_fingerprint(
-        request.method, request.url.path, body, if_match=request.headers.get("if-match")
+        request.method, request.url.path, body, if_match=", ".join(lines) if lines else None
     )
     keys: IdempotencyStore = request.app.state.idempotency
     claimed = await keys.claim(caller=caller, key=parsed, fingerprint=fingerprint)

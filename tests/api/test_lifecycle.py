@@ -399,6 +399,27 @@ async def test_idempotent_transition(world: World) -> None:
     assert first.status_code == again.status_code == 200
     assert again.content == first.content
     assert await world.count("quote_revisions", "quote_id = :id", id=quote_id) == 2
+    # The same URL with the id's hex digits in upper case (RFC 9562 §4) is the same request.
+    upper = await world.client.post(
+        f"{URL}/{quote_id.upper()}/send", json={"version": 1}, headers=headers
+    )
+    assert (upper.status_code, upper.headers.get("idempotent-replayed")) == (200, "true")
+    assert upper.content == first.content
+
+
+async def test_an_idempotent_transition_counts_every_line_of_if_match(world: World) -> None:
+    """The version named on If-Match's second line is part of the request a key names: another
+    version there is another request (422), not a replay of the first (RFC 9110 §5.3)."""
+    actor = await world.actor()
+    quote_id = (await create(world, actor)).json()["quoteId"]
+    edited = await act(world, actor, quote_id, Operation.UPDATE, 1)
+    assert edited.status_code == 200, edited.text
+    key = [*actor.headers.items(), ("Idempotency-Key", "send-two-lines")]
+    url = f"{URL}/{quote_id}/send"
+    first = await world.client.post(url, headers=[*key, ("If-Match", '"abc"'), ("If-Match", '"2"')])
+    assert first.status_code == 200, first.text
+    other = await world.client.post(url, headers=[*key, ("If-Match", '"abc"'), ("If-Match", '"3"')])
+    assert_envelope(other, "IDEMPOTENCY_KEY_REUSED", 422)
 
 
 async def test_open_quote_quota_holds_under_concurrency(db_url: str, world_factory: Any) -> None:
