@@ -76,16 +76,7 @@ def explain(
         except TripquoteError as refused:
             return refused
         if facts.version != expected:
-            return QuoteConflictVersion(
-                details={
-                    "quoteId": quote_id,
-                    "expectedVersion": expected,
-                    "actualVersion": facts.version,
-                    "lastModifiedBy": facts.last_modified_by,
-                    "lastModifiedAt": fmt_instant(facts.last_modified_at),
-                },
-                http_status=conflict_status,
-            )
+            return version_conflict(facts, quote_id, expected, conflict_status)
         if facts.unknown_items:
             errors = [unknown_item_id(position) for position in facts.unknown_items]
             return QuoteValidationFailed(details={"errors": errors})
@@ -110,6 +101,29 @@ def explain(
     if facts.at_bound:
         return Verdict.AT_QUOTA_BOUND
     return None
+
+
+def version_conflict(
+    facts: Facts,
+    quote_id: str,
+    expected: int | None,
+    http_status: int | None,
+    message: str | None = None,
+) -> QuoteConflictVersion:
+    """QUOTE_CONFLICT_VERSION (``http_status``: None for its 409): the quote is at
+    ``facts.version``, not ``expected`` (or, with ``message``, a precondition refuses the
+    version it is at)."""
+    return QuoteConflictVersion(
+        message,
+        details={
+            "quoteId": quote_id,
+            "expectedVersion": expected,
+            "actualVersion": facts.version,
+            "lastModifiedBy": facts.last_modified_by,
+            "lastModifiedAt": fmt_instant(facts.last_modified_at),
+        },
+        http_status=http_status,
+    )
 
 
 def trip_already_started(quote_id: str, facts: Facts) -> TripAlreadyStarted:

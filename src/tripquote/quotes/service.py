@@ -13,7 +13,6 @@ from typing import Any
 from tripquote.agents.auth import Caller, require_principal
 from tripquote.db.transaction import Tx
 from tripquote.errors import (
-    QuoteConflictVersion,
     QuoteNotFound,
     QuoteValidationFailed,
     TripquoteError,
@@ -34,7 +33,13 @@ from tripquote.quotes.model import (
     transition,
     with_item_ids,
 )
-from tripquote.quotes.refusals import Verdict, access_error, explain, quota_exceeded
+from tripquote.quotes.refusals import (
+    Verdict,
+    access_error,
+    explain,
+    quota_exceeded,
+    version_conflict,
+)
 from tripquote.quotes.results import Edit, Facts, Filters, Refused, Revision, Saved
 from tripquote.quotes.rules import Limits, expected_version, patch_version, validate_quote
 from tripquote.quotes.serialize import fmt_instant
@@ -458,22 +463,10 @@ class QuoteService:
             loaded.facts, operation=operation, quote_id=quote_id, expected=expected,
             conflict_status=conflict_status,
         )  # fmt: skip
-        facts = loaded.facts
-        raise self._refused(
-            QuoteConflictVersion(
-                f'If-None-Match names the quote\'s current ETag "{expected}": nothing was done.',
-                details={
-                    "quoteId": quote_id,
-                    "expectedVersion": expected,
-                    "actualVersion": facts.version,
-                    "lastModifiedBy": facts.last_modified_by,
-                    "lastModifiedAt": fmt_instant(facts.last_modified_at),
-                    "changedFields": [],
-                    "precondition": "If-None-Match",
-                },
-                http_status=412,
-            )
-        )
+        message = f'If-None-Match names the quote\'s current ETag "{expected}": nothing was done.'
+        conflict = version_conflict(loaded.facts, quote_id, expected, 412, message)
+        conflict.details.update(changedFields=[], precondition="If-None-Match")
+        raise self._refused(conflict)
 
     async def _raise_refusal(
         self, facts: Facts, *, operation: Operation, quote_id: str, expected: int,
