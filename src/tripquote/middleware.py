@@ -6,12 +6,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote_plus
 
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tripquote.errors import InternalError, PayloadTooLarge, TripquoteError
+from tripquote.errors import (
+    QUERY_INVALID,
+    InternalError,
+    PayloadTooLarge,
+    QuoteValidationFailed,
+    TripquoteError,
+    field_error,
+)
 from tripquote.observability.context import get_correlation_id
 from tripquote.rendering import error_response
 
@@ -61,11 +69,20 @@ def drop_empty_parameters(query: bytes) -> bytes:
     return b"&".join(part for part in query.split(b"&") if part.partition(b"=")[2])
 
 
+def repeated_parameters(query: bytes) -> list[str]:
+    """The names (decoded) of the parameters ``query`` gives more than once, in order."""
+    names = [unquote_plus(part.partition(b"=")[0].decode("latin-1")) for part in query.split(b"&")]
+    return list(dict.fromkeys(name for name in names if names.count(name) > 1))
+
+
 class EmptyQueryMiddleware:
     """A query parameter with an empty value is an absent one: ``?status=`` (or ``?status``)
     is answered exactly as no ``status``, on every route, whatever the parameter's type — the
     one rule, here, before any route reads its parameters (``?status=&status=SENT`` is
-    ``?status=SENT``). The access line, written outside, keeps the query as sent."""
+    ``?status=SENT``). One given twice with values is a QUOTE_VALIDATION_FAILED at its name:
+    every parameter takes one value, and which of the two was meant only the client knows
+    (``?status=SENT&status=DRAFT`` listed the DRAFT quotes). The access line, written outside,
+    keeps the query as sent."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -74,9 +91,25 @@ class EmptyQueryMiddleware:
         if scope["type"] == "http":
             query: bytes = scope.get("query_string", b"")
             kept = drop_empty_parameters(query)
+            if b"&" in kept:
+                _refuse_repeated(kept)
             if kept != query:
                 scope = {**scope, "query_string": kept}
         await self.app(scope, receive, send)
+
+
+def _refuse_repeated(query: bytes) -> None:
+    repeated = repeated_parameters(query)
+    if repeated:
+        raise QuoteValidationFailed(
+            QUERY_INVALID,
+            details={
+                "errors": [
+                    field_error(name, "repeated", f"{name} is given more than once: give it once.")
+                    for name in repeated
+                ]
+            },
+        )
 
 
 class BodyLimitMiddleware:

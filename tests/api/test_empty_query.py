@@ -153,3 +153,28 @@ def test_only_empty_parameters_are_dropped(query: bytes, kept: bytes) -> None:
     from tripquote.middleware import drop_empty_parameters
 
     assert drop_empty_parameters(query) == kept
+
+
+@pytest.mark.parametrize(("path", "name"), PARAMETERS, ids=[f"{p}?{n}" for p, n in PARAMETERS])
+async def test_a_parameter_given_twice_is_refused_at_its_name(
+    world: World, path: str, name: str
+) -> None:
+    """Every parameter takes one value: two (``?status=SENT&status=DRAFT``) are a 400 at its
+    name, not the last one silently (a tester's list showed the DRAFT quotes only)."""
+    actor, ids = await _world_with_data(world)
+    url = path.format(**ids)
+    counts = await world.table_counts()
+    response = await world.client.get(f"{url}?{name}=1&{name}=2", headers=actor.headers)
+    body = assert_envelope(response, "QUOTE_VALIDATION_FAILED", 400)
+    message = f"{name} is given more than once: give it once."
+    assert body["details"]["errors"] == [{"path": name, "code": "repeated", "message": message}]
+    assert await world.table_counts() == counts
+
+
+async def test_a_parameter_repeated_in_another_spelling_is_refused(world: World) -> None:
+    actor, _ = await _world_with_data(world)
+    response = await world.client.get(
+        "/api/agents/quotes?st%61tus=SENT&status=DRAFT&limit=5", headers=actor.headers
+    )
+    body = assert_envelope(response, "QUOTE_VALIDATION_FAILED", 400)
+    assert [e["path"] for e in body["details"]["errors"]] == ["status"]
