@@ -80,6 +80,31 @@ async def test_a_form_body_the_framework_cannot_read_is_a_400_page(world: World)
 
 
 @pytest.mark.parametrize(
+    ("action", "twice"),
+    [
+        ("accept", "signer_name=Ann+Lee&consent=yes&signer_name=Bob"),
+        ("accept", "signer_name=Ann+Lee&consent=yes&consent=yes"),
+        ("decline", "reason=Too+dear&reason=Dates"),
+    ],
+)
+async def test_a_form_field_sent_twice_is_a_400_page(world: World, action: str, twice: str) -> None:
+    """Which of two values the client meant only the client knows: nothing is recorded (a
+    tester's accept with two signer names recorded the second)."""
+    actor = await world.actor()
+    sent = await send_quote(world, actor)
+    form = form_of((await world.client.get(sent.path)).text)
+    before = await stored(world, sent.quote_id)
+    hidden = "&".join(f"{key}={value}" for key, value in form.items())
+    response = await world.client.post(
+        f"{sent.path}/{action}", content=f"{hidden}&{twice}".encode(), headers=FORM
+    )
+    _is_page(response, 400)
+    assert "could not be read" in response.text
+    assert await stored(world, sent.quote_id) == before
+    assert (await accept(world.client, sent.path, form)).status_code == 303  # still answerable
+
+
+@pytest.mark.parametrize(
     ("name", "words"),
     [
         ("\u200b\u200b\u00a0", "Enter your full name"),  # zero-width and no-break spaces only

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Form
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -125,6 +126,8 @@ class PageRoute(APIRoute):
                     if request.method == "POST" and not _urlencoded(request):
                         raise ProposalFormInvalid(_UNREADABLE, details={})
                     try:
+                        if request.method == "POST":
+                            _one_value_each(await request.form())  # read once, kept for FastAPI
                         response = await handler(request)
                     except (StarletteHTTPException, RequestValidationError) as error:
                         raise _unreadable(error) from None
@@ -148,6 +151,13 @@ def _urlencoded(request: Request) -> bool:
     never typed)."""
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     return media_type == "application/x-www-form-urlencoded"
+
+
+def _one_value_each(form: FormData) -> None:
+    """PROPOSAL_FORM_INVALID when a field comes twice (``signer_name=Ann&signer_name=Bob``):
+    which one the client meant, only the client knows (the last one was recorded)."""
+    if len(form) != len(form.multi_items()):
+        raise ProposalFormInvalid(_UNREADABLE, details={})
 
 
 def _unreadable(error: Exception) -> Exception:
