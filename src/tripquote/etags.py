@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tripquote.errors import QuoteValidationFailed, field_error
+from tripquote.quotes.lifecycle import QuoteStatus
 from tripquote.quotes.rules import MAX_VERSION
 
 # entity-tag = [ "W/" ] DQUOTE *etagc DQUOTE; etagc = %x21 / %x23-7E / obs-text (%x80-FF).
@@ -47,16 +48,13 @@ Condition = Literal["*"] | tuple[EntityTag, ...]
 """A parsed precondition header: ``*`` (any current representation) or its tags, in order."""
 
 
-EXPIRED = "EXPIRED"
-
-
 def etag(version: int, status: str | None = None) -> str:
     """The strong ETag of a quote version (RFC 9110 §8.8.3): ``"5"``; read EXPIRED
     (``status``, as of the read), ``"5-expired"``. A SENT quote whose offer has ended reads
     EXPIRED at the version that sent it until the expiry sweep writes the next one: another
     representation, so another tag (a cache revalidating its SENT copy gets 200, not 304).
     Both name version 5 in If-Match."""
-    return f'"{version}-expired"' if status == EXPIRED else f'"{version}"'
+    return f'"{version}-expired"' if status == QuoteStatus.EXPIRED else f'"{version}"'
 
 
 def field_value(lines: list[str]) -> str | None:

@@ -4,6 +4,7 @@ envelope and empty query parameters as absent ones."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_plus
@@ -71,8 +72,10 @@ def drop_empty_parameters(query: bytes) -> bytes:
 
 def repeated_parameters(query: bytes) -> list[str]:
     """The names (decoded) of the parameters ``query`` gives more than once, in order."""
-    names = [unquote_plus(part.partition(b"=")[0].decode("latin-1")) for part in query.split(b"&")]
-    return list(dict.fromkeys(name for name in names if names.count(name) > 1))
+    counts = Counter(
+        unquote_plus(part.partition(b"=")[0].decode("latin-1")) for part in query.split(b"&")
+    )
+    return [name for name, count in counts.items() if count > 1]
 
 
 class EmptyQueryMiddleware:
