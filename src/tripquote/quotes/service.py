@@ -62,11 +62,11 @@ class SavedQuote:
 
 
 OnSaved = Callable[[Tx, SavedQuote], Awaitable[None]]
+"""Runs inside the save's transaction once the change is written (e.g. store the idempotent
+response), so it commits or rolls back with the change."""
 
 NoneMatch = Callable[[int], bool]
 """A write's If-None-Match: whether it names the ETag of a version (or is ``*``)."""
-"""Runs inside the save's transaction once the change is written (e.g. store the idempotent
-response), so it commits or rolls back with the change."""
 
 _ATTEMPTS = 4
 """Writes of one save: again after counting the quota bound exactly, or after a concurrent
