@@ -12,7 +12,6 @@ dependencies. All are ``async``: a plain function would run on a worker thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Annotated, Any
@@ -32,7 +31,7 @@ from tripquote.json import loads
 from tripquote.observability.operations import current_operation
 from tripquote.openapi import QuotePatch
 from tripquote.quotes.schemas import QuoteIn
-from tripquote.quotes.service import QuoteService
+from tripquote.quotes.service import NoneMatch, QuoteService
 from tripquote.validation import path_id
 
 
@@ -189,7 +188,7 @@ class QuoteCall:
     idempotency_key: str | None = None
     merge: bool = False
     """The request prefers a stale save merged (``Prefer: merge``, RFC 7240)."""
-    none_match: Callable[[int], bool] | None = None
+    none_match: NoneMatch | None = None
     """A write's If-None-Match (None without one): whether it names a version's ETag."""
     match: etags.Condition | None = None
     """A read's If-Match (None without one)."""
