@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -43,6 +44,8 @@ from tripquote.errors import (
 )
 from tripquote.json import dumps
 from tripquote.validation import canonical_id
+
+_logger = structlog.get_logger("tripquote.idempotency")
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as the draft's sf-string allows
 KEY_PATTERN = '^"*[\\x21\\x23-\\x7e](?:[\\x21-\\x7e]*[\\x21\\x23-\\x7e])?"*$'
@@ -219,7 +222,9 @@ class IdempotencyStore:
         return await self.runner.run(work)
 
     async def release(self, claim: Claim) -> None:
-        """Forget a claim whose request failed, so the key can be used again."""
+        """Forget a claim whose request failed, so the key can be used again. A clean-up after
+        the request's own unit failed, counted and logged as that failure already: its own
+        failure is not counted again (``TransactionRunner.run``, ``accounted``)."""
 
         async def work(conn: AsyncConnection) -> None:
             await conn.execute(_LOCAL_COMMIT)
@@ -232,7 +237,7 @@ class IdempotencyStore:
                 )
             )
 
-        await self.runner.run(work)
+        await self.runner.run(work, accounted=False)
 
     def release_later(self, claim: Claim) -> None:
         """Release ``claim`` in the background, tried again (backoff) until it succeeds or the
@@ -371,8 +376,11 @@ async def idempotent(
         raise
     except BaseException:
         # Certainly not committed: free the key so a retry runs again at once. A release
-        # that fails too leaves the claim to be taken over; the change's error is the answer.
-        with contextlib.suppress(TripquoteError):
+        # that fails too is tried again in the background; the change's error is the answer.
+        try:
             await keys.release(claim)
+        except TripquoteError as failed:
+            _logger.warning("idempotency_release_deferred", error_code=failed.code)
+            keys.release_later(claim)
         raise
     return to_response(response)

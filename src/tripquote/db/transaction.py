@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import structlog
@@ -180,10 +181,11 @@ def _lost(error: BaseException) -> bool:
     return isinstance(error, DRIVER_ERRORS) and is_disconnect(error)
 
 
-def _unanswered(error: BaseException) -> SaveOutcomeUnknown:
+def _unanswered(error: BaseException, *, logged: bool = True) -> SaveOutcomeUnknown:
     """SAVE_OUTCOME_UNKNOWN of a change whose COMMIT got no answer and that has no save id to
     look up (clients, agents): never QUOTE_PERSISTENCE_FAILED's "nothing was written"."""
-    _log_database_error(SaveOutcomeUnknown(), error)
+    if logged:
+        _log_database_error(SaveOutcomeUnknown(), error)
     return SaveOutcomeUnknown(
         "The connection to the database was lost while the change was being committed; "
         "whether it was saved is unknown. Retry only with the same Idempotency-Key, or read "
@@ -205,11 +207,16 @@ class TransactionRunner:
         self.observer = observer
         self.pooling = pooling(settings)
 
-    async def run(self, work: Work[T], *, write: bool = True) -> T:
+    async def run(self, work: Work[T], *, write: bool = True, accounted: bool = True) -> T:
         """Run ``work(conn)`` (an ``AsyncConnection``) in one transaction and commit it once;
         return its result. Raises the ``TripquoteError`` that ``work`` raised (after rolling
-        back), or the mapped database error (see ``run_store``)."""
-        return await self._retrying(work, write=write, store=False, atomic=True, outcome=None)
+        back), or the mapped database error (see ``run_store``). ``accounted`` False: a clean-up
+        after the request's own unit failed (an idempotency key's release), whose failure is
+        the caller's to report: not counted as a rollback nor logged as a database error, the
+        request's own unit having been."""
+        return await self._retrying(
+            work, write=write, store=False, atomic=True, outcome=None, accounted=accounted
+        )
 
     async def run_store(
         self,
@@ -236,10 +243,15 @@ class TransactionRunner:
         return await self._retrying(work, write=write, store=True, atomic=atomic, outcome=outcome)
 
     async def _retrying(
-        self, work: Work[T], *, write: bool, store: bool, atomic: bool, outcome: Outcome[T] | None
-    ) -> T:
+        self, work: Work[T], *, write: bool, store: bool, atomic: bool, outcome: Outcome[T] | None,
+        accounted: bool = True,
+    ) -> T:  # fmt: skip
+        once = partial(
+            self._once, work, write=write, store=store, atomic=atomic, outcome=outcome,
+            accounted=accounted,
+        )  # fmt: skip
         try:  # the common case, without building a retry controller
-            return await self._once(work, write=write, store=store, atomic=atomic, outcome=outcome)
+            return await once()
         except DRIVER_ERRORS as error:  # only retryable errors leave _once unmapped
             first_failure: BaseException = error
         retrying = AsyncRetrying(
@@ -254,14 +266,12 @@ class TransactionRunner:
                     if attempt.retry_state.attempt_number == 1:
                         raise first_failure  # replayed, so backoff and limits apply to it
                     self.observer.db_retry()
-                    return await self._once(
-                        work, write=write, store=store, atomic=atomic, outcome=outcome
-                    )
+                    return await once()
         except RetryError as exhausted:
             cause = exhausted.last_attempt.exception()
-            if cause is not None:
+            if cause is not None and accounted:
                 _log_database_error(DatabaseTransactionAborted(), cause)
-            self.observer.db_rollback(DatabaseTransactionAborted.code)
+            self._rolled_back(accounted, DatabaseTransactionAborted.code)
             raise DatabaseTransactionAborted(
                 details={
                     "attempts": self.settings.tx_max_attempts,
@@ -271,8 +281,10 @@ class TransactionRunner:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _once(
-        self, work: Work[T], *, write: bool, store: bool, atomic: bool, outcome: Outcome[T] | None
-    ) -> T:
+        self, work: Work[T], *, write: bool, store: bool, atomic: bool, outcome: Outcome[T] | None,
+        accounted: bool,
+    ) -> T:  # fmt: skip
+        counted = write and accounted  # a failure counted as a rolled-back write and logged
         budget = self.settings.tx_timeout_seconds + _BACKSTOP_MARGIN_SECONDS
         try:
             if store:
@@ -304,21 +316,22 @@ class TransactionRunner:
                     await transaction.commit()
                 except DRIVER_ERRORS as error:
                     if write and _lost(error):
-                        raise _unanswered(error) from error
+                        raise _unanswered(error, logged=accounted) from error
                     raise
                 return result
         except TripquoteError as error:
-            self._rolled_back(write, error.code)
+            self._rolled_back(counted, error.code)
             raise
         except DRIVER_ERRORS as error:
             if is_retryable(error):
                 raise  # tenacity runs the whole unit again
             mapped = _worded(map_db_error(error), write)
-            _log_database_error(mapped, error)
-            self._rolled_back(write, mapped.code)
+            if accounted:
+                _log_database_error(mapped, error)
+            self._rolled_back(counted, mapped.code)
             raise mapped from error
         except (TimeoutError, PoolTimeoutError) as error:
-            self._rolled_back(write, DatabaseTimeout.code)
+            self._rolled_back(counted, DatabaseTimeout.code)
             raise DatabaseTimeout(
                 details={"timeoutSeconds": self.settings.tx_timeout_seconds}
             ) from error
@@ -326,8 +339,9 @@ class TransactionRunner:
             mapped = _worded(
                 map_db_error(DBAPIError(None, None, error, connection_invalidated=True)), write
             )
-            _log_database_error(mapped, error)
-            self._rolled_back(write, mapped.code)
+            if accounted:
+                _log_database_error(mapped, error)
+            self._rolled_back(counted, mapped.code)
             raise mapped from error
 
     async def _on_driver(self, work: Work[T], budget: float, *, atomic: bool, in_doubt: bool) -> T:
