@@ -4,7 +4,9 @@ and its schema is migrated for this release)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from functools import cache
+from typing import Any, TypeVar
 
 from fastapi import APIRouter
 from sqlalchemy import text
@@ -22,6 +24,8 @@ router = APIRouter(prefix="/health", tags=["health"])
 
 _READY_TIMEOUT_SECONDS = 2.0
 
+T = TypeVar("T")
+
 
 @router.get("/live", responses=responses(HealthOut, errors=()))
 async def live() -> Response:
@@ -32,10 +36,24 @@ async def live() -> Response:
 _revisions = cache(migrate.revisions)
 
 
-def _consume(task: asyncio.Task[str | None]) -> None:
+def _consume(task: asyncio.Task[Any]) -> None:
     """Retrieve what an abandoned check ended with (else asyncio logs it as never retrieved)."""
     if not task.cancelled():
         task.exception()
+
+
+async def within(seconds: float, check: Coroutine[Any, Any, T]) -> T:
+    """``check``'s result, or TimeoutError after ``seconds``: a probe answers in time even when
+    the database hangs. A cancelled check may need longer to give its connection back (the
+    rollback waits on the same database), so it finishes in the background instead of
+    holding the answer."""
+    task = asyncio.create_task(check)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_consume)
+        raise TimeoutError
+    return task.result()
 
 
 @router.get("/ready", responses=responses(HealthOut, errors=(ServiceNotReady,)))
@@ -73,17 +91,8 @@ async def ready(request: Request) -> Response:
                     ) from exc
                 return None  # no alembic_version table: never migrated
 
-    # The probe answers within the 2 s even when the database hangs: a cancelled check may
-    # need longer to give its connection back (the rollback waits on the same database), so
-    # it finishes in the background instead of holding the answer.
-    task = asyncio.create_task(check())
-    done, _ = await asyncio.wait({task}, timeout=_READY_TIMEOUT_SECONDS)
     try:
-        if not done:
-            task.cancel()
-            task.add_done_callback(_consume)
-            raise TimeoutError
-        revision = task.result()
+        revision = await within(_READY_TIMEOUT_SECONDS, check())
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         if answered:  # e.g. alembic_version locked by a migration in progress
             raise ServiceNotReady(

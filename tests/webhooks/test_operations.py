@@ -4,6 +4,7 @@ figures on /metrics from the database, replay from the command line (the retenti
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 from typing import Any
@@ -216,3 +217,27 @@ async def test_replay_takes_an_instant_outside_the_years_1_to_9999_in_utc_as_the
         assert response.json()["replayed"] == 0  # nothing dead-lettered to send again
     finally:
         await forget_subscriptions(world, url)
+
+
+async def test_a_scrape_answers_its_counters_while_the_outbox_tables_are_locked(
+    db_url: str, world_factory: Any
+) -> None:
+    """The outbox gauges are read within a bound (``OUTBOX_READ_SECONDS``), never the
+    transaction timeout (here 30 s, past Prometheus's 10 s scrape timeout): with the tables
+    locked, the scrape answers the counters without the gauges (a tester's scrape waited
+    past 12 s and lost every counter)."""
+    world: World = await world_factory(make_settings(db_url, tx_timeout_seconds=30))
+    admin = await world.actor(role="admin")
+    assert (await create(world, admin)).status_code == 201
+    async with world.engine.connect() as conn:
+        transaction = await conn.begin()
+        await conn.execute(text("LOCK TABLE webhook_deliveries, events IN ACCESS EXCLUSIVE MODE"))
+        try:
+            scrape = await asyncio.wait_for(world.client.get("/metrics"), timeout=8)
+        finally:
+            await transaction.rollback()
+    assert scrape.status_code == 200
+    assert metric_value(scrape.text, "tripquote_operations_total", {"operation": "quote.create"})
+    assert "tripquote_webhook_outbox_depth" not in scrape.text
+    again = (await world.client.get("/metrics")).text  # the lock gone, the gauges are back
+    assert "tripquote_webhook_outbox_depth" in again

@@ -43,12 +43,18 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(content=body + await _outbox(request), media_type=content_type)
 
 
+OUTBOX_READ_SECONDS = 2.0
+"""How long a scrape waits for the outbox gauges: the counters must reach Prometheus (its
+scrape timeout: 10 s, ops/prometheus) when the database is slow or its tables are locked."""
+
+
 async def _outbox(request: Request) -> bytes:
-    """The outbox gauges, read from the database now (nothing when it cannot be read: the
-    scrape still answers, and ``absent()`` shows the gap)."""
+    """The outbox gauges, read from the database now (nothing when it cannot be read within
+    ``OUTBOX_READ_SECONDS``: the scrape still answers, and ``absent()`` shows the gap)."""
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from tripquote.errors import TripquoteError
+    from tripquote.health import within
     from tripquote.webhooks.repository import outbox_backlog
 
     async def work(conn: AsyncConnection) -> tuple[int, float]:
@@ -58,8 +64,8 @@ async def _outbox(request: Request) -> bytes:
     if runner is None:  # the app not started (no database): nothing to read
         return b""
     try:
-        depth, oldest = await runner.run(work, write=False)
-    except TripquoteError:
+        depth, oldest = await within(OUTBOX_READ_SECONDS, runner.run(work, write=False))
+    except (TripquoteError, TimeoutError):
         return b""
     return outbox_exposition(depth, oldest)
 
