@@ -149,6 +149,7 @@ def create_app(
         engine = create_engine(settings)
         runner = TransactionRunner(engine=engine, settings=settings, observer=observer)
         app.state.engine = engine
+        app.state.probe_engine = create_engine(settings, pooled=False)
         app.state.runner = runner
         app.state.limiter = WriteRateLimiter(settings)
         app.state.idempotency = IdempotencyStore(
@@ -177,6 +178,7 @@ def create_app(
             except PoolerMisconfigured as error:
                 _logger.error("configuration_error", error=str(error))
                 await engine.dispose()
+                await app.state.probe_engine.dispose()
                 raise
         await observer.start(engine)
         deliveries = _start_delivery_worker(runner, settings)
@@ -189,6 +191,7 @@ def create_app(
             await app.state.idempotency.stop()
             await observer.stop()
             await engine.dispose()
+            await app.state.probe_engine.dispose()
             flush_logs()
 
     # /docs from the Swagger UI files of the installed fastapi-offline package (under

@@ -65,7 +65,7 @@ async def ready(request: Request) -> Response:
     replica the URL named), ``not migrated``, ``migration pending`` (with ``revision`` and
     ``expected``), ``schema unreadable`` or ``schema check timed out`` (``alembic_version``
     locked, e.g. by a migration in progress)."""
-    engine = request.app.state.engine
+    engine = request.app.state.probe_engine  # a connection of its own: not the busy pool's
     head, known = _revisions()
     answered = False
 

@@ -81,3 +81,16 @@ async def test_an_unreadable_or_locked_schema_version(empty_db: str, world_facto
     status, body = await _ready(world_factory, empty_db)
     assert status == 503, body
     assert body["details"] == {"database": "schema unreadable", "expected": head}
+
+
+async def test_ready_while_every_pooled_connection_is_busy(db_url: str, world_factory: Any) -> None:
+    """Readiness asks the database on a connection of its own: with the pool (2 here) all
+    taken by work waiting on a lock, the database still answers, so the instance is ready (a
+    tester's hot row made every instance report the database unreachable at once)."""
+    world = await world_factory(make_settings(db_url, db_pool_size=2, db_max_overflow=0))
+    engine = world.app.state.engine
+    async with engine.connect() as first, engine.connect() as second:
+        await first.execute(text("SELECT 1"))
+        await second.execute(text("SELECT 1"))  # both checked out: the pool is empty
+        response = await world.client.get("/health/ready")
+    assert (response.status_code, response.json()) == (200, {"status": "ready", "database": "ok"})

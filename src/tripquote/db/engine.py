@@ -15,6 +15,7 @@ from sqlalchemy import URL, event
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.util.concurrency import greenlet_spawn
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
@@ -117,16 +118,25 @@ def connect_target(settings: Settings) -> tuple[URL, dict[str, Any]]:
     return target.url, {**pooling(settings).connect_args, **target.connect_args}
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
     """An engine for ``connect_target(settings)`` with a fixed pool, the session parameters
-    applied as ``pooling(settings)`` says."""
+    applied as ``pooling(settings)`` says. ``pooled`` False: a connection of its own each
+    time, closed after (``NullPool``): the readiness probe's, which must say whether the
+    database answers even while every pooled connection is busy."""
     url, arguments = connect_target(settings)
     policy = pooling(settings)
+    pool: dict[str, Any] = (
+        {
+            "pool_size": settings.db_pool_size,
+            "max_overflow": settings.db_max_overflow,
+            "pool_timeout": settings.db_pool_timeout_seconds,
+        }
+        if pooled
+        else {"poolclass": NullPool}
+    )
     engine = create_async_engine(
         url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout_seconds,
+        **pool,
         json_serializer=_dumps,
         json_deserializer=_loads,
         connect_args={
