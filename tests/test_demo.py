@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,22 @@ def test_demo_command_loads_data_once_and_writes_the_body(embedded_home: Path) -
         proposal: dict[str, str] = run_["proposal"]  # type: ignore[assignment]
         assert proposal["url"].startswith("http://127.0.0.1:8000/p/")
         assert proposal["expiresAt"] and proposal["proposalHash"]
+
+
+def test_a_demo_whose_port_is_taken_writes_and_prints_nothing(db_url: str, tmp_path: Path) -> None:
+    """Before anything is written or printed: its server could not start, and the commands
+    it prints would reach the server already on that port (a tester's run sent a quote and
+    printed its curl, then failed to bind)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPQUOTE_")}
+    env["TRIPQUOTE_DATABASE_URL"] = db_url
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "tripquote.cli", "demo", "--port", str(port)],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ""
+    error = json.loads(done.stderr.strip().splitlines()[-1])
+    assert error["event"] == "address_in_use" and f"127.0.0.1:{port}" in error["error"]
+    assert not (tmp_path / "tripquote-demo-quote.json").exists()

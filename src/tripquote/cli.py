@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
@@ -373,6 +374,8 @@ def demo(
     as_json: JsonFlag = False,
 ) -> None:
     """Migrate, load a demo agency/agent/client, print a token and a curl, then serve."""
+    if serve_after:
+        _port_free(host, port)  # before anything is written or printed for that address
     settings = cli_settings()
     migrate.upgrade(settings)
     email = "demo.agent@tripquote.example"
@@ -462,6 +465,21 @@ def demo(
         )
     if serve_after:
         serve(host=host, port=port, workers=1)
+
+
+def _port_free(host: str, port: int) -> None:
+    """Exit (``address_in_use``, status 1) unless ``host:port`` can be bound now, as the server
+    will bind it (SO_REUSEADDR, as uvicorn): a demo whose server cannot start sends no quote
+    and prints no commands that would reach another server on that port."""
+    try:
+        with socket.create_server((host, port), reuse_port=False) as probe:
+            probe.close()
+    except OSError as exc:
+        _refuse(
+            "address_in_use",
+            f"Cannot listen on {host}:{port} ({exc.strerror or exc}): another server uses it. "
+            'Stop it, or choose another port: make demo DEMO_ARGS="--port 8100".',
+        )
 
 
 def _with_runner(settings: Settings, use: Callable[[Any], Awaitable[T]]) -> T:
