@@ -194,11 +194,13 @@ def _run_uvicorn(settings: Settings, *, host: str, port: int, workers: int, back
     import uvicorn
 
     from tripquote.observability.logging import uvicorn_log_config
+    from tripquote.protocol import EnvelopeProtocol
 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
         "tripquote.app:create_app",
         factory=True,
+        http=EnvelopeProtocol,  # an unparsable request's 400 is the envelope too
         host=host,
         port=port,
         workers=workers,
