@@ -474,13 +474,14 @@ def _port_free(host: str, port: int) -> None:
     will bind it (SO_REUSEADDR, as uvicorn): a demo whose server cannot start sends no quote
     and prints no commands that would reach another server on that port."""
     try:
-        with socket.create_server((host, port), reuse_port=False) as probe:
-            probe.close()
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.create_server((host, port), family=family):
+            pass
     except OSError as exc:
         _refuse(
             "address_in_use",
-            f"Cannot listen on {host}:{port} ({exc.strerror or exc}): another server uses it. "
-            'Stop it, or choose another port: make demo DEMO_ARGS="--port 8100".',
+            f"Cannot listen on {host}:{port} ({exc.strerror or exc}): another server may use "
+            'it. Stop it, or choose another port: make demo DEMO_ARGS="--port 8100".',
         )
 
 
