@@ -142,7 +142,7 @@ def _identity_only(lines: list[str]) -> None:
     """Refuse a body sent with a content coding (``Content-Encoding: gzip``…): 415
     UNSUPPORTED_MEDIA_TYPE with ``Accept-Encoding: identity``, none being accepted (RFC 9110
     §8.4, §15.5.16, §12.5.3). ``identity`` (or an empty field) is no coding."""
-    codings = [c.strip().lower() for c in ",".join(lines).split(",") if c.strip()]
+    codings = [c.strip().lower() for c in (etags.field_value(lines) or "").split(",") if c.strip()]
     sent = [c for c in codings if c != "identity"]
     if sent:
         raise UnsupportedMediaType(

@@ -42,6 +42,7 @@ from tripquote.errors import (
     TripquoteError,
     field_error,
 )
+from tripquote.etags import field_value
 from tripquote.json import dumps
 from tripquote.validation import canonical_id
 
@@ -353,10 +354,8 @@ async def idempotent(
     parsed = parse_key(key)
     if parsed is None:
         return to_response(await run(None))
-    lines = request.headers.getlist("if-match")
-    fingerprint = request_fingerprint(
-        request.method, request.url.path, body, if_match=", ".join(lines) if lines else None
-    )
+    if_match = field_value(request.headers.getlist("if-match"))
+    fingerprint = request_fingerprint(request.method, request.url.path, body, if_match=if_match)
     keys: IdempotencyStore = request.app.state.idempotency
     claimed = await keys.claim(caller=caller, key=parsed, fingerprint=fingerprint)
     if isinstance(claimed, StoredResponse):
