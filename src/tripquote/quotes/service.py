@@ -185,8 +185,11 @@ class QuoteService:
         draft = full_form(body, self.limits)
         current: Quote | None = None
         if not isinstance(draft, Draft):
-            # The merge needs the stored quote: read it, and say first what refuses the save.
-            loaded = await self.store.load(caller=caller, quote_id=quote_id, now=now)
+            # The merge needs the stored quote: read it (at the version expected: a stale
+            # version's refusal needs only the facts), and say first what refuses the save.
+            loaded = await self.store.load(
+                caller=caller, quote_id=quote_id, now=now, version=expected
+            )
             await self._raise_refusal(
                 loaded.facts, operation=Operation.UPDATE, quote_id=quote_id,
                 expected=expected, conflict_status=conflict_status,

@@ -501,10 +501,13 @@ LOAD = Statement.of(
     f"""
 WITH {agents.CALLER}, {QUOTE_FACTS}, {CLIENT}
 SELECT {FACT_COLUMNS}, q.*, {ITEMS_OF} AS items
-  FROM {FACTS_FROM} LEFT JOIN quotes q ON q.id = cur.id
+  FROM {FACTS_FROM}
+  LEFT JOIN quotes q ON q.id = cur.id AND (:version::int IS NULL OR q.version = :version)
 """
 )
-"""A quote with its items and the facts about its caller (and a client, if one is named)."""
+"""A quote with its items and the facts about its caller (and a client, if one is named);
+with ``:version``, the quote only at that version: at another, only the facts (a stale
+edit's refusal needs no more)."""
 
 ROLES = ("agent", "admin")
 """The agents' roles (the ``role`` check of ``agents``)."""

@@ -63,15 +63,18 @@ class QuoteStore:
         self.open_limit = open_limit
 
     async def load(
-        self, *, caller: Caller, quote_id: str, now: datetime, client_id: str | None = None
-    ) -> Loaded:
-        """The quote with its items and the facts about the caller (and ``client_id``)."""
+        self, *, caller: Caller, quote_id: str, now: datetime, client_id: str | None = None,
+        version: int | None = None,
+    ) -> Loaded:  # fmt: skip
+        """The quote with its items and the facts about the caller (and ``client_id``); with
+        ``version``, the quote only when it is at that version (else the facts alone)."""
+        values = {
+            **_caller(caller), "quote_id": quote_id, "now": now, "client_id": client_id,
+            "version": version,
+        }  # fmt: skip
 
         async def work(tx: Tx) -> Loaded:
-            row = await tx.fetchrow(
-                sql.LOAD,
-                {**_caller(caller), "quote_id": quote_id, "now": now, "client_id": client_id},
-            )
+            row = await tx.fetchrow(sql.LOAD, values)
             facts = facts_of(row)
             if row["id"] is None or not facts.visible:
                 return Loaded(facts, None)
@@ -168,7 +171,14 @@ class QuoteStore:
             decided.clear()
             await tx.fetchrow(sql.LOCK_QUOTE, {"quote_id": quote_id})
             row = await tx.fetchrow(
-                sql.LOAD, {**_caller(caller), "quote_id": quote_id, "now": now, "client_id": None}
+                sql.LOAD,
+                {
+                    **_caller(caller),
+                    "quote_id": quote_id,
+                    "now": now,
+                    "client_id": None,
+                    "version": None,
+                },
             )
             facts = facts_of(row)
             visible = row["id"] is not None and facts.visible
