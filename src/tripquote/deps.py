@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import Depends, Header
+from fastapi import Depends
 from pydantic import BaseModel
 from starlette.requests import Request
 
@@ -61,40 +61,65 @@ async def count_write(request: Request) -> Caller:
 WritingAgent = Annotated[Caller, Depends(count_write)]
 
 
-def if_match_header() -> Any:
-    """The ``If-Match`` header parameter of a versioned write (parsed by ``etags``, not by
-    FastAPI: its refusal is ours, in order). The document gives one strong entity tag
-    (``etags.STRONG_TAG_PATTERN``) and makes it required (``openapi.complete``): the one way it
-    names the version acted on. The parser also takes ``*`` and lists, and the body's
-    ``version`` instead; both given must agree, a rule across header and body no schema
-    states."""
-    return Header(
-        None,
-        alias="If-Match",
-        description='The strong ETag of the version acted on, as ETag sent it, e.g. "5" (RFC '
-        "9110 §8.8.3, §13.1.1); unquoted is malformed (400). A tag that is not the current "
-        'version\'s (stale, or naming no version like "abc"): 412. Instead of If-Match, the '
-        "JSON body may carry `version`; both given must name the same version (else 400).",
-        json_schema_extra={"pattern": etags.STRONG_TAG_PATTERN},
-    )
+def header_parameter(
+    name: str, description: str, *, required: bool = False, **schema: Any
+) -> dict[str, Any]:
+    """An OpenAPI header parameter a dependency reads itself and the route documents
+    (``documents``, ``routing.TrackedRoute``): a parameter declared to FastAPI is solved at
+    every request (about 10 us each, measured), though its value is read and refused here."""
+    return {
+        "name": name,
+        "in": "header",
+        "required": required,
+        "schema": {"type": "string", "title": name, "description": description, **schema},
+        "description": description,
+    }
 
 
-async def if_none_match(
-    request: Request,
-    value: str = Header(  # parsed below, not by FastAPI: its refusal is ours, in order
-        None,
-        alias="If-None-Match",
-        description='ETags of the copies the client holds, e.g. "5", or `*` (RFC 9110 '
-        "§13.1.2): 304 Not Modified, without content, when one is the current version's.",
-        json_schema_extra={"pattern": etags.PATTERN},
-    ),
-) -> etags.Condition | None:
-    """The ``If-None-Match`` condition (every line of it; ``value`` is the first, documented),
-    None without one; QUOTE_VALIDATION_FAILED when malformed."""
-    return etags.parse(etags.field_value(request.headers.getlist("if-none-match")), "If-None-Match")
+def documents(*parameters: dict[str, Any]) -> Any:
+    """Class decorator: the header ``parameters`` a dependency reads, documented by each route
+    taking it (``routing.TrackedRoute``)."""
+
+    def document(cls: Any) -> Any:
+        cls.documented_headers = parameters
+        return cls
+
+    return document
 
 
-IfNoneMatch = Annotated[etags.Condition | None, Depends(if_none_match)]
+IF_MATCH = header_parameter(
+    "If-Match",
+    'The strong ETag of the version acted on, as ETag sent it, e.g. "5" (RFC 9110 §8.8.3, '
+    "§13.1.1); unquoted is malformed (400). A tag that is not the current version's (stale, "
+    'or naming no version like "abc"): 412. Instead of If-Match, the JSON body may carry '
+    "`version`; both given must name the same version (else 400).",
+    # Required in the document, the one way it names the version acted on: the body's
+    # `version` is the undocumented alternative, and without either the write is refused.
+    required=True,
+    pattern=etags.STRONG_TAG_PATTERN,
+)
+"""The ``If-Match`` of a versioned write (parsed by ``etags``: its refusal is ours, in order).
+The document gives one strong entity tag; the parser also takes ``*`` and lists."""
+
+
+IF_NONE_MATCH = header_parameter(
+    "If-None-Match",
+    'ETags of the copies the client holds, e.g. "5", or `*` (RFC 9110 §13.1.2): 304 Not '
+    "Modified, without content, when one is the current version's.",
+    pattern=etags.PATTERN,
+)
+
+
+@documents(IF_NONE_MATCH)
+class _IfNoneMatch:
+    async def __call__(self, request: Request) -> etags.Condition | None:
+        """The ``If-None-Match`` condition (every line of it), None without one;
+        QUOTE_VALIDATION_FAILED when malformed."""
+        lines = request.headers.getlist("if-none-match")
+        return etags.parse(etags.field_value(lines), "If-None-Match")
+
+
+IfNoneMatch = Annotated[etags.Condition | None, Depends(_IfNoneMatch())]
 
 
 class JsonBody:
@@ -155,16 +180,24 @@ def _identity_only(lines: list[str]) -> None:
 ClientBody = Annotated[Any, Depends(JsonBody(ClientIn))]
 
 
-def idempotency_key_header() -> Any:
-    """The ``Idempotency-Key`` header parameter of a route that honours it (None when absent)."""
-    # Read by parse_key in the route, after the body (the key's refusal comes after the body's);
-    # declared `str` so the document says string, not string-or-null.
-    return Header(
-        None,
-        alias="Idempotency-Key",
-        description="Replays the first response for the same key and body (24 h, per agent).",
-        json_schema_extra={"maxLength": 255, "pattern": KEY_PATTERN},
-    )
+IDEMPOTENCY_KEY = header_parameter(
+    "Idempotency-Key",
+    "Replays the first response for the same key and body (24 h, per agent).",
+    maxLength=255,
+    pattern=KEY_PATTERN,
+)
+"""The ``Idempotency-Key`` of a route that honours it (``idempotency.parse_key`` reads it in
+the route, after the body: the key's refusal comes after the body's)."""
+
+
+@documents(IDEMPOTENCY_KEY)
+class _IdempotencyKey:
+    async def __call__(self, request: Request) -> str | None:
+        """The request's Idempotency-Key (None without one)."""
+        return request.headers.get("idempotency-key")
+
+
+IdempotencyKey = Annotated[str | None, Depends(_IdempotencyKey())]
 
 
 def quote_service(request: Request) -> QuoteService:
@@ -221,8 +254,7 @@ class _QuoteWrite:
         caller = await authenticate_agent(request)
         quote_id = path_id(quote_id, QuoteNotFound)
         await request.app.state.limiter.check(caller.agent_id)
-        # Every line of If-Match (the route's ``if_match`` parameter, which documents it, is
-        # the first): two lines are a list, as one line of two tags is.
+        # Every line of If-Match: two lines are a list, as one line of two tags is.
         lines = request.headers.getlist("if-match")
         version = etags.if_match_version(etags.parse(etags.field_value(lines), "If-Match"))
         none_match = None
@@ -243,59 +275,46 @@ def _names(condition: etags.Condition | None, version: int) -> bool:
     return etags.none_match_fails(condition, etags.etag(version))
 
 
+@documents(IDEMPOTENCY_KEY)
 class _Create(_QuoteWrite):
-    async def __call__(
-        self, request: Request, idempotency_key: str = idempotency_key_header()
-    ) -> QuoteCall:
+    async def __call__(self, request: Request) -> QuoteCall:
         """AUTHENTICATION_FAILED, RATE_LIMIT_EXCEEDED, then the body's refusals."""
         caller = await count_write(request)
         body = await self.body(request)
-        return QuoteCall(caller, "", quote_service(request), None, body, idempotency_key)
+        key = request.headers.get("idempotency-key")
+        return QuoteCall(caller, "", quote_service(request), None, body, key)
 
 
-def prefer_header() -> Any:
-    """The ``Prefer`` header parameter of a PATCH (RFC 7240): ``merge`` asks for a stale save
-    to be merged with what was saved since (``quotes/merge_save.py``)."""
-    return Header(
-        None,
-        alias="Prefer",
-        description="`merge` (RFC 7240 preference): a PATCH made on a version others have "
-        "saved over since is merged with what they saved, field by field and item by item "
-        "(by id), when nothing it changes was changed since; the response then carries "
-        "`Preference-Applied: merge`. A collision is a 409 QUOTE_CONFLICT_VERSION whose "
-        "`details.conflicts` gives each colliding field's or item's `base`, `current` and "
-        "`requested` value. Without it a stale version is refused (409/412) as always.",
-        examples=["merge"],
-    )
+PREFER = header_parameter(
+    "Prefer",
+    "`merge` (RFC 7240 preference): a PATCH made on a version others have saved over since "
+    "is merged with what they saved, field by field and item by item (by id), when nothing it "
+    "changes was changed since; the response then carries `Preference-Applied: merge`. A "
+    "collision is a 409 QUOTE_CONFLICT_VERSION whose `details.conflicts` gives each "
+    "colliding field's or item's `base`, `current` and `requested` value. Without it a stale "
+    "version is refused (409/412) as always.",
+    examples=["merge"],
+)
+"""The ``Prefer`` header of a PATCH (RFC 7240): ``merge`` asks for a stale save to be merged
+with what was saved since (``quotes/merge_save.py``)."""
 
 
+@documents(IF_MATCH, PREFER)
 class _Edit(_QuoteWrite):
-    async def __call__(
-        self,
-        request: Request,
-        quote_id: str,
-        if_match: str = if_match_header(),
-        prefer: str | None = prefer_header(),
-    ) -> QuoteCall:
+    async def __call__(self, request: Request, quote_id: str) -> QuoteCall:
         """See ``edit``; ``Prefer: merge`` sets ``merge``, on whichever line of the field it
-        comes (``prefer``, which documents it, is the first): RFC 7240 §2 lets a client send
-        its preferences on several lines."""
+        comes: RFC 7240 §2 lets a client send its preferences on several lines."""
         call = await self.edit(request, quote_id)
         lines = request.headers.getlist("prefer")
         return replace(call, merge=prefers(etags.field_value(lines), "merge"))
 
 
+@documents(IF_MATCH, IDEMPOTENCY_KEY)
 class _Transition(_QuoteWrite):
-    async def __call__(
-        self,
-        request: Request,
-        quote_id: str,
-        if_match: str = if_match_header(),
-        idempotency_key: str = idempotency_key_header(),
-    ) -> QuoteCall:
+    async def __call__(self, request: Request, quote_id: str) -> QuoteCall:
         """See ``edit``; the body is optional (``{"version": n}`` or none)."""
         call = await self.edit(request, quote_id)
-        return replace(call, idempotency_key=idempotency_key)
+        return replace(call, idempotency_key=request.headers.get("idempotency-key"))
 
 
 QuoteCreate = Annotated[QuoteCall, Depends(_Create(JsonBody(QuoteIn)))]

@@ -473,10 +473,6 @@ def complete(
             for parameter in operation.get("parameters", ()):
                 if parameter["in"] == "query":
                     parameter["allowEmptyValue"] = True
-                # Required in the document: the body's `version` is the undocumented alternative
-                # (deps.if_match_header), and without either the edit is refused.
-                if parameter["in"] == "header" and parameter["name"] == "If-Match":
-                    parameter["required"] = True
                 if parameter["in"] == "header":
                     headers.add(parameter["name"])
             # The other precondition of each, read with its own (deps: QuoteCall's none_match,

@@ -64,6 +64,10 @@ class TrackedRoute(APIRoute):
         if documented is not None:
             request_body, self.body_schemas = documented
             self.openapi_extra = {"requestBody": request_body, **(self.openapi_extra or {})}
+        headers = [h for call in _calls(self.dependant) for h in _documented_headers(call)]
+        if headers:
+            extra = self.openapi_extra or {}
+            self.openapi_extra = {**extra, "parameters": [*extra.get("parameters", ()), *headers]}
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """FastAPI's handler (dependencies, endpoint), inside the route's tracked operation."""
@@ -91,6 +95,19 @@ class TrackedRoute(APIRoute):
                 return error_response(error, correlation_id=get_correlation_id())
 
         return tracked
+
+
+def _calls(dependant: Dependant) -> Iterator[Any]:
+    # Every dependency of the route, depth first.
+    for sub in dependant.dependencies:
+        yield sub.call
+        yield from _calls(sub)
+
+
+def _documented_headers(call: Any) -> tuple[dict[str, Any], ...]:
+    # The header parameters a dependency reads itself (``deps.documents``).
+    headers: tuple[dict[str, Any], ...] = getattr(call, "documented_headers", ())
+    return headers
 
 
 def _json_bodies(dependant: Dependant) -> Iterator[JsonBody]:

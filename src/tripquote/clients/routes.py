@@ -15,7 +15,7 @@ from tripquote.agents.access import check_access
 from tripquote.agents.auth import principal_of
 from tripquote.clients import repository
 from tripquote.clients.schemas import ClientIn
-from tripquote.deps import ClientBody, CurrentAgent, Runner, WritingAgent, idempotency_key_header
+from tripquote.deps import ClientBody, CurrentAgent, IdempotencyKey, Runner, WritingAgent
 from tripquote.errors import (
     AgentNotFound,
     AuthenticationFailed,
@@ -91,7 +91,7 @@ async def create_client(
     caller: WritingAgent,
     body: ClientBody,
     runner: Runner,
-    idempotency_key: str = idempotency_key_header(),
+    idempotency_key: IdempotencyKey,
 ) -> Response:
     """Create a client owned by the calling agent; 201 ``{success, clientId, client}``.
     Honours ``Idempotency-Key``."""

@@ -20,7 +20,7 @@ from tripquote.agents.auth import Caller, principal_of
 from tripquote.agents.repository import Principal
 from tripquote.config import webhook_attempt_seconds
 from tripquote.db.types import in_utc
-from tripquote.deps import CurrentAgent, JsonBody, Runner, WritingAgent, idempotency_key_header
+from tripquote.deps import CurrentAgent, IdempotencyKey, JsonBody, Runner, WritingAgent
 from tripquote.errors import (
     AgentNotFound,
     AuthenticationFailed,
@@ -146,7 +146,7 @@ async def create_webhook(
     caller: WritingAgent,
     body: SubscriptionBody,
     runner: Runner,
-    idempotency_key: str = idempotency_key_header(),
+    idempotency_key: IdempotencyKey,
 ) -> Response:
     """Subscribe ``url`` to ``eventTypes`` of the caller's agency (admins only); 201
     ``{success, webhook, secret}``: the secret (``whsec_…``, Standard Webhooks) is shown this
