@@ -446,6 +446,56 @@ def test_other_details_accept_small_free_form_objects() -> None:
     assert validate_quote(body(items=[empty]), limits=LIMITS).items[0].details == {}
 
 
+def test_other_details_take_a_number_without_a_fraction_as_the_integer() -> None:
+    # JSON Schema's integer (the document's) is any number without a fraction: 2.0 is 2.
+    details = {"n": Decimal("2.0"), "list": [Decimal("-0.0"), {"k": Decimal("1E+3")}]}
+    draft = validate_quote(body(items=[other(details=details)]), limits=LIMITS)
+    assert draft.items[0].details == {"n": 2, "list": [0, {"k": 1000}]}
+    assert type(draft.items[0].details["n"]) is int
+    assert json.dumps(draft.items[0].details) == '{"n": 2, "list": [0, {"k": 1000}]}'
+    for huge in (Decimal("1E+999999999"), Decimal("9007199254740992.0")):
+        assert errors_of(body(items=[other(details={"a": huge})])) == (
+            QuoteValidationFailed,
+            {"items[0].details": "out_of_range"},
+        )
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**54), 2**54)
+    | st.decimals(-(10**6), 10**6, places=1)  # where a float (a schema validator's) is exact
+    | st.text(max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=2), _JSON_VALUES, max_size=4))
+def test_other_details_schema_in_the_document_says_what_the_validator_accepts(
+    details: dict[str, Any],
+) -> None:
+    # The one rule no JSON Schema keyword states, the count of values, is left out (too_large
+    # is a cross-field code of the schemathesis run); every other refusal the schema states.
+    import jsonschema_rs
+
+    from tripquote.quotes.schemas import OtherItemIn
+
+    schema = OtherItemIn.model_json_schema()["properties"]["details"]
+    as_json = json.loads(json.dumps(details, default=float))  # a Decimal as the number sent
+    described = jsonschema_rs.Draft202012Validator(schema).is_valid(as_json)
+    try:
+        validate_quote(body(items=[other(details=details)]), limits=LIMITS)
+        codes = set()
+    except QuoteValidationFailed as refused:
+        codes = {entry["code"] for entry in refused.details["errors"]}
+    if "too_large" not in codes:
+        assert described == (not codes), (details, codes)
+
+
 def test_client_totals_are_kept_for_the_consistency_check() -> None:
     data = body(pricing={"subtotal": "6739.50", "total": Decimal("7630.42"), "lineTotals": ["1"]})
     data["items"][0]["lineTotal"] = "1159.60"

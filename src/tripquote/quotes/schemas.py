@@ -288,15 +288,17 @@ _FREE_FORM_MAX_INT = 2**53 - 1
 
 
 def _free_form(value: object) -> dict[str, Any]:
-    """OTHER details: a small JSON object of text, integers, booleans, null, lists and objects."""
+    """OTHER details (``FREE_FORM_SCHEMA``): a small JSON object of text, integers, booleans,
+    null, lists and objects. A number without a fraction is an integer, ``2.0`` as ``2``, as
+    JSON Schema's ``integer`` says (draft 2020-12 §6.1.1): stored as the integer."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise PydanticCustomError("invalid_type", "must be an object")
     nodes = 0
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
+
+    def checked(node: object, depth: int) -> object:
+        nonlocal nodes
         nodes += 1
         if nodes > _FREE_FORM_MAX_NODES or depth > _FREE_FORM_MAX_DEPTH:
             raise PydanticCustomError(
@@ -305,23 +307,69 @@ def _free_form(value: object) -> dict[str, Any]:
                 f"{_FREE_FORM_MAX_DEPTH} levels deep",
             )
         if isinstance(node, dict):
+            kept = {}
             for key, child in node.items():
                 _free_text(key)
-                stack.append((child, depth + 1))
-        elif isinstance(node, list):
-            stack.extend((child, depth + 1) for child in node)
-        elif isinstance(node, str):
+                kept[key] = checked(child, depth + 1)
+            return kept
+        if isinstance(node, list):
+            return [checked(child, depth + 1) for child in node]
+        if isinstance(node, str):
             _free_text(node)
-        elif isinstance(node, int) and not isinstance(node, bool):
+            return node
+        if node is None or isinstance(node, bool):
+            return node
+        if isinstance(node, Decimal) and node.is_finite() and node == node.to_integral_value():
+            # adjusted() first: int() of 1E+999999999 would build a billion digits
+            node = int(node) if node.adjusted() < 16 else _FREE_FORM_MAX_INT + 1
+        if isinstance(node, int):
             if abs(node) > _FREE_FORM_MAX_INT:
                 raise PydanticCustomError("out_of_range", "must hold integers below 2^53 only")
-        elif node is not None and not isinstance(node, bool):
-            # Stored with the standard JSON encoder and never as float: I-JSON (RFC 7493) only.
-            raise PydanticCustomError(
-                "invalid_type",
-                "must hold only text, integers, booleans and null; send decimals as text",
-            )
-    return value
+            return node
+        # Stored with the standard JSON encoder and never as float: I-JSON (RFC 7493) only.
+        raise PydanticCustomError(
+            "invalid_type",
+            "must hold only text, integers, booleans and null; send decimals as text",
+        )
+
+    kept = checked(value, 1)
+    assert isinstance(kept, dict)
+    return kept
+
+
+def _free_form_schema() -> JsonSchemaValue:
+    """``_free_form``'s rules as JSON Schema, but the count of values (``too_large``: no keyword
+    counts the values of a whole tree): each level spelt out, down to the deepest, whose lists
+    and objects are empty."""
+    text = {"type": "string", "maxLength": _FREE_FORM_MAX_TEXT, "pattern": "^[^\\u0000]*$"}
+    scalars: list[JsonSchemaValue] = [
+        text,
+        {"type": "integer", "minimum": -_FREE_FORM_MAX_INT, "maximum": _FREE_FORM_MAX_INT},
+        {"type": "boolean"},
+        {"type": "null"},
+    ]
+    value: JsonSchemaValue = {
+        "anyOf": [
+            *scalars,
+            {"type": "array", "maxItems": 0},
+            {"type": "object", "maxProperties": 0},
+        ]
+    }
+    for _depth in range(_FREE_FORM_MAX_DEPTH - 2):
+        containers = [
+            {"type": "array", "items": value},
+            {"type": "object", "propertyNames": text, "additionalProperties": value},
+        ]
+        value = {"anyOf": [*scalars, *containers]}
+    return {
+        "type": "object",
+        "description": "Free-form small JSON object: text, integers, booleans, null, lists and "
+        f"objects, at most {_FREE_FORM_MAX_NODES} values nested at most "
+        f"{_FREE_FORM_MAX_DEPTH} levels deep; decimals as text.",
+        "propertyNames": text,
+        "additionalProperties": value,
+        "examples": [{}],
+    }
 
 
 def _free_text(text: object) -> None:
@@ -554,9 +602,9 @@ class TransferItemIn(_ItemIn):
 
 class OtherItemIn(_ItemIn):
     type: Literal["OTHER"]
-    details: Annotated[dict[str, Any], BeforeValidator(_free_form)] = Field(
-        default_factory=dict, description="Free-form small JSON object.", examples=[{}]
-    )
+    details: Annotated[
+        dict[str, Any], BeforeValidator(_free_form), WithJsonSchema(_free_form_schema())
+    ] = Field(default_factory=dict)
 
 
 QuoteItemIn = Annotated[
