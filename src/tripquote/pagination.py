@@ -6,7 +6,9 @@ well-formed cursor is refused; the empty string is no cursor (the first page):
 
 - the lists of quotes and clients: ``(timestamp, id)`` written ``<microseconds since the Unix
   epoch>.<id>`` (``CURSOR_PATTERN``);
-- a quote's history: the version it resumes after, in decimal (``VERSION_CURSOR_PATTERN``).
+- a quote's history: the version it resumes after, in decimal (``VERSION_CURSOR_PATTERN``);
+- a subscription's deliveries: the delivery id (a 64-bit identity) it resumes after, in
+  decimal (``ID_CURSOR_PATTERN``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ CURSOR_PATTERN = rf"^(?:{_CURSOR.pattern})?$"
 _VERSION_CURSOR = re.compile(r"[0-9]{1,10}", re.ASCII)
 VERSION_CURSOR_PATTERN = rf"^(?:{_VERSION_CURSOR.pattern})?$"
 """A history cursor's grammar as a JSON Schema ``pattern`` (empty: no cursor)."""
+
+
+_ID_CURSOR = re.compile(r"[0-9]{1,19}", re.ASCII)
+ID_CURSOR_PATTERN = rf"^(?:{_ID_CURSOR.pattern})?$"
+"""A delivery cursor's grammar as a JSON Schema ``pattern`` (empty: no cursor)."""
+MAX_ID = 2**63 - 1
+"""The largest id of a PostgreSQL ``bigint`` identity."""
 
 
 def encode_cursor(at: datetime, row_id: str) -> str:
@@ -60,6 +69,14 @@ def decode_version_cursor(cursor: str) -> int:
     if _VERSION_CURSOR.fullmatch(cursor) is None:
         raise _malformed()
     return min(int(cursor), MAX_VERSION)
+
+
+def decode_id_cursor(cursor: str) -> int:
+    """The delivery id a cursor resumes after (0 to ``MAX_ID``: a larger one is past every
+    id); QUOTE_VALIDATION_FAILED unless it matches ``ID_CURSOR_PATTERN``."""
+    if _ID_CURSOR.fullmatch(cursor) is None:
+        raise _malformed()
+    return min(int(cursor), MAX_ID)
 
 
 def _malformed() -> QuoteValidationFailed:

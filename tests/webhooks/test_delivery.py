@@ -353,6 +353,38 @@ async def test_the_deliveries_come_in_pages_and_by_status(world: World, receiver
     assert [(e["path"], e["code"]) for e in errors] == [("until", "date_order")]
 
 
+async def test_the_deliveries_page_past_32_bit_ids(world: World, receiver: Receiver) -> None:
+    # A delivery's id is a bigint identity that never resets: its cursor is one too (a
+    # version's cursor, capped at 2^31 - 1, returned an empty second page here).
+    import asyncpg
+
+    conn = await asyncpg.connect(world.dsn)
+    try:
+        await conn.execute("ALTER TABLE webhook_deliveries ALTER COLUMN id RESTART WITH 3000000000")
+    finally:
+        await conn.close()
+    admin = await world.actor(role="admin")
+    webhook_id, receiver.secret = await subscribe(world, admin, receiver.url, "quote.created")
+    for _ in range(3):
+        await create(world, admin)
+    async with httpx.AsyncClient() as client:
+        await drain(worker_of(world, client))
+    deliveries = f"{W}/{webhook_id}/deliveries"
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 1, **({"cursor": cursor} if cursor else {})}
+        page = (await world.client.get(deliveries, params=params, headers=admin.headers)).json()
+        seen += [d["id"] for d in page["deliveries"]]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            break
+    assert len(seen) == 3 and all(int(i) >= 3_000_000_000 for i in seen), seen
+    assert seen == sorted(seen, key=int, reverse=True)  # newest first, each once
+    past = {"cursor": "9" * 19, "limit": 5}  # past every id: the first page
+    page = (await world.client.get(deliveries, params=past, headers=admin.headers)).json()
+    assert [d["id"] for d in page["deliveries"]] == seen
+
+
 async def test_a_receiver_that_does_not_answer_in_time_is_a_timeout(
     world: World, receiver: Receiver
 ) -> None:

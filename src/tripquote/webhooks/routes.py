@@ -39,10 +39,10 @@ from tripquote.idempotency import Record, StoredResponse, created, idempotent
 from tripquote.openapi import BODY, DATABASE, LOCATION, REPLAYED, responses
 from tripquote.pagination import (
     DEFAULT_LIMIT,
+    ID_CURSOR_PATTERN,
     LIMIT_BOUNDS,
-    VERSION_CURSOR_PATTERN,
     check_limit,
-    decode_version_cursor,
+    decode_id_cursor,
 )
 from tripquote.quotes.serialize import fmt_instant
 from tripquote.routing import TrackedRoute, operation
@@ -331,14 +331,14 @@ async def list_deliveries(
     runner: Runner,
     status: DeliveryStatus | None = Query(None),
     limit: int = Query(DEFAULT_LIMIT, json_schema_extra=LIMIT_BOUNDS),
-    cursor: str | None = Query(None, json_schema_extra={"pattern": VERSION_CURSOR_PATTERN}),
+    cursor: str | None = Query(None, json_schema_extra={"pattern": ID_CURSOR_PATTERN}),
 ) -> Response:
     """The subscription's deliveries, newest first, in cursor pages: event, quote, version,
     status (``pending``, ``delivered``, ``dead``), attempts, the last attempt's response code,
     duration and error; never a response body. ``{success, deliveries, nextCursor}``."""
     checked = _webhook_id(webhook_id)
     check_limit(limit)
-    before = decode_version_cursor(cursor) if cursor else None
+    before = decode_id_cursor(cursor) if cursor else None
 
     async def work(conn: AsyncConnection) -> list[Any]:
         await _subscription(conn, await _admin(conn, caller), checked)
