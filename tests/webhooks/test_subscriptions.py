@@ -156,6 +156,15 @@ async def test_another_agencys_subscription_is_not_found(world: World) -> None:
                 "https://example.com:99999/hook",
                 "https://example.com:0/hook",
                 "https://example.com/\u00e4",
+                # A host that is no IPv4 address and no host name (RFC 1123): each was stored
+                # (or refused as WEBHOOK_URL_REFUSED invalid_url) before the pattern said so.
+                "http://256.1.1.1/",
+                "http://010.0.0.1/",
+                "http://.com/",
+                "http://-bad-.com/",
+                "http://bad-.com/",
+                "http://example.123/",
+                "http://0x7f.1/",
             )
         ),
         (
@@ -261,8 +270,13 @@ async def test_a_patch_to_a_refused_url_changes_nothing(db_url: str, world_facto
 
 async def test_development_takes_loopback_urls(world: World) -> None:
     admin = await admin_of(world)
-    for url in ("http://127.0.0.1:8080/hook", "http://localhost:8080/hook"):
-        assert (await subscribe(world, admin, url=url)).status_code == 201
+    for url in (
+        "http://127.0.0.1:8080/hook",
+        "http://localhost:8080/hook",
+        "HTTP://LOCALHOST:8080/hook",  # a scheme is case-insensitive (RFC 3986 §3.1)
+        "http://a-1.b2.example/x",
+    ):
+        assert (await subscribe(world, admin, url=url)).status_code == 201, url
 
 
 async def test_who_may_act_is_decided_before_the_url(db_url: str, world_factory: Any) -> None:

@@ -36,11 +36,19 @@ def new_secret() -> str:
 EventTypes = list[EventType]
 
 _PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-URL_PATTERN = rf"^https?://[A-Za-z0-9.-]+(?::{_PORT})?(?:[/?#][!-~]*)?$"
-"""An endpoint's form: ``http(s)://`` and a host (a name or an IPv4 address; an IPv6 endpoint
-by its name), an optional port (1 to 65535), then visible ASCII (RFC 3986 characters,
-percent-encoded beyond them); no user or password. In production ``urls.check`` further
-takes only ``https`` and public addresses (WEBHOOK_URL_REFUSED)."""
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_TOP_LABEL = r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = rf"(?:{_OCTET}(?:\.{_OCTET}){{3}}|(?:{_LABEL}\.)*{_TOP_LABEL})"
+URL_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://{_HOST}(?::{_PORT})?(?:[/?#][!-~]*)?$"
+"""An endpoint's form: ``http(s)://`` (the scheme in any case: RFC 3986 §3.1) and a host, an
+IPv4 address (four numbers 0 to 255, no leading zero) or a host name (RFC 1123 §2.1: labels
+of letters, digits and hyphens, neither first nor last a hyphen, at most 63 characters, the
+last starting with a letter, as a top-level domain does: a name ending in a number is read
+as an IPv4 address, RFC 3986 §3.2.2); an IPv6 endpoint by its name; an optional port (1 to
+65535), then visible ASCII (RFC 3986 characters, percent-encoded beyond them); no user or
+password. In production ``urls.check`` further takes only ``https`` and public addresses
+(WEBHOOK_URL_REFUSED)."""
 
 Url = Annotated[
     str, Strict(), StringConstraints(min_length=1, max_length=2048, pattern=URL_PATTERN)
