@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.api.test_errors_api import assert_envelope
 from tests.conftest import World
 from tripquote.errors import QUERY_INVALID
@@ -47,6 +49,30 @@ async def test_a_bad_client_is_refused_and_nothing_is_written(world: World) -> N
     assert body["message"] == "The client is invalid."
     assert {e["path"] for e in body["details"]["errors"]} >= {"name", "email"}
     assert await world.table_counts() == before
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "Aiko Tanaka <aiko@example.com>",  # the parser would keep the address, drop the name
+        "<aiko@example.com>",
+        "a" * 65 + "@example.com",  # RFC 5321 §4.5.3.1.1: 64 octets before the @
+    ],
+)
+async def test_an_email_stored_other_than_sent_is_refused(world: World, email: str) -> None:
+    actor = await world.actor()
+    before = await world.table_counts()
+    response = await world.client.post(
+        URL, json={"name": "Aiko Tanaka", "email": email}, headers=actor.headers
+    )
+    body = assert_envelope(response, "QUOTE_VALIDATION_FAILED", 400)
+    assert [e["path"] for e in body["details"]["errors"]] == ["email"]
+    assert await world.table_counts() == before
+    longest = "a" * 64 + "@example.com"
+    taken = await world.client.post(
+        URL, json={"name": "Aiko Tanaka", "email": longest}, headers=actor.headers
+    )
+    assert (taken.status_code, taken.json()["client"]["email"]) == (201, longest)
 
 
 async def test_a_bad_query_parameter_is_named_as_such(world: World) -> None:

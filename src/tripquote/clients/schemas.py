@@ -8,7 +8,16 @@ from collections.abc import Iterable
 from typing import Annotated
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
 from tripquote.quotes.schemas import DocumentedPattern, Text200, at_most, stripped_pattern
 
@@ -65,6 +74,29 @@ internationalized ones) whose top-level domain is no special-use name (``.test``
 no mail reaches them, and the service refuses them)."""
 
 
+LOCAL_PART_MAX = 64
+"""Octets before the ``@`` (RFC 5321 §4.5.3.1.1); ``email_validator`` checks it only when
+strict."""
+
+
+def _address_alone(value: object) -> object:
+    """An e-mail address and nothing else: the parser takes ``Name <address>`` and drops the
+    name, so a client's field would be stored other than sent; and at most ``LOCAL_PART_MAX``
+    octets before the ``@``."""
+    if isinstance(value, str):
+        if "<" in value or ">" in value:
+            raise PydanticCustomError(
+                "value_error", "email must be the address alone, without a name or <brackets>."
+            )
+        local = value.strip().rpartition("@")[0]
+        if len(local.encode("utf-8")) > LOCAL_PART_MAX:
+            raise PydanticCustomError(
+                "value_error",
+                f"email must have at most {LOCAL_PART_MAX} characters before the @ (RFC 5321).",
+            )
+    return value
+
+
 class ClientIn(BaseModel):
     """``POST /api/agents/clients`` body; unknown fields are rejected."""
 
@@ -74,6 +106,7 @@ class ClientIn(BaseModel):
     email: (
         Annotated[
             EmailStr,
+            BeforeValidator(_address_alone),
             WithJsonSchema({"type": "string", "format": "email", "pattern": EMAIL_PATTERN}),
         ]
         | None
