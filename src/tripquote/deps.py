@@ -190,11 +190,18 @@ IDEMPOTENCY_KEY = header_parameter(
 the route, after the body: the key's refusal comes after the body's)."""
 
 
+def idempotency_key(request: Request) -> str | None:
+    """The request's Idempotency-Key (None without one), every line of it: two lines are one
+    value of two keys (RFC 9110 §5.3), which ``idempotency.parse_key`` refuses, never a
+    choice of one."""
+    return etags.field_value(request.headers.getlist("idempotency-key"))
+
+
 @documents(IDEMPOTENCY_KEY)
 class _IdempotencyKey:
     async def __call__(self, request: Request) -> str | None:
-        """The request's Idempotency-Key (None without one)."""
-        return request.headers.get("idempotency-key")
+        """The request's Idempotency-Key (``idempotency_key``)."""
+        return idempotency_key(request)
 
 
 IdempotencyKey = Annotated[str | None, Depends(_IdempotencyKey())]
@@ -281,7 +288,7 @@ class _Create(_QuoteWrite):
         """AUTHENTICATION_FAILED, RATE_LIMIT_EXCEEDED, then the body's refusals."""
         caller = await count_write(request)
         body = await self.body(request)
-        key = request.headers.get("idempotency-key")
+        key = idempotency_key(request)
         return QuoteCall(caller, "", quote_service(request), None, body, key)
 
 
@@ -314,7 +321,7 @@ class _Transition(_QuoteWrite):
     async def __call__(self, request: Request, quote_id: str) -> QuoteCall:
         """See ``edit``; the body is optional (``{"version": n}`` or none)."""
         call = await self.edit(request, quote_id)
-        return replace(call, idempotency_key=request.headers.get("idempotency-key"))
+        return replace(call, idempotency_key=idempotency_key(request))
 
 
 QuoteCreate = Annotated[QuoteCall, Depends(_Create(JsonBody(QuoteIn)))]

@@ -137,3 +137,28 @@ async def test_one_key_on_two_routes_of_one_quote(
     then = await _transition(world, actor, quote_id, then_route, version, key)
     _refused(then)
     assert await world.snapshot(quote_id) == before
+
+
+@pytest.mark.parametrize("route", ["create", "send", "client", "webhook"])
+async def test_two_keys_on_two_lines_are_refused_never_one_chosen(world: World, route: str) -> None:
+    # Two Idempotency-Key lines are one value of two keys (RFC 9110 §5.3): refused, where the
+    # first line's key was taken and the second ignored.
+    actor = await world.actor(role="admin")
+    quote_id = await _quote(world, actor)
+    before = await world.table_counts()
+    requests = {
+        "create": ("POST", URL, quote_body("edinburgh-weekend-gbp", actor.client_id)),
+        "send": ("POST", f"{URL}/{quote_id}/send", {"version": 1}),
+        "client": ("POST", "/api/agents/clients", {"name": "Aiko Tanaka"}),
+        "webhook": (
+            "POST",
+            "/api/agents/webhooks",
+            {"url": "http://127.0.0.1:9/hook", "eventTypes": ["quote.sent"]},
+        ),
+    }
+    method, url, body = requests[route]
+    headers = [*actor.headers.items(), ("Idempotency-Key", "key-1"), ("Idempotency-Key", "key-2")]
+    response = await world.client.request(method, url, json=body, headers=headers)
+    refused = assert_envelope(response, "QUOTE_VALIDATION_FAILED", 400)
+    assert [e["path"] for e in refused["details"]["errors"]] == ["Idempotency-Key"]
+    assert await world.table_counts() == before
