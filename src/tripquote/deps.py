@@ -115,8 +115,7 @@ class _IfNoneMatch:
     async def __call__(self, request: Request) -> etags.Condition | None:
         """The ``If-None-Match`` condition (every line of it), None without one;
         QUOTE_VALIDATION_FAILED when malformed."""
-        lines = request.headers.getlist("if-none-match")
-        return etags.parse(etags.field_value(lines), "If-None-Match")
+        return etags.parse(etags.field_value(request.headers, "if-none-match"), "If-None-Match")
 
 
 IfNoneMatch = Annotated[etags.Condition | None, Depends(_IfNoneMatch())]
@@ -139,13 +138,15 @@ class JsonBody:
         raw = await request.body()
         if not self.required and not raw.strip():
             return None
-        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        # Every line (two lines name two types: neither is taken)
+        content_type = etags.field_value(request.headers, "content-type") or ""
+        media_type = content_type.partition(";")[0].strip().lower()
         if media_type != "application/json" and not (
             media_type.startswith("application/") and media_type.endswith("+json")
         ):
             raise UnsupportedMediaType(details={"contentType": media_type or None})
         if "content-encoding" in request.headers:
-            _identity_only(request.headers.getlist("content-encoding"))
+            _identity_only(etags.field_value(request.headers, "content-encoding"))
         return loads(raw)
 
     def openapi(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -163,11 +164,11 @@ class JsonBody:
         return request_body, components
 
 
-def _identity_only(lines: list[str]) -> None:
+def _identity_only(value: str | None) -> None:
     """Refuse a body sent with a content coding (``Content-Encoding: gzip``…): 415
     UNSUPPORTED_MEDIA_TYPE with ``Accept-Encoding: identity``, none being accepted (RFC 9110
     §8.4, §15.5.16, §12.5.3). ``identity`` (or an empty field) is no coding."""
-    codings = [c.strip().lower() for c in (etags.field_value(lines) or "").split(",") if c.strip()]
+    codings = [c.strip().lower() for c in (value or "").split(",") if c.strip()]
     sent = [c for c in codings if c != "identity"]
     if sent:
         raise UnsupportedMediaType(
@@ -194,7 +195,7 @@ def idempotency_key(request: Request) -> str | None:
     """The request's Idempotency-Key (None without one), every line of it: two lines are one
     value of two keys (RFC 9110 §5.3), which ``idempotency.parse_key`` refuses, never a
     choice of one."""
-    return etags.field_value(request.headers.getlist("idempotency-key"))
+    return etags.field_value(request.headers, "idempotency-key")
 
 
 @documents(IDEMPOTENCY_KEY)
@@ -240,8 +241,7 @@ async def quote_read(request: Request, quote_id: str) -> QuoteCall:
     documented by ``openapi.complete``)."""
     caller = await authenticate_agent(request)
     quote_id = path_id(quote_id, QuoteNotFound)
-    lines = request.headers.getlist("if-match")
-    match = etags.parse(etags.field_value(lines), "If-Match") if lines else None
+    match = etags.parse(etags.field_value(request.headers, "if-match"), "If-Match")
     return QuoteCall(caller, quote_id, quote_service(request), match=match)
 
 
@@ -262,12 +262,12 @@ class _QuoteWrite:
         quote_id = path_id(quote_id, QuoteNotFound)
         await request.app.state.limiter.check(caller.agent_id)
         # Every line of If-Match: two lines are a list, as one line of two tags is.
-        lines = request.headers.getlist("if-match")
-        version = etags.if_match_version(etags.parse(etags.field_value(lines), "If-Match"))
+        if_match = etags.field_value(request.headers, "if-match")
+        version = etags.if_match_version(etags.parse(if_match, "If-Match"))
         none_match = None
         if "if-none-match" in request.headers:
             excluded = etags.parse(
-                etags.field_value(request.headers.getlist("if-none-match")), "If-None-Match"
+                etags.field_value(request.headers, "if-none-match"), "If-None-Match"
             )
             none_match = partial(_names, excluded)
         body = await self.body(request)
@@ -312,8 +312,8 @@ class _Edit(_QuoteWrite):
         """See ``edit``; ``Prefer: merge`` sets ``merge``, on whichever line of the field it
         comes: RFC 7240 §2 lets a client send its preferences on several lines."""
         call = await self.edit(request, quote_id)
-        lines = request.headers.getlist("prefer")
-        return replace(call, merge=prefers(etags.field_value(lines), "merge"))
+        merge = prefers(etags.field_value(request.headers, "prefer"), "merge")
+        return replace(call, merge=merge)
 
 
 @documents(IF_MATCH, IDEMPOTENCY_KEY)

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from starlette.datastructures import Headers
+
 from tripquote.errors import QuoteValidationFailed, field_error
 from tripquote.quotes.lifecycle import QuoteStatus
 from tripquote.quotes.rules import MAX_VERSION
@@ -57,10 +59,12 @@ def etag(version: int, status: str | None = None) -> str:
     return f'"{version}-expired"' if status == QuoteStatus.EXPIRED else f'"{version}"'
 
 
-def field_value(lines: list[str]) -> str | None:
-    """A header field sent on several lines, as one value: its lines joined by commas (RFC 9110
-    §5.3), so ``If-Match: "1"`` and ``If-Match: "2"`` is the list ``"1", "2"``; None when it
-    was not sent."""
+def field_value(headers: Headers, name: str) -> str | None:
+    """Header field ``name`` as one value, every line of it: the lines joined by commas (RFC
+    9110 §5.3), so ``If-Match: "1"`` and ``If-Match: "2"`` is the list ``"1", "2"``, and two
+    lines of a one-value field (``Authorization``, ``Content-Type``) are refused as one value
+    that is none, never one of them chosen; None when it was not sent."""
+    lines = headers.getlist(name)
     return ", ".join(lines) if lines else None
 
 

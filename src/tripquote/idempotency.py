@@ -354,7 +354,7 @@ async def idempotent(
     parsed = parse_key(key)
     if parsed is None:
         return to_response(await run(None))
-    if_match = field_value(request.headers.getlist("if-match"))
+    if_match = field_value(request.headers, "if-match")
     fingerprint = request_fingerprint(request.method, request.url.path, body, if_match=if_match)
     keys: IdempotencyStore = request.app.state.idempotency
     claimed = await keys.claim(caller=caller, key=parsed, fingerprint=fingerprint)

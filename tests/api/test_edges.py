@@ -40,6 +40,21 @@ async def test_body_must_be_declared_json(world: World, content_type: str) -> No
     assert ok.status_code == 201
 
 
+async def test_two_content_type_lines_are_refused_never_one_chosen(world: World) -> None:
+    # Two lines name two media types (RFC 9110 §5.3, §8.3): the first was taken.
+    actor = await world.actor()
+    before = await world.table_counts()
+    raw = json.dumps(quote_body("edinburgh-weekend-gbp", actor.client_id)).encode()
+    headers = [
+        *actor.headers.items(),
+        ("Content-Type", "application/json"),
+        ("Content-Type", "text/plain"),
+    ]
+    response = await world.client.post(URL, content=raw, headers=headers)
+    assert_envelope(response, "UNSUPPORTED_MEDIA_TYPE", 415)
+    assert await world.table_counts() == before
+
+
 @pytest.mark.parametrize("coding", ["gzip", "br", "identity, gzip", "x-unknown"])
 async def test_a_content_coded_body_is_refused_with_the_codings_accepted(
     world: World, coding: str

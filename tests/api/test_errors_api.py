@@ -85,6 +85,21 @@ async def test_authentication_failed(world: World, authorization: str | None) ->
     assert await world.table_counts() == before
 
 
+async def test_two_authorization_lines_are_refused_never_one_chosen(world: World) -> None:
+    # Two lines are two credentials (RFC 9110 §5.3): the first was taken, the second ignored.
+    actor, other = await world.actor(), await world.actor()
+    headers = [
+        ("Authorization", actor.headers["Authorization"]),
+        ("Authorization", other.headers["Authorization"]),
+    ]
+    before = await world.table_counts()
+    response = await world.client.post(
+        "/api/agents/quotes", json=quote_body("zermatt-ski-chf", actor.client_id), headers=headers
+    )
+    assert_envelope(response, "AUTHENTICATION_FAILED", 401)
+    assert await world.table_counts() == before
+
+
 @pytest.mark.parametrize(("leeway", "accepted"), [(0, False), (30, True)])
 async def test_a_token_expired_a_second_ago_is_refused_unless_a_leeway_is_set(
     db_url: str, world_factory: Any, leeway: int, accepted: bool

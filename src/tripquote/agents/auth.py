@@ -16,6 +16,7 @@ from tripquote.agents.repository import CallerFacts, Principal, load_caller
 from tripquote.config import Settings
 from tripquote.db.transaction import TransactionRunner
 from tripquote.errors import AuthenticationFailed, AuthorizationFailed
+from tripquote.etags import field_value
 
 ISSUER = "tripquote"
 
@@ -106,8 +107,9 @@ def _verify(settings: Settings, token: str) -> tuple[Caller, float]:
 
 
 def bearer_token(request: Request) -> str:
-    """The token of an ``Authorization: Bearer <token>`` header; AUTHENTICATION_FAILED if none."""
-    header = request.headers.get("authorization")
+    """The token of an ``Authorization: Bearer <token>`` header; AUTHENTICATION_FAILED if none,
+    or if two lines send two (every line counts: ``etags.field_value``)."""
+    header = field_value(request.headers, "authorization")
     if not header:
         raise AuthenticationFailed("A bearer token is required (Authorization: Bearer <token>).")
     scheme, _, token = header.partition(" ")

@@ -13,6 +13,7 @@ from tripquote.errors import (
     AuthenticationFailed,
     AuthorizationFailed,
 )
+from tripquote.etags import field_value
 from tripquote.observability.metrics import outbox_exposition, render_metrics
 from tripquote.observability.summary import is_operator, scoped_summary
 from tripquote.openapi import DATABASE, responses
@@ -30,7 +31,7 @@ def _observer(request: Request) -> Observer:
 
 def _check_metrics_token(request: Request) -> None:
     token = _observer(request).settings.metrics_token
-    if token is not None and not is_operator(token, request.headers.get("authorization")):
+    if token is not None and not is_operator(token, field_value(request.headers, "authorization")):
         raise AuthenticationFailed("A valid metrics token is required.")
 
 
@@ -83,7 +84,7 @@ async def ops_summary(request: Request) -> dict[str, Any]:
     of the caller's agency for an admin, of everyone for the operator (the metrics token)."""
     from tripquote.agents.auth import authenticate_admin  # lazy: keeps app imports acyclic
 
-    observer, authorization = _observer(request), request.headers.get("authorization")
+    observer, authorization = _observer(request), field_value(request.headers, "authorization")
     operator = is_operator(observer.settings.metrics_token, authorization)
     agency_id = None if operator else (await authenticate_admin(request)).agency_id
     return await scoped_summary(observer.window, request.app.state.engine, agency_id=agency_id)

@@ -33,6 +33,7 @@ from tripquote.errors import (
     RateLimitExceeded,
     TripquoteError,
 )
+from tripquote.etags import field_value
 from tripquote.middleware import HEAD_AS_GET
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.operations import Observer, current_operation
@@ -149,7 +150,8 @@ def _urlencoded(request: Request) -> bool:
     are ``application/x-www-form-urlencoded``, whose undecodable bytes read as U+FFFD, which
     the answer refuses; a multipart body's parts read as Latin-1 instead, text the client
     never typed)."""
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    content_type = field_value(request.headers, "content-type") or ""  # every line
+    media_type = content_type.partition(";")[0].strip().lower()
     return media_type == "application/x-www-form-urlencoded"
 
 
