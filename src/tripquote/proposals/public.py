@@ -37,7 +37,7 @@ from tripquote.etags import field_value
 from tripquote.middleware import HEAD_AS_GET
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.operations import Observer, current_operation
-from tripquote.proposals.render import answered_of, pdf, render, rendered, stylesheet
+from tripquote.proposals.render import answered_of, link_pdf, render, rendered, stylesheet
 from tripquote.proposals.service import REASON_MAX, SIGNER_MAX, AnswerForm, ProposalService
 from tripquote.proposals.store import Link
 from tripquote.routing import OPERATION, operation
@@ -235,8 +235,7 @@ async def proposal_pdf(request: Request, token: str) -> Response:
         token=token, count_view=False, correlation_id=get_correlation_id()
     )
     _note_quote(link.quote_id)
-    view = rendered(link).view
-    content = await asyncio.to_thread(pdf, view, answered_of(link, view.timezone))
+    content = await asyncio.to_thread(link_pdf, link)
     return Response(
         content,
         media_type="application/pdf",

@@ -252,6 +252,29 @@ def stylesheet() -> bytes:
     return resources.files("tripquote.proposals").joinpath("static/proposal.css").read_bytes()
 
 
+PDF_MAX = 32
+"""Rendered PDFs kept per process (least recently used first out): a few MB at most (a
+100-item proposal's PDF is about 60 KB; it takes seconds to render)."""
+
+
+def link_pdf(link: Link) -> bytes:
+    """The PDF of ``link``'s proposal as it stands, answered or not: rendered once per process
+    and state (``PDF_MAX`` kept), so a link asked for it again costs nothing; the link's state
+    (revoked, expired) is decided by the caller on each request, never by this cache."""
+    view = rendered(link).view
+    answered = answered_of(link, view.timezone)
+    answer = tuple(answered.items()) if answered is not None else None
+    return _pdf(link.proposal, link.proposal_hash, link.expires_at, answer)
+
+
+@lru_cache(maxsize=PDF_MAX)
+def _pdf(
+    proposal_text: str, proposal_hash: str, expires_at: datetime, answer: tuple[Any, ...] | None
+) -> bytes:
+    view = _rendered(proposal_text, proposal_hash, expires_at).view
+    return pdf(view, dict(answer) if answer is not None else None)
+
+
 def pdf(view: ProposalView, answered: dict[str, Any] | None) -> bytes:
     """The proposal as a PDF (WeasyPrint): A4, page numbers, no item cut across pages."""
     from weasyprint import CSS, HTML  # imported on first use: Pango loads with it

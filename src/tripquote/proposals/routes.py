@@ -21,7 +21,7 @@ from tripquote.errors import (
 )
 from tripquote.http import json_response
 from tripquote.openapi import DATABASE, ProposalEnvelope, responses
-from tripquote.proposals.render import answered_of, pdf, rendered
+from tripquote.proposals.render import link_pdf
 from tripquote.proposals.service import ProposalService
 from tripquote.routing import TrackedRoute, operation
 
@@ -93,8 +93,7 @@ async def proposal_pdf(request: Request, call: QuoteRead) -> Response:
     """The quote's latest proposal as a PDF (A4, page numbers; ended links too: it is what
     was sent)."""
     link = await proposal_service(request).latest_link(caller=call.caller, quote_id=call.quote_id)
-    view = rendered(link).view
-    content = await asyncio.to_thread(pdf, view, answered_of(link, view.timezone))
+    content = await asyncio.to_thread(link_pdf, link)
     return Response(
         content,
         media_type="application/pdf",
