@@ -79,6 +79,21 @@ async def test_decline_with_a_reason_rejects_the_quote(world: World) -> None:
     assert "Declined" in (await world.client.get(sent.path)).text
 
 
+async def test_a_reason_the_textarea_allows_is_taken_its_line_breaks_as_lf(world: World) -> None:
+    # 2,000 characters as the textarea's maxlength counts them, each line break one; the
+    # browser sends them as CRLF (2,020 characters), which were refused as too long.
+    actor = await world.actor()
+    sent = await send_quote(world, actor)
+    form = form_of((await world.client.get(sent.path)).text)
+    typed = ("a" * 99 + "\n") * 20
+    response = await decline(world.client, sent.path, form, reason=typed.replace("\n", "\r\n"))
+    assert response.status_code == 303, response.text
+    proposal = (
+        await world.client.get(f"{URL}/{sent.quote_id}/proposal", headers=actor.headers)
+    ).json()["proposal"]
+    assert proposal["answer"]["declineReason"] == typed.strip()
+
+
 async def test_refused_forms_write_nothing(world: World) -> None:
     actor = await world.actor()
     sent = await send_quote(world, actor)

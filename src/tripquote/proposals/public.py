@@ -295,7 +295,10 @@ async def decline(
     proposal_hash: str = Form(""),
     reason: str = Form(""),
 ) -> Response:
-    """Decline, with an optional reason; 303 to the page."""
+    """Decline, with an optional reason; 303 to the page. A browser sends each line break of
+    the textarea as CRLF (HTML: form submission); its ``maxlength`` counts one character for
+    it, and so does the reason's limit: line breaks are taken as LF."""
+    reason = reason.replace("\r\n", "\n").replace("\r", "\n")
     form = AnswerForm(accept=False, csrf=csrf, proposal_hash=proposal_hash, reason=reason)
     return await _answer(request, token, form)
 
