@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import World, make_settings
-from tests.proposals.support import accept, form_of, send_quote, stored
+from tests.proposals.support import URL, accept, form_of, send_quote, stored
 from tripquote.observability.logging import flush_logs
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -115,6 +115,11 @@ async def test_a_form_field_sent_twice_is_a_400_page(world: World, action: str, 
         ("\u0301\u0301", "Enter your full name"),  # marks without a letter
         ("\ue000", "letters and punctuation only"),  # private use
         ("Ada\u2028Lovelace", "letters and punctuation only"),  # a line separator
+        # Format characters that only hide text: the same-looking name stored another way.
+        ("Ann\U000e0041\U000e0042", "letters and punctuation only"),  # tag characters
+        ("\ufeffAnn", "letters and punctuation only"),  # a byte order mark
+        ("Ann\u2060\u2061", "letters and punctuation only"),  # word joiner, invisible operator
+        ("Ann\u00ad", "letters and punctuation only"),  # a soft hyphen
     ],
 )
 async def test_a_name_that_shows_nothing_or_another_name_is_refused(
@@ -127,6 +132,23 @@ async def test_a_name_that_shows_nothing_or_another_name_is_refused(
     _is_page(await accept(world.client, sent.path, form, name=name), 400)
     assert words in (await accept(world.client, sent.path, form, name=name)).text
     assert await stored(world, sent.quote_id) == before
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u0645\u0647\u200c\u0646\u0627\u0632 \u0631\u0636\u0627\u06cc\u06cc",  # Persian: ZWNJ
+        "\u0915\u094d\u200d\u0937 Sharma",  # Devanagari with a zero width joiner
+        "Ada Lovelace\u200f",  # a right-to-left mark
+    ],
+)
+async def test_a_name_written_with_joiners_or_marks_is_taken(world: World, name: str) -> None:
+    actor = await world.actor()
+    sent = await send_quote(world, actor)
+    form = form_of((await world.client.get(sent.path)).text)
+    assert (await accept(world.client, sent.path, form, name=name)).status_code == 303
+    proposal = await world.client.get(f"{URL}/{sent.quote_id}/proposal", headers=actor.headers)
+    assert proposal.json()["proposal"]["answer"]["signerName"] == name
 
 
 async def test_form_bytes_that_are_not_utf8_are_refused(world: World) -> None:

@@ -350,8 +350,20 @@ def _a_letter(char: str) -> bool:
 
 
 def _not_in_a_name(char: str) -> bool:
-    """Line and paragraph separators, private use, unassigned and surrogate code points."""
-    return unicodedata.category(char) in ("Zl", "Zp", "Co", "Cn", "Cs")
+    """Line and paragraph separators, private use, unassigned and surrogate code points, and
+    the format characters (Cf) that only hide text: a byte order mark, word joiners, invisible
+    operators, tag characters (the same name could be stored twice, looking one); the joiners
+    some scripts write words with (ZWNJ, ZWJ) and the direction marks (LRM, RLM, ALM) stay."""
+    category = unicodedata.category(char)
+    return category in ("Zl", "Zp", "Co", "Cn", "Cs") or (
+        category == "Cf" and char not in _WRITTEN_FORMAT
+    )
+
+
+_WRITTEN_FORMAT = frozenset("\u200b\u200c\u200d\u200e\u200f\u061c")
+"""Format characters a name is written with: ZERO WIDTH SPACE (word breaks in Thai, Khmer),
+NON-JOINER and JOINER (Persian, Indic scripts), the LEFT-TO-RIGHT, RIGHT-TO-LEFT and ARABIC
+LETTER marks. (A name of nothing else shows no letter: refused as such.)"""
 
 
 REPLACEMENT = "\ufffd"
