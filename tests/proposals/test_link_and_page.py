@@ -9,6 +9,7 @@ import uuid
 
 from sqlalchemy import text
 
+from tests.api.test_errors_api import assert_envelope
 from tests.conftest import World, quote_body
 from tests.proposals.support import URL, form_of, resend, send_quote, stored
 from tripquote.errors import QuotePersistenceFailed
@@ -198,3 +199,39 @@ async def test_the_agent_pdf_and_proposal_of_a_quote_never_sent_are_refused(worl
     response = await world.client.get(f"{URL}/{sent.quote_id}/proposal", headers=other.headers)
     assert response.json()["errorCode"] == "QUOTE_NOT_FOUND"
     assert form_of((await world.client.get(sent.path)).text)["proposal_hash"]
+
+
+async def test_a_precondition_a_proposal_cannot_meet_is_412_and_nothing_is_done(
+    world: World,
+) -> None:
+    # A proposal has no ETag: an If-Match naming tags (stale or not) is false, If-Match: *
+    # true; on the revoke, If-None-Match: * is false (RFC 9110 §13.1.1, §13.1.2). The revoke
+    # with a stale If-Match ended the link all the same.
+    actor = await world.actor()
+    sent = await send_quote(world, actor)
+    base = f"{URL}/{sent.quote_id}"
+    for method, path in (("GET", "/proposal"), ("GET", "/proposal.pdf")):
+        refused = await world.client.request(
+            method, base + path, headers={**actor.headers, "If-Match": '"1"'}
+        )
+        body = assert_envelope(refused, "QUOTE_CONFLICT_VERSION", 412)
+        assert body["details"]["precondition"] == "If-Match"
+        any_tag = await world.client.request(
+            method, base + path, headers={**actor.headers, "If-Match": "*"}
+        )
+        assert any_tag.status_code == 200
+    for headers in ({"If-Match": '"1"'}, {"If-Match": '"2"'}, {"If-None-Match": "*"}):
+        refused = await world.client.post(
+            f"{base}/proposal/revoke", headers={**actor.headers, **headers}
+        )
+        assert_envelope(refused, "QUOTE_CONFLICT_VERSION", 412)
+        assert (await world.client.get(sent.path)).status_code == 200  # the link still open
+    revoked = await world.client.post(
+        f"{base}/proposal/revoke", headers={**actor.headers, "If-Match": "*"}
+    )
+    assert revoked.status_code == 200
+    assert (await world.client.get(sent.path)).status_code == 404
+    unknown = await world.client.post(
+        f"{URL}/{uuid.uuid4()}/proposal/revoke", headers={**actor.headers, "If-Match": '"1"'}
+    )
+    assert_envelope(unknown, "QUOTE_NOT_FOUND", 404)  # the 404 before the precondition

@@ -9,32 +9,54 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tripquote import etags
 from tripquote.deps import QuoteRead
 from tripquote.errors import (
     AgentNotFound,
     AuthenticationFailed,
     AuthorizationFailed,
     ProposalNotFound,
+    QuoteConflictVersion,
     QuoteNotFound,
     QuoteStateInvalid,
     RateLimitExceeded,
 )
 from tripquote.http import json_response
-from tripquote.openapi import DATABASE, ProposalEnvelope, responses
+from tripquote.openapi import DATABASE, ProposalEnvelope, Raised, responses
 from tripquote.proposals.render import link_pdf
 from tripquote.proposals.service import ProposalService
 from tripquote.routing import TrackedRoute, operation
 
 router = APIRouter(prefix="/api/agents/quotes", tags=["proposals"], route_class=TrackedRoute)
 
-_READ_ERRORS = (
+_READ_ERRORS: tuple[Raised, ...] = (
     AuthenticationFailed,
     AgentNotFound,
     QuoteNotFound,
     AuthorizationFailed,
     ProposalNotFound,
+    (QuoteConflictVersion, 412),  # a precondition, which a proposal cannot meet
     *DATABASE,
 )
+
+
+def _preconditions(
+    quote_id: str, match: etags.Condition | None, none_match: etags.Condition | None = None
+) -> None:
+    """A proposal resource has no ETag (its views change it, the quote's version does not), so
+    an If-Match naming entity tags is false (``*`` true: the proposal exists), and so is an
+    If-None-Match of ``*`` on the revoke, which has a representation to act on (RFC 9110
+    §13.1.1, §13.1.2): 412 QUOTE_CONFLICT_VERSION, nothing done. Evaluated once the proposal
+    is found (§13.2.1: a 404 or 403 comes first)."""
+    failed = "If-Match" if match not in (None, etags.ANY) else None
+    if none_match == etags.ANY:
+        failed = failed or "If-None-Match"
+    if failed is not None:
+        raise QuoteConflictVersion(
+            f"{failed} is false here: a proposal has no ETag (send If-Match: * or none).",
+            details={"quoteId": quote_id, "precondition": failed},
+            http_status=412,
+        )
 
 
 def proposal_service(request: Request) -> ProposalService:
@@ -56,6 +78,7 @@ async def read_proposal(request: Request, call: QuoteRead) -> Response:
     proposal = await proposal_service(request).agent_view(
         caller=call.caller, quote_id=call.quote_id
     )
+    _preconditions(call.quote_id, call.match)
     return json_response({"success": True, "quoteId": call.quote_id, "proposal": proposal})
 
 
@@ -69,9 +92,17 @@ async def read_proposal(request: Request, call: QuoteRead) -> Response:
 async def revoke_proposal(request: Request, call: QuoteRead) -> Response:
     """End the quote's proposal link: its page answers the uniform 404 from now on. Revoking
     an ended link changes nothing; a link the client answered is not revoked
-    (QUOTE_STATE_INVALID). ``{success, quoteId, proposal}``."""
+    (QUOTE_STATE_INVALID); a precondition is false (``_preconditions``): 412, not revoked.
+    ``{success, quoteId, proposal}``."""
     await request.app.state.limiter.check(call.caller.agent_id)
-    proposal = await proposal_service(request).revoke(caller=call.caller, quote_id=call.quote_id)
+    service = proposal_service(request)
+    if_none_match = etags.parse(
+        etags.field_value(request.headers, "if-none-match"), "If-None-Match"
+    )
+    if call.match is not None or if_none_match is not None:
+        await service.latest_link(caller=call.caller, quote_id=call.quote_id)  # 404s first
+        _preconditions(call.quote_id, call.match, if_none_match)
+    proposal = await service.revoke(caller=call.caller, quote_id=call.quote_id)
     return json_response({"success": True, "quoteId": call.quote_id, "proposal": proposal})
 
 
@@ -93,6 +124,7 @@ async def proposal_pdf(request: Request, call: QuoteRead) -> Response:
     """The quote's latest proposal as a PDF (A4, page numbers; ended links too: it is what
     was sent)."""
     link = await proposal_service(request).latest_link(caller=call.caller, quote_id=call.quote_id)
+    _preconditions(call.quote_id, call.match)
     content = await asyncio.to_thread(link_pdf, link)
     return Response(
         content,
