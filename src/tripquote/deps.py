@@ -115,7 +115,7 @@ class _IfNoneMatch:
     async def __call__(self, request: Request) -> etags.Condition | None:
         """The ``If-None-Match`` condition (every line of it), None without one;
         QUOTE_VALIDATION_FAILED when malformed."""
-        return etags.parse(etags.field_value(request.headers, "if-none-match"), "If-None-Match")
+        return etags.condition(request.headers, "If-None-Match")
 
 
 IfNoneMatch = Annotated[etags.Condition | None, Depends(_IfNoneMatch())]
@@ -241,7 +241,7 @@ async def quote_read(request: Request, quote_id: str) -> QuoteCall:
     documented by ``openapi.complete``)."""
     caller = await authenticate_agent(request)
     quote_id = path_id(quote_id, QuoteNotFound)
-    match = etags.parse(etags.field_value(request.headers, "if-match"), "If-Match")
+    match = etags.condition(request.headers, "If-Match")
     return QuoteCall(caller, quote_id, quote_service(request), match=match)
 
 
@@ -262,13 +262,10 @@ class _QuoteWrite:
         quote_id = path_id(quote_id, QuoteNotFound)
         await request.app.state.limiter.check(caller.agent_id)
         # Every line of If-Match: two lines are a list, as one line of two tags is.
-        if_match = etags.field_value(request.headers, "if-match")
-        version = etags.if_match_version(etags.parse(if_match, "If-Match"))
+        version = etags.if_match_version(etags.condition(request.headers, "If-Match"))
         none_match = None
         if "if-none-match" in request.headers:
-            excluded = etags.parse(
-                etags.field_value(request.headers, "if-none-match"), "If-None-Match"
-            )
+            excluded = etags.condition(request.headers, "If-None-Match")
             none_match = partial(_names, excluded)
         body = await self.body(request)
         return QuoteCall(

@@ -68,6 +68,13 @@ def field_value(headers: Headers, name: str) -> str | None:
     return ", ".join(lines) if lines else None
 
 
+def condition(headers: Headers, header: str) -> Condition | None:
+    """The precondition ``header`` (``If-Match``, ``If-None-Match``) of a request, every line
+    of it (``field_value``), parsed (``parse``): None when absent, QUOTE_VALIDATION_FAILED
+    when malformed."""
+    return parse(field_value(headers, header), header)
+
+
 def parse(value: str | None, header: str) -> Condition | None:
     """``value`` of the precondition ``header`` (``If-Match``, ``If-None-Match``); None when
     absent. QUOTE_VALIDATION_FAILED at ``header`` when it is neither ``*`` nor a list of at

@@ -96,9 +96,7 @@ async def revoke_proposal(request: Request, call: QuoteRead) -> Response:
     ``{success, quoteId, proposal}``."""
     await request.app.state.limiter.check(call.caller.agent_id)
     service = proposal_service(request)
-    if_none_match = etags.parse(
-        etags.field_value(request.headers, "if-none-match"), "If-None-Match"
-    )
+    if_none_match = etags.condition(request.headers, "If-None-Match")
     if call.match is not None or if_none_match is not None:
         await service.latest_link(caller=call.caller, quote_id=call.quote_id)  # 404s first
         _preconditions(call.quote_id, call.match, if_none_match)
