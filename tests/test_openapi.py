@@ -28,7 +28,7 @@ STATUSES: dict[tuple[str, str], set[str]] = {
     ("post", Q): {"201", "422"} | _WRITE,
     ("get", Q): {"200", "400", "401", "404"} | _DB,
     ("get", ID): {"200", "304", "400", "401", "403", "404", "412"} | _DB,
-    ("patch", ID): {"200", "412"} | _WRITE,
+    ("patch", ID): {"200", "412", "422"} | _WRITE,
     ("delete", ID): {"200", "412", "422"} | _WRITE,
     ("post", ID + "/send"): {"200", "412", "422"} | _WRITE,
     ("post", ID + "/accept"): {"200", "412", "422"} | _WRITE,
@@ -59,7 +59,7 @@ STATUSES: dict[tuple[str, str], set[str]] = {
 SUCCESS_HEADERS: dict[tuple[str, str], set[str]] = {
     ("post", Q): {"ETag", "Location", "Idempotent-Replayed"},
     ("get", ID): {"ETag"},
-    ("patch", ID): {"ETag", "Preference-Applied"},
+    ("patch", ID): {"ETag", "Preference-Applied", "Idempotent-Replayed"},
     ("delete", ID): {"ETag", "Idempotent-Replayed"},
     ("post", ID + "/send"): {"ETag", "Idempotent-Replayed"},
     ("post", ID + "/accept"): {"ETag", "Idempotent-Replayed"},
@@ -131,12 +131,12 @@ def test_the_codes_are_named_under_their_status(document: dict[str, Any]) -> Non
     assert "QUOTE_CONFLICT_VERSION" in patch["412"]["description"]
     for code in ("QUOTE_CONFLICT_VERSION", "QUOTE_STATE_INVALID", "QUOTE_ALREADY_SENT"):
         assert code in patch["409"]["description"]
-    assert "IDEMPOTENCY_KEY_IN_USE" not in patch["409"]["description"]  # PATCH takes no key
-    for path in (Q, C):
-        create = _operation(document, "post", path)["responses"]
+    for method, path in (("post", Q), ("post", C), ("patch", ID)):
+        create = _operation(document, method, path)["responses"]
         assert "IDEMPOTENCY_KEY_REUSED" in create["422"]["description"]
         assert "IDEMPOTENCY_KEY_IN_USE" in create["409"]["description"]
-        assert create["409"]["headers"]["Retry-After"]["required"] is True  # only IN_USE
+        # IN_USE alone on a create; beside a version conflict, which has none, on a PATCH
+        assert create["409"]["headers"]["Retry-After"]["required"] is (method == "post")
     send = _operation(document, "post", ID + "/send")["responses"]
     assert "TRIP_ALREADY_STARTED" in send["422"]["description"]
     for transition in ("accept", "reject"):
@@ -180,7 +180,8 @@ def test_error_headers_are_documented_where_they_are_sent(document: dict[str, An
     assert "Retry-After" not in create["400"]["headers"]
     read = _operation(document, "get", ID)["responses"]
     assert "RateLimit" not in str(read)  # a read is never rate-limited
-    assert "Retry-After" not in _operation(document, "patch", ID)["responses"]["409"]["headers"]
+    patch = _operation(document, "patch", ID)["responses"]
+    assert patch["409"]["headers"]["Retry-After"]["required"] is False  # a conflict has none
 
 
 def test_request_bodies_come_from_the_body_dependencies(document: dict[str, Any]) -> None:
@@ -208,11 +209,10 @@ def test_headers_read_by_dependencies_are_documented(document: dict[str, Any]) -
         assert parameters["If-Match"]["required"] is True, (method, path)
         assert parameters["If-None-Match"]["schema"]["pattern"] == etags.PATTERN
         assert parameters["If-None-Match"]["required"] is False, (method, path)
-    patch = {p["name"]: p for p in _operation(document, "patch", ID)["parameters"]}
-    assert "Idempotency-Key" not in patch
-    for path in (Q, C):  # every POST that creates something takes a key
-        create = {p["name"]: p for p in _operation(document, "post", path)["parameters"]}
-        assert create["Idempotency-Key"]["schema"]["maxLength"] == 255
+    # every POST that creates something, every change of a quote takes a key
+    for method, path in (("post", Q), ("post", C), *ACTS_ON_VERSION):
+        create = {p["name"]: p for p in _operation(document, method, path)["parameters"]}
+        assert create["Idempotency-Key"]["schema"]["maxLength"] == 255, (method, path)
     read = {p["name"]: p for p in _operation(document, "get", ID)["parameters"]}
     assert read["If-None-Match"]["schema"]["pattern"] == etags.PATTERN
     assert read["If-None-Match"]["required"] is False

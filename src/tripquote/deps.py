@@ -303,14 +303,14 @@ PREFER = header_parameter(
 with what was saved since (``quotes/merge_save.py``)."""
 
 
-@documents(IF_MATCH, PREFER)
+@documents(IF_MATCH, PREFER, IDEMPOTENCY_KEY)
 class _Edit(_QuoteWrite):
     async def __call__(self, request: Request, quote_id: str) -> QuoteCall:
         """See ``edit``; ``Prefer: merge`` sets ``merge``, on whichever line of the field it
         comes: RFC 7240 §2 lets a client send its preferences on several lines."""
         call = await self.edit(request, quote_id)
         merge = prefers(etags.field_value(request.headers, "prefer"), "merge")
-        return replace(call, merge=merge)
+        return replace(call, merge=merge, idempotency_key=idempotency_key(request))
 
 
 @documents(IF_MATCH, IDEMPOTENCY_KEY)

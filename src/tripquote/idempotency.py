@@ -3,7 +3,8 @@ where the two agree): the same key and body replay the first response; the same 
 another body is IDEMPOTENCY_KEY_REUSED (422); a duplicate while the first is still running is
 IDEMPOTENCY_KEY_IN_USE (409, retryable). Keys are scoped per agent (so per agency) and kept
 24 h; a key names one request (method, path, body, If-Match), so the same key on another URL is
-IDEMPOTENCY_KEY_REUSED too. ``idempotent`` runs any POST that creates something under it.
+IDEMPOTENCY_KEY_REUSED too. ``idempotent`` runs any change (a create, a transition, a PATCH)
+under it.
 
 A key is claimed in its own short transaction (so a concurrent duplicate sees it at once), and
 completed in the same transaction as the change it guards, so the stored response exists if and
@@ -222,6 +223,16 @@ class IdempotencyStore:
 
         return await self.runner.run(work)
 
+    async def complete_alone(self, claim: Claim, response: StoredResponse) -> None:
+        """Store the response of a request that changed nothing (so no change's transaction
+        stored it), in a transaction of its own."""
+
+        async def work(conn: AsyncConnection) -> None:
+            await conn.execute(_LOCAL_COMMIT)
+            await complete(await joined_tx(conn), claim, response)
+
+        await self.runner.run(work)
+
     async def release(self, claim: Claim) -> None:
         """Forget a claim whose request failed, so the key can be used again. A clean-up after
         the request's own unit failed, counted and logged as that failure already: its own
@@ -344,10 +355,11 @@ async def idempotent(
     body: Any,
     run: Callable[[Record | None], Awaitable[StoredResponse]],
 ) -> Response:
-    """Answer a POST that creates something under its ``Idempotency-Key`` header value
+    """Answer a change (a create, a transition, a PATCH) under its ``Idempotency-Key`` value
     ``key``: ``run(record)`` makes the change and returns its response, calling
     ``record(tx, response)`` inside the change's transaction when the request has a key
-    (``record`` None without one). A known key replays its stored response (or raises
+    (``record`` None without one; a response ``run`` did not record, having nothing to
+    change, is stored with the key on its own). A known key replays its stored response (or raises
     IDEMPOTENCY_KEY_REUSED / IDEMPOTENCY_KEY_IN_USE, see ``IdempotencyStore.claim``); a key
     not 1-255 visible ASCII is QUOTE_VALIDATION_FAILED. A failed ``run`` releases the key (in the
     background after SAVE_OUTCOME_UNKNOWN: ``IdempotencyStore.release_later``)."""
@@ -361,12 +373,17 @@ async def idempotent(
     if isinstance(claimed, StoredResponse):
         return to_response(claimed, replayed=True)
     claim: Claim = claimed
+    recorded = False
 
     async def record(tx: Tx, response: StoredResponse) -> None:
+        nonlocal recorded
         await complete(tx, claim, response)
+        recorded = True
 
     try:
         response = await run(record)
+        if not recorded:  # nothing to change (a PATCH of what is saved): stored alone
+            await keys.complete_alone(claim, response)
     except SaveOutcomeUnknown:
         # Maybe committed, the key's response with it: released in the background once the
         # database answers (kept if the change committed), so a retry with the key replays

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from tests.servers import (
     serving,
 )
 from tripquote import etags
+from tripquote.idempotency import KEY_PATTERN
 from tripquote.routing import OPERATION
 
 pytestmark = pytest.mark.postgres
@@ -82,6 +84,28 @@ ALLOWED: dict[tuple[int, str], str] = {
 }
 """(status, errorCode) of "schema-valid request rejected" failures that a schema cannot rule
 out, with the rule each one enforces."""
+
+HOOKS = f"""
+import itertools
+import re
+
+import schemathesis
+
+_KEY = re.compile({KEY_PATTERN!r})
+_KEYS = itertools.count()
+
+
+@schemathesis.hook
+def map_headers(ctx, headers):
+    # A well-formed Idempotency-Key made unique; a malformed one (a negative case) kept.
+    key = (headers or {{}}).get("Idempotency-Key")
+    if key is not None and len(key) <= 255 and _KEY.match(key):
+        headers["Idempotency-Key"] = f"st-{{next(_KEYS)}}"
+    return headers
+"""
+"""The run's hooks (``SCHEMATHESIS_HOOKS``): one Idempotency-Key per request drawn, as a
+client's, so the reuse of a key (``ALLOWED``: a rule across requests) does not cut the
+stateful walk short; the key's own rules are still tried by the malformed ones."""
 
 SOFT_DELETE = (
     "DELETE is a soft delete: the quote is CANCELLED and stays readable with its history "
@@ -260,6 +284,11 @@ def test_schemathesis_finds_only_rules_no_schema_can_state(target: Target, tmp_p
         # links would take the scenarios the quote routes need to walk create -> send -> accept.
         '[[operations]]\ninclude-tag = "webhooks"\nphases.stateful.enabled = false\n'
     )
+    # A client sends each new request under a key of its own: schemathesis draws the same few
+    # keys again and again, and a PATCH refused as a reused key ends its scenario's walk.
+    (tmp_path / "one_key_a_request.py").write_text(HOOKS)
+    environment = {**os.environ, "SCHEMATHESIS_HOOKS": "one_key_a_request"}
+    environment["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *sys.path])
     run = subprocess.run(
         [
             str(SCHEMATHESIS),
@@ -283,6 +312,7 @@ def test_schemathesis_finds_only_rules_no_schema_can_state(target: Target, tmp_p
         text=True,
         timeout=600,
         cwd=tmp_path,
+        env=environment,
     )
     assert events.exists(), run.stdout[-3000:] + run.stderr[-3000:]
     failures = _failures(events)

@@ -19,7 +19,7 @@ from tripquote.quotes.model import Quote, changes_between, price, with_item_ids
 from tripquote.quotes.refusals import Verdict, explain, quota_exceeded
 from tripquote.quotes.results import Edit, Loaded, Saved
 from tripquote.quotes.rules import Limits, merge_patch, validate_quote
-from tripquote.quotes.store import QuoteStore
+from tripquote.quotes.store import MergedThen, QuoteStore
 
 ATTEMPTS = 4
 """Writes of one merged save: again after counting the quota bound exactly (a REJECTED quote
@@ -126,14 +126,16 @@ async def merged_save(
     request: MergeRequest,
     limits: Limits,
     quote_of: Callable[[Saved, Edit], dict[str, Any]],
+    then: MergedThen | None = None,
 ) -> MergedSave:
     """Run the merged save until written, unchanged or refused (its error raised; counted
-    as a rolled-back unit by the store's runner when raised inside it, else here)."""
+    as a rolled-back unit by the store's runner when raised inside it, else here); ``then``
+    runs in the transaction that wrote it."""
     for _ in range(ATTEMPTS):
         result, edit = await store.merged_edit(
             caller=request.caller, quote_id=request.quote_id, base_version=request.base_version,
             now=request.now, correlation_id=request.correlation_id,
-            decide=decide(request, limits),
+            decide=decide(request, limits), then=then,
         )  # fmt: skip
         if isinstance(result, Saved):
             return MergedSave(quote_of(result, edit), edit.current, edit.merge)

@@ -51,7 +51,7 @@ from tripquote.errors import (
 )
 from tripquote.etags import etag, match_fails
 from tripquote.http import json_response, tagged_response
-from tripquote.idempotency import Record, StoredResponse, idempotent, to_response
+from tripquote.idempotency import Record, StoredResponse, idempotent
 from tripquote.json import dumps, loads
 from tripquote.observability.context import get_correlation_id
 from tripquote.observability.operations import current_operation
@@ -119,18 +119,21 @@ _VERSIONED: tuple[Raised, ...] = (
 CREATE_ERRORS = (*_AUTH, *_SAVE_CHECKS, *_IDEMPOTENT, *_SAVES)
 LIST_ERRORS = (*_AUTH, QuoteValidationFailed, *DATABASE)
 READ_ERRORS = (*_VISIBLE, *DATABASE)
-UPDATE_ERRORS = (*_VISIBLE, *_SAVE_CHECKS, *_VERSIONED, *_SAVES)
+UPDATE_ERRORS = (*_VISIBLE, *_SAVE_CHECKS, *_VERSIONED, *_IDEMPOTENT, *_SAVES)
 TRANSITION_ERRORS = (*_VISIBLE, *BODY, RateLimitExceeded, *_VERSIONED, *_IDEMPOTENT, *_SAVES)
 SEND_ERRORS = (*TRANSITION_ERRORS, TripAlreadyStarted)
 REVISION_ERRORS = (*_VISIBLE, QuoteValidationFailed, *DATABASE)
 
 
 def saved_response(saved: Saved, *, status: int) -> StoredResponse:
-    """``{success, quoteId, version, savedAt, quote}`` with its ETag (and Location on 201)."""
+    """``{success, quoteId, version, savedAt, quote}`` with its ETag (and Location on 201,
+    ``Preference-Applied: merge`` on a merged save)."""
     quote_id = saved.quote["id"]
     headers = {"ETag": etag(saved.version, saved.quote["status"])}
     if status == 201:
         headers["Location"] = f"/api/agents/quotes/{quote_id}"
+    if saved.merge is not None:
+        headers["Preference-Applied"] = "merge"
     body = {
         "success": True,
         "quoteId": quote_id,
@@ -296,24 +299,33 @@ async def read_quote(call: QuoteRead, if_none_match: IfNoneMatch) -> Response:
 @router.patch(
     "/{quote_id}",
     openapi_extra=operation("quote.update"),
-    responses=responses(SaveEnvelope, headers={**ETAG, **MERGED}, errors=UPDATE_ERRORS),
+    responses=responses(SaveEnvelope, headers={**_SAVED, **MERGED}, errors=UPDATE_ERRORS),
 )
-async def update_quote(call: QuoteEdit) -> Response:
+async def update_quote(request: Request, call: QuoteEdit) -> Response:
     """Partial update checked against the client's version (body ``version`` or If-Match);
-    with ``Prefer: merge`` a stale version is merged with what was saved since."""
-    saved = await call.quotes.update(
+    with ``Prefer: merge`` a stale version is merged with what was saved since. Honours
+    ``Idempotency-Key``."""
+
+    async def save(on_saved: OnSaved | None) -> Saved:
+        return await call.quotes.update(
+            caller=call.caller,
+            quote_id=call.quote_id,
+            body=call.body,
+            if_match=call.if_match,
+            correlation_id=get_correlation_id(),
+            on_saved=on_saved,
+            merge=call.merge,
+            none_match=call.none_match,
+        )
+
+    return await _idempotent_save(
+        request,
+        idempotency_key=call.idempotency_key,
         caller=call.caller,
-        quote_id=call.quote_id,
         body=call.body,
-        if_match=call.if_match,
-        correlation_id=get_correlation_id(),
-        merge=call.merge,
-        none_match=call.none_match,
+        status=200,
+        save=save,
     )
-    response = to_response(saved_response(saved, status=200))
-    if saved.merge is not None:
-        response.headers["Preference-Applied"] = "merge"
-    return response
 
 
 async def _transition(request: Request, operation_: Operation, call: QuoteCall) -> Response:

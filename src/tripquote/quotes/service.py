@@ -179,9 +179,7 @@ class QuoteService:
             request = MergeRequest(
                 caller, quote_id, body, expected, conflict_status, now, correlation_id
             )
-            # PATCH takes no Idempotency-Key: no response to store in its transaction
-            assert on_saved is None, "a merged save stores no idempotent response"
-            return await self._merged(request)
+            return await self._merged(request, on_saved)
         draft = full_form(body, self.limits)
         current: Quote | None = None
         if not isinstance(draft, Draft):
@@ -235,7 +233,7 @@ class QuoteService:
             current = await self._visible(caller, quote_id, now)
         return SavedQuote(quote=current.to_api(), saved_at=now)
 
-    async def _merged(self, request: MergeRequest) -> SavedQuote:
+    async def _merged(self, request: MergeRequest, on_saved: OnSaved | None) -> SavedQuote:
         """``update`` with ``merge``: ``merge_save.merged_save``."""
 
         def quote_of(saved: Saved, edit: Edit) -> dict[str, Any]:
@@ -244,7 +242,14 @@ class QuoteService:
                 request.caller.agent_id, request.now,
             )  # fmt: skip
 
-        outcome = await merged_save(self.store, request, self.limits, quote_of)
+        async def then(tx: Tx, saved: Saved, edit: Edit) -> None:
+            assert on_saved is not None
+            merged = SavedQuote(quote_of(saved, edit), request.now, edit.merge)
+            await on_saved(tx, merged)
+
+        outcome = await merged_save(
+            self.store, request, self.limits, quote_of, then if on_saved is not None else None
+        )
         if outcome.quote is None:
             return SavedQuote(quote=outcome.current.to_api(), saved_at=request.now)
         return SavedQuote(quote=outcome.quote, saved_at=request.now, merge=outcome.merge)

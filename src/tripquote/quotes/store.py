@@ -48,11 +48,14 @@ SYSTEM_ACTOR = "system"
 
 
 Then = Callable[[Tx, Saved], Awaitable[None]]
+"""Runs in the write's transaction once it wrote (e.g. store the idempotent response)."""
 
 Decide = Callable[[Loaded, dict[str, Any] | None], Edit]
 """A merged save's decision on the quote read and the snapshot of its base version; raises
 the save's error (``merge_save``)."""
-"""Runs in the write's transaction once it wrote (e.g. store the idempotent response)."""
+
+MergedThen = Callable[[Tx, Saved, Edit], Awaitable[None]]
+"""``Then`` of a merged save, given the edit it wrote."""
 
 
 class QuoteStore:
@@ -157,13 +160,14 @@ class QuoteStore:
 
     async def merged_edit(
         self, *, caller: Caller, quote_id: str, base_version: int, now: datetime,
-        correlation_id: str, decide: Decide,
+        correlation_id: str, decide: Decide, then: MergedThen | None = None,
     ) -> tuple[Saved | Refused, Edit]:  # fmt: skip
         """A merged save, in one transaction: the quote's row locked (``sql.LOCK_QUOTE``), the
         quote read (``sql.LOAD``) with its snapshot of ``base_version`` (None unless older
         than the quote's version, or when it never existed), ``decide`` (may raise: nothing
         written) says what to write, written by ``edit``'s guarded statement at the version
-        read, which the lock keeps current until COMMIT."""
+        read, which the lock keeps current until COMMIT; ``then`` runs in that transaction once
+        it wrote."""
         save_id = new_id()
         decided: builtins.list[Edit] = []
 
@@ -201,7 +205,10 @@ class QuoteStore:
             row = await tx.write(sql.EDIT, {**values, "save_id": save_id})
             if not row["written"]:
                 return Refused(facts_of(row))
-            return _edited(row)
+            saved = _edited(row)
+            if then is not None:
+                await then(tx, saved, edit)
+            return saved
 
         async def found(tx: Tx) -> Saved | None:
             row = await tx.fetchrow(sql.OUTCOME, {"save_id": save_id})
