@@ -24,7 +24,10 @@ def test_defaults_run_anywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.currencies == DEFAULT_CURRENCIES
 
 
-@pytest.mark.parametrize("secret", [None, "short-secret"])
+RANDOM_SECRET = "3f9c1a7e5b2d8046c1e9a3b7d5f20864"  # openssl rand -hex 16
+
+
+@pytest.mark.parametrize("secret", [None, "short-secret", "x" * 40, " " * 35, "ab" * 20])
 def test_production_refuses_a_default_or_weak_secret(
     monkeypatch: pytest.MonkeyPatch, secret: str | None
 ) -> None:
@@ -35,8 +38,46 @@ def test_production_refuses_a_default_or_weak_secret(
         monkeypatch.setenv("TRIPQUOTE_JWT_SECRET", secret)
     with pytest.raises(ValidationError, match="JWT_SECRET"):
         Settings(_env_file=None)  # type: ignore[call-arg]
-    monkeypatch.setenv("TRIPQUOTE_JWT_SECRET", "x" * 40)
+    monkeypatch.setenv("TRIPQUOTE_JWT_SECRET", RANDOM_SECRET)
     assert Settings(_env_file=None).environment == "production"  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("secret", ["", "   "])
+def test_an_empty_secret_is_refused_in_development_too(
+    monkeypatch: pytest.MonkeyPatch, secret: str
+) -> None:
+    # Before: accepted, then every request with a token was a 500 (PyJWT's InvalidKeyError).
+    monkeypatch.delenv("TRIPQUOTE_ENVIRONMENT", raising=False)
+    monkeypatch.setenv("TRIPQUOTE_JWT_SECRET", secret)
+    with pytest.raises(ValidationError, match="JWT_SECRET must not be empty"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("token", "production", "accepted"),
+    [
+        ("", False, False),  # before: "Authorization: Bearer " made anyone the operator
+        (" ", False, False),
+        ("two words", False, False),
+        ("x", False, True),
+        ("x", True, False),  # 16+ characters outside development
+        ("Mtok-Quux-4242-Zeta", True, True),
+        ("bXRva2VuLXRva2Vu==", True, True),
+    ],
+)
+def test_the_metrics_token_is_a_bearer_token(
+    monkeypatch: pytest.MonkeyPatch, token: str, production: bool, accepted: bool
+) -> None:
+    monkeypatch.setenv("TRIPQUOTE_METRICS_TOKEN", token)
+    monkeypatch.setenv("TRIPQUOTE_JWT_SECRET", RANDOM_SECRET)
+    monkeypatch.setenv("TRIPQUOTE_ENVIRONMENT", "production" if production else "development")
+    if accepted:
+        settings = Settings(_env_file=None)  # type: ignore[call-arg]
+        assert settings.metrics_token is not None
+        assert settings.metrics_token.get_secret_value() == token
+    else:
+        with pytest.raises(ValidationError, match="METRICS_TOKEN"):
+            Settings(_env_file=None)  # type: ignore[call-arg]
 
 
 def test_currency_whitelist_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,6 +111,21 @@ def test_the_open_quote_limit_fits_the_databases_32_bit_column(
             "sqlite+aiosqlite:///./tripquote.db",
             "postgresql+asyncpg://x/y",
         ),
+        # Before, these passed and broke at start-up, disabled a guard or every write:
+        ("TRIPQUOTE_IDEMPOTENCY_TTL_HOURS", "inf", "48"),  # an OverflowError traceback
+        ("TRIPQUOTE_IDEMPOTENCY_TTL_HOURS", "1e12", "8784"),
+        ("TRIPQUOTE_ALERT_DEDUP_WINDOW_SECONDS", "inf", "600"),
+        ("TRIPQUOTE_ALERT_DEDUP_WINDOW_SECONDS", "nan", "0"),
+        ("TRIPQUOTE_TX_TIMEOUT_SECONDS", "0.0009", "0.01"),  # statement_timeout 0: none at all
+        ("TRIPQUOTE_TX_TIMEOUT_SECONDS", "nan", "5"),
+        ("TRIPQUOTE_RATE_LIMIT", "0/minute", "1/minute"),  # every write a 429 forever
+        ("TRIPQUOTE_PUBLIC_RATE_LIMIT", "0/second", "1/second"),
+        ("TRIPQUOTE_ALERT_WEBHOOK_URL", "not-a-url", "https://hooks.example/T0"),
+        ("TRIPQUOTE_ALERT_WEBHOOK_URL", "http://", "http://127.0.0.1:9/alerts"),
+        ("TRIPQUOTE_TELEGRAM_API_BASE", "not-a-url", "http://127.0.0.1:9"),
+        ("TRIPQUOTE_PUBLIC_BASE_URL", "https://user:pw@quotes.example", "https://quotes.example"),
+        ("TRIPQUOTE_PUBLIC_BASE_URL", "https://quotes.example/#frag", "https://quotes.example/t"),
+        ("TRIPQUOTE_MAX_BODY_BYTES", str(2**40), str(2**20)),
     ],
 )
 def test_settings_the_server_would_crash_on_are_refused_at_start_up(

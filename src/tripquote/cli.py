@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ from typer.exceptions import TyperException
 from tripquote.agents import repository as agents_repo
 from tripquote.agents.auth import lifetime_allowed, mint_token
 from tripquote.agents.service import AgentRefused, AgentService
-from tripquote.config import Settings, configuration_error
+from tripquote.config import DEFAULT_JWT_SECRET, Settings, configuration_error
 from tripquote.db import embedded, migrate
 from tripquote.db.engine import PoolerMisconfigured, check_pooler, create_engine, warm_pool
 from tripquote.db.tables import agents, clients
@@ -123,6 +124,7 @@ def serve(
 ) -> None:
     """Run the HTTP API with uvicorn (JSON logs; metrics shared across workers)."""
     settings = cli_settings()
+    _refuse_the_published_secret_off_loopback(settings, host)
     # The app (each worker: a process of its own) reads its settings from the environment:
     # this process resolved the database once, the embedded one included.
     os.environ["TRIPQUOTE_DATABASE_URL"] = settings.require_database_url()
@@ -142,6 +144,26 @@ def serve(
     finally:
         for folder in created:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _refuse_the_published_secret_off_loopback(settings: Settings, host: str) -> None:
+    """``configuration_error`` (exit status 2) for serving on an address other machines reach
+    with the development secret, which the repository publishes: anyone could sign an admin's
+    token with it. On loopback (``demo``, a developer's ``serve``) it is the zero-setup default."""
+    if settings.jwt_secret.get_secret_value() != DEFAULT_JWT_SECRET:
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: other machines may reach it
+        loopback = False
+    if not loopback:
+        _refuse(
+            "configuration_error",
+            f"TRIPQUOTE_JWT_SECRET is the published development secret: anyone could sign a "
+            f"token with it. Set a random one (e.g. openssl rand -hex 32) to serve on {host}, "
+            "or serve on 127.0.0.1.",
+            status=2,
+        )
 
 
 def _links_to(settings: Settings, *, host: str, port: int) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -25,6 +26,21 @@ _RATE_LIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "redis+cluster
 """The ``limits`` storages the rate limiter is built for (it prefixes them with ``async+``)."""
 
 
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+"""RFC 6750 §2.1 ``b64token``: the credential of ``Authorization: Bearer <token>``."""
+
+
+def _is_http_url(value: str) -> bool:
+    """An absolute http(s) URL with a host (urllib's reading)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unclosed [IPv6 address
+        return False
+
+
 class Settings(BaseSettings):
     """Service configuration; built once at start-up and passed down, never read at import."""
 
@@ -34,6 +50,7 @@ class Settings(BaseSettings):
         extra="ignore",
         frozen=True,
         hide_input_in_errors=True,  # a refused URL or secret is never echoed
+        allow_inf_nan=False,  # "inf" or "nan" for a number of seconds, hours…: refused
     )
 
     database_url: str | None = None
@@ -52,7 +69,8 @@ class Settings(BaseSettings):
     more, the API refuses a token that claims more."""
 
     # Transactions: seconds for the whole unit of work; attempts for retryable SQLSTATEs.
-    tx_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # At least 10 ms: PostgreSQL's statement_timeout is in whole milliseconds, and 0 is none.
+    tx_timeout_seconds: float = Field(default=10.0, ge=0.01, le=300)
     tx_max_attempts: int = Field(default=3, ge=1, le=10)
     # A save whose COMMIT got no answer: how long to look for its outcome (reconnecting, to a
     # new primary if there is one) before SAVE_OUTCOME_UNKNOWN.
@@ -118,7 +136,7 @@ class Settings(BaseSettings):
     # Compared in SQL with agents.open_quote_bound, a 32-bit integer column.
     max_open_quotes_per_agent: int = Field(default=1000, ge=1, le=2**31 - 1)
     max_items_per_quote: int = Field(default=100, ge=1, le=10_000)
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
 
     # Alerts.
     alert_webhook_url: SecretStr | None = None  # webhook URLs often carry their credential
@@ -126,7 +144,7 @@ class Settings(BaseSettings):
     telegram_bot_token: SecretStr | None = None
     telegram_chat_id: str | None = None
     telegram_api_base: str = "https://api.telegram.org"
-    alert_dedup_window_seconds: float = Field(default=300.0, ge=0)
+    alert_dedup_window_seconds: float = Field(default=300.0, ge=0, le=86_400)
     alert_max_attempts: int = Field(default=5, ge=1, le=20)
 
     # Webhooks (webhooks/): delivery on the Standard Webhooks spec, retried with exponential
@@ -162,14 +180,14 @@ class Settings(BaseSettings):
     # Observability.
     log_level: str = "INFO"
     metrics_token: SecretStr | None = None
-    oprecord_queue_size: int = Field(default=10_000, ge=1)
-    oprecord_batch_size: int = Field(default=200, ge=1)
+    oprecord_queue_size: int = Field(default=10_000, ge=1, le=10_000_000)
+    oprecord_batch_size: int = Field(default=200, ge=1, le=100_000)
     # After a record arrives, wait this long for more before writing (one COPY, one commit
     # per batch instead of per handful of requests); 0 writes whatever is queued at once.
     oprecord_linger_seconds: float = Field(default=0.05, ge=0, le=5)
 
     # Idempotency keys are kept this long (hours).
-    idempotency_ttl_hours: float = Field(default=24.0, gt=0)
+    idempotency_ttl_hours: float = Field(default=24.0, gt=0, le=24 * 366)
     # Retention (``tripquote maintenance``, db/retention.py): operation records are kept this
     # many days, in daily partitions created this many days ahead and dropped whole when old.
     operation_records_retention_days: int = Field(default=30, ge=1, le=3650)
@@ -231,15 +249,45 @@ class Settings(BaseSettings):
     @field_validator("public_base_url")
     @classmethod
     def _check_public_base_url(cls, value: str) -> str:
-        from urllib.parse import urlsplit
 
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        if not _is_http_url(value) or "?" in value or "#" in value or "@" in value:
             raise ValueError(
-                "TRIPQUOTE_PUBLIC_BASE_URL must be an absolute http(s) URL without a query, "
-                "e.g. https://quotes.example.com"
+                "TRIPQUOTE_PUBLIC_BASE_URL must be an absolute http(s) URL without a user, query "
+                "or fragment, e.g. https://quotes.example.com"
             )
         return value.rstrip("/")
+
+    @field_validator("telegram_api_base")
+    @classmethod
+    def _check_telegram_api_base(cls, value: str) -> str:
+        if not _is_http_url(value):
+            raise ValueError(
+                "TRIPQUOTE_TELEGRAM_API_BASE must be an absolute http(s) URL, e.g. "
+                "https://api.telegram.org"
+            )
+        return value.rstrip("/")
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _check_alert_webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _is_http_url(value.get_secret_value()):
+            raise ValueError(
+                "TRIPQUOTE_ALERT_WEBHOOK_URL must be an absolute http(s) URL (unset it for no "
+                "alert webhook)"
+            )
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # RFC 6750 §2.1's b64token: what a client can send after "Bearer "; an empty token
+        # would be every empty Authorization's.
+        if value is not None and not _BEARER_TOKEN.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "TRIPQUOTE_METRICS_TOKEN must be a bearer token (letters, digits, -._~+/, then "
+                "= padding): unset it to close /metrics to the operator's token"
+            )
+        return value
 
     @field_validator("rate_limit", "public_rate_limit")
     @classmethod
@@ -247,12 +295,14 @@ class Settings(BaseSettings):
         from limits import parse
 
         try:
-            parse(value)
+            allowed = parse(value).amount
         except ValueError:  # its message quotes the value: configuration errors name none
+            allowed = 0
+        if allowed < 1:
             raise ValueError(
                 f"TRIPQUOTE_{str(info.field_name).upper()} must be a rate such as 120/minute "
-                "(N per second, minute, hour or day)"
-            ) from None
+                "(N ≥ 1 per second, minute, hour or day)"
+            )
         return value
 
     @field_validator("rate_limit_storage")
@@ -302,12 +352,22 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _refuse_default_secret_outside_development(self) -> Settings:
+    def _refuse_a_weak_secret(self) -> Settings:
         secret = self.jwt_secret.get_secret_value()
-        if self.environment != "development" and (secret == DEFAULT_JWT_SECRET or len(secret) < 32):
+        if not secret.strip():
+            raise ValueError("TRIPQUOTE_JWT_SECRET must not be empty (unset it in development)")
+        if self.environment != "development" and (
+            secret == DEFAULT_JWT_SECRET or len(secret) < 32 or len(set(secret)) < 8
+        ):
             raise ValueError(
                 "TRIPQUOTE_JWT_SECRET must be set to a random value of 32+ characters "
-                "outside development"
+                "(e.g. openssl rand -hex 32) outside development"
+            )
+        token = self.metrics_token
+        if self.environment != "development" and token and len(token.get_secret_value()) < 16:
+            raise ValueError(
+                "TRIPQUOTE_METRICS_TOKEN must be 16+ characters outside development "
+                "(e.g. openssl rand -hex 16)"
             )
         return self
 

@@ -131,6 +131,18 @@ def test_a_database_url_it_cannot_use_is_a_configuration_error(
     assert "hunter2" not in line
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "quotes.example"])
+def test_the_published_development_secret_serves_on_loopback_only(host: str) -> None:
+    # Before: `serve --host 0.0.0.0` with no secret set served tokens anyone could sign.
+    unreachable = "postgresql+asyncpg://postgres@127.0.0.1:1/x"  # refused before connecting
+    status, output = run_cli("serve", "--host", host, env={"TRIPQUOTE_DATABASE_URL": unreachable})
+    assert status == 2, output
+    (line,) = output.strip().splitlines()
+    event = json.loads(line)
+    assert event["event"] == "configuration_error"
+    assert event["error"].startswith("TRIPQUOTE_JWT_SECRET is the published development secret")
+
+
 def test_a_statement_the_database_refuses_is_told_as_such_not_as_an_outage(
     empty_db: str,
 ) -> None:
