@@ -21,6 +21,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from tripquote import __version__
+from tripquote.agents.auth import remember_refusal
 from tripquote.clients.routes import router as clients_router
 from tripquote.config import Settings
 from tripquote.db.engine import PoolerMisconfigured, check_pooler, create_engine, warm_pool
@@ -219,6 +220,7 @@ def create_app(
 
     def render(request: Request, error: TripquoteError) -> Response:
         observer.error_rendered(error)
+        remember_refusal(request, error)
         return refusal(request.scope, error)
 
     async def on_tripquote_error(request: Request, exc: Exception) -> Response:

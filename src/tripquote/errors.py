@@ -139,6 +139,14 @@ class AuthenticationFailed(TripquoteError):
         self.headers.setdefault("WWW-Authenticate", 'Bearer realm="tripquote"')
 
 
+class TokenRevoked(AuthenticationFailed):
+    """AUTHENTICATION_FAILED of a token its agent's tokens were revoked after (``tripquote
+    token revoke``): the process refuses that token before any work from then on
+    (``agents.auth.remember_refusal``)."""
+
+    default_message = "The bearer token was revoked; ask for a new one."
+
+
 class AuthorizationFailed(TripquoteError):
     code = "AUTHORIZATION_FAILED"
     http_status = 403

@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tripquote.agents.auth import remember_refusal
 from tripquote.deps import JsonBody
 from tripquote.errors import QUERY_INVALID, QuoteValidationFailed, TripquoteError
 from tripquote.observability.context import get_correlation_id
@@ -92,6 +93,7 @@ class TrackedRoute(APIRoute):
             except TripquoteError as error:
                 # Counted by ``track``; rendered here as the app's handler would, without
                 # unwinding the framework's layers first.
+                remember_refusal(request, error)
                 return error_response(error, correlation_id=get_correlation_id())
 
         return tracked

@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 from sqlalchemy import text
 
-from tests.conftest import JWT_SECRET, Actor, World, quote_body
+from tests.conftest import JWT_SECRET, Actor, World, make_settings, quote_body
 from tests.test_config import run_cli
 from tripquote.agents.auth import mint_token
 
@@ -242,3 +242,42 @@ async def test_a_revoked_token_is_found_by_the_database_after_the_request_is_par
         401,
         "AUTHENTICATION_FAILED",
     )
+
+
+async def test_a_revoked_token_cannot_use_up_its_agents_write_limit(
+    world_factory: Any, db_url: str
+) -> None:
+    # Before: every request of the revoked token was counted before the database found it
+    # revoked, so a leaked one, revoked, locked the agent's new tokens out (429) for good.
+    world: World = await world_factory(make_settings(db_url, rate_limit="3/minute"))
+    actor = await world.actor()
+    status, output = await _cli(world, "token", "revoke", "--agent", actor.agent_id)
+    assert status == 0, output
+    fresh = mint_token(world.settings, agent_id=actor.agent_id, ttl_seconds=60)
+    counts = await world.table_counts()
+    answers = []
+    for _ in range(6):
+        refused = await world.client.post(CLIENTS, json={"name": "Aiko"}, headers=actor.headers)
+        answers.append((refused.status_code, refused.json()["errorCode"]))
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+    assert answers == [(401, "AUTHENTICATION_FAILED")] * 6  # never 429, retryable
+    assert await world.table_counts() == counts
+    headers = {"Authorization": f"Bearer {fresh}"}
+    for _ in range(2):  # the limit's 3 writes, less the revoked token's first
+        created = await world.client.post(CLIENTS, json={"name": "Aiko"}, headers=headers)
+        assert created.status_code == 201, created.text
+
+
+async def test_a_token_naming_no_storable_agent_id_is_a_401(world: World) -> None:
+    # Before: a signed token whose sub held a NUL was a 400 from the database (22021).
+    issued = round(time.time(), 6)
+    for subject in ("agent\x00one", "a" * 37):
+        claims = {"sub": subject, "iss": "tripquote", "iat": issued, "exp": int(issued) + 60}
+        token = jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+        headers = {"Authorization": f"Bearer {token}"}
+        for method, path in (("GET", URL), ("POST", CLIENTS)):
+            answer = await world.client.request(method, path, json={"name": "A"}, headers=headers)
+            assert (answer.status_code, answer.json()["errorCode"]) == (
+                401,
+                "AUTHENTICATION_FAILED",
+            ), answer.text

@@ -8,8 +8,8 @@ from typing import Any
 from tripquote.agents.repository import Principal
 from tripquote.errors import (
     AgentNotFound,
-    AuthenticationFailed,
     AuthorizationFailed,
+    TokenRevoked,
     TripquoteError,
 )
 
@@ -17,7 +17,7 @@ from tripquote.errors import (
 def caller_refusal(*, token_revoked: bool, agent_ok: bool) -> TripquoteError | None:
     """Every route's first refusals in order: AUTHENTICATION_FAILED, AGENT_NOT_FOUND, or None."""
     if token_revoked:
-        return AuthenticationFailed("The bearer token was revoked; ask for a new one.")
+        return TokenRevoked()
     if not agent_ok:
         return AgentNotFound()
     return None

@@ -14,8 +14,14 @@ from starlette.requests import Request
 from tripquote.agents.access import caller_refusal
 from tripquote.agents.repository import CallerFacts, Principal, load_caller
 from tripquote.config import Settings
+from tripquote.db.tables import ID
 from tripquote.db.transaction import TransactionRunner
-from tripquote.errors import AuthenticationFailed, AuthorizationFailed
+from tripquote.errors import (
+    AuthenticationFailed,
+    AuthorizationFailed,
+    TokenRevoked,
+    TripquoteError,
+)
 from tripquote.etags import field_value
 
 ISSUER = "tripquote"
@@ -55,6 +61,9 @@ def mint_token(settings: Settings, *, agent_id: str, ttl_seconds: int) -> str:
 
 _VERIFIED: dict[tuple[str, str], tuple[Caller, float]] = {}
 _VERIFIED_MAX = 10_000
+_REVOKED: set[tuple[str, str]] = set()
+"""Tokens this process found revoked (``remember_refusal``), as (secret, token); bounded by
+``_VERIFIED_MAX``. Revocation is for good (``tokens_valid_after`` only moves on)."""
 
 
 def verify_token(settings: Settings, token: str) -> Caller:
@@ -64,6 +73,8 @@ def verify_token(settings: Settings, token: str) -> Caller:
     so re-checking it on every request of an agent's session only burns CPU.
     """
     secret = settings.jwt_secret.get_secret_value()
+    if (secret, token) in _REVOKED:
+        raise TokenRevoked()
     cached = _VERIFIED.get((secret, token))
     if cached is not None:
         claims_, expires = cached
@@ -75,6 +86,23 @@ def verify_token(settings: Settings, token: str) -> Caller:
         _VERIFIED.clear()
     _VERIFIED[(secret, token)] = (verified, expires)
     return verified
+
+
+def remember_refusal(request: Request, error: TripquoteError) -> None:
+    """After ``error`` answered ``request``: a token found revoked (``TokenRevoked``, by the
+    request's database work) is refused by ``verify_token`` from then on, before the write
+    rate limit counts it: a revoked token, leaked, cannot use up its agent's limit and lock
+    the agent's new tokens out (only its first request in each process was counted)."""
+    if not isinstance(error, TokenRevoked):
+        return
+    settings: Settings = request.app.state.settings
+    try:
+        token = bearer_token(request)
+    except AuthenticationFailed:  # pragma: no cover - a revoked token was verified first
+        return
+    if len(_REVOKED) >= _VERIFIED_MAX:
+        _REVOKED.clear()
+    _REVOKED.add((settings.jwt_secret.get_secret_value(), token))
 
 
 def _verify(settings: Settings, token: str) -> tuple[Caller, float]:
@@ -92,7 +120,10 @@ def _verify(settings: Settings, token: str) -> tuple[Caller, float]:
     except jwt.InvalidTokenError as exc:
         raise AuthenticationFailed("The bearer token is invalid.") from exc
     subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject:
+    # An id a stored agent can have (``validation.path_id``'s rule: PostgreSQL text holds no
+    # NUL, no id is longer than the id columns), or the token names none: never a 400 from
+    # the database refusing the value.
+    if not isinstance(subject, str) or not subject or "\x00" in subject or len(subject) > ID:
         raise AuthenticationFailed("The bearer token names no agent.")
     issued_at, expires = float(claims["iat"]), float(claims["exp"])
     if not lifetime_allowed(settings, expires - issued_at):
