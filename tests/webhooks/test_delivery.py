@@ -183,6 +183,35 @@ async def test_410_disables_the_subscription_and_its_deliveries_wait(
     assert len(receiver.received) == 2 and len(set(receiver.ids())) == 1
 
 
+async def test_enabling_an_enabled_subscription_keeps_its_retry_schedule(
+    world: World, receiver: Receiver
+) -> None:
+    # Before: each `{"enabled": true}` made the pending deliveries due at once, so a client
+    # PATCHing its subscription's whole state dead-lettered a failing receiver's deliveries in
+    # seconds instead of the schedule's 28 hours.
+    admin = await world.actor(role="admin")
+    webhook_id, receiver.secret = await subscribe(world, admin, receiver.url, "quote.sent")
+    receiver.status = 503
+    quote_id = (await create(world, admin)).json()["quoteId"]
+    await act(world, admin, quote_id, Operation.SEND, 1)
+    async with httpx.AsyncClient() as client:
+        worker = worker_of(world, client)
+        assert await drain(worker) == 1  # the first attempt fails: the next due in ~5 s
+        page = await world.client.get(f"{W}/{webhook_id}/deliveries", headers=admin.headers)
+        scheduled = page.json()["deliveries"][0]
+        for _ in range(3):
+            enabled = await world.client.patch(
+                f"{W}/{webhook_id}", json={"enabled": True}, headers=admin.headers
+            )
+            assert enabled.status_code == 200, enabled.text
+            assert await drain(worker) == 0  # nothing made due
+        page = await world.client.get(f"{W}/{webhook_id}/deliveries", headers=admin.headers)
+        delivery = page.json()["deliveries"][0]
+        assert (delivery["attempts"], delivery["status"]) == (1, "pending")
+        assert delivery["nextAttemptAt"] == scheduled["nextAttemptAt"]
+    assert len(receiver.received) == 1
+
+
 async def test_a_receiver_down_then_up_gets_every_event_in_version_order(
     world: World, receiver: Receiver
 ) -> None:

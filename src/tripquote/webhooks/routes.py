@@ -218,7 +218,7 @@ async def update_webhook(
     request: Request, caller: WritingAgent, webhook_id: str, body: PatchBody, runner: Runner
 ) -> Response:
     """Change ``url``, ``eventTypes`` or ``enabled`` (the fields sent; none: nothing changes);
-    enabling clears ``disabledReason`` and makes its pending deliveries due now.
+    enabling a disabled one clears ``disabledReason`` and makes its pending deliveries due now.
     ``{success, webhook}``."""
     checked = _webhook_id(webhook_id)
     patch = _parsed(SubscriptionPatch, body)
@@ -244,7 +244,10 @@ async def update_webhook(
         )
         if row is None:
             raise WebhookNotFound(details={"webhookId": checked})
-        if patch.enabled:  # what waited while it was disabled (e.g. after a 410) goes now
+        if patch.enabled and not current["enabled"]:
+            # What waited while it was disabled (e.g. after a 410) goes now. An enabled one
+            # sent `enabled: true` (a client PATCHing its whole state) keeps its retry schedule:
+            # made due at once, a failing receiver's deliveries were dead-lettered in seconds.
             await repository.resume_deliveries(conn, subscription_id=checked, now=now)
         return row
 
