@@ -5,6 +5,7 @@ contract"), and logged; uvicorn's own answer was plain text without either."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.servers import migrated_database, server_env, serving
+from tripquote.protocol import MAX_HEAD_BYTES
 
 pytestmark = pytest.mark.postgres
 
@@ -30,10 +32,7 @@ async def _exchange(base_url: str, raw: bytes) -> tuple[str, dict[str, str], byt
         answer = await asyncio.wait_for(reader.read(), timeout=10)  # the server closes
     finally:
         writer.close()
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status, *fields = head.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (f.partition(":") for f in fields)}
-    return status, headers, body
+    return _parts(answer)
 
 
 async def test_an_unparsable_request_gets_the_envelope(tmp_path: Path) -> None:
@@ -54,3 +53,52 @@ async def test_an_unparsable_request_gets_the_envelope(tmp_path: Path) -> None:
             if line.get("correlation_id") == envelope["correlationId"]
         ]
         assert [(line["event"], line["status"]) for line in logged] == [("http_request", 400)]
+
+
+async def _send_until_closed(base_url: str, head: bytes, padding: int) -> bytes:
+    """Send ``head`` then ``padding`` bytes of one header's value, a MiB at a time, until the
+    server closes the connection; what it answered."""
+    address = urlsplit(base_url)
+    reader, writer = await asyncio.open_connection(address.hostname, address.port)
+    try:
+        writer.write(head)
+        sent = 0
+        with contextlib.suppress(ConnectionError):
+            while sent < padding:
+                writer.write(b"a" * 1_048_576)
+                await writer.drain()
+                sent += 1_048_576
+        return await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+
+
+async def test_a_request_head_past_the_bound_is_a_431_envelope(tmp_path: Path) -> None:
+    # Before: no bound at all (httptools sets none): five unfinished 40 MB headers took a
+    # worker from 132 to 309 MB, and a 20 MB Authorization was parsed and answered.
+    padded = b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n"
+    async with (
+        migrated_database("head_bound") as database,
+        serving(server_env(database.url), log_dir=tmp_path) as (server,),
+    ):
+        fits = await _exchange(server.base_url, padded % (b"a" * (MAX_HEAD_BYTES - 100)))
+        over = await _exchange(server.base_url, padded % (b"a" * MAX_HEAD_BYTES))
+        endless = await _send_until_closed(
+            server.base_url, b"GET /api/agents/quotes HTTP/1.1\r\nAuthorization: Bearer ", 40 << 20
+        )
+    log = server.log_events()  # whole once the server stopped
+    assert fits[0].startswith("HTTP/1.1 200"), fits[0]
+    for status, headers, body in (over, _parts(endless)):
+        assert status.startswith("HTTP/1.1 431"), (status, body)
+        envelope = json.loads(body)
+        assert envelope["errorCode"] == "QUOTE_VALIDATION_FAILED"
+        assert envelope["details"] == {"maxHeadBytes": MAX_HEAD_BYTES}
+        assert envelope["correlationId"] == headers["x-correlation-id"]
+        assert headers["connection"] == "close"
+    assert [e["status"] for e in log if e.get("reason") == "request head too large"] == [431] * 2
+
+
+def _parts(answer: bytes) -> tuple[str, dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *fields = head.decode("latin-1").split("\r\n")
+    return status, {k.lower(): v.strip() for k, _, v in (f.partition(":") for f in fields)}, body
