@@ -66,6 +66,7 @@ SUCCESS_HEADERS: dict[tuple[str, str], set[str]] = {
     ("post", ID + "/reject"): {"ETag", "Idempotent-Replayed"},
     ("post", C): {"Location", "Idempotent-Replayed"},
     ("post", W): {"Location", "Idempotent-Replayed"},
+    ("get", ID + "/proposal.pdf"): {"Content-Disposition"},
 }
 """Headers a success carries besides X-Correlation-ID (every response has it)."""
 
@@ -182,6 +183,11 @@ def test_error_headers_are_documented_where_they_are_sent(document: dict[str, An
     assert "RateLimit" not in str(read)  # a read is never rate-limited
     patch = _operation(document, "patch", ID)["responses"]
     assert patch["409"]["headers"]["Retry-After"]["required"] is False  # a conflict has none
+    # A body with a content coding: 415 with Accept-Encoding: identity (docs/errors.md).
+    for method, path in STATUSES:
+        refused = _operation(document, method, path)["responses"].get("415")
+        if refused is not None:
+            assert refused["headers"]["Accept-Encoding"]["schema"]["enum"] == ["identity"]
 
 
 def test_request_bodies_come_from_the_body_dependencies(document: dict[str, Any]) -> None:

@@ -338,6 +338,14 @@ _RATE_LIMIT: Headers = {
         "schema": {"type": "string"},
     },
 }
+_ACCEPT_ENCODING: Headers = {
+    "Accept-Encoding": {
+        "description": "`identity` when the body came with a content coding (`Content-Encoding: "
+        "gzip`): send it uncoded (RFC 9110 §12.5.3).",
+        "required": False,
+        "schema": {"type": "string", "enum": ["identity"]},
+    }
+}
 _WWW_AUTHENTICATE: Headers = {
     "WWW-Authenticate": {
         "description": 'Bearer realm="tripquote" (RFC 6750 §3).',
@@ -415,6 +423,8 @@ def _error_headers(classes: list[type[TripquoteError]]) -> Headers:
         headers.update(_RATE_LIMIT)
     if AuthenticationFailed in classes:
         headers.update(_WWW_AUTHENTICATE)
+    if UnsupportedMediaType in classes:
+        headers.update(_ACCEPT_ENCODING)
     return headers
 
 

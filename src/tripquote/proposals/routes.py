@@ -109,6 +109,14 @@ _PDF_RESPONSES[200] = {
     **_PDF_RESPONSES[200],
     "description": "The proposal as sent, an A4 PDF.",
     "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+    "headers": {
+        **_PDF_RESPONSES[200]["headers"],
+        "Content-Disposition": {
+            "description": 'inline; filename="proposal.pdf" (RFC 6266): shown, named.',
+            "required": True,
+            "schema": {"type": "string"},
+        },
+    },
 }
 
 

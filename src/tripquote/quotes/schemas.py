@@ -560,7 +560,8 @@ ITEM_ID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 class _ItemIn(_Shape):
     id: Annotated[str, Strict(), StringConstraints(pattern=ITEM_ID_PATTERN)] | None = Field(
         default=None,
-        description="The item's id, as read (none on a create): an item sent with it is that "
+        description="The item's id, as read. None on a create (a new quote has no item yet: "
+        "an id is refused there, `unknown_id`). On a PATCH an item sent with it is that "
         "item of the quote edited (an id it has no item of is refused); one sent without it "
         "takes the id of the item at its position in the quote, unless another item names "
         "that id, or is a new item with a new id. With `Prefer: merge` an item sent without "
