@@ -58,6 +58,7 @@ BRIEF_DURATION_BUCKETS: tuple[float, ...] = (
 
 SAVE_OPERATIONS = frozenset(
     {"quote.create", "quote.update", "quote.delete", "quote.send", "quote.accept", "quote.reject"}
+    | {"proposal.accept", "proposal.decline"}  # the client's answers: saves of the quote
 )
 
 METRIC_NAME = re.compile(r"\btripquote_[a-z_]+")

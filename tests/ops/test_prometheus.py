@@ -102,9 +102,11 @@ def test_save_selector_names_exactly_the_save_operations() -> None:
     selectors = set(re.findall(r'operation=~"([^"]+)"', text))
     assert selectors, "the rules select the save operations"
     for selector in selectors:
-        match = re.fullmatch(r"quote\[\.\]\(([a-z|]+)\)", selector)
+        match = re.fullmatch(r"quote\[\.\]\(([a-z|]+)\)\|proposal\[\.\]\(([a-z|]+)\)", selector)
         assert match, selector
-        assert {f"quote.{verb}" for verb in match.group(1).split("|")} == SAVE_OPERATIONS
+        named = {f"quote.{verb}" for verb in match.group(1).split("|")}
+        named |= {f"proposal.{verb}" for verb in match.group(2).split("|")}
+        assert named == SAVE_OPERATIONS
 
 
 def test_caller_critical_rule_names_exactly_the_codes_that_send_no_alert() -> None:

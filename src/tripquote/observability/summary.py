@@ -27,7 +27,13 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 SAVE_OPERATIONS: frozenset[str] = frozenset(
-    f"quote.{verb}" for verb in ("create", "update", "delete", "send", "accept", "reject")
+    [
+        *(f"quote.{verb}" for verb in ("create", "update", "delete", "send", "accept", "reject")),
+        # The client's answer on the proposal page: a save of the quote too (ACCEPTED,
+        # REJECTED), the one the agency cares most about.
+        "proposal.accept",
+        "proposal.decline",
+    ]
 )
 """``Observer.track`` names of quote writes; every rate in the summary is a fraction of these."""
 
