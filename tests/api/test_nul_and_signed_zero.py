@@ -26,6 +26,48 @@ async def test_control_characters_in_a_client_name_are_refused(world: World) -> 
     assert await world.table_counts() == before
 
 
+# "Trojan Source" (CVE-2021-42574): an override makes a name read in another order than typed.
+BIDI = ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068", "\u2069"]
+
+
+@pytest.mark.parametrize("control", BIDI, ids=[f"U+{ord(c):04X}" for c in BIDI])
+async def test_bidirectional_overrides_are_refused_in_every_text_field(
+    world: World, control: str
+) -> None:
+    # Before: only the signer's name on the proposal page refused them.
+    actor = await world.actor()
+    before = await world.table_counts()
+    client = await world.client.post(
+        "/api/agents/clients", json={"name": f"Aiko {control}Tanaka"}, headers=actor.headers
+    )
+    refused = assert_envelope(client, "QUOTE_VALIDATION_FAILED", 400)
+    assert [(e["path"], e["code"]) for e in refused["details"]["errors"]] == [
+        ("name", "invalid_character")
+    ]
+    body = quote_body("edinburgh-weekend-gbp", actor.client_id)
+    body["tripName"] = f"Edinburgh {control}weekend"
+    body["notes"] = f"line one\nline {control}two"
+    body["items"][0]["description"] = f"{control}flight"
+    quote = await world.client.post(Q, json=body, headers=actor.headers)
+    refused = assert_envelope(quote, "QUOTE_VALIDATION_FAILED", 400)
+    assert sorted((e["path"], e["code"]) for e in refused["details"]["errors"]) == [
+        ("items[0].description", "invalid_character"),
+        ("notes", "invalid_character"),
+        ("tripName", "invalid_character"),
+    ]
+    assert await world.table_counts() == before
+
+
+async def test_the_direction_marks_names_are_written_with_are_taken(world: World) -> None:
+    actor = await world.actor()
+    name = "\u05d3\u05e0\u05d4 \u200f(\u05d9\u05e9\u05e8\u05d0\u05dc)\u200e Cohen \u061c"
+    created = await world.client.post(
+        "/api/agents/clients", json={"name": name}, headers=actor.headers
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["client"]["name"] == name
+
+
 @pytest.mark.parametrize(
     ("method", "suffix"),
     [

@@ -23,7 +23,7 @@ from tripquote.quotes.schemas import WHITE_SPACE, QuoteIn, Text200
 # characters (BMP and astral), visible letters and digits, phone punctuation.
 _INTERESTING = (
     "\x00\t\n\x0b\x0c\r\x1c\x1f \x7f\x85\x9f\xa0\xad\u200b\u2028\u202f\u3000\ufeff"
-    "\U000e0001\U0001d173aZ9+()-.é漢\U0001f600"
+    "\U000e0001\U0001d173aZ9+()-.é漢\U0001f600\u202e\u2066\u200e"
 )
 TEXT = st.text(alphabet=st.sampled_from(_INTERESTING), max_size=8) | st.text(max_size=8)
 

@@ -4,7 +4,6 @@ the link. Nothing here knows HTTP; nothing here commits."""
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -331,7 +330,7 @@ def _form_errors(form: AnswerForm) -> dict[str, str]:
         name = form.signer_name.strip()
         if len(name) > SIGNER_MAX:
             errors["signer_name"] = f"Your name can be at most {SIGNER_MAX} characters."
-        elif has_control(name) or _UNSHOWABLE.search(name) or any(map(_not_in_a_name, name)):
+        elif has_control(name) or REPLACEMENT in name or any(map(_not_in_a_name, name)):
             errors["signer_name"] = "Your name can hold letters and punctuation only."
         elif not any(map(_a_letter, name)):  # nothing to read: zero-width spaces, marks…
             errors["signer_name"] = "Enter your full name to sign."
@@ -369,8 +368,3 @@ LETTER marks. (A name of nothing else shows no letter: refused as such.)"""
 REPLACEMENT = "\ufffd"
 """What a form's bytes that were not UTF-8 were read as (U+FFFD): text the client never
 typed, refused."""
-
-_UNSHOWABLE = re.compile("[\u202a-\u202e\u2066-\u2069\ufffd]")
-"""In the signer's name: the bidirectional embeddings, overrides and isolates (Unicode
-Bidi_Control but the marks), which make a name read in another order than typed, and
-``REPLACEMENT``."""

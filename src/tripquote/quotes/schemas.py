@@ -150,14 +150,20 @@ def shows_nothing(char: str) -> bool:
     return ord(char) in _BLANK_SIGNS or unicodedata.category(char) in _INVISIBLE
 
 
-# Unicode general category Cc is exactly U+0000-U+001F and U+007F-U+009F.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-_CONTROL_BUT_BREAKS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Unicode general category Cc is exactly U+0000-U+001F and U+007F-U+009F; the bidirectional
+# embeddings, overrides and isolates are U+202A-U+202E and U+2066-U+2069.
+_BIDI = "\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+_CONTROL_BUT_BREAKS = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}]")
 
 
 def has_control(value: str, *, line_breaks: bool = False) -> bool:
-    """Whether ``value`` holds a control character (Unicode Cc), TAB, LF and CR allowed when
-    ``line_breaks``: the rule of every text field, the API's and the proposal form's."""
+    """Whether ``value`` holds a control character: Unicode Cc, TAB, LF and CR allowed when
+    ``line_breaks``, and the bidirectional embeddings, overrides and isolates (Unicode
+    Bidi_Control but the marks LRM, RLM, ALM), which make text read in another order than it
+    was typed ("Trojan Source", CVE-2021-42574) and spill their direction into whatever
+    shows the text after it. The rule of every text field, the API's and the proposal
+    form's."""
     return (_CONTROL_BUT_BREAKS if line_breaks else _CONTROL).search(value) is not None
 
 
@@ -168,17 +174,20 @@ def blank(value: str) -> bool:
     return all(shows_nothing(char) for char in value)
 
 
+_NO_CONTROL = "must not contain control characters (bidirectional overrides included)"
+
+
 def _single_line(value: str) -> str:
     if value.isascii():
         # The same two checks, for ASCII only: its unprintable characters are exactly its
         # control characters, and its one invisible printable character is the space.
         if not value.isprintable():
-            raise PydanticCustomError("invalid_character", "must not contain control characters")
+            raise PydanticCustomError("invalid_character", _NO_CONTROL)
         if value and not value.strip(" "):
             raise PydanticCustomError("blank", "must contain a visible character")
         return value
     if has_control(value):
-        raise PydanticCustomError("invalid_character", "must not contain control characters")
+        raise PydanticCustomError("invalid_character", _NO_CONTROL)
     if value and blank(value):
         raise PydanticCustomError("blank", "must contain a visible character")
     return value
@@ -187,7 +196,8 @@ def _single_line(value: str) -> str:
 def _multi_line(value: str) -> str | None:
     if has_control(value, line_breaks=True):
         raise PydanticCustomError(
-            "invalid_character", "must not contain control characters other than line breaks"
+            "invalid_character",
+            f"{_NO_CONTROL} other than line breaks",
         )
     return value or None
 
@@ -201,7 +211,10 @@ WHITE_SPACE = frozenset(
     [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029]
 ) | {0x202F, 0x205F, 0x3000}
 """What ``strip_whitespace`` strips: Unicode's White_Space property (PropList.txt)."""
-_CONTROLS = frozenset([*range(0x00, 0x20), *range(0x7F, 0xA0)])
+_CONTROLS = frozenset(
+    [*range(0x00, 0x20), *range(0x7F, 0xA0), *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+)
+"""``has_control``'s characters."""
 _LINE_BREAKS = frozenset({0x09, 0x0A, 0x0D})
 
 
