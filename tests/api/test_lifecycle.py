@@ -239,6 +239,31 @@ async def test_expired_but_unswept_quote_reads_expired_and_cannot_be_accepted(wo
     assert listed.json()["quotes"] == []
 
 
+async def test_a_quote_read_expired_since_is_listed_by_updated_since(world: World) -> None:
+    # Before: its offer ended with no write (the sweep not yet run), so a client syncing with
+    # updatedSince from its last read never saw it go from SENT to EXPIRED.
+    actor = await world.actor()
+    quote_id, _ = await quote_in(world, actor, QuoteStatus.SENT)
+    sent = (await world.client.get(f"{URL}/{quote_id}", headers=actor.headers)).json()["quote"]
+    # The instants the API shows are to the millisecond: the next one is past the send.
+    synced_at = datetime.fromisoformat(sent["lastModifiedAt"]) + timedelta(milliseconds=1)
+    expires_at = datetime.fromisoformat(sent["expiresAt"])
+
+    def since(at: datetime) -> dict[str, str]:
+        return {"updatedSince": at.isoformat().replace("+00:00", "Z")}
+
+    listed = await world.client.get(URL, params=since(synced_at), headers=actor.headers)
+    assert listed.json()["quotes"] == []  # nothing changed since the client's last read
+    world.clock.advance(expires_at - world.clock() + timedelta(seconds=1))  # the offer ends
+    listed = await world.client.get(URL, params=since(synced_at), headers=actor.headers)
+    assert [(q["id"], q["status"]) for q in listed.json()["quotes"]] == [(quote_id, "EXPIRED")]
+    after = await world.client.get(
+        URL, params=since(expires_at + timedelta(milliseconds=1)), headers=actor.headers
+    )
+    assert after.json()["quotes"] == []  # nothing since it ended
+    assert (await world.snapshot(quote_id))["quote"]["status"] == "SENT"  # no write made it
+
+
 async def test_expire_sweep_writes_each_quote_once_and_spares_others(world: World) -> None:
     actor = await world.actor()
     due = [(await quote_in(world, actor, QuoteStatus.EXPIRED))[0] for _ in range(3)]

@@ -96,7 +96,8 @@ class Edit:
 
 @dataclass(frozen=True, slots=True)
 class Filters:
-    """List filters: status as of now, client, changed at or after ``updated_since``."""
+    """List filters: status as of now, client, changed at or after ``updated_since`` (written, or
+    read EXPIRED since: ``sql.changed_since``)."""
 
     status: str | None = None
     client_id: str | None = None

@@ -66,6 +66,16 @@ def status_now(q: str) -> str:
     )
 
 
+def changed_since(q: str) -> str:
+    """Whether quote alias ``q`` changed at or after ``:updated_since``: written then, or read
+    EXPIRED since then (its offer ended at ``expires_at`` with no write until the sweep's), so
+    a client syncing with ``updatedSince`` sees a quote's every change of status."""
+    return (
+        f"({q}.last_modified_at >= :updated_since OR ({q}.status = 'SENT' AND "
+        f"{q}.expires_at >= :updated_since AND {past_expiry(q)}))"
+    )
+
+
 def may_act(a: str, o: str) -> str:
     """Caller ``a`` (a row alias) may act on record ``o`` (a quote or a client)."""
     return may_act_of(o, agency=f"{a}.agency_id", agent=f"{a}.id", role=f"{a}.role")
@@ -521,7 +531,7 @@ SELECT q.*, {status_now("q")} AS fact_status, {ITEMS_OF} AS items
  WHERE {may_act_of("q", agency=":agency_id", agent=":agent_id", role=f"'{role}'")}
    AND (:status::text IS NULL OR {status_now("q")} = :status)
    AND (:client_id::varchar IS NULL OR q.client_id = :client_id)
-   AND (:updated_since::timestamptz IS NULL OR q.last_modified_at >= :updated_since)
+   AND (:updated_since::timestamptz IS NULL OR {changed_since("q")})
    AND (q.created_at, q.id) < (coalesce(:before_at::timestamptz, 'infinity'),
                                coalesce(:before_id::varchar, ''))
  ORDER BY q.created_at DESC, q.id DESC
