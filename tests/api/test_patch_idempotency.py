@@ -7,18 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.api.test_conditional import _quote
 from tests.api.test_errors_api import assert_envelope
-from tests.conftest import Actor, World, quote_body
+from tests.conftest import Actor, World
 
 URL = "/api/agents/quotes"
-
-
-async def _quote(world: World, actor: Actor) -> str:
-    created = await world.client.post(
-        URL, json=quote_body("edinburgh-weekend-gbp", actor.client_id), headers=actor.headers
-    )
-    assert created.status_code == 201, created.text
-    return str(created.json()["quoteId"])
 
 
 async def _patch(

@@ -162,14 +162,21 @@ async def test_failures_retry_then_dead_letter_and_a_replay_delivers_the_same_id
     assert page.json()["deliveries"][0]["status"] == "delivered"
 
 
+async def _a_send_answered(world: World, receiver: Receiver, status: int) -> tuple[Any, str]:
+    """An admin subscribed to ``quote.sent`` (its id), a quote sent, the receiver answering
+    ``status``."""
+    admin = await world.actor(role="admin")
+    webhook_id, receiver.secret = await subscribe(world, admin, receiver.url, "quote.sent")
+    receiver.status = status
+    quote_id = (await create(world, admin)).json()["quoteId"]
+    await act(world, admin, quote_id, Operation.SEND, 1)
+    return admin, webhook_id
+
+
 async def test_410_disables_the_subscription_and_its_deliveries_wait(
     world: World, receiver: Receiver
 ) -> None:
-    admin = await world.actor(role="admin")
-    webhook_id, receiver.secret = await subscribe(world, admin, receiver.url, "quote.sent")
-    receiver.status = 410
-    quote_id = (await create(world, admin)).json()["quoteId"]
-    await act(world, admin, quote_id, Operation.SEND, 1)
+    admin, webhook_id = await _a_send_answered(world, receiver, 410)
     async with httpx.AsyncClient() as client:
         worker = worker_of(world, client)  # the retry due in 5 s: enabling makes it due now
         assert await drain(worker) == 1
@@ -189,11 +196,7 @@ async def test_enabling_an_enabled_subscription_keeps_its_retry_schedule(
     # Before: each `{"enabled": true}` made the pending deliveries due at once, so a client
     # PATCHing its subscription's whole state dead-lettered a failing receiver's deliveries in
     # seconds instead of the schedule's 28 hours.
-    admin = await world.actor(role="admin")
-    webhook_id, receiver.secret = await subscribe(world, admin, receiver.url, "quote.sent")
-    receiver.status = 503
-    quote_id = (await create(world, admin)).json()["quoteId"]
-    await act(world, admin, quote_id, Operation.SEND, 1)
+    admin, webhook_id = await _a_send_answered(world, receiver, 503)
     async with httpx.AsyncClient() as client:
         worker = worker_of(world, client)
         assert await drain(worker) == 1  # the first attempt fails: the next due in ~5 s
