@@ -84,6 +84,10 @@ def cli_settings() -> Settings:
 
 _NAME_MAX = 200  # agencies.name and agents.name are VARCHAR(200)
 
+_NOT_A_PLACE = frozenset({"localtime", "Factory"})
+"""Names the time zone database holds that are no agency's zone: ``localtime`` is each host's
+own (a send's expiry would depend on the host serving it), ``Factory`` a placeholder."""
+
 
 def _refuse(event: str, error: str, status: int = 1) -> NoReturn:
     """One JSON error line on stderr (``event``, ``error``), then exit with ``status``."""
@@ -288,7 +292,7 @@ def agencies_create(
     name = name.strip()
     if not name or len(name) > _NAME_MAX:
         _refuse("agency_refused", f"The agency's name must be 1-{_NAME_MAX} characters.", status=2)
-    if timezone not in available_timezones():
+    if timezone not in available_timezones() or timezone in _NOT_A_PLACE:
         _refuse("agency_refused", f"unknown IANA time zone: {timezone}", status=2)
 
     agency_id = _agents(

@@ -171,6 +171,9 @@ def test_cli_refuses_a_token_for_an_unknown_agent_and_a_bad_email(db_url: str) -
         (["agencies", "create", "  "], "agency", "must be 1-200 characters"),
         (["agencies", "create", "x" * 201], "agency", "must be 1-200 characters"),
         (["agencies", "create", "X", "--timezone", "Mars/Olympus"], "agency", "IANA time zone"),
+        # In the time zone database, but no place: each host's own zone, a placeholder.
+        (["agencies", "create", "X", "--timezone", "localtime"], "agency", "IANA time zone"),
+        (["agencies", "create", "X", "--timezone", "Factory"], "agency", "IANA time zone"),
     ]:
         bad = subprocess.run(
             [*cli, *argv], env=env, capture_output=True, text=True, timeout=60, check=False

@@ -253,8 +253,10 @@ def _instant(text: str, name: str) -> datetime:
     try:
         at = parse_aware_datetime(text)
     except PydanticCustomError as exc:
+        # In a query string "+" is a space (WHATWG URL): the offset's sign must come as %2B.
+        hint = f"{name} {exc}; in a URL, send + as %2B, or give the instant in UTC with Z."
         raise QuoteValidationFailed(
-            QUERY_INVALID, details={"errors": [field_error(name, exc.type, f"{name} {exc}.")]}
+            QUERY_INVALID, details={"errors": [field_error(name, exc.type, hint)]}
         ) from None
     return in_utc(at)
 
