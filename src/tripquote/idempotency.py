@@ -301,20 +301,34 @@ class IdempotencyStore:
 _COMPLETE = """
 UPDATE idempotency_keys
    SET state = 'done', response_status = $3, response_body = $4, response_headers = $5::json
- WHERE agent_id = $1 AND key = $2
+ WHERE agent_id = $1 AND key = $2 AND created_at = $6 AND state = 'in_flight'
 """
+"""Fenced by the claim (its ``created_at``), as ``release`` is: a claim taken over (a retry
+of a request that ran past the abandon delay) or released completes nothing."""
 
 
 async def complete(tx: Tx, claim: Claim, response: StoredResponse) -> None:
-    """Store the response for replay, in the transaction of the change it answers."""
-    await tx.driver.execute(
+    """Store the response for replay, in the transaction of the change it answers.
+
+    Raises IDEMPOTENCY_KEY_IN_USE (retryable), rolling that change back, when the claim is no
+    longer this request's: a retry under the key took it over once this request ran past the
+    abandon delay (a pool or lock wait, a paused process) and made the change itself, so this
+    one must not commit a second; the client's retry replays the retry's answer."""
+    status = await tx.driver.execute(
         _COMPLETE,
         claim.agent_id,
         claim.key,
         response.status,
         response.body.decode(),
         dumps(response.headers).decode(),
+        claim.claimed_at,
     )
+    if status != "UPDATE 1":
+        raise IdempotencyKeyInUse(
+            "A retry under this Idempotency-Key took it over while this request ran; this one "
+            "changed nothing. Retry with the same key to read the outcome.",
+            details={"idempotencyKey": claim.key, "cause": "taken_over"},
+        )
 
 
 Record = Callable[[Tx, StoredResponse], Awaitable[None]]

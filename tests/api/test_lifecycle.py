@@ -647,3 +647,47 @@ async def test_a_key_taken_over_by_another_request_first_is_not_claimed_twice(
     error = assert_envelope(response, "IDEMPOTENCY_KEY_IN_USE", 409)
     assert error["retryable"] is True
     assert await world.count("quotes", "agent_id = :a", a=actor.agent_id) == quotes_before
+
+
+@pytest.mark.parametrize("then", ["taken over", "released"])
+async def test_a_claim_no_longer_held_completes_nothing_and_saves_nothing(
+    world: World, then: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request that ran past the abandon delay (a pool or lock wait, a paused process) while
+    a retry under its key took the key over and saved: its own save must not commit a second
+    quote. Before, completing the key matched the agent and key only, so both committed and
+    the first overwrote the retry's stored answer."""
+    import asyncpg
+
+    actor = await world.actor()
+    key = f"claim-{then.replace(' ', '-')}"
+    other = await asyncpg.connect(world.dsn)
+    retry = {
+        "taken over": "UPDATE idempotency_keys SET created_at = now() + interval '1 second' "
+        "WHERE key = $1",
+        "released": "DELETE FROM idempotency_keys WHERE key = $1",
+    }[then]
+    store = world.app.state.quotes.store
+    create_quote = store.create
+
+    async def after_the_retry(**arguments: Any) -> Any:
+        await other.execute(retry, key)  # the claim committed, the save not yet sent
+        return await create_quote(**arguments)
+
+    monkeypatch.setattr(store, "create", after_the_retry)
+    body = quote_body("iceland-ring-road-eur", actor.client_id)
+    headers = {**actor.headers, "Idempotency-Key": key}
+    before = await world.table_counts()
+    try:
+        response = await world.client.post(URL, json=body, headers=headers)
+        held = await other.fetch("SELECT state FROM idempotency_keys WHERE key = $1", key)
+    finally:
+        await other.close()
+    error = assert_envelope(response, "IDEMPOTENCY_KEY_IN_USE", 409)
+    assert (error["retryable"], error["details"]["cause"]) == (True, "taken_over")
+    assert await world.count("quotes", "agent_id = :a", a=actor.agent_id) == 0
+    if then == "taken over":
+        assert [row["state"] for row in held] == ["in_flight"]  # the retry's claim, untouched
+    else:
+        assert held == []
+        assert await world.table_counts() == before
