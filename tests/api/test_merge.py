@@ -456,3 +456,29 @@ async def test_a_version_saved_before_item_ids_is_not_merged_on(world: World) ->
     # the old snapshot's items lack their ids: they differ from the current ones' too
     assert "conflicts" not in details and details["changedFields"] == ["items", "travelers"]
     assert await world.snapshot(quote["id"]) == before
+
+
+@pytest.mark.parametrize("base", [1, 2], ids=["edited as a draft", "edited once sent"])
+async def test_an_edit_is_not_merged_onto_a_quote_answered_since(world: World, base: int) -> None:
+    # Before: an edit made on the DRAFT (v1) or on the SENT version (v2, which no edit could
+    # be made on) landed on the quote the client had rejected since (v3), reopening it.
+    actor = await world.actor()
+    quote = await _create(world, actor)
+    for transition, version in (("send", 1), ("reject", 2)):
+        answered = await world.client.post(
+            f"/api/agents/quotes/{quote['id']}/{transition}",
+            json={"version": version},
+            headers=actor.headers,
+        )
+        assert answered.status_code == 200, answered.text
+    before = await world.snapshot(quote["id"])
+    response = await _patch(world, actor, quote["id"], {"version": base, "notes": "late edit"})
+    assert response.status_code == 409, response.text
+    body = response.json()
+    assert body["errorCode"] == "QUOTE_CONFLICT_VERSION"
+    assert "conflicts" not in body["details"] and "status" in body["details"]["changedFields"]
+    assert await world.snapshot(quote["id"]) == before
+    # Edited on the version read now (REJECTED), the edit reopens it, as without merge.
+    current = await _patch(world, actor, quote["id"], {"version": 3, "notes": "late edit"})
+    assert current.status_code == 200, current.text
+    assert current.json()["quote"]["status"] == "DRAFT"

@@ -52,7 +52,8 @@ class MergeRequest:
 def decide(request: MergeRequest, limits: Limits) -> Callable[[Loaded, Any], Edit]:
     """What the merged save writes on the quote read (``store.Decide``). Raises, in order:
     what refuses an update of the quote read (caller, access, status), QUOTE_CONFLICT_VERSION
-    for a version the quote never had or whose snapshot has no item ids, the PATCH's own
+    for a version the quote never had, whose snapshot has no item ids or whose status is not
+    the quote's now (sent, answered or reopened since), the PATCH's own
     errors on the base version (QUOTE_VALIDATION_FAILED naming the fields...), then
     QUOTE_CONFLICT_VERSION with ``conflicts`` on a collision, then the merged quote's errors
     (validated and priced as a whole; a client-sent ``pricing``: ITEMS_INCONSISTENT against
@@ -68,7 +69,13 @@ def decide(request: MergeRequest, limits: Limits) -> Callable[[Loaded, Any], Edi
         assert current is not None
         stale = request.base_version != current.version
         current_form = current.to_api()
-        if stale and (base is None or not has_item_ids(base)):
+        if stale and (
+            base is None or not has_item_ids(base) or base["status"] != current_form["status"]
+        ):
+            # No base to merge from; or the quote changed status since (sent, answered,
+            # reopened): an edit made on a DRAFT, or on a SENT version no edit could be made
+            # on, is not carried onto a quote the client has since rejected. Refused as the
+            # same edit unmerged, its changedFields naming status.
             raise _conflict(request, current, base, None)
         base_form = base if base is not None and stale else current_form
         mine = {key: value for key, value in request.body.items() if key != "pricing"}
