@@ -51,6 +51,8 @@ class EnvelopeProtocol(HttpToolsProtocol):
     """Between a request's first byte and the end of its header fields."""
     _head_bytes = 0
     """Bytes received since that first byte (a chunk counted whole: at most one chunk more)."""
+    _chunk = 0
+    """The size of the chunk being parsed."""
 
     def on_message_begin(self) -> None:
         """A request's first byte: its head starts."""
@@ -61,6 +63,11 @@ class EnvelopeProtocol(HttpToolsProtocol):
         """Its head ended: the request runs, unless the head (its URL and fields, each field
         counted with its ": " and CRLF) is past the bound, arrived in one chunk or several."""
         self._in_head = False
+        # Counted only when the bytes it came in could hold more (a request's head and body
+        # usually come in one chunk of a few KB: nothing to add up).
+        if self._head_bytes + self._chunk <= MAX_HEAD_BYTES:
+            super().on_headers_complete()
+            return
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
         if size > MAX_HEAD_BYTES:
             self._too_large = True
@@ -76,6 +83,7 @@ class EnvelopeProtocol(HttpToolsProtocol):
         """Parse ``data``; refuse the request once its unfinished head passes the bound."""
         if self._refused:
             return
+        self._chunk = len(data)
         super().data_received(data)
         if self._in_head and not self.transport.is_closing():
             self._head_bytes += len(data)
