@@ -41,6 +41,13 @@ def _is_http_url(value: str) -> bool:
         return False
 
 
+def _has_user(url: str) -> bool:
+    """Whether an http(s) URL names a user (``user:password@host``)."""
+    from urllib.parse import urlsplit
+
+    return "@" in urlsplit(url).netloc
+
+
 class Settings(BaseSettings):
     """Service configuration; built once at start-up and passed down, never read at import."""
 
@@ -249,8 +256,7 @@ class Settings(BaseSettings):
     @field_validator("public_base_url")
     @classmethod
     def _check_public_base_url(cls, value: str) -> str:
-
-        if not _is_http_url(value) or "?" in value or "#" in value or "@" in value:
+        if not _is_http_url(value) or "?" in value or "#" in value or _has_user(value):
             raise ValueError(
                 "TRIPQUOTE_PUBLIC_BASE_URL must be an absolute http(s) URL without a user, query "
                 "or fragment, e.g. https://quotes.example.com"
@@ -285,7 +291,7 @@ class Settings(BaseSettings):
         if value is not None and not _BEARER_TOKEN.fullmatch(value.get_secret_value()):
             raise ValueError(
                 "TRIPQUOTE_METRICS_TOKEN must be a bearer token (letters, digits, -._~+/, then "
-                "= padding): unset it to close /metrics to the operator's token"
+                "= padding), or unset"
             )
         return value
 
