@@ -29,7 +29,7 @@ class _HeadTooLarge(Exception):
     """Raised in the parser's callback to stop it: the head is past the bound."""
 
 
-def _too_large() -> QuoteValidationFailed:
+def _head_refusal() -> QuoteValidationFailed:
     return QuoteValidationFailed(
         f"The request's header fields exceed {MAX_HEAD_BYTES} bytes.",
         details={"maxHeadBytes": MAX_HEAD_BYTES},
@@ -88,13 +88,13 @@ class EnvelopeProtocol(HttpToolsProtocol):
         if self._in_head and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse(_too_large(), _TOO_LARGE)
+                self._refuse(_head_refusal(), _TOO_LARGE)
 
     def send_400_response(self, msg: str) -> None:
         """Write the envelope for ``msg`` (uvicorn's reason) and close the connection; 431 for
         a head past the bound (``on_headers_complete`` stopped the parser)."""
         if self._too_large:
-            self._refuse(_too_large(), _TOO_LARGE)
+            self._refuse(_head_refusal(), _TOO_LARGE)
             return
         error = QuoteValidationFailed(
             "The request is not valid HTTP/1.1 (RFC 9112).",
