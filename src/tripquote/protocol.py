@@ -50,13 +50,16 @@ class EnvelopeProtocol(HttpToolsProtocol):
     _in_head = False
     """Between a request's first byte and the end of its header fields."""
     _head_bytes = 0
-    """Bytes received since that first byte (a chunk counted whole: at most one chunk more)."""
+    """Bytes of the chunks received whole inside the unfinished head (the chunk it began in,
+    which may hold the previous request's body, is not counted: at most one chunk less)."""
     _chunk = 0
     """The size of the chunk being parsed."""
+    _began_here = False
+    """The head that is being parsed began in this chunk."""
 
     def on_message_begin(self) -> None:
         """A request's first byte: its head starts."""
-        self._in_head, self._head_bytes = True, 0
+        self._in_head, self._head_bytes, self._began_here = True, 0, True
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
@@ -65,7 +68,7 @@ class EnvelopeProtocol(HttpToolsProtocol):
         self._in_head = False
         # Counted only when the bytes it came in could hold more (a request's head and body
         # usually come in one chunk of a few KB: nothing to add up).
-        if self._head_bytes + self._chunk <= MAX_HEAD_BYTES:
+        if self._began_here and self._chunk <= MAX_HEAD_BYTES:
             super().on_headers_complete()
             return
         size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
@@ -83,10 +86,10 @@ class EnvelopeProtocol(HttpToolsProtocol):
         """Parse ``data``; refuse the request once its unfinished head passes the bound."""
         if self._refused:
             return
-        self._chunk = len(data)
+        self._chunk, self._began_here, within = len(data), False, self._in_head
         super().data_received(data)
-        if self._in_head and not self.transport.is_closing():
-            self._head_bytes += len(data)
+        if self._in_head and within and not self.transport.is_closing():
+            self._head_bytes += len(data)  # the whole chunk is the unfinished head's
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse(_head_refusal(), _TOO_LARGE)
 
@@ -123,6 +126,11 @@ class EnvelopeProtocol(HttpToolsProtocol):
         # it. So the answer is followed by the end of the stream, what comes next is dropped,
         # and the connection is closed when the client closes it, or LINGER_SECONDS later.
         self._refused = True
+        if self.cycle is not None and not self.cycle.response_complete:
+            # An earlier request of the connection (pipelined) is still being answered: its
+            # answer cannot follow the end of the stream. Closed at once, as uvicorn does.
+            self.transport.close()
+            return
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)

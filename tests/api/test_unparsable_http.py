@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -102,3 +103,35 @@ def _parts(answer: bytes) -> tuple[str, dict[str, str], bytes]:
     head, _, body = answer.partition(b"\r\n\r\n")
     status, *fields = head.decode("latin-1").split("\r\n")
     return status, {k.lower(): v.strip() for k, _, v in (f.partition(":") for f in fields)}, body
+
+
+async def test_a_pipelined_request_after_a_large_body_is_not_taken_for_a_large_head(
+    tmp_path: Path,
+) -> None:
+    # Before: the chunk holding the end of a 100 KB body and the start of the next request's
+    # head was counted as head (a 431 for a 50-byte head, the POST's answer lost), and a
+    # refusal's end of stream made the earlier request's answer fail: a 500 INTERNAL_ERROR.
+    body = (
+        b"POST /health/live HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"a" * 100_000
+    )
+    async with (
+        migrated_database("pipelined") as database,
+        serving(server_env(database.url), log_dir=tmp_path) as (server,),
+    ):
+        address = urlsplit(server.base_url)
+        reader, writer = await asyncio.open_connection(address.hostname, address.port)
+        try:
+            writer.write(body + b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Pad: ")
+            await writer.drain()
+            await asyncio.sleep(0.3)  # the head's end in a chunk of its own
+            writer.write(b"yy\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), timeout=10)
+        finally:
+            writer.close()
+        garbage = await _exchange(server.base_url, body + b"BLAH\x01 /x HTTP/1.1\r\n\r\n")
+    statuses = re.findall(rb"HTTP/1.1 (\d{3})", answer)
+    assert statuses == [b"405", b"200"], answer[:300]
+    assert not garbage[0].startswith("HTTP/1.1 431"), garbage[0]
+    log = server.log_events()
+    assert not [e for e in log if e.get("error_code") == "INTERNAL_ERROR"], log[-5:]
