@@ -458,8 +458,14 @@ async def test_a_version_saved_before_item_ids_is_not_merged_on(world: World) ->
     assert await world.snapshot(quote["id"]) == before
 
 
-@pytest.mark.parametrize("base", [1, 2], ids=["edited as a draft", "edited once sent"])
-async def test_an_edit_is_not_merged_onto_a_quote_answered_since(world: World, base: int) -> None:
+@pytest.mark.parametrize(
+    ("base", "reopened"),
+    [(1, False), (2, False), (1, True)],
+    ids=["edited as a draft", "edited once sent", "edited as a draft, a draft again since"],
+)
+async def test_an_edit_is_not_merged_onto_a_quote_answered_since(
+    world: World, base: int, reopened: bool
+) -> None:
     # Before: an edit made on the DRAFT (v1) or on the SENT version (v2, which no edit could
     # be made on) landed on the quote the client had rejected since (v3), reopening it.
     actor = await world.actor()
@@ -471,6 +477,15 @@ async def test_an_edit_is_not_merged_onto_a_quote_answered_since(world: World, b
             headers=actor.headers,
         )
         assert answered.status_code == 200, answered.text
+    if reopened:
+        # Reopened, a DRAFT again as at its base: an agent prepares a new offer, and an edit
+        # of the first draft that collides with nothing merges onto it (its status is N's).
+        edited = await _patch(world, actor, quote["id"], {"version": 3, "travelers": 4})
+        assert edited.json()["quote"]["status"] == "DRAFT", edited.text
+        late = await _patch(world, actor, quote["id"], {"version": base, "notes": "late edit"})
+        assert late.status_code == 200, late.text
+        assert late.headers["preference-applied"] == "merge"
+        return
     before = await world.snapshot(quote["id"])
     response = await _patch(world, actor, quote["id"], {"version": base, "notes": "late edit"})
     assert response.status_code == 409, response.text
