@@ -126,6 +126,12 @@ def test_the_open_quote_limit_fits_the_databases_32_bit_column(
         ("TRIPQUOTE_PUBLIC_BASE_URL", "https://user:pw@quotes.example", "https://quotes.example"),
         ("TRIPQUOTE_PUBLIC_BASE_URL", "https://quotes.example/#frag", "https://quotes.example/t"),
         ("TRIPQUOTE_MAX_BODY_BYTES", str(2**40), str(2**20)),
+        ("TRIPQUOTE_IDEMPOTENCY_TTL_HOURS", "1e-9", "1"),  # idempotency off in practice
+        ("TRIPQUOTE_TOKEN_MAX_TTL_SECONDS", "99999999999999", "31622400"),  # tokens to year 3M
+        ("TRIPQUOTE_PUBLIC_BASE_URL", "http://example.com:99999", "https://example.com/@agency"),
+        ("TRIPQUOTE_PUBLIC_BASE_URL", "http://exa mple.com", "http://[::1]:8000"),
+        ("TRIPQUOTE_ALERT_WEBHOOK_URL", "http://example.com:abc/x", "http://example.com:9/x"),
+        ("TRIPQUOTE_TELEGRAM_API_BASE", "https://api.telegram.org:99999", "http://localhost:9"),
     ],
 )
 def test_settings_the_server_would_crash_on_are_refused_at_start_up(

@@ -34,6 +34,7 @@ from tripquote.demo import DEMO_QUOTE, demo_curl, demo_lifecycle, send_demo_quot
 from tripquote.errors import TripquoteError
 from tripquote.observability.cli import ops_app
 from tripquote.proposals.board import create_board
+from tripquote.quotes.schemas import has_control
 from tripquote.webhooks.cli import webhooks_app
 
 T = TypeVar("T")
@@ -83,6 +84,9 @@ def cli_settings() -> Settings:
 
 
 _NAME_MAX = 200  # agencies.name and agents.name are VARCHAR(200)
+_NO_CONTROL_IN_NAME = (
+    "A name must not contain control characters (bidirectional overrides included)."
+)
 
 _NOT_A_PLACE = frozenset({"localtime", "Factory"})
 """Names the time zone database holds that are no agency's zone: ``localtime`` is each host's
@@ -292,6 +296,8 @@ def agencies_create(
     name = name.strip()
     if not name or len(name) > _NAME_MAX:
         _refuse("agency_refused", f"The agency's name must be 1-{_NAME_MAX} characters.", status=2)
+    if has_control(name):  # shown on the client's page, as the API's text fields
+        _refuse("agency_refused", _NO_CONTROL_IN_NAME, status=2)
     if timezone not in available_timezones() or timezone in _NOT_A_PLACE:
         _refuse("agency_refused", f"unknown IANA time zone: {timezone}", status=2)
 
@@ -314,6 +320,8 @@ def agents_create(
         _refuse(
             "agent_refused", f"The agent's name must be at most {_NAME_MAX} characters.", status=2
         )
+    if has_control(name):
+        _refuse("agent_refused", _NO_CONTROL_IN_NAME, status=2)
     if role not in ("agent", "admin"):
         _refuse("agent_refused", "role must be agent or admin", status=2)
     try:

@@ -30,15 +30,21 @@ _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 """RFC 6750 §2.1 ``b64token``: the credential of ``Authorization: Bearer <token>``."""
 
 
+_HOST = re.compile(r"[A-Za-z0-9._~-]+|[0-9A-Fa-f:.]+")
+"""A host name or an IP address (an IPv6 one without its brackets, as urllib gives it)."""
+
+
 def _is_http_url(value: str) -> bool:
-    """An absolute http(s) URL with a host (urllib's reading)."""
+    """An absolute http(s) URL with a host and, if any, a port of 1-65535 (urllib's reading)."""
     from urllib.parse import urlsplit
 
     try:
         parts = urlsplit(value)
-        return parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:  # e.g. an unclosed [IPv6 address
+        port = parts.port  # ValueError: not a number, or out of range
+    except ValueError:  # also an unclosed [IPv6 address
         return False
+    host = parts.hostname or ""
+    return parts.scheme in ("http", "https") and bool(_HOST.fullmatch(host)) and port != 0
 
 
 def _has_user(url: str) -> bool:
@@ -71,7 +77,7 @@ class Settings(BaseSettings):
     """Clock skew allowed on a token's ``exp`` and ``iat`` (RFC 7519 §4.1.4): 0 refuses a token
     from the second it expires; raise it when tokens come from hosts with other clocks."""
     environment: Literal["development", "production"] = "development"
-    token_max_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=1)
+    token_max_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=1, le=366 * 24 * 3600)
     """The longest life a token may have (``exp - iat``): ``tripquote token --ttl`` refuses
     more, the API refuses a token that claims more."""
 
@@ -194,7 +200,7 @@ class Settings(BaseSettings):
     oprecord_linger_seconds: float = Field(default=0.05, ge=0, le=5)
 
     # Idempotency keys are kept this long (hours).
-    idempotency_ttl_hours: float = Field(default=24.0, gt=0, le=24 * 366)
+    idempotency_ttl_hours: float = Field(default=24.0, ge=1, le=24 * 366)
     # Retention (``tripquote maintenance``, db/retention.py): operation records are kept this
     # many days, in daily partitions created this many days ahead and dropped whole when old.
     operation_records_retention_days: int = Field(default=30, ge=1, le=3650)

@@ -271,7 +271,7 @@ async def test_a_revoked_token_cannot_use_up_its_agents_write_limit(
 async def test_a_token_naming_no_storable_agent_id_is_a_401(world: World) -> None:
     # Before: a signed token whose sub held a NUL was a 400 from the database (22021).
     issued = round(time.time(), 6)
-    for subject in ("agent\x00one", "a" * 37):
+    for subject in ("agent\x00one", "a" * 37, "\ud800", "agënt"):
         claims = {"sub": subject, "iss": "tripquote", "iat": issued, "exp": int(issued) + 60}
         token = jwt.encode(claims, JWT_SECRET, algorithm="HS256")
         headers = {"Authorization": f"Bearer {token}"}

@@ -174,6 +174,12 @@ def test_cli_refuses_a_token_for_an_unknown_agent_and_a_bad_email(db_url: str) -
         # In the time zone database, but no place: each host's own zone, a placeholder.
         (["agencies", "create", "X", "--timezone", "localtime"], "agency", "IANA time zone"),
         (["agencies", "create", "X", "--timezone", "Factory"], "agency", "IANA time zone"),
+        (["agencies", "create", "Evil \u202eycnegA"], "agency", "control characters"),
+        (
+            ["agents", "create", "--agency", "x", "--email", "a@b.example", "--name", "a\u2066b"],
+            "agent",
+            "control characters",
+        ),
     ]:
         bad = subprocess.run(
             [*cli, *argv], env=env, capture_output=True, text=True, timeout=60, check=False

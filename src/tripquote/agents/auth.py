@@ -125,6 +125,8 @@ def _verify(settings: Settings, token: str) -> tuple[Caller, float]:
     # the database refusing the value.
     if not isinstance(subject, str) or not subject or "\x00" in subject or len(subject) > ID:
         raise AuthenticationFailed("The bearer token names no agent.")
+    if not subject.isascii():  # ids are ASCII; a lone surrogate is no text PostgreSQL holds
+        raise AuthenticationFailed("The bearer token names no agent.")
     issued_at, expires = float(claims["iat"]), float(claims["exp"])
     if not lifetime_allowed(settings, expires - issued_at):
         raise AuthenticationFailed(

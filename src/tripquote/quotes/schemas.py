@@ -354,7 +354,7 @@ def _free_form_schema() -> JsonSchemaValue:
     """``_free_form``'s rules as JSON Schema, but the count of values (``too_large``: no keyword
     counts the values of a whole tree): each level spelt out, down to the deepest, whose lists
     and objects are empty."""
-    text = {"type": "string", "maxLength": _FREE_FORM_MAX_TEXT, "pattern": "^[^\\u0000]*$"}
+    text = {"type": "string", "maxLength": _FREE_FORM_MAX_TEXT, "pattern": f"^[^\\u0000{_BIDI}]*$"}
     scalars: list[JsonSchemaValue] = [
         text,
         {"type": "integer", "minimum": -_FREE_FORM_MAX_INT, "maximum": _FREE_FORM_MAX_INT},
@@ -385,11 +385,19 @@ def _free_form_schema() -> JsonSchemaValue:
     }
 
 
+_NOT_IN_FREE_TEXT = re.compile(f"[\x00{_BIDI}]")
+"""NUL (PostgreSQL text holds none) and the bidirectional embeddings, overrides and isolates
+(``has_control``): free-form text keeps every other character, line breaks included."""
+
+
 def _free_text(text: object) -> None:
-    if not isinstance(text, str) or len(text) > _FREE_FORM_MAX_TEXT or "\x00" in text:
+    if not isinstance(text, str) or len(text) > _FREE_FORM_MAX_TEXT:
         raise PydanticCustomError(
-            "too_large",
-            f"must contain only strings of at most {_FREE_FORM_MAX_TEXT} characters without NUL",
+            "too_large", f"must contain only strings of at most {_FREE_FORM_MAX_TEXT} characters"
+        )
+    if _NOT_IN_FREE_TEXT.search(text):
+        raise PydanticCustomError(
+            "invalid_character", "must not contain NUL or bidirectional overrides"
         )
 
 
