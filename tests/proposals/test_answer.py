@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from tests.conftest import Actor, World
 from tests.proposals.support import URL, accept, decline, form_of, send_quote, stored
+from tests.servers import metric_value
 
 
 async def test_accept_moves_the_quote_to_accepted_as_the_client(world: World) -> None:
@@ -270,3 +271,22 @@ async def test_the_public_pages_are_rate_limited_per_link(
         async with httpx.AsyncClient(transport=transport, base_url="http://t.test") as client:
             statuses.append((await client.get(sent.path)).status_code)
     assert statuses == [200, 200, 200, 429]
+
+
+async def test_a_refused_answer_counts_as_a_refused_save(world: World) -> None:
+    # Before: the form shown again with its errors (400) was recorded as a success, so a
+    # refused client answer counted as a successful save in every save rate.
+    actor = await world.actor()
+    sent = await send_quote(world, actor)
+    form = form_of((await world.client.get(sent.path)).text)
+    labels = {"operation": "proposal.decline", "outcome": "error"}
+    labels["error_code"] = "PROPOSAL_FORM_INVALID"
+
+    async def refused_declines() -> float:
+        metrics = (await world.client.get("/metrics")).text
+        return metric_value(metrics, "tripquote_operations_total", labels)
+
+    before = await refused_declines()
+    refused = await decline(world.client, sent.path, form, reason="too \u202eexpensive")
+    assert refused.status_code == 400, refused.text
+    assert await refused_declines() == before + 1

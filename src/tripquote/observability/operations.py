@@ -65,6 +65,9 @@ class OperationScope:
     extra: dict[str, Any] = field(default_factory=dict)
     http_status: int | None = None
     """Status of a successful response (default 200; the route's response sets it)."""
+    answered: TripquoteError | None = None
+    """The error a route answered with a response of its own (a form shown again with its
+    errors) instead of raising it: recorded as the operation's error all the same."""
 
 
 _current_scope: ContextVar[OperationScope | None] = ContextVar(
@@ -98,7 +101,7 @@ class Tracked:
         scope, observer = self._scope, self._observer
         try:
             if exc is None:
-                observer._finish(scope, None)
+                observer._finish(scope, scope.answered)
             elif isinstance(exc, TripquoteError):
                 observer._finish(scope, exc)
             elif isinstance(exc, (asyncio.CancelledError, ClientDisconnect)):

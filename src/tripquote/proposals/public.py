@@ -260,6 +260,9 @@ async def _answer(request: Request, token: str, form: AnswerForm) -> Response:
             token=token, count_view=False, correlation_id=get_correlation_id()
         )
         _note_quote(link.quote_id)
+        tracked = current_operation()
+        if tracked is not None:  # a refused answer, though the page shows the form again
+            tracked.answered = error
         # Shown again in the form, at most what its fields take (maxlength).
         values = {"signer_name": form.signer_name[:SIGNER_MAX], "reason": form.reason[:REASON_MAX]}
         return _page(request, link, token, status=400, errors=error.details["errors"], form=values)
