@@ -213,6 +213,27 @@ async def test_what_the_database_said_is_logged_under_the_correlation_id(
     assert await world.table_counts() == before
 
 
+async def test_a_row_no_partition_takes_is_the_servers_failure(
+    pg_world: World, pg_trigger: Any
+) -> None:
+    # Before: a day's partition missing (maintenance not run) made every save a 400
+    # QUOTE_VALIDATION_FAILED, not retryable, that paged no one.
+    world = pg_world
+    await pg_trigger(
+        "BEGIN RAISE EXCEPTION 'no partition of relation \"events\" found for row' "
+        "USING ERRCODE = '23514'; END"
+    )
+    actor = await world.actor()
+    before = await world.table_counts()
+    body = assert_envelope(await _create(world, actor), "QUOTE_PERSISTENCE_FAILED", 503)
+    assert (body["retryable"], body["severity"], body["details"]) == (
+        True,
+        "CRITICAL",
+        {"cause": "23514"},
+    )
+    assert await world.table_counts() == before
+
+
 async def test_a_constraint_the_validation_missed_names_where_it_failed(
     pg_world: World, pg_trigger: Any
 ) -> None:

@@ -28,8 +28,10 @@ PG_SQLSTATE_ERRORS: dict[str, type[TripquoteError]] = {
     "25P03": DatabaseTimeout,  # idle_in_transaction_session_timeout
     "23505": QuotePersistenceFailed,  # unique_violation
     "23503": QuotePersistenceFailed,  # foreign_key_violation
-    "23502": QuoteValidationFailed,  # not_null_violation
-    "23514": QuoteValidationFailed,  # check_violation
+    # A value missing that the validation requires: the server supplied none (a schema ahead
+    # of the code during a migration, a bug), never the client's fault.
+    "23502": QuotePersistenceFailed,  # not_null_violation
+    "23514": QuoteValidationFailed,  # check_violation (one with no constraint: below)
     "22003": QuoteValidationFailed,  # numeric_value_out_of_range
     "22001": QuoteValidationFailed,  # string_data_right_truncation
     "25006": QuotePersistenceFailed,  # read_only_sql_transaction (a demoted primary: failover)
@@ -163,9 +165,14 @@ def map_db_error(error: BaseException) -> TripquoteError:
     state = sqlstate_of(error)
     if state is not None:
         cls = PG_SQLSTATE_ERRORS.get(state) or PG_SQLSTATE_CLASSES.get(state[:2])
+        described = describe(error)
+        if state == "23514" and "constraint" not in described:
+            # A check no constraint of the schema made: a row no partition takes (its day's
+            # partition missing: `tripquote maintenance` not run), the server's fault.
+            cls = QuotePersistenceFailed
         if cls is not None:
             cause = PG_SQLSTATE_CAUSES[state][0] if state in PG_SQLSTATE_CAUSES else state
-            return _build(cls, cause, describe(error))
+            return _build(cls, cause, described)
     if is_disconnect(error):
         return QuotePersistenceFailed(details={"cause": "connection_lost"})
     return QuotePersistenceFailed(details={"cause": "database_error"})
