@@ -302,3 +302,19 @@ def test_client_links_follow_the_address_served_unless_set(
     assert os.environ["TRIPQUOTE_PUBLIC_BASE_URL"] == expected  # the workers read it
     chosen = Settings(jwt_secret="x" * 32, public_base_url="https://quotes.example.com")
     assert _links_to(chosen, host=host, port=port).public_base_url == "https://quotes.example.com"
+
+
+def test_a_busy_metrics_port_is_said_so_not_blamed_on_the_database() -> None:
+    # Before: {"event": "database_unavailable", "hint": "Check TRIPQUOTE_DATABASE_URL ..."}.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, output = run_cli(
+            "webhooks", "run", "--metrics-port", str(port),
+            env={"TRIPQUOTE_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/x"},
+        )  # fmt: skip
+    assert status == 1, output
+    event = json.loads(output.strip().splitlines()[-1])
+    assert event["event"] == "metrics_port_unavailable", event
+    assert str(port) in event["error"]

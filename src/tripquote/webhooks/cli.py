@@ -58,7 +58,13 @@ def run(
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(metrics_port, addr="127.0.0.1")
+        try:
+            start_http_server(metrics_port, addr="127.0.0.1")
+        except OSError as exc:  # not the database's fault: said so, before any delivery
+            event = {"level": "error", "event": "metrics_port_unavailable"}
+            event["error"] = f"--metrics-port {metrics_port}: {exc.strerror or exc}"
+            typer.echo(json.dumps(event), err=True)
+            raise typer.Exit(1) from None
 
     async def use(runner: Any) -> None:
         stop = asyncio.Event()
