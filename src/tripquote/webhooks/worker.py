@@ -293,11 +293,24 @@ class DeliveryWorker:
             asyncio.create_task(self._loop(stop, fans_out=n == 0))
             for n in range(concurrency or self.settings.webhook_worker_concurrency)
         ]
+        gathered = asyncio.gather(*tasks)
+        stopped = asyncio.ensure_future(stop.wait())
         try:
-            await asyncio.gather(*tasks)
+            either: set[asyncio.Future[Any]] = {gathered, stopped}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not gathered.done():
+                # Stopping: each task ends after what it is doing, at most one attempt's whole
+                # time later; then it is cancelled (a claimed batch rolls back and is sent
+                # again later: at least once). A database that does not answer (reconnects
+                # retried for seconds) no longer holds the stop back: 19 s before.
+                await asyncio.wait({gathered}, timeout=self.settings.webhook_timeout_seconds + 1)
+            if gathered.done():
+                gathered.result()  # a task's exception, raised
         finally:
-            for task in tasks:
-                task.cancel()
+            stopped.cancel()
+            gathered.cancel()  # and each task
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await gathered  # retrieved: a task's exception was raised above already
 
     async def yield_to_other_work(self, stop: asyncio.Event) -> None:
         """Wait while the database is busy with other work (saves): at least ``BUSY_ACTIVE``
