@@ -213,46 +213,44 @@ async def test_what_the_database_said_is_logged_under_the_correlation_id(
     assert await world.table_counts() == before
 
 
-async def test_a_row_no_partition_takes_is_the_servers_failure(
-    pg_world: World, pg_trigger: Any
-) -> None:
-    # Before: a day's partition missing (maintenance not run) made every save a 400
-    # QUOTE_VALIDATION_FAILED, not retryable, that paged no one.
-    world = pg_world
-    await pg_trigger(
-        "BEGIN RAISE EXCEPTION 'no partition of relation \"events\" found for row' "
-        "USING ERRCODE = '23514'; END"
-    )
-    actor = await world.actor()
-    before = await world.table_counts()
-    body = assert_envelope(await _create(world, actor), "QUOTE_PERSISTENCE_FAILED", 503)
-    assert (body["retryable"], body["severity"], body["details"]) == (
-        True,
-        "CRITICAL",
-        {"cause": "23514"},
-    )
-    assert await world.table_counts() == before
-
-
-async def test_a_constraint_the_validation_missed_names_where_it_failed(
-    pg_world: World, pg_trigger: Any
-) -> None:
-    world = pg_world
-    await pg_trigger(
-        "BEGIN RAISE EXCEPTION 'new row violates check' USING ERRCODE = '23514', "
-        "CONSTRAINT = 'quote_items_quantity_check', COLUMN = 'quantity'; END"
-    )
-    actor = await world.actor()
-    before = await world.table_counts()
-    body = assert_envelope(await _create(world, actor), "QUOTE_VALIDATION_FAILED", 400)
-    assert body["details"] == {
-        "errors": [
+@pytest.mark.parametrize(
+    ("raised", "code", "status", "details"),
+    [
+        # A check naming its constraint: the client's value the validation missed.
+        (
+            "'new row violates check' USING ERRCODE = '23514', "
+            "CONSTRAINT = 'quote_items_quantity_check', COLUMN = 'quantity'",
+            "QUOTE_VALIDATION_FAILED",
+            400,
             {
-                "path": "quantity",
-                "code": "database_constraint",
-                "message": "The database refused the value (quote_items_quantity_check).",
-            }
-        ],
-        "cause": "23514",
-    }
+                "errors": [
+                    {
+                        "path": "quantity",
+                        "code": "database_constraint",
+                        "message": "The database refused the value (quote_items_quantity_check).",
+                    }
+                ],
+                "cause": "23514",
+            },
+        ),
+        # One naming none: a row no partition takes (a day's partition missing, maintenance
+        # not run). Before: the same 400, not retryable, paging no one while saves failed.
+        (
+            "'no partition of relation \"events\" found for row' USING ERRCODE = '23514'",
+            "QUOTE_PERSISTENCE_FAILED",
+            503,
+            {"cause": "23514"},
+        ),
+    ],
+    ids=["a constraint", "no partition"],
+)
+async def test_a_check_violation_is_the_clients_only_when_it_names_a_constraint(
+    pg_world: World, pg_trigger: Any, raised: str, code: str, status: int, details: Any
+) -> None:
+    world = pg_world
+    await pg_trigger(f"BEGIN RAISE EXCEPTION {raised}; END")
+    actor = await world.actor()
+    before = await world.table_counts()
+    body = assert_envelope(await _create(world, actor), code, status)
+    assert (body["details"], body["retryable"]) == (details, status == 503)
     assert await world.table_counts() == before
