@@ -413,6 +413,8 @@ def demo(
     if serve_after:
         _port_free(host, port)  # before anything is written or printed for that address
     settings = cli_settings()
+    if serve_after:  # refused by serve() too, but only after the demo data was written
+        _refuse_the_published_secret_off_loopback(settings, host)
     migrate.upgrade(settings)
     email = "demo.agent@tripquote.example"
 

@@ -131,11 +131,21 @@ def test_a_database_url_it_cannot_use_is_a_configuration_error(
     assert "hunter2" not in line
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "quotes.example"])
-def test_the_published_development_secret_serves_on_loopback_only(host: str) -> None:
-    # Before: `serve --host 0.0.0.0` with no secret set served tokens anyone could sign.
+@pytest.mark.parametrize(
+    ("command", "host"),
+    [
+        *[("serve", host) for host in ("0.0.0.0", "::", "192.0.2.10", "quotes.example")],
+        # demo checks first that it can listen there: addresses of this machine
+        *[("demo", host) for host in ("0.0.0.0", "::")],
+    ],
+)
+def test_the_published_development_secret_serves_on_loopback_only(host: str, command: str) -> None:
+    # Before: `serve --host 0.0.0.0` with no secret set served tokens anyone could sign; a
+    # demo wrote its data, minted a token and sent a quote before refusing.
     unreachable = "postgresql+asyncpg://postgres@127.0.0.1:1/x"  # refused before connecting
-    status, output = run_cli("serve", "--host", host, env={"TRIPQUOTE_DATABASE_URL": unreachable})
+    status, output = run_cli(
+        command, "--host", host, "--port", "1", env={"TRIPQUOTE_DATABASE_URL": unreachable}
+    )
     assert status == 2, output
     (line,) = output.strip().splitlines()
     event = json.loads(line)
